@@ -1,0 +1,463 @@
+"""Typed configuration: one frozen dataclass per concern, loadable from YAML, with
+`--set section.key=value` overrides. Each field's docstring is its CLI help.
+
+Modules never receive these objects; commands unpack them into plain values.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import difflib
+import inspect
+import re
+from dataclasses import dataclass, field, fields, replace
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot work; the message names the field and what to do."""
+
+
+# --------------------------------------------------------------------------- model
+
+PRESETS: dict[str, dict[str, int]] = {
+    # name: layers / d_model / heads / feed-forward
+    "tiny": dict(n_layers=2, d_model=128, n_heads=2, d_ff=512),
+    "mini": dict(n_layers=4, d_model=256, n_heads=4, d_ff=1024),
+    "small": dict(n_layers=4, d_model=512, n_heads=8, d_ff=2048),
+    "medium": dict(n_layers=8, d_model=512, n_heads=8, d_ff=2048),
+    "base": dict(n_layers=12, d_model=768, n_heads=12, d_ff=3072),
+}
+BACKBONES = ("transformer", "rnn", "cnn")
+STYLES = ("bert", "modern")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    backbone: str = "transformer"
+    """Backbone architecture: transformer, rnn or cnn."""
+    preset: str | None = "mini"
+    """Size preset (tiny, mini, small, medium, base); explicit sizes given with it win."""
+    style: str = "bert"
+    """Transformer style: bert (post-LN, learned positions, GELU) or modern (pre-LN, rotary, GeGLU)."""
+    vocab_size: int = 0
+    """Vocabulary size; 0 means: take it from the tokenizer."""
+    d_model: int = 256
+    """Hidden size."""
+    n_layers: int = 4
+    """Number of layers."""
+    n_heads: int = 4
+    """Attention heads (transformer); must divide d_model."""
+    d_ff: int = 1024
+    """Feed-forward inner size (transformer)."""
+    max_len: int = 512
+    """Largest sequence length the position embeddings cover."""
+    dropout: float = 0.1
+    """Dropout probability."""
+    type_vocab_size: int = 2
+    """Number of segment (token type) ids; 2 for sentence pairs."""
+    rnn_cell: str = "lstm"
+    """RNN cell: lstm or gru."""
+    kernel_size: int = 5
+    """CNN kernel size."""
+    dilations: tuple[int, ...] = (1, 2, 4, 8)
+    """CNN dilation per layer, repeated to n_layers."""
+
+    def __post_init__(self) -> None:
+        _choice("model.backbone", self.backbone, BACKBONES)
+        _choice("model.style", self.style, STYLES)
+        _choice("model.rnn_cell", self.rnn_cell, ("lstm", "gru"))
+        if self.preset is not None:
+            _choice("model.preset", self.preset, tuple(PRESETS))
+        for name in ("d_model", "n_layers", "n_heads", "d_ff", "max_len", "kernel_size"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"model.{name} must be positive, got {getattr(self, name)}")
+        if self.backbone == "transformer" and self.d_model % self.n_heads:
+            raise ConfigError(
+                f"model.n_heads={self.n_heads} does not divide model.d_model={self.d_model}; "
+                f"choose n_heads among {[h for h in range(1, 17) if self.d_model % h == 0]}"
+            )
+        if self.style == "modern" and (self.d_model // self.n_heads) % 2:
+            raise ConfigError("model.style=modern needs an even head size (d_model / n_heads) for rotary positions")
+        if not 0 <= self.dropout < 1:
+            raise ConfigError(f"model.dropout must be in [0, 1), got {self.dropout}")
+
+
+# --------------------------------------------------------------------------- data
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    corpus: str = ""
+    """Prepared corpus directory (from `pretrainlab prepare`)."""
+    seq_len: int = 128
+    """Tokens per training sequence (packed, [CLS]/[SEP] included)."""
+    tokenizer_kind: str = "wordpiece"
+    """Tokenizer model: wordpiece, bpe (byte-level) or unigram."""
+    vocab_size: int = 8192
+    """Tokenizer vocabulary size."""
+    lowercase: bool = True
+    """Lowercase text before tokenizing."""
+    text_field: str = "text"
+    """Field of .jsonl input / column of .csv/.tsv input holding the text."""
+    one_doc_per_line: bool = False
+    """For .txt input: each line is a document (default: documents are separated by blank lines)."""
+    min_chars: int = 20
+    """Documents shorter than this (after normalisation) are dropped."""
+    val_fraction: float = 0.02
+    """Share of documents held out for validation."""
+    errors: str = "strict"
+    """What to do with bytes that are not UTF-8: strict (stop with an error) or replace (count them)."""
+    encoding: str = "utf-8"
+    """Text encoding of the input files."""
+    workers: int = 2
+    """Tokenizer threads / processes."""
+    shard_tokens: int = 50_000_000
+    """Tokens per shard file."""
+
+    def __post_init__(self) -> None:
+        _choice("data.tokenizer_kind", self.tokenizer_kind, ("wordpiece", "bpe", "unigram"))
+        _choice("data.errors", self.errors, ("strict", "replace"))
+        if self.seq_len < 8:
+            raise ConfigError(f"data.seq_len must be at least 8, got {self.seq_len}")
+        if self.vocab_size < 16:
+            raise ConfigError(f"data.vocab_size must be at least 16, got {self.vocab_size}")
+        if not 0 <= self.val_fraction < 1:
+            raise ConfigError(f"data.val_fraction must be in [0, 1), got {self.val_fraction}")
+
+
+# --------------------------------------------------------------------------- objectives
+
+OBJECTIVES = ("mlm", "nsp", "sop", "plm", "rtd", "clm")
+
+
+@dataclass(frozen=True)
+class ObjectiveConfig:
+    weights: dict[str, float] = field(default_factory=lambda: {"mlm": 1.0})
+    """Objectives and their loss weights, e.g. {mlm: 1.0, nsp: 1.0}."""
+    mask_rate: float = 0.15
+    """Share of tokens selected for MLM prediction (up to 0.4)."""
+    whole_word: bool = False
+    """Mask whole words (all pieces of a word together)."""
+    plm_k: int = 6
+    """PLM: predict the last 1/K tokens of each factorisation order."""
+    rtd_generator_fraction: float = 0.25
+    """RTD: generator hidden size as a fraction of the discriminator's."""
+    rtd_weight: float = 50.0
+    """RTD: discriminator loss weight (ELECTRA uses 50)."""
+
+    def __post_init__(self) -> None:
+        if not self.weights:
+            raise ConfigError("objective.weights is empty; give at least one, e.g. {mlm: 1.0}")
+        for name, w in self.weights.items():
+            _choice("objective.weights", name, OBJECTIVES)
+            if w < 0:
+                raise ConfigError(f"objective.weights.{name} must be >= 0, got {w}")
+        if not 0 < self.mask_rate <= 0.4:
+            raise ConfigError(f"objective.mask_rate must be in (0, 0.4], got {self.mask_rate}")
+        if self.plm_k < 1:
+            raise ConfigError(f"objective.plm_k must be >= 1, got {self.plm_k}")
+
+
+# --------------------------------------------------------------------------- training
+
+_BUDGET = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$")
+_TIME = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600}
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How long to train: exactly one of steps, tokens or seconds."""
+
+    steps: int | None = None
+    tokens: int | None = None
+    seconds: float | None = None
+
+    @staticmethod
+    def parse(text: str | int) -> Budget:
+        """'2000' or '2000steps' -> steps; '10m', '90s', '1h' -> wall clock; '3Mtok', '500ktok' -> tokens."""
+        m = _BUDGET.match(str(text))
+        if not m:
+            raise ConfigError(f"train.budget={text!r} is not a budget; write e.g. 2000 (steps), 10m, 1h, 3Mtok")
+        value, unit = float(m.group(1)), m.group(2).lower()
+        if value <= 0:
+            raise ConfigError(f"train.budget={text!r} is zero; give a positive budget")
+        if unit in _TIME:
+            return Budget(seconds=value * _TIME[unit])
+        if unit in ("", "step", "steps"):
+            return Budget(steps=int(value))
+        if unit in ("tok", "tokens"):
+            return Budget(tokens=int(value))
+        if unit in ("ktok",):
+            return Budget(tokens=int(value * 1e3))
+        if unit in ("mtok",):
+            return Budget(tokens=int(value * 1e6))
+        raise ConfigError(f"train.budget={text!r}: unknown unit {unit!r}; use steps, s, m, h, tok, ktok or Mtok")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    budget: str = "1000"
+    """Training budget: steps (2000), wall clock (10m, 1h) or tokens (3Mtok); the LR schedule spans it."""
+    batch_size: int = 32
+    """Sequences per optimizer step (before accumulation)."""
+    grad_accum: int = 1
+    """Micro-batches accumulated per optimizer step."""
+    lr: float = 1e-3
+    """Peak learning rate after warm-up."""
+    warmup: float = 0.06
+    """Warm-up as a share of the budget."""
+    weight_decay: float = 0.01
+    """AdamW weight decay (not applied to biases and norms)."""
+    clip: float = 1.0
+    """Gradient-norm clipping; 0 disables it."""
+    precision: str = "auto"
+    """auto (bf16 where the device supports it), bf16 or fp32."""
+    device: str = "auto"
+    """auto, cpu, cuda or cuda:N."""
+    seed: int = 0
+    """Random seed."""
+    deterministic: bool = False
+    """Same seed, same result: deterministic kernels, one thread order."""
+    eval_every: int = 200
+    """Validate every N optimizer steps (0: only at the end)."""
+    eval_batches: int = 20
+    """Validation batches per evaluation."""
+    checkpoint_minutes: float = 10.0
+    """Write a checkpoint every N minutes (and always at the end)."""
+    checkpoint_every: int = 0
+    """Also write a checkpoint every N steps (0: off)."""
+    log_every: int = 10
+    """Append metrics every N steps."""
+    on_nan: str = "stop"
+    """On a NaN/inf loss: stop (naming the step) or skip (drop the batch and count it)."""
+    tensorboard: bool = False
+    """Also write TensorBoard events (needs the tensorboard package)."""
+    progress: bool = True
+    """Show a progress bar."""
+
+    def __post_init__(self) -> None:
+        Budget.parse(self.budget)
+        _choice("train.precision", self.precision, ("auto", "bf16", "fp32"))
+        _choice("train.on_nan", self.on_nan, ("stop", "skip"))
+        for name in ("batch_size", "grad_accum"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"train.{name} must be >= 1, got {getattr(self, name)}")
+        if self.lr <= 0:
+            raise ConfigError(f"train.lr must be positive, got {self.lr}")
+        if not 0 <= self.warmup < 1:
+            raise ConfigError(f"train.warmup is a share of the budget in [0, 1), got {self.warmup}")
+
+
+# --------------------------------------------------------------------------- fine-tuning
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    task: str = "mr"
+    """Built-in task name (mr, tweets, wordnet-supersense, wordnet-pairs) or a CSV/TSV/JSONL file."""
+    text_column: str = "text"
+    """Column/field with the text."""
+    text_pair_column: str | None = None
+    """Column/field with the second text of a pair (None: single texts)."""
+    label_column: str = "label"
+    """Column/field with the label."""
+    group_column: str | None = None
+    """Column whose equal values stay in one split (prevents leakage)."""
+    pooling: str = "cls"
+    """Sentence representation: cls or mean."""
+    max_len: int = 128
+    """Truncate inputs to this many tokens."""
+    epochs: int = 3
+    """Maximum epochs (early stopping may end sooner)."""
+    batch_size: int = 32
+    """Examples per step."""
+    lr: float = 5e-4
+    """Peak learning rate."""
+    patience: int = 2
+    """Early stopping: evaluations without validation improvement before stopping."""
+    seeds: tuple[int, ...] = (0,)
+    """Seeds to run; mean, std and median are reported."""
+    val_fraction: float = 0.1
+    """Validation share when the task has no validation split."""
+    test_fraction: float = 0.1
+    """Test share when the task has no test split."""
+    max_train: int = 0
+    """Use at most this many training examples (0: all)."""
+
+    def __post_init__(self) -> None:
+        _choice("finetune.pooling", self.pooling, ("cls", "mean"))
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ConfigError("finetune.epochs and finetune.batch_size must be >= 1")
+
+
+# --------------------------------------------------------------------------- the whole run
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+
+    def __post_init__(self) -> None:
+        if self.data.seq_len > self.model.max_len and self.model.backbone == "transformer":
+            raise ConfigError(
+                f"data.seq_len={self.data.seq_len} is longer than model.max_len={self.model.max_len} "
+                "(the position embeddings); raise model.max_len or lower data.seq_len"
+            )
+        if "plm" in self.objective.weights and self.model.backbone != "transformer":
+            raise ConfigError(
+                f"objective plm needs attention masks, which the {self.model.backbone} backbone does not have; "
+                "use mlm, nsp, sop, rtd (or clm for rnn) with it, or backbone=transformer for plm"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+SECTIONS = {f.name: f.type for f in fields(RunConfig)}
+_SECTION_CLASSES = {
+    "model": ModelConfig,
+    "data": DataConfig,
+    "objective": ObjectiveConfig,
+    "train": TrainConfig,
+    "finetune": FinetuneConfig,
+}
+
+
+def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        hint = difflib.get_close_matches(str(value), allowed, n=1)
+        also = f" (did you mean {hint[0]!r}?)" if hint else ""
+        raise ConfigError(f"{name}={value!r} is not one of {', '.join(allowed)}{also}")
+
+
+def _coerce(section: str, cls: type, key: str, value: Any) -> Any:
+    """Bring a YAML value to the field's type (tuples from lists, floats from ints)."""
+    ftype = {f.name: f.type for f in fields(cls)}[key]
+    ftype = str(ftype)
+    if ftype.startswith("tuple") and isinstance(value, (list, tuple)):
+        return tuple(value)
+    if ftype.startswith("tuple") and isinstance(value, (int, float)):
+        return (value,)
+    if ftype == "float" and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if ftype == "str" and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    expected = {"int": int, "float": (int, float), "bool": bool, "str": str}.get(ftype)
+    if expected and (not isinstance(value, expected) or (ftype == "int" and isinstance(value, bool))):
+        raise ConfigError(f"{section}.{key} expects {ftype}, got {value!r}")
+    return value
+
+
+def build_section(section: str, values: dict[str, Any]) -> Any:
+    cls = _SECTION_CLASSES[section]
+    known = [f.name for f in fields(cls)]
+    values = dict(values)
+    if section == "model":
+        preset = values.get("preset", ModelConfig.preset)
+        if preset is not None and preset in PRESETS:
+            values = {**PRESETS[preset], **values}
+    for key in values:
+        if key not in known:
+            hint = difflib.get_close_matches(key, known, n=1)
+            also = f"; did you mean {section}.{hint[0]}?" if hint else f"; known: {', '.join(known)}"
+            raise ConfigError(f"unknown setting {section}.{key}{also}")
+    return cls(**{k: _coerce(section, cls, k, v) for k, v in values.items()})
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
+    """YAML file (optional) + `section.key=value` overrides -> a validated RunConfig."""
+    raw: dict[str, dict[str, Any]] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist")
+        try:
+            loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path}: not valid YAML: {e}") from None
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: expected a mapping of sections ({', '.join(SECTIONS)})")
+        for section, values in loaded.items():
+            if section not in SECTIONS:
+                hint = difflib.get_close_matches(str(section), list(SECTIONS), n=1)
+                raise ConfigError(f"{path}: unknown section {section!r}" + (f"; did you mean {hint[0]!r}?" if hint else ""))
+            if not isinstance(values, dict):
+                raise ConfigError(f"{path}: section {section!r} must be a mapping")
+            raw[section] = dict(values)
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        section, dot, name = key.strip().partition(".")
+        if not sep or not dot or not name:
+            raise ConfigError(f"--set {item!r}: write section.key=value, e.g. train.lr=3e-4")
+        if section not in SECTIONS:
+            hint = difflib.get_close_matches(section, list(SECTIONS), n=1)
+            raise ConfigError(f"--set {item!r}: unknown section {section!r}" + (f"; did you mean {hint[0]!r}?" if hint else ""))
+        try:
+            parsed = yaml.safe_load(value) if value.strip() else ""
+        except yaml.YAMLError:
+            parsed = value
+        if "." in name:  # objective.weights.nsp=1.0
+            head, _, tail = name.partition(".")
+            current = dict(raw.get(section, {}).get(head, {}) or {})
+            current[tail] = parsed
+            raw.setdefault(section, {})[head] = current
+        else:
+            raw.setdefault(section, {})[name] = parsed
+    parts = {s: build_section(s, raw.get(s, {})) for s in SECTIONS}
+    return RunConfig(**parts)
+
+
+def config_from_dict(d: dict[str, Any]) -> RunConfig:
+    """Rebuild a RunConfig from `to_dict()` output (e.g. a run directory's config.yaml)."""
+    return RunConfig(**{s: build_section(s, d.get(s, {})) for s in SECTIONS})
+
+
+def save_config(cfg: RunConfig, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(_plain(cfg.to_dict()), sort_keys=False), encoding="utf-8")
+
+
+def _plain(x: Any) -> Any:
+    if isinstance(x, dict):
+        return {k: _plain(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_plain(v) for v in x]
+    return x
+
+
+def with_changes(cfg: Any, **changes: Any) -> Any:
+    return replace(cfg, **changes)
+
+
+@cache
+def field_docs(cls: type) -> dict[str, str]:
+    """The docstring after each field, read from the source (dataclasses do not keep them)."""
+    tree = ast.parse(inspect.getsource(cls))
+    body = tree.body[0].body  # type: ignore[attr-defined]
+    docs: dict[str, str] = {}
+    for node, nxt in zip(body, body[1:]):
+        if isinstance(node, ast.AnnAssign) and isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant):
+            docs[node.target.id] = str(nxt.value.value)  # type: ignore[union-attr]
+    return docs
+
+
+def describe(sections: tuple[str, ...] = tuple(SECTIONS)) -> str:
+    """Every settable field with its default and doc, for --help."""
+    lines = []
+    for s in sections:
+        cls = _SECTION_CLASSES[s]
+        docs = field_docs(cls)
+        lines.append(f"{s}:")
+        default = cls()
+        for f in fields(cls):
+            lines.append(f"  {s}.{f.name} = {getattr(default, f.name)!r}\n      {docs.get(f.name, '')}")
+    return "\n".join(lines)

@@ -1,0 +1,166 @@
+"""Train and load tokenizers with the Hugging Face `tokenizers` library.
+
+Special tokens and their ids live here only: [PAD]=0 [UNK]=1 [CLS]=2 [SEP]=3 [MASK]=4.
+Every kind (WordPiece, byte-level BPE, Unigram) splits CJK ideographs and kana into single
+characters before the model sees them, as BERT's pre-tokenizer does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+
+SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+KINDS = ("wordpiece", "bpe", "unigram")
+
+# CJK ideographs, kana, hangul syllables and CJK punctuation: one pre-token per character.
+_CJK = Regex(
+    "[\u3000-\u303f\u3040-\u309f\u30a0-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af"
+    "\uf900-\ufaff\uff00-\uffef\U00020000-\U0002a6df]"
+)
+
+
+class TokenizerError(ValueError):
+    """A tokenizer that cannot be used as asked; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class SpecialIds:
+    pad: int
+    unk: int
+    cls: int
+    sep: int
+    mask: int
+
+    @property
+    def all(self) -> tuple[int, ...]:
+        return (self.pad, self.unk, self.cls, self.sep, self.mask)
+
+
+def special_ids(tok: Tokenizer, where: str = "tokenizer") -> SpecialIds:
+    """Ids of the special tokens; a clear error when the tokenizer lacks one."""
+    ids = {}
+    for name in SPECIAL_TOKENS:
+        i = tok.token_to_id(name)
+        if i is None:
+            raise TokenizerError(
+                f"{where}: special token {name} is missing (it has {tok.get_vocab_size()} tokens); "
+                f"pretrainlab needs {' '.join(SPECIAL_TOKENS)}: retrain it with `pretrainlab tokenizer train`"
+            )
+        ids[name.strip("[]").lower()] = i
+    return SpecialIds(**ids)
+
+
+def build_tokenizer(kind: str = "wordpiece", lowercase: bool = True) -> tuple[Tokenizer, trainers.Trainer]:
+    """An untrained tokenizer and the trainer that fits it (vocab size is set by `train`)."""
+    norm = [normalizers.NFC(), normalizers.Replace(Regex(r"\s+"), " ")]
+    if lowercase:
+        norm.append(normalizers.Lowercase())
+    if kind == "wordpiece":
+        tok = Tokenizer(models.WordPiece(unk_token="[UNK]", max_input_chars_per_word=100))
+        tok.normalizer = normalizers.Sequence(
+            [normalizers.NFC(), normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=True, strip_accents=False, lowercase=lowercase)]
+        )
+        tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+        tok.decoder = decoders.WordPiece()
+        trainer = trainers.WordPieceTrainer(special_tokens=list(SPECIAL_TOKENS))
+    elif kind == "bpe":
+        tok = Tokenizer(models.BPE(unk_token=None))
+        tok.normalizer = normalizers.Sequence(norm)
+        tok.pre_tokenizer = pre_tokenizers.Sequence(
+            [pre_tokenizers.Split(_CJK, behavior="isolated"), pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)]
+        )
+        tok.decoder = decoders.ByteLevel()
+        trainer = trainers.BpeTrainer(
+            special_tokens=list(SPECIAL_TOKENS), initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+        )
+    elif kind == "unigram":
+        tok = Tokenizer(models.Unigram())
+        tok.normalizer = normalizers.Sequence(norm)
+        tok.pre_tokenizer = pre_tokenizers.Sequence(
+            [pre_tokenizers.Split(_CJK, behavior="isolated"), pre_tokenizers.Metaspace(prepend_scheme="first")]
+        )
+        tok.decoder = decoders.Metaspace()
+        trainer = trainers.UnigramTrainer(special_tokens=list(SPECIAL_TOKENS), unk_token="[UNK]")
+    else:
+        raise TokenizerError(f"unknown tokenizer kind {kind!r}; choose wordpiece, bpe or unigram")
+    return tok, trainer
+
+
+def train_tokenizer(
+    texts: Iterable[str], kind: str = "wordpiece", vocab_size: int = 8192, lowercase: bool = True
+) -> Tokenizer:
+    """Fit a tokenizer on an iterator of texts; adds the [CLS] A [SEP] (B [SEP]) template."""
+    tok, trainer = build_tokenizer(kind, lowercase)
+    trainer.vocab_size = vocab_size
+    trainer.show_progress = False
+    if kind != "unigram":
+        trainer.min_frequency = 2
+    tok.train_from_iterator(_nonempty(texts), trainer=trainer)
+    if tok.get_vocab_size() <= len(SPECIAL_TOKENS):
+        raise TokenizerError("the tokenizer learned no vocabulary: the training text is empty")
+    ids = special_ids(tok)
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]",
+        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", ids.cls), ("[SEP]", ids.sep)],
+    )
+    return tok
+
+
+def _nonempty(texts: Iterable[str]) -> Iterator[str]:
+    for t in texts:
+        if t and not t.isspace():
+            yield t
+
+
+def save_tokenizer(tok: Tokenizer, path: str | Path) -> Path:
+    path = Path(path)
+    if path.suffix != ".json":
+        path = path / "tokenizer.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".json.tmp")
+    tok.save(str(tmp))
+    tmp.replace(path)
+    return path
+
+
+def load_tokenizer(path: str | Path) -> Tokenizer:
+    """Load tokenizer.json (or a directory holding one) and check its special tokens."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "tokenizer.json"
+    if not path.is_file():
+        raise TokenizerError(f"no tokenizer at {path}; train one with `pretrainlab tokenizer train`")
+    try:
+        tok = Tokenizer.from_file(str(path))
+    except Exception as e:  # the Rust error names the JSON problem
+        raise TokenizerError(f"{path}: not a valid tokenizer.json ({e})") from None
+    special_ids(tok, where=str(path))
+    return tok
+
+
+def tokenizer_hash(tok: Tokenizer) -> str:
+    """Stable hash of the tokenizer's full definition (vocabulary, normaliser, template)."""
+    canon = json.dumps(json.loads(tok.to_str()), sort_keys=True)
+    return hashlib.sha256(canon.encode()).hexdigest()[:16]
+
+
+def hf_tokenizer(tok: Tokenizer, model_max_length: int = 512):
+    """The same tokenizer as a `transformers.PreTrainedTokenizerFast` (for export and checks)."""
+    from transformers import PreTrainedTokenizerFast
+
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+        model_max_length=model_max_length,
+    )
