@@ -1,2 +1,124 @@
-def main(argv=None):
-    raise SystemExit("not yet")
+"""The command line: parse -> config -> call a library function. No logic lives here."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .config import describe, load_config
+from .errors import PretrainlabError
+
+
+def _config_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", help="YAML file with sections model, data, objective, train, finetune")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one setting, e.g. --set train.lr=3e-4 (see --help-config)")
+
+
+def _cfg(args):
+    return load_config(args.config, args.overrides)
+
+
+# --------------------------------------------------------------------------- data
+
+
+def cmd_data_list(args) -> None:
+    from .data.sources import list_sources
+
+    for line in list_sources():
+        print(line)
+
+
+def cmd_data_get(args) -> None:
+    from .data.sources import get_source
+
+    path = get_source(args.name, cache_dir=args.cache_dir)
+    print(f"{args.name}: {path}")
+
+
+def cmd_tokenizer_train(args) -> None:
+    from .data.prepare import train_tokenizer_on_files
+
+    cfg = _cfg(args)
+    path = train_tokenizer_on_files(args.inputs, args.out, cfg.data)
+    print(f"tokenizer written to {path}")
+
+
+def cmd_prepare(args) -> None:
+    from .data.prepare import prepare_corpus
+
+    cfg = _cfg(args)
+    report = prepare_corpus(args.inputs, args.out, cfg.data, tokenizer_path=args.tokenizer)
+    print(report.summary())
+
+
+# --------------------------------------------------------------------------- training
+
+
+def cmd_pretrain(args) -> None:
+    from .train import pretrain
+
+    cfg = _cfg(args)
+    run_dir = pretrain(cfg, corpus=args.corpus, out=args.out, resume=args.resume, init=args.init)
+    print(f"run directory: {run_dir}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="pretrainlab", description=__doc__)
+    p.add_argument("--help-config", action="store_true", help="list every setting with its default and doc")
+    sub = p.add_subparsers(dest="command")
+
+    data = sub.add_parser("data", help="real corpora and tasks: list, get").add_subparsers(dest="data_command")
+    d = data.add_parser("list", help="list the built-in corpora and tasks")
+    d.set_defaults(func=cmd_data_list)
+    d = data.add_parser("get", help="fetch, verify and convert a corpus or task (cached)")
+    d.add_argument("name")
+    d.add_argument("--cache-dir", help="where to cache (default: the user cache dir, or $PRETRAINLAB_CACHE)")
+    d.set_defaults(func=cmd_data_get)
+
+    tok = sub.add_parser("tokenizer", help="train a tokenizer").add_subparsers(dest="tok_command")
+    t = tok.add_parser("train", help="train a tokenizer (HF tokenizers) on text files")
+    t.add_argument("inputs", nargs="+", help="files, directories or globs (.txt .jsonl .csv .tsv, optionally .gz/.bz2/.xz)")
+    t.add_argument("--out", required=True, help="directory (or .json path) for tokenizer.json")
+    _config_args(t)
+    t.set_defaults(func=cmd_tokenizer_train)
+
+    t = sub.add_parser("prepare", help="normalise, split, deduplicate and tokenize a corpus into shards")
+    t.add_argument("inputs", nargs="+", help="files, directories or globs")
+    t.add_argument("--out", required=True, help="output directory for shards + manifest")
+    t.add_argument("--tokenizer", help="tokenizer.json to use (default: train one on the corpus)")
+    _config_args(t)
+    t.set_defaults(func=cmd_prepare)
+
+    t = sub.add_parser("pretrain", help="pre-train a model on a prepared corpus")
+    t.add_argument("--corpus", required=True, help="prepared corpus directory")
+    t.add_argument("--out", required=True, help="run directory")
+    t.add_argument("--resume", action="store_true", help="continue from the run directory's last checkpoint")
+    t.add_argument("--init", help="start from this run directory or imported model (continued pre-training)")
+    _config_args(t)
+    t.set_defaults(func=cmd_pretrain)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.help_config:
+        print(describe())
+        return 0
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        args.func(args)
+    except PretrainlabError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -18,8 +18,10 @@ from typing import Any
 
 import yaml
 
+from .errors import PretrainlabError
 
-class ConfigError(ValueError):
+
+class ConfigError(PretrainlabError, ValueError):
     """A configuration that cannot work; the message names the field and what to do."""
 
 

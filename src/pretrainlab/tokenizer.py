@@ -13,6 +13,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from .errors import PretrainlabError
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
@@ -25,7 +26,7 @@ _CJK = Regex(
 )
 
 
-class TokenizerError(ValueError):
+class TokenizerError(PretrainlabError, ValueError):
     """A tokenizer that cannot be used as asked; the message says what to do."""
 
 

@@ -1,0 +1,25 @@
+"""The one base class for errors a user can act on. The CLI prints their message, not a traceback."""
+
+
+class PretrainlabError(Exception):
+    """An input or setting that cannot work; the message says what, where and what to do."""
+
+
+class CorpusError(PretrainlabError, ValueError):
+    """Bad corpus input: names the file and position."""
+
+
+class TaskError(PretrainlabError, ValueError):
+    """Bad downstream task input: names the file, column and row."""
+
+
+class CheckpointError(PretrainlabError, ValueError):
+    """A checkpoint that is missing, corrupt or does not match the run."""
+
+
+class ExportError(PretrainlabError, ValueError):
+    """An export/import that cannot be done as asked."""
+
+
+class TrainingError(PretrainlabError, RuntimeError):
+    """Training stopped (e.g. a NaN loss); says at which step and where the last good checkpoint is."""
