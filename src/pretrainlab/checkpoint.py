@@ -1,0 +1,152 @@
+"""Checkpoints that are never half-written and never loaded unchecked.
+
+A checkpoint is a directory `checkpoints/step_0000123/` holding
+  model.safetensors   the weights (safetensors: no pickle)
+  optimizer.pt        optimizer + scheduler state (tensors and numbers only; loaded with weights_only=True)
+  rng.safetensors     RNG states
+  state.json          step, tokens, elapsed time, data position, hashes of the files above
+It is written under a temporary name and renamed into place when complete; the file
+`checkpoints/latest` (also replaced atomically) names the newest complete one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, load_model, save_file, save_model
+
+from .errors import CheckpointError
+
+KEEP = 2  # complete checkpoints kept on disk
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError:
+        pass
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def save_checkpoint(run_dir: Path, model: torch.nn.Module, optimizer, scheduler, state: dict[str, Any]) -> Path:
+    """Write a complete checkpoint atomically; returns its directory."""
+    ckpts = Path(run_dir) / "checkpoints"
+    ckpts.mkdir(parents=True, exist_ok=True)
+    name = f"step_{state['step']:07d}"
+    final, tmp = ckpts / name, ckpts / (name + ".tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    try:
+        save_model(_unwrap(model), str(tmp / "model.safetensors"))
+        torch.save({"optimizer": optimizer.state_dict() if optimizer is not None else {},
+                    "scheduler": scheduler.state_dict() if scheduler is not None else {}}, tmp / "optimizer.pt")
+        rng = {"torch": torch.get_rng_state()}
+        if torch.cuda.is_available():
+            rng.update({f"cuda{i}": s for i, s in enumerate(torch.cuda.get_rng_state_all())})
+        save_file(rng, str(tmp / "rng.safetensors"))
+        files = {f: _sha256(tmp / f) for f in ("model.safetensors", "optimizer.pt", "rng.safetensors")}
+        (tmp / "state.json").write_text(json.dumps({**state, "files": files}, indent=1), encoding="utf-8")
+        for f in tmp.iterdir():
+            with open(f, "rb") as fh:
+                os.fsync(fh.fileno())
+        _fsync_dir(tmp)
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        _fsync_dir(ckpts)
+        write_text_atomic(ckpts / "latest", name + "\n")
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    for old in sorted(p for p in ckpts.glob("step_*") if p.is_dir() and not p.name.endswith(".tmp"))[:-KEEP]:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    return getattr(model, "module", model)
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    ckpts = Path(run_dir) / "checkpoints"
+    pointer = ckpts / "latest"
+    if not pointer.is_file():
+        return None
+    path = ckpts / pointer.read_text().strip()
+    return path if path.is_dir() else None
+
+
+def read_state(ckpt: Path, verify: bool = True) -> dict[str, Any]:
+    """state.json of a checkpoint, after checking every file against its recorded hash."""
+    try:
+        state = json.loads((ckpt / "state.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise CheckpointError(f"{ckpt}: state.json is missing or unreadable ({e}); the checkpoint is incomplete") from None
+    if verify:
+        for name, digest in state.get("files", {}).items():
+            f = ckpt / name
+            if not f.is_file():
+                raise CheckpointError(f"{ckpt}: {name} is missing; the checkpoint is incomplete")
+            if _sha256(f) != digest:
+                raise CheckpointError(
+                    f"{ckpt}: {name} does not match its recorded sha256 (corrupt or truncated); "
+                    "delete this checkpoint directory to fall back to an earlier one"
+                )
+    return state
+
+
+def load_weights(ckpt: Path, model: torch.nn.Module, strict: bool = True) -> None:
+    f = Path(ckpt) / "model.safetensors"
+    if not f.is_file():
+        raise CheckpointError(f"{ckpt}: no model.safetensors")
+    missing, unexpected = load_model(_unwrap(model), str(f), strict=False)
+    if strict and (missing or unexpected):
+        raise CheckpointError(
+            f"{f}: weights do not fit the model (missing: {sorted(missing)[:5]}, unexpected: {sorted(unexpected)[:5]}); "
+            "was it trained with another configuration?"
+        )
+
+
+def load_training_state(ckpt: Path, model, optimizer, scheduler) -> dict[str, Any]:
+    """Restore weights, optimizer, scheduler and RNG; returns state.json."""
+    state = read_state(ckpt)
+    load_weights(ckpt, model)
+    opt = torch.load(ckpt / "optimizer.pt", map_location="cpu", weights_only=True)
+    if optimizer is not None and opt.get("optimizer"):
+        optimizer.load_state_dict(opt["optimizer"])
+    if scheduler is not None and opt.get("scheduler"):
+        scheduler.load_state_dict(opt["scheduler"])
+    rng = load_file(str(ckpt / "rng.safetensors"))
+    torch.set_rng_state(rng["torch"])
+    if torch.cuda.is_available():
+        cuda = [rng[k] for k in sorted(rng) if k.startswith("cuda")]
+        if cuda:
+            torch.cuda.set_rng_state_all(cuda)
+    return state

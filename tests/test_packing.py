@@ -1,0 +1,87 @@
+import numpy as np
+import pytest
+import torch
+
+from pretrainlab.data.packing import PackedLoader, build_row, plan_rows
+from pretrainlab.tokenizer import SpecialIds
+
+SPECIAL = SpecialIds(pad=0, unk=1, cls=2, sep=3, mask=4)
+
+
+class ArraySplit:
+    """A corpus split held in memory, with the reader API of data.corpus."""
+
+    def __init__(self, docs):
+        self.tokens = np.concatenate([np.asarray(d, dtype=np.int64) for d in docs])
+        self.doc_offsets = np.concatenate([[0], np.cumsum([len(d) for d in docs])]).astype(np.int64)
+        self.n_tokens = len(self.tokens)
+
+    def read(self, start, stop):
+        return self.tokens[start:stop]
+
+
+def docs_of(n, rng):
+    return [list(rng.integers(10, 100, size=int(rng.integers(1, 40)))) for _ in range(n)]
+
+
+def test_plan_covers_every_token_once_and_rows_fit():
+    rng = np.random.default_rng(0)
+    split = ArraySplit(docs_of(50, rng))
+    plan = plan_rows(split.doc_offsets, seq_len=16, seed=0, epoch=0)
+    covered = np.zeros(split.n_tokens, dtype=int)
+    for s, n in zip(plan.chunk_starts, plan.chunk_lens):
+        covered[s : s + n] += 1
+    assert (covered == 1).all()
+    for r in range(plan.n_rows):
+        lo, hi = plan.row_offsets[r], plan.row_offsets[r + 1]
+        assert (plan.chunk_lens[lo:hi] + 2).sum() <= 16
+    # chunks never cross a document boundary
+    doc_of = np.searchsorted(split.doc_offsets, plan.chunk_starts, side="right")
+    doc_end = np.searchsorted(split.doc_offsets, plan.chunk_starts + plan.chunk_lens - 1, side="right")
+    assert (doc_of == doc_end).all()
+
+
+def test_row_layout_cls_sep_and_document_ids():
+    split = ArraySplit([[10, 11, 12], [20, 21]])
+    plan = plan_rows(split.doc_offsets, seq_len=12, seed=0, epoch=0, shuffle=False)
+    ids, mask = build_row(split.read, plan, 0, 12, SPECIAL.cls, SPECIAL.sep, SPECIAL.pad)
+    assert ids.tolist() == [2, 10, 11, 12, 3, 2, 20, 21, 3, 0, 0, 0]
+    assert mask.tolist() == [1, 1, 1, 1, 1, 2, 2, 2, 2, 0, 0, 0]
+
+
+def test_plan_depends_on_seed_and_epoch_only():
+    split = ArraySplit(docs_of(30, np.random.default_rng(1)))
+    a = plan_rows(split.doc_offsets, 16, seed=3, epoch=1)
+    b = plan_rows(split.doc_offsets, 16, seed=3, epoch=1)
+    c = plan_rows(split.doc_offsets, 16, seed=3, epoch=2)
+    assert np.array_equal(a.chunk_starts, b.chunk_starts)
+    assert not np.array_equal(a.chunk_starts, c.chunk_starts)
+
+
+def test_loader_resumes_exactly_and_under_another_world_size():
+    split = ArraySplit(docs_of(20, np.random.default_rng(2)))
+    full = PackedLoader(split, 16, 4, SPECIAL, seed=5)
+    batches = [full.next_batch() for _ in range(12)]  # crosses an epoch boundary
+    assert full.epoch >= 1
+    part = PackedLoader(split, 16, 4, SPECIAL, seed=5)
+    for _ in range(5):
+        part.next_batch()
+    state = part.state_dict()
+    resumed = PackedLoader(split, 16, 4, SPECIAL, seed=5)
+    resumed.load_state_dict(state)
+    for want in batches[5:]:
+        got = resumed.next_batch()
+        assert torch.equal(got["input_ids"], want["input_ids"]) and torch.equal(got["mask"], want["mask"])
+    # two ranks split the rows between them, disjointly
+    r0 = PackedLoader(split, 16, 2, SPECIAL, seed=5, rank=0, world=2).next_batch()["input_ids"]
+    r1 = PackedLoader(split, 16, 2, SPECIAL, seed=5, rank=1, world=2).next_batch()["input_ids"]
+    one = PackedLoader(split, 16, 4, SPECIAL, seed=5).next_batch()["input_ids"]
+    assert torch.equal(torch.stack([r0[0], r1[0], r0[1], r1[1]]), one)
+
+
+def test_too_small_corpus_is_a_clear_error():
+    from pretrainlab.errors import CorpusError
+
+    split = ArraySplit([[10, 11]])
+    with pytest.raises(CorpusError, match="fewer than 2 processes"):
+        PackedLoader(split, 16, 4, SPECIAL, world=2)
