@@ -582,3 +582,38 @@ def plot_metrics(run_dir: Path) -> list[Path]:
         plt.close(fig)
         written.append(run_dir / "accuracy.png")
     return written
+
+
+@dataclass
+class Pretrained:
+    """A pre-training run loaded back: the model (backbone + objective heads), its tokenizer and config."""
+
+    model: nn.Module
+    tokenizer: Any
+    config: RunConfig
+    special: Any
+    checkpoint: Path
+
+    @property
+    def backbone(self) -> nn.Module:
+        return self.model.backbone
+
+
+def load_pretrained(run_dir: str | Path) -> Pretrained:
+    """Rebuild the model of a pre-training run from its config, tokenizer and latest checkpoint."""
+    from .tokenizer import load_tokenizer, special_ids
+
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.yaml").is_file():
+        raise CheckpointError(f"{run_dir} is not a pretrainlab run directory (no config.yaml)")
+    ckpt = latest_checkpoint(run_dir)
+    if ckpt is None:
+        raise CheckpointError(f"{run_dir} has no checkpoint yet; pre-train it first (pretrainlab pretrain --out {run_dir})")
+    cfg = config_from_dict(_load_yaml(run_dir / "config.yaml"))
+    tok = load_tokenizer(run_dir / "tokenizer.json")
+    special = special_ids(tok)
+    model = build_pretrain_model(cfg, tok.get_vocab_size(), special)
+    read_state(ckpt)
+    load_weights(ckpt, model)
+    model.eval()
+    return Pretrained(model, tok, cfg, special, ckpt)
