@@ -147,7 +147,7 @@ def test_factory_builds_them():
     rnn = build_backbone("rnn", vocab_size=V, d_model=D, n_layers=2, rnn_cell="gru", dropout=0.0, pad_id=0)
     assert isinstance(rnn, RNNBackbone) and rnn.cell == "gru" and isinstance(rnn.fwd[0], nn.GRU)
     cnn = build_backbone("cnn", vocab_size=V, d_model=D, n_layers=3, kernel_size=3, dilations=(1, 2))
-    assert isinstance(cnn, CNNBackbone) and [b.conv.dilation[0] for b in cnn.blocks] == [1, 2, 1]
+    assert isinstance(cnn, CNNBackbone) and [b.conv.dilation[1] for b in cnn.blocks] == [1, 2, 1]
     assert cnn.gap == 2
     with pytest.raises(ValueError, match="lstm or gru"):
         RNNBackbone(V, D, 2, cell="rnn")
