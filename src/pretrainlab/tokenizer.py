@@ -111,7 +111,9 @@ def train_tokenizer(
         pair="[CLS] $A [SEP] $B:1 [SEP]:1",
         special_tokens=[("[CLS]", ids.cls), ("[SEP]", ids.sep)],
     )
-    return tok
+    # Unigram scores change in their last digit on the first save/load; round-trip once so that the
+    # tokenizer returned here has the same tokenizer_hash as the file it is saved to.
+    return Tokenizer.from_str(tok.to_str())
 
 
 def _nonempty(texts: Iterable[str]) -> Iterator[str]:

@@ -1,0 +1,161 @@
+"""Read a prepared corpus (see data/prepare.py) back: memory-mapped token ids with document and
+sentence boundaries.
+
+    corpus = open_corpus("corpus")
+    train = corpus.split("train")
+    train.n_tokens, train.doc_offsets[:3]    # global token offsets: [0, end of doc 0, end of doc 1]
+    train.read(1000, 1128)                    # int64 ids of tokens 1000..1127, across shards if need be
+    train.doc(7)                              # ids of document 7
+
+Offsets are global to the split (the shards are concatenated in order); every document boundary is
+also a sentence boundary. Nothing but the small offset arrays is loaded into memory.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import CorpusError
+from ..tokenizer import TokenizerError, load_tokenizer, tokenizer_hash
+
+MANIFEST, PROGRESS = "manifest.json", "progress.json"
+
+
+class CorpusSplit:
+    """One split (train or val) of a prepared corpus."""
+
+    def __init__(self, name: str, shards: list[np.memmap], doc_offsets: np.ndarray, sent_offsets: np.ndarray):
+        self.name = name
+        self._shards = shards
+        self._starts = np.cumsum([0] + [len(s) for s in shards])  # global offset of each shard, then the end
+        self.doc_offsets = doc_offsets
+        """int64, (n_docs + 1,): document i is tokens [doc_offsets[i], doc_offsets[i + 1])."""
+        self.sent_offsets = sent_offsets
+        """int64, (n_sents + 1,): sentence boundaries; a superset of doc_offsets."""
+        self.n_tokens = int(self._starts[-1])
+        self.n_docs = len(doc_offsets) - 1
+        self.n_sents = len(sent_offsets) - 1
+
+    def __repr__(self) -> str:
+        return f"CorpusSplit({self.name!r}, n_docs={self.n_docs}, n_sents={self.n_sents}, n_tokens={self.n_tokens})"
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        """int64 ids of the global token range [start, stop); copies only that range."""
+        start, stop = int(start), int(stop)
+        if not 0 <= start <= stop <= self.n_tokens:
+            raise IndexError(f"token range [{start}, {stop}) is outside the {self.name} split's {self.n_tokens} tokens")
+        first = int(np.searchsorted(self._starts, start, side="right")) - 1
+        last = int(np.searchsorted(self._starts, stop, side="left"))  # one past the last shard touched
+        if last - first <= 1:
+            base = self._starts[first]
+            return self._shards[first][start - base : stop - base].astype(np.int64)
+        out = np.empty(stop - start, dtype=np.int64)
+        for i in range(first, last):
+            lo, hi = max(start, self._starts[i]), min(stop, self._starts[i + 1])
+            out[lo - start : hi - start] = self._shards[i][lo - self._starts[i] : hi - self._starts[i]]
+        return out
+
+    def doc(self, i: int) -> np.ndarray:
+        """int64 ids of document i."""
+        if not -self.n_docs <= i < self.n_docs:
+            raise IndexError(f"document {i} is outside the {self.name} split's {self.n_docs} documents")
+        i %= self.n_docs
+        return self.read(self.doc_offsets[i], self.doc_offsets[i + 1])
+
+
+class Corpus:
+    """A prepared corpus directory: its manifest, tokenizer and splits."""
+
+    def __init__(self, path: Path, manifest: dict):
+        self.path = path
+        self.manifest = manifest
+        self.tokenizer_path = path / manifest["tokenizer"]["file"]
+        self.tokenizer_hash: str = manifest["tokenizer"]["hash"]
+        self.vocab_size: int = manifest["tokenizer"]["vocab_size"]
+        self._splits: dict[str, CorpusSplit] = {}
+
+    def __repr__(self) -> str:
+        return f"Corpus({str(self.path)!r}, splits={list(self.manifest['splits'])}, vocab_size={self.vocab_size})"
+
+    @property
+    def splits(self) -> list[str]:
+        return list(self.manifest["splits"])
+
+    def split(self, name: str) -> CorpusSplit:
+        if name not in self.manifest["splits"]:
+            raise CorpusError(f"{self.path} has no {name!r} split; it has {', '.join(self.splits)}"
+                              + (" (prepare it with data.val_fraction > 0 for a val split)" if name == "val" else ""))
+        if name not in self._splits:
+            self._splits[name] = self._open_split(name, self.manifest["splits"][name])
+        return self._splits[name]
+
+    def _open_split(self, name: str, info: dict) -> CorpusSplit:
+        dtype = np.dtype(self.manifest["dtype"])
+        shards, docs, sents = [], [np.zeros(1, np.int64)], [np.zeros(1, np.int64)]
+        offset = 0
+        for shard in info["shards"]:
+            bin_path = self.path / shard["file"]
+            stem = bin_path.name[: -len(".bin")]
+            try:
+                size = bin_path.stat().st_size
+                d = np.load(self.path / f"{stem}.docs.npy")
+                s = np.load(self.path / f"{stem}.sents.npy")
+            except (OSError, ValueError) as e:
+                raise _corrupt(self.path, f"shard {stem} is missing or unreadable ({e})") from None
+            n = shard["tokens"]
+            if size != n * dtype.itemsize:
+                raise _corrupt(self.path, f"{bin_path.name} has {size} bytes, expected {n * dtype.itemsize}")
+            if not (_is_boundaries(d, n) and _is_boundaries(s, n)) or len(d) != shard["docs"] + 1:
+                raise _corrupt(self.path, f"the boundaries of shard {stem} do not fit its {n} tokens")
+            if not (s[np.minimum(np.searchsorted(s, d), len(s) - 1)] == d).all():
+                raise _corrupt(self.path, f"shard {stem}: a document boundary is not a sentence boundary")
+            shards.append(np.memmap(bin_path, dtype=dtype, mode="r", shape=(n,)))
+            docs.append(d[1:] + offset)
+            sents.append(s[1:] + offset)
+            offset += n
+        return CorpusSplit(name, shards, np.concatenate(docs), np.concatenate(sents))
+
+
+def _is_boundaries(offsets: np.ndarray, n: int) -> bool:
+    return (offsets.dtype == np.int64 and offsets.ndim == 1 and len(offsets) >= 2 and offsets[0] == 0
+            and offsets[-1] == n and bool((np.diff(offsets) > 0).all()))
+
+
+def _corrupt(path: Path, what: str) -> CorpusError:
+    return CorpusError(f"{path}: corrupt prepared corpus: {what}; run `pretrainlab prepare` again into a new --out")
+
+
+def open_corpus(path: str | Path) -> Corpus:
+    """Open a directory written by prepare_corpus; CorpusError when it is missing, incomplete or corrupt."""
+    path = Path(path)
+    if not path.is_dir():
+        raise CorpusError(f"{path}: no such corpus directory; create it with `pretrainlab prepare INPUTS --out {path}`")
+    manifest_path = path / MANIFEST
+    if not manifest_path.is_file():
+        if (path / PROGRESS).is_file():
+            raise CorpusError(f"{path}: the preparation was interrupted (no {MANIFEST}); run the same "
+                              "`pretrainlab prepare` again to finish it")
+        raise CorpusError(f"{path}: not a prepared corpus (no {MANIFEST}); create it with "
+                          f"`pretrainlab prepare INPUTS --out {path}`")
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        manifest["tokenizer"]["file"], manifest["tokenizer"]["hash"], manifest["tokenizer"]["vocab_size"]
+        manifest["dtype"], manifest["splits"]
+    except (ValueError, KeyError, TypeError) as e:
+        raise _corrupt(path, f"{MANIFEST} is unreadable ({type(e).__name__}: {e})") from None
+    corpus = Corpus(path, manifest)
+    try:
+        tok = load_tokenizer(corpus.tokenizer_path)
+    except TokenizerError as e:
+        raise _corrupt(path, str(e)) from None
+    if tokenizer_hash(tok) != corpus.tokenizer_hash:
+        raise _corrupt(path, f"{corpus.tokenizer_path.name} is not the tokenizer the ids were made with "
+                             f"(hash {tokenizer_hash(tok)}, manifest says {corpus.tokenizer_hash})")
+    if not corpus.splits:
+        raise _corrupt(path, "the manifest lists no split")
+    for name in corpus.splits:
+        corpus.split(name)  # checks every shard and index now rather than mid-training
+    return corpus

@@ -1,0 +1,530 @@
+"""Raw text -> normalised, deduplicated documents -> token-id shards that training memory-maps.
+
+    report = prepare_corpus(["data/raw"], "corpus", DataConfig())   # trains a tokenizer when none is given
+    print(report.summary())
+    corpus = open_corpus("corpus")                                  # data/corpus.py reads it back
+
+The output directory holds
+    tokenizer.json            the tokenizer the ids belong to
+    train-00000.bin           token ids back to back, raw uint16 (vocabulary <= 65536) or uint32
+    train-00000.docs.npy      int64 document boundaries inside the shard: [0, end of doc 1, ..., n_tokens]
+    train-00000.sents.npy     int64 sentence boundaries inside the shard (every document end is one too)
+    val-00000.*               the same for the validation split
+    manifest.json             written last: sources (size, sha256), counts, dtype, tokenizer hash, settings
+
+A document is never cut across shards; a shard closes at the first document boundary past
+`shard_tokens`. Shards are written under a temporary name and renamed when complete, index first,
+ids last. `progress.json` names the run the shards belong to (a key hashed from the sources' sha256,
+the settings and the tokenizer), so an interrupted run resumes after its last complete shard and a
+finished one is not redone.
+
+Text goes through: Unicode NFC, whitespace runs -> one space, drop documents shorter than
+min_chars, drop exact duplicates (a 128-bit hash of the normalised text; only hashes are kept), hold
+out a validation share by hash, split into sentences (a regex, boundaries kept), tokenize the
+sentences of a batch of documents together (`encode_batch_fast`, no [CLS]/[SEP]).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import os
+import re
+import time
+import unicodedata
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from tokenizers import Tokenizer
+
+from ..config import DataConfig
+from ..errors import CorpusError
+from ..tokenizer import TokenizerError, load_tokenizer, save_tokenizer, tokenizer_hash, train_tokenizer
+from .readers import ReadStats, read_documents, resolve_inputs
+
+FORMAT = 1
+"""Version of the on-disk layout; part of the cache key."""
+SPLITS = ("train", "val")
+MANIFEST, PROGRESS, TOKENIZER = "manifest.json", "progress.json", "tokenizer.json"
+BATCH_CHARS = 1 << 20
+"""Characters of text tokenized per encode_batch call: big enough to keep the tokenizer's threads busy."""
+# Settings that change what is written; the others (seq_len, workers, corpus) do not.
+_KEY_SETTINGS = ("tokenizer_kind", "vocab_size", "lowercase", "text_field", "one_doc_per_line", "min_chars",
+                 "val_fraction", "errors", "encoding", "shard_tokens")
+
+
+@dataclass
+class PrepareReport:
+    """What prepare_corpus did; `summary()` says it in words."""
+
+    out_dir: Path
+    status: str
+    """prepared, resumed (after an interrupted run) or up to date (nothing redone)."""
+    n_sources: int
+    source_bytes: int
+    docs_read: int
+    duplicates_dropped: int
+    short_dropped: int
+    """Documents shorter than min_chars after normalisation (or with no token at all)."""
+    replaced_bytes: int
+    splits: dict[str, dict[str, int]]
+    """split -> {docs, sentences, tokens, shards}."""
+    dtype: str
+    tokenizer_path: Path
+    tokenizer_hash: str
+    tokenizer_trained: bool
+    seconds: float
+
+    @property
+    def n_docs(self) -> int:
+        return sum(s["docs"] for s in self.splits.values())
+
+    @property
+    def n_sentences(self) -> int:
+        return sum(s["sentences"] for s in self.splits.values())
+
+    @property
+    def n_tokens(self) -> int:
+        return sum(s["tokens"] for s in self.splits.values())
+
+    def summary(self) -> str:
+        if self.status == "up to date":
+            return (f"{self.out_dir} is up to date (same sources, settings and tokenizer): nothing redone; "
+                    f"{self.n_docs:,} documents, {self.n_tokens:,} tokens")
+        mb = self.source_bytes / 1e6
+        per_split = ", ".join(f"{name} {s['docs']:,} docs / {s['tokens']:,} tokens in {s['shards']} shard(s)"
+                              for name, s in self.splits.items())
+        lines = [
+            f"{self.status} {self.out_dir}: {self.n_docs:,} documents, {self.n_sentences:,} sentences, "
+            f"{self.n_tokens:,} tokens from {self.n_sources} file(s), {mb:,.1f} MB, in {self.seconds:.1f} s "
+            f"({mb / max(self.seconds, 1e-9):.2f} MB/s)",
+            f"  {per_split}; ids stored as {self.dtype}",
+            f"  read {self.docs_read:,} documents: dropped {self.duplicates_dropped:,} exact duplicates and "
+            f"{self.short_dropped:,} too short; {self.replaced_bytes:,} undecodable bytes replaced",
+            f"  tokenizer {self.tokenizer_path} ({'trained on this corpus' if self.tokenizer_trained else 'given'}, "
+            f"hash {self.tokenizer_hash})",
+        ]
+        return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- text
+
+
+_SENTENCE_END = re.compile(r"[.!?\u3002\uff01\uff1f]+[\"'\u201d\u2019)\]]* (?=[^a-z])")
+
+
+def normalize(text: str) -> str:
+    """Unicode NFC, every run of whitespace -> one space, no space at either end."""
+    return " ".join(unicodedata.normalize("NFC", text).split())
+
+
+def split_sentences(text: str) -> list[str]:
+    """Split normalised text after . ! ? (and closing quotes) before a space and a non-lowercase character.
+
+    The space stays at the front of the next sentence, so the pieces concatenate back to the text and
+    tokenize (piece by piece) to the same ids as the whole text, for every tokenizer kind.
+    """
+    pieces, start = [], 0
+    for m in _SENTENCE_END.finditer(text):
+        end = m.end() - 1
+        pieces.append(text[start:end])
+        start = end
+    pieces.append(text[start:])
+    return pieces
+
+
+def _documents(paths: list[Path], cfg: DataConfig, stats: ReadStats, counts: dict[str, int]) -> Iterator[tuple[str, float]]:
+    """(normalised text, hash score in [0, 1)) of each document that survives filtering and deduplication."""
+    seen: set[int] = set()  # 64-bit halves of the document hashes, nothing else
+    min_chars = max(cfg.min_chars, 1)
+    for raw in read_documents(paths, cfg.text_field, cfg.one_doc_per_line, cfg.errors, cfg.encoding, stats):
+        text = normalize(raw)
+        if len(text) < min_chars:
+            counts["short_dropped"] += 1
+            continue
+        digest = hashlib.blake2b(text.encode(), digest_size=16).digest()
+        key = int.from_bytes(digest[:8], "little")
+        if key in seen:
+            counts["duplicates_dropped"] += 1
+            continue
+        seen.add(key)
+        yield text, int.from_bytes(digest[8:], "little") / 2**64
+
+
+def _nothing_left(counts: dict[str, int], stats: ReadStats, cfg: DataConfig) -> CorpusError:
+    return CorpusError(
+        f"no documents left after filtering: read {stats.documents}, dropped {counts['duplicates_dropped']} "
+        f"duplicates and {counts['short_dropped']} shorter than data.min_chars={cfg.min_chars}; "
+        "add text or lower data.min_chars"
+    )
+
+
+# --------------------------------------------------------------------------- tokenizer
+
+
+def train_tokenizer_on_files(inputs: Iterable[str | Path], out: str | Path, data_cfg: DataConfig) -> Path:
+    """Train data_cfg.tokenizer_kind on the normalised, deduplicated documents; -> path of tokenizer.json."""
+    tok = _train_on(resolve_inputs(inputs), data_cfg)
+    return save_tokenizer(tok, out)
+
+
+def _train_on(paths: list[Path], cfg: DataConfig) -> Tokenizer:
+    stats, counts = ReadStats(), {"short_dropped": 0, "duplicates_dropped": 0}
+    kept = 0
+
+    def texts() -> Iterator[str]:
+        nonlocal kept
+        for text, _ in _documents(paths, cfg, stats, counts):
+            kept += 1
+            yield text
+
+    try:
+        return train_tokenizer(texts(), cfg.tokenizer_kind, cfg.vocab_size, cfg.lowercase)
+    except TokenizerError:
+        if kept == 0:
+            raise _nothing_left(counts, stats, cfg) from None
+        raise
+
+
+# --------------------------------------------------------------------------- tokenizing
+
+
+def _tokenize(tok: Tokenizer, texts: list[str], dtype: np.dtype) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """-> (ids of all texts back to back, tokens per sentence, sentences per text).
+
+    All sentences of the batch go to one encode_batch_fast call (Rust threads); the ids come back
+    through one np.fromiter, so there is no Python work per token beyond the unavoidable list of ids.
+    """
+    sentences: list[str] = []
+    per_doc = np.empty(len(texts), dtype=np.int64)
+    for i, text in enumerate(texts):
+        pieces = split_sentences(text)
+        sentences += pieces
+        per_doc[i] = len(pieces)
+    encodings = tok.encode_batch_fast(sentences, add_special_tokens=False)
+    sent_lens = np.fromiter(map(len, encodings), dtype=np.int64, count=len(encodings))
+    ids = np.fromiter(itertools.chain.from_iterable(e.ids for e in encodings), dtype=dtype, count=int(sent_lens.sum()))
+    return ids, sent_lens, per_doc
+
+
+# --------------------------------------------------------------------------- shards
+
+
+@dataclass
+class _Shard:
+    file: str
+    tokens: int
+    docs: int
+    sentences: int
+
+
+class _ShardWriter:
+    """Writes one split's documents into shards of about `shard_tokens` tokens, cut at document boundaries.
+
+    A shard is closed lazily, when the next document arrives, so the last document written is always
+    in the open shard (and can be taken back: see `pop_last`).
+    """
+
+    def __init__(self, out_dir: Path, split: str, dtype: np.dtype, shard_tokens: int, done: list[_Shard]):
+        self.out_dir, self.split, self.dtype, self.shard_tokens = out_dir, split, np.dtype(dtype), shard_tokens
+        self.shards = list(done)
+        self.done_docs = sum(s.docs for s in done)
+        self._file = None
+        self._tokens = 0
+        self._doc_ends: list[np.ndarray] = []  # shard-local ends, one array per add()
+        self._sent_ends: list[np.ndarray] = []
+
+    @property
+    def n_docs(self) -> int:
+        return sum(s.docs for s in self.shards) + sum(len(a) for a in self._doc_ends)
+
+    def _name(self, index: int) -> str:
+        return f"{self.split}-{index:05d}"
+
+    def add(self, ids: np.ndarray, doc_lens: np.ndarray, sent_lens: np.ndarray, doc_sents: np.ndarray) -> None:
+        """Append documents: their ids back to back, tokens per document / per sentence, sentences per document."""
+        doc_ends = np.cumsum(doc_lens)
+        sent_ends = np.cumsum(sent_lens)
+        doc_sent_ends = np.cumsum(doc_sents)
+        d = 0
+        while d < len(doc_lens):
+            if self._tokens >= self.shard_tokens:
+                self._close()
+            if self._file is None:
+                self._file = open(self.out_dir / f"{self._name(len(self.shards))}.bin.tmp", "wb")
+            base = int(doc_ends[d - 1]) if d else 0
+            # documents d..k-1 go here: up to the one that brings the shard to shard_tokens
+            k = min(int(np.searchsorted(doc_ends, base + self.shard_tokens - self._tokens, side="left")) + 1, len(doc_lens))
+            stop = int(doc_ends[k - 1])
+            s_lo, s_hi = (int(doc_sent_ends[d - 1]) if d else 0), int(doc_sent_ends[k - 1])
+            ids[base:stop].tofile(self._file)
+            self._doc_ends.append(doc_ends[d:k] - base + self._tokens)
+            self._sent_ends.append(sent_ends[s_lo:s_hi] - base + self._tokens)
+            self._tokens += stop - base
+            d = k
+
+    def pop_last(self) -> tuple[np.ndarray, np.ndarray]:
+        """Take the last document back out of the open shard: -> (its ids, its sentence lengths)."""
+        doc_ends = np.concatenate(self._doc_ends)
+        sent_ends = np.concatenate(self._sent_ends)
+        start = int(doc_ends[-2]) if len(doc_ends) > 1 else 0
+        self._file.flush()
+        ids = np.fromfile(self._file.name, dtype=self.dtype, offset=start * self.dtype.itemsize)
+        self._file.truncate(start * self.dtype.itemsize)
+        self._file.seek(0, os.SEEK_END)
+        first = int(np.searchsorted(sent_ends, start, side="right"))
+        sent_lens = np.diff(np.concatenate([[start], sent_ends[first:]]))
+        self._doc_ends, self._sent_ends = [doc_ends[:-1]], [sent_ends[:first]]
+        self._tokens = start
+        return ids, sent_lens
+
+    def _close(self) -> None:
+        name = self._name(len(self.shards))
+        docs = np.concatenate([np.zeros(1, np.int64), *self._doc_ends])
+        sents = np.concatenate([np.zeros(1, np.int64), *self._sent_ends])
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()
+        for suffix, array in ((".docs.npy", docs), (".sents.npy", sents)):
+            tmp = self.out_dir / f"{name}{suffix}.tmp"
+            with open(tmp, "wb") as f:
+                np.save(f, array)
+            tmp.replace(self.out_dir / f"{name}{suffix}")
+        # the ids last: a shard whose .bin exists is complete
+        (self.out_dir / f"{name}.bin.tmp").replace(self.out_dir / f"{name}.bin")
+        self.shards.append(_Shard(f"{name}.bin", self._tokens, len(docs) - 1, len(sents) - 1))
+        self._file, self._tokens, self._doc_ends, self._sent_ends = None, 0, [], []
+
+    def finish(self) -> list[_Shard]:
+        if self._file is not None:
+            self._close()
+        return self.shards
+
+
+def _complete_shards(out_dir: Path, split: str, dtype: np.dtype) -> list[_Shard]:
+    """The shards of an earlier run of the same key that were finished, in order (a gap ends the list)."""
+    shards = []
+    for index in itertools.count():
+        name = f"{split}-{index:05d}"
+        bin_path = out_dir / f"{name}.bin"
+        try:
+            docs = np.load(out_dir / f"{name}.docs.npy")
+            sents = np.load(out_dir / f"{name}.sents.npy")
+            size = bin_path.stat().st_size
+        except (OSError, ValueError):
+            break
+        if size != int(docs[-1]) * np.dtype(dtype).itemsize or int(sents[-1]) != int(docs[-1]):
+            break
+        shards.append(_Shard(bin_path.name, int(docs[-1]), len(docs) - 1, len(sents) - 1))
+    return shards
+
+
+def _remove_outputs(out_dir: Path, keep: dict[str, int] | None = None) -> None:
+    """Delete this module's files in out_dir (never anything else); keep the first keep[split] shards."""
+    keep = keep or {}
+    for split in SPLITS:
+        for path in out_dir.glob(f"{split}-*"):
+            index = path.name[len(split) + 1 :].split(".")[0]
+            if path.name.endswith(".tmp") or not index.isdigit() or int(index) >= keep.get(split, 0):
+                path.unlink()
+
+
+# --------------------------------------------------------------------------- the run
+
+
+def prepare_corpus(
+    inputs: Iterable[str | Path], out_dir: str | Path, data_cfg: DataConfig, tokenizer_path: str | Path | None = None
+) -> PrepareReport:
+    """Read, normalise, deduplicate, split and tokenize `inputs` into shards in out_dir (see the module doc)."""
+    started = time.perf_counter()
+    cfg = data_cfg
+    out = Path(out_dir)
+    paths = resolve_inputs(inputs)
+    out.mkdir(parents=True, exist_ok=True)
+    manifest, progress = _read_json(out / MANIFEST), _read_json(out / PROGRESS)
+    sources = _describe_sources(paths, known=(manifest or {}).get("sources", []) + (progress or {}).get("sources", []))
+
+    given_bytes = None
+    if tokenizer_path is not None:
+        given = Path(tokenizer_path)
+        given = given / TOKENIZER if given.is_dir() else given
+        tok = load_tokenizer(given)  # checks the special tokens
+        given_bytes = given.read_bytes()  # before anything in out_dir is removed: it may live there
+        tok_spec = tokenizer_hash(tok)
+    else:
+        tok_spec = "trained"
+    settings = {k: getattr(cfg, k) for k in _KEY_SETTINGS}
+    key = _hash_json({"format": FORMAT, "sources": [[s["path"], s["sha256"]] for s in sources],
+                      "settings": settings, "tokenizer": tok_spec})
+
+    if manifest is not None and manifest.get("key") == key and _outputs_present(out, manifest):
+        return _report(out, manifest, "up to date", time.perf_counter() - started)
+
+    (out / MANIFEST).unlink(missing_ok=True)
+    resume = progress is not None and progress.get("key") == key and (out / TOKENIZER).is_file()
+    if resume:
+        tok = load_tokenizer(out / TOKENIZER)
+        resume = tokenizer_hash(tok) == progress.get("tokenizer_hash")
+    if not resume:
+        (out / PROGRESS).unlink(missing_ok=True)
+        _remove_outputs(out)
+        if given_bytes is not None:
+            _write_atomic(out / TOKENIZER, given_bytes)
+        else:
+            save_tokenizer(_train_on(paths, cfg), out / TOKENIZER)
+        tok = load_tokenizer(out / TOKENIZER)  # the file, as every later reader will see it
+        _write_atomic(out / PROGRESS, json.dumps({"key": key, "tokenizer_hash": tokenizer_hash(tok), "sources": sources}).encode())
+    tok_hash = tokenizer_hash(tok)
+    vocab_size = max(tok.get_vocab().values()) + 1  # ids, not entries, decide the dtype
+    dtype = np.dtype(np.uint16 if vocab_size <= 2**16 else np.uint32)
+
+    done = {s: _complete_shards(out, s, dtype) if resume else [] for s in SPLITS}
+    _remove_outputs(out, keep={s: len(done[s]) for s in SPLITS})
+    writers = {s: _ShardWriter(out, s, dtype, cfg.shard_tokens, done[s]) for s in SPLITS}
+    stats, counts = ReadStats(), {"short_dropped": 0, "duplicates_dropped": 0}
+    seen_per_split = {s: 0 for s in SPLITS}
+    batch: list[str] = []
+    batch_split: list[int] = []  # 0 train, 1 val
+    size = 0
+    kept = 0
+    for text, score in _documents(paths, cfg, stats, counts):
+        kept += 1
+        split = 1 if score < cfg.val_fraction else 0
+        name = SPLITS[split]
+        seen_per_split[name] += 1
+        if seen_per_split[name] <= writers[name].done_docs:
+            continue  # already in a complete shard of the interrupted run
+        batch.append(text)
+        batch_split.append(split)
+        size += len(text)
+        if size >= BATCH_CHARS:
+            counts["short_dropped"] += _write_batch(tok, batch, batch_split, writers, dtype)
+            batch, batch_split, size = [], [], 0
+    if batch:
+        counts["short_dropped"] += _write_batch(tok, batch, batch_split, writers, dtype)
+    if kept == 0:
+        raise _nothing_left(counts, stats, cfg)
+    if cfg.val_fraction > 0 and writers["val"].n_docs == 0 and writers["train"].n_docs >= 2:
+        # no document hashed into the validation share: hold out the last training document
+        ids, sent_lens = writers["train"].pop_last()
+        writers["val"].add(ids, np.array([len(ids)]), sent_lens, np.array([len(sent_lens)]))
+    shards = {s: writers[s].finish() for s in SPLITS}
+
+    totals = {s: _split_totals(shards[s]) for s in SPLITS}
+    if totals["train"]["tokens"] < cfg.seq_len:
+        raise CorpusError(
+            f"the corpus is smaller than one training sequence: {totals['train']['tokens']} training tokens from "
+            f"{kept} document(s), fewer than data.seq_len={cfg.seq_len}; add text (or lower data.seq_len)"
+        )
+    manifest = {
+        "format": FORMAT,
+        "key": key,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "sources": sources,
+        "settings": asdict(cfg),
+        "tokenizer": {"file": TOKENIZER, "hash": tok_hash, "vocab_size": vocab_size,
+                      "trained": tokenizer_path is None},
+        "dtype": dtype.name,
+        "counts": {
+            "docs_read": stats.documents,
+            "duplicates_dropped": counts["duplicates_dropped"],
+            "short_dropped": counts["short_dropped"],
+            "replaced_bytes": stats.replaced_bytes,
+            "docs": sum(t["docs"] for t in totals.values()),
+            "sentences": sum(t["sentences"] for t in totals.values()),
+            "tokens": sum(t["tokens"] for t in totals.values()),
+        },
+        "splits": {s: {**totals[s], "shards": [asdict(x) for x in shards[s]]} for s in SPLITS if shards[s]},
+    }
+    _write_atomic(out / MANIFEST, json.dumps(manifest, indent=1).encode())
+    (out / PROGRESS).unlink(missing_ok=True)
+    return _report(out, manifest, "resumed" if resume else "prepared", time.perf_counter() - started)
+
+
+def _write_batch(tok: Tokenizer, texts: list[str], splits: list[int], writers: dict[str, _ShardWriter],
+                 dtype: np.dtype) -> int:
+    """Tokenize a batch and hand each split its documents; -> documents dropped for having no token."""
+    ids, sent_lens, doc_sents = _tokenize(tok, texts, dtype)
+    first_sent = np.cumsum(doc_sents) - doc_sents
+    doc_lens = np.add.reduceat(sent_lens, first_sent)
+    if not sent_lens.all():  # sentences (or whole documents) the tokenizer turned into nothing
+        doc_sents = np.add.reduceat((sent_lens > 0).astype(np.int64), first_sent)
+        sent_lens = sent_lens[sent_lens > 0]
+    split_of = np.asarray(splits)
+    for s, name in enumerate(SPLITS):
+        take = (split_of == s) & (doc_lens > 0)
+        if take.all():
+            writers[name].add(ids, doc_lens, sent_lens, doc_sents)
+        elif take.any():
+            writers[name].add(ids[np.repeat(take, doc_lens)], doc_lens[take],
+                              sent_lens[np.repeat(take, doc_sents)], doc_sents[take])
+    return int((doc_lens == 0).sum())
+
+
+def _split_totals(shards: list[_Shard]) -> dict[str, int]:
+    return {"docs": sum(s.docs for s in shards), "sentences": sum(s.sentences for s in shards),
+            "tokens": sum(s.tokens for s in shards), "n_shards": len(shards)}
+
+
+def _report(out: Path, manifest: dict, status: str, seconds: float) -> PrepareReport:
+    c = manifest["counts"]
+    return PrepareReport(
+        out_dir=out, status=status, n_sources=len(manifest["sources"]),
+        source_bytes=sum(s["bytes"] for s in manifest["sources"]), docs_read=c["docs_read"],
+        duplicates_dropped=c["duplicates_dropped"], short_dropped=c["short_dropped"],
+        replaced_bytes=c["replaced_bytes"],
+        splits={name: {"docs": s["docs"], "sentences": s["sentences"], "tokens": s["tokens"], "shards": s["n_shards"]}
+                for name, s in manifest["splits"].items()},
+        dtype=manifest["dtype"], tokenizer_path=out / TOKENIZER, tokenizer_hash=manifest["tokenizer"]["hash"],
+        tokenizer_trained=manifest["tokenizer"]["trained"], seconds=seconds,
+    )
+
+
+# --------------------------------------------------------------------------- files
+
+
+def _describe_sources(paths: list[Path], known: list[dict]) -> list[dict]:
+    """Path, size, mtime and sha256 of each input; the sha256 is reused when size and mtime are unchanged."""
+    by_path = {(k["path"], k["bytes"], k["mtime_ns"]): k["sha256"] for k in known if "sha256" in k}
+    sources = []
+    for p in paths:
+        st = p.stat()
+        digest = by_path.get((str(p), st.st_size, st.st_mtime_ns)) or _sha256(p)
+        sources.append({"path": str(p), "bytes": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": digest})
+    return sources
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _hash_json(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    tmp.replace(path)
+
+
+def _outputs_present(out: Path, manifest: dict) -> bool:
+    files = [x["file"] for s in manifest.get("splits", {}).values() for x in s["shards"]]
+    return (out / TOKENIZER).is_file() and all((out / f).is_file() for f in files)

@@ -1,0 +1,242 @@
+"""prepare_corpus -> shards -> open_corpus: exact ids and boundaries, filtering, resumption, caching, errors."""
+
+import json
+import os
+import random
+
+import numpy as np
+import pytest
+from tokenizers import models
+
+from pretrainlab.cli import main
+from pretrainlab.config import DataConfig
+from pretrainlab.data import prepare as prep
+from pretrainlab.data.corpus import open_corpus
+from pretrainlab.data.prepare import normalize, prepare_corpus, split_sentences
+from pretrainlab.errors import CorpusError, PretrainlabError
+from pretrainlab.tokenizer import SPECIAL_TOKENS, build_tokenizer, load_tokenizer, save_tokenizer
+
+WORDS = ("alpha beta gamma delta river stone cloud light north winter garden paper market silver "
+         "morning table window engine letter summer").split()
+
+
+def _documents(n: int, seed: int = 0) -> list[str]:
+    rng = random.Random(seed)
+    docs = []
+    for _ in range(n):
+        sentences = [" ".join(rng.choice(WORDS) for _ in range(rng.randint(3, 9))).capitalize() + rng.choice(".!?")
+                     for _ in range(rng.randint(1, 4))]
+        docs.append(" ".join(sentences))
+    return docs
+
+
+def _write_corpus(path, docs: list[str]):
+    path.write_text("\n\n".join(docs) + "\n", encoding="utf-8")
+    return path
+
+
+def _hand_tokenizer(path, words, specials=SPECIAL_TOKENS, first_id=None):
+    """A WordPiece tokenizer with a fixed vocabulary: one id per whole word, so counts are known by hand."""
+    tok, _ = build_tokenizer("wordpiece", lowercase=True)
+    vocab = {t: i for i, t in enumerate(specials)}
+    first_id = len(specials) if first_id is None else first_id
+    vocab.update({w: first_id + i for i, w in enumerate(words)})
+    tok.model = models.WordPiece(vocab=vocab, unk_token="[UNK]")
+    return save_tokenizer(tok, path)
+
+
+def _all_docs(corpus, split):
+    s = corpus.split(split)
+    return [tuple(s.doc(i).tolist()) for i in range(s.n_docs)]
+
+
+def _cfg(**kw):
+    return DataConfig(**{"vocab_size": 300, "min_chars": 5, "seq_len": 8, "val_fraction": 0.1, **kw})
+
+
+@pytest.mark.parametrize("kind", ["wordpiece", "bpe", "unigram"])
+def test_shard_ids_equal_tokenizing_each_document(tmp_path, kind):
+    docs = _documents(60)
+    src = _write_corpus(tmp_path / "a.txt", docs)
+    report = prepare_corpus([src], tmp_path / "out", _cfg(tokenizer_kind=kind, shard_tokens=200))
+    corpus = open_corpus(tmp_path / "out")
+    tok = load_tokenizer(corpus.tokenizer_path)
+    expected = {d: tuple(tok.encode(normalize(d), add_special_tokens=False).ids) for d in docs}
+    train, val = _all_docs(corpus, "train"), _all_docs(corpus, "val")
+    assert sorted(train + val) == sorted(expected.values())
+    in_val = set(val)
+    assert train == [expected[d] for d in docs if expected[d] not in in_val]  # input order kept
+    assert report.splits["train"]["shards"] > 2 and corpus.manifest["tokenizer"]["trained"]
+    ids = corpus.split("train").read(0, corpus.split("train").n_tokens)
+    assert not np.isin(ids, [2, 3]).any()  # no [CLS]/[SEP] in shards
+    assert ids.dtype == np.int64 and corpus.manifest["dtype"] == "uint16"
+
+
+def test_sentences_concatenate_back_to_the_text():
+    text = 'He said "Stop." Then he left! Did he? yes. e.g. this stays. 東京。 End'
+    pieces = split_sentences(text)
+    assert "".join(pieces) == text
+    assert pieces == ['He said "Stop."', " Then he left!", " Did he? yes. e.g. this stays.", " 東京。", " End"]
+
+
+def test_document_and_sentence_boundaries_by_hand(tmp_path):
+    tok = _hand_tokenizer(tmp_path / "tok.json", "hello world this is fine one more doc yes no . ! ?".split())
+    src = _write_corpus(tmp_path / "a.txt", ["Hello world.  This is\nfine.", "One more doc! Yes? No."])
+    prepare_corpus([src], tmp_path / "out", _cfg(min_chars=1, val_fraction=0.0, shard_tokens=5), tokenizer_path=tok)
+    corpus = open_corpus(tmp_path / "out")
+    train = corpus.split("train")
+    # hello world . | this is fine .   ||   one more doc ! | yes ? | no .
+    assert train.doc_offsets.tolist() == [0, 7, 15]
+    assert train.sent_offsets.tolist() == [0, 3, 7, 11, 13, 15]
+    v = load_tokenizer(tok).get_vocab()
+    assert train.read(0, 15).tolist() == [v[w] for w in "hello world . this is fine . one more doc ! yes ? no .".split()]
+    # shard_tokens=5: each document closes its shard; the index of each shard is local
+    assert [s["file"] for s in corpus.manifest["splits"]["train"]["shards"]] == ["train-00000.bin", "train-00001.bin"]
+    assert np.load(tmp_path / "out/train-00001.sents.npy").tolist() == [0, 4, 6, 8]
+    assert train.read(5, 9).tolist() == train.read(0, 15)[5:9].tolist()  # across the two shards
+    with pytest.raises(CorpusError, match="no 'val' split; it has train"):
+        corpus.split("val")
+
+
+def test_duplicates_short_documents_and_validation_split(tmp_path):
+    docs = _documents(40, seed=1)
+    noisy = [d.replace(" ", "   ", 1) for d in docs[:5]]  # equal after normalisation
+    short = ["Tiny.", "No", "Ok ok", "Yes!"]
+    src = _write_corpus(tmp_path / "a.txt", docs[:20] + noisy + short + docs[20:] + docs[5:7])
+    report = prepare_corpus([src], tmp_path / "out", _cfg(val_fraction=0.25, min_chars=6))
+    counts = json.loads((tmp_path / "out/manifest.json").read_text())["counts"]
+    assert (counts["docs_read"], counts["duplicates_dropped"], counts["short_dropped"], counts["docs"]) == (51, 7, 4, 40)
+    assert report.duplicates_dropped == 7 and "dropped 7 exact duplicates and 4 too short" in report.summary()
+    corpus = open_corpus(tmp_path / "out")
+    train, val = _all_docs(corpus, "train"), _all_docs(corpus, "val")
+    assert len(train) + len(val) == 40 and 3 <= len(val) <= 20 and not set(train) & set(val)
+    # held out by document content: another order of the same documents holds out the same ones
+    _write_corpus(tmp_path / "b.txt", docs[::-1])
+    prepare_corpus([tmp_path / "b.txt"], tmp_path / "out2", _cfg(val_fraction=0.25, min_chars=6),
+                   tokenizer_path=tmp_path / "out/tokenizer.json")
+    assert sorted(_all_docs(open_corpus(tmp_path / "out2"), "val")) == sorted(val)
+
+
+def test_two_documents_give_one_validation_document(tmp_path):
+    src = _write_corpus(tmp_path / "a.txt", _documents(2, seed=3))
+    prepare_corpus([src], tmp_path / "out", _cfg(val_fraction=0.01))
+    corpus = open_corpus(tmp_path / "out")
+    assert (corpus.split("train").n_docs, corpus.split("val").n_docs) == (1, 1)
+
+
+def test_interrupted_run_resumes_to_the_same_result(tmp_path, monkeypatch):
+    src = _write_corpus(tmp_path / "a.txt", _documents(80, seed=2))
+    cfg = _cfg(shard_tokens=60, val_fraction=0.2)
+    tok = _hand_tokenizer(tmp_path / "tok.json", WORDS + [".", "!", "?"])
+    prepare_corpus([src], tmp_path / "full", cfg, tokenizer_path=tok)
+
+    closed = []
+    real_close = prep._ShardWriter._close
+
+    def close_then_crash(self):
+        if len(closed) == 3:
+            raise KeyboardInterrupt("simulated crash")
+        real_close(self)
+        closed.append(self.split)
+
+    monkeypatch.setattr(prep._ShardWriter, "_close", close_then_crash)
+    with pytest.raises(KeyboardInterrupt):
+        prepare_corpus([src], tmp_path / "part", cfg, tokenizer_path=tok)
+    monkeypatch.setattr(prep._ShardWriter, "_close", real_close)
+    part = tmp_path / "part"
+    assert len(list(part.glob("*.bin"))) == 3 and list(part.glob("*.bin.tmp"))  # the fourth was half-written
+    with pytest.raises(CorpusError, match="interrupted"):
+        open_corpus(part)
+
+    tokenized = []
+    real_tokenize = prep._tokenize
+    monkeypatch.setattr(prep, "_tokenize", lambda tok, texts, dtype: tokenized.extend(texts) or real_tokenize(tok, texts, dtype))
+    report = prepare_corpus([src], part, cfg, tokenizer_path=tok)
+    assert report.status == "resumed"
+    assert len(tokenized) < 80 - 3  # the documents of the three complete shards were not tokenized again
+    full_files = sorted(p.name for p in (tmp_path / "full").iterdir())
+    assert sorted(p.name for p in part.iterdir()) == full_files
+    for name in full_files:
+        if name != "manifest.json":
+            assert (part / name).read_bytes() == (tmp_path / "full" / name).read_bytes(), name
+    a, b = (json.loads((d / "manifest.json").read_text()) for d in (tmp_path / "full", part))
+    assert a["counts"] == b["counts"] and a["splits"] == b["splits"]
+    assert b["counts"]["tokens"] == sum(s["tokens"] for sp in b["splits"].values() for s in sp["shards"])
+
+
+def test_second_run_does_nothing_until_an_input_or_setting_changes(tmp_path):
+    src = _write_corpus(tmp_path / "a.txt", _documents(30, seed=4))
+    out = tmp_path / "out"
+    assert prepare_corpus([src], out, _cfg()).status == "prepared"
+    stamps = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    again = prepare_corpus([src], out, _cfg())
+    assert again.status == "up to date" and "nothing redone" in again.summary()
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == stamps
+    os.utime(src, ns=(1, 1))  # touched, same content: still up to date
+    assert prepare_corpus([src], out, _cfg()).status == "up to date"
+    assert prepare_corpus([src], out, _cfg(min_chars=6)).status == "prepared"
+    with open(src, "a", encoding="utf-8") as f:
+        f.write("\nA brand new document about the silver river.\n")
+    report = prepare_corpus([src], out, _cfg(min_chars=6))
+    assert report.status == "prepared" and report.n_docs == 31
+
+
+def test_vocabulary_over_65536_uses_uint32(tmp_path):
+    words = ["river", "stone", "."]
+    tok = _hand_tokenizer(tmp_path / "tok.json", words, first_id=70_000)
+    src = _write_corpus(tmp_path / "a.txt", ["River stone river.", "Stone stone stone."])
+    prepare_corpus([src], tmp_path / "out", _cfg(min_chars=1, seq_len=8, val_fraction=0.0), tokenizer_path=tok)
+    corpus = open_corpus(tmp_path / "out")
+    assert corpus.manifest["dtype"] == "uint32"
+    assert corpus.split("train").read(0, 8).tolist() == [70_000, 70_001, 70_000, 70_002, 70_001, 70_001, 70_001, 70_002]
+
+
+def test_tokenizer_without_mask_token(tmp_path):
+    tok = _hand_tokenizer(tmp_path / "tok.json", WORDS, specials=("[PAD]", "[UNK]", "[CLS]", "[SEP]"))
+    src = _write_corpus(tmp_path / "a.txt", _documents(5))
+    with pytest.raises(PretrainlabError, match=r"special token \[MASK\] is missing.*pretrainlab tokenizer train"):
+        prepare_corpus([src], tmp_path / "out", _cfg(), tokenizer_path=tok)
+
+
+def test_nothing_left_after_filtering(tmp_path):
+    src = _write_corpus(tmp_path / "a.txt", ["Short.", "Tiny", "Short."])
+    with pytest.raises(CorpusError, match=r"no documents left after filtering: read 3, dropped 0 duplicates and 3 "
+                                          r"shorter than data.min_chars=20"):
+        prepare_corpus([src], tmp_path / "out", _cfg(min_chars=20))
+
+
+def test_corpus_smaller_than_one_sequence(tmp_path):
+    tok = _hand_tokenizer(tmp_path / "tok.json", WORDS + ["."])
+    src = _write_corpus(tmp_path / "a.txt", ["Alpha beta gamma.", "River stone cloud."])
+    with pytest.raises(CorpusError, match=r"smaller than one training sequence: 4 training tokens .* data.seq_len=64"):
+        prepare_corpus([src], tmp_path / "out", _cfg(seq_len=64, min_chars=1), tokenizer_path=tok)
+
+
+def test_open_corpus_errors(tmp_path):
+    with pytest.raises(CorpusError, match="no such corpus directory"):
+        open_corpus(tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(CorpusError, match=r"not a prepared corpus \(no manifest.json\)"):
+        open_corpus(tmp_path / "empty")
+    src = _write_corpus(tmp_path / "a.txt", _documents(30))
+    prepare_corpus([src], tmp_path / "out", _cfg())
+    shard = tmp_path / "out/train-00000.bin"
+    shard.write_bytes(shard.read_bytes()[:-2])
+    with pytest.raises(CorpusError, match=r"corrupt prepared corpus: train-00000.bin has \d+ bytes, expected"):
+        open_corpus(tmp_path / "out")
+    split = prepare_corpus([src], tmp_path / "out2", _cfg())
+    corpus = open_corpus(split.out_dir).split("train")
+    with pytest.raises(IndexError):
+        corpus.read(0, corpus.n_tokens + 1)
+
+
+def test_cli_prepare_and_tokenizer_train(tmp_path, capsys):
+    src = _write_corpus(tmp_path / "a.txt", _documents(30, seed=5))
+    sets = ["--set", "data.vocab_size=200", "--set", "data.min_chars=5", "--set", "data.seq_len=8"]
+    assert main(["tokenizer", "train", str(src), "--out", str(tmp_path / "tok"), *sets]) == 0
+    assert main(["prepare", str(src), "--out", str(tmp_path / "out"), "--tokenizer", str(tmp_path / "tok"), *sets]) == 0
+    assert main(["prepare", str(src), "--out", str(tmp_path / "out"), "--tokenizer", str(tmp_path / "tok"), *sets]) == 0
+    out = capsys.readouterr().out
+    assert "tokenizer written to" in out and "prepared" in out and "up to date" in out
+    assert main(["prepare", str(tmp_path / "nothing*.txt"), "--out", str(tmp_path / "o")]) == 2
+    assert "error:" in capsys.readouterr().err
