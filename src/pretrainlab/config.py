@@ -350,6 +350,11 @@ def _coerce(section: str, cls: type, key: str, value: Any) -> Any:
         return tuple(value)
     if ftype.startswith("tuple") and isinstance(value, (int, float)):
         return (value,)
+    if ftype == "float" and isinstance(value, str):  # YAML 1.1 reads 3e-4 (no dot) as a string
+        try:
+            return float(value)
+        except ValueError:
+            raise ConfigError(f"{section}.{key} expects a number, got {value!r}") from None
     if ftype == "float" and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if ftype == "str" and isinstance(value, (int, float)) and not isinstance(value, bool):

@@ -1,0 +1,183 @@
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from pretrainlab.config import Budget, ConfigError, load_config
+from pretrainlab.data import packing
+from pretrainlab.errors import CheckpointError, TrainingError
+from pretrainlab.train import Interrupted, lr_factor, pretrain
+
+TINY = ["model.preset=tiny", "model.d_model=32", "model.n_heads=4", "model.d_ff=64", "model.n_layers=2",
+        "model.max_len=64", "data.seq_len=16", "train.batch_size=4", "train.progress=false",
+        "train.eval_every=0", "train.eval_batches=1", "train.log_every=1", "train.deterministic=true",
+        "train.precision=fp32", "train.lr=3e-3"]
+
+
+@pytest.fixture(scope="module")
+def tiny_corpus(tmp_path_factory):
+    """A real prepared corpus: a few hundred short documents of English-like text."""
+    import random
+
+    from pretrainlab.data.prepare import prepare_corpus
+
+    rng = random.Random(0)
+    words = ("the cat dog sat on a mat and ran to house with big small red blue tree under over "
+             "river near far people nation state union congress law year war peace").split()
+    raw = tmp_path_factory.mktemp("raw")
+    docs = []
+    for d in range(300):
+        sents = [" ".join(rng.choice(words) for _ in range(rng.randint(4, 12))).capitalize() + "."
+                 for _ in range(rng.randint(1, 5))]
+        docs.append(f"Document {d}. " + " ".join(sents))
+    (raw / "corpus.txt").write_text("\n\n".join(docs), encoding="utf-8")
+    out = tmp_path_factory.mktemp("prepared")
+    data = load_config(None, ["data.vocab_size=120", "data.min_chars=5", "data.val_fraction=0.1"]).data
+    prepare_corpus([str(raw / "corpus.txt")], out, data)
+    return out
+
+
+def cfg(*extra):
+    return load_config(None, TINY + list(extra))
+
+
+def final_weights(run):
+    ckpt = run / "checkpoints" / (run / "checkpoints" / "latest").read_text().strip()
+    return load_file(str(ckpt / "model.safetensors"))
+
+
+def test_budget_parsing():
+    assert Budget.parse("10m").seconds == 600
+    assert Budget.parse("2000").steps == 2000
+    assert Budget.parse("3Mtok").tokens == 3_000_000
+    with pytest.raises(ConfigError, match="zero"):
+        Budget.parse("0")
+    with pytest.raises(ConfigError, match="not a budget"):
+        Budget.parse("ten minutes")
+
+
+def test_schedule_warms_up_then_decays_to_zero():
+    assert lr_factor(0.0, 0.1) == 0.0
+    assert lr_factor(0.05, 0.1) == pytest.approx(0.5)
+    assert lr_factor(0.1, 0.1) == pytest.approx(1.0)
+    assert lr_factor(0.55, 0.1) == pytest.approx(0.5)
+    assert lr_factor(1.0, 0.1) == 0.0
+
+
+def test_impossible_configs_are_rejected_naming_the_field():
+    with pytest.raises(ConfigError, match="n_heads=3 does not divide"):
+        cfg("model.n_heads=3")
+    with pytest.raises(ConfigError, match="seq_len=128 is longer than model.max_len=64"):
+        cfg("data.seq_len=128")
+    with pytest.raises(ConfigError, match="zero"):
+        cfg("train.budget=0")
+    with pytest.raises(ConfigError, match="did you mean train.lr"):
+        cfg("train.lrr=1")
+
+
+def test_pretrain_writes_a_self_describing_run(tiny_corpus, tmp_path):
+    run = pretrain(cfg("train.budget=6", "train.eval_every=3"), tiny_corpus, tmp_path / "run")
+    for name in ("config.yaml", "tokenizer.json", "corpus.json", "metrics.jsonl", "loss.png", "summary.json"):
+        assert (run / name).is_file(), name
+    rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if "loss" in r] == [1, 2, 3, 4, 5, 6]
+    assert any("val_loss" in r and "val_mlm_acc" in r for r in rows)
+    # the same directory again is refused rather than overwritten
+    with pytest.raises(ConfigError, match="already holds a run"):
+        pretrain(cfg("train.budget=6"), tiny_corpus, tmp_path / "run")
+
+
+def test_tiny_model_overfits_one_batch(tiny_corpus, tmp_path, monkeypatch):
+    from pretrainlab.models import PretrainModel
+
+    fixed = {}
+    real_prepare = PretrainModel.prepare
+
+    def same_masked_batch(self, batch, gen):  # one batch, one mask, every step
+        if "b" not in fixed:
+            fixed["b"] = real_prepare(self, batch, gen)
+        return dict(fixed["b"])
+
+    monkeypatch.setattr(PretrainModel, "prepare", same_masked_batch)
+    run = pretrain(cfg("train.budget=100", "train.lr=1e-2", "train.warmup=0.02", "model.dropout=0",
+                       "train.batch_size=4", "train.eval_batches=1"), tiny_corpus, tmp_path / "run")
+    rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines() if '"loss"' in x]
+    first, last = rows[0]["mlm_loss"], rows[-1]["mlm_loss"]
+    assert last < 0.05 * first, (first, last)
+    assert rows[-1]["mlm_acc"] == 1.0
+
+
+def test_interrupted_run_resumes_to_the_same_weights(tiny_corpus, tmp_path, monkeypatch):
+    straight = pretrain(cfg("train.budget=8"), tiny_corpus, tmp_path / "straight")
+
+    calls = {"n": 0}
+    real_next = packing.PackedLoader.next_batch
+
+    def interrupt_at_5(self):
+        if self.shuffle:  # training batches only (validation batches are not shuffled)
+            calls["n"] += 1
+            if calls["n"] == 5:
+                raise KeyboardInterrupt
+        return real_next(self)
+
+    monkeypatch.setattr(packing.PackedLoader, "next_batch", interrupt_at_5)
+    with pytest.raises(Interrupted, match="checkpoint saved"):
+        pretrain(cfg("train.budget=8"), tiny_corpus, tmp_path / "resumed")
+    monkeypatch.setattr(packing.PackedLoader, "next_batch", real_next)
+    pretrain(cfg("train.budget=8"), tiny_corpus, tmp_path / "resumed", resume=True)
+    a, b = final_weights(straight), final_weights(tmp_path / "resumed")
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0, msg=k)
+
+
+def test_resume_with_another_config_is_refused_showing_the_difference(tiny_corpus, tmp_path):
+    pretrain(cfg("train.budget=2"), tiny_corpus, tmp_path / "run")
+    with pytest.raises(CheckpointError, match=r"model.d_ff: checkpoint 64 vs now 128"):
+        pretrain(cfg("train.budget=4", "model.d_ff=128"), tiny_corpus, tmp_path / "run", resume=True)
+    with pytest.raises(CheckpointError, match="no checkpoint to resume"):
+        pretrain(cfg("train.budget=4"), tiny_corpus, tmp_path / "other", resume=True)
+
+
+def test_nan_loss_stops_naming_the_step_or_is_skipped(tiny_corpus, tmp_path, monkeypatch):
+    from pretrainlab.models import PretrainModel
+
+    real_forward = PretrainModel.forward
+    calls = {"n": 0}
+
+    def nan_at_3(self, batch):
+        out = real_forward(self, batch)
+        calls["n"] += 1
+        if calls["n"] == 3 and self.training:
+            out.loss = out.loss * float("nan")
+        return out
+
+    monkeypatch.setattr(PretrainModel, "forward", nan_at_3)
+    with pytest.raises(TrainingError, match="at step 3"):
+        pretrain(cfg("train.budget=5"), tiny_corpus, tmp_path / "stop")
+    calls["n"] = 0
+    run = pretrain(cfg("train.budget=5", "train.on_nan=skip"), tiny_corpus, tmp_path / "skip")
+    ckpt = run / "checkpoints" / (run / "checkpoints" / "latest").read_text().strip()
+    state = json.loads((ckpt / "state.json").read_text())
+    assert state["nan_skipped"] == 1 and state["step"] == 5
+
+
+def test_time_budget_ends_on_time(tiny_corpus, tmp_path):
+    import time
+
+    t = time.perf_counter()
+    run = pretrain(cfg("train.budget=3s"), tiny_corpus, tmp_path / "run")
+    assert time.perf_counter() - t < 30
+    summary = json.loads((run / "summary.json").read_text())
+    assert 2.5 <= summary["seconds"] < 10
+
+
+def test_corrupt_checkpoint_is_refused(tiny_corpus, tmp_path):
+    run = pretrain(cfg("train.budget=2"), tiny_corpus, tmp_path / "run")
+    ckpt = run / "checkpoints" / (run / "checkpoints" / "latest").read_text().strip()
+    data = bytearray((ckpt / "model.safetensors").read_bytes())
+    data[-10] ^= 0xFF
+    (ckpt / "model.safetensors").write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="sha256"):
+        pretrain(cfg("train.budget=4"), tiny_corpus, run, resume=True)
