@@ -103,3 +103,23 @@ def test_loss_only_at_masked_positions():
     assert torch.equal(touched, expect)
     # the decoder is tied to the input embedding
     assert mlm.head.embedding.weight is bb.emb.weight
+
+
+def test_word_start_table_from_offsets_keeps_words_whole_for_wordpiece_and_bpe():
+    from pretrainlab.tokenizer import train_tokenizer, word_start_table
+
+    texts = ["The unbelievably quick foxes jumped over lazy dogs repeatedly."] * 20 + \
+            ["International nationalisation keeps jumping over the dogs."] * 20
+    for kind in ("wordpiece", "bpe"):
+        tok = train_tokenizer(texts, kind, 150)
+        table = word_start_table(tok, texts)
+        for text in texts[:1] + texts[-1:]:
+            enc = tok.encode(text, add_special_tokens=False)
+            starts = table[torch.tensor(enc.ids)]
+            starts[0] = True  # a row's first real token always starts a word
+            word = torch.cumsum(starts.long(), 0)
+            # the table's words are exactly the tokenizer's words (from offsets)
+            words = torch.tensor([w for w in enc.word_ids])
+            for w in word.unique():
+                assert len(words[word == w].unique()) == 1, (kind, enc.tokens)
+            assert len(word.unique()) == len(words.unique()), (kind, enc.tokens)

@@ -181,3 +181,8 @@ def test_corrupt_checkpoint_is_refused(tiny_corpus, tmp_path):
     (ckpt / "model.safetensors").write_bytes(bytes(data))
     with pytest.raises(CheckpointError, match="sha256"):
         pretrain(cfg("train.budget=4"), tiny_corpus, run, resume=True)
+
+
+def test_whole_word_masking_runs_end_to_end(tiny_corpus, tmp_path):
+    run = pretrain(cfg("train.budget=2", "objective.whole_word=true"), tiny_corpus, tmp_path / "run")
+    assert (run / "summary.json").is_file()

@@ -167,3 +167,28 @@ def hf_tokenizer(tok: Tokenizer, model_max_length: int = 512):
         mask_token="[MASK]",
         model_max_length=model_max_length,
     )
+
+
+def word_start_table(tok: Tokenizer, texts: list[str]):
+    """(vocab,) bool: does this token begin a word? Read from offsets, for any tokenizer kind.
+
+    The tokenizer's own pre-tokenizer decides what a word is (its `word_ids`, derived from
+    offsets); each token is counted where it starts a word and where it continues one, and the
+    majority wins. Tokens never seen count as word starts (they are then masked alone).
+    This needs no knowledge of '##', 'Ġ' or '▁' conventions.
+    """
+    import numpy as np
+    import torch
+
+    V = tok.get_vocab_size()
+    starts, conts = np.zeros(V, dtype=np.int64), np.zeros(V, dtype=np.int64)
+    for enc in tok.encode_batch(texts, add_special_tokens=False):
+        ids = np.asarray(enc.ids, dtype=np.int64)
+        if len(ids) == 0:
+            continue
+        words = np.asarray([-1 if w is None else w for w in enc.word_ids], dtype=np.int64)
+        begins = np.ones(len(ids), dtype=bool)
+        begins[1:] = words[1:] != words[:-1]
+        np.add.at(starts, ids[begins], 1)
+        np.add.at(conts, ids[~begins], 1)
+    return torch.from_numpy(starts >= conts)

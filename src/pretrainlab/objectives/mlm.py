@@ -88,8 +88,15 @@ class MLM(nn.Module):
         self.special_ids, self.mask_id, self.vocab_size = tuple(special_ids), mask_id, vocab_size
         self.rate, self.whole_word = rate, whole_word
 
+    word_start_table: Tensor | None = None
+    """(vocab,) bool from tokenizer.word_start_table; needed for whole-word masking."""
+
     def prepare(self, batch: dict[str, Tensor], gen: torch.Generator) -> dict[str, Tensor]:
-        word_starts = batch.get("word_starts") if self.whole_word else None
+        word_starts = None
+        if self.whole_word:
+            if self.word_start_table is None:
+                raise ValueError("whole-word masking needs MLM.word_start_table (tokenizer.word_start_table)")
+            word_starts = self.word_start_table[batch["input_ids"]]
         masked, positions, labels = mask_tokens(
             batch["input_ids"], batch["mask"], self.special_ids, self.mask_id, self.vocab_size, self.rate, gen,
             word_starts,
