@@ -63,6 +63,20 @@ def cmd_pretrain(args) -> None:
     print(f"run directory: {run_dir}")
 
 
+# --------------------------------------------------------------------------- interpret
+
+
+def cmd_explain(args) -> None:
+    from .interpret import explain
+
+    out = explain(
+        args.model, args.text, args.text_pair or None, args.task_file, args.out,
+        text_column=args.text_column, label_column=args.label_column, text_pair_column=args.pair_column,
+        n_steps=args.steps, max_examples=args.max_examples,
+    )
+    print(f"report written to {out}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="pretrainlab", description=__doc__)
     p.add_argument("--help-config", action="store_true", help="list every setting with its default and doc")
@@ -97,6 +111,19 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--init", help="start from this run directory or imported model (continued pre-training)")
     _config_args(t)
     t.set_defaults(func=cmd_pretrain)
+
+    t = sub.add_parser("explain", help="HTML report: attention, rollout, token attributions, layer probes")
+    t.add_argument("model", help="fine-tuned model directory (or a pre-training run directory)")
+    t.add_argument("--text", action="append", default=[], help="a text to explain (repeatable)")
+    t.add_argument("--text-pair", action="append", default=[], help="second text of a pair, one per --text")
+    t.add_argument("--task-file", help="labelled .csv/.tsv/.jsonl: layer probes and the most influential tokens per class")
+    t.add_argument("--text-column", default="text", help="task file: column with the text")
+    t.add_argument("--label-column", default="label", help="task file: column with the label")
+    t.add_argument("--pair-column", help="task file: column with the second text of a pair")
+    t.add_argument("--steps", type=int, default=50, help="integrated-gradients steps")
+    t.add_argument("--max-examples", type=int, default=200, help="task examples to attribute for the per-class summary")
+    t.add_argument("--out", default="report.html", help="the HTML file to write")
+    t.set_defaults(func=cmd_explain)
     return p
 
 

@@ -1,0 +1,140 @@
+"""Layer-wise linear probes: how linearly decodable is a task from each layer of a frozen backbone?
+
+    result = probe_layers(backbone, ids, mask, labels)   # one logistic regression per layer
+
+Features: each layer's hidden states (`output_hidden_states=True`, embeddings first), mean-pooled
+over the real tokens. Classifier: standardise + scikit-learn LogisticRegression, fitted on a
+stratified train split and scored on the held-out split. A backbone that returns no per-layer
+states is probed on its final output only (and the result says so).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from ..models import pool
+
+
+@dataclass
+class ProbeResult:
+    layers: list[str]
+    """'embeddings', 'layer 1', ... (or 'final output' when the backbone gives no per-layer states)."""
+    train_accuracy: list[float]
+    test_accuracy: list[float]
+    majority: float
+    """Held-out accuracy of always predicting the most frequent training label (the floor)."""
+    n_train: int
+    n_test: int
+    note: str = ""
+    """Why fewer layers than expected were probed, if so."""
+
+
+@torch.no_grad()
+def layer_features(
+    backbone: nn.Module, ids: Tensor, mask: Tensor, segment_ids: Tensor | None = None, batch_size: int = 32
+) -> tuple[list[np.ndarray], bool]:
+    """Mean-pooled features per layer, each (N, D); and whether they are per-layer (else final only)."""
+    per_layer: list[list[np.ndarray]] | None = None
+    has_layers = True
+    for start in range(0, ids.shape[0], batch_size):
+        sl = slice(start, start + batch_size)
+        seg = segment_ids[sl] if segment_ids is not None else None
+        out = backbone(ids[sl], mask[sl], seg, output_hidden_states=True)
+        states = out.hidden_states
+        if not states:
+            has_layers, states = False, [out.hidden]
+        pooled = [pool(h.float(), mask[sl], "mean").cpu().numpy() for h in states]
+        if per_layer is None:
+            per_layer = [[] for _ in pooled]
+        for acc, p in zip(per_layer, pooled):
+            acc.append(p)
+    assert per_layer is not None, "no examples"
+    return [np.concatenate(p) for p in per_layer], has_layers
+
+
+def probe_layers(
+    backbone: nn.Module,
+    ids: Tensor,
+    mask: Tensor,
+    labels: Tensor | list[int] | np.ndarray,
+    segment_ids: Tensor | None = None,
+    test_fraction: float = 0.25,
+    seed: int = 0,
+    batch_size: int = 32,
+) -> ProbeResult:
+    """Fit one linear probe per layer on a train split of (ids, labels); score it on the rest."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import train_test_split
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from . import ExplainError
+
+    y = np.asarray(labels.cpu() if isinstance(labels, Tensor) else labels)
+    classes, counts = np.unique(y, return_counts=True)
+    n_test = int(round(len(y) * test_fraction))
+    if len(classes) < 2:
+        raise ExplainError(f"probing needs at least 2 labels in the task, found {len(classes)} ({classes.tolist()})")
+    if n_test < 1 or len(y) - n_test < len(classes):
+        raise ExplainError(
+            f"probing needs more examples: {len(y)} with {len(classes)} labels leave no usable train/test split; "
+            "give a task file with at least a few examples per label"
+        )
+    was_training = backbone.training
+    backbone.eval()
+    try:
+        feats, has_layers = layer_features(backbone, ids, mask, segment_ids, batch_size)
+    finally:
+        backbone.train(was_training)
+
+    idx = np.arange(len(y))
+    stratify = y if counts.min() >= 2 and n_test >= len(classes) else None
+    tr, te = train_test_split(idx, test_size=n_test, random_state=seed, stratify=stratify)
+    values, freq = np.unique(y[tr], return_counts=True)
+    majority = float(np.mean(y[te] == values[freq.argmax()]))
+
+    train_acc, test_acc = [], []
+    for X in feats:
+        probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
+        probe.fit(X[tr], y[tr])
+        train_acc.append(float(probe.score(X[tr], y[tr])))
+        test_acc.append(float(probe.score(X[te], y[te])))
+    if has_layers:
+        names = ["embeddings"] + [f"layer {i}" for i in range(1, len(feats))]
+        note = ""
+    else:
+        names = ["final output"]
+        note = (f"the {type(backbone).__name__} returns no per-layer hidden states, "
+                "so only its final output was probed")
+    return ProbeResult(names, train_acc, test_acc, majority, len(tr), len(te), note)
+
+
+def plot_probes(result: ProbeResult, title: str = "linear probe accuracy per layer") -> bytes:
+    """PNG: held-out (and train) probe accuracy per layer, with the majority-label floor."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    x = np.arange(len(result.layers))
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.9 * len(x) + 2), 3.2))
+    ax.plot(x, result.test_accuracy, "o-", label=f"held-out ({result.n_test})")
+    ax.plot(x, result.train_accuracy, "o--", alpha=0.6, label=f"train ({result.n_train})")
+    ax.axhline(result.majority, color="grey", linestyle=":", label="majority label")
+    ax.set_xticks(x, result.layers, rotation=30 if len(x) > 6 else 0)
+    ax.set_ylim(0, 1.02)
+    ax.set_ylabel("accuracy")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8, loc="lower right")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100, metadata={"Software": None})
+    plt.close(fig)
+    return buf.getvalue()
