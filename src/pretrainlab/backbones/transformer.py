@@ -1,0 +1,519 @@
+"""Transformer encoder backbone in two styles, readable top to bottom.
+
+    bert:   post-LN, learned absolute positions, GELU, biases everywhere: computes exactly what
+            `transformers.BertModel` computes (its last_hidden_state), weights map 1:1.
+    modern: pre-LN, rotary positions, GeGLU feed-forward, no biases: computes exactly what
+            `transformers.ModernBertModel` computes with every layer global (no sliding window).
+
+Story of a forward pass:
+    ids, mask -> embeddings (token + segment [+ position]) -> norm -> dropout
+              -> n_layers x block(x, attn_bias)   # attn_bias built once: block-diagonal per document
+              -> [final norm (modern)]            -> EncoderOutput
+
+`mask` (B, T): 0 = padding, k >= 1 = k-th document packed into the row. A token attends only to
+tokens of its own document; positions restart at each document. Padding query rows attend only
+to padding (finite, ignored); real tokens never see padding.
+
+Attention is `softmax(q k^T / sqrt(d_k)) v`, computed by torch's scaled_dot_product_attention or by
+an explicit matmul-softmax-matmul (which can also return the weights). `attn_impl` picks one:
+"auto" takes the explicit path on CPU in bf16/fp16 (SDPA is ~4.5x slower there, see PERF.md) or
+when training with dropout (SDPA's CPU dropout is slow), SDPA elsewhere (GPU, fp32 CPU inference).
+Asking for attention weights always takes the explicit path. Set `backbone.attn_impl = "sdpa" |
+"explicit"` to force one.
+
+Hugging Face weight names: `HF_BERT_NAMES` / `HF_MODERNBERT_NAMES` map our parameter names to
+theirs; `to_hf_*_state_dict` / `from_hf_*_state_dict` convert, `hf_*_config_kwargs` give the config.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from . import EncoderOutput, positions_from_mask
+
+STYLES = ("bert", "modern")
+ATTN_IMPLS = ("auto", "sdpa", "explicit")
+BERT_LN_EPS = 1e-12  # BertConfig.layer_norm_eps
+MODERN_LN_EPS = 1e-5  # ModernBertConfig.norm_eps
+
+
+# --------------------------------------------------------------------------- masks and positions
+
+
+def attention_bias(mask: Tensor, n_heads: int, dtype: torch.dtype) -> Tensor:
+    """(B, H, T, T) additive bias: 0 where query and key share a document id, -inf elsewhere.
+
+    Padding (id 0) forms its own block, so padding queries attend to padding keys only: every row
+    keeps at least itself, no NaN, and real tokens never see padding or other documents.
+    Materialised per head (not broadcast) so that the explicit path can fuse it into one baddbmm.
+    """
+    B, T = mask.shape
+    same_doc = mask[:, None, :, None] == mask[:, None, None, :]  # (B, 1, T, T)
+    bias = torch.zeros(B, n_heads, T, T, dtype=dtype, device=mask.device)
+    return bias.masked_fill_(~same_doc, float("-inf"))
+
+
+def rotary_cos_sin(positions: Tensor, inv_freq: Tensor, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+    """cos, sin of shape (B, T, 1, 1, head_dim) for per-token positions (B, T); computed in fp32."""
+    freqs = positions[..., None].float() * inv_freq  # (B, T, head_dim / 2)
+    emb = torch.cat((freqs, freqs), dim=-1)[:, :, None, None, :]  # same layout as ModernBERT/Llama
+    return emb.cos().to(dtype), emb.sin().to(dtype)
+
+
+def apply_rotary(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    """Rotate pairs (i, i + head_dim/2) of x (..., head_dim) by the angles in cos/sin."""
+    half = x.shape[-1] // 2
+    rotated = torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+    return x * cos + rotated * sin
+
+
+# --------------------------------------------------------------------------- dropout
+
+
+def dropout(x: Tensor, p: float, training: bool) -> Tensor:
+    """F.dropout, but on CPU 4x16 random bits per 64-bit draw instead of torch's one draw per element.
+
+    torch's CPU bernoulli made dropout over half of a bf16 training step of the mini preset; this is
+    ~3-4x cheaper (fwd + bwd). The drop probability is rounded to a multiple of 2^-16 and the kept
+    values are scaled by 1 / (1 - that), so the expectation is exact.
+    """
+    if not training or p == 0.0:
+        return x
+    if x.device.type != "cpu" or p >= 1.0:
+        return F.dropout(x, p, training=True)
+    drop = round(p * 65536)
+    n = x.numel()
+    bits = torch.empty((n + 3) // 4, dtype=torch.int64, device=x.device).random_(-(2**63), None)  # all 64 bits
+    keep = bits.view(torch.int16)[:n].view(x.shape) >= drop - 32768  # P(keep) = 1 - drop / 2^16
+    scaled = keep.view(torch.uint8).to(x.dtype).mul_(65536 / (65536 - drop))  # via uint8: 5x faster than bool
+    return x * scaled
+
+
+class Dropout(nn.Dropout):
+    """nn.Dropout with the fast CPU mask above."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return dropout(x, self.p, self.training)
+
+
+# --------------------------------------------------------------------------- attention
+
+
+class SelfAttention(nn.Module):
+    """Multi-head self-attention with one fused q/k/v projection.
+
+    `forward(x, attn_bias)` = project -> (rotary) -> `attend(q, k, v, attn_bias)` -> output projection.
+    `attend` is separate so that a second (query) stream, as in XLNet's two-stream attention, can
+    reuse the same keys/values with its own queries and bias.
+    """
+
+    def __init__(self, d_model: int, n_heads: int, dropout: float, bias: bool) -> None:
+        super().__init__()
+        self.n_heads = n_heads
+        self.head_dim = d_model // n_heads
+        self.dropout = dropout
+        self.qkv = nn.Linear(d_model, 3 * d_model, bias=bias)  # rows: [q; k; v], heads contiguous
+        self.out = nn.Linear(d_model, d_model, bias=bias)
+
+    def forward(
+        self,
+        x: Tensor,
+        attn_bias: Tensor,
+        rope: tuple[Tensor, Tensor] | None = None,
+        use_sdpa: bool = False,
+        need_weights: bool = False,
+    ) -> tuple[Tensor, Tensor | None]:
+        B, T, D = x.shape
+        qkv = self.qkv(x).view(B, T, 3, self.n_heads, self.head_dim)
+        if rope is None:
+            q, k, v = qkv.permute(2, 0, 3, 1, 4).contiguous().unbind(0)  # each (B, H, T, Dh), one copy
+        else:
+            qk = apply_rotary(qkv[:, :, :2], *rope)  # (B, T, 2, H, Dh): q and k in one op
+            q, k = qk.permute(2, 0, 3, 1, 4).contiguous().unbind(0)
+            v = qkv[:, :, 2].transpose(1, 2).contiguous()
+        ctx, weights = self.attend(q, k, v, attn_bias, use_sdpa, need_weights)
+        ctx = ctx.transpose(1, 2).reshape(B, T, D)  # (B, T, H * Dh)
+        return self.out(ctx), weights
+
+    def attend(
+        self, q: Tensor, k: Tensor, v: Tensor, attn_bias: Tensor, use_sdpa: bool, need_weights: bool
+    ) -> tuple[Tensor, Tensor | None]:
+        """softmax(q k^T / sqrt(d_k) + bias) v for q, k, v (B, H, T, Dh); weights (B, H, T, T) if asked."""
+        p = self.dropout if self.training else 0.0
+        if use_sdpa and not need_weights:
+            return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_bias, dropout_p=p), None
+        B, H, Tq, Dh = q.shape
+        Tk = k.shape[2]
+        # scale and bias fused into the batched matmul: bias + (q k^T) / sqrt(d_k), (B*H, Tq, Tk)
+        scores = torch.baddbmm(
+            attn_bias.reshape(B * H, Tq, Tk), q.reshape(B * H, Tq, Dh), k.reshape(B * H, Tk, Dh).transpose(1, 2),
+            alpha=1.0 / math.sqrt(Dh),
+        )
+        weights = scores.softmax(dim=-1)
+        ctx = torch.bmm(dropout(weights, p, self.training), v.reshape(B * H, Tk, Dh)).view(B, H, Tq, Dh)
+        return ctx, (weights.view(B, H, Tq, Tk) if need_weights else None)
+
+
+# --------------------------------------------------------------------------- blocks
+
+
+class BertBlock(nn.Module):
+    """Post-LN: x = LN(x + drop(attn(x))); x = LN(x + drop(W2 gelu(W1 x)))  (BertLayer)."""
+
+    def __init__(self, d_model: int, n_heads: int, d_ff: int, dropout: float) -> None:
+        super().__init__()
+        self.attn = SelfAttention(d_model, n_heads, dropout, bias=True)
+        self.attn_norm = nn.LayerNorm(d_model, eps=BERT_LN_EPS)
+        self.ff_in = nn.Linear(d_model, d_ff)
+        self.ff_out = nn.Linear(d_ff, d_model)
+        self.ff_norm = nn.LayerNorm(d_model, eps=BERT_LN_EPS)
+        self.drop = Dropout(dropout)
+
+    def forward(self, x, attn_bias, rope=None, use_sdpa=False, need_weights=False):
+        a, weights = self.attn(x, attn_bias, None, use_sdpa, need_weights)
+        x = self.attn_norm(x + self.drop(a))
+        x = self.ff_norm(x + self.drop(self.ff_out(F.gelu(self.ff_in(x)))))
+        return x, weights
+
+
+class ModernBlock(nn.Module):
+    """Pre-LN: x = x + drop(attn(LN(x))); x = x + W_o drop(gelu(a) * g), [a; g] = W_i LN(x)  (ModernBertEncoderLayer).
+
+    Layer 0 has no attention norm: the embedding norm right before it plays that role.
+    """
+
+    def __init__(self, d_model: int, n_heads: int, d_ff: int, dropout: float, first: bool) -> None:
+        super().__init__()
+        self.attn_norm = nn.Identity() if first else nn.LayerNorm(d_model, eps=MODERN_LN_EPS, bias=False)
+        self.attn = SelfAttention(d_model, n_heads, dropout, bias=False)
+        self.ff_norm = nn.LayerNorm(d_model, eps=MODERN_LN_EPS, bias=False)
+        self.ff_in = nn.Linear(d_model, 2 * d_ff, bias=False)  # rows: [input; gate]
+        self.ff_out = nn.Linear(d_ff, d_model, bias=False)
+        self.drop = Dropout(dropout)
+
+    def forward(self, x, attn_bias, rope=None, use_sdpa=False, need_weights=False):
+        a, weights = self.attn(self.attn_norm(x), attn_bias, rope, use_sdpa, need_weights)
+        x = x + self.drop(a)
+        h, gate = self.ff_in(self.ff_norm(x)).chunk(2, dim=-1)
+        x = x + self.ff_out(self.drop(F.gelu(h) * gate))
+        return x, weights
+
+
+# --------------------------------------------------------------------------- backbone
+
+
+class TransformerBackbone(nn.Module):
+    """Encoder: (ids, mask, segment_ids) -> EncoderOutput(hidden (B, T, d_model), attentions, hidden_states).
+
+    style "bert" or "modern" (see the module docstring). In the modern style d_ff is the GeGLU
+    inner size: W_i has 2 * d_ff outputs, so the feed-forward holds 1.5x the parameters of a bert
+    one with the same d_ff (ModernBERT-base uses d_ff = 1.5 * d_model). rope_theta: rotary base
+    (modern only). attn_impl: "auto", "sdpa" or "explicit"; an attribute, may be set at any time.
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        d_model: int,
+        n_layers: int,
+        n_heads: int = 4,
+        d_ff: int = 1024,
+        max_len: int = 512,
+        dropout: float = 0.1,
+        type_vocab_size: int = 2,
+        style: str = "bert",
+        pad_id: int = 0,
+        rope_theta: float = 10_000.0,
+        attn_impl: str = "auto",
+    ) -> None:
+        super().__init__()
+        if style not in STYLES:
+            raise ValueError(f"unknown transformer style {style!r}; choose bert or modern")
+        if d_model % n_heads:
+            raise ValueError(f"d_model={d_model} is not divisible by n_heads={n_heads}; pick n_heads dividing it")
+        if style == "modern" and (d_model // n_heads) % 2:
+            raise ValueError(f"rotary positions need an even head size, got d_model/n_heads={d_model // n_heads}")
+        self.vocab_size, self.d_model, self.n_layers, self.n_heads = vocab_size, d_model, n_layers, n_heads
+        self.d_ff, self.max_len, self.dropout, self.type_vocab_size = d_ff, max_len, dropout, type_vocab_size
+        self.style, self.pad_id, self.rope_theta = style, pad_id, rope_theta
+        self.attn_impl = attn_impl
+        """auto | sdpa | explicit; may be changed after construction."""
+
+        self.tok_emb = nn.Embedding(vocab_size, d_model, padding_idx=pad_id)
+        self.seg_emb = nn.Embedding(type_vocab_size, d_model) if type_vocab_size > 0 else None
+        self.emb_drop = Dropout(dropout)
+        if style == "bert":
+            self.pos_emb = nn.Embedding(max_len, d_model)
+            self.emb_norm = nn.LayerNorm(d_model, eps=BERT_LN_EPS)
+            self.layers = nn.ModuleList(BertBlock(d_model, n_heads, d_ff, dropout) for _ in range(n_layers))
+            self.final_norm = None
+        else:
+            self.pos_emb = None
+            self.emb_norm = nn.LayerNorm(d_model, eps=MODERN_LN_EPS, bias=False)
+            self.layers = nn.ModuleList(
+                ModernBlock(d_model, n_heads, d_ff, dropout, first=i == 0) for i in range(n_layers)
+            )
+            self.final_norm = nn.LayerNorm(d_model, eps=MODERN_LN_EPS, bias=False)
+            head_dim = d_model // n_heads
+            inv_freq = 1.0 / rope_theta ** (torch.arange(0, head_dim, 2, dtype=torch.float) / head_dim)
+            self.register_buffer("inv_freq", inv_freq, persistent=False)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """BERT initialisation: weights N(0, 0.02), biases 0, norms 1, the padding row 0.
+
+        The modern style's segment embedding starts at 0: ModernBERT has none, so a model never
+        given segment ids stays exactly exportable (and the first NSP/SOP step still trains it).
+        """
+        for m in self.modules():
+            if isinstance(m, (nn.Linear, nn.Embedding)):
+                nn.init.normal_(m.weight, std=0.02)
+                if isinstance(m, nn.Linear) and m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.LayerNorm):
+                nn.init.ones_(m.weight)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+        with torch.no_grad():
+            self.tok_emb.weight[self.pad_id].zero_()
+            if self.style == "modern" and self.seg_emb is not None:
+                self.seg_emb.weight.zero_()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.tok_emb
+
+    def forward(
+        self,
+        ids: Tensor,
+        mask: Tensor,
+        segment_ids: Tensor | None = None,
+        output_attentions: bool = False,
+        output_hidden_states: bool = False,
+    ) -> EncoderOutput:
+        B, T = ids.shape
+        positions = positions_from_mask(mask)  # (B, T), restarting at each document
+
+        # embeddings: token + segment [+ absolute position] -> norm -> dropout
+        x = self.tok_emb(ids)
+        if self.seg_emb is not None:
+            if segment_ids is not None:
+                x = x + self.seg_emb(segment_ids)
+            elif self.style == "bert":  # BertModel adds token type 0 when none is given
+                x = x + self.seg_emb.weight[0]
+        if self.style == "bert":
+            if T > self.max_len:
+                raise ValueError(
+                    f"sequence length {T} exceeds max_len={self.max_len} (the position embeddings); "
+                    "truncate inputs or build the model with a larger max_len"
+                )
+            x = x + self.pos_emb(positions)
+        x = self.emb_drop(self.emb_norm(x))
+
+        # what attention computes in: the autocast dtype if autocast is on, else the weights' dtype
+        dev = x.device.type
+        dtype = torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else x.dtype
+        rope = rotary_cos_sin(positions, self.inv_freq, dtype) if self.style == "modern" else None
+        use_sdpa = self._use_sdpa(dev, dtype)
+        attn_bias = attention_bias(mask, self.n_heads, dtype)  # once per forward, shared by all layers
+
+        attentions: list[Tensor] | None = [] if output_attentions else None
+        hidden_states: list[Tensor] | None = [x] if output_hidden_states else None
+        for layer in self.layers:
+            x, weights = layer(x, attn_bias, rope, use_sdpa, output_attentions)
+            if attentions is not None:
+                attentions.append(weights)
+            if hidden_states is not None:
+                hidden_states.append(x)
+        if self.final_norm is not None:
+            x = self.final_norm(x)
+        return EncoderOutput(hidden=x, attentions=attentions, hidden_states=hidden_states)
+
+    def _use_sdpa(self, device_type: str, dtype: torch.dtype) -> bool:
+        if self.attn_impl == "sdpa":
+            return True
+        if self.attn_impl == "explicit":
+            return False
+        if self.attn_impl != "auto":
+            raise ValueError(f"attn_impl={self.attn_impl!r} is not one of {', '.join(ATTN_IMPLS)}")
+        if device_type != "cpu":
+            return True
+        # CPU: in bf16/fp16 SDPA is ~4.5x slower than the explicit path (PERF.md); in fp32 they tie,
+        # except that SDPA's own attention dropout uses torch's slow CPU bernoulli.
+        low_precision = dtype in (torch.bfloat16, torch.float16)
+        return not (low_precision or (self.training and self.dropout > 0))
+
+
+# --------------------------------------------------------------------------- Hugging Face mapping
+
+HF_BERT_NAMES: dict[str, str | tuple[str, ...]] = {
+    # ours -> transformers.BertModel; a tuple means our tensor is theirs concatenated along dim 0
+    "tok_emb.weight": "embeddings.word_embeddings.weight",
+    "pos_emb.weight": "embeddings.position_embeddings.weight",
+    "seg_emb.weight": "embeddings.token_type_embeddings.weight",
+    "emb_norm.weight": "embeddings.LayerNorm.weight",
+    "emb_norm.bias": "embeddings.LayerNorm.bias",
+    **{
+        f"layers.{{i}}.attn.qkv.{p}": tuple(f"encoder.layer.{{i}}.attention.self.{n}.{p}" for n in ("query", "key", "value"))
+        for p in ("weight", "bias")
+    },
+    **{f"layers.{{i}}.attn.out.{p}": f"encoder.layer.{{i}}.attention.output.dense.{p}" for p in ("weight", "bias")},
+    **{f"layers.{{i}}.attn_norm.{p}": f"encoder.layer.{{i}}.attention.output.LayerNorm.{p}" for p in ("weight", "bias")},
+    **{f"layers.{{i}}.ff_in.{p}": f"encoder.layer.{{i}}.intermediate.dense.{p}" for p in ("weight", "bias")},
+    **{f"layers.{{i}}.ff_out.{p}": f"encoder.layer.{{i}}.output.dense.{p}" for p in ("weight", "bias")},
+    **{f"layers.{{i}}.ff_norm.{p}": f"encoder.layer.{{i}}.output.LayerNorm.{p}" for p in ("weight", "bias")},
+}
+
+HF_MODERNBERT_NAMES: dict[str, str | tuple[str, ...]] = {
+    # ours -> transformers.ModernBertModel (no biases; layer 0 has no attn_norm on either side;
+    # our seg_emb has no counterpart, see to_hf_modernbert_state_dict)
+    "tok_emb.weight": "embeddings.tok_embeddings.weight",
+    "emb_norm.weight": "embeddings.norm.weight",
+    "layers.{i}.attn_norm.weight": "layers.{i}.attn_norm.weight",
+    "layers.{i}.attn.qkv.weight": "layers.{i}.attn.Wqkv.weight",
+    "layers.{i}.attn.out.weight": "layers.{i}.attn.Wo.weight",
+    "layers.{i}.ff_norm.weight": "layers.{i}.mlp_norm.weight",
+    "layers.{i}.ff_in.weight": "layers.{i}.mlp.Wi.weight",
+    "layers.{i}.ff_out.weight": "layers.{i}.mlp.Wo.weight",
+    "final_norm.weight": "final_norm.weight",
+}
+
+_LAYER = re.compile(r"^layers\.(\d+)\.")
+
+
+def _to_hf(sd: dict[str, Tensor], names: dict, prefix: str, skip: tuple[str, ...] = ()) -> dict[str, Tensor]:
+    out: dict[str, Tensor] = {}
+    for key, t in sd.items():
+        if key in skip:
+            continue
+        m = _LAYER.match(key)
+        pattern = _LAYER.sub("layers.{i}.", key) if m else key
+        if pattern not in names:
+            raise KeyError(f"no Hugging Face name for parameter {key!r}; add it to the name map in transformer.py")
+        target = names[pattern]
+        i = int(m.group(1)) if m else None
+        if isinstance(target, tuple):
+            for part, name in zip(t.chunk(len(target), dim=0), target):
+                out[prefix + name.format(i=i)] = part.clone()
+        else:
+            out[prefix + target.format(i=i)] = t
+    return out
+
+
+def _from_hf(hf_sd: dict[str, Tensor], names: dict, prefix: str) -> dict[str, Tensor]:
+    """Invert `names`; HF keys we have no use for (pooler, task heads, buffers) are ignored."""
+    inverse: dict[str, tuple[str, int, int]] = {}  # their pattern -> (our pattern, part, n_parts)
+    for ours, theirs in names.items():
+        parts = theirs if isinstance(theirs, tuple) else (theirs,)
+        for j, name in enumerate(parts):
+            inverse[name] = (ours, j, len(parts))
+    pieces: dict[str, list[Tensor | None]] = {}
+    for key, t in hf_sd.items():
+        if not key.startswith(prefix):
+            continue
+        key = key[len(prefix):]
+        m = re.search(r"layer(?:s)?\.(\d+)\.", key)
+        pattern = key.replace(m.group(0), m.group(0).replace(m.group(1), "{i}"), 1) if m else key
+        if pattern not in inverse:
+            continue
+        ours, j, n = inverse[pattern]
+        ours = ours.format(i=int(m.group(1))) if m else ours
+        pieces.setdefault(ours, [None] * n)[j] = t
+    out = {}
+    for ours, parts in pieces.items():
+        if any(p is None for p in parts):
+            raise KeyError(f"{ours}: the Hugging Face state dict holds only some of its {len(parts)} parts")
+        out[ours] = parts[0] if len(parts) == 1 else torch.cat(parts, dim=0)
+    return out
+
+
+def to_hf_bert_state_dict(sd: dict[str, Tensor], prefix: str = "") -> dict[str, Tensor]:
+    """Our bert-style state dict -> BertModel's (prefix "bert." for BertForMaskedLM/BertForPreTraining).
+
+    A model built with type_vocab_size=0 gets one all-zero token type row (BertModel always adds one).
+    """
+    out = _to_hf(sd, HF_BERT_NAMES, prefix)
+    if "seg_emb.weight" not in sd:
+        d = sd["tok_emb.weight"].shape[1]
+        out[prefix + HF_BERT_NAMES["seg_emb.weight"]] = sd["tok_emb.weight"].new_zeros(1, d)
+    return out
+
+
+def from_hf_bert_state_dict(hf_sd: dict[str, Tensor], prefix: str = "") -> dict[str, Tensor]:
+    """BertModel's state dict (keys after `prefix`) -> ours; the pooler and heads are left out."""
+    return _from_hf(hf_sd, HF_BERT_NAMES, prefix)
+
+
+def to_hf_modernbert_state_dict(
+    sd: dict[str, Tensor], prefix: str = "", drop_segments: bool = False
+) -> dict[str, Tensor]:
+    """Our modern-style state dict -> ModernBertModel's (prefix "model." for ModernBertForMaskedLM).
+
+    ModernBERT has no segment embeddings. Ours start at zero and stay there unless the model was
+    trained with segment ids; then this refuses unless drop_segments=True (outputs will then
+    differ for tokens with a non-zero segment id... and for segment 0 if its row moved).
+    """
+    seg = sd.get("seg_emb.weight")
+    if seg is not None and not drop_segments and bool(seg.count_nonzero()):
+        raise ValueError(
+            "this modern-style model learned segment (token type) embeddings, which ModernBERT does not have; "
+            "export with drop_segments=True to discard them (outputs will differ), or use style=bert"
+        )
+    return _to_hf(sd, HF_MODERNBERT_NAMES, prefix, skip=("seg_emb.weight",))
+
+
+def from_hf_modernbert_state_dict(
+    hf_sd: dict[str, Tensor], prefix: str = "", type_vocab_size: int = 0
+) -> dict[str, Tensor]:
+    """ModernBertModel's state dict -> ours; with type_vocab_size > 0, adds all-zero segment embeddings."""
+    out = _from_hf(hf_sd, HF_MODERNBERT_NAMES, prefix)
+    if type_vocab_size > 0:
+        out["seg_emb.weight"] = out["tok_emb.weight"].new_zeros(type_vocab_size, out["tok_emb.weight"].shape[1])
+    return out
+
+
+def hf_bert_config_kwargs(
+    *, vocab_size: int, d_model: int, n_layers: int, n_heads: int, d_ff: int, max_len: int,
+    dropout: float, type_vocab_size: int, pad_id: int, **_: object,
+) -> dict:
+    """Keyword arguments for `transformers.BertConfig` describing a bert-style backbone."""
+    return dict(
+        vocab_size=vocab_size, hidden_size=d_model, num_hidden_layers=n_layers, num_attention_heads=n_heads,
+        intermediate_size=d_ff, hidden_act="gelu", hidden_dropout_prob=dropout,
+        attention_probs_dropout_prob=dropout, max_position_embeddings=max_len,
+        type_vocab_size=max(type_vocab_size, 1), layer_norm_eps=BERT_LN_EPS, pad_token_id=pad_id,
+    )
+
+
+def hf_modernbert_config_kwargs(
+    *, vocab_size: int, d_model: int, n_layers: int, n_heads: int, d_ff: int, max_len: int,
+    dropout: float, pad_id: int, rope_theta: float = 10_000.0, **_: object,
+) -> dict:
+    """Keyword arguments for `transformers.ModernBertConfig` describing a modern-style backbone.
+
+    Every layer global (global_attn_every_n_layers=1), one rope theta, GELU GLU, no biases. The
+    theta/global keywords are the ones transformers 4.x named, which 5.x still reads. Special
+    token ids other than padding (bos/eos/cls/sep) are the exporter's to add.
+    """
+    return dict(
+        vocab_size=vocab_size, hidden_size=d_model, num_hidden_layers=n_layers, num_attention_heads=n_heads,
+        intermediate_size=d_ff, hidden_activation="gelu", max_position_embeddings=max_len,
+        norm_eps=MODERN_LN_EPS, norm_bias=False, attention_bias=False, mlp_bias=False,
+        embedding_dropout=dropout, attention_dropout=dropout, mlp_dropout=dropout,
+        global_attn_every_n_layers=1, global_rope_theta=rope_theta, local_rope_theta=rope_theta,
+        pad_token_id=pad_id, bos_token_id=None, eos_token_id=None, cls_token_id=None, sep_token_id=None,
+    )
+
+
+def hf_config_kwargs(backbone: TransformerBackbone) -> dict:
+    """The HF config kwargs for this backbone's style (BertConfig or ModernBertConfig)."""
+    values = dict(
+        vocab_size=backbone.vocab_size, d_model=backbone.d_model, n_layers=backbone.n_layers,
+        n_heads=backbone.n_heads, d_ff=backbone.d_ff, max_len=backbone.max_len, dropout=backbone.dropout,
+        type_vocab_size=backbone.type_vocab_size, pad_id=backbone.pad_id, rope_theta=backbone.rope_theta,
+    )
+    return hf_bert_config_kwargs(**values) if backbone.style == "bert" else hf_modernbert_config_kwargs(**values)
