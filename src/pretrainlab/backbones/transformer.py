@@ -50,12 +50,19 @@ def attention_bias(mask: Tensor, n_heads: int, dtype: torch.dtype) -> Tensor:
 
     Padding (id 0) forms its own block, so padding queries attend to padding keys only: every row
     keeps at least itself, no NaN, and real tokens never see padding or other documents.
-    Materialised per head (not broadcast) so that the explicit path can fuse it into one baddbmm.
     """
-    B, T = mask.shape
-    same_doc = mask[:, None, :, None] == mask[:, None, None, :]  # (B, 1, T, T)
-    bias = torch.zeros(B, n_heads, T, T, dtype=dtype, device=mask.device)
-    return bias.masked_fill_(~same_doc, float("-inf"))
+    return visibility_bias(mask[:, :, None] == mask[:, None, :], n_heads, dtype)
+
+
+def visibility_bias(visible: Tensor, n_heads: int, dtype: torch.dtype) -> Tensor:
+    """(B, Tq, Tk) bool "query may see key" -> (B, H, Tq, Tk) additive bias (0 / -inf).
+
+    Materialised per head (not broadcast) so that the explicit path fuses it into one baddbmm.
+    Every query row must see at least one key, or its softmax is NaN.
+    """
+    B, Tq, Tk = visible.shape
+    bias = torch.zeros(B, n_heads, Tq, Tk, dtype=dtype, device=visible.device)
+    return bias.masked_fill_(~visible[:, None], float("-inf"))
 
 
 def rotary_cos_sin(positions: Tensor, inv_freq: Tensor, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
@@ -108,8 +115,9 @@ class SelfAttention(nn.Module):
     """Multi-head self-attention with one fused q/k/v projection.
 
     `forward(x, attn_bias)` = project -> (rotary) -> `attend(q, k, v, attn_bias)` -> output projection.
-    `attend` is separate so that a second (query) stream, as in XLNet's two-stream attention, can
-    reuse the same keys/values with its own queries and bias.
+    `attend` is separate, and takes Tq != Tk, so that a second (query) stream, as in XLNet's
+    two-stream attention, can reuse the content stream's keys/values with its own queries (the
+    first d_model rows of `qkv`) and its own bias (`visibility_bias`).
     """
 
     def __init__(self, d_model: int, n_heads: int, dropout: float, bias: bool) -> None:
