@@ -21,6 +21,9 @@ when training with dropout (SDPA's CPU dropout is slow), SDPA elsewhere (GPU, fp
 Asking for attention weights always takes the explicit path. Set `backbone.attn_impl = "sdpa" |
 "explicit"` to force one.
 
+`forward_two_stream` runs XLNet's two-stream attention (content + query stream, same weights) for
+permutation language modelling (objectives/plm.py); forward() is untouched by it.
+
 Hugging Face weight names: `HF_BERT_NAMES` / `HF_MODERNBERT_NAMES` map our parameter names to
 theirs; `to_hf_*_state_dict` / `from_hf_*_state_dict` convert, `hf_*_config_kwargs` give the config.
 """
@@ -166,6 +169,30 @@ class SelfAttention(nn.Module):
         ctx = torch.bmm(dropout(weights, p, self.training), v.reshape(B * H, Tk, Dh)).view(B, H, Tq, Dh)
         return ctx, (weights.view(B, H, Tq, Tk) if need_weights else None)
 
+    def two_stream(
+        self, h: Tensor, g: Tensor, h_bias: Tensor, g_bias: Tensor,
+        rope_h: tuple[Tensor, Tensor] | None = None, rope_g: tuple[Tensor, Tensor] | None = None,
+        use_sdpa: bool = False,
+    ) -> tuple[Tensor, Tensor]:
+        """XLNet's two-stream attention, same weights for both streams.
+
+        The content stream h (B, T, D) attends as in forward() under h_bias (B, H, T, T); the query
+        stream g (B, P, D) brings only its queries and reads h's keys/values under g_bias (B, H, P, T).
+        """
+        B, T, D = h.shape
+        P = g.shape[1]
+        qkv = self.qkv(h).view(B, T, 3, self.n_heads, self.head_dim)
+        q_bias = self.qkv.bias[:D] if self.qkv.bias is not None else None
+        qg = F.linear(g, self.qkv.weight[:D], q_bias).view(B, P, 1, self.n_heads, self.head_dim)  # queries only
+        if rope_h is not None:
+            qkv = torch.cat((apply_rotary(qkv[:, :, :2], *rope_h), qkv[:, :, 2:]), dim=2)
+            qg = apply_rotary(qg, *rope_g)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4).contiguous().unbind(0)  # each (B, H, T, Dh)
+        qg = qg[:, :, 0].transpose(1, 2).contiguous()  # (B, H, P, Dh)
+        ctx_h, _ = self.attend(q, k, v, h_bias, use_sdpa, False)
+        ctx_g, _ = self.attend(qg, k, v, g_bias, use_sdpa, False)
+        return self.out(ctx_h.transpose(1, 2).reshape(B, T, D)), self.out(ctx_g.transpose(1, 2).reshape(B, P, D))
+
 
 # --------------------------------------------------------------------------- blocks
 
@@ -187,6 +214,13 @@ class BertBlock(nn.Module):
         x = self.attn_norm(x + self.drop(a))
         x = self.ff_norm(x + self.drop(self.ff_out(F.gelu(self.ff_in(x)))))
         return x, weights
+
+    def two_stream(self, h, g, h_bias, g_bias, rope_h=None, rope_g=None, use_sdpa=False):
+        """This layer for XLNet's content stream h and query stream g (g's attention reads h)."""
+        a_h, a_g = self.attn.two_stream(h, g, h_bias, g_bias, None, None, use_sdpa)
+        h, g = self.attn_norm(h + self.drop(a_h)), self.attn_norm(g + self.drop(a_g))
+        h, g = (self.ff_norm(x + self.drop(self.ff_out(F.gelu(self.ff_in(x))))) for x in (h, g))
+        return h, g
 
 
 class ModernBlock(nn.Module):
@@ -210,6 +244,16 @@ class ModernBlock(nn.Module):
         h, gate = self.ff_in(self.ff_norm(x)).chunk(2, dim=-1)
         x = x + self.ff_out(self.drop(F.gelu(h) * gate))
         return x, weights
+
+    def two_stream(self, h, g, h_bias, g_bias, rope_h=None, rope_g=None, use_sdpa=False):
+        """This layer for XLNet's content stream h and query stream g (g's attention reads h)."""
+        a_h, a_g = self.attn.two_stream(self.attn_norm(h), self.attn_norm(g), h_bias, g_bias, rope_h, rope_g, use_sdpa)
+        out = []
+        for x, a in ((h, a_h), (g, a_g)):
+            x = x + self.drop(a)
+            y, gate = self.ff_in(self.ff_norm(x)).chunk(2, dim=-1)
+            out.append(x + self.ff_out(self.drop(F.gelu(y) * gate)))
+        return out[0], out[1]
 
 
 # --------------------------------------------------------------------------- backbone
@@ -340,6 +384,61 @@ class TransformerBackbone(nn.Module):
         if self.final_norm is not None:
             x = self.final_norm(x)
         return EncoderOutput(hidden=x, attentions=attentions, hidden_states=hidden_states)
+
+    def forward_two_stream(
+        self,
+        ids: Tensor,
+        mask: Tensor,
+        segment_ids: Tensor | None,
+        content_visible: Tensor,
+        query_index: Tensor,
+        query_visible: Tensor,
+        query_id: int,
+    ) -> tuple[Tensor, Tensor]:
+        """XLNet's two-stream pass (permutation language modelling) with this encoder's weights.
+
+        content_visible: (B, T, T) bool, key j visible to content position i (it replaces the document
+            mask: the caller keeps documents apart); every row must see at least one key.
+        query_index: (B, P) positions that get a query stream, whose input is the embedding of
+            `query_id` ([MASK]) at that position: it knows where it is, not which token is there.
+        query_visible: (B, P, T) bool, content keys each query may read; at least one per row.
+        -> (content stream (B, T, D), query stream (B, P, D)). With every key visible, the content
+        stream is exactly forward()'s hidden state, so the trained weights fine-tune as usual.
+        """
+        T = ids.shape[1]
+        if self.style == "bert" and T > self.max_len:
+            raise ValueError(f"sequence length {T} exceeds max_len={self.max_len} (the position embeddings)")
+        positions = positions_from_mask(mask)
+        q_positions = positions.gather(1, query_index)
+        q_segments = segment_ids.gather(1, query_index) if segment_ids is not None else None
+
+        def embed(tokens: Tensor, segments: Tensor | None, pos: Tensor) -> Tensor:  # as forward() embeds
+            x = self.tok_emb(tokens)
+            if self.seg_emb is not None:
+                if segments is not None:
+                    x = x + self.seg_emb(segments)
+                elif self.style == "bert":
+                    x = x + self.seg_emb.weight[0]
+            if self.style == "bert":
+                x = x + self.pos_emb(pos)
+            return self.emb_drop(self.emb_norm(x))
+
+        h = embed(ids, segment_ids, positions)  # (B, T, D)
+        g = embed(torch.full_like(query_index, query_id), q_segments, q_positions)  # (B, P, D)
+        dev = h.device.type
+        dtype = torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else h.dtype
+        rope_h = rope_g = None
+        if self.style == "modern":
+            rope_h = rotary_cos_sin(positions, self.inv_freq, dtype)
+            rope_g = rotary_cos_sin(q_positions, self.inv_freq, dtype)
+        use_sdpa = self._use_sdpa(dev, dtype)
+        h_bias = visibility_bias(content_visible, self.n_heads, dtype)  # (B, H, T, T)
+        g_bias = visibility_bias(query_visible, self.n_heads, dtype)  # (B, H, P, T)
+        for layer in self.layers:
+            h, g = layer.two_stream(h, g, h_bias, g_bias, rope_h, rope_g, use_sdpa)
+        if self.final_norm is not None:
+            h, g = self.final_norm(h), self.final_norm(g)
+        return h, g
 
     def _use_sdpa(self, device_type: str, dtype: torch.dtype) -> bool:
         if self.attn_impl == "sdpa":
