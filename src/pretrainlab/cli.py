@@ -63,6 +63,55 @@ def cmd_pretrain(args) -> None:
     print(f"run directory: {run_dir}")
 
 
+# --------------------------------------------------------------------------- downstream: finetune, evaluate, predict, export
+
+
+def cmd_finetune(args) -> None:
+    from pathlib import Path
+
+    from .evaluate import finetune
+
+    cfg = _cfg(args)
+    out = args.out or str(Path(args.run) / f"finetune-{Path(args.task).stem}{'-random' if args.random_init else ''}")
+    result = finetune(args.run, args.task, cfg, out_dir=out, seeds=args.seeds, random_init=args.random_init)
+    print(f"{result.task}: test accuracy {result.accuracy} (median {result.accuracy.median:.4f}), "
+          f"macro-F1 {result.macro_f1} over seeds {[s.seed for s in result.seeds]}")
+    print(f"model (seed {result.best_seed}) and reports written to {out}")
+
+
+def cmd_evaluate(args) -> None:
+    from .evaluate import evaluate, metrics_markdown
+
+    metrics = evaluate(args.model, args.task, out_dir=args.out, split=args.split)
+    print(metrics_markdown(metrics))
+
+
+def cmd_predict(args) -> None:
+    from .evaluate import predict
+
+    pairs = args.pair or None
+    for text, (label, prob) in zip(args.texts, predict(args.model, args.texts, pairs)):
+        print(f"{label}\t{prob:.4f}\t{text}")
+
+
+def cmd_export(args) -> None:
+    from .export import check_export, export, logits_fn
+
+    out = export(args.run, args.to, overwrite=args.overwrite)
+    print(f"exported {args.run} to {out}")
+    if args.no_check:
+        return
+    check = check_export(out, logits_fn(args.run))
+    what = "top token at [MASK]" if check.kind == "masked_lm" else "label"
+    print(f"transformers (offline) loads it: {what} {check.label!r}, max |logit difference| {check.max_abs_diff:.2e}, "
+          f"tokenizer ids {'match' if check.ids_match else 'DIFFER'}")
+    if not check.ok:
+        from .errors import ExportError
+
+        raise ExportError(f"the export in {out} does not reproduce pretrainlab's logits (max difference "
+                          f"{check.max_abs_diff:.2e}, tokenizer ids {'match' if check.ids_match else 'differ'})")
+
+
 # --------------------------------------------------------------------------- interpret
 
 
@@ -75,6 +124,12 @@ def cmd_explain(args) -> None:
         n_steps=args.steps, max_examples=args.max_examples,
     )
     print(f"report written to {out}")
+
+
+def cmd_demo(args) -> None:
+    from .demo import run_demo
+
+    run_demo(args.out, minutes=args.minutes, seeds=tuple(args.seeds), preset=args.preset, epochs=args.epochs)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -112,6 +167,36 @@ def build_parser() -> argparse.ArgumentParser:
     _config_args(t)
     t.set_defaults(func=cmd_pretrain)
 
+    t = sub.add_parser("finetune", help="fine-tune a pre-training run on a labelled task (several seeds)")
+    t.add_argument("run", help="pre-training run directory")
+    t.add_argument("--task", required=True, help="built-in task (mr, tweets, wordnet-supersense, wordnet-pairs) "
+                   "or a .csv/.tsv/.jsonl file (columns: --set finetune.text_column=... etc.)")
+    t.add_argument("--out", help="directory for the model and reports (default: RUN/finetune-TASK)")
+    t.add_argument("--seeds", type=int, nargs="+", help="seeds to run (default: finetune.seeds)")
+    t.add_argument("--random-init", action="store_true", help="same architecture, random weights (the baseline)")
+    _config_args(t)
+    t.set_defaults(func=cmd_finetune)
+
+    t = sub.add_parser("evaluate", help="score a fine-tuned model on a task: accuracy, macro-F1, confusion matrix")
+    t.add_argument("model", help="fine-tuned model directory (from pretrainlab finetune)")
+    t.add_argument("--task", help="task name or file (default: the task it was fine-tuned on)")
+    t.add_argument("--split", default="test", choices=("train", "validation", "test"))
+    t.add_argument("--out", help="report directory (default: MODEL/eval-TASK)")
+    t.set_defaults(func=cmd_evaluate)
+
+    t = sub.add_parser("predict", help="label texts with a fine-tuned model")
+    t.add_argument("model", help="fine-tuned model directory")
+    t.add_argument("texts", nargs="+", help="texts to label")
+    t.add_argument("--pair", action="append", default=[], help="second text of a pair, one per text (repeatable)")
+    t.set_defaults(func=cmd_predict)
+
+    t = sub.add_parser("export", help="export to a Hugging Face folder and check it loads offline with equal logits")
+    t.add_argument("run", help="fine-tuned model directory (-> *ForSequenceClassification) or pre-training run (-> *ForMaskedLM)")
+    t.add_argument("--to", required=True, help="target directory")
+    t.add_argument("--overwrite", action="store_true", help="replace a non-empty target directory")
+    t.add_argument("--no-check", action="store_true", help="skip loading the export back in transformers")
+    t.set_defaults(func=cmd_export)
+
     t = sub.add_parser("explain", help="HTML report: attention, rollout, token attributions, layer probes")
     t.add_argument("model", help="fine-tuned model directory (or a pre-training run directory)")
     t.add_argument("--text", action="append", default=[], help="a text to explain (repeatable)")
@@ -124,6 +209,14 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--max-examples", type=int, default=200, help="task examples to attribute for the per-class summary")
     t.add_argument("--out", default="report.html", help="the HTML file to write")
     t.set_defaults(func=cmd_explain)
+
+    t = sub.add_parser("demo", help="the whole path on real data: SOTU -> pre-train -> MR fine-tune -> table -> HF export")
+    t.add_argument("--out", default="runs/demo", help="where everything goes")
+    t.add_argument("--minutes", type=float, default=5.0, help="pre-training budget in minutes")
+    t.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="fine-tuning seeds")
+    t.add_argument("--preset", default="mini", help="model size preset")
+    t.add_argument("--epochs", type=int, default=2, help="fine-tuning epochs (early stopping may end sooner)")
+    t.set_defaults(func=cmd_demo)
     return p
 
 
