@@ -1,0 +1,382 @@
+"""Export to a Hugging Face folder that `transformers` loads offline, with equal logits.
+
+    export("runs/mini/finetune-mr", "hf/mini-mr")       # a fine-tuned classifier -> *ForSequenceClassification
+    export("runs/mini", "hf/mini-mlm")                  # a pre-training run      -> *ForMaskedLM
+    check_export("hf/mini-mr", logits_fn("runs/mini/finetune-mr"), tokenizer=...)  # the snippet below, compared
+
+The folder holds config.json (with id2label / label2id), model.safetensors and the tokenizer
+(tokenizer.json + tokenizer_config.json: PreTrainedTokenizerFast). Name maps:
+
+  bert style   backbone              -> BertModel            (backbones/transformer.HF_BERT_NAMES)
+               Classifier.pooler     -> bert.pooler.dense    (dense + tanh on [CLS])
+               Classifier.head       -> classifier
+               MLM head dense / norm -> cls.predictions.transform.dense / LayerNorm
+               MLM head bias         -> cls.predictions.bias (decoder tied to the word embeddings)
+  modern style backbone              -> ModernBertModel      (HF_MODERNBERT_NAMES)
+               ModernClassifier.pooler / norm -> head.dense / head.norm (classifier_activation=tanh)
+               ModernClassifier.head -> classifier
+               MLM head dense / norm -> head.dense / head.norm (classifier_activation=gelu)
+               MLM head bias         -> decoder.bias + E @ norm.bias (ModernBERT's head norm has no
+                                        bias; a constant added after the norm moves through the tied
+                                        decoder as E @ beta, so it folds into the decoder bias exactly)
+
+The check runs the model card's snippet in a fresh process with HF_HUB_OFFLINE=1, so the
+folder must load with no network, and compares its logits with pretrainlab's.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ..checkpoint import latest_checkpoint
+from ..errors import ExportError, PretrainlabError
+
+CHECK_TEXT = "This is a great movie!"
+EXPORT_INFO = "pretrainlab_export.json"
+
+# The check, as a user would run it (the model card's snippet), plus one JSON line for the comparison.
+SNIPPET_CLASSIFIER = """\
+import json, sys
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+DIR, TEXT = sys.argv[1], sys.argv[2]
+model = AutoModelForSequenceClassification.from_pretrained(DIR)
+tokenizer = AutoTokenizer.from_pretrained(DIR)
+inputs = tokenizer(TEXT, return_tensors="pt")
+outputs = model(**inputs)
+print(model.config.id2label[outputs.logits.argmax().item()])
+print("PRETRAINLAB-CHECK", json.dumps({"logits": outputs.logits.tolist(),
+                                       **{k: v.tolist() for k, v in inputs.items()}}))
+"""
+SNIPPET_MASKED_LM = """\
+import json, sys
+from transformers import AutoModelForMaskedLM, AutoTokenizer
+DIR, TEXT = sys.argv[1], sys.argv[2]
+model = AutoModelForMaskedLM.from_pretrained(DIR)
+tokenizer = AutoTokenizer.from_pretrained(DIR)
+inputs = tokenizer(TEXT.replace("[MASK]", tokenizer.mask_token), return_tensors="pt")
+outputs = model(**inputs)
+where = (inputs["input_ids"][0] == tokenizer.mask_token_id).nonzero()[0, 0]
+print(tokenizer.convert_ids_to_tokens(outputs.logits[0, where].argmax().item()))
+print("PRETRAINLAB-CHECK", json.dumps({"logits": outputs.logits.tolist(),
+                                       **{k: v.tolist() for k, v in inputs.items()}}))
+"""
+
+
+# --------------------------------------------------------------------------- what is exported
+
+
+@dataclass
+class Source:
+    """A fine-tuned classifier or a pre-training run, loaded for export."""
+
+    kind: str
+    """classifier or masked_lm."""
+    model: nn.Module
+    """Classifier / ModernClassifier, or PretrainModel."""
+    backbone: nn.Module
+    tokenizer: Any
+    special: Any
+    style: str
+    label_names: list[Any] | None
+    pooling: str | None
+    path: Path
+
+
+def load_source(src: str | Path) -> Source:
+    """A fine-tuned model directory (classifier.json) or a pre-training run (config.yaml + checkpoint)."""
+    from ..evaluate import head_kind, is_classifier_dir, load_classifier
+    from ..train import load_pretrained
+
+    src = Path(src)
+    if is_classifier_dir(src):
+        _check_backbone(src, _read_model_section(src))
+        _check_vocab(src / "model.safetensors", "backbone.tok_emb.weight", src / "tokenizer.json")
+        ft = load_classifier(src)
+        return Source("classifier", ft.model, ft.model.backbone, ft.tokenizer, ft.special, head_kind(ft.config.model),
+                      list(ft.label_names), ft.meta["pooling"], src)
+    if (src / "config.yaml").is_file():
+        _check_backbone(src, _read_model_section(src))
+        if latest_checkpoint(src) is None:
+            raise ExportError(f"{src} has no checkpoint: nothing to export yet; pre-train it first "
+                              f"(pretrainlab pretrain --out {src}) or wait for its first checkpoint")
+        _check_vocab(latest_checkpoint(src) / "model.safetensors", "backbone.tok_emb.weight", src / "tokenizer.json")
+        pre = load_pretrained(src)
+        if "mlm" not in pre.model.objectives:
+            raise ExportError(f"{src} was pre-trained without the mlm objective ({', '.join(pre.model.objectives)}); "
+                              "only an MLM head maps onto *ForMaskedLM: fine-tune it and export the classifier instead")
+        return Source("masked_lm", pre.model, pre.backbone, pre.tokenizer, pre.special, pre.config.model.style,
+                      None, None, src)
+    raise ExportError(f"{src} is neither a pre-training run (config.yaml + checkpoints/) "
+                      "nor a fine-tuned model (classifier.json)")
+
+
+def _check_vocab(weights: Path, key: str, tokenizer_path: Path) -> None:
+    """The embedding's rows must be the tokenizer's tokens (checked before anything is loaded)."""
+    from safetensors import safe_open
+
+    from ..tokenizer import load_tokenizer
+
+    if not weights.is_file():
+        raise ExportError(f"{weights} is missing; nothing to export")
+    with safe_open(str(weights), framework="pt") as f:
+        if key not in f.keys():
+            return  # let the loader name what does not fit
+        rows = f.get_slice(key).get_shape()[0]
+    n = load_tokenizer(tokenizer_path).get_vocab_size()
+    if rows != n:
+        raise ExportError(f"{tokenizer_path} has {n} tokens but the model in {weights} embeds {rows}: the tokenizer "
+                          "does not belong to this model; put the run's own tokenizer.json back")
+
+
+def _read_model_section(src: Path) -> dict[str, Any]:
+    import yaml
+
+    try:
+        return (yaml.safe_load((src / "config.yaml").read_text(encoding="utf-8")) or {}).get("model", {})
+    except (OSError, yaml.YAMLError) as e:
+        raise ExportError(f"{src}/config.yaml cannot be read ({e})") from None
+
+
+def _check_backbone(src: Path, model_section: dict[str, Any]) -> None:
+    kind = model_section.get("backbone", "transformer")
+    if kind != "transformer":
+        raise ExportError(
+            f"{src}: its backbone is {kind}, which has no counterpart among the transformers model classes. "
+            "Export of RNN/CNN backbones (as remote code) is planned with the backbones issue; "
+            "for now only transformer backbones (style bert or modern) export"
+        )
+
+
+# --------------------------------------------------------------------------- weights
+
+
+def hf_model(source: Source) -> nn.Module:
+    """The transformers model holding our weights (fp32, eval mode)."""
+    from ..backbones.transformer import (hf_config_kwargs, to_hf_bert_state_dict,
+                                         to_hf_modernbert_state_dict)
+
+    bb = source.backbone
+    if source.tokenizer.get_vocab_size() != bb.vocab_size:
+        n = source.tokenizer.get_vocab_size()
+        raise ExportError(f"{source.path}: the tokenizer has {n} tokens but the model's embedding has {bb.vocab_size}; "
+                          "they do not belong together: export the run's own tokenizer")
+    kw = hf_config_kwargs(bb)
+    sd = {k: v.detach().float() for k, v in bb.state_dict().items()}
+    special = source.special
+    labels: dict[str, Any] = {}
+    if source.label_names is not None:
+        labels = dict(num_labels=len(source.label_names),
+                      id2label={i: str(x) for i, x in enumerate(source.label_names)},
+                      label2id={str(x): i for i, x in enumerate(source.label_names)})
+    m = source.model
+    if source.style == "bert":
+        from transformers import BertConfig, BertForMaskedLM, BertForSequenceClassification
+
+        hf_sd = to_hf_bert_state_dict(sd, prefix="bert.")
+        if source.kind == "classifier":
+            if source.pooling != "cls":
+                raise ExportError(f"{source.path} pools by {source.pooling!r}, but BertForSequenceClassification pools "
+                                  "the [CLS] token; fine-tune with finetune.pooling=cls to export the bert style")
+            config = BertConfig(**kw, **labels, classifier_dropout=bb.dropout)
+            hf_sd.update({"bert.pooler.dense.weight": m.pooler.weight, "bert.pooler.dense.bias": m.pooler.bias,
+                          "classifier.weight": m.head.weight, "classifier.bias": m.head.bias})
+            model = BertForSequenceClassification(config)
+        else:
+            head = m.objectives["mlm"].head
+            config = BertConfig(**kw, tie_word_embeddings=True)
+            hf_sd.update({
+                "cls.predictions.transform.dense.weight": head.dense.weight,
+                "cls.predictions.transform.dense.bias": head.dense.bias,
+                "cls.predictions.transform.LayerNorm.weight": head.norm.weight,
+                "cls.predictions.transform.LayerNorm.bias": head.norm.bias,
+                "cls.predictions.bias": head.bias, "cls.predictions.decoder.bias": head.bias,
+                "cls.predictions.decoder.weight": sd["tok_emb.weight"],
+            })
+            model = BertForMaskedLM(config)
+    else:
+        from transformers import ModernBertConfig, ModernBertForMaskedLM, ModernBertForSequenceClassification
+
+        try:
+            hf_sd = to_hf_modernbert_state_dict(sd, prefix="model.")
+        except ValueError as e:
+            raise ExportError(f"{source.path}: {e}") from None
+        ids = dict(cls_token_id=special.cls, sep_token_id=special.sep, bos_token_id=special.cls,
+                   eos_token_id=special.sep)
+        kw = {**kw, **ids}
+        if source.kind == "classifier":
+            config = ModernBertConfig(**kw, **labels, classifier_pooling=source.pooling, classifier_bias=True,
+                                      classifier_activation="tanh", classifier_dropout=bb.dropout)
+            hf_sd.update({"head.dense.weight": m.pooler.weight, "head.dense.bias": m.pooler.bias,
+                          "head.norm.weight": m.norm.weight,
+                          "classifier.weight": m.head.weight, "classifier.bias": m.head.bias})
+            model = ModernBertForSequenceClassification(config)
+        else:
+            head = m.objectives["mlm"].head
+            config = ModernBertConfig(**kw, classifier_bias=True, classifier_activation="gelu", decoder_bias=True,
+                                      tie_word_embeddings=True)
+            emb = sd["tok_emb.weight"]
+            hf_sd.update({"head.dense.weight": head.dense.weight, "head.dense.bias": head.dense.bias,
+                          "head.norm.weight": head.norm.weight, "decoder.weight": emb,
+                          "decoder.bias": head.bias + emb @ head.norm.bias})
+            model = ModernBertForMaskedLM(config)
+    hf_sd = {k: v.detach().float().contiguous() for k, v in hf_sd.items()}
+    missing, unexpected = model.load_state_dict(hf_sd, strict=False)
+    if missing or unexpected:
+        raise ExportError(f"{source.path}: the weight map is incomplete for {type(model).__name__} "
+                          f"(missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]}); "
+                          "the name maps in backbones/transformer.py and export/hf.py need updating")
+    return model.eval()
+
+
+# --------------------------------------------------------------------------- export
+
+
+def export(src: str | Path, to_dir: str | Path, overwrite: bool = False) -> Path:
+    """Write a Hugging Face folder for a fine-tuned classifier or a pre-training run (MLM head)."""
+    from ..tokenizer import hf_tokenizer
+
+    src, to_dir = Path(src), Path(to_dir)
+    if to_dir.exists() and not to_dir.is_dir():
+        raise ExportError(f"--to {to_dir} is a file; give a directory")
+    if to_dir.resolve() == src.resolve() or src.resolve().is_relative_to(to_dir.resolve()):
+        raise ExportError(f"--to {to_dir} would replace the model being exported ({src}); choose another directory")
+    if to_dir.is_dir() and any(to_dir.iterdir()) and not overwrite:
+        raise ExportError(f"--to {to_dir} is not empty; pass --overwrite to replace its contents, "
+                          "or choose another directory")
+    try:
+        source = load_source(src)
+        model = hf_model(source)
+    except ExportError:
+        raise
+    except PretrainlabError as e:
+        raise ExportError(f"cannot export {src}: {e}") from None
+
+    tmp = to_dir.with_name(f".{to_dir.name}.export-tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    try:
+        from transformers.utils import logging as hf_logging
+
+        bars = hf_logging.is_progress_bar_enabled()
+        hf_logging.disable_progress_bar()  # one small shard: no "Writing model shards" bar
+        try:
+            model.save_pretrained(str(tmp), safe_serialization=True)
+        finally:
+            if bars:
+                hf_logging.enable_progress_bar()
+        hf_tok = hf_tokenizer(source.tokenizer, model_max_length=source.backbone.max_len)
+        hf_tok.save_pretrained(str(tmp))
+        # what our model saw: bert gets token type ids (segments), ModernBERT has none
+        names = ["input_ids", "attention_mask"]
+        if source.style == "bert":
+            names.insert(1, "token_type_ids")
+        tc_path = tmp / "tokenizer_config.json"
+        tc = json.loads(tc_path.read_text(encoding="utf-8"))
+        tc.update(model_input_names=names, padding_side="right", truncation_side="right")
+        tc_path.write_text(json.dumps(tc, indent=2), encoding="utf-8")
+        (tmp / EXPORT_INFO).write_text(json.dumps(
+            {"source": str(src.resolve()), "kind": source.kind, "style": source.style,
+             "architecture": type(model).__name__}, indent=1), encoding="utf-8")
+        if to_dir.exists():
+            shutil.rmtree(to_dir)
+        os.replace(tmp, to_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return to_dir
+
+
+# --------------------------------------------------------------------------- check
+
+
+@dataclass
+class ExportCheck:
+    label: str
+    """What the snippet printed: the predicted label (classifier) or the top token at [MASK] (MLM)."""
+    max_abs_diff: float
+    """Largest |HF logit - pretrainlab logit|."""
+    ids_match: bool | None
+    """The exported tokenizer's ids equal pretrainlab's (None: not compared)."""
+    ok: bool
+    kind: str
+    input_ids: list[int]
+
+
+def logits_fn(src: str | Path) -> Callable[[dict[str, Tensor]], Tensor]:
+    """pretrainlab's logits for Hugging Face-style inputs (input_ids, attention_mask[, token_type_ids])."""
+    source = load_source(src)
+    source.model.eval()
+
+    @torch.no_grad()
+    def run(inputs: dict[str, Tensor]) -> Tensor:
+        ids, mask = inputs["input_ids"], inputs["attention_mask"]
+        segments = inputs.get("token_type_ids") if source.style == "bert" else None
+        if source.kind == "classifier":
+            return source.model(ids, mask, segments).logits
+        hidden = source.backbone(ids, mask, segments).hidden
+        return source.model.objectives["mlm"].head(hidden).float()
+
+    run.tokenizer = source.tokenizer  # type: ignore[attr-defined]
+    return run
+
+
+def run_snippet(directory: str | Path, text: str | None = None, timeout: float = 600) -> dict[str, Any]:
+    """Run the model card snippet on `directory` in a fresh process with HF_HUB_OFFLINE=1.
+
+    -> {"kind", "text", "label" (what it printed), "logits", "input_ids", "attention_mask"[, "token_type_ids"]}
+    """
+    directory = Path(directory)
+    try:
+        config = json.loads((directory / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise ExportError(f"{directory} holds no readable config.json ({e}); is it an export?") from None
+    masked_lm = any(a.endswith("ForMaskedLM") for a in config.get("architectures") or [])
+    snippet = SNIPPET_MASKED_LM if masked_lm else SNIPPET_CLASSIFIER
+    text = text or ("This is a great [MASK]!" if masked_lm else CHECK_TEXT)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    proc = subprocess.run([sys.executable, "-c", snippet, str(directory), text], env=env, capture_output=True,
+                          text=True, timeout=timeout)
+    if proc.returncode != 0:
+        raise ExportError(f"transformers could not run the export in {directory}:\n{proc.stderr[-3000:]}")
+    lines = proc.stdout.strip().splitlines()
+    marked = [ln for ln in lines if ln.startswith("PRETRAINLAB-CHECK ")]
+    if not marked:
+        raise ExportError(f"the check printed no result:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
+    data = json.loads(marked[-1].split(" ", 1)[1])
+    printed = [ln for ln in lines if not ln.startswith("PRETRAINLAB-CHECK ")]
+    return {"kind": "masked_lm" if masked_lm else "classifier", "text": text,
+            "label": printed[-1] if printed else "", **data}
+
+
+def compare(result: dict[str, Any], ours_logits_fn: Callable[[dict[str, Tensor]], Tensor], atol: float = 1e-4,
+            tokenizer=None) -> ExportCheck:
+    """Our logits for the inputs the snippet's tokenizer made vs the snippet's logits; our ids vs its ids."""
+    inputs = {k: torch.tensor(result[k]) for k in ("input_ids", "attention_mask", "token_type_ids") if k in result}
+    theirs = torch.tensor(result["logits"])
+    ours = ours_logits_fn(inputs).float()
+    diff = float((theirs - ours).abs().max()) if theirs.shape == ours.shape else float("inf")
+    tok = tokenizer if tokenizer is not None else getattr(ours_logits_fn, "tokenizer", None)
+    ids_match = None if tok is None else tok.encode(result["text"]).ids == result["input_ids"][0]
+    ok = diff <= atol and ids_match is not False
+    return ExportCheck(result["label"], diff, ids_match, ok, result["kind"], result["input_ids"][0])
+
+
+def check_export(directory: str | Path, ours_logits_fn: Callable[[dict[str, Tensor]], Tensor],
+                 text: str | None = None, atol: float = 1e-4, tokenizer=None, timeout: float = 600) -> ExportCheck:
+    """Run the model card snippet on `directory` (fresh process, HF_HUB_OFFLINE=1) and compare with ours.
+
+    ours_logits_fn maps the snippet's tokenizer output (tensors) to pretrainlab's logits, e.g.
+    `logits_fn(source_dir)`; tokenizer (default: the one logits_fn carries) checks the ids too.
+    """
+    return compare(run_snippet(directory, text, timeout), ours_logits_fn, atol, tokenizer)

@@ -1,0 +1,177 @@
+"""Fine-tuning with the one loop: it learns, it is reproducible, it saves a model that predict/evaluate read."""
+
+import json
+import random
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from pretrainlab.checkpoint import save_checkpoint
+from pretrainlab.cli import main
+from pretrainlab.config import load_config, save_config
+from pretrainlab.data.tasks import load_task
+from pretrainlab.errors import TaskError
+from pretrainlab.evaluate import (collate, encode, evaluate, finetune, finetune_random_init, load_classifier,
+                                  majority_baseline, predict, tfidf_baseline)
+from pretrainlab.tokenizer import save_tokenizer, special_ids, train_tokenizer
+from pretrainlab.train import build_pretrain_model
+
+WORDS = "the a film movie story actor plot scene was is very quite rather good bad awful dull fun long short".split()
+TINY = ["model.preset=tiny", "model.d_model=32", "model.n_heads=4", "model.d_ff=64", "model.n_layers=2",
+        "model.max_len=64", "data.seq_len=16", "train.precision=fp32", "train.progress=false",
+        "finetune.max_len=16", "finetune.batch_size=16", "finetune.lr=0.005"]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models run fastest on one thread (and the two cores are shared)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def cfg(*extra):
+    return load_config(None, TINY + list(extra))
+
+
+def make_run(path, *settings):
+    """A pre-training run directory as `pretrain` writes it: config, tokenizer, one checkpoint."""
+    rng = random.Random(0)
+    texts = [" ".join(rng.choice(WORDS + ["great"]) for _ in range(8)) for _ in range(300)]
+    tok = train_tokenizer(texts, vocab_size=100)
+    c = cfg(*settings)
+    path.mkdir(parents=True)
+    save_config(c, path / "config.yaml")
+    save_tokenizer(tok, path / "tokenizer.json")
+    torch.manual_seed(0)
+    save_checkpoint(path, build_pretrain_model(c, tok.get_vocab_size(), special_ids(tok)), None, None, {"step": 1})
+    return path
+
+
+def great_rows(n, seed=1):
+    """(text, label): label 1 exactly when the word 'great' appears; each text unique."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        words = [rng.choice(WORDS) for _ in range(6)]
+        if i % 2:
+            words[rng.randrange(6)] = "great"
+        rows.append((" ".join(words) + f" {'x' * (1 + i % 7)}{i}", i % 2))
+    return rows
+
+
+def great_csv(path, n=160):
+    lines = ["text,label"] + [f"{t},{'pos' if y else 'neg'}" for t, y in great_rows(n)]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    return make_run(tmp_path_factory.mktemp("ft") / "run")
+
+
+@pytest.fixture(scope="module")
+def task_file(tmp_path_factory):
+    return great_csv(tmp_path_factory.mktemp("task") / "great.csv")
+
+
+def test_finetuning_learns_a_separable_task_even_from_random_init(run, task_file):
+    result = finetune_random_init(run, task_file, cfg("finetune.epochs=10", "finetune.patience=0"), seeds=(0,))
+    assert result.init == "random"
+    assert result.accuracy.mean > 0.9, result.seeds[0].history
+    assert result.test.per_class["pos"]["recall"] > 0.8 and result.test.per_class["neg"]["recall"] > 0.8
+
+
+def test_same_seed_same_result(run, task_file, tmp_path):
+    a = finetune(run, task_file, cfg("finetune.epochs=2"), out_dir=tmp_path / "a", seeds=(0,))
+    b = finetune(run, task_file, cfg("finetune.epochs=2"), out_dir=tmp_path / "b", seeds=(0,))
+    assert [h.get("loss") for h in a.seeds[0].history] == [h.get("loss") for h in b.seeds[0].history]
+    wa, wb = load_file(str(tmp_path / "a" / "model.safetensors")), load_file(str(tmp_path / "b" / "model.safetensors"))
+    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+    c = finetune(run, task_file, cfg("finetune.epochs=2"), seeds=(1,))
+    assert [h.get("loss") for h in c.seeds[0].history] != [h.get("loss") for h in a.seeds[0].history]
+
+
+def test_several_seeds_summary_reports_and_saved_model(run, task_file, tmp_path):
+    out = tmp_path / "ft"
+    r = finetune(run, task_file, cfg("finetune.epochs=3"), out_dir=out, seeds=(0, 1, 2))
+    accs = [s.accuracy for s in r.seeds]
+    assert r.accuracy.values == accs
+    assert r.accuracy.mean == pytest.approx(sum(accs) / 3)
+    assert r.accuracy.median == sorted(accs)[1]
+    assert r.accuracy.std == pytest.approx(torch.tensor(accs).std().item())
+    # the best-validation seed's model is saved, and scores on test what the result says
+    best = max(r.seeds, key=lambda s: (s.val_accuracy, -s.val_loss))
+    assert r.best_seed == best.seed
+    for f in ("results.json", "results.md", "per_class.md", "confusion.png", "model.safetensors", "config.yaml",
+              "tokenizer.json", "classifier.json"):
+        assert (out / f).is_file(), f
+    info = json.loads((out / "classifier.json").read_text())
+    assert info["id2label"] == {"0": "neg", "1": "pos"} and info["label2id"] == {"neg": 0, "pos": 1}
+    saved = json.loads((out / "results.json").read_text())
+    assert saved["accuracy"]["values"] == accs and saved["best_seed"] == r.best_seed
+    metrics = evaluate(out, task_file)
+    assert metrics.accuracy == pytest.approx(r.test.accuracy) and metrics.confusion == r.test.confusion
+    assert (out / "eval-great" / "metrics.json").is_file() and (out / "eval-great" / "confusion.png").is_file()
+    texts = ["the film was great", "the film was dull"]
+    preds = predict(out, texts)
+    assert preds == predict(load_classifier(out), texts)
+    assert all(label in ("neg", "pos") and 0.5 <= p <= 1.0 for label, p in preds)
+
+
+def test_pairs_get_segment_ids_and_integer_labels_are_kept(run, tmp_path):
+    tok = load_classifier_tokenizer(run)
+    enc = encode(tok, ["the film"], ["was good"], max_len=16)
+    cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
+    a, b = tok.encode("the film", add_special_tokens=False).ids, tok.encode("was good", add_special_tokens=False).ids
+    assert enc.ids[0] == [cls, *a, sep, *b, sep]
+    assert enc.segments[0] == [0] * (len(a) + 2) + [1] * (len(b) + 1)
+    cut = encode(tok, [" ".join(["film"] * 20)], [" ".join(["plot"] * 20)], max_len=10)
+    n_b = cut.segments[0].count(1) - 1  # B's tokens, without its [SEP]
+    assert len(cut.ids[0]) == 10 and abs((7 - n_b) - n_b) <= 1  # longest-first: both halves keep a share
+    batch = collate(enc, [0], pad_id=0, segments=True)
+    assert batch["segment_ids"].tolist() == [enc.segments[0]]
+    assert "segment_ids" not in collate(enc, [0], pad_id=0, segments=False)  # modern style: none, as ModernBERT
+
+    f = tmp_path / "pairs.jsonl"
+    f.write_text("\n".join(json.dumps({"q": t.rsplit(" ", 1)[0], "d": t.rsplit(" ", 1)[1], "y": 7 + y})
+                           for t, y in great_rows(80)) + "\n", encoding="utf-8")
+    c = cfg("finetune.epochs=1", "finetune.text_column=q", "finetune.text_pair_column=d", "finetune.label_column=y")
+    r = finetune(run, f, c, out_dir=tmp_path / "m", seeds=(0,))
+    assert r.label_names == [7, 8]
+    model = load_classifier(tmp_path / "m")
+    assert model.label_names == [7, 8] and model.meta["pairs"] and model.meta["segments"]
+    labels = [label for label, _ in predict(model, ["the film", "a plot"], pairs=["x1", "x2"])]
+    assert all(label in (7, 8) for label in labels)
+    with pytest.raises(TaskError, match="fine-tuned on text pairs"):
+        predict(model, ["the film"])
+
+
+def load_classifier_tokenizer(run):
+    from pretrainlab.tokenizer import load_tokenizer
+
+    return load_tokenizer(run / "tokenizer.json")
+
+
+def test_baselines_on_the_same_splits(task_file):
+    task = load_task(task_file)
+    assert majority_baseline(task).accuracy == pytest.approx(0.5)
+    tfidf = tfidf_baseline(task)
+    assert tfidf.accuracy > 0.7 and tfidf.n == len(task.test)  # 128 training examples, mostly noise words
+
+
+def test_cli_finetune_predict_evaluate(run, task_file, tmp_path, capsys):
+    out = tmp_path / "cli"
+    assert main(["finetune", str(run), "--task", str(task_file), "--out", str(out), "--seeds", "0",
+                 *sum((["--set", s] for s in TINY[7:] + ["finetune.epochs=1"]), [])]) == 0
+    assert "test accuracy" in capsys.readouterr().out
+    assert main(["predict", str(out), "a great film", "a dull film"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 2 and lines[0].split("\t")[0] in ("neg", "pos")
+    assert main(["evaluate", str(out)]) == 0
+    assert "macro-F1" in capsys.readouterr().out
+    assert main(["evaluate", str(run)]) == 2  # a pre-training run is not a fine-tuned model
+    assert "not a fine-tuned model" in capsys.readouterr().err
