@@ -373,7 +373,6 @@ def pretrain(cfg: RunConfig, corpus: str | Path, out: str | Path, resume: bool =
              init: str | Path | None = None) -> Path:
     """Pre-train on a prepared corpus; writes a self-describing run directory and returns it."""
     from .data.corpus import open_corpus
-    from .data.packing import PackedLoader
     from .tokenizer import load_tokenizer, special_ids
 
     tc = cfg.train
@@ -423,7 +422,7 @@ def pretrain(cfg: RunConfig, corpus: str | Path, out: str | Path, resume: bool =
             indent=1), encoding="utf-8")
 
     seq_len = cfg.data.seq_len
-    loader = PackedLoader(train_split, seq_len, tc.batch_size, special, seed=tc.seed)
+    loader = batch_source(train_split, seq_len, tc.batch_size, special, model.objectives, seed=tc.seed)
     optimizer = make_optimizer(model, tc.lr, tc.weight_decay, device)
     schedule = BudgetSchedule(optimizer, budget, tc.warmup, tc.batch_size * tc.grad_accum * seq_len)
     if resume:
@@ -484,13 +483,25 @@ def pretrain(cfg: RunConfig, corpus: str | Path, out: str | Path, resume: bool =
     return run_dir
 
 
+def batch_source(split, seq_len, batch_size, special, objectives, seed=0, shuffle=True):
+    """Sentence pairs when nsp or sop is among `objectives` (names), packed rows otherwise.
+
+    Both give next_batch(), state_dict() / load_state_dict() and rows_per_epoch.
+    """
+    from .data.packing import PackedLoader
+    from .data.pairs import PairLoader
+
+    for kind in ("nsp", "sop"):
+        if kind in objectives:
+            return PairLoader(split, seq_len, batch_size, special, kind=kind, seed=seed, shuffle=shuffle)
+    return PackedLoader(split, seq_len, batch_size, special, seed=seed, shuffle=shuffle)
+
+
 def _fixed_batches(model, split, seq_len, batch_size, special, n, seed):
     """The same validation batches (and masks) at every evaluation."""
-    from .data.packing import PackedLoader
-
     if split.n_tokens == 0 or n == 0:
         return []
-    loader = PackedLoader(split, seq_len, batch_size, special, seed=seed, shuffle=False)
+    loader = batch_source(split, seq_len, batch_size, special, model.objectives, seed=seed, shuffle=False)
     n = max(1, min(n, loader.rows_per_epoch // batch_size))
     gen = torch.Generator().manual_seed(seed + 12345)
     return [model.prepare(loader.next_batch(), gen) for _ in range(n)]

@@ -1,5 +1,11 @@
 """Objectives: each is a collator (`prepare`: what to predict) + a head + a loss (`loss`).
 
+    mlm  masked language modelling (BERT)               shared forward
+    nsp  next-sentence prediction (BERT), pair batches  shared forward
+    sop  sentence-order prediction (ALBERT), pairs      shared forward
+    plm  permutation language modelling (XLNet)         own two-stream forward (transformer only)
+    rtd  replaced-token detection (ELECTRA)             own generator + discriminator forwards
+
 `build_objectives` is the one explicit factory; it rejects combinations a backbone cannot
 express before any work starts.
 """
@@ -16,7 +22,32 @@ def build_objectives(weights: dict[str, float], *, backbone: nn.Module, backbone
                      special: SpecialIds, mask_rate: float = 0.15, whole_word: bool = False, plm_k: int = 6,
                      rtd_generator_fraction: float = 0.25, rtd_weight: float = 50.0,
                      make_backbone=None) -> dict[str, nn.Module]:
-    """Plain values in, {name: objective module} out (only objectives with weight > 0)."""
+    """Plain values in, {name: objective module} out (only objectives with weight > 0).
+
+    make_backbone(d_model=..., n_heads=..., d_ff=...) builds a backbone like the main one at
+    another size; rtd builds its generator with it.
+    """
+    on = {name for name, w in weights.items() if w > 0}
+    if "plm" in on and not hasattr(backbone, "forward_two_stream"):
+        raise ConfigError(
+            f"objective plm needs two-stream attention (a query stream that sees a token's position but not "
+            f"its content, under permutation masks), which the {backbone_kind} backbone cannot express; use "
+            f"model.backbone=transformer for plm, or mlm, nsp, sop or rtd with {backbone_kind}"
+        )
+    if {"nsp", "sop"} <= on:
+        raise ConfigError("objectives nsp and sop both classify the sentence pair but need different pairs "
+                          "(random vs swapped second segments); keep one of them in objective.weights")
+    if {"rtd", "mlm"} <= on:
+        raise ConfigError(
+            "objective rtd already trains an MLM generator; adding mlm would also train the discriminator "
+            "(the backbone you keep) on [MASK]ed input, which ELECTRA does not do. Drop mlm from "
+            "objective.weights (the generator's MLM loss is part of rtd's loss)"
+        )
+    if "rtd" in on and not 0 < rtd_generator_fraction <= 1:
+        raise ConfigError(f"objective.rtd_generator_fraction={rtd_generator_fraction} must be in (0, 1]: the generator's "
+                          "hidden size as a share of the discriminator's (ELECTRA: 0.25 to 0.5)")
+    if "rtd" in on and make_backbone is None:
+        raise ValueError("objective rtd needs make_backbone(d_model=..., n_heads=..., d_ff=...) to build its generator")
     objs: dict[str, nn.Module] = {}
     d = backbone.d_model
     emb = backbone.get_input_embeddings()
@@ -27,8 +58,27 @@ def build_objectives(weights: dict[str, float], *, backbone: nn.Module, backbone
             from .mlm import MLM
 
             objs[name] = MLM(d, vocab_size, emb, special.all, special.mask, mask_rate, whole_word)
+        elif name == "nsp":
+            from .nsp import NSP
+
+            objs[name] = NSP(d)
+        elif name == "sop":
+            from .nsp import SOP
+
+            objs[name] = SOP(d)
+        elif name == "plm":
+            from .plm import PLM
+
+            objs[name] = PLM(d, vocab_size, emb, special.all, special.mask, plm_k)
+        elif name == "rtd":
+            from .rtd import RTD, generator_size
+
+            d_gen, heads, d_ff = generator_size(d, getattr(backbone, "n_heads", None),
+                                                getattr(backbone, "d_ff", 4 * d), rtd_generator_fraction)
+            generator = make_backbone(d_model=d_gen, n_heads=heads, d_ff=d_ff)
+            objs[name] = RTD(d, vocab_size, emb, generator, special.all, special.mask, mask_rate, rtd_weight)
         else:
-            raise ConfigError(f"objective {name!r} is not available yet; choose mlm")
+            raise ConfigError(f"objective {name!r} is not available yet; choose mlm, nsp, sop, plm or rtd")
     if not objs:
         raise ConfigError("every objective weight is 0; give at least one a positive weight")
     return objs
