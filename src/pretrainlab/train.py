@@ -28,6 +28,7 @@ from torch import nn
 
 from .checkpoint import latest_checkpoint, load_training_state, load_weights, read_state, save_checkpoint
 from .config import Budget, ConfigError, RunConfig, TrainConfig, config_from_dict, save_config
+from .distributed import Dist
 from .errors import CheckpointError, TrainingError
 
 # --------------------------------------------------------------------------- device & precision
@@ -190,8 +191,14 @@ def fit(
     log: Callable[[dict[str, Any]], None] | None = None,
     count_tokens: Callable[[dict[str, torch.Tensor]], int] | None = None,
     desc: str = "train",
+    dist: Dist = Dist(),
 ) -> LoopResult:
-    """Run optimizer steps until the budget is spent (or `should_stop` after an evaluation)."""
+    """Run optimizer steps until the budget is spent (or `should_stop` after an evaluation).
+
+    Under data parallelism (`dist`), every rank takes the same decisions: a NaN anywhere skips
+    or stops the step everywhere, and tokens and elapsed time are agreed on before the budget
+    is checked. Only the rank given a run_dir writes checkpoints.
+    """
     count_tokens = count_tokens or (lambda b: int((b["mask"] != 0).sum()) if "mask" in b else 0)
     history: list[dict[str, Any]] = []
     nan_skipped = 0
@@ -200,7 +207,7 @@ def fit(
     t0 = time.perf_counter()
     last_ckpt_time = t0
     window_tokens, window_t = 0, t0
-    bar = ProgressBar(schedule, desc) if tc.progress else None
+    bar = ProgressBar(schedule, desc) if tc.progress and dist.main else None
 
     def elapsed() -> float:
         return start_elapsed + time.perf_counter() - t0
@@ -235,7 +242,7 @@ def fit(
                 batch = {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
                 with autocast(device, dtype):
                     loss, metrics = step_loss(model, batch)
-                if not torch.isfinite(loss):
+                if dist.max(0.0 if torch.isfinite(loss) else 1.0) > 0:
                     bad = True
                     break
                 (loss / tc.grad_accum).backward()
@@ -245,7 +252,7 @@ def fit(
                 where = f"; last good checkpoint: {last_ckpt}" if last_ckpt else "; no checkpoint was written yet"
                 if tc.on_nan == "stop":
                     raise TrainingError(
-                        f"loss became {float(loss)} at step {schedule.step_count + 1}{where}. "
+                        f"loss became {float(loss.detach())} at step {schedule.step_count + 1}{where}. "
                         "Lower train.lr, raise train.warmup, or pass --set train.on_nan=skip to drop such batches"
                     )
                 nan_skipped += 1
@@ -256,7 +263,9 @@ def fit(
                 torch.nn.utils.clip_grad_norm_(model.parameters(), tc.clip)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
-            schedule.step(step_tokens, elapsed())
+            if dist.enabled:
+                step_tokens = int(dist.sum(step_tokens))
+            schedule.step(step_tokens, dist.max(elapsed()))
             window_tokens += step_tokens
             step = schedule.step_count
             if bar is not None:
@@ -371,10 +380,15 @@ _RESUMABLE = {"budget", "progress", "log_every", "eval_every", "eval_batches", "
 
 def pretrain(cfg: RunConfig, corpus: str | Path, out: str | Path, resume: bool = False,
              init: str | Path | None = None) -> Path:
-    """Pre-train on a prepared corpus; writes a self-describing run directory and returns it."""
+    """Pre-train on a prepared corpus; writes a self-describing run directory and returns it.
+
+    Under torchrun every rank runs this same function: rank 0 writes, all ranks train.
+    """
     from .data.corpus import open_corpus
+    from .distributed import init_from_env
     from .tokenizer import load_tokenizer, special_ids
 
+    dist = init_from_env()
     tc = cfg.train
     budget = Budget.parse(tc.budget)
     run_dir = Path(out)
@@ -391,10 +405,16 @@ def pretrain(cfg: RunConfig, corpus: str | Path, out: str | Path, resume: bool =
         if ckpt is None:
             raise CheckpointError(f"--resume: {run_dir} has no checkpoint to resume from; drop --resume to start anew")
         saved = config_from_dict(_load_yaml(run_dir / "config.yaml"))
-        diff = [d for d in _config_diff(saved.to_dict(), cfg.to_dict()) if d.split(":")[0].split(".")[-1] not in _RESUMABLE]
+        state = read_state(ckpt)
+        diff = [d for d in _config_diff(saved.to_dict(), cfg.to_dict())
+                if d.split(":")[0].split(".")[-1] not in _RESUMABLE | {"batch_size"}]
+        # another world size may resume a run when the GLOBAL batch (per-rank batch x ranks) is the same
+        saved_world = state.get("data", {}).get("world", 1)
+        if saved.train.batch_size * saved_world != tc.batch_size * dist.world:
+            diff.append(f"global batch (train.batch_size x processes): checkpoint {saved.train.batch_size} x "
+                        f"{saved_world} vs now {tc.batch_size} x {dist.world}")
         if diff:
             raise CheckpointError("cannot resume: the configuration differs from the checkpoint's:\n  " + "\n  ".join(diff))
-        state = read_state(ckpt)
         if state.get("tokenizer_hash") != corp.tokenizer_hash:
             raise CheckpointError(
                 f"cannot resume: the checkpoint was trained with tokenizer {state.get('tokenizer_hash')}, "
@@ -402,18 +422,22 @@ def pretrain(cfg: RunConfig, corpus: str | Path, out: str | Path, resume: bool =
             )
     elif ckpt is not None or (run_dir.exists() and any(run_dir.iterdir())):
         raise ConfigError(f"{run_dir} already holds a run; pass --resume to continue it, or choose another --out")
+    dist.barrier()  # every rank has checked the run directory before rank 0 writes into it
 
     tune_allocator()
     set_seed(tc.seed, tc.deterministic)
     device = pick_device(tc.device)
+    if dist.enabled and device.type == "cuda":
+        device = torch.device("cuda", dist.local_rank)
     dtype = pick_dtype(tc.precision, device)
     model = build_pretrain_model(cfg, vocab_size, special)
     if init is not None:
         _init_from(model, Path(init), corp.tokenizer_hash)
     model.to(device)
 
-    run_dir.mkdir(parents=True, exist_ok=True)
-    if not resume:
+    if dist.main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    if dist.main and not resume:
         save_config(cfg, run_dir / "config.yaml")
         shutil.copyfile(corp.tokenizer_path, run_dir / "tokenizer.json")
         (run_dir / "corpus.json").write_text(json.dumps(
@@ -421,8 +445,11 @@ def pretrain(cfg: RunConfig, corpus: str | Path, out: str | Path, resume: bool =
              "train_tokens": train_split.n_tokens, "val_tokens": val_split.n_tokens, "init": str(init) if init else None},
             indent=1), encoding="utf-8")
 
+    if cfg.objective.whole_word:
+        _set_word_starts(model, tok, train_split)
     seq_len = cfg.data.seq_len
-    loader = batch_source(train_split, seq_len, tc.batch_size, special, model.objectives, seed=tc.seed)
+    loader = batch_source(train_split, seq_len, tc.batch_size, special, model.objectives, seed=tc.seed,
+                          rank=dist.rank, world=dist.world)
     optimizer = make_optimizer(model, tc.lr, tc.weight_decay, device)
     schedule = BudgetSchedule(optimizer, budget, tc.warmup, tc.batch_size * tc.grad_accum * seq_len)
     if resume:
@@ -430,10 +457,17 @@ def pretrain(cfg: RunConfig, corpus: str | Path, out: str | Path, resume: bool =
         schedule.load_state_dict(state["schedule"])
         loader.load_state_dict(state["data"])
         print(f"resuming from {ckpt} (step {state['step']})", file=sys.stderr)
+    trained = model
+    if dist.enabled:  # gradients all-reduced across ranks; `model` stays the plain module
+        from torch.nn.parallel import DistributedDataParallel
+
+        trained = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
     n_params = count_parameters(model.backbone)
-    print(f"model: {cfg.model.backbone} ({cfg.model.style}) {n_params / 1e6:.2f}M backbone parameters, "
-          f"objectives {', '.join(model.objectives)}, device {device}, precision {dtype or 'fp32'}", file=sys.stderr)
+    if dist.main:
+        print(f"model: {cfg.model.backbone} ({cfg.model.style}) {n_params / 1e6:.2f}M backbone parameters, "
+              f"objectives {', '.join(model.objectives)}, device {device}, precision {dtype or 'fp32'}"
+              + (f", {dist.world} processes" if dist.enabled else ""), file=sys.stderr)
 
     val_batches = _fixed_batches(model, val_split, seq_len, tc.batch_size, special, tc.eval_batches, tc.seed)
     step_counter = {"n": schedule.step_count * tc.grad_accum}
@@ -449,12 +483,14 @@ def pretrain(cfg: RunConfig, corpus: str | Path, out: str | Path, resume: bool =
         return out.loss, out.metrics
 
     def evaluate(m):
-        return evaluate_pretrain(m, val_batches, device, dtype)
+        return evaluate_pretrain(model, val_batches, device, dtype)
 
-    metrics_file = open(run_dir / "metrics.jsonl", "a", encoding="utf-8")
-    tb = _tensorboard(run_dir) if tc.tensorboard else None
+    metrics_file = open(run_dir / "metrics.jsonl", "a", encoding="utf-8") if dist.main else None
+    tb = _tensorboard(run_dir) if tc.tensorboard and dist.main else None
 
     def log(record):
+        if metrics_file is None:
+            return
         metrics_file.write(json.dumps(record) + "\n")
         metrics_file.flush()
         if tb:
@@ -463,14 +499,18 @@ def pretrain(cfg: RunConfig, corpus: str | Path, out: str | Path, resume: bool =
                     tb.add_scalar(k, v, record["step"])
 
     try:
-        result = fit(model, next_batch, step_loss, tc, device=device, dtype=dtype, optimizer=optimizer,
-                     schedule=schedule, run_dir=run_dir, evaluate=evaluate if val_batches else None,
+        result = fit(trained, next_batch, step_loss, tc, device=device, dtype=dtype, optimizer=optimizer,
+                     schedule=schedule, run_dir=run_dir if dist.main else None,
+                     evaluate=evaluate if val_batches else None,
                      data_state=loader.state_dict, extra_state={"tokenizer_hash": corp.tokenizer_hash},
-                     log=log, desc="pretrain")
+                     log=log, desc="pretrain", dist=dist)
     finally:
-        metrics_file.close()
+        if metrics_file:
+            metrics_file.close()
         if tb:
             tb.close()
+    if not dist.main:
+        return run_dir
     plot_metrics(run_dir)
     final = [h for h in result.history if h.get("final")]
     summary = {"steps": result.steps, "tokens": result.tokens, "seconds": round(result.seconds, 1),
@@ -483,7 +523,7 @@ def pretrain(cfg: RunConfig, corpus: str | Path, out: str | Path, resume: bool =
     return run_dir
 
 
-def batch_source(split, seq_len, batch_size, special, objectives, seed=0, shuffle=True):
+def batch_source(split, seq_len, batch_size, special, objectives, seed=0, shuffle=True, rank=0, world=1):
     """Sentence pairs when nsp or sop is among `objectives` (names), packed rows otherwise.
 
     Both give next_batch(), state_dict() / load_state_dict() and rows_per_epoch.
@@ -493,8 +533,21 @@ def batch_source(split, seq_len, batch_size, special, objectives, seed=0, shuffl
 
     for kind in ("nsp", "sop"):
         if kind in objectives:
-            return PairLoader(split, seq_len, batch_size, special, kind=kind, seed=seed, shuffle=shuffle)
-    return PackedLoader(split, seq_len, batch_size, special, seed=seed, shuffle=shuffle)
+            return PairLoader(split, seq_len, batch_size, special, kind=kind, seed=seed, shuffle=shuffle,
+                              rank=rank, world=world)
+    return PackedLoader(split, seq_len, batch_size, special, seed=seed, shuffle=shuffle, rank=rank, world=world)
+
+
+def _set_word_starts(model, tok, split, n_docs: int = 500) -> None:
+    """Whole-word masking: learn which tokens begin a word from the tokenizer's offsets on a
+    sample of the corpus (decoded back to text), for any tokenizer kind."""
+    from .tokenizer import word_start_table
+
+    texts = [tok.decode(split.doc(i).tolist()) for i in range(min(n_docs, split.n_docs))]
+    table = word_start_table(tok, texts)
+    for obj in model.modules():
+        if hasattr(obj, "word_start_table"):
+            obj.word_start_table = table
 
 
 def _fixed_batches(model, split, seq_len, batch_size, special, n, seed):

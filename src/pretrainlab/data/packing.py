@@ -112,14 +112,18 @@ class PackedLoader:
     def next_batch(self) -> dict[str, torch.Tensor]:
         ids = np.empty((self.batch_size, self.seq_len), dtype=np.int64)
         mask = np.empty_like(ids)
+        row_seed = np.empty(self.batch_size, dtype=np.int64)
         s = self.special
         for b in range(self.batch_size):
             if self.row >= self.rows_per_epoch:
                 self.epoch, self.row = self.epoch + 1, 0
             r = self.row * self.world + self.rank
             ids[b], mask[b] = build_row(self.split.read, self.plan, r, self.seq_len, s.cls, s.sep, s.pad)
+            # a seed per (seed, epoch, global row): its random choices (masking) do not depend on the rank
+            row_seed[b] = ((self.seed * 1_000_003 + self.epoch) * 1_000_000_007 + r) % (1 << 62)
             self.row += 1
-        return {"input_ids": torch.from_numpy(ids), "mask": torch.from_numpy(mask)}
+        return {"input_ids": torch.from_numpy(ids), "mask": torch.from_numpy(mask),
+                "row_seed": torch.from_numpy(row_seed)}
 
     def state_dict(self) -> dict[str, int]:
         return {"epoch": self.epoch, "row": self.row, "seed": self.seed, "seq_len": self.seq_len,

@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..distributed import global_count, world_size
+
 
 def mask_tokens(
     ids: Tensor,
@@ -23,41 +25,57 @@ def mask_tokens(
     rate: float,
     gen: torch.Generator,
     word_starts: Tensor | None = None,
+    row_seeds: Tensor | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """-> (masked input ids, flat positions (N,), original ids at those positions (N,)).
 
     ids, mask: (B, T). word_starts: (B, T) bool, True where a token begins a word (for
-    whole-word masking); None masks single tokens.
+    whole-word masking); None masks single tokens. row_seeds: (B,) int64, one seed per row, so
+    that a row's mask depends on the row alone (not on which process or batch it lands in);
+    without them every draw comes from `gen`.
     """
     B, T = ids.shape
+    n_special = max(special_ids) + 1
+    if row_seeds is None:
+        select = torch.rand(B, T, generator=gen)
+        roll = torch.rand(B, T, generator=gen)
+        random_ids = torch.randint(n_special, vocab_size, (B, T), generator=gen)
+    else:
+        draws = [_row_draws(int(s), T, n_special, vocab_size) for s in row_seeds.tolist()]
+        select, roll, random_ids = (torch.stack(x) for x in zip(*draws))
     candidate = mask != 0
     for s in special_ids:
         candidate &= ids != s
     if word_starts is None:
-        picked = (torch.rand(B, T, generator=gen) < rate) & candidate
+        picked = (select < rate) & candidate
     else:
-        # a word id per token: cumulative count of word starts (a new document also starts a word)
-        starts = (word_starts | ~candidate).clone()
-        word_id = starts.reshape(-1).cumsum(0).reshape(B, T)
-        n_words = int(word_id.max()) + 1
-        pick_word = torch.rand(n_words, generator=gen) < rate
-        picked = pick_word[word_id] & candidate
+        # a word is picked by the draw at its first token; all its pieces follow
+        starts = (word_starts | ~candidate).reshape(-1)
+        starts[0] = True
+        word_id = starts.cumsum(0) - 1  # (B*T,)
+        pick_word = torch.zeros(int(word_id[-1]) + 1, dtype=torch.bool)
+        pick_word[word_id[starts]] = select.reshape(-1)[starts] < rate
+        picked = pick_word[word_id].reshape(B, T) & candidate
     if not picked.any():  # always predict something, so every batch has a loss
         flat_cand = candidate.reshape(-1).nonzero().squeeze(1)
         if len(flat_cand) == 0:
             raise ValueError("batch has no maskable tokens (only special tokens or padding)")
-        one = flat_cand[torch.randint(len(flat_cand), (1,), generator=gen)]
         picked = picked.reshape(-1).clone()
-        picked[one] = True
+        picked[flat_cand[select.reshape(-1)[flat_cand].argmin()]] = True
         picked = picked.reshape(B, T)
     positions = picked.reshape(-1).nonzero().squeeze(1)
     labels = ids.reshape(-1)[positions]
-    roll = torch.rand(len(positions), generator=gen)
+    r = roll.reshape(-1)[positions]
     replaced = ids.reshape(-1).clone()
-    replaced[positions[roll < 0.8]] = mask_id
-    rand_pos = positions[(roll >= 0.8) & (roll < 0.9)]
-    replaced[rand_pos] = torch.randint(len(special_ids), vocab_size, (len(rand_pos),), generator=gen)
+    replaced[positions[r < 0.8]] = mask_id
+    rand_pos = positions[(r >= 0.8) & (r < 0.9)]
+    replaced[rand_pos] = random_ids.reshape(-1)[rand_pos]
     return replaced.reshape(B, T), positions, labels
+
+
+def _row_draws(seed: int, T: int, low: int, high: int) -> tuple[Tensor, Tensor, Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(T, generator=g), torch.rand(T, generator=g), torch.randint(low, high, (T,), generator=g)
 
 
 class MLMHead(nn.Module):
@@ -99,7 +117,7 @@ class MLM(nn.Module):
             word_starts = self.word_start_table[batch["input_ids"]]
         masked, positions, labels = mask_tokens(
             batch["input_ids"], batch["mask"], self.special_ids, self.mask_id, self.vocab_size, self.rate, gen,
-            word_starts,
+            word_starts, batch.get("row_seed"),
         )
         return {**batch, "original_ids": batch["input_ids"], "input_ids": masked,
                 "mlm_positions": positions, "mlm_labels": labels}
@@ -108,6 +126,9 @@ class MLM(nn.Module):
         hidden = out.hidden
         h = hidden.reshape(-1, hidden.shape[-1]).index_select(0, batch["mlm_positions"])  # (N, D)
         logits = self.head(h).float()  # (N, V)
-        loss = F.cross_entropy(logits, batch["mlm_labels"])
+        # mean over the masked tokens of the GLOBAL batch (all ranks), so data parallelism
+        # over N processes trains exactly like one process with an N times larger batch
+        n_all = global_count(len(batch["mlm_labels"]), logits.device)
+        loss = F.cross_entropy(logits, batch["mlm_labels"], reduction="sum") * (world_size() / n_all)
         acc = (logits.argmax(-1) == batch["mlm_labels"]).float().mean()
         return loss, {"mlm_loss": loss.detach(), "mlm_acc": acc.detach()}

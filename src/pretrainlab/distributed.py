@@ -1,0 +1,84 @@
+"""Data parallelism through torch.distributed, launched by torchrun (gloo on CPU, nccl on GPU).
+
+`pretrainlab pretrain` runs unchanged under `torchrun --nproc_per_node N`: each rank reads its
+own rows, DDP all-reduces the gradients, rank 0 alone writes checkpoints, metrics and plots.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class Dist:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world > 1
+
+    @property
+    def device(self) -> torch.device:
+        """Where collectives' tensors live: the GPU for nccl, the CPU for gloo."""
+        if self.enabled and dist.get_backend() == "nccl":
+            return torch.device("cuda", self.local_rank)
+        return torch.device("cpu")
+
+    def barrier(self) -> None:
+        if self.enabled:
+            dist.barrier()
+
+    def max(self, x: float) -> float:
+        """The largest value of x over all ranks (all ranks must call it)."""
+        if not self.enabled:
+            return x
+        t = torch.tensor([float(x)], dtype=torch.float64, device=self.device)
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        return float(t)
+
+    def sum(self, x: float) -> float:
+        """x summed over all ranks (all ranks must call it)."""
+        if not self.enabled:
+            return x
+        t = torch.tensor([float(x)], dtype=torch.float64, device=self.device)
+        dist.all_reduce(t)
+        return float(t)
+
+
+def init_from_env() -> Dist:
+    """Join the process group torchrun describes in the environment; a single process otherwise."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Dist()
+    rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    if not dist.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        if backend == "nccl":
+            torch.cuda.set_device(local)
+        dist.init_process_group(backend=backend)
+    return Dist(rank, world, local)
+
+
+def global_count(n: int, device: torch.device) -> int:
+    """Sum of n over all ranks (n itself when not distributed): for losses averaged over the
+    whole global batch, so that N ranks x batch B train exactly like 1 process x batch N*B."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return n
+    backend_device = device if dist.get_backend() == "nccl" else torch.device("cpu")
+    t = torch.tensor([n], dtype=torch.int64, device=backend_device)
+    dist.all_reduce(t)
+    return int(t)
+
+
+def world_size() -> int:
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
