@@ -58,6 +58,7 @@ def integrated_gradients(
     tokens: list[list[str]] | None = None,
     label_names: list[str] | None = None,
     n_steps: int = 50,
+    max_tokens_per_pass: int = 32768,
 ) -> list[TokenAttribution]:
     """IG attributions of each example's target logit (default: the predicted class) to its tokens.
 
@@ -99,9 +100,11 @@ def integrated_gradients(
     probs = logits.softmax(-1)
 
     lig = LayerIntegratedGradients(logits_of, classifier.backbone.get_input_embeddings())
+    # sequences per forward/backward pass: all steps at once up to ~32k tokens (bounded memory, few passes)
+    chunk = max(B, min(B * n_steps, max_tokens_per_pass // T))
     attr, delta = lig.attribute(
         ids, baselines=baseline, target=target_t, additional_forward_args=extra,
-        n_steps=n_steps, internal_batch_size=max(n_steps, 1), return_convergence_delta=True,
+        n_steps=n_steps, internal_batch_size=chunk, return_convergence_delta=True,
     )  # attr: (B, T, D) like the embedding output
     scores = attr.sum(-1).detach().float()  # (B, T)
 
