@@ -73,10 +73,11 @@ def test_shard_ids_equal_tokenizing_each_document(tmp_path, kind):
 
 
 def test_sentences_concatenate_back_to_the_text():
-    text = 'He said "Stop." Then he left! Did he? yes. e.g. this stays. 東京。 End'
+    text = 'He said "Stop." Then he left! Did he? yes. e.g. this stays. Wait... (Really?) 東京。 End'
     pieces = split_sentences(text)
     assert "".join(pieces) == text
-    assert pieces == ['He said "Stop."', " Then he left!", " Did he? yes. e.g. this stays.", " 東京。", " End"]
+    assert pieces == ['He said "Stop."', " Then he left!", " Did he? yes. e.g. this stays.", " Wait...", " (Really?)",
+                      " 東京。", " End"]
 
 
 def test_document_and_sentence_boundaries_by_hand(tmp_path):
@@ -125,7 +126,10 @@ def test_two_documents_give_one_validation_document(tmp_path):
 
 
 def test_interrupted_run_resumes_to_the_same_result(tmp_path, monkeypatch):
-    src = _write_corpus(tmp_path / "a.txt", _documents(80, seed=2))
+    docs = _documents(80, seed=2)
+    for i in (5, 30, 31, 60):  # documents the tokenizer turns into nothing (control characters): counted, not stored
+        docs.insert(i, "\x01\x02\x03\x04\x05\x06\x07" * (i + 1))
+    src = _write_corpus(tmp_path / "a.txt", docs)
     cfg = _cfg(shard_tokens=60, val_fraction=0.2)
     tok = _hand_tokenizer(tmp_path / "tok.json", WORDS + [".", "!", "?"])
     prepare_corpus([src], tmp_path / "full", cfg, tokenizer_path=tok)
@@ -149,8 +153,8 @@ def test_interrupted_run_resumes_to_the_same_result(tmp_path, monkeypatch):
         open_corpus(part)
 
     tokenized = []
-    real_tokenize = prep._tokenize
-    monkeypatch.setattr(prep, "_tokenize", lambda tok, texts, dtype: tokenized.extend(texts) or real_tokenize(tok, texts, dtype))
+    real_add = prep._Batch.add
+    monkeypatch.setattr(prep._Batch, "add", lambda self, text, split: tokenized.append(text) or real_add(self, text, split))
     report = prepare_corpus([src], part, cfg, tokenizer_path=tok)
     assert report.status == "resumed"
     assert len(tokenized) < 80 - 3  # the documents of the three complete shards were not tokenized again
@@ -161,6 +165,7 @@ def test_interrupted_run_resumes_to_the_same_result(tmp_path, monkeypatch):
             assert (part / name).read_bytes() == (tmp_path / "full" / name).read_bytes(), name
     a, b = (json.loads((d / "manifest.json").read_text()) for d in (tmp_path / "full", part))
     assert a["counts"] == b["counts"] and a["splits"] == b["splits"]
+    assert (b["counts"]["docs"], b["counts"]["short_dropped"]) == (80, 4)
     assert b["counts"]["tokens"] == sum(s["tokens"] for sp in b["splits"].values() for s in sp["shards"])
 
 
