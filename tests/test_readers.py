@@ -145,3 +145,12 @@ def test_corrupt_gzip(tmp_path):
     path.write_bytes(gzip.compress(b"hello world\n" * 100)[:-30])
     with pytest.raises(CorpusError, match=r"a\.txt\.gz: not a valid \.gz file"):
         list(read_documents([path]))
+
+
+def test_encodings(tmp_path):
+    path = _write(tmp_path / "a.txt", "caf\xe9\n".encode("latin-1"))
+    assert list(read_documents([path], encoding="latin-1")) == ["caf\xe9"]
+    with pytest.raises(CorpusError, match="unknown encoding 'klingon'"):
+        list(read_documents([path], encoding="klingon"))
+    with pytest.raises(CorpusError, match="not ASCII-compatible.*iconv"):
+        list(read_documents([path], encoding="utf-16"))

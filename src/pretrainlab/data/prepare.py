@@ -14,14 +14,16 @@ The output directory holds
 
 A document is never cut across shards; a shard closes at the first document boundary past
 `shard_tokens`. Shards are written under a temporary name and renamed when complete, index first,
-ids last. `progress.json` names the run the shards belong to (a key hashed from the sources' sha256,
-the settings and the tokenizer), so an interrupted run resumes after its last complete shard and a
-finished one is not redone.
+ids last; then `progress.json` (the run's key, hashed from the sources' sha256, the settings and the
+tokenizer, and the list of complete shards) is rewritten. An interrupted run with the same key
+resumes after its last listed shard: the text is read again (cheap) but only the rest is tokenized.
+A finished run (manifest.json with the same key) is not redone at all.
 
 Text goes through: Unicode NFC, whitespace runs -> one space, drop documents shorter than
 min_chars, drop exact duplicates (a 128-bit hash of the normalised text; only hashes are kept), hold
-out a validation share by hash, split into sentences (a regex, boundaries kept), tokenize the
-sentences of a batch of documents together (`encode_batch_fast`, no [CLS]/[SEP]).
+out a validation share by hash (at least one document when there are two or more), split into
+sentences (a regex, boundaries kept), tokenize the sentences of ~1 MB of documents at once
+(`encode_batch_fast` on a background thread, Rust threads inside; no [CLS]/[SEP]).
 """
 
 from __future__ import annotations

@@ -107,7 +107,11 @@ def read_documents(
 ) -> Iterator[str]:
     """Every document of every file, in order. Text is returned as read (not normalised)."""
     stats = stats if stats is not None else ReadStats()
-    if "a\n".encode(encoding, "strict") != b"a\n":
+    try:
+        ascii_compatible = "a\n".encode(encoding) == b"a\n"
+    except LookupError:
+        raise CorpusError(f"unknown encoding {encoding!r}; give a Python codec name, e.g. utf-8 or latin-1") from None
+    if not ascii_compatible:
         raise CorpusError(f"encoding {encoding!r} is not ASCII-compatible, so lines cannot be streamed; "
                           f"convert the files to UTF-8 (e.g. iconv -f {encoding} -t utf-8)")
     for path in paths:
