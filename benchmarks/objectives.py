@@ -108,7 +108,7 @@ def main() -> None:
         cfg = load_config(None, [
             f"model.preset={args.preset}", f"data.seq_len={args.seq_len}", f"objective.weights={weights}",
             f"train.budget={args.budget}", f"train.batch_size={args.batch_size}", "train.eval_every=0",
-            "train.eval_batches=5", "train.progress=false", "train.log_every=5",
+            "train.eval_batches=5", "train.progress=false", "train.log_every=1",
             f"finetune.epochs={args.epochs}", f"finetune.max_train={args.max_train}",
         ])
         run = out / "runs" / name

@@ -40,19 +40,14 @@ def make_docs(n_docs, rng, base=0, max_sents=8, max_len=6):
     return docs
 
 
-class Unique:
-    """Token id -> (global position, document) for a split built from make_docs."""
-
-    def __init__(self, split, base=0):
-        self.base = base
-        self.doc = np.searchsorted(split.doc_offsets, np.arange(split.n_tokens), side="right") - 1
-
-    def pos(self, tokens):
-        return np.asarray(tokens) - self.base
+def doc_of(split):
+    """The document of every token position of a split."""
+    return np.searchsorted(split.doc_offsets, np.arange(split.n_tokens), side="right") - 1
 
 
 def pieces(batch, r):
-    """(A, B) token ids of row r of a pair batch, checking the [CLS] A [SEP] B [SEP] layout."""
+    """(A, B) of row r of a pair batch as token positions (make_docs ids from 5 are position + 5),
+    checking the [CLS] A [SEP] B [SEP] layout, the mask and the segment ids."""
     ids, seg, mask = batch["input_ids"][r], batch["segment_ids"][r], batch["mask"][r]
     n = int(mask.sum())
     assert mask[:n].eq(1).all() and mask[n:].eq(0).all() and ids[n:].eq(SPECIAL.pad).all()
@@ -117,7 +112,7 @@ def test_plan_chunks_are_runs_of_whole_sentences_of_one_document(corpus):
 
 def test_nsp_labels_balanced_negatives_from_other_documents(corpus):
     train, _ = corpus
-    u = Unique(train, base=5)
+    doc = doc_of(train)
     loader = PairLoader(train, 16, 32, SPECIAL, kind="nsp", seed=1)
     labels = []
     for _ in range(20):
@@ -126,7 +121,7 @@ def test_nsp_labels_balanced_negatives_from_other_documents(corpus):
             a, b = pieces(batch, r)
             assert len(a) >= 1 and len(b) >= 1 and len(a) + len(b) <= 13
             assert (np.diff(a) == 1).all() and (np.diff(b) == 1).all()  # contiguous spans
-            doc_a, doc_b = u.doc[a], u.doc[b]
+            doc_a, doc_b = doc[a], doc[b]
             assert (doc_a == doc_a[0]).all() and (doc_b == doc_b[0]).all()
             if batch["nsp_labels"][r] == 0:  # the true continuation: B starts where A ends
                 assert b[0] == a[-1] + 1 and doc_a[0] == doc_b[0]
@@ -140,14 +135,14 @@ def test_nsp_labels_balanced_negatives_from_other_documents(corpus):
 
 def test_sop_swaps_half_of_consecutive_segments(corpus):
     train, _ = corpus
-    u = Unique(train, base=5)
+    doc = doc_of(train)
     loader = PairLoader(train, 16, 32, SPECIAL, kind="sop", seed=2)
     labels = []
     for _ in range(20):
         batch = loader.next_batch()
         for r in range(32):
             a, b = pieces(batch, r)
-            assert (u.doc[np.concatenate([a, b])] == u.doc[a[0]]).all()  # one document
+            assert (doc[np.concatenate([a, b])] == doc[a[0]]).all()  # one document
             first, second = (a, b) if batch["sop_labels"][r] == 0 else (b, a)
             assert second[0] == first[-1] + 1  # consecutive, in that order
             labels.append(int(batch["sop_labels"][r]))
@@ -274,7 +269,7 @@ def test_rtd_labels_are_replaced_real_tokens():
     assert (corrupted.reshape(-1)[batch["rtd_positions"]] > 4).all()
     assert labels.sum() > 0 and not corrupted.requires_grad
     assert logits.shape == (len(batch["rtd_positions"]), V)
-    # the generator reads the discriminator's token embedding; it is a quarter... of its size
+    # the generator reads the discriminator's token embedding; its size is whole heads (1 x 16 of 2 x 16)
     assert rtd.generator.tok_emb.embedding is model.backbone.tok_emb
     assert rtd.generator.d_model == 16 and rtd.generator_head.embedding is model.backbone.tok_emb
 
