@@ -83,6 +83,8 @@ class ConvBlock(nn.Module):
 
 
 class CNNBackbone(nn.Module):
+    """`n_layers` residual gated convolution blocks, dilations cycled from `dilations`; output (B, T, d_model)."""
+
     def __init__(
         self,
         vocab_size: int,
@@ -104,20 +106,21 @@ class CNNBackbone(nn.Module):
         # how far the widest kernel reaches to either side ("same" padding puts the odd column right)
         self.gap = max(((kernel_size - 1) * d + 1) // 2 for d in layer_dilations) if n_layers else 0
 
-        self.tokens = nn.Embedding(vocab_size, d_model, padding_idx=pad_id)
-        self.segments = nn.Embedding(type_vocab_size, d_model) if type_vocab_size > 0 else None
+        # names start with embed_: the optimizer leaves them out of weight decay
+        self.embed_tokens = nn.Embedding(vocab_size, d_model, padding_idx=pad_id)
+        self.embed_segments = nn.Embedding(type_vocab_size, d_model) if type_vocab_size > 0 else None
         self.dropout = nn.Dropout(dropout)
         self.blocks = nn.ModuleList(ConvBlock(d_model, kernel_size, d, dropout) for d in layer_dilations)
         self.norm = nn.LayerNorm(d_model)
         # BERT's init for the embeddings: small, so that a tied output head starts near uniform
-        nn.init.normal_(self.tokens.weight, std=0.02)
-        if self.segments is not None:
-            nn.init.normal_(self.segments.weight, std=0.02)
+        nn.init.normal_(self.embed_tokens.weight, std=0.02)
+        if self.embed_segments is not None:
+            nn.init.normal_(self.embed_segments.weight, std=0.02)
         with torch.no_grad():
-            self.tokens.weight[pad_id].zero_()
+            self.embed_tokens.weight[pad_id].zero_()
 
     def get_input_embeddings(self) -> nn.Embedding:
-        return self.tokens
+        return self.embed_tokens
 
     def forward(
         self,
@@ -129,9 +132,9 @@ class CNNBackbone(nn.Module):
     ) -> EncoderOutput:
         B, T = ids.shape
         real = mask != 0
-        x = self.tokens(ids)
-        if self.segments is not None:
-            x = x + self.segments(segment_ids if segment_ids is not None else torch.zeros_like(ids))
+        x = self.embed_tokens(ids)
+        if self.embed_segments is not None:
+            x = x + self.embed_segments(segment_ids if segment_ids is not None else torch.zeros_like(ids))
         x = self.dropout(x)  # (B, T, D)
 
         # move the documents of each row apart: (B, T', D) with zero gaps and padding

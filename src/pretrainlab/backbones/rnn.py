@@ -24,7 +24,10 @@ comes after the document in that direction, padding never reaches a real token: 
 it saves: it falls back to a step-by-step cell loop, where a padded batch runs oneDNN's fused
 LSTM. Measured, one 256 -> 128 LSTM layer, forward + backward, 1 thread (busy machine, best of
 3): 117 documents of 10-60 tokens: packed 643 ms fp32 / 510 ms bf16, padded 317 / 189 ms;
-32 x 128 tokens: packed 198 / 107 ms, padded 147 / 86 ms.
+32 x 128 tokens: packed 198 / 107 ms, padded 147 / 86 ms. Rows packed with short documents
+still cost more than one document per row (each document is padded to the longest, and the
+recurrence runs over more, shorter rows): ~0.5x the tokens/s for 32 x 128 holding 117
+documents of 10-60 tokens.
 
 Mixed precision: under `torch.autocast("cpu", dtype=torch.bfloat16)` the LSTM/GRU runs in bf16
 (autocast casts it; the gradients of the fp32 weights stay fp32), so nothing here casts.
@@ -42,7 +45,9 @@ from . import EncoderOutput, positions_from_mask
 
 # d_model / n_layers whose parameter count (embeddings included) matches the Transformer
 # preset of the same name at any vocabulary size: same d_model (so the same embedding and tied
-# head), layers chosen to match the non-embedding parameters.
+# head), layers chosen to match the non-embedding parameters. The recurrence makes this slower
+# than the Transformer it matches (mini: ~0.55x its tokens/s in a bf16 MLM step on 2 threads),
+# so medium and base (24+ layers per direction) are not offered.
 RNN_DIMS = {
     "tiny": dict(d_model=128, n_layers=6),
     "mini": dict(d_model=256, n_layers=12),
@@ -77,6 +82,8 @@ def split_documents(mask: Tensor) -> tuple[Tensor, Tensor, Tensor]:
 
 
 class RNNBackbone(nn.Module):
+    """Two unidirectional LSTM/GRU stacks of `n_layers` each, d_model / 2 wide; output (B, T, d_model)."""
+
     def __init__(
         self,
         vocab_size: int,
@@ -99,8 +106,9 @@ class RNNBackbone(nn.Module):
         self.vocab_size, self.d_model, self.n_layers, self.cell = vocab_size, d_model, n_layers, cell
         half = d_model // 2
 
-        self.tokens = nn.Embedding(vocab_size, d_model, padding_idx=pad_id)
-        self.segments = nn.Embedding(type_vocab_size, d_model) if type_vocab_size > 0 else None
+        # names start with embed_: the optimizer leaves them out of weight decay
+        self.embed_tokens = nn.Embedding(vocab_size, d_model, padding_idx=pad_id)
+        self.embed_segments = nn.Embedding(type_vocab_size, d_model) if type_vocab_size > 0 else None
         self.embed_norm = nn.LayerNorm(d_model)
         self.dropout = nn.Dropout(dropout)
         # layer 0 maps d_model -> d_model/2; the others d_model/2 -> d_model/2 (residual)
@@ -109,14 +117,14 @@ class RNNBackbone(nn.Module):
         self.norm_fwd = nn.LayerNorm(half)
         self.norm_bwd = nn.LayerNorm(half)
         # BERT's init for the embeddings: small, so that a tied output head starts near uniform
-        nn.init.normal_(self.tokens.weight, std=0.02)
-        if self.segments is not None:
-            nn.init.normal_(self.segments.weight, std=0.02)
+        nn.init.normal_(self.embed_tokens.weight, std=0.02)
+        if self.embed_segments is not None:
+            nn.init.normal_(self.embed_segments.weight, std=0.02)
         with torch.no_grad():
-            self.tokens.weight[pad_id].zero_()
+            self.embed_tokens.weight[pad_id].zero_()
 
     def get_input_embeddings(self) -> nn.Embedding:
-        return self.tokens
+        return self.embed_tokens
 
     def forward(
         self,
@@ -128,9 +136,9 @@ class RNNBackbone(nn.Module):
     ) -> EncoderOutput:
         B, T = ids.shape
         real = mask != 0
-        x = self.tokens(ids)
-        if self.segments is not None:
-            x = x + self.segments(segment_ids if segment_ids is not None else torch.zeros_like(ids))
+        x = self.embed_tokens(ids)
+        if self.embed_segments is not None:
+            x = x + self.embed_segments(segment_ids if segment_ids is not None else torch.zeros_like(ids))
         x = self.dropout(self.embed_norm(x))  # (B, T, D)
         hidden_states = [x] if output_hidden_states else None
 
