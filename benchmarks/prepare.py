@@ -6,8 +6,9 @@
 For each size: `prepare_corpus` (normalise, deduplicate, split, tokenize, write shards; with a
 WordPiece tokenizer trained beforehand, so training is not timed) runs in a subprocess whose peak
 memory is sampled (the whole process tree); then, in a subprocess of its own, the bare tokenizer
-encodes the same documents with `encode_batch` (and `encode_batch_fast`), already in memory, in
-batches of about 1 MB. Printed: MB/s of each (wall clock) and CPU-seconds per MB (all threads; a
+encodes the same documents with `encode_batch` (and `encode_batch_fast`; and the latter on the
+documents' sentences, the unit prepare_corpus encodes to know sentence boundaries), already in
+memory, in batches of about 1 MB. Printed: MB/s of each (wall clock) and CPU-seconds per MB (all threads; a
 steadier figure on a shared machine), the ratios, and peak RSS of the 10 MB run against the large one.
 Goal: ratio >= 0.9 and memory flat (large run <= 10 MB run + ~100 MB).
 
@@ -41,9 +42,12 @@ print(json.dumps({"seconds": time.perf_counter() - t, "cpu": time.process_time()
 BARE = """
 import json, sys, time
 from tokenizers import Tokenizer
-src, tok_path, fast = sys.argv[1], sys.argv[2], sys.argv[3] == "fast"
+from pretrainlab.data.prepare import normalize, split_sentences
+src, tok_path, mode = sys.argv[1:4]
 tok = Tokenizer.from_file(tok_path)
 docs = [d for d in open(src, encoding="utf-8").read().split("\\n\\n") if d.strip()]
+if mode == "sentences":
+    docs = [s for d in docs for s in split_sentences(normalize(d))]
 batches, batch, size = [], [], 0
 for d in docs:
     batch.append(d)
@@ -52,7 +56,7 @@ for d in docs:
         batches.append(batch)
         batch, size = [], 0
 batches.append(batch)
-encode = tok.encode_batch_fast if fast else tok.encode_batch
+encode = tok.encode_batch if mode == "plain" else tok.encode_batch_fast
 t, cpu = time.perf_counter(), time.process_time()
 n = 0
 for b in batches:
@@ -119,13 +123,15 @@ def main() -> None:
             size = build_text(speeches, src, mb) / 1e6
             bare, _ = run_measured(BARE, str(src), str(tok), "plain")
             fast, _ = run_measured(BARE, str(src), str(tok), "fast")
+            sents, _ = run_measured(BARE, str(src), str(tok), "sentences")
             prep, peak = run_measured(PREPARE, str(src), str(tmp / f"out-{mb:g}"), str(tok), str(args.workers))
             rows[mb] = peak
             print(f"\n{size:.1f} MB: {prep['summary'].splitlines()[0]}")
-            for name, r in (("bare encode_batch", bare), ("bare encode_batch_fast", fast), ("prepare_corpus", prep)):
-                print(f"  {name:<22} {size / r['seconds']:6.2f} MB/s wall, {r['cpu'] / size:.3f} CPU-s/MB  "
+            for name, r in (("bare encode_batch", bare), ("bare encode_batch_fast", fast),
+                            ("  the same, by sentence", sents), ("prepare_corpus", prep)):
+                print(f"  {name:<24} {size / r['seconds']:6.2f} MB/s wall, {r['cpu'] / size:.3f} CPU-s/MB  "
                       f"({r['tokens']:,} tokens)" + (f", peak RSS {peak:.0f} MB" if r is prep else ""))
-            for name, r in (("encode_batch", bare), ("encode_batch_fast", fast)):
+            for name, r in (("encode_batch", bare), ("encode_batch_fast", fast), ("fast, by sentence", sents)):
                 print(f"  ratio prepare / {name:<17} wall {r['seconds'] / prep['seconds']:.2f}, "
                       f"CPU {r['cpu'] / prep['cpu']:.2f}")
             shutil.rmtree(tmp / f"out-{mb:g}", ignore_errors=True)
