@@ -1,0 +1,139 @@
+"""The benchmark grid on tiny everything: runs end to end, resumes without re-running finished
+cells, puts every baseline on the same splits, and says how to get the reference when it is missing."""
+
+import csv
+import random
+
+import pytest
+import torch
+import yaml
+
+from pretrainlab import grid as grid_mod
+from pretrainlab.cli import main
+from pretrainlab.data.tasks import load_task
+from pretrainlab.evaluate import majority_baseline
+from pretrainlab.grid import load_grid, run_grid, split_fingerprint
+from pretrainlab.tokenizer import hf_tokenizer, train_tokenizer
+
+WORDS = "the a film movie story actor plot scene was is very good bad great awful dull fun long short".split()
+TINY = ["model.preset=tiny", "model.d_model=32", "model.n_heads=4", "model.d_ff=64", "model.n_layers=2",
+        "model.max_len=64", "data.seq_len=16", "data.vocab_size=120", "data.min_chars=5", "train.batch_size=8",
+        "train.progress=false", "train.eval_every=0", "train.precision=fp32", "train.lr=0.01", "train.warmup=0",
+        "finetune.max_len=16", "finetune.batch_size=16", "finetune.epochs=1", "finetune.lr=0.005"]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    root = tmp_path_factory.mktemp("grid-data")
+    rng = random.Random(0)
+    (root / "corpus.txt").write_text("\n\n".join(" ".join(rng.choice(WORDS) for _ in range(rng.randint(6, 30))) + "."
+                                                 for _ in range(200)), encoding="utf-8")
+    rows = ["text,label"] + [" ".join(rng.choice(WORDS) for _ in range(6)) + f" {i}," + "neg pos".split()[i % 2]
+                             for i in range(80)]
+    (root / "task.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    return root
+
+
+def _write_grid(path, files, out, **extra):
+    grid = {"out": str(out), "corpus": [str(files / "corpus.txt")], "settings": TINY,
+            "cells": {"transformer-mlm": ["model.backbone=transformer"], "cnn-mlm": ["model.backbone=cnn"]},
+            "budgets": [3], "tasks": [str(files / "task.csv")], "seeds": [0, 1], "random_init": True,
+            "reference": False, **extra}
+    path.write_text(yaml.safe_dump(grid), encoding="utf-8")
+    return path
+
+
+def test_tiny_grid_runs_and_resumes(files, tmp_path, monkeypatch):
+    cont = [{"name": "tf+task", "init": "transformer-mlm@3", "corpus": f"task:{files / 'task.csv'}", "budget": 2}]
+    config = _write_grid(tmp_path / "grid.yaml", files, tmp_path / "out", continued=cont)
+    result = run_grid(config)
+    kinds = sorted(r.kind for r in result.rows)
+    assert kinds == ["continued", "majority", "pretrained", "pretrained", "random-init", "random-init", "tfidf"]
+    assert (tmp_path / "out" / "results.md").is_file() and (tmp_path / "out" / "plots" / "task.png").is_file()
+    with open(tmp_path / "out" / "results.csv", newline="") as f:
+        assert len(list(csv.DictReader(f))) == 7
+    assert "| transformer-mlm, 3 pre-training | pretrained |" in result.markdown
+    assert "Command: `pretrainlab benchmark --config" in result.markdown
+    # the continued run's corpus is the task's training split only
+    task = load_task(files / "task.csv")
+    seen = (tmp_path / "out" / "continued" / "tf-task" / "task-train.txt").read_text().splitlines()
+    assert sorted(seen) == sorted(task.train.texts) and not set(seen) & set(task.test.texts)
+
+    # same splits everywhere: one fingerprint, the one of the task as fine-tuning loads it
+    assert {r.split for r in result.rows} == {split_fingerprint(task)}
+    majority = next(r for r in result.rows if r.kind == "majority")
+    assert majority.accuracy == pytest.approx(majority_baseline(task).accuracy)
+    random_rows = [r for r in result.rows if r.kind == "random-init"]
+    assert sorted(r.name for r in random_rows) == ["cnn 2L/32, random init", "transformer-bert 2L/32, random init"]
+
+    # a second call: nothing is trained again, the same table comes back
+    def boom(*a, **k):
+        raise AssertionError("a finished cell was run again")
+
+    for name in ("pretrain", "finetune", "majority_baseline", "tfidf_baseline"):
+        monkeypatch.setattr(grid_mod, name, boom)
+    again = run_grid(config)
+    assert again.markdown == result.markdown
+
+    # a new budget only runs the new cells
+    calls = []
+    monkeypatch.undo()
+    real_pretrain = grid_mod.pretrain
+    monkeypatch.setattr(grid_mod, "pretrain", lambda cfg, corpus, out, **k: calls.append(out.name) or
+                        real_pretrain(cfg, corpus, out, **k))
+    _write_grid(config, files, tmp_path / "out", continued=cont, budgets=[3, 4])
+    more = run_grid(config)
+    assert sorted(calls) == ["cnn-mlm@4", "transformer-mlm@4"]
+    assert len([r for r in more.rows if r.kind == "pretrained"]) == 4
+
+
+def test_reference_imported_and_continued(files, tmp_path, monkeypatch):
+    import transformers
+
+    rng = random.Random(1)
+    tok = train_tokenizer([" ".join(rng.choice(WORDS) for _ in range(12)) for _ in range(200)], vocab_size=80)
+    hf = transformers.BertModel(transformers.BertConfig(
+        vocab_size=tok.get_vocab_size(), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+        intermediate_size=64, max_position_embeddings=64))
+    ref = tmp_path / "fake-minilm"
+    hf.save_pretrained(str(ref))
+    hf_tokenizer(tok).save_pretrained(str(ref))
+    monkeypatch.setattr(grid_mod, "_reference_path", lambda: ref)
+    cont = [{"name": "ref+task", "init": "reference", "corpus": f"task:{files / 'task.csv'}", "budget": 2}]
+    config = _write_grid(tmp_path / "grid.yaml", files, tmp_path / "out", cells={"t": ["model.backbone=transformer"]},
+                         random_init=False, reference=True, seeds=[0], continued=cont,
+                         reference_settings=["finetune.lr=0.002"])
+    result = run_grid(config)
+    assert sorted(r.kind for r in result.rows) == ["continued", "majority", "pretrained", "reference", "tfidf"]
+    assert len({r.split for r in result.rows}) == 1
+    assert (tmp_path / "out" / "reference" / "all-MiniLM-L6-v2" / "imported.json").is_file()
+
+
+def test_missing_reference_says_how_to_install(files, tmp_path, monkeypatch):
+    monkeypatch.setattr(grid_mod, "_reference_path", lambda: None)
+    config = _write_grid(tmp_path / "grid.yaml", files, tmp_path / "out", cells={"t": []}, reference=True,
+                         random_init=False, seeds=[0])
+    assert main(["benchmark", "--config", str(config)]) == 0
+    text = (tmp_path / "out" / "results.md").read_text()
+    assert "pip install '.[reference]'" in text
+
+
+def test_grid_config_errors(tmp_path, files):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"cells": {"a": []}}))
+    with pytest.raises(grid_mod.ConfigError, match="budgets"):
+        load_grid(bad)
+    bad.write_text(yaml.safe_dump({"cells": {"a": ["model.backbone=lstm"]}, "budgets": [1]}))
+    with pytest.raises(grid_mod.ConfigError, match="model.backbone"):
+        load_grid(bad)
+    bad.write_text(yaml.safe_dump({"cells": {"a": []}, "budgets": [1], "typo": 1}))
+    with pytest.raises(grid_mod.ConfigError, match="unknown key"):
+        load_grid(bad)
