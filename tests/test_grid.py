@@ -109,10 +109,12 @@ def test_reference_imported_and_continued(files, tmp_path, monkeypatch):
     monkeypatch.setattr(grid_mod, "_reference_path", lambda: ref)
     cont = [{"name": "ref+task", "init": "reference", "corpus": f"task:{files / 'task.csv'}", "budget": 2}]
     config = _write_grid(tmp_path / "grid.yaml", files, tmp_path / "out", cells={"t": ["model.backbone=transformer"]},
-                         random_init=False, reference=True, seeds=[0], continued=cont,
-                         reference_settings=["finetune.lr=0.002"])
+                         random_init=True, reference=True, seeds=[0], continued=cont,
+                         reference_settings=["finetune.lr=0.002"],
+                         order=["baselines", "random_init", "reference", "continued", "cells"])
     result = run_grid(config)
-    assert sorted(r.kind for r in result.rows) == ["continued", "majority", "pretrained", "reference", "tfidf"]
+    kinds = ["continued", "majority", "pretrained", "random-init", "reference", "tfidf"]
+    assert sorted(r.kind for r in result.rows) == kinds
     assert len({r.split for r in result.rows}) == 1
     assert (tmp_path / "out" / "reference" / "all-MiniLM-L6-v2" / "imported.json").is_file()
 
@@ -136,4 +138,7 @@ def test_grid_config_errors(tmp_path, files):
         load_grid(bad)
     bad.write_text(yaml.safe_dump({"cells": {"a": []}, "budgets": [1], "typo": 1}))
     with pytest.raises(grid_mod.ConfigError, match="unknown key"):
+        load_grid(bad)
+    bad.write_text(yaml.safe_dump({"cells": {"a": []}, "budgets": [1], "order": ["cells"]}))
+    with pytest.raises(grid_mod.ConfigError, match="order"):
         load_grid(bad)

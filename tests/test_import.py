@@ -199,6 +199,13 @@ def test_continued_pretraining_errors_and_model_section(tiny_corpus, tmp_path, t
     same, none = adopt_init_model(load_config(None, TINY), first)
     assert none == [] and same.model == load_config(None, TINY).model
     pretrain(adopted, tiny_corpus, tmp_path / "adopted", init=first)
+    # the CLI does the same: a wider model asked for, the init's taken, a note printed
+    from pretrainlab.cli import main
+
+    sets = [x for item in TINY + ["train.budget=1", "model.d_model=64"] for x in ("--set", item)]
+    assert main(["pretrain", "--corpus", str(tiny_corpus), "--out", str(tmp_path / "cli"), "--init", str(first),
+                 *sets]) == 0
+    assert load_pretrained(tmp_path / "cli").config.model.d_model == 32
     # a corpus prepared with another tokenizer than the init's: a clear error
     from pretrainlab.data.prepare import prepare_corpus
 

@@ -59,6 +59,12 @@ def cmd_pretrain(args) -> None:
     from .train import pretrain
 
     cfg = _cfg(args)
+    if args.init and not args.resume:  # continued pre-training keeps the init's architecture (and says so)
+        from .export.hf_import import adopt_init_model
+
+        cfg, notes = adopt_init_model(cfg, args.init)
+        for note in notes:
+            print(f"note: {note}", file=sys.stderr)
     run_dir = pretrain(cfg, corpus=args.corpus, out=args.out, resume=args.resume, init=args.init)
     print(f"run directory: {run_dir}")
 

