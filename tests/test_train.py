@@ -163,3 +163,16 @@ def test_corrupt_checkpoint_is_refused(tiny_corpus, tmp_path):
 def test_whole_word_masking_runs_end_to_end(tiny_corpus, tmp_path):
     run = pretrain(cfg("train.budget=2", "objective.whole_word=true"), tiny_corpus, tmp_path / "run")
     assert (run / "summary.json").is_file()
+
+
+def test_no_weight_decay_on_embeddings_biases_and_norms():
+    from pretrainlab.backbones import build_backbone
+    from pretrainlab.train import make_optimizer
+
+    bb = build_backbone("transformer", vocab_size=50, d_model=32, n_layers=1, n_heads=4, d_ff=64, max_len=16)
+    opt = make_optimizer(bb, 1e-3, 0.1, torch.device("cpu"))
+    decayed = {id(p) for p in opt.param_groups[0]["params"]}
+    assert opt.param_groups[0]["weight_decay"] == 0.1 and opt.param_groups[1]["weight_decay"] == 0.0
+    for name, p in bb.named_parameters():
+        expect = p.ndim >= 2 and "emb" not in name and "norm" not in name
+        assert (id(p) in decayed) == expect, name

@@ -90,13 +90,14 @@ def set_seed(seed: int, deterministic: bool) -> None:
 
 def make_optimizer(model: nn.Module, lr: float, weight_decay: float, device: torch.device) -> torch.optim.Optimizer:
     """AdamW; no decay on biases, norms and embeddings. Fused on GPU, foreach on CPU (fused measured slower there)."""
+    embeddings = {id(m.weight) for m in model.modules() if isinstance(m, nn.Embedding)}
     decay, no_decay = [], []
     seen: set[int] = set()
     for name, p in model.named_parameters():
         if not p.requires_grad or id(p) in seen:
             continue
         seen.add(id(p))
-        (no_decay if p.ndim < 2 or "norm" in name or "embed" in name else decay).append(p)
+        (no_decay if p.ndim < 2 or "norm" in name or id(p) in embeddings else decay).append(p)
     groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     if device.type == "cuda":
         return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.98), eps=1e-6, fused=True)
@@ -401,7 +402,20 @@ def pretrain(cfg: RunConfig, corpus: str | Path, out: str | Path, resume: bool =
     train_split, val_split = corp.split("train"), corp.split("val")
 
     ckpt = latest_checkpoint(run_dir) if run_dir.exists() else None
-    if resume:
+    restart = False
+    if resume and ckpt is None and run_dir.is_dir():
+        pointer = run_dir / "checkpoints" / "latest"
+        if pointer.is_file():
+            raise CheckpointError(f"--resume: {pointer} names {pointer.read_text().strip()}, which is missing; "
+                                  f"write the name of a complete checkpoint directory in {pointer.parent} into it")
+        restart = (run_dir / "config.yaml").is_file()
+    if restart:
+        # killed before its first checkpoint: there is nothing to continue, so it starts again from step 0
+        print(f"{run_dir} has no checkpoint yet: starting it again from step 0", file=sys.stderr)
+        resume = False
+        if dist.main:
+            (run_dir / "metrics.jsonl").unlink(missing_ok=True)
+    elif resume:
         if ckpt is None:
             raise CheckpointError(f"--resume: {run_dir} has no checkpoint to resume from; drop --resume to start anew")
         saved = config_from_dict(_load_yaml(run_dir / "config.yaml"))
