@@ -142,3 +142,20 @@ def test_grid_config_errors(tmp_path, files):
     bad.write_text(yaml.safe_dump({"cells": {"a": []}, "budgets": [1], "order": ["cells"]}))
     with pytest.raises(grid_mod.ConfigError, match="order"):
         load_grid(bad)
+
+
+def test_a_failing_cell_does_not_stop_the_grid(files, tmp_path, monkeypatch):
+    from pretrainlab.errors import TrainingError
+
+    real = grid_mod.pretrain
+
+    def fails_for_cnn(cfg, corpus, out, **k):
+        if cfg.model.backbone == "cnn":
+            raise TrainingError("loss became nan at step 2")
+        return real(cfg, corpus, out, **k)
+
+    monkeypatch.setattr(grid_mod, "pretrain", fails_for_cnn)
+    config = _write_grid(tmp_path / "grid.yaml", files, tmp_path / "out", random_init=False, seeds=[0])
+    result = run_grid(config)
+    assert [r.cell for r in result.rows if r.kind == "pretrained"] == ["transformer-mlm"]
+    assert "cnn-mlm@3 failed and is missing from the table: loss became nan at step 2" in result.markdown

@@ -43,6 +43,7 @@ lines), prepared/ (corpus), pretrain/CELL@BUDGET/ (runs), results/*.json (one pe
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import io
@@ -58,6 +59,7 @@ import yaml
 
 from .checkpoint import latest_checkpoint
 from .config import Budget, ConfigError, RunConfig, load_config
+from .errors import PretrainlabError
 from .evaluate import finetune, majority_baseline, tfidf_baseline
 from .train import Pretrained, pretrain
 
@@ -325,9 +327,21 @@ class Grid:
                 run_dir = self.out / "pretrain" / key
                 if all(self.done(key, t) for t in self.cfg.tasks):
                     continue
-                self.pretrain_run(run_dir, cfg, corpus)
-                self.finetune_row(key, f"{cell}, {budget} pre-training", "pretrained", run_dir, cfg,
-                                  cell=cell, budget=budget)
+                with self.attempt(key):
+                    self.pretrain_run(run_dir, cfg, corpus)
+                    self.finetune_row(key, f"{cell}, {budget} pre-training", "pretrained", run_dir, cfg,
+                                      cell=cell, budget=budget)
+
+    @contextlib.contextmanager
+    def attempt(self, what: str):
+        """One failing cell does not stop the grid: its error goes into the table's notes."""
+        try:
+            yield
+        except (PretrainlabError, RuntimeError, ValueError) as e:
+            say(f"{what} failed: {e}")
+            self.notes.append(f"{what} failed and is missing from the table: {str(e).splitlines()[0]}; "
+                              "run the same command again to retry it")
+            self.write_table()
 
     def random_inits(self, prepared: Path) -> None:
         from .tokenizer import load_tokenizer, special_ids
@@ -345,7 +359,9 @@ class Grid:
             seen.add(arch)
             # only the architecture and the tokenizer matter: finetune(random_init=True) builds a fresh backbone
             untrained = Pretrained(build_pretrain_model(cfg, tok.get_vocab_size(), special), tok, cfg, special, None)
-            self.finetune_row(key, f"{arch}, random init", "random-init", untrained, cfg, random_init=True, cell=cell)
+            with self.attempt(key):
+                self.finetune_row(key, f"{arch}, random init", "random-init", untrained, cfg, random_init=True,
+                                  cell=cell)
 
     def reference_dir(self) -> Path | None:
         path = _reference_path()
@@ -365,54 +381,60 @@ class Grid:
         if dest is None:
             return
         cfg = self.cfg.base(*self.cfg.reference_settings)
-        self.finetune_row("reference", "all-MiniLM-L6-v2 (real pretrained reference, 22.7M)", "reference", dest, cfg)
+        with self.attempt("reference"):
+            self.finetune_row("reference", "all-MiniLM-L6-v2 (real pretrained reference, 22.7M)", "reference", dest,
+                              cfg)
 
     def continued_runs(self, prepared: Path) -> None:
-        from .data.prepare import prepare_corpus
-        from .export.hf_import import adopt_init_model
-
         for c in self.cfg.continued:
             key = f"continued-{_slug(c.name)}"
             if all(self.done(key, t) for t in self.cfg.tasks):
                 continue
-            from_reference = c.init == "reference"
-            if from_reference:
-                init = self.reference_dir()
-                if init is None:
-                    continue
-            elif c.init in {f"{cell}@{b}" for cell in self.cfg.cells for b in self.cfg.budgets}:
-                init = self.out / "pretrain" / c.init
-                if not (init / "summary.json").is_file():
-                    raise ConfigError(f"continued {c.name!r}: its init {c.init} has not been pre-trained")
+            with self.attempt(f"continued {c.name!r}"):
+                self._continued(c, key)
+
+    def _continued(self, c: Continued, key: str) -> None:
+        from .data.prepare import prepare_corpus
+        from .export.hf_import import adopt_init_model
+
+        from_reference = c.init == "reference"
+        if from_reference:
+            init = self.reference_dir()
+            if init is None:
+                return
+        elif c.init in {f"{cell}@{b}" for cell in self.cfg.cells for b in self.cfg.budgets}:
+            init = self.out / "pretrain" / c.init
+            if not (init / "summary.json").is_file():
+                raise ConfigError(f"continued {c.name!r}: its init {c.init} has not been pre-trained")
+        else:
+            init = Path(c.init)
+        work = self.out / "continued" / _slug(c.name)
+        inputs = []
+        for src in c.corpus:
+            if src.startswith("task:"):  # the training split only: never validation or test text
+                task = self.task(src[5:])
+                f = work / f"{_slug(Path(src[5:]).stem)}-train.txt"
+                f.parent.mkdir(parents=True, exist_ok=True)
+                f.write_text("\n".join(t.replace("\n", " ") for t in task.train.texts) + "\n", encoding="utf-8")
+                inputs.append(str(f))
             else:
-                init = Path(c.init)
-            work = self.out / "continued" / _slug(c.name)
-            inputs = []
-            for src in c.corpus:
-                if src.startswith("task:"):  # the training split only: never validation or test text
-                    task = self.task(src[5:])
-                    f = work / f"{_slug(Path(src[5:]).stem)}-train.txt"
-                    f.parent.mkdir(parents=True, exist_ok=True)
-                    f.write_text("\n".join(t.replace("\n", " ") for t in task.train.texts) + "\n", encoding="utf-8")
-                    inputs.append(str(f))
-                else:
-                    inputs.append(_corpus_path(src))
-            extra = list(self.cfg.reference_settings) if from_reference else []
-            cfg = self.cfg.base(*extra, *c.settings, f"train.budget={c.budget}")
-            cfg, notes = adopt_init_model(cfg, init)
-            for n in notes:
-                say(n)
-            data = replace(cfg.data, one_doc_per_line=True, min_chars=5)
-            prepare_corpus(inputs, work / "prepared", data, tokenizer_path=init / "tokenizer.json")
-            run_dir = self.pretrain_run(work / "run", replace(cfg, data=data), work / "prepared", init=init)
-            self.finetune_row(key, f"{c.name} (continued {c.budget} from {c.init})", "continued", run_dir, cfg,
-                              budget=c.budget)
+                inputs.append(_corpus_path(src))
+        extra = list(self.cfg.reference_settings) if from_reference else []
+        cfg = self.cfg.base(*extra, *c.settings, f"train.budget={c.budget}")
+        cfg, notes = adopt_init_model(cfg, init)
+        for n in notes:
+            say(n)
+        data = replace(cfg.data, one_doc_per_line=True, min_chars=5)
+        prepare_corpus(inputs, work / "prepared", data, tokenizer_path=init / "tokenizer.json")
+        run_dir = self.pretrain_run(work / "run", replace(cfg, data=data), work / "prepared", init=init)
+        self.finetune_row(key, f"{c.name} (continued {c.budget} from {c.init})", "continued", run_dir, cfg,
+                          budget=c.budget)
 
     # ---- the table
     def rows(self) -> list[Row]:
         if not self.results.is_dir():
             return []
-        order = {"majority": 0, "tfidf": 1, "random-init": 2, "pretrained": 3, "continued": 4, "reference": 5}
+        order = {"majority": 0, "tfidf": 1, "random-init": 2, "pretrained": 3, "reference": 4, "continued": 5}
         rows = [Row.load(p) for p in sorted(self.results.glob("*.json"))]
         budgets = {b: i for i, b in enumerate(self.cfg.budgets)}
         cells = {c: i for i, c in enumerate(self.cfg.cells)}
