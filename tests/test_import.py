@@ -218,3 +218,17 @@ def test_continued_pretraining_errors_and_model_section(tiny_corpus, tmp_path, t
     with pytest.raises(CheckpointError, match="prepare the corpus with --tokenizer"):
         pretrain(load_config(None, TINY + ["train.budget=2"]), other_corpus, tmp_path / "bad", init=first)
     assert isinstance(CheckpointError("x"), PretrainlabError)
+
+
+def test_folder_with_only_vocab_txt(tok, tmp_path):
+    """Older BERT folders ship vocab.txt and no tokenizer.json: transformers builds the fast tokenizer."""
+    hf_model = _bert(tok)
+    src = tmp_path / "hf"
+    hf_model.save_pretrained(str(src))
+    vocab = sorted(tok.get_vocab().items(), key=lambda kv: kv[1])
+    (src / "vocab.txt").write_text("\n".join(t for t, _ in vocab) + "\n", encoding="utf-8")
+    (src / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "BertTokenizer", "do_lower_case": True}))
+    import_hf(src, tmp_path / "run", quiet=True)
+    ours = load_tokenizer(tmp_path / "run" / "tokenizer.json")
+    assert ours.get_vocab_size() == tok.get_vocab_size()
+    assert ours.encode("the film was very good").ids == tok.encode("the film was very good").ids
