@@ -111,6 +111,26 @@ class Dropout(nn.Dropout):
         return dropout(x, self.p, self.training)
 
 
+class LayerNorm(nn.LayerNorm):
+    """nn.LayerNorm that keeps low-precision activations low under autocast.
+
+    Autocast runs layer_norm in fp32: every norm would cast its (B, T, D) input up and hand an
+    fp32 residual stream to the next matmul, which casts it down again. The bf16 kernel already
+    accumulates its statistics in fp32, so here the input and output stay in the autocast dtype
+    (weights cast, D elements). Outside autocast it is plain nn.LayerNorm.
+    """
+
+    def forward(self, x: Tensor) -> Tensor:
+        kind = x.device.type
+        if not torch.is_autocast_enabled(kind):
+            return super().forward(x)
+        dtype = torch.get_autocast_dtype(kind)
+        with torch.autocast(kind, enabled=False):
+            w = self.weight.to(dtype) if self.weight is not None else None
+            b = self.bias.to(dtype) if self.bias is not None else None
+            return F.layer_norm(x.to(dtype), self.normalized_shape, w, b, self.eps)
+
+
 # --------------------------------------------------------------------------- attention
 
 
@@ -203,10 +223,10 @@ class BertBlock(nn.Module):
     def __init__(self, d_model: int, n_heads: int, d_ff: int, dropout: float) -> None:
         super().__init__()
         self.attn = SelfAttention(d_model, n_heads, dropout, bias=True)
-        self.attn_norm = nn.LayerNorm(d_model, eps=BERT_LN_EPS)
+        self.attn_norm = LayerNorm(d_model, eps=BERT_LN_EPS)
         self.ff_in = nn.Linear(d_model, d_ff)
         self.ff_out = nn.Linear(d_ff, d_model)
-        self.ff_norm = nn.LayerNorm(d_model, eps=BERT_LN_EPS)
+        self.ff_norm = LayerNorm(d_model, eps=BERT_LN_EPS)
         self.drop = Dropout(dropout)
 
     def forward(self, x, attn_bias, rope=None, use_sdpa=False, need_weights=False):
@@ -231,9 +251,9 @@ class ModernBlock(nn.Module):
 
     def __init__(self, d_model: int, n_heads: int, d_ff: int, dropout: float, first: bool) -> None:
         super().__init__()
-        self.attn_norm = nn.Identity() if first else nn.LayerNorm(d_model, eps=MODERN_LN_EPS, bias=False)
+        self.attn_norm = nn.Identity() if first else LayerNorm(d_model, eps=MODERN_LN_EPS, bias=False)
         self.attn = SelfAttention(d_model, n_heads, dropout, bias=False)
-        self.ff_norm = nn.LayerNorm(d_model, eps=MODERN_LN_EPS, bias=False)
+        self.ff_norm = LayerNorm(d_model, eps=MODERN_LN_EPS, bias=False)
         self.ff_in = nn.Linear(d_model, 2 * d_ff, bias=False)  # rows: [input; gate]
         self.ff_out = nn.Linear(d_ff, d_model, bias=False)
         self.drop = Dropout(dropout)
@@ -301,16 +321,16 @@ class TransformerBackbone(nn.Module):
         self.emb_drop = Dropout(dropout)
         if style == "bert":
             self.pos_emb = nn.Embedding(max_len, d_model)
-            self.emb_norm = nn.LayerNorm(d_model, eps=BERT_LN_EPS)
+            self.emb_norm = LayerNorm(d_model, eps=BERT_LN_EPS)
             self.layers = nn.ModuleList(BertBlock(d_model, n_heads, d_ff, dropout) for _ in range(n_layers))
             self.final_norm = None
         else:
             self.pos_emb = None
-            self.emb_norm = nn.LayerNorm(d_model, eps=MODERN_LN_EPS, bias=False)
+            self.emb_norm = LayerNorm(d_model, eps=MODERN_LN_EPS, bias=False)
             self.layers = nn.ModuleList(
                 ModernBlock(d_model, n_heads, d_ff, dropout, first=i == 0) for i in range(n_layers)
             )
-            self.final_norm = nn.LayerNorm(d_model, eps=MODERN_LN_EPS, bias=False)
+            self.final_norm = LayerNorm(d_model, eps=MODERN_LN_EPS, bias=False)
             head_dim = d_model // n_heads
             inv_freq = 1.0 / rope_theta ** (torch.arange(0, head_dim, 2, dtype=torch.float) / head_dim)
             self.register_buffer("inv_freq", inv_freq, persistent=False)
