@@ -11,14 +11,18 @@ It is written under a temporary name and renamed into place when complete; the f
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import hashlib
 import json
 import os
+import pickle
 import shutil
 from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, load_model, save_file, save_model
 
 from .errors import CheckpointError
@@ -47,11 +51,38 @@ def _fsync_dir(path: Path) -> None:
 
 def write_text_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two directories in one atomic step (Linux renameat2 RENAME_EXCHANGE); False where unavailable."""
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except Exception:
+        return False
+    AT_FDCWD, RENAME_EXCHANGE = -100, 2
+    return renameat2(AT_FDCWD, os.fsencode(a), AT_FDCWD, os.fsencode(b), RENAME_EXCHANGE) == 0
+
+
+def _disk_full(e: BaseException, where: Path) -> bool:
+    """ENOSPC as each writer reports it: an OSError, safetensors' "os error 28", or torch's bare
+    "unexpected pos" (then only the free space tells)."""
+    if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    if "No space left on device" in str(e) or "os error 28" in str(e):
+        return True
+    try:
+        return shutil.disk_usage(where).free < 1 << 16
+    except OSError:
+        return False
 
 
 def save_checkpoint(run_dir: Path, model: torch.nn.Module, optimizer, scheduler, state: dict[str, Any]) -> Path:
@@ -77,14 +108,27 @@ def save_checkpoint(run_dir: Path, model: torch.nn.Module, optimizer, scheduler,
             with open(f, "rb") as fh:
                 os.fsync(fh.fileno())
         _fsync_dir(tmp)
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
+        # The same step saved again (the end of a run right after a step checkpoint): swap the new copy
+        # in, so that `latest` never names a missing or half-deleted directory, then delete the old one.
+        swapped = final.exists() and _exchange(tmp, final)
+        if not swapped:
+            if final.exists():
+                shutil.rmtree(final)
+            os.replace(tmp, final)
         _fsync_dir(ckpts)
         write_text_atomic(ckpts / "latest", name + "\n")
-    except BaseException:
+        if swapped:
+            shutil.rmtree(tmp)
+    except BaseException as e:
+        full = isinstance(e, Exception) and _disk_full(e, ckpts)  # before the partial files are removed
         shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        if not (full or isinstance(e, OSError)):
+            raise
+        prev = latest_checkpoint(run_dir)
+        kept = f"the last complete checkpoint, {prev}, is intact" if prev else "no checkpoint was completed before it"
+        why = "the disk is full (no space left on device)" if full else f"{e.strerror or e} ({e.filename})"
+        raise CheckpointError(f"cannot write checkpoint {final}: {why}; {kept}. "
+                              "Free some space, then continue with --resume") from e
     for old in sorted(p for p in ckpts.glob("step_*") if p.is_dir() and not p.name.endswith(".tmp"))[:-KEEP]:
         shutil.rmtree(old, ignore_errors=True)
     return final
@@ -109,8 +153,14 @@ def read_state(ckpt: Path, verify: bool = True) -> dict[str, Any]:
         state = json.loads((ckpt / "state.json").read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
         raise CheckpointError(f"{ckpt}: state.json is missing or unreadable ({e}); the checkpoint is incomplete") from None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{ckpt}: state.json is not a checkpoint description (a JSON {type(state).__name__}); "
+                              "delete this checkpoint directory to fall back to an earlier one")
     if verify:
-        for name, digest in state.get("files", {}).items():
+        if not isinstance(state.get("files"), dict) or "model.safetensors" not in state["files"]:
+            raise CheckpointError(f"{ckpt}: state.json lists no sha256 for model.safetensors, so the files cannot be "
+                                  "verified; delete this checkpoint directory to fall back to an earlier one")
+        for name, digest in state["files"].items():
             f = ckpt / name
             if not f.is_file():
                 raise CheckpointError(f"{ckpt}: {name} is missing; the checkpoint is incomplete")
@@ -126,7 +176,10 @@ def load_weights(ckpt: Path, model: torch.nn.Module, strict: bool = True) -> Non
     f = Path(ckpt) / "model.safetensors"
     if not f.is_file():
         raise CheckpointError(f"{ckpt}: no model.safetensors")
-    missing, unexpected = load_model(_unwrap(model), str(f), strict=False)
+    try:
+        missing, unexpected = load_model(_unwrap(model), str(f), strict=False)
+    except SafetensorError as e:
+        raise CheckpointError(f"{f} is not a safetensors file ({e}); it was not loaded") from None
     if strict and (missing or unexpected):
         raise CheckpointError(
             f"{f}: weights do not fit the model (missing: {sorted(missing)[:5]}, unexpected: {sorted(unexpected)[:5]}); "
@@ -138,7 +191,11 @@ def load_training_state(ckpt: Path, model, optimizer, scheduler) -> dict[str, An
     """Restore weights, optimizer, scheduler and RNG; returns state.json."""
     state = read_state(ckpt)
     load_weights(ckpt, model)
-    opt = torch.load(ckpt / "optimizer.pt", map_location="cpu", weights_only=True)
+    try:
+        opt = torch.load(ckpt / "optimizer.pt", map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, OSError, EOFError) as e:
+        raise CheckpointError(f"{ckpt}/optimizer.pt holds something other than plain tensors and numbers; it was "
+                              f"refused unread ({type(e).__name__}); delete this checkpoint directory") from None
     if optimizer is not None and opt.get("optimizer"):
         optimizer.load_state_dict(opt["optimizer"])
     if scheduler is not None and opt.get("scheduler"):

@@ -88,6 +88,8 @@ class ModelConfig:
             raise ConfigError("model.style=modern needs an even head size (d_model / n_heads) for rotary positions")
         if not 0 <= self.dropout < 1:
             raise ConfigError(f"model.dropout must be in [0, 1), got {self.dropout}")
+        if not self.dilations or not all(type(d) is int and d >= 1 for d in self.dilations):
+            raise ConfigError(f"model.dilations must be a list of positive integers, e.g. [1, 2, 4, 8], got {list(self.dilations)}")
 
 
 # --------------------------------------------------------------------------- data
@@ -131,6 +133,8 @@ class DataConfig:
             raise ConfigError(f"data.vocab_size must be at least 16, got {self.vocab_size}")
         if not 0 <= self.val_fraction < 1:
             raise ConfigError(f"data.val_fraction must be in [0, 1), got {self.val_fraction}")
+        if self.shard_tokens < 1:
+            raise ConfigError(f"data.shard_tokens must be at least 1, got {self.shard_tokens}")
 
 
 # --------------------------------------------------------------------------- objectives
@@ -154,10 +158,14 @@ class ObjectiveConfig:
     """RTD: discriminator loss weight (ELECTRA uses 50)."""
 
     def __post_init__(self) -> None:
+        if not isinstance(self.weights, dict):
+            raise ConfigError(f"objective.weights must map objectives to weights, e.g. {{mlm: 1.0, nsp: 1.0}}; got {self.weights!r}")
         if not self.weights:
             raise ConfigError("objective.weights is empty; give at least one, e.g. {mlm: 1.0}")
         for name, w in self.weights.items():
             _choice("objective.weights", name, OBJECTIVES)
+            if type(w) not in (int, float):
+                raise ConfigError(f"objective.weights.{name} must be a number, got {w!r}")
             if w < 0:
                 raise ConfigError(f"objective.weights.{name} must be >= 0, got {w}")
         if not 0 < self.mask_rate <= 0.4:
@@ -192,14 +200,20 @@ class Budget:
         if unit in _TIME:
             return Budget(seconds=value * _TIME[unit])
         if unit in ("", "step", "steps"):
-            return Budget(steps=int(value))
+            return Budget(steps=_at_least_one(text, int(value), "step"))
         if unit in ("tok", "tokens"):
-            return Budget(tokens=int(value))
+            return Budget(tokens=_at_least_one(text, int(value), "token"))
         if unit in ("ktok",):
-            return Budget(tokens=int(value * 1e3))
+            return Budget(tokens=_at_least_one(text, int(value * 1e3), "token"))
         if unit in ("mtok",):
-            return Budget(tokens=int(value * 1e6))
+            return Budget(tokens=_at_least_one(text, int(value * 1e6), "token"))
         raise ConfigError(f"train.budget={text!r}: unknown unit {unit!r}; use steps, s, m, h, tok, ktok or Mtok")
+
+
+def _at_least_one(text: str | int, n: int, unit: str) -> int:
+    if n < 1:
+        raise ConfigError(f"train.budget={text!r} is less than one {unit}; give a larger budget")
+    return n
 
 
 @dataclass(frozen=True)
@@ -350,6 +364,8 @@ def _coerce(section: str, cls: type, key: str, value: Any) -> Any:
         return tuple(value)
     if ftype.startswith("tuple") and isinstance(value, (int, float)):
         return (value,)
+    if ftype.startswith("tuple"):
+        raise ConfigError(f"{section}.{key} expects a list, e.g. [1, 2], got {value!r}")
     if ftype == "float" and isinstance(value, str):  # YAML 1.1 reads 3e-4 (no dot) as a string
         try:
             return float(value)

@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_model, save_model
 from torch import Tensor, nn
 
@@ -255,6 +256,8 @@ def finetune(
     device, warm-up, weight decay, clipping); the architecture always comes from the run.
     eval_every: validate every N steps (default: once per epoch).
     """
+    if out_dir is not None and Path(out_dir).exists() and not Path(out_dir).is_dir():
+        raise ConfigError(f"--out {out_dir} is a file; give a directory for the model and reports")
     pre = run if isinstance(run, Pretrained) else load_pretrained(run)
     run_name = str(pre.checkpoint.parent.parent) if pre.checkpoint else "?"
     cfg = cfg or pre.config
@@ -441,17 +444,27 @@ def load_classifier(path: str | Path) -> FineTuned:
     from .tokenizer import load_tokenizer, special_ids
 
     path = Path(path)
+    if not path.is_dir():
+        raise CheckpointError(f"{path}: no such model directory; give the --out of `pretrainlab finetune`")
     if not is_classifier_dir(path):
         hint = " (that is a pre-training run: fine-tune it first with `pretrainlab finetune`)" \
             if (path / "config.yaml").is_file() else ""
         raise CheckpointError(f"{path} is not a fine-tuned model (no {CLASSIFIER_FILE}){hint}")
-    info = json.loads((path / CLASSIFIER_FILE).read_text(encoding="utf-8"))
-    cfg = config_from_dict(yaml.safe_load((path / "config.yaml").read_text(encoding="utf-8")))
+    try:
+        info = json.loads((path / CLASSIFIER_FILE).read_text(encoding="utf-8"))
+        cfg = config_from_dict(yaml.safe_load((path / "config.yaml").read_text(encoding="utf-8")))
+    except (OSError, ValueError, TypeError, yaml.YAMLError) as e:
+        raise CheckpointError(f"{path}: {CLASSIFIER_FILE} or config.yaml is missing or unreadable ({e}); "
+                              "fine-tune again into a new --out") from None
     tok = load_tokenizer(path / "tokenizer.json")
     special = special_ids(tok)
     backbone = backbone_from_config(cfg.model, tok.get_vocab_size(), pad_id=special.pad)
     model = build_classifier(backbone, info["n_labels"], info["pooling"], info["head"], cfg.model.dropout)
-    missing, unexpected = load_model(model, str(path / "model.safetensors"), strict=False)
+    try:
+        missing, unexpected = load_model(model, str(path / "model.safetensors"), strict=False)
+    except (OSError, SafetensorError) as e:
+        raise CheckpointError(f"{path}/model.safetensors is missing or not a safetensors file ({e}); "
+                              "fine-tune again into a new --out") from None
     if missing or unexpected:
         raise CheckpointError(f"{path}/model.safetensors does not fit its config.yaml "
                               f"(missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]})")

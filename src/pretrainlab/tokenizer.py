@@ -125,6 +125,8 @@ def _nonempty(texts: Iterable[str]) -> Iterator[str]:
 def save_tokenizer(tok: Tokenizer, path: str | Path) -> Path:
     path = Path(path)
     if path.suffix != ".json":
+        if path.exists() and not path.is_dir():
+            raise TokenizerError(f"{path} is a file; give a directory or a path ending in .json")
         path = path / "tokenizer.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".json.tmp")

@@ -401,6 +401,8 @@ def pretrain(cfg: RunConfig, corpus: str | Path, out: str | Path, resume: bool =
         raise ConfigError(f"model.vocab_size={cfg.model.vocab_size} but the corpus tokenizer has {vocab_size} tokens")
     train_split, val_split = corp.split("train"), corp.split("val")
 
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ConfigError(f"--out {run_dir} is a file; give a directory for the run")
     ckpt = latest_checkpoint(run_dir) if run_dir.exists() else None
     restart = False
     if resume and ckpt is None and run_dir.is_dir():
@@ -682,6 +684,8 @@ def load_pretrained(run_dir: str | Path) -> Pretrained:
     from .tokenizer import load_tokenizer, special_ids
 
     run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise CheckpointError(f"{run_dir}: no such run directory; give the --out of `pretrainlab pretrain`")
     if not (run_dir / "config.yaml").is_file():
         raise CheckpointError(f"{run_dir} is not a pretrainlab run directory (no config.yaml)")
     ckpt = latest_checkpoint(run_dir)

@@ -377,6 +377,8 @@ def prepare_corpus(
     cfg = data_cfg
     out = Path(out_dir)
     paths = resolve_inputs(inputs)
+    if out.exists() and not out.is_dir():
+        raise CorpusError(f"--out {out} is a file; give a directory for the shards")
     out.mkdir(parents=True, exist_ok=True)
     manifest, progress = _read_json(out / MANIFEST), _read_json(out / PROGRESS)
     sources = _describe_sources(paths, known=(manifest or {}).get("sources", []) + (progress or {}).get("sources", []))

@@ -111,6 +111,8 @@ SOURCES: dict[str, Source] = {
 
 def cache_root(cache_dir: str | Path | None = None) -> Path:
     if cache_dir is not None:
+        if Path(cache_dir).exists() and not Path(cache_dir).is_dir():
+            raise CorpusError(f"--cache-dir {cache_dir} is a file; give a directory")
         return Path(cache_dir)
     if os.environ.get("PRETRAINLAB_CACHE"):
         return Path(os.environ["PRETRAINLAB_CACHE"])

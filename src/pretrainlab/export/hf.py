@@ -123,16 +123,19 @@ def load_source(src: str | Path) -> Source:
 
 def _check_vocab(weights: Path, key: str, tokenizer_path: Path) -> None:
     """The embedding's rows must be the tokenizer's tokens (checked before anything is loaded)."""
-    from safetensors import safe_open
+    from safetensors import SafetensorError, safe_open
 
     from ..tokenizer import load_tokenizer
 
     if not weights.is_file():
         raise ExportError(f"{weights} is missing; nothing to export")
-    with safe_open(str(weights), framework="pt") as f:
-        if key not in f.keys():
-            return  # let the loader name what does not fit
-        rows = f.get_slice(key).get_shape()[0]
+    try:
+        with safe_open(str(weights), framework="pt") as f:
+            if key not in f.keys():
+                return  # let the loader name what does not fit
+            rows = f.get_slice(key).get_shape()[0]
+    except (OSError, SafetensorError) as e:
+        raise ExportError(f"{weights} is not a readable safetensors file ({e}); nothing to export") from None
     n = load_tokenizer(tokenizer_path).get_vocab_size()
     if rows != n:
         raise ExportError(f"{tokenizer_path} has {n} tokens but the model in {weights} embeds {rows}: the tokenizer "

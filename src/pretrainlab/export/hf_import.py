@@ -103,7 +103,11 @@ def read_hf_state_dict(src: Path) -> dict[str, torch.Tensor]:
             out.update(load_file(str(src / f)))
         return out
     if (src / "pytorch_model.bin").is_file():
-        return torch.load(src / "pytorch_model.bin", map_location="cpu", weights_only=True)
+        try:
+            return torch.load(src / "pytorch_model.bin", map_location="cpu", weights_only=True)
+        except Exception as e:  # weights_only refuses anything but tensors: never run what a pickle asks
+            raise ImportError_(f"{src}/pytorch_model.bin holds something other than plain tensors; it was refused "
+                               f"unread ({type(e).__name__}). Convert it to model.safetensors where it came from") from None
     raise ImportError_(f"{src}: no model.safetensors, model.safetensors.index.json or pytorch_model.bin")
 
 

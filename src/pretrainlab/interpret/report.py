@@ -536,6 +536,8 @@ def explain(
         raise ExplainError(f"{len(text_pairs)} --text-pair for {len(texts)} --text; give one pair per text (or none)")
     if n_steps < 1:
         raise ExplainError(f"--steps must be at least 1, got {n_steps}")
+    if max_examples < 1:
+        raise ExplainError(f"--max-examples must be at least 1, got {max_examples}")
     task = read_task_file(task_file, text_column, label_column, text_pair_column) if task_file else None
     model = load_explainable(model_dir)
     page = build_report(model, texts, text_pairs, task, n_steps=n_steps, max_examples=max_examples)
