@@ -165,14 +165,6 @@ def test_refuses_a_non_empty_target_unless_overwrite(runs, tmp_path):
         export(ft, ft.parent, overwrite=True)
 
 
-def test_refuses_rnn_and_cnn_backbones(tmp_path):
-    run = tmp_path / "run"
-    run.mkdir()
-    save_config(cfg("model.backbone=rnn"), run / "config.yaml")
-    with pytest.raises(ExportError, match="its backbone is rnn.*planned with the backbones issue"):
-        export(run, tmp_path / "hf")
-
-
 def test_refuses_a_tokenizer_that_does_not_fit_the_model(runs, tmp_path):
     _, ft = runs["bert"]
     copy = tmp_path / "ft"

@@ -76,10 +76,14 @@ def cmd_finetune(args) -> None:
     from pathlib import Path
 
     from .evaluate import finetune
+    from .train import count_parameters, load_pretrained
 
     cfg = _cfg(args)
     out = args.out or str(Path(args.run) / f"finetune-{Path(args.task).stem}{'-random' if args.random_init else ''}")
-    result = finetune(args.run, args.task, cfg, out_dir=out, seeds=args.seeds, random_init=args.random_init)
+    pre = load_pretrained(args.run)
+    print(f"model: {pre.config.model.backbone} {count_parameters(pre.backbone) / 1e6:.2f}M backbone parameters "
+          f"({'random init' if args.random_init else args.run})", file=sys.stderr)
+    result = finetune(pre, args.task, cfg, out_dir=out, seeds=args.seeds, random_init=args.random_init)
     print(f"{result.task}: test accuracy {result.accuracy} (median {result.accuracy.median:.4f}), "
           f"macro-F1 {result.macro_f1} over seeds {[s.seed for s in result.seeds]}")
     print(f"model (seed {result.best_seed}) and reports written to {out}")

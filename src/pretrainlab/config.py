@@ -381,6 +381,26 @@ def _coerce(section: str, cls: type, key: str, value: Any) -> Any:
     return value
 
 
+def preset_sizes(backbone: str, preset: str, given: dict[str, Any]) -> dict[str, Any]:
+    """The sizes `preset` stands for with this backbone: the Transformer's, or the RNN / CNN ones
+    matched to it in parameters (backbones/rnn.py, cnn.py). Sizes in `given` win over them."""
+    if backbone not in ("rnn", "cnn"):
+        return PRESETS[preset]
+    # the tables live with the backbones they describe (which import nothing from here)
+    from .backbones.cnn import CNN_DIMS
+    from .backbones.rnn import RNN_DIMS
+
+    table = RNN_DIMS if backbone == "rnn" else CNN_DIMS
+    if preset in table:
+        return table[preset]
+    if {"d_model", "n_layers"} <= set(given):
+        return {}
+    raise ConfigError(
+        f"model.preset={preset} has no {backbone.upper()} size matched to it; choose model.preset among "
+        f"{', '.join(table)}, or give model.d_model and model.n_layers"
+    )
+
+
 def build_section(section: str, values: dict[str, Any]) -> Any:
     cls = _SECTION_CLASSES[section]
     known = [f.name for f in fields(cls)]
@@ -388,7 +408,7 @@ def build_section(section: str, values: dict[str, Any]) -> Any:
     if section == "model":
         preset = values.get("preset", ModelConfig.preset)
         if preset is not None and preset in PRESETS:
-            values = {**PRESETS[preset], **values}
+            values = {**preset_sizes(values.get("backbone", ModelConfig.backbone), preset, values), **values}
     for key in values:
         if key not in known:
             hint = difflib.get_close_matches(key, known, n=1)

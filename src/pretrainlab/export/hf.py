@@ -20,6 +20,10 @@ The folder holds config.json (with id2label / label2id), model.safetensors and t
                                         bias; a constant added after the norm moves through the tied
                                         decoder as E @ beta, so it folds into the decoder bias exactly)
 
+  rnn / cnn    no transformers classes exist: the folder carries our own as remote code
+               (export/remote: configuration_pretrainlab.py, modeling_pretrainlab.py, `auto_map`
+               in config.json); loading takes `trust_remote_code=True`
+
 The check runs the model card's snippet in a fresh process with HF_HUB_OFFLINE=1, so the
 folder must load with no network, and compares its logits with pretrainlab's.
 """
@@ -91,6 +95,8 @@ class Source:
     label_names: list[Any] | None
     pooling: str | None
     path: Path
+    backbone_kind: str = "transformer"
+    """transformer, rnn or cnn (the last two export as remote code)."""
 
 
 def load_source(src: str | Path) -> Source:
@@ -100,23 +106,23 @@ def load_source(src: str | Path) -> Source:
 
     src = Path(src)
     if is_classifier_dir(src):
-        _check_backbone(src, _read_model_section(src))
-        _check_vocab(src / "model.safetensors", "backbone.tok_emb.weight", src / "tokenizer.json")
+        kind = _check_backbone(src, _read_model_section(src))
+        _check_vocab(src / "model.safetensors", _embedding_key(kind), src / "tokenizer.json")
         ft = load_classifier(src)
         return Source("classifier", ft.model, ft.model.backbone, ft.tokenizer, ft.special, head_kind(ft.config.model),
-                      list(ft.label_names), ft.meta["pooling"], src)
+                      list(ft.label_names), ft.meta["pooling"], src, kind)
     if (src / "config.yaml").is_file():
-        _check_backbone(src, _read_model_section(src))
+        kind = _check_backbone(src, _read_model_section(src))
         if latest_checkpoint(src) is None:
             raise ExportError(f"{src} has no checkpoint: nothing to export yet; pre-train it first "
                               f"(pretrainlab pretrain --out {src}) or wait for its first checkpoint")
-        _check_vocab(latest_checkpoint(src) / "model.safetensors", "backbone.tok_emb.weight", src / "tokenizer.json")
+        _check_vocab(latest_checkpoint(src) / "model.safetensors", _embedding_key(kind), src / "tokenizer.json")
         pre = load_pretrained(src)
         if "mlm" not in pre.model.objectives:
             raise ExportError(f"{src} was pre-trained without the mlm objective ({', '.join(pre.model.objectives)}); "
                               "only an MLM head maps onto *ForMaskedLM: fine-tune it and export the classifier instead")
         return Source("masked_lm", pre.model, pre.backbone, pre.tokenizer, pre.special, pre.config.model.style,
-                      None, None, src)
+                      None, None, src, kind)
     raise ExportError(f"{src} is neither a pre-training run (config.yaml + checkpoints/) "
                       "nor a fine-tuned model (classifier.json)")
 
@@ -151,14 +157,17 @@ def _read_model_section(src: Path) -> dict[str, Any]:
         raise ExportError(f"{src}/config.yaml cannot be read ({e})") from None
 
 
-def _check_backbone(src: Path, model_section: dict[str, Any]) -> None:
+def _check_backbone(src: Path, model_section: dict[str, Any]) -> str:
+    """The backbone kind: transformer (transformers classes), rnn or cnn (our remote code)."""
     kind = model_section.get("backbone", "transformer")
-    if kind != "transformer":
-        raise ExportError(
-            f"{src}: its backbone is {kind}, which has no counterpart among the transformers model classes. "
-            "Export of RNN/CNN backbones (as remote code) is planned with the backbones issue; "
-            "for now only transformer backbones (style bert or modern) export"
-        )
+    if kind not in ("transformer", "rnn", "cnn"):
+        raise ExportError(f"{src}/config.yaml: model.backbone={kind!r} is not one of transformer, rnn, cnn; "
+                          "there is nothing to export it as")
+    return kind
+
+
+def _embedding_key(kind: str) -> str:
+    return "backbone.tok_emb.weight" if kind == "transformer" else "backbone.embed_tokens.weight"
 
 
 # --------------------------------------------------------------------------- weights
@@ -174,6 +183,10 @@ def hf_model(source: Source) -> nn.Module:
         n = source.tokenizer.get_vocab_size()
         raise ExportError(f"{source.path}: the tokenizer has {n} tokens but the model's embedding has {bb.vocab_size}; "
                           "they do not belong together: export the run's own tokenizer")
+    if source.backbone_kind in ("rnn", "cnn"):
+        from .remote import remote_model
+
+        return remote_model(source)
     kw = hf_config_kwargs(bb)
     sd = {k: v.detach().float() for k, v in bb.state_dict().items()}
     special = source.special
@@ -278,7 +291,12 @@ def export(src: str | Path, to_dir: str | Path, overwrite: bool = False) -> Path
         finally:
             if bars:
                 hf_logging.enable_progress_bar()
-        hf_tok = hf_tokenizer(source.tokenizer, model_max_length=source.backbone.max_len)
+        if source.backbone_kind in ("rnn", "cnn"):
+            from .remote import copy_remote_code
+
+            copy_remote_code(tmp)
+        # rnn / cnn have no position limit; they get the default Transformer's 512
+        hf_tok = hf_tokenizer(source.tokenizer, model_max_length=getattr(source.backbone, "max_len", 512))
         hf_tok.save_pretrained(str(tmp))
         # what our model saw: bert gets token type ids (segments), ModernBERT has none
         names = ["input_ids", "attention_mask"]
@@ -346,6 +364,8 @@ def run_snippet(directory: str | Path, text: str | None = None, timeout: float =
         raise ExportError(f"{directory} holds no readable config.json ({e}); is it an export?") from None
     masked_lm = any(a.endswith("ForMaskedLM") for a in config.get("architectures") or [])
     snippet = SNIPPET_MASKED_LM if masked_lm else SNIPPET_CLASSIFIER
+    if "auto_map" in config:  # our own model code in the folder (rnn / cnn): the user must trust it
+        snippet = snippet.replace("from_pretrained(DIR)", "from_pretrained(DIR, trust_remote_code=True)")
     text = text or ("This is a great [MASK]!" if masked_lm else CHECK_TEXT)
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     proc = subprocess.run([sys.executable, "-c", snippet, str(directory), text], env=env, capture_output=True,

@@ -5,6 +5,7 @@
     sop  sentence-order prediction (ALBERT), pairs      shared forward
     plm  permutation language modelling (XLNet)         own two-stream forward (transformer only)
     rtd  replaced-token detection (ELECTRA)             own generator + discriminator forwards
+    clm  forward + backward LM (ELMo), objectives/elmo  shared forward (rnn only: needs directional states)
 
 `build_objectives` is the one explicit factory; it rejects combinations a backbone cannot
 express before any work starts.
@@ -33,6 +34,14 @@ def build_objectives(weights: dict[str, float], *, backbone: nn.Module, backbone
             f"objective plm needs two-stream attention (a query stream that sees a token's position but not "
             f"its content, under permutation masks), which the {backbone_kind} backbone cannot express; use "
             f"model.backbone=transformer for plm, or mlm, nsp, sop or rtd with {backbone_kind}"
+        )
+    if "clm" in on and not hasattr(backbone, "directional_states"):
+        why = {"transformer": "every position attends to both sides",
+               "cnn": "every kernel reads both sides of its token"}.get(backbone_kind, "it is not directional")
+        raise ConfigError(
+            f"objective clm (ELMo: a forward and a backward language model) needs states that have seen only one "
+            f"side of each token, which the {backbone_kind} backbone does not have ({why}, so its state at t has "
+            f"already read token t+1); use model.backbone=rnn for clm, or mlm, nsp, sop or rtd with {backbone_kind}"
         )
     if {"nsp", "sop"} <= on:
         raise ConfigError("objectives nsp and sop both classify the sentence pair but need different pairs "
@@ -77,8 +86,12 @@ def build_objectives(weights: dict[str, float], *, backbone: nn.Module, backbone
                                                 getattr(backbone, "d_ff", 4 * d), rtd_generator_fraction)
             generator = make_backbone(d_model=d_gen, n_heads=heads, d_ff=d_ff)
             objs[name] = RTD(d, vocab_size, emb, generator, special.all, special.mask, mask_rate, rtd_weight)
+        elif name == "clm":
+            from .elmo import ELMo
+
+            objs[name] = ELMo(d, vocab_size, emb)
         else:
-            raise ConfigError(f"objective {name!r} is not available yet; choose mlm, nsp, sop, plm or rtd")
+            raise ConfigError(f"objective {name!r} is not available yet; choose mlm, nsp, sop, plm, rtd or clm")
     if not objs:
         raise ConfigError("every objective weight is 0; give at least one a positive weight")
     return objs
