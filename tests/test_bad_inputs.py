@@ -5,7 +5,6 @@ do, and never a traceback. docs/errors.md lists the same cases with the messages
 """
 
 import gzip
-import json
 import os
 import random
 import re
@@ -21,7 +20,6 @@ import torch
 
 from pretrainlab.cli import main
 from pretrainlab.config import load_config
-from pretrainlab.tokenizer import save_tokenizer, train_tokenizer
 from pretrainlab.train import pretrain
 
 TINY = ["model.preset=tiny", "model.n_layers=2", "model.d_model=32", "model.n_heads=4", "model.d_ff=64",
