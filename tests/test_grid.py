@@ -53,7 +53,8 @@ def _write_grid(path, files, out, **extra):
 
 def test_tiny_grid_runs_and_resumes(files, tmp_path, monkeypatch):
     cont = [{"name": "tf+task", "init": "transformer-mlm@3", "corpus": f"task:{files / 'task.csv'}", "budget": 2}]
-    config = _write_grid(tmp_path / "grid.yaml", files, tmp_path / "out", continued=cont)
+    config = _write_grid(tmp_path / "grid.yaml", files, tmp_path / "out", continued=cont,
+                         settings=TINY + ["finetune.max_train=40"])  # the continued corpus: still all of train
     result = run_grid(config)
     kinds = sorted(r.kind for r in result.rows)
     assert kinds == ["continued", "majority", "pretrained", "pretrained", "random-init", "random-init", "tfidf"]
@@ -68,9 +69,9 @@ def test_tiny_grid_runs_and_resumes(files, tmp_path, monkeypatch):
     assert sorted(seen) == sorted(task.train.texts) and not set(seen) & set(task.test.texts)
 
     # same splits everywhere: one fingerprint, the one of the task as fine-tuning loads it
-    assert {r.split for r in result.rows} == {split_fingerprint(task)}
+    assert {r.split for r in result.rows} == {split_fingerprint(load_task(files / "task.csv", max_train=40))}
     majority = next(r for r in result.rows if r.kind == "majority")
-    assert majority.accuracy == pytest.approx(majority_baseline(task).accuracy)
+    assert majority.accuracy == pytest.approx(majority_baseline(load_task(files / "task.csv", max_train=40)).accuracy)
     random_rows = [r for r in result.rows if r.kind == "random-init"]
     assert sorted(r.name for r in random_rows) == ["cnn 2L/32, random init", "transformer-bert 2L/32, random init"]
 
@@ -89,7 +90,7 @@ def test_tiny_grid_runs_and_resumes(files, tmp_path, monkeypatch):
     real_pretrain = grid_mod.pretrain
     monkeypatch.setattr(grid_mod, "pretrain", lambda cfg, corpus, out, **k: calls.append(out.name) or
                         real_pretrain(cfg, corpus, out, **k))
-    _write_grid(config, files, tmp_path / "out", continued=cont, budgets=[3, 4])
+    _write_grid(config, files, tmp_path / "out", continued=cont, budgets=[3, 4], settings=TINY + ["finetune.max_train=40"])
     more = run_grid(config)
     assert sorted(calls) == ["cnn-mlm@4", "transformer-mlm@4"]
     assert len([r for r in more.rows if r.kind == "pretrained"]) == 4

@@ -412,7 +412,14 @@ class Grid:
         inputs = []
         for src in c.corpus:
             if src.startswith("task:"):  # the training split only: never validation or test text
-                task = self.task(src[5:])
+                from .data.tasks import task_from_config
+
+                # the whole training split, also when finetune.max_train trims what fine-tuning sees:
+                # the same seeded draw, so validation and test are the ones every row is scored on
+                ft = self.cfg.base(f"finetune.task={src[5:]}").finetune
+                task = task_from_config(replace(ft, max_train=0))
+                assert split_fingerprint(replace(task, train=self.task(src[5:]).train)) == \
+                    split_fingerprint(self.task(src[5:])), "validation/test differ from the fine-tuning task's"
                 f = work / f"{_slug(Path(src[5:]).stem)}-train.txt"
                 f.parent.mkdir(parents=True, exist_ok=True)
                 f.write_text("\n".join(t.replace("\n", " ") for t in task.train.texts) + "\n", encoding="utf-8")
