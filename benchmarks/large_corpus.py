@@ -64,12 +64,12 @@ def build_corpus(docs: list[str], target_mb: int, out: Path, file_mb: int = 100)
             n = len(chunk.encode("utf-8"))
             written += n
             in_file += n
+            if written >= target:
+                break
             if in_file >= file_mb * 10**6:
                 f.close()
                 part, in_file = part + 1, 0
                 f = open(out / f"part-{part:04d}.txt", "w", encoding="utf-8")
-            if written >= target:
-                break
     f.close()
     done.write_text(json.dumps({"target_mb": target_mb, "bytes": written, "copies": copy}))
     return written
