@@ -22,8 +22,8 @@ def say(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def run_demo(out: str | Path = "runs/demo", minutes: float = 5.0, seeds: tuple[int, ...] = (0, 1),
-             preset: str = "mini", epochs: int = 2) -> Path:
+def run_demo(out: str | Path = "runs/demo", minutes: float = 5.0, seeds: tuple[int, ...] = (0, 1, 2),
+             preset: str = "tiny", epochs: int = 3) -> Path:
     from .data.prepare import prepare_corpus
     from .data.sources import get_source
     from .data.tasks import builtin_task_file, task_from_config
@@ -41,12 +41,16 @@ def run_demo(out: str | Path = "runs/demo", minutes: float = 5.0, seeds: tuple[i
     mr_file = builtin_task_file("mr")
     say(f"      corpus: {sotu}\n      task:   {mr_file}")
 
+    # A recipe that learns within minutes on a CPU (measured here): pre-LN ("modern" style, as
+    # Cramming found), no dropout, a high peak learning rate and short packed sequences. The
+    # post-LN "bert" style sat on the unigram plateau (MLM accuracy 0.06) for the whole budget.
     overrides = [
-        f"model.preset={preset}", "model.max_len=128", "data.seq_len=128", "data.vocab_size=8192",
-        "data.tokenizer_kind=wordpiece", f"train.budget={minutes * 60:.0f}s", "train.batch_size=32",
-        "train.lr=1e-3", "train.warmup=0.06", "train.eval_every=100", "train.eval_batches=8",
+        f"model.preset={preset}", "model.style=modern", "model.max_len=128", "model.dropout=0",
+        "data.seq_len=64", "data.vocab_size=8192", "data.tokenizer_kind=wordpiece",
+        f"train.budget={minutes * 60:.0f}s", "train.batch_size=32", "train.lr=2e-3", "train.warmup=0.06",
+        "train.eval_every=200", "train.eval_batches=8",
         "finetune.task=mr", f"finetune.epochs={epochs}", "finetune.max_len=64", "finetune.batch_size=32",
-        "finetune.lr=2e-4", "finetune.patience=1",
+        "finetune.lr=5e-4", "finetune.patience=1",
     ]
     cfg = load_config(None, overrides)
 
@@ -60,7 +64,7 @@ def run_demo(out: str | Path = "runs/demo", minutes: float = 5.0, seeds: tuple[i
     if (run_dir / "summary.json").exists():
         say(f"[3/6] pre-training: already done in {run_dir} (delete it to train again)")
     else:
-        say(f"[3/6] pre-training a {preset} Transformer (bert style) with masked LM for {minutes:g} minutes")
+        say(f"[3/6] pre-training a {preset} Transformer (modern style) with masked LM for {minutes:g} minutes")
         pretrain(cfg, prepared, run_dir, resume=(run_dir / "checkpoints" / "latest").exists())
     pre_summary = json.loads((run_dir / "summary.json").read_text())
 
