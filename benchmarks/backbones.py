@@ -94,6 +94,7 @@ def main() -> None:
     p.add_argument("--corpus", help="a prepared corpus to use (default: prepare SOTU into OUT/corpus once)")
     p.add_argument("--deadline", help="HH:MM (local time): skip fine-tuning cells that would start after it")
     p.add_argument("--out", default="runs/bench-backbones", help="work directory (corpus and runs)")
+    p.add_argument("--reuse", action="store_true", help="keep finished pre-training runs in OUT/runs (fine-tune only)")
     args = p.parse_args()
 
     t_start = time.perf_counter()
@@ -117,10 +118,13 @@ def main() -> None:
             f"finetune.epochs={args.epochs}", f"finetune.max_train={args.max_train}", f"finetune.max_len={args.max_len}",
         ])
         run = out / "runs" / kind
-        if (run / "config.yaml").is_file():  # a previous benchmark's run: start afresh
-            shutil.rmtree(run)
         t0 = time.perf_counter()
-        pretrain(cfg, corpus, run)
+        if args.reuse and (run / "summary.json").is_file():
+            print(f"{kind}: reusing the finished pre-training run {run}", file=sys.stderr)
+        else:
+            if (run / "config.yaml").is_file():  # a previous benchmark's run: start afresh
+                shutil.rmtree(run)
+            pretrain(cfg, corpus, run)
         m = cfg.model
         rows[kind] = {"backbone": kind, "size": f"d={m.d_model}, {m.n_layers} layers" + (" per direction" if kind == "rnn" else ""),
                       **pretrain_stats(run)}
