@@ -44,7 +44,7 @@ def test_plan_covers_every_token_once_and_rows_fit():
 def test_row_layout_cls_sep_and_document_ids():
     split = ArraySplit([[10, 11, 12], [20, 21]])
     plan = plan_rows(split.doc_offsets, seq_len=12, seed=0, epoch=0, shuffle=False)
-    ids, mask = build_row(split.read, plan, 0, 12, SPECIAL.cls, SPECIAL.sep, SPECIAL.pad)
+    ids, mask = build_row(split.read, *plan.row(0), 12, SPECIAL.cls, SPECIAL.sep, SPECIAL.pad)
     assert ids.tolist() == [2, 10, 11, 12, 3, 2, 20, 21, 3, 0, 0, 0]
     assert mask.tolist() == [1, 1, 1, 1, 1, 2, 2, 2, 2, 0, 0, 0]
 
@@ -85,3 +85,45 @@ def test_too_small_corpus_is_a_clear_error():
     split = ArraySplit([[10, 11]])
     with pytest.raises(CorpusError, match="fewer than 2 processes"):
         PackedLoader(split, 16, 4, SPECIAL, world=2)
+
+
+@pytest.mark.parametrize("window", [7, 64, 10_000])
+def test_windowed_epoch_plan_covers_every_token_once(window):
+    from pretrainlab.data.packing import EpochPlan
+
+    split = ArraySplit(docs_of(80, np.random.default_rng(2)))
+    plan = EpochPlan(split.doc_offsets, 16, seed=1, epoch=0, window=window)
+    covered = np.zeros(split.n_tokens, dtype=int)
+    for r in range(plan.n_rows):
+        starts, lens = plan.row(r)
+        assert len(starts) >= 1 and (lens + 2).sum() <= 16
+        for s, n in zip(starts, lens):
+            covered[s : s + n] += 1
+    assert (covered == 1).all()
+    again = EpochPlan(split.doc_offsets, 16, seed=1, epoch=0, window=window)
+    rows = [plan.row(r)[0].tolist() for r in range(plan.n_rows)]
+    assert rows == [again.row(r)[0].tolist() for r in reversed(range(again.n_rows))][::-1]  # any access order
+    other = EpochPlan(split.doc_offsets, 16, seed=1, epoch=1, window=window)
+    assert rows != [other.row(r)[0].tolist() for r in range(other.n_rows)]
+
+
+def test_one_window_epoch_plan_is_the_whole_split_plan():
+    from pretrainlab.data.packing import EpochPlan
+
+    split = ArraySplit(docs_of(30, np.random.default_rng(3)))
+    whole = plan_rows(split.doc_offsets, 16, seed=5, epoch=2)
+    epoch = EpochPlan(split.doc_offsets, 16, seed=5, epoch=2)
+    assert epoch.n_rows == whole.n_rows
+    for r in range(whole.n_rows):
+        assert [a.tolist() for a in epoch.row(r)] == [a.tolist() for a in whole.row(r)]
+
+
+def test_windowed_plan_scatters_neighbouring_chunks():
+    """With many windows, one window's chunks come from all over the corpus, not one stretch of it."""
+    from pretrainlab.data.packing import EpochPlan
+
+    split = ArraySplit([[7] * 14] * 2000)  # 2,000 one-chunk documents in corpus order
+    plan = EpochPlan(split.doc_offsets, 16, seed=0, epoch=0, window=100)
+    first_window = np.concatenate([plan.row(r)[0] for r in range(int(plan.rows_before[1]))])
+    docs = first_window // 14
+    assert len(docs) == 100 and docs.max() - docs.min() > 1500

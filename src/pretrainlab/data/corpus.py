@@ -8,7 +8,8 @@ sentence boundaries.
     train.doc(7)                              # ids of document 7
 
 Offsets are global to the split (the shards are concatenated in order); every document boundary is
-also a sentence boundary. Nothing but the small offset arrays is loaded into memory.
+also a sentence boundary. Nothing but the document offsets is held in memory (the sentence offsets
+are read on first use).
 """
 
 from __future__ import annotations
@@ -27,17 +28,31 @@ MANIFEST, PROGRESS = "manifest.json", "progress.json"
 class CorpusSplit:
     """One split (train or val) of a prepared corpus."""
 
-    def __init__(self, name: str, shards: list[np.memmap], doc_offsets: np.ndarray, sent_offsets: np.ndarray):
+    def __init__(self, name: str, shards: list[np.memmap], doc_offsets: np.ndarray, sent_files: list[Path],
+                 n_sents: int):
         self.name = name
         self._shards = shards
         self._starts = np.cumsum([0] + [len(s) for s in shards])  # global offset of each shard, then the end
         self.doc_offsets = doc_offsets
         """int64, (n_docs + 1,): document i is tokens [doc_offsets[i], doc_offsets[i + 1])."""
-        self.sent_offsets = sent_offsets
-        """int64, (n_sents + 1,): sentence boundaries; a superset of doc_offsets."""
+        self._sent_files = sent_files
+        self._sent_offsets: np.ndarray | None = None
         self.n_tokens = int(self._starts[-1])
         self.n_docs = len(doc_offsets) - 1
-        self.n_sents = len(sent_offsets) - 1
+        self.n_sents = n_sents
+
+    @property
+    def sent_offsets(self) -> np.ndarray:
+        """int64, (n_sents + 1,): sentence boundaries; a superset of doc_offsets.
+
+        Read from the shards' index files on first use only (the sentence-pair objectives need it;
+        masked LM does not), so that a plain MLM run keeps no per-sentence array in memory."""
+        if self._sent_offsets is None:
+            parts = [np.zeros(1, np.int64)]
+            for path, start in zip(self._sent_files, self._starts[:-1].tolist()):
+                parts.append(np.load(path)[1:] + start)
+            self._sent_offsets = np.concatenate(parts)
+        return self._sent_offsets
 
     def __repr__(self) -> str:
         return f"CorpusSplit({self.name!r}, n_docs={self.n_docs}, n_sents={self.n_sents}, n_tokens={self.n_tokens})"
@@ -94,7 +109,7 @@ class Corpus:
 
     def _open_split(self, name: str, info: dict) -> CorpusSplit:
         dtype = np.dtype(self.manifest["dtype"])
-        shards, docs, sents = [], [np.zeros(1, np.int64)], [np.zeros(1, np.int64)]
+        shards, docs, sent_files, n_sents = [], [np.zeros(1, np.int64)], [], 0
         offset = 0
         for shard in info["shards"]:
             bin_path = self.path / shard["file"]
@@ -114,9 +129,10 @@ class Corpus:
                 raise _corrupt(self.path, f"shard {stem}: a document boundary is not a sentence boundary")
             shards.append(np.memmap(bin_path, dtype=dtype, mode="r", shape=(n,)))
             docs.append(d[1:] + offset)
-            sents.append(s[1:] + offset)
+            sent_files.append(self.path / f"{stem}.sents.npy")
+            n_sents += len(s) - 1
             offset += n
-        return CorpusSplit(name, shards, np.concatenate(docs), np.concatenate(sents))
+        return CorpusSplit(name, shards, np.concatenate(docs), sent_files, n_sents)
 
 
 def _is_boundaries(offsets: np.ndarray, n: int) -> bool:

@@ -7,10 +7,15 @@ crosses them (0 marks the padding left at a row's end).
 
 The plan is a pure function of (split, seq_len, seed, epoch), so the data position is just
 (epoch, row) and a resumed run continues exactly where it stopped without replaying data.
+
+Memory stays flat in the corpus size: an epoch is planned a window of chunks at a time
+(`EpochPlan`), so the loader holds one window's plan (2^18 chunks, ~4 MiB) however large the
+corpus; a corpus of at most one window is shuffled as a whole.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,12 +37,42 @@ class PackPlan:
     def n_rows(self) -> int:
         return len(self.row_offsets) - 1
 
+    def row(self, r: int) -> tuple[np.ndarray, np.ndarray]:
+        """(chunk starts, chunk lengths) of row r."""
+        lo, hi = self.row_offsets[r], self.row_offsets[r + 1]
+        return self.chunk_starts[lo:hi], self.chunk_lens[lo:hi]
 
-def plan_rows(doc_offsets: np.ndarray, seq_len: int, seed: int, epoch: int, shuffle: bool = True) -> PackPlan:
-    """Cut documents into chunks, shuffle them, and pack them next-fit into rows."""
+
+WINDOW_CHUNKS = 1 << 18
+"""Chunks planned at once; an epoch of more chunks is planned window by window."""
+
+
+def _room(seq_len: int) -> int:
     room = seq_len - 2  # [CLS] and [SEP] around every chunk
     if room < 1:
         raise CorpusError(f"seq_len={seq_len} leaves no room for text between [CLS] and [SEP]")
+    return room
+
+
+def _next_fit(chunk_lens: np.ndarray, seq_len: int) -> np.ndarray:
+    """Row offsets of packing chunks (each + [CLS] + [SEP]) next-fit, in order, into rows of seq_len."""
+    row_offsets = np.empty(len(chunk_lens) + 1, dtype=np.int64)
+    n_rows, used = 0, 0
+    row_offsets[0] = 0
+    for i, s in enumerate((chunk_lens + 2).tolist()):
+        if used + s > seq_len:
+            n_rows += 1
+            row_offsets[n_rows] = i
+            used = 0
+        used += s
+    n_rows += 1
+    row_offsets[n_rows] = len(chunk_lens)
+    return row_offsets[: n_rows + 1].copy() if len(chunk_lens) else np.zeros(1, dtype=np.int64)
+
+
+def plan_rows(doc_offsets: np.ndarray, seq_len: int, seed: int, epoch: int, shuffle: bool = True) -> PackPlan:
+    """Cut documents into chunks, shuffle them, and pack them next-fit into rows (the whole split at once)."""
+    room = _room(seq_len)
     doc_offsets = np.asarray(doc_offsets, dtype=np.int64)
     lens = np.diff(doc_offsets)
     keep = lens > 0
@@ -51,25 +86,81 @@ def plan_rows(doc_offsets: np.ndarray, seq_len: int, seed: int, epoch: int, shuf
     if shuffle:
         order = np.random.default_rng([seed, epoch]).permutation(len(chunk_starts))
         chunk_starts, chunk_lens = chunk_starts[order], chunk_lens[order]
-    sizes = chunk_lens + 2
-    row_offsets = [0]
-    used = 0
-    for i, s in enumerate(sizes.tolist()):
-        if used + s > seq_len:
-            row_offsets.append(i)
-            used = 0
-        used += s
-    row_offsets.append(len(sizes))
-    return PackPlan(chunk_starts, chunk_lens, np.asarray(row_offsets, dtype=np.int64))
+    return PackPlan(chunk_starts, chunk_lens, _next_fit(chunk_lens, seq_len))
 
 
-def build_row(read, plan: PackPlan, row: int, seq_len: int, cls_id: int, sep_id: int, pad_id: int):
-    """One packed row: (ids, mask) as int64 numpy arrays of length seq_len."""
+class EpochPlan:
+    """One epoch's packing plan, built a window of chunks at a time: memory O(window + documents).
+
+    Up to `window` chunks: exactly `plan_rows` (every chunk shuffled with every other). More: chunk
+    ids are scattered over windows by an affine permutation (position p -> (a p + b) mod n, a coprime
+    to n, so neighbouring positions land far apart in the corpus), the windows' order and each
+    window's chunks are shuffled, and each window is packed next-fit. Rows are numbered across
+    windows in that order; `row(r)` plans (and caches) only the window that holds row r.
+    """
+
+    def __init__(self, doc_offsets: np.ndarray, seq_len: int, seed: int, epoch: int, shuffle: bool = True,
+                 window: int = WINDOW_CHUNKS):
+        self.seq_len, self.seed, self.epoch, self.shuffle = seq_len, seed, epoch, shuffle
+        self.room = _room(seq_len)
+        doc_offsets = np.asarray(doc_offsets, dtype=np.int64)
+        lens = np.diff(doc_offsets)
+        keep = lens > 0
+        self._doc_starts, self._doc_ends = doc_offsets[:-1][keep], doc_offsets[1:][keep]
+        pieces = (lens[keep] + self.room - 1) // self.room
+        self._first_chunk = np.concatenate([[0], np.cumsum(pieces)]).astype(np.int64)
+        self.n_chunks = int(self._first_chunk[-1])
+        self._cache: tuple[int, PackPlan] | None = None
+        if self.n_chunks <= window:
+            self.window, self._order = max(1, self.n_chunks), np.zeros(1, dtype=np.int64)
+            self._cache = (0, plan_rows(doc_offsets, seq_len, seed, epoch, shuffle))
+            self.rows_before = np.array([0, self._cache[1].n_rows], dtype=np.int64)
+            return
+        self.window = window
+        n_windows = math.ceil(self.n_chunks / window)
+        rng = np.random.default_rng([seed, epoch])
+        self._order = rng.permutation(n_windows) if shuffle else np.arange(n_windows)
+        self._a, self._b = 1, 0
+        if shuffle:
+            a = int(rng.integers(self.n_chunks // 3, 2 * self.n_chunks // 3)) | 1
+            while math.gcd(a, self.n_chunks) != 1:
+                a += 2
+            self._a, self._b = a, int(rng.integers(self.n_chunks))
+        rows = [self._plan_window(k).n_rows for k in range(n_windows)]  # one pass to number the rows
+        self.rows_before = np.concatenate([[0], np.cumsum(rows)]).astype(np.int64)
+
+    @property
+    def n_rows(self) -> int:
+        return int(self.rows_before[-1])
+
+    def _plan_window(self, k: int) -> PackPlan:
+        w = int(self._order[k])
+        pos = np.arange(w * self.window, min(self.n_chunks, (w + 1) * self.window), dtype=np.int64)
+        ids = (self._a * pos + self._b) % self.n_chunks
+        if self.shuffle:
+            ids = ids[np.random.default_rng([self.seed, self.epoch, 1, k]).permutation(len(ids))]
+        doc = np.searchsorted(self._first_chunk, ids, side="right") - 1
+        starts = self._doc_starts[doc] + (ids - self._first_chunk[doc]) * self.room
+        lens = np.minimum(self.room, self._doc_ends[doc] - starts)
+        return PackPlan(starts, lens, _next_fit(lens, self.seq_len))
+
+    def row(self, r: int) -> tuple[np.ndarray, np.ndarray]:
+        """(chunk starts, chunk lengths) of row r of the epoch."""
+        if not 0 <= r < self.n_rows:
+            raise IndexError(f"row {r} is outside the epoch's {self.n_rows} rows")
+        k = int(np.searchsorted(self.rows_before, r, side="right")) - 1
+        if self._cache is None or self._cache[0] != k:
+            self._cache = (k, self._plan_window(k))
+        return self._cache[1].row(r - int(self.rows_before[k]))
+
+
+def build_row(read, chunk_starts: np.ndarray, chunk_lens: np.ndarray, seq_len: int, cls_id: int, sep_id: int,
+              pad_id: int):
+    """One packed row of the given chunks: (ids, mask) as int64 numpy arrays of length seq_len."""
     ids = np.full(seq_len, pad_id, dtype=np.int64)
     mask = np.zeros(seq_len, dtype=np.int64)
     pos = 0
-    for k, c in enumerate(range(plan.row_offsets[row], plan.row_offsets[row + 1]), start=1):
-        start, n = int(plan.chunk_starts[c]), int(plan.chunk_lens[c])
+    for k, (start, n) in enumerate(zip(chunk_starts.tolist(), chunk_lens.tolist()), start=1):
         ids[pos] = cls_id
         ids[pos + 1 : pos + 1 + n] = read(start, start + n)
         ids[pos + 1 + n] = sep_id
@@ -99,9 +190,10 @@ class PackedLoader:
             raise CorpusError("the corpus is too small for one batch")
 
     @property
-    def plan(self) -> PackPlan:
+    def plan(self) -> EpochPlan:
         if self._plan_epoch != self.epoch:
-            self._plan = plan_rows(self.split.doc_offsets, self.seq_len, self.seed, self.epoch, self.shuffle)
+            self._plan = None  # the old epoch's window goes before the new one is planned
+            self._plan = EpochPlan(self.split.doc_offsets, self.seq_len, self.seed, self.epoch, self.shuffle)
             self._plan_epoch = self.epoch
         return self._plan
 
@@ -118,7 +210,7 @@ class PackedLoader:
             if self.row >= self.rows_per_epoch:
                 self.epoch, self.row = self.epoch + 1, 0
             r = self.row * self.world + self.rank
-            ids[b], mask[b] = build_row(self.split.read, self.plan, r, self.seq_len, s.cls, s.sep, s.pad)
+            ids[b], mask[b] = build_row(self.split.read, *self.plan.row(r), self.seq_len, s.cls, s.sep, s.pad)
             # a seed per (seed, epoch, global row): its random choices (masking) do not depend on the rank
             row_seed[b] = ((self.seed * 1_000_003 + self.epoch) * 1_000_000_007 + r) % (1 << 62)
             self.row += 1
