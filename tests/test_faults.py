@@ -693,3 +693,25 @@ def test_kill_9_while_preparing_many_times(tmp_path, tokenizer):
     for key in ("docs_read", "duplicates_dropped", "short_dropped", "docs", "sentences"):
         assert a[key] == b[key], key
     assert sum(corpus.split(sp).n_docs for sp in corpus.splits) == b["docs"]
+
+
+@pytest.mark.parametrize("err, expect", [
+    (OSError(errno.ENOSPC, "No space left on device", "/data/out/train-00003.bin"),
+     "no space left on the device (/data/out/train-00003.bin). Finished files are intact"),
+    (PermissionError(errno.EACCES, "Permission denied", "/data/out"),
+     "not allowed to write or read (/data/out): Permission denied"),
+])
+def test_file_system_errors_anywhere_end_in_a_clear_message(monkeypatch, tmp_path, capsys, err, expect):
+    """A full disk or a refused write outside the checkpoint writer (shards, logs, plots, exports)
+    still ends with `error: ...` naming the file and what to do, exit code 2, no traceback."""
+    import pretrainlab.data.prepare as prepare_mod
+    from pretrainlab.cli import main
+
+    def full(*a, **k):
+        raise err
+
+    monkeypatch.setattr(prepare_mod, "prepare_corpus", full)
+    (tmp_path / "a.txt").write_text("some text here.\n", encoding="utf-8")
+    assert main(["prepare", str(tmp_path / "a.txt"), "--out", str(tmp_path / "out")]) == 2
+    msg = capsys.readouterr().err
+    assert msg.startswith("error: ") and expect in msg and "Traceback" not in msg

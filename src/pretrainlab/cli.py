@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 
 from .config import describe, load_config
@@ -308,7 +309,20 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except OSError as e:  # the file system said no outside our own checks: say what, where and what to do
+        print(f"error: {os_error_message(e)}", file=sys.stderr)
+        return 2
     return 0
+
+
+def os_error_message(e: OSError) -> str:
+    where = f" ({e.filename})" if e.filename else ""
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return (f"no space left on the device{where}. Finished files are intact (shards and checkpoints are "
+                "written atomically); free some space, then run the same command again (pretrain: with --resume)")
+    if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return f"not allowed to write or read{where}: {e.strerror}; choose a directory you can write to (--out)"
+    return f"{e.strerror or e}{where}"
 
 
 if __name__ == "__main__":
