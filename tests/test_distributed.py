@@ -1,11 +1,14 @@
-"""Data parallelism with torchrun: 2 CPU processes (gloo) train like 1 process with twice the batch."""
+"""Data parallelism with torchrun: 2 CPU processes (gloo) train like 1 process with twice the batch,
+with DDP and with FSDP, and their checkpoints continue under any of the three."""
 
 import os
 import shutil
 import subprocess
 import sys
 
+import pytest
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file
 
 from pretrainlab.config import load_config
@@ -28,10 +31,26 @@ def assert_same(a, b, atol):
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=atol, msg=k)
 
 
-def torchrun(corpus, out, batch, nproc=2):
+def metadata(run, step):
+    with safe_open(str(run / "checkpoints" / f"step_{step:07d}" / "model.safetensors"), "pt") as f:
+        return f.metadata()
+
+
+def resume_from(run, step, into):
+    """A copy of `run` cut back to its checkpoint at `step`."""
+    shutil.copytree(run, into)
+    for ckpt in (into / "checkpoints").glob("step_*"):
+        if ckpt.name != f"step_{step:07d}":
+            shutil.rmtree(ckpt)
+    (into / "checkpoints" / "latest").write_text(f"step_{step:07d}\n")
+    return into
+
+
+def torchrun(corpus, out, batch, nproc=2, settings=(), resume=False):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
            "-m", "pretrainlab.cli", "pretrain", "--corpus", str(corpus), "--out", str(out)]
-    for s in SETTINGS + [f"train.batch_size={batch}"]:
+    cmd += ["--resume"] if resume else []
+    for s in SETTINGS + [f"train.batch_size={batch}", *settings]:
         cmd += ["--set", s]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
@@ -39,8 +58,13 @@ def torchrun(corpus, out, batch, nproc=2):
     return proc
 
 
-def test_two_ranks_equal_one_process_with_twice_the_batch_and_resume_under_another_world(tiny_corpus, tmp_path):
-    one = pretrain(load_config(None, SETTINGS + ["train.batch_size=4"]), tiny_corpus, tmp_path / "one")
+@pytest.fixture(scope="module")
+def one(tiny_corpus, tmp_path_factory):
+    """The reference: one process, batch 4."""
+    return pretrain(load_config(None, SETTINGS + ["train.batch_size=4"]), tiny_corpus, tmp_path_factory.mktemp("one") / "run")
+
+
+def test_two_ranks_equal_one_process_with_twice_the_batch_and_resume_under_another_world(tiny_corpus, tmp_path, one):
     torchrun(tiny_corpus, tmp_path / "two", batch=2)
     assert_same(weights(one), weights(tmp_path / "two"), atol=1e-5)
     # rank 0 alone wrote the run directory
@@ -48,9 +72,25 @@ def test_two_ranks_equal_one_process_with_twice_the_batch_and_resume_under_anoth
     assert len([m for m in metrics if '"loss"' in m]) == 6
 
     # resume the 2-process run's step-3 checkpoint in ONE process (batch 4): same end point
-    resumed = tmp_path / "resumed"
-    shutil.copytree(tmp_path / "two", resumed)
-    shutil.rmtree(resumed / "checkpoints" / "step_0000006")
-    (resumed / "checkpoints" / "latest").write_text("step_0000003\n")
+    resumed = resume_from(tmp_path / "two", 3, tmp_path / "resumed")
     pretrain(load_config(None, SETTINGS + ["train.batch_size=4"]), tiny_corpus, resumed, resume=True)
+    assert_same(weights(one), weights(resumed), atol=1e-5)
+
+
+def test_fsdp_two_ranks_equal_one_process_and_checkpoints_cross_between_them(tiny_corpus, tmp_path, one):
+    fsdp = tmp_path / "fsdp"
+    proc = torchrun(tiny_corpus, fsdp, batch=2, settings=["train.parallel=fsdp"])
+    assert "2 processes (fsdp)" in proc.stderr
+    assert_same(weights(one), weights(fsdp), atol=1e-5)
+    # the same checkpoint format as one process writes: whole weights, the tied decoder named in the metadata
+    assert metadata(fsdp, 6) == metadata(one, 6)
+
+    # the FSDP run's step-3 checkpoint continues in ONE process (batch 4, ddp): same end point
+    resumed = resume_from(fsdp, 3, tmp_path / "fsdp_then_one")
+    pretrain(load_config(None, SETTINGS + ["train.batch_size=4"]), tiny_corpus, resumed, resume=True)
+    assert_same(weights(one), weights(resumed), atol=1e-5)
+
+    # and the one-process run's step-3 checkpoint continues sharded over 2 ranks
+    resumed = resume_from(one, 3, tmp_path / "one_then_fsdp")
+    torchrun(tiny_corpus, resumed, batch=2, settings=["train.parallel=fsdp"], resume=True)
     assert_same(weights(one), weights(resumed), atol=1e-5)

@@ -7,6 +7,10 @@ A checkpoint is a directory `checkpoints/step_0000123/` holding
   state.json          step, tokens, elapsed time, data position, hashes of the files above
 It is written under a temporary name and renamed into place when complete; the file
 `checkpoints/latest` (also replaced atomically) names the newest complete one.
+
+A model sharded by FSDP is saved in the same format: its whole state is gathered first (by every
+rank together, `gather_full_state`) and written by rank 0, and loaded whole into the shards; so a
+run continues under FSDP, DDP or one process alike.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import json
 import os
 import pickle
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +30,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, load_model, save_file, save_model
 
+from .distributed import is_sharded
 from .errors import CheckpointError
 
 KEEP = 2  # complete checkpoints kept on disk
@@ -85,8 +91,65 @@ def _disk_full(e: BaseException, where: Path) -> bool:
         return False
 
 
-def save_checkpoint(run_dir: Path, model: torch.nn.Module, optimizer, scheduler, state: dict[str, Any]) -> Path:
-    """Write a complete checkpoint atomically; returns its directory."""
+@dataclass
+class FullState:
+    """A sharded model's whole state, as one unsharded process holds it."""
+
+    weights: dict[str, torch.Tensor]
+    """model.state_dict(): every name, tied ones included (CPU tensors)."""
+    optimizer: dict[str, Any]
+    """optimizer.state_dict(): state keyed by parameter number, as torch.optim writes it."""
+
+
+def gather_full_state(model: torch.nn.Module, optimizer) -> FullState | None:
+    """The whole state of an FSDP model and its optimizer: a collective that every rank must call at
+    the same point. Rank 0 receives it (on the CPU); the other ranks get None."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict, get_optimizer_state_dict
+
+    options = StateDictOptions(full_state_dict=True, cpu_offload=True)  # cpu_offload: only rank 0 keeps it
+    weights = get_model_state_dict(model, options=options)
+    opt = get_optimizer_state_dict(model, optimizer, options=options) if optimizer is not None else {}
+    if not weights:
+        return None
+    # the optimizer's state comes keyed by parameter name; checkpoints key it by number, as optimizer.state_dict() does
+    number = _parameter_numbers(model, optimizer) if optimizer is not None else {}
+    by_number = {"state": {number[name]: s for name, s in opt.get("state", {}).items()},
+                 "param_groups": optimizer.state_dict()["param_groups"]} if opt else {}
+    return FullState(weights, by_number)
+
+
+def _parameter_numbers(model: torch.nn.Module, optimizer) -> dict[str, int]:
+    """Each parameter name (a tied parameter under each of its names) -> its number in optimizer.state_dict()."""
+    number = {id(p): i for i, p in enumerate(p for g in optimizer.param_groups for p in g["params"])}
+    return {name: number[id(p)] for name, p in model.named_parameters(remove_duplicate=False) if id(p) in number}
+
+
+def _tied_names(model: torch.nn.Module) -> dict[str, list[str]]:
+    """Names of one tensor in model.state_dict(), grouped: the first in sorted order (the one safetensors'
+    save_model keeps) -> the others. E.g. the MLM decoder's weight is the token embedding's."""
+    names: dict[int, list[str]] = {}
+    for name, t in model.state_dict(keep_vars=True).items():
+        names.setdefault(id(t), []).append(name)
+    return {min(group): sorted(group)[1:] for group in names.values()}
+
+
+def _save_full_weights(model: torch.nn.Module, weights: dict[str, torch.Tensor], path: Path) -> None:
+    """Write gathered weights exactly as save_model writes the unsharded model: each tied tensor once,
+    under its first name, the other names recorded in the metadata."""
+    weights, metadata = dict(weights), {}
+    for kept, others in _tied_names(model).items():
+        for name in others:
+            del weights[name]
+            metadata[name] = kept
+    save_file({k: v.contiguous() for k, v in weights.items()}, str(path), metadata=metadata or None)
+
+
+def save_checkpoint(run_dir: Path, model: torch.nn.Module, optimizer, scheduler, state: dict[str, Any],
+                    full: FullState | None = None) -> Path:
+    """Write a complete checkpoint atomically; returns its directory.
+
+    For a sharded model, `full` is its state, gathered beforehand by every rank (gather_full_state).
+    """
     ckpts = Path(run_dir) / "checkpoints"
     ckpts.mkdir(parents=True, exist_ok=True)
     name = f"step_{state['step']:07d}"
@@ -95,8 +158,12 @@ def save_checkpoint(run_dir: Path, model: torch.nn.Module, optimizer, scheduler,
         shutil.rmtree(tmp)
     tmp.mkdir()
     try:
-        save_model(_unwrap(model), str(tmp / "model.safetensors"))
-        torch.save({"optimizer": optimizer.state_dict() if optimizer is not None else {},
+        if full is None:
+            save_model(_unwrap(model), str(tmp / "model.safetensors"))
+        else:
+            _save_full_weights(model, full.weights, tmp / "model.safetensors")
+        optimizer_state = full.optimizer if full is not None else optimizer.state_dict() if optimizer is not None else {}
+        torch.save({"optimizer": optimizer_state,
                     "scheduler": scheduler.state_dict() if scheduler is not None else {}}, tmp / "optimizer.pt")
         rng = {"torch": torch.get_rng_state()}
         if torch.cuda.is_available():
@@ -187,16 +254,61 @@ def load_weights(ckpt: Path, model: torch.nn.Module, strict: bool = True) -> Non
         )
 
 
+def _load_sharded_weights(ckpt: Path, model: torch.nn.Module) -> None:
+    """Every rank reads the whole weights and keeps its own shards (a collective)."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
+
+    f = Path(ckpt) / "model.safetensors"
+    try:
+        weights = load_file(str(f))
+    except (SafetensorError, OSError) as e:
+        raise CheckpointError(f"{f} is not a readable safetensors file ({e}); it was not loaded") from None
+    tied = _tied_names(model)
+    expected = set(model.state_dict()) - {name for others in tied.values() for name in others}
+    missing, unexpected = expected - set(weights), set(weights) - expected
+    if missing or unexpected:
+        raise CheckpointError(
+            f"{f}: weights do not fit the model (missing: {sorted(missing)[:5]}, unexpected: {sorted(unexpected)[:5]}); "
+            "was it trained with another configuration?"
+        )
+    # each tied tensor under one name, its first in the module tree (the only one set_model_state_dict
+    # distributes; loading it loads the others); strict=False: the other names are absent on purpose
+    first = {id(t): n for n, t in [*model.named_parameters(), *model.named_buffers()]}
+    weights = {first[id(t)]: weights[saved] for saved, t in model.state_dict(keep_vars=True).items() if saved in tied}
+    set_model_state_dict(model, weights, options=StateDictOptions(full_state_dict=True, strict=False))
+
+
+def _load_sharded_optimizer(model: torch.nn.Module, optimizer, saved: dict[str, Any]) -> None:
+    """Every rank reads the whole optimizer state (keyed by number) and keeps its own shards (a collective)."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
+
+    name: dict[int, str] = {}
+    for n, i in _parameter_numbers(model, optimizer).items():
+        name.setdefault(i, n)  # a tied parameter under its first name
+    by_name = {"state": {name[i]: s for i, s in saved["state"].items()},
+               "param_groups": [{**g, "params": [name[i] for i in g["params"]]} for g in saved["param_groups"]]}
+    set_optimizer_state_dict(model, optimizer, by_name, options=StateDictOptions(full_state_dict=True))
+
+
 def load_training_state(ckpt: Path, model, optimizer, scheduler) -> dict[str, Any]:
-    """Restore weights, optimizer, scheduler and RNG; returns state.json."""
+    """Restore weights, optimizer, scheduler and RNG; returns state.json.
+
+    A sharded model (FSDP) takes its shards of the same whole state: every rank must call this.
+    """
     state = read_state(ckpt)
-    load_weights(ckpt, model)
+    sharded = is_sharded(model)
+    if sharded:
+        _load_sharded_weights(ckpt, model)
+    else:
+        load_weights(ckpt, model)
     try:
         opt = torch.load(ckpt / "optimizer.pt", map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, OSError, EOFError) as e:
         raise CheckpointError(f"{ckpt}/optimizer.pt holds something other than plain tensors and numbers; it was "
                               f"refused unread ({type(e).__name__}); delete this checkpoint directory") from None
-    if optimizer is not None and opt.get("optimizer"):
+    if optimizer is not None and opt.get("optimizer") and sharded:
+        _load_sharded_optimizer(model, optimizer, opt["optimizer"])
+    elif optimizer is not None and opt.get("optimizer"):
         optimizer.load_state_dict(opt["optimizer"])
     if scheduler is not None and opt.get("scheduler"):
         scheduler.load_state_dict(opt["scheduler"])

@@ -236,6 +236,8 @@ class TrainConfig:
     """auto (bf16 where the device supports it), bf16 or fp32."""
     device: str = "auto"
     """auto, cpu, cuda or cuda:N."""
+    parallel: str = "ddp"
+    """Under torchrun: ddp (each process holds the whole model) or fsdp (shards it, for a model too large for one device)."""
     seed: int = 0
     """Random seed."""
     deterministic: bool = False
@@ -261,6 +263,7 @@ class TrainConfig:
         Budget.parse(self.budget)
         _choice("train.precision", self.precision, ("auto", "bf16", "fp32"))
         _choice("train.on_nan", self.on_nan, ("stop", "skip"))
+        _choice("train.parallel", self.parallel, ("ddp", "fsdp"))
         for name in ("batch_size", "grad_accum"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"train.{name} must be >= 1, got {getattr(self, name)}")

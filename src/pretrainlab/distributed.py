@@ -1,7 +1,8 @@
 """Data parallelism through torch.distributed, launched by torchrun (gloo on CPU, nccl on GPU).
 
 `pretrainlab pretrain` runs unchanged under `torchrun --nproc_per_node N`: each rank reads its
-own rows, DDP all-reduces the gradients, rank 0 alone writes checkpoints, metrics and plots.
+own rows, DDP all-reduces the gradients (or, with train.parallel=fsdp, FSDP2 shards the model
+and reduce-scatters them), rank 0 alone writes checkpoints, metrics and plots.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+from torch import nn
 
 
 @dataclass(frozen=True)
@@ -82,3 +84,34 @@ def global_count(n: int, device: torch.device) -> int:
 
 def world_size() -> int:
     return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def shard(model: nn.Module, blocks: list[nn.Module], device: torch.device) -> nn.Module:
+    """FSDP2 (`fully_shard`), in place: each rank keeps 1/world of every parameter, of its gradient
+    and of its optimizer state; a unit's full parameters exist only during its forward and backward.
+
+    One unit per block in `blocks`, then the root, which keeps all the rest (embeddings, the heads
+    tied to them, final norms) in one unit, so that tied weights are never split between two.
+    Gradients are reduce-scattered and averaged over the ranks, as DDP averages them. Parameters
+    still on the CPU move to `device` unit by unit, so the whole model never has to fit on one device.
+    """
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import fully_shard, register_fsdp_forward_method
+
+    for p in model.parameters():
+        if not p.is_contiguous():  # FSDP shards contiguous parameters only (not the CNN's channels-last kernels)
+            p.data = p.data.contiguous()
+    mesh = init_device_mesh(device.type, (world_size(),))
+    for block in blocks:
+        fully_shard(block, mesh=mesh)
+        if hasattr(block, "two_stream"):  # PLM's query stream calls it instead of forward
+            register_fsdp_forward_method(block, "two_stream")
+    fully_shard(model, mesh=mesh)
+    return model
+
+
+def is_sharded(model: nn.Module) -> bool:
+    """Sharded by FSDP: its state exists whole only when every rank gathers it together."""
+    from torch.distributed.fsdp import FSDPModule
+
+    return isinstance(model, FSDPModule)

@@ -26,9 +26,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from .checkpoint import latest_checkpoint, load_training_state, load_weights, read_state, save_checkpoint
+from .checkpoint import (gather_full_state, latest_checkpoint, load_training_state, load_weights, read_state,
+                         save_checkpoint)
 from .config import Budget, ConfigError, RunConfig, TrainConfig, config_from_dict, save_config
-from .distributed import Dist
+from .distributed import Dist, is_sharded
 from .errors import CheckpointError, TrainingError
 
 # --------------------------------------------------------------------------- device & precision
@@ -198,7 +199,8 @@ def fit(
 
     Under data parallelism (`dist`), every rank takes the same decisions: a NaN anywhere skips
     or stops the step everywhere, and tokens and elapsed time are agreed on before the budget
-    is checked. Only the rank given a run_dir writes checkpoints.
+    is checked. Only the rank given a run_dir writes checkpoints; a sharded (FSDP) model's state
+    is gathered for them by every rank, at the same steps.
     """
     count_tokens = count_tokens or (lambda b: int((b["mask"] != 0).sum()) if "mask" in b else 0)
     history: list[dict[str, Any]] = []
@@ -206,7 +208,9 @@ def fit(
     last_ckpt: Path | None = None
     start_elapsed = schedule.elapsed
     t0 = time.perf_counter()
-    last_ckpt_time = t0
+    last_ckpt_elapsed = schedule.elapsed
+    sharded = is_sharded(model)
+    joins_checkpoints = run_dir is not None or sharded  # gathering a sharded model's state takes every rank
     window_tokens, window_t = 0, t0
     bar = ProgressBar(schedule, desc) if tc.progress and dist.main else None
 
@@ -215,12 +219,13 @@ def fit(
 
     def checkpoint() -> Path | None:
         nonlocal last_ckpt
+        full = gather_full_state(model, optimizer) if sharded else None  # a collective: every rank, same point
         if run_dir is None:
             return None
         state = {"step": schedule.step_count, "tokens": schedule.tokens, "elapsed": elapsed(),
                  "schedule": schedule.state_dict(), "data": data_state() if data_state else {},
                  "nan_skipped": nan_skipped, **(extra_state or {})}
-        last_ckpt = save_checkpoint(run_dir, model, optimizer, None, state)
+        last_ckpt = save_checkpoint(run_dir, model, optimizer, None, state, full=full)
         return last_ckpt
 
     def emit(record: dict[str, Any]) -> None:
@@ -284,15 +289,17 @@ def fit(
                 if should_stop and should_stop(result):
                     stopped_early = True
                     break
-            due_time = tc.checkpoint_minutes > 0 and time.perf_counter() - last_ckpt_time >= tc.checkpoint_minutes * 60
+            # schedule.elapsed is agreed on by all ranks, so they all find a checkpoint due at the same step
+            due_time = tc.checkpoint_minutes > 0 and schedule.elapsed - last_ckpt_elapsed >= tc.checkpoint_minutes * 60
             due_step = tc.checkpoint_every > 0 and step % tc.checkpoint_every == 0
-            if run_dir is not None and (due_time or due_step):
+            if joins_checkpoints and (due_time or due_step):
                 checkpoint()
-                last_ckpt_time = time.perf_counter()
+                last_ckpt_elapsed = schedule.elapsed
     except KeyboardInterrupt:
         if bar is not None:
             bar.close()
-        path = checkpoint()
+        # the ranks of a sharded model may not all have stopped at one point to gather its state together
+        path = None if sharded else checkpoint()
         raise Interrupted(
             f"interrupted at step {schedule.step_count}; checkpoint saved at {path}; continue with --resume"
             if path else f"interrupted at step {schedule.step_count}"
@@ -302,7 +309,7 @@ def fit(
     if evaluate:
         result = evaluate(model)
         emit({"step": schedule.step_count, "tokens": schedule.tokens, "elapsed": round(elapsed(), 2), "final": True, **result})
-    if run_dir is not None:
+    if joins_checkpoints:
         checkpoint()
     return LoopResult(schedule.step_count, schedule.tokens, elapsed(), last_ckpt, nan_skipped, history, stopped_early)
 
@@ -348,6 +355,15 @@ def build_pretrain_model(cfg: RunConfig, vocab_size: int, special) -> nn.Module:
     return PretrainModel(backbone, objectives, {k: v for k, v in o.weights.items() if k in objectives})
 
 
+def _fsdp_blocks(model: nn.Module) -> list[nn.Module]:
+    """What FSDP shards as units of their own: each block of every backbone (the RTD generator's too).
+    The RNN's layers stay in the root unit."""
+    from .backbones.cnn import ConvBlock
+    from .backbones.transformer import BertBlock, ModernBlock
+
+    return [m for m in model.modules() if isinstance(m, (BertBlock, ModernBlock, ConvBlock))]
+
+
 def _replace_model(m, **kw):
     from dataclasses import replace
 
@@ -376,7 +392,7 @@ def _config_diff(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list
 
 # settings that may change between a run and its resumption
 _RESUMABLE = {"budget", "progress", "log_every", "eval_every", "eval_batches", "checkpoint_minutes",
-              "checkpoint_every", "tensorboard", "device"}
+              "checkpoint_every", "tensorboard", "device", "parallel"}
 
 
 def pretrain(cfg: RunConfig, corpus: str | Path, out: str | Path, resume: bool = False,
@@ -449,7 +465,9 @@ def pretrain(cfg: RunConfig, corpus: str | Path, out: str | Path, resume: bool =
     model = build_pretrain_model(cfg, vocab_size, special)
     if init is not None:
         _init_from(model, Path(init), corp.tokenizer_hash)
-    model.to(device)
+    fsdp = tc.parallel == "fsdp" and dist.enabled
+    if not fsdp:  # FSDP moves the model to the device unit by unit, as it shards it
+        model.to(device)
 
     if dist.main:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -466,15 +484,22 @@ def pretrain(cfg: RunConfig, corpus: str | Path, out: str | Path, resume: bool =
     seq_len = cfg.data.seq_len
     loader = batch_source(train_split, seq_len, tc.batch_size, special, model.objectives, seed=tc.seed,
                           rank=dist.rank, world=dist.world)
+    if fsdp:  # in place: `model` is the sharded module from here on, and the optimizer holds its shards
+        from .distributed import shard
+
+        shard(model, _fsdp_blocks(model), device)
+    elif tc.parallel == "fsdp" and dist.main:
+        print("train.parallel=fsdp in a single process: nothing to shard, training the whole model here",
+              file=sys.stderr)
     optimizer = make_optimizer(model, tc.lr, tc.weight_decay, device)
     schedule = BudgetSchedule(optimizer, budget, tc.warmup, tc.batch_size * tc.grad_accum * seq_len)
-    if resume:
+    if resume:  # the same whole-model checkpoint under one process, DDP or FSDP
         state = load_training_state(ckpt, model, optimizer, None)
         schedule.load_state_dict(state["schedule"])
         loader.load_state_dict(state["data"])
         print(f"resuming from {ckpt} (step {state['step']})", file=sys.stderr)
     trained = model
-    if dist.enabled:  # gradients all-reduced across ranks; `model` stays the plain module
+    if dist.enabled and not fsdp:  # gradients all-reduced across ranks; `model` stays the plain module
         from torch.nn.parallel import DistributedDataParallel
 
         trained = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
@@ -483,7 +508,7 @@ def pretrain(cfg: RunConfig, corpus: str | Path, out: str | Path, resume: bool =
     if dist.main:
         print(f"model: {cfg.model.backbone} ({cfg.model.style}) {n_params / 1e6:.2f}M backbone parameters, "
               f"objectives {', '.join(model.objectives)}, device {device}, precision {dtype or 'fp32'}"
-              + (f", {dist.world} processes" if dist.enabled else ""), file=sys.stderr)
+              + (f", {dist.world} processes ({tc.parallel})" if dist.enabled else ""), file=sys.stderr)
 
     val_batches = _fixed_batches(model, val_split, seq_len, tc.batch_size, special, tc.eval_batches, tc.seed)
     step_counter = {"n": schedule.step_count * tc.grad_accum}
