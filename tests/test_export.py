@@ -140,6 +140,29 @@ def test_masked_lm_export_of_a_pretraining_run(runs, tmp_path, style):
     assert model.get_output_embeddings().weight.data_ptr() == model.get_input_embeddings().weight.data_ptr()
 
 
+@pytest.mark.parametrize("style", ["bert", "modern"])
+def test_masked_lm_export_with_untied_embeddings(corpus, tmp_path, style):
+    """objective.tie_embeddings=false: the head's own output matrix is exported untied, equal logits."""
+    run = pretrain(cfg(f"model.style={style}", "train.budget=4", "objective.tie_embeddings=false"), corpus,
+                   tmp_path / "run")
+    from pretrainlab.train import load_pretrained
+
+    pre = load_pretrained(run)
+    out_emb = pre.model.objectives["mlm"].head.embedding
+    assert out_emb is not pre.backbone.get_input_embeddings()
+    assert not torch.equal(out_emb.weight, pre.backbone.get_input_embeddings().weight)  # both trained, apart
+    to = export(run, tmp_path / "hf")
+    from transformers import AutoModelForMaskedLM, AutoTokenizer
+
+    model = AutoModelForMaskedLM.from_pretrained(to)
+    assert model.config.tie_word_embeddings is False
+    assert model.get_output_embeddings().weight.data_ptr() != model.get_input_embeddings().weight.data_ptr()
+    batch = AutoTokenizer.from_pretrained(to)(["the film was [MASK] and long"], return_tensors="pt")
+    with torch.no_grad():
+        theirs = model(**batch).logits
+    torch.testing.assert_close(theirs, logits_fn(run)(dict(batch)), atol=1e-4, rtol=0)
+
+
 # --------------------------------------------------------------------------- refusals
 
 

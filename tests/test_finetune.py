@@ -175,3 +175,24 @@ def test_cli_finetune_predict_evaluate(run, task_file, tmp_path, capsys):
     assert "macro-F1" in capsys.readouterr().out
     assert main(["evaluate", str(run)]) == 2  # a pre-training run is not a fine-tuned model
     assert "not a fine-tuned model" in capsys.readouterr().err
+
+
+def test_finetune_dropout_rebuilds_the_backbone_with_the_same_weights(run):
+    """finetune.dropout replaces the run's dropout while fine-tuning; the pretrained weights stay."""
+    from pretrainlab.evaluate import _fresh_backbone
+    from pretrainlab.train import load_pretrained
+
+    pre = load_pretrained(run)
+    kept = _fresh_backbone(pre, random_init=False, dropout=0.3)
+    ref = pre.backbone.state_dict()
+    assert kept.state_dict().keys() == ref.keys() and all(torch.equal(v, ref[k]) for k, v in kept.state_dict().items())
+    ps = {round(m.p, 3) for m in kept.modules() if hasattr(m, "p") and isinstance(m.p, float)}
+    ps |= {round(m.dropout, 3) for m in kept.modules() if isinstance(getattr(m, "dropout", None), float)}
+    assert ps == {0.3}, ps
+    torch.manual_seed(5)
+    a = _fresh_backbone(pre, random_init=True, dropout=0.3).state_dict()
+    torch.manual_seed(5)
+    b = _fresh_backbone(pre, random_init=True).state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)  # the dropout does not change the random init
+    with pytest.raises(Exception, match="finetune.dropout"):
+        cfg("finetune.dropout=1.5")

@@ -156,6 +156,10 @@ class ObjectiveConfig:
     """RTD: generator hidden size as a fraction of the discriminator's."""
     rtd_weight: float = 50.0
     """RTD: discriminator loss weight (ELECTRA uses 50)."""
+    tie_embeddings: bool = True
+    """The vocabulary projection of the mlm/plm/clm heads shares the input embedding matrix (BERT);
+    false gives the heads their own, which keeps the input embeddings of rare words apart (tied ones
+    crowd into one direction) and fine-tunes better (Chung et al. 2021)."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.weights, dict):
@@ -290,6 +294,8 @@ class FinetuneConfig:
     """Column whose equal values stay in one split (prevents leakage)."""
     pooling: str = "cls"
     """Sentence representation: cls or mean."""
+    dropout: float | None = None
+    """Dropout while fine-tuning (backbone and head); None: the pre-training run's model.dropout."""
     max_len: int = 128
     """Truncate inputs to this many tokens."""
     epochs: int = 3
@@ -311,6 +317,8 @@ class FinetuneConfig:
 
     def __post_init__(self) -> None:
         _choice("finetune.pooling", self.pooling, ("cls", "mean"))
+        if self.dropout is not None and not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"finetune.dropout={self.dropout} must be in [0, 1), or null for the run's model.dropout")
         if self.epochs < 1 or self.batch_size < 1:
             raise ConfigError("finetune.epochs and finetune.batch_size must be >= 1")
 

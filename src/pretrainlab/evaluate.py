@@ -287,8 +287,9 @@ def finetune(
     best: tuple[tuple[float, float], int, dict[str, Tensor], Tensor] | None = None
     for seed in seeds:
         set_seed(seed, tc0.deterministic)
-        backbone = _fresh_backbone(pre, random_init)
-        model = build_classifier(backbone, task.n_labels, ft.pooling, head, model_cfg.dropout).to(device)
+        backbone = _fresh_backbone(pre, random_init, ft.dropout)
+        drop = model_cfg.dropout if ft.dropout is None else ft.dropout
+        model = build_classifier(backbone, task.n_labels, ft.pooling, head, drop).to(device)
         tc = replace(tc0, budget=str(total_steps), batch_size=ft.batch_size, grad_accum=1, lr=ft.lr, seed=seed,
                      eval_every=every, checkpoint_minutes=0.0, checkpoint_every=0,
                      log_every=max(1, steps_per_epoch // 4))
@@ -376,12 +377,18 @@ def finetune_random_init(run: str | Path | Pretrained, task: str | Path | Task |
     return finetune(run, task, cfg, out_dir, seeds, random_init=True, **kw)
 
 
-def _fresh_backbone(pre: Pretrained, random_init: bool) -> nn.Module:
-    if not random_init:
+def _fresh_backbone(pre: Pretrained, random_init: bool, dropout: float | None = None) -> nn.Module:
+    """A copy of the run's backbone (or the same architecture, randomly initialised), with the
+    fine-tuning dropout when one is given."""
+    if not random_init and (dropout is None or dropout == pre.config.model.dropout):
         return copy.deepcopy(pre.backbone)
     from .backbones import backbone_from_config
 
-    return backbone_from_config(pre.config.model, pre.tokenizer.get_vocab_size(), pad_id=pre.special.pad)
+    model_cfg = pre.config.model if dropout is None else replace(pre.config.model, dropout=dropout)
+    backbone = backbone_from_config(model_cfg, pre.tokenizer.get_vocab_size(), pad_id=pre.special.pad)
+    if not random_init:
+        backbone.load_state_dict(pre.backbone.state_dict())
+    return backbone
 
 
 def _as_task(task: str | Path | Task, ft) -> Task:

@@ -349,7 +349,7 @@ def build_pretrain_model(cfg: RunConfig, vocab_size: int, special) -> nn.Module:
     objectives = build_objectives(
         o.weights, backbone=backbone, backbone_kind=cfg.model.backbone, vocab_size=vocab_size, special=special,
         mask_rate=o.mask_rate, whole_word=o.whole_word, plm_k=o.plm_k,
-        rtd_generator_fraction=o.rtd_generator_fraction, rtd_weight=o.rtd_weight,
+        rtd_generator_fraction=o.rtd_generator_fraction, rtd_weight=o.rtd_weight, tie_embeddings=o.tie_embeddings,
         make_backbone=lambda **kw: backbone_from_config(_replace_model(cfg.model, **kw), vocab_size, special.pad),
     )
     return PretrainModel(backbone, objectives, {k: v for k, v in o.weights.items() if k in objectives})

@@ -210,14 +210,15 @@ def hf_model(source: Source) -> nn.Module:
             model = BertForSequenceClassification(config)
         else:
             head = m.objectives["mlm"].head
-            config = BertConfig(**kw, tie_word_embeddings=True)
+            tied = head.embedding is bb.get_input_embeddings()
+            config = BertConfig(**kw, tie_word_embeddings=tied)
             hf_sd.update({
                 "cls.predictions.transform.dense.weight": head.dense.weight,
                 "cls.predictions.transform.dense.bias": head.dense.bias,
                 "cls.predictions.transform.LayerNorm.weight": head.norm.weight,
                 "cls.predictions.transform.LayerNorm.bias": head.norm.bias,
                 "cls.predictions.bias": head.bias, "cls.predictions.decoder.bias": head.bias,
-                "cls.predictions.decoder.weight": sd["tok_emb.weight"],
+                "cls.predictions.decoder.weight": head.embedding.weight,
             })
             model = BertForMaskedLM(config)
     else:
@@ -239,9 +240,10 @@ def hf_model(source: Source) -> nn.Module:
             model = ModernBertForSequenceClassification(config)
         else:
             head = m.objectives["mlm"].head
+            tied = head.embedding is bb.get_input_embeddings()
             config = ModernBertConfig(**kw, classifier_bias=True, classifier_activation="gelu", decoder_bias=True,
-                                      tie_word_embeddings=True)
-            emb = sd["tok_emb.weight"]
+                                      tie_word_embeddings=tied)
+            emb = head.embedding.weight
             hf_sd.update({"head.dense.weight": head.dense.weight, "head.dense.bias": head.dense.bias,
                           "head.norm.weight": head.norm.weight, "decoder.weight": emb,
                           "decoder.bias": head.bias + emb @ head.norm.bias})

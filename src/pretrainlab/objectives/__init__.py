@@ -21,9 +21,12 @@ from ..tokenizer import SpecialIds
 
 def build_objectives(weights: dict[str, float], *, backbone: nn.Module, backbone_kind: str, vocab_size: int,
                      special: SpecialIds, mask_rate: float = 0.15, whole_word: bool = False, plm_k: int = 6,
-                     rtd_generator_fraction: float = 0.25, rtd_weight: float = 50.0,
+                     rtd_generator_fraction: float = 0.25, rtd_weight: float = 50.0, tie_embeddings: bool = True,
                      make_backbone=None) -> dict[str, nn.Module]:
     """Plain values in, {name: objective module} out (only objectives with weight > 0).
+
+    tie_embeddings: the mlm/plm/clm vocabulary projection is the input embedding (else one of its
+    own, shared by those heads). RTD's generator always shares the discriminator's embedding.
 
     make_backbone(d_model=..., n_heads=..., d_ff=...) builds a backbone like the main one at
     another size; rtd builds its generator with it.
@@ -60,6 +63,10 @@ def build_objectives(weights: dict[str, float], *, backbone: nn.Module, backbone
     objs: dict[str, nn.Module] = {}
     d = backbone.d_model
     emb = backbone.get_input_embeddings()
+    rtd_emb = emb
+    if not tie_embeddings:  # the output projection gets its own matrix, initialised like the input's
+        emb = nn.Embedding(vocab_size, d)
+        nn.init.normal_(emb.weight, std=0.02)
     for name, w in weights.items():
         if w == 0:
             continue
@@ -85,7 +92,7 @@ def build_objectives(weights: dict[str, float], *, backbone: nn.Module, backbone
             d_gen, heads, d_ff = generator_size(d, getattr(backbone, "n_heads", None),
                                                 getattr(backbone, "d_ff", 4 * d), rtd_generator_fraction)
             generator = make_backbone(d_model=d_gen, n_heads=heads, d_ff=d_ff)
-            objs[name] = RTD(d, vocab_size, emb, generator, special.all, special.mask, mask_rate, rtd_weight)
+            objs[name] = RTD(d, vocab_size, rtd_emb, generator, special.all, special.mask, mask_rate, rtd_weight)
         elif name == "clm":
             from .elmo import ELMo
 

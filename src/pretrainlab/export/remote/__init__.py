@@ -72,6 +72,10 @@ def remote_model(source) -> nn.Module:
         model = PretrainlabForSequenceClassification(config)
     else:
         head = m.objectives["mlm"].head
+        if head.embedding is not source.backbone.get_input_embeddings():
+            raise ExportError(f"{source.path}: its MLM head has its own output embedding "
+                              "(objective.tie_embeddings=false), which the remote-code MaskedLM class does not "
+                              "carry; fine-tune the run and export the classifier, or pre-train with tied embeddings")
         config = PretrainlabConfig(**config_kwargs(source.backbone))
         sd.update({"lm_head.dense.weight": head.dense.weight, "lm_head.dense.bias": head.dense.bias,
                    "lm_head.norm.weight": head.norm.weight, "lm_head.norm.bias": head.norm.bias,
