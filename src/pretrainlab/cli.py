@@ -259,7 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--minutes", type=float, default=5.0, help="pre-training budget in minutes")
     t.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="fine-tuning seeds")
     t.add_argument("--preset", default="tiny", help="model size preset")
-    t.add_argument("--epochs", type=int, default=3, help="fine-tuning epochs (early stopping may end sooner)")
+    t.add_argument("--epochs", type=int, default=5, help="fine-tuning epochs (early stopping may end sooner)")
     t.set_defaults(func=cmd_demo)
 
     t = sub.add_parser("import", help="a local Hugging Face BERT / ModernBERT folder -> a pretrainlab run directory")
