@@ -28,6 +28,7 @@ from pathlib import Path
 
 import psutil
 
+from pretrainlab.data.packing import WINDOW_CHUNKS
 from pretrainlab.data.sources import GCIDE_DICT, get_source
 
 PRETRAIN = ["model.preset=mini", "data.seq_len=128", "train.batch_size=16", "train.eval_every=0",
@@ -170,9 +171,12 @@ def main() -> None:
           f"x{l_train['maxrss'] / s_train['maxrss']:.2f} ({(l_train['maxrss'] - s_train['maxrss']) / mib:+,.0f} MiB)")
     c = l_m["counts"]
     seq = 128
+    n_chunks = c["tokens"] / (seq - 2)
     print(f"what the loader holds in memory for the large corpus (not memory-mapped): document offsets "
-          f"{(c['docs'] + 1) * 8 / mib:,.1f} MiB, sentence offsets {(c['sentences'] + 1) * 8 / mib:,.1f} MiB, "
-          f"packing plan ~{c['tokens'] / (seq - 2) * 16 / mib:,.1f} MiB (2 int64 per chunk of <= {seq - 2} tokens)")
+          f"{(c['docs'] + 1) * 8 / mib:,.1f} MiB; the packing plan of one window of "
+          f"{min(n_chunks, WINDOW_CHUNKS):,.0f} chunks ~{min(n_chunks, WINDOW_CHUNKS) * 24 / mib:,.1f} MiB "
+          f"(the whole epoch's would be ~{n_chunks * 24 / mib:,.1f} MiB); sentence offsets "
+          f"({(c['sentences'] + 1) * 8 / mib:,.1f} MiB) are read only by the sentence-pair objectives, not MLM")
     print(f"total {time.perf_counter() - t0:.0f} s")
     if not args.keep:
         shutil.rmtree(work, ignore_errors=True)

@@ -209,6 +209,14 @@ class Row:
     pretrain_tokens: int = 0
     pretrain_seconds: float = 0.0
     val_mlm_loss: float | None = None
+    val_loss: float | None = None
+    """The pre-training objective's own validation loss (the sum over its objectives)."""
+    train_loss: float | None = None
+    """Mean pre-training loss of the last 5 logged steps."""
+    tok_per_s: float = 0.0
+    """Pre-training throughput of the training loop."""
+    parameters: int = 0
+    """Backbone parameters."""
     finetune_seconds: float = 0.0
     note: str = ""
     n_test: int = 0
@@ -316,8 +324,11 @@ class Grid:
                 name, kind, task_name, r.accuracy.mean, r.accuracy.std, r.macro_f1.mean, r.macro_f1.std,
                 [s.seed for s in r.seeds], r.accuracy.values, split_fingerprint(task), cell=cell, budget=budget,
                 pretrain_tokens=int(summary.get("tokens", 0)), pretrain_seconds=float(summary.get("seconds", 0.0)),
-                val_mlm_loss=summary.get("val_mlm_loss"), finetune_seconds=round(time.perf_counter() - t0, 1),
-                n_test=len(task.test)))
+                val_mlm_loss=summary.get("val_mlm_loss"), val_loss=summary.get("val_loss"),
+                train_loss=None if random_init else final_train_loss(Path(run_dir)),
+                tok_per_s=float(summary.get("tok_per_s", 0.0)),
+                parameters=int(summary.get("backbone_parameters", 0)) or _backbone_parameters(run_dir),
+                finetune_seconds=round(time.perf_counter() - t0, 1), n_test=len(task.test)))
 
     def cells(self, corpus: Path) -> None:
         for budget in self.cfg.budgets:
@@ -352,7 +363,7 @@ class Grid:
         seen: set[str] = set()
         for cell, overrides in self.cfg.cells.items():
             cfg = self.cfg.base(*overrides)
-            arch = _arch_name(cfg)
+            arch = arch_name(cfg)
             key = f"random-{arch.replace(' ', '_')}"
             if arch in seen or all(self.done(key, t) for t in self.cfg.tasks):
                 continue
@@ -461,10 +472,26 @@ def _slug(s: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-_.@" else "-" for ch in s)
 
 
-def _arch_name(cfg: RunConfig) -> str:
+def arch_name(cfg: RunConfig) -> str:
     m = cfg.model
     size = f"{m.n_layers}L/{m.d_model}"
     return f"transformer-{m.style} {size}" if m.backbone == "transformer" else f"{m.backbone} {size}"
+
+
+def _backbone_parameters(model: Path | Pretrained) -> int:
+    if isinstance(model, Pretrained):
+        return sum(p.numel() for p in model.backbone.parameters())
+    return 0
+
+
+def final_train_loss(run_dir: Path, last: int = 5) -> float | None:
+    """Mean training loss of the last `last` logged steps of a pre-training run (None without a log)."""
+    path = run_dir / "metrics.jsonl"
+    if not path.is_file():
+        return None
+    losses = [r["loss"] for r in map(json.loads, path.read_text(encoding="utf-8").splitlines()[-200:])
+              if "loss" in r]
+    return sum(losses[-last:]) / len(losses[-last:]) if losses else None
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -499,16 +526,19 @@ def render_markdown(rows: list[Row], cfg: GridConfig, command: str, notes: list[
                               "delete the results/ of rows from an older grid and run again")
         n_test = max(r.n_test for r in rs)
         out += [f"## {task}: {n_test} test examples (every row on the same splits, fingerprint {splits[0]})", "",
-                "| model | kind | pre-training | pre-training val MLM loss | test accuracy | macro-F1 | "
-                "seeds | fine-tune s |", "|---|---|---:|---:|---:|---:|---|---:|"]
+                "| model | kind | parameters | pre-training | tokens/s | final train loss | val loss | val MLM loss | "
+                "test accuracy | macro-F1 | seeds | fine-tune s |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|"]
         for r in rs:
             pm = lambda m, s: f"{m:.4f} ± {s:.4f}" if len(r.seeds) > 1 else f"{m:.4f}"  # noqa: E731
             toks = (f"{r.pretrain_tokens / 1e6:.2f}M tok, {r.pretrain_seconds / 60:.1f} min"
                     if r.pretrain_tokens else "-")
-            mlm = f"{r.val_mlm_loss:.3f}" if r.val_mlm_loss is not None else "-"
+            f3 = lambda x: f"{x:.3f}" if x is not None else "-"  # noqa: E731
             seeds = ",".join(map(str, r.seeds)) if r.seeds else "-"
-            out.append(f"| {r.name} | {r.kind} | {toks} | {mlm} | {pm(r.accuracy, r.accuracy_std)} | "
-                       f"{pm(r.macro_f1, r.macro_f1_std)} | {seeds} | {r.finetune_seconds:.0f} |")
+            params = f"{r.parameters / 1e6:.2f}M" if r.parameters else "-"
+            speed = f"{r.tok_per_s:,.0f}" if r.tok_per_s else "-"
+            out.append(f"| {r.name} | {r.kind} | {params} | {toks} | {speed} | {f3(r.train_loss)} | {f3(r.val_loss)} | "
+                       f"{f3(r.val_mlm_loss)} | {pm(r.accuracy, r.accuracy_std)} | {pm(r.macro_f1, r.macro_f1_std)} | "
+                       f"{seeds} | {r.finetune_seconds:.0f} |")
         out.append("")
     out += [f"Note: {n}" for n in dict.fromkeys(notes)]
     if _reference_path() is None and cfg.reference:
@@ -519,12 +549,14 @@ def render_markdown(rows: list[Row], cfg: GridConfig, command: str, notes: list[
 def render_csv(rows: list[Row]) -> str:
     buf = io.StringIO()
     w = csv.writer(buf)
-    w.writerow(["task", "model", "kind", "cell", "budget", "pretrain_tokens", "pretrain_seconds", "val_mlm_loss",
+    w.writerow(["task", "model", "kind", "cell", "budget", "parameters", "pretrain_tokens", "pretrain_seconds",
+                "tok_per_s", "train_loss", "val_loss", "val_mlm_loss",
                 "accuracy_mean", "accuracy_std", "macro_f1_mean", "macro_f1_std", "seeds", "accuracy_per_seed",
                 "finetune_seconds", "split"])
     for r in rows:
-        w.writerow([r.task, r.name, r.kind, r.cell, r.budget, r.pretrain_tokens, r.pretrain_seconds,
-                    "" if r.val_mlm_loss is None else f"{r.val_mlm_loss:.4f}", f"{r.accuracy:.4f}",
+        f4 = lambda x: "" if x is None else f"{x:.4f}"  # noqa: E731
+        w.writerow([r.task, r.name, r.kind, r.cell, r.budget, r.parameters, r.pretrain_tokens, r.pretrain_seconds,
+                    r.tok_per_s, f4(r.train_loss), f4(r.val_loss), f4(r.val_mlm_loss), f"{r.accuracy:.4f}",
                     f"{r.accuracy_std:.4f}", f"{r.macro_f1:.4f}", f"{r.macro_f1_std:.4f}",
                     " ".join(map(str, r.seeds)), " ".join(f"{v:.4f}" for v in r.accuracy_values),
                     r.finetune_seconds, r.split])
