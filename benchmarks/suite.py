@@ -1,6 +1,6 @@
 """What benchmarks/objectives.py and benchmarks/backbones.py share: they run pretrainlab's benchmark
-grid (pretrainlab.grid) with benchmarks/grid.yaml's settings, out directory, tasks and seeds, and only
-their own cells and one budget. So a cell finished by one of them, or by
+grid (pretrainlab.grid) with benchmarks/grid.yaml's settings and out directory, on MR and tweets
+with 3 seeds, and only their own cells and one budget. So a cell finished by one of them, or by
 `pretrainlab benchmark --config benchmarks/grid.yaml`, is not run again by another, every row is
 scored on the same fingerprinted splits, and an interrupted run resumes where it stopped.
 """
@@ -18,28 +18,26 @@ from pretrainlab.grid import Row, arch_name, load_grid, run_grid
 GRID = Path(__file__).with_name("grid.yaml")
 
 
-def arguments(doc: str, budget: str = "3m") -> argparse.ArgumentParser:
+def arguments(doc: str, budget: str = "2m") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--budget", default=budget, help=f"pre-training wall clock per cell (default {budget})")
-    p.add_argument("--seeds", type=int, nargs="+", help="fine-tuning seeds (default: grid.yaml's)")
-    p.add_argument("--tasks", nargs="+", help="fine-tuning tasks (default: grid.yaml's: mr tweets)")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="fine-tuning seeds (default: 0 1 2)")
+    p.add_argument("--tasks", nargs="+", default=["mr", "tweets"], help="fine-tuning tasks (default: mr tweets)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="extra shared setting (e.g. finetune.max_train=500); changes the cells: use a new --out")
     p.add_argument("--out", help="work directory (default: grid.yaml's, shared with the other benchmarks)")
     return p
 
 
-def run(name: str, cells: dict[str, list[str]], args: argparse.Namespace) -> list[Row]:
-    """Run (or resume) `cells` at args.budget with the random-init twins; -> the rows of these cells."""
+def run(name: str, cells: dict[str, list[str]], args: argparse.Namespace, random_init: bool = True) -> list[Row]:
+    """Run (or resume) `cells` at args.budget (with their random-init twins); -> the rows of these cells."""
     raw = yaml.safe_load(GRID.read_text(encoding="utf-8"))
     out = Path(args.out or raw["out"])
-    raw.update(cells=cells, budgets=[args.budget], reference=False, continued=[], random_init=True,
+    raw.update(cells=cells, budgets=[args.budget], reference=False, continued=[], random_init=random_init,
                order=["baselines", "cells", "random_init", "reference", "continued"], out=str(out))
     raw["settings"] = list(raw["settings"]) + list(args.overrides)
-    if args.seeds:
-        raw["seeds"] = args.seeds
-    if args.tasks:
-        raw["tasks"] = args.tasks
+    raw["seeds"] = args.seeds
+    raw["tasks"] = args.tasks
     out.mkdir(parents=True, exist_ok=True)
     config = out / f"{name}.yaml"
     config.write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
