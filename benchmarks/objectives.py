@@ -7,7 +7,7 @@ baselines. One table: objective, tokens seen, throughput, final pre-training los
 objective's own loss is not comparable across objectives; the MLM loss is, where there is one),
 test accuracy per task (mean ± std over seeds).
 
-    .venv/bin/python benchmarks/objectives.py                 # 3 min each + fine-tuning: ~35 min on 2 cores
+    .venv/bin/python benchmarks/objectives.py                 # 2 min each + fine-tuning: ~30 min on 2 cores
     .venv/bin/python benchmarks/objectives.py --budget 20s --seeds 0 --set finetune.max_train=300 --out /tmp/obj
 
 It runs pretrainlab's benchmark grid with benchmarks/grid.yaml's settings (benchmarks/suite.py):
