@@ -66,7 +66,14 @@ def cmd_pretrain(args) -> None:
         cfg, notes = adopt_init_model(cfg, args.init)
         for note in notes:
             print(f"note: {note}", file=sys.stderr)
-    run_dir = pretrain(cfg, corpus=args.corpus, out=args.out, resume=args.resume, init=args.init)
+    from .distributed import end_distributed
+
+    try:
+        run_dir = pretrain(cfg, corpus=args.corpus, out=args.out, resume=args.resume, init=args.init)
+    except BaseException:
+        end_distributed(wait=False)
+        raise
+    end_distributed()
     print(f"run directory: {run_dir}")
 
 

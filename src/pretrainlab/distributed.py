@@ -82,6 +82,18 @@ def global_count(n: int, device: torch.device) -> int:
     return int(t)
 
 
+def end_distributed(wait: bool = True) -> None:
+    """Leave the process group before the process exits (torchrun's ranks): with `wait`, first until
+    every rank is done (rank 0 writes the summary and plots after the others have finished training).
+    A rank that exits with the group still up can abort in gloo's threads ("terminate called without
+    an active exception") and take the whole run down with it."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    if wait:
+        dist.barrier()
+    dist.destroy_process_group()
+
+
 def world_size() -> int:
     return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 
