@@ -68,6 +68,8 @@ def table(rows: list[Row], first: str, label) -> str:
                         else f"{x.accuracy:.4f}")
         lines.append(f"| {label(r)} | {r.parameters / 1e6:.2f}M | {r.pretrain_tokens:,} | {r.tok_per_s:,.0f} | "
                      f"{f3(r.train_loss)} | {f3(r.val_loss)} | {f3(r.val_mlm_loss)} | " + " | ".join(accs) + " |"
-                     if r.parameters or r.pretrain_tokens else
+                     if r.pretrain_tokens else
+                     f"| {label(r)} | {r.parameters / 1e6:.2f}M | - | - | - | - | - | " + " | ".join(accs) + " |"
+                     if r.parameters else
                      f"| {label(r)} | - | - | - | - | - | - | " + " | ".join(accs) + " |")
     return "\n".join(lines)
