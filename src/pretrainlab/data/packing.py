@@ -111,8 +111,7 @@ class EpochPlan:
         self._first_chunk = np.concatenate([[0], np.cumsum(pieces)]).astype(np.int64)
         self.n_chunks = int(self._first_chunk[-1])
         self._cache: tuple[int, PackPlan] | None = None
-        if self.n_chunks <= window:
-            self.window, self._order = max(1, self.n_chunks), np.zeros(1, dtype=np.int64)
+        if self.n_chunks <= window:  # one window, planned now and kept: row(r) never replans it
             self._cache = (0, plan_rows(doc_offsets, seq_len, seed, epoch, shuffle))
             self.rows_before = np.array([0, self._cache[1].n_rows], dtype=np.int64)
             return
