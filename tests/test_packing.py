@@ -87,12 +87,14 @@ def test_too_small_corpus_is_a_clear_error():
         PackedLoader(split, 16, 4, SPECIAL, world=2)
 
 
-@pytest.mark.parametrize("window", [7, 64, 10_000])
-def test_windowed_epoch_plan_covers_every_token_once(window):
+@pytest.mark.parametrize("window,block", [(7, 7), (64, 8), (64, 3), (10_000, 4096)])
+def test_windowed_epoch_plan_covers_every_token_once(window, block):
     from pretrainlab.data.packing import EpochPlan
 
-    split = ArraySplit(docs_of(80, np.random.default_rng(2)))
-    plan = EpochPlan(split.doc_offsets, 16, seed=1, epoch=0, window=window)
+    docs = docs_of(80, np.random.default_rng(2))
+    docs[5:5] = [[], [11] * 200, []]  # empty documents, and one long enough to span several blocks
+    split = ArraySplit(docs)
+    plan = EpochPlan(split.doc_offsets, 16, seed=1, epoch=0, window=window, block=block)
     covered = np.zeros(split.n_tokens, dtype=int)
     for r in range(plan.n_rows):
         starts, lens = plan.row(r)
@@ -100,10 +102,10 @@ def test_windowed_epoch_plan_covers_every_token_once(window):
         for s, n in zip(starts, lens):
             covered[s : s + n] += 1
     assert (covered == 1).all()
-    again = EpochPlan(split.doc_offsets, 16, seed=1, epoch=0, window=window)
+    again = EpochPlan(split.doc_offsets, 16, seed=1, epoch=0, window=window, block=block)
     rows = [plan.row(r)[0].tolist() for r in range(plan.n_rows)]
     assert rows == [again.row(r)[0].tolist() for r in reversed(range(again.n_rows))][::-1]  # any access order
-    other = EpochPlan(split.doc_offsets, 16, seed=1, epoch=1, window=window)
+    other = EpochPlan(split.doc_offsets, 16, seed=1, epoch=1, window=window, block=block)
     assert rows != [other.row(r)[0].tolist() for r in range(other.n_rows)]
 
 
@@ -123,7 +125,9 @@ def test_windowed_plan_scatters_neighbouring_chunks():
     from pretrainlab.data.packing import EpochPlan
 
     split = ArraySplit([[7] * 14] * 2000)  # 2,000 one-chunk documents in corpus order
-    plan = EpochPlan(split.doc_offsets, 16, seed=0, epoch=0, window=100)
+    plan = EpochPlan(split.doc_offsets, 16, seed=0, epoch=0, window=100, block=10)
     first_window = np.concatenate([plan.row(r)[0] for r in range(int(plan.rows_before[1]))])
-    docs = first_window // 14
-    assert len(docs) == 100 and docs.max() - docs.min() > 1500
+    docs = np.sort(first_window // 14)
+    assert len(docs) == 100 and docs.max() - docs.min() > 1000
+    blocks = np.unique(docs // 10)  # ten blocks of ten neighbouring documents, each from its own stretch
+    assert len(blocks) == 10 and (np.diff(blocks) > 1).sum() >= 8

@@ -72,6 +72,32 @@ def test_shard_ids_equal_tokenizing_each_document(tmp_path, kind):
     assert ids.dtype == np.int64 and corpus.manifest["dtype"] == "uint16"
 
 
+def test_doc_bounds_read_from_the_index_files_equal_the_whole_offsets(tmp_path):
+    """The packed loader plans from doc_bounds (read from disk, nothing kept): the same plan as from the
+    whole offsets array, across shard boundaries too."""
+    from pretrainlab.data.packing import EpochPlan
+
+    src = _write_corpus(tmp_path / "a.txt", _documents(300, seed=4))
+    prepare_corpus([src], tmp_path / "out", _cfg(val_fraction=0.0, shard_tokens=300))
+    train = open_corpus(tmp_path / "out").split("train")
+    assert len(train._doc_files) > 5 and train._doc_offsets is None
+    bounds = train.doc_bounds(0, train.n_docs)
+    assert bounds[0] == 0 and bounds[-1] == train.n_tokens and (np.diff(bounds) > 0).all()
+    rng = np.random.default_rng(0)
+    for lo, hi in [(0, 0), (train.n_docs, train.n_docs), (0, 1), *np.sort(rng.integers(0, train.n_docs + 1, (40, 2)))]:
+        assert train.doc_bounds(lo, hi).tolist() == bounds[lo : hi + 1].tolist()
+    assert train._doc_offsets is None  # nothing kept so far
+    from_disk = EpochPlan(train, 8, seed=3, epoch=1, window=64, block=8)
+    in_memory = EpochPlan(bounds, 8, seed=3, epoch=1, window=64, block=8)
+    assert from_disk.n_rows == in_memory.n_rows > 100
+    for r in range(from_disk.n_rows):
+        assert [a.tolist() for a in from_disk.row(r)] == [a.tolist() for a in in_memory.row(r)]
+    assert train._doc_offsets is None
+    assert train.doc_offsets.tolist() == bounds.tolist()
+    with pytest.raises(IndexError, match="outside the train split"):
+        train.doc_bounds(2, train.n_docs + 1)
+
+
 def test_sentences_concatenate_back_to_the_text():
     text = 'He said "Stop." Then he left! Did he? yes. e.g. this stays. Wait... (Really?) 東京。 End'
     pieces = split_sentences(text)
@@ -245,3 +271,16 @@ def test_cli_prepare_and_tokenizer_train(tmp_path, capsys):
     assert "tokenizer written to" in out and "prepared" in out and "up to date" in out
     assert main(["prepare", str(tmp_path / "nothing*.txt"), "--out", str(tmp_path / "o")]) == 2
     assert "error:" in capsys.readouterr().err
+
+
+def test_seen_keys_is_an_exact_set_across_merges():
+    """Deduplication keeps 8 bytes a document (a sorted array + a small recent set): exactly a set's answers."""
+    seen, reference = prep._SeenKeys(recent=7), set()
+    rng = np.random.default_rng(0)
+    keys = [int(k) for k in rng.integers(0, 1 << 63, 300, dtype=np.uint64)] + [0, (1 << 64) - 1, 2**63 + 5]
+    keys += [keys[i] for i in rng.integers(0, len(keys), 200)]  # repeats, before and after merges
+    for k in keys:
+        assert seen.add(k) == (k not in reference)
+        reference.add(k)
+    assert len(seen) == len(reference) and len(seen._recent) < 7
+    assert seen._sorted.tolist() == sorted(k for k in reference if k not in seen._recent)

@@ -8,8 +8,10 @@ sentence boundaries.
     train.doc(7)                              # ids of document 7
 
 Offsets are global to the split (the shards are concatenated in order); every document boundary is
-also a sentence boundary. Nothing but the document offsets is held in memory (the sentence offsets
-are read on first use).
+also a sentence boundary. Nothing per document or per sentence is held in memory: `doc_bounds(lo, hi)`
+reads a stretch of document offsets from the shards' index files, and the whole `doc_offsets` /
+`sent_offsets` arrays are read on first use only (the sentence-pair objectives need them; masked LM,
+whose loader plans from `doc_bounds`, does not), so memory stays flat in the corpus size.
 """
 
 from __future__ import annotations
@@ -28,18 +30,48 @@ MANIFEST, PROGRESS = "manifest.json", "progress.json"
 class CorpusSplit:
     """One split (train or val) of a prepared corpus."""
 
-    def __init__(self, name: str, shards: list[np.memmap], doc_offsets: np.ndarray, sent_files: list[Path],
-                 n_sents: int):
+    def __init__(self, name: str, shards: list[np.memmap], doc_files: list[Path], shard_docs: list[int],
+                 sent_files: list[Path], n_sents: int):
         self.name = name
         self._shards = shards
         self._starts = np.cumsum([0] + [len(s) for s in shards])  # global offset of each shard, then the end
-        self.doc_offsets = doc_offsets
-        """int64, (n_docs + 1,): document i is tokens [doc_offsets[i], doc_offsets[i + 1])."""
+        self._doc_files = doc_files
+        self._first_doc = np.cumsum([0] + list(shard_docs))  # global index of each shard's first document, then n_docs
+        self._doc_offsets: np.ndarray | None = None
         self._sent_files = sent_files
         self._sent_offsets: np.ndarray | None = None
         self.n_tokens = int(self._starts[-1])
-        self.n_docs = len(doc_offsets) - 1
+        self.n_docs = int(self._first_doc[-1])
         self.n_sents = n_sents
+
+    def doc_bounds(self, lo: int, hi: int) -> np.ndarray:
+        """int64, (hi - lo + 1,): global offsets of the boundaries of documents lo..hi-1 (their starts, then
+        the end of the last), read from the index files; nothing is kept."""
+        lo, hi = int(lo), int(hi)
+        if not 0 <= lo <= hi <= self.n_docs:
+            raise IndexError(f"documents [{lo}, {hi}) are outside the {self.name} split's {self.n_docs} documents")
+        if self._doc_offsets is not None:
+            return self._doc_offsets[lo : hi + 1].copy()
+        # shard i holds boundaries first_doc[i]..first_doc[i + 1]; its last is the next shard's first
+        first = min(int(np.searchsorted(self._first_doc, lo, side="right")) - 1, len(self._doc_files) - 1)
+        parts = []
+        for i in range(first, len(self._doc_files)):
+            a, b = max(lo, int(self._first_doc[i])), min(hi, int(self._first_doc[i + 1]))
+            local = _read_npy_slice(self._doc_files[i], a - self._first_doc[i], b - self._first_doc[i] + 1)
+            parts.append((local if not parts else local[1:]) + self._starts[i])
+            if b == hi:
+                break
+        return np.concatenate(parts)
+
+    @property
+    def doc_offsets(self) -> np.ndarray:
+        """int64, (n_docs + 1,): document i is tokens [doc_offsets[i], doc_offsets[i + 1]).
+
+        The whole array, read on first use and kept (8 bytes a document): for small splits and the
+        sentence-pair objectives; the packed loader reads `doc_bounds` a block at a time instead."""
+        if self._doc_offsets is None:
+            self._doc_offsets = self.doc_bounds(0, self.n_docs)
+        return self._doc_offsets
 
     @property
     def sent_offsets(self) -> np.ndarray:
@@ -78,7 +110,7 @@ class CorpusSplit:
         if not -self.n_docs <= i < self.n_docs:
             raise IndexError(f"document {i} is outside the {self.name} split's {self.n_docs} documents")
         i %= self.n_docs
-        return self.read(self.doc_offsets[i], self.doc_offsets[i + 1])
+        return self.read(*self.doc_bounds(i, i + 1))
 
 
 class Corpus:
@@ -109,8 +141,7 @@ class Corpus:
 
     def _open_split(self, name: str, info: dict) -> CorpusSplit:
         dtype = np.dtype(self.manifest["dtype"])
-        shards, docs, sent_files, n_sents = [], [np.zeros(1, np.int64)], [], 0
-        offset = 0
+        shards, doc_files, shard_docs, sent_files, n_sents = [], [], [], [], 0
         for shard in info["shards"]:
             bin_path = self.path / shard["file"]
             stem = bin_path.name[: -len(".bin")]
@@ -128,11 +159,26 @@ class Corpus:
             if not (s[np.minimum(np.searchsorted(s, d), len(s) - 1)] == d).all():
                 raise _corrupt(self.path, f"shard {stem}: a document boundary is not a sentence boundary")
             shards.append(np.memmap(bin_path, dtype=dtype, mode="r", shape=(n,)))
-            docs.append(d[1:] + offset)
+            doc_files.append(self.path / f"{stem}.docs.npy")
+            shard_docs.append(len(d) - 1)
             sent_files.append(self.path / f"{stem}.sents.npy")
             n_sents += len(s) - 1
-            offset += n
-        return CorpusSplit(name, shards, np.concatenate(docs), sent_files, n_sents)
+            del d, s  # checked, not kept: the loader reads boundaries back a block at a time
+        return CorpusSplit(name, shards, doc_files, shard_docs, sent_files, n_sents)
+
+
+def _read_npy_slice(path: Path, lo: int, hi: int) -> np.ndarray:
+    """A copy of entries lo..hi-1 of a 1-d .npy file; the mapping goes with the call, so nothing stays resident."""
+    try:
+        mapped = np.load(path, mmap_mode="r")
+    except (OSError, ValueError) as e:
+        raise _corrupt(path.parent, f"{path.name} is missing or unreadable ({e})") from None
+    if not 0 <= lo <= hi <= len(mapped):
+        raise CorpusError(f"{path}: asked for entries [{lo}, {hi}) of {len(mapped)}: the prepared corpus changed on "
+                          "disk since it was opened; open it again")
+    out = np.array(mapped[lo:hi], dtype=np.int64)
+    del mapped
+    return out
 
 
 def _is_boundaries(offsets: np.ndarray, n: int) -> bool:

@@ -9,8 +9,9 @@ The plan is a pure function of (split, seq_len, seed, epoch), so the data positi
 (epoch, row) and a resumed run continues exactly where it stopped without replaying data.
 
 Memory stays flat in the corpus size: an epoch is planned a window of chunks at a time
-(`EpochPlan`), so the loader holds one window's plan (2^18 chunks, ~4 MiB) however large the
-corpus; a corpus of at most one window is shuffled as a whole.
+(`EpochPlan`), reading document boundaries from the split's index files a block at a time, so the
+loader holds one window's plan (2^18 chunks, ~4 MiB) and 16 bytes per block of 2^12 chunks, nothing
+per document; a corpus of at most one window is shuffled as a whole.
 """
 
 from __future__ import annotations
@@ -45,6 +46,10 @@ class PackPlan:
 
 WINDOW_CHUNKS = 1 << 18
 """Chunks planned at once; an epoch of more chunks is planned window by window."""
+BLOCK_CHUNKS = 1 << 12
+"""Chunks read together; a window is WINDOW_CHUNKS / BLOCK_CHUNKS blocks drawn from all over the corpus."""
+SCAN_DOCS = 1 << 16
+"""Document boundaries read at once when an epoch plan counts the chunks."""
 
 
 def _room(seq_len: int) -> int:
@@ -89,58 +94,94 @@ def plan_rows(doc_offsets: np.ndarray, seq_len: int, seed: int, epoch: int, shuf
     return PackPlan(chunk_starts, chunk_lens, _next_fit(chunk_lens, seq_len))
 
 
-class EpochPlan:
-    """One epoch's packing plan, built a window of chunks at a time: memory O(window + documents).
+class _ArrayDocs:
+    """Document offsets held in memory, seen through the interface of a corpus split."""
 
-    Up to `window` chunks: exactly `plan_rows` (every chunk shuffled with every other). More: chunk
-    ids are scattered over windows by an affine permutation (position p -> (a p + b) mod n, a coprime
-    to n, so neighbouring positions land far apart in the corpus), the windows' order and each
-    window's chunks are shuffled, and each window is packed next-fit. Rows are numbered across
-    windows in that order; `row(r)` plans (and caches) only the window that holds row r.
+    def __init__(self, doc_offsets: np.ndarray):
+        self.doc_offsets = np.asarray(doc_offsets, dtype=np.int64)
+        self.n_docs = len(self.doc_offsets) - 1
+
+    def doc_bounds(self, lo: int, hi: int) -> np.ndarray:
+        return self.doc_offsets[lo : hi + 1]
+
+
+class EpochPlan:
+    """One epoch's packing plan, built a window of chunks at a time: memory flat in the corpus size.
+
+    `docs` is a corpus split (anything with n_docs and doc_bounds(lo, hi)) or an array of document
+    offsets. Chunks are numbered in corpus order and grouped in blocks of `block` consecutive chunks.
+    Up to `window` chunks: exactly `plan_rows` (every chunk shuffled with every other). More: the
+    blocks are shuffled and dealt out to windows of window / block blocks each, so that a window's
+    chunks come from all over the corpus; each window's chunks are shuffled and packed next-fit.
+    Rows are numbered across windows in order; `row(r)` plans (and caches) only the window that holds
+    row r. Per block, the plan keeps its first document and that document's first chunk id: 16
+    bytes per 2^12 chunks; document boundaries are read back from `docs` when a window is planned.
     """
 
-    def __init__(self, doc_offsets: np.ndarray, seq_len: int, seed: int, epoch: int, shuffle: bool = True,
-                 window: int = WINDOW_CHUNKS):
+    def __init__(self, docs, seq_len: int, seed: int, epoch: int, shuffle: bool = True,
+                 window: int = WINDOW_CHUNKS, block: int = BLOCK_CHUNKS):
         self.seq_len, self.seed, self.epoch, self.shuffle = seq_len, seed, epoch, shuffle
         self.room = _room(seq_len)
-        doc_offsets = np.asarray(doc_offsets, dtype=np.int64)
-        lens = np.diff(doc_offsets)
-        keep = lens > 0
-        self._doc_starts, self._doc_ends = doc_offsets[:-1][keep], doc_offsets[1:][keep]
-        pieces = (lens[keep] + self.room - 1) // self.room
-        self._first_chunk = np.concatenate([[0], np.cumsum(pieces)]).astype(np.int64)
-        self.n_chunks = int(self._first_chunk[-1])
+        self._docs = docs = docs if hasattr(docs, "doc_bounds") else _ArrayDocs(getattr(docs, "doc_offsets", docs))
+        self.block = min(block, window)
+        self._block_doc, self._block_doc_chunk, self.n_chunks = self._count_chunks()
         self._cache: tuple[int, PackPlan] | None = None
         if self.n_chunks <= window:  # one window, planned now and kept: row(r) never replans it
-            self._cache = (0, plan_rows(doc_offsets, seq_len, seed, epoch, shuffle))
+            self._cache = (0, plan_rows(docs.doc_bounds(0, docs.n_docs), seq_len, seed, epoch, shuffle))
             self.rows_before = np.array([0, self._cache[1].n_rows], dtype=np.int64)
             return
-        self.window = window
-        n_windows = math.ceil(self.n_chunks / window)
+        n_blocks = len(self._block_doc) - 1
+        self._per_window = max(window // self.block, 1)
         rng = np.random.default_rng([seed, epoch])
-        self._order = rng.permutation(n_windows) if shuffle else np.arange(n_windows)
-        self._a, self._b = 1, 0
-        if shuffle:
-            a = int(rng.integers(self.n_chunks // 3, 2 * self.n_chunks // 3)) | 1
-            while math.gcd(a, self.n_chunks) != 1:
-                a += 2
-            self._a, self._b = a, int(rng.integers(self.n_chunks))
+        self._block_order = rng.permutation(n_blocks) if shuffle else np.arange(n_blocks)
+        n_windows = math.ceil(n_blocks / self._per_window)
         rows = [self._plan_window(k).n_rows for k in range(n_windows)]  # one pass to number the rows
         self.rows_before = np.concatenate([[0], np.cumsum(rows)]).astype(np.int64)
+
+    def _count_chunks(self) -> tuple[np.ndarray, np.ndarray, int]:
+        """One pass over the document boundaries, SCAN_DOCS at a time: for every block, the document
+        holding its first chunk and that document's first chunk id (then n_docs, n_chunks); n_chunks."""
+        block_doc, block_doc_chunk = [], []
+        done = 0  # chunks in the documents before lo
+        n_docs = self._docs.n_docs
+        for lo in range(0, n_docs, SCAN_DOCS):
+            hi = min(lo + SCAN_DOCS, n_docs)
+            ends = done + np.cumsum(self._pieces(self._docs.doc_bounds(lo, hi)))  # chunks up to each doc's end
+            first_block = -(-done // self.block)  # blocks whose first chunk lies in documents lo..hi-1
+            starts = np.arange(first_block * self.block, int(ends[-1]), self.block, dtype=np.int64)
+            doc = np.searchsorted(ends, starts, side="right")  # the document holding each block's first chunk
+            block_doc.append(lo + doc)
+            block_doc_chunk.append(np.where(doc > 0, ends[np.maximum(doc - 1, 0)], done))
+            done = int(ends[-1])
+        block_doc.append(np.array([n_docs], dtype=np.int64))
+        block_doc_chunk.append(np.array([done], dtype=np.int64))
+        return np.concatenate(block_doc), np.concatenate(block_doc_chunk), done
+
+    def _pieces(self, bounds: np.ndarray) -> np.ndarray:
+        return (np.diff(bounds) + self.room - 1) // self.room  # chunks of each document (0 for an empty one)
 
     @property
     def n_rows(self) -> int:
         return int(self.rows_before[-1])
 
+    def _block_chunks(self, b: int) -> tuple[np.ndarray, np.ndarray]:
+        """(starts, lengths) of the chunks of block b, in corpus order."""
+        first_doc, last_doc = int(self._block_doc[b]), int(self._block_doc[b + 1])
+        bounds = self._docs.doc_bounds(first_doc, min(last_doc + 1, self._docs.n_docs))
+        first_chunk = int(self._block_doc_chunk[b]) + np.concatenate([[0], np.cumsum(self._pieces(bounds))])
+        ids = np.arange(b * self.block, min((b + 1) * self.block, self.n_chunks), dtype=np.int64)
+        doc = np.searchsorted(first_chunk, ids, side="right") - 1
+        starts = bounds[doc] + (ids - first_chunk[doc]) * self.room
+        return starts, np.minimum(self.room, bounds[doc + 1] - starts)
+
     def _plan_window(self, k: int) -> PackPlan:
-        w = int(self._order[k])
-        pos = np.arange(w * self.window, min(self.n_chunks, (w + 1) * self.window), dtype=np.int64)
-        ids = (self._a * pos + self._b) % self.n_chunks
+        blocks = self._block_order[k * self._per_window : (k + 1) * self._per_window]
+        pieces = [self._block_chunks(int(b)) for b in blocks]
+        starts = np.concatenate([p[0] for p in pieces])
+        lens = np.concatenate([p[1] for p in pieces])
         if self.shuffle:
-            ids = ids[np.random.default_rng([self.seed, self.epoch, 1, k]).permutation(len(ids))]
-        doc = np.searchsorted(self._first_chunk, ids, side="right") - 1
-        starts = self._doc_starts[doc] + (ids - self._first_chunk[doc]) * self.room
-        lens = np.minimum(self.room, self._doc_ends[doc] - starts)
+            order = np.random.default_rng([self.seed, self.epoch, 1, k]).permutation(len(starts))
+            starts, lens = starts[order], lens[order]
         return PackPlan(starts, lens, _next_fit(lens, self.seq_len))
 
     def row(self, r: int) -> tuple[np.ndarray, np.ndarray]:
@@ -192,7 +233,7 @@ class PackedLoader:
     def plan(self) -> EpochPlan:
         if self._plan_epoch != self.epoch:
             self._plan = None  # the old epoch's window goes before the new one is planned
-            self._plan = EpochPlan(self.split.doc_offsets, self.seq_len, self.seed, self.epoch, self.shuffle)
+            self._plan = EpochPlan(self.split, self.seq_len, self.seed, self.epoch, self.shuffle)
             self._plan_epoch = self.epoch
         return self._plan
 
