@@ -137,9 +137,42 @@ def split_sentences(text: str) -> list[str]:
     return [text[a:b] for a, b in zip([0, *ends], [*ends, len(text)])]
 
 
+class _SeenKeys:
+    """Exact set of 64-bit keys at ~8 bytes a key: a sorted uint64 array, and a Python set of the latest
+    keys that is merged into it (a linear merge of two sorted runs) whenever it holds `recent` keys.
+
+    A plain set of ints costs ~90 bytes a key; this keeps deduplicating a corpus of millions of
+    documents at tens of MiB (4.7M documents: 36 MiB + the recent set)."""
+
+    def __init__(self, recent: int = 1 << 17):
+        self._sorted = np.empty(0, dtype=np.uint64)
+        self._recent: set[int] = set()
+        self._limit = recent
+
+    def __len__(self) -> int:
+        return len(self._sorted) + len(self._recent)
+
+    def add(self, key: int) -> bool:
+        """Add key; False when it was already there."""
+        if key in self._recent:
+            return False
+        k = np.uint64(key)
+        i = int(self._sorted.searchsorted(k))
+        if i < len(self._sorted) and self._sorted[i] == k:
+            return False
+        self._recent.add(key)
+        if len(self._recent) >= self._limit:
+            recent = np.fromiter(self._recent, dtype=np.uint64, count=len(self._recent))
+            recent.sort()
+            merged = np.concatenate([self._sorted, recent])
+            merged.sort(kind="stable")  # timsort: two sorted runs merge in linear time
+            self._sorted, self._recent = merged, set()
+        return True
+
+
 def _documents(paths: list[Path], cfg: DataConfig, stats: ReadStats, counts: dict[str, int]) -> Iterator[tuple[str, float]]:
     """(normalised text, hash score in [0, 1)) of each document that survives filtering and deduplication."""
-    seen: set[int] = set()  # 64-bit halves of the document hashes, nothing else
+    seen = _SeenKeys()  # 64-bit halves of the document hashes, nothing else
     min_chars = max(cfg.min_chars, 1)
     for raw in read_documents(paths, cfg.text_field, cfg.one_doc_per_line, cfg.errors, cfg.encoding, stats):
         text = normalize(raw)
@@ -148,10 +181,9 @@ def _documents(paths: list[Path], cfg: DataConfig, stats: ReadStats, counts: dic
             continue
         digest = hashlib.blake2b(text.encode(), digest_size=16).digest()
         key = int.from_bytes(digest[:8], "little")
-        if key in seen:
+        if not seen.add(key):
             counts["duplicates_dropped"] += 1
             continue
-        seen.add(key)
         yield text, int.from_bytes(digest[8:], "little") / 2**64
 
 
