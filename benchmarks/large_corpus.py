@@ -9,8 +9,11 @@ the full size. One WordPiece tokenizer is trained on the base text (once) and gi
 preparations, so that what is measured is the streaming preparation, not tokenizer training.
 
 For each size it runs, as a child process, `pretrainlab prepare` and then a short `pretrainlab
-pretrain` (a fixed number of steps), and prints the child's peak RSS: the kernel's maxrss of that
-process (os.wait4), and the largest sampled RSS of it and its children (psutil, every 50 ms).
+pretrain` (a fixed number of steps), and prints the child's peak RSS: the kernel's high-water mark
+of the child's own memory (VmHWM in /proc/PID/status, read every 50 ms until it exits), and the
+largest sampled RSS of it and its children (psutil, every 50 ms). Not the child's ru_maxrss: Linux
+carries the parent's high-water mark into a child across fork + exec, so a small child reports
+this script's own peak.
 The loader memory-maps the shards; what it does keep in memory per document/sentence/chunk is
 listed below the table, computed from the manifest.
 """
@@ -28,7 +31,7 @@ from pathlib import Path
 
 import psutil
 
-from pretrainlab.data.packing import WINDOW_CHUNKS
+from pretrainlab.data.packing import BLOCK_CHUNKS, WINDOW_CHUNKS
 from pretrainlab.data.sources import GCIDE_DICT, get_source
 
 PRETRAIN = ["model.preset=mini", "data.seq_len=128", "train.batch_size=16", "train.eval_every=0",
@@ -77,26 +80,31 @@ def build_corpus(docs: list[str], target_mb: int, out: Path, file_mb: int = 100)
 
 
 def measured(cmd: list[str], log: Path) -> dict:
-    """Run cmd as a child; -> seconds, exit code, kernel maxrss and sampled peak RSS (bytes)."""
+    """Run cmd as a child; -> seconds, its peak RSS (VmHWM) and the sampled peak RSS with children (bytes)."""
     t0 = time.perf_counter()
     with open(log, "w") as f:
         proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT)
     ps = psutil.Process(proc.pid)
-    sampled = 0
-    while True:
+    sampled = hwm = 0
+    while proc.poll() is None:
         try:
+            hwm = max(hwm, _vm_hwm(proc.pid))
             rss = ps.memory_info().rss + sum(c.memory_info().rss for c in ps.children(recursive=True))
             sampled = max(sampled, rss)
-        except psutil.Error:
-            pass
-        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-        if pid:
-            break
+        except (psutil.Error, OSError):
+            pass  # it exited between poll() and the reads
         time.sleep(0.05)
-    proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
         sys.exit(f"{' '.join(cmd[:4])} ... failed ({proc.returncode}); see {log}:\n{log.read_text()[-3000:]}")
-    return {"seconds": time.perf_counter() - t0, "maxrss": usage.ru_maxrss * 1024, "sampled": sampled}
+    return {"seconds": time.perf_counter() - t0, "maxrss": hwm, "sampled": sampled}
+
+
+def _vm_hwm(pid: int) -> int:
+    """The kernel's peak resident set of process pid (bytes), from /proc/PID/status."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    return 0
 
 
 def cli(*args: str) -> list[str]:
@@ -158,7 +166,7 @@ def main() -> None:
     print()
     print(f"{'':8}{'text':>9}{'docs':>10}{'sentences':>12}{'tokens':>14}{'prepare':>9}{'MB/s':>6}"
           f"{'prepare peak RSS':>18}{'pretrain peak RSS':>19}")
-    print(f"{'':8}{'':>9}{'':>10}{'':>12}{'':>14}{'':>9}{'':>6}{'maxrss / sampled':>18}{'maxrss / sampled':>19}")
+    print(f"{'':8}{'':>9}{'':>10}{'':>12}{'':>14}{'':>9}{'':>6}{'VmHWM / sampled':>18}{'VmHWM / sampled':>19}")
     for label, size, m, prep, train in rows:
         c = m["counts"]
         print(f"{label:8}{size / 1e6:>7,.0f}MB{c['docs']:>10,}{c['sentences']:>12,}{c['tokens']:>14,}"
@@ -172,10 +180,11 @@ def main() -> None:
     c = l_m["counts"]
     seq = 128
     n_chunks = c["tokens"] / (seq - 2)
-    print(f"what the loader holds in memory for the large corpus (not memory-mapped): document offsets "
-          f"{(c['docs'] + 1) * 8 / mib:,.1f} MiB; the packing plan of one window of "
-          f"{min(n_chunks, WINDOW_CHUNKS):,.0f} chunks ~{min(n_chunks, WINDOW_CHUNKS) * 24 / mib:,.1f} MiB "
-          f"(the whole epoch's would be ~{n_chunks * 24 / mib:,.1f} MiB); sentence offsets "
+    print(f"what stays in memory for the large corpus: the loader keeps one window's packing plan "
+          f"({min(n_chunks, WINDOW_CHUNKS):,.0f} chunks, ~{min(n_chunks, WINDOW_CHUNKS) * 24 / mib:,.1f} MiB) and "
+          f"16 bytes per block of {BLOCK_CHUNKS:,} chunks ({n_chunks / BLOCK_CHUNKS * 16 / mib:,.2f} MiB), and reads "
+          f"the document offsets ({(c['docs'] + 1) * 8 / mib:,.1f} MiB on disk) a block at a time; preparation's "
+          f"deduplication keeps 8 bytes per document ({c['docs'] * 8 / mib:,.1f} MiB); sentence offsets "
           f"({(c['sentences'] + 1) * 8 / mib:,.1f} MiB) are read only by the sentence-pair objectives, not MLM")
     print(f"total {time.perf_counter() - t0:.0f} s")
     if not args.keep:
