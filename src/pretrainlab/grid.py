@@ -48,6 +48,7 @@ import csv
 import hashlib
 import io
 import json
+import math
 import shutil
 import sys
 import time
@@ -479,9 +480,17 @@ def arch_name(cfg: RunConfig) -> str:
 
 
 def _backbone_parameters(model: Path | Pretrained) -> int:
+    """Backbone parameters of a model in memory, or of a model directory's latest checkpoint (from the
+    safetensors header: no tensor is read); 0 when there is none."""
     if isinstance(model, Pretrained):
         return sum(p.numel() for p in model.backbone.parameters())
-    return 0
+    ckpt = latest_checkpoint(Path(model))
+    if ckpt is None or not (ckpt / "model.safetensors").is_file():
+        return 0
+    from safetensors import safe_open
+
+    with safe_open(ckpt / "model.safetensors", "pt") as f:
+        return sum(math.prod(f.get_slice(k).get_shape()) for k in f.keys() if k.startswith("backbone."))
 
 
 def final_train_loss(run_dir: Path, last: int = 5) -> float | None:
@@ -564,7 +573,10 @@ def render_csv(rows: list[Row]) -> str:
 
 
 def plot_grid(rows: list[Row], cfg: GridConfig, out_dir: Path) -> list[Path]:
-    """Per task: test accuracy against pre-training budget (minutes, else steps/tokens), one line per cell."""
+    """Per task: test accuracy against pre-training budget (minutes, else steps/tokens), one line per cell.
+
+    Every pre-trained cell in `rows` is drawn, the config's first: an out directory shared by several
+    grids (benchmarks/objectives.py, backbones.py) shows their cells too, at the budgets they ran."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -575,9 +587,13 @@ def plot_grid(rows: list[Row], cfg: GridConfig, out_dir: Path) -> list[Path]:
     for task in sorted({r.task for r in rows}):
         rs = [r for r in rows if r.task == task]
         fig, ax = plt.subplots(figsize=(11, 4.8))
-        x_of = {b: (budget_minutes(b) if budget_minutes(b) is not None else i + 1) for i, b in enumerate(cfg.budgets)}
-        timed = all(budget_minutes(b) is not None for b in cfg.budgets)
-        for cell in cfg.cells:
+        budgets = list(dict.fromkeys([*cfg.budgets, *(r.budget for r in rs if r.kind == "pretrained" and r.budget)]))
+        timed = all(budget_minutes(b) is not None for b in budgets)
+        if timed:
+            budgets.sort(key=budget_minutes)
+        x_of = {b: budget_minutes(b) if timed else i + 1 for i, b in enumerate(budgets)}
+        cells = list(dict.fromkeys([*cfg.cells, *(r.cell for r in rs if r.kind == "pretrained" and r.cell)]))
+        for cell in cells:
             pts = sorted((x_of[r.budget], r.accuracy, r.accuracy_std) for r in rs
                          if r.kind == "pretrained" and r.cell == cell and r.budget in x_of)
             if pts:
