@@ -94,3 +94,14 @@ def test_fsdp_two_ranks_equal_one_process_and_checkpoints_cross_between_them(tin
     resumed = resume_from(one, 3, tmp_path / "one_then_fsdp")
     torchrun(tiny_corpus, resumed, batch=2, settings=["train.parallel=fsdp"], resume=True)
     assert_same(weights(one), weights(resumed), atol=1e-5)
+
+
+@pytest.mark.parametrize("objective", ["plm", "rtd", "mlm+nsp"])
+def test_every_objective_two_ranks_equal_one_process(tiny_corpus, tmp_path, objective):
+    """Not only MLM: permuted LM (its order), ELECTRA's RTD (its mask and samples) and NSP's sentence
+    pairs draw per row too, and their losses are means over the global batch."""
+    weights_set = "objective.weights={" + ", ".join(f"{o}: 1.0" for o in objective.split("+")) + "}"
+    settings = [weights_set, "train.budget=4", "train.checkpoint_every=4"]
+    one = pretrain(load_config(None, SETTINGS + settings + ["train.batch_size=4"]), tiny_corpus, tmp_path / "one")
+    torchrun(tiny_corpus, tmp_path / "two", batch=2, settings=settings)
+    assert_same(weights(one), weights(tmp_path / "two"), atol=1e-5)

@@ -337,6 +337,31 @@ def test_plm_order_targets_are_the_last_kth_of_real_tokens():
             assert (rank[r, others] == 0).all()  # everything else comes before them
 
 
+def test_row_seeded_draws_depend_on_the_row_alone():
+    """With the loaders' row_seed, PLM's order and RTD's corruption of a row are the same whatever
+    batch (or process) it lands in: what makes N ranks train like one process."""
+    from pretrainlab.objectives.plm import sample_order
+
+    batch = packed_batch(B=6, T=16)
+    batch["row_seed"] = torch.arange(100, 106) * 1_000_000_007
+    ids, mask = batch["input_ids"], batch["mask"]
+    whole = sample_order(ids, mask, SPECIAL.all, 3, torch.Generator().manual_seed(0), batch["row_seed"])
+    for r in range(6):
+        alone = sample_order(ids[r : r + 1], mask[r : r + 1], SPECIAL.all, 3, torch.Generator().manual_seed(r),
+                             batch["row_seed"][r : r + 1])
+        assert torch.equal(alone[0][0], whole[0][r])  # the same factorisation order
+    rtd = tiny_model({"rtd": 1.0}).objectives["rtd"]
+    both = rtd.prepare(dict(batch), torch.Generator().manual_seed(0))
+    first = rtd.prepare({k: v[:3] for k, v in batch.items()}, torch.Generator().manual_seed(1))
+    n = len(first["rtd_positions"])
+    assert torch.equal(both["rtd_input"][:3], first["rtd_input"])
+    assert torch.equal(both["rtd_positions"][:n], first["rtd_positions"])
+    assert torch.equal(both["rtd_uniform"][:n], first["rtd_uniform"])
+    masks = [sample_order(ids, mask, SPECIAL.all, 3, torch.Generator().manual_seed(0), batch["row_seed"] + i)[0]
+             for i in range(2)]
+    assert not torch.equal(*masks)  # other seeds, other orders
+
+
 @pytest.mark.parametrize("style, attn_impl", [("bert", "sdpa"), ("bert", "explicit"), ("modern", "explicit")])
 def test_two_stream_content_stream_is_the_ordinary_encoder(style, attn_impl):
     bb = tiny_backbone(style=style).eval()

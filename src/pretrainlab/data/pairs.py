@@ -130,7 +130,7 @@ def make_pair(split, plan: PairPlan, j: int, kind: str, seed: int, epoch: int, m
 class PairLoader:
     """Endless, resumable stream of sentence-pair batches from one corpus split.
 
-    next_batch() -> {input_ids, mask, segment_ids: (B, seq_len) int64; nsp_labels or sop_labels: (B,)}.
+    next_batch() -> {input_ids, mask, segment_ids: (B, seq_len) int64; nsp_labels or sop_labels, row_seed: (B,)}.
     mask is 1 at real tokens and 0 at padding (one document per row). Same state_dict /
     load_state_dict as `PackedLoader`; `rank`/`world` give each process its own examples.
     """
@@ -179,6 +179,7 @@ class PairLoader:
         mask = np.zeros((B, T), dtype=np.int64)
         seg = np.zeros((B, T), dtype=np.int64)
         labels = np.zeros(B, dtype=np.int64)
+        row_seed = np.empty(B, dtype=np.int64)
         for r in range(B):
             if self.index >= self.examples_per_epoch:
                 self.epoch, self.index = self.epoch + 1, 0
@@ -190,9 +191,12 @@ class PairLoader:
             ids[r, 2 + la : 2 + la + lb], ids[r, 2 + la + lb] = b, s.sep
             mask[r, : 3 + la + lb] = 1
             seg[r, 2 + la : 3 + la + lb] = 1
+            # a seed per (seed, epoch, global example), as PackedLoader's: masking does not depend on the rank
+            row_seed[r] = ((self.seed * 1_000_003 + self.epoch) * 1_000_000_007 + j) % (1 << 62)
             self.index += 1
         return {"input_ids": torch.from_numpy(ids), "mask": torch.from_numpy(mask),
-                "segment_ids": torch.from_numpy(seg), f"{self.kind}_labels": torch.from_numpy(labels)}
+                "segment_ids": torch.from_numpy(seg), f"{self.kind}_labels": torch.from_numpy(labels),
+                "row_seed": torch.from_numpy(row_seed)}
 
     def state_dict(self) -> dict[str, int | str]:
         return {"epoch": self.epoch, "index": self.index, "seed": self.seed, "seq_len": self.seq_len,

@@ -78,6 +78,17 @@ def _row_draws(seed: int, T: int, low: int, high: int) -> tuple[Tensor, Tensor, 
     return torch.rand(T, generator=g), torch.rand(T, generator=g), torch.randint(low, high, (T,), generator=g)
 
 
+def salted(row_seeds: Tensor, salt: int) -> Tensor:
+    """(B,) seeds for another random choice than the MLM mask of the same rows (PLM's order, RTD's
+    mask and samples): a different stream per salt, still a function of the row alone."""
+    return torch.tensor([(s * 0x9E3779B97F4A7C15 + salt) % (1 << 62) for s in row_seeds.tolist()], dtype=torch.int64)
+
+
+def row_rand(row_seeds: Tensor, T: int) -> Tensor:
+    """(B, T) uniform draws in [0, 1), row b from its own seed."""
+    return torch.stack([torch.rand(T, generator=torch.Generator().manual_seed(s)) for s in row_seeds.tolist()])
+
+
 class MLMHead(nn.Module):
     """BERT's prediction head: dense -> GELU -> LayerNorm -> decoder tied to the embeddings."""
 

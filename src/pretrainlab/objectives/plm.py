@@ -20,15 +20,18 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .mlm import MLMHead
+from ..distributed import global_count, world_size
+from .mlm import MLMHead, row_rand, salted
 
 
 def sample_order(ids: Tensor, mask: Tensor, special_ids: tuple[int, ...], k: int,
-                 gen: torch.Generator) -> tuple[Tensor, Tensor, Tensor]:
+                 gen: torch.Generator, row_seeds: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
     """-> rank (B, T): 0 for non-targets, 1..n for targets in factorisation order;
     targets (B, P): target positions (slot 0 = last in the order); valid (B, P): which slots are real.
 
     Each sequence gets n = max(1, candidates // k) targets; P is the largest n in the batch.
+    row_seeds: (B,) one seed per row (the loaders' `row_seed`), so that a row's order does not depend
+    on the process or batch it lands in; without them the draws come from `gen`.
     """
     B, T = ids.shape
     candidate = mask != 0
@@ -38,7 +41,8 @@ def sample_order(ids: Tensor, mask: Tensor, special_ids: tuple[int, ...], k: int
     n_tgt = torch.where(n_cand > 0, (n_cand // k).clamp_min(1), torch.zeros_like(n_cand))  # (B,)
     if int(n_tgt.sum()) == 0:
         raise ValueError("batch has no tokens to predict (only special tokens or padding)")
-    keys = torch.rand(B, T, generator=gen).masked_fill(~candidate, -1.0)  # candidates sort first
+    keys = torch.rand(B, T, generator=gen) if row_seeds is None else row_rand(salted(row_seeds, 2), T)
+    keys = keys.masked_fill(~candidate, -1.0)  # candidates sort first
     order = keys.argsort(dim=1, descending=True)  # the largest key is the last in the order
     P = int(n_tgt.max())
     slots = torch.arange(P)
@@ -81,7 +85,7 @@ class PLM(nn.Module):
 
     def prepare(self, batch: dict[str, Tensor], gen: torch.Generator) -> dict[str, Tensor]:
         ids = batch.get("original_ids", batch["input_ids"])  # unmasked, if MLM ran first
-        rank, targets, valid = sample_order(ids, batch["mask"], self.special_ids, self.k, gen)
+        rank, targets, valid = sample_order(ids, batch["mask"], self.special_ids, self.k, gen, batch.get("row_seed"))
         return {**batch, "plm_rank": rank, "plm_targets": targets, "plm_valid": valid}
 
     def target_logits(self, backbone: nn.Module, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
@@ -97,6 +101,8 @@ class PLM(nn.Module):
         logits, scored = self.target_logits(backbone, batch)
         ids = batch.get("original_ids", batch["input_ids"])
         labels = ids.gather(1, batch["plm_targets"])[scored]
-        loss = F.cross_entropy(logits, labels)
+        # mean over the scored targets of the GLOBAL batch (all ranks), as MLM does
+        n_all = max(global_count(len(labels), logits.device), 1)
+        loss = F.cross_entropy(logits, labels, reduction="sum") * (world_size() / n_all)
         acc = (logits.argmax(-1) == labels).float().mean()
         return loss, {"plm_loss": loss.detach(), "plm_acc": acc.detach()}

@@ -23,7 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .mlm import mask_tokens
+from ..distributed import global_count, world_size
+from .mlm import mask_tokens, row_rand, salted
 
 
 def generator_size(d_model: int, n_heads: int | None, d_ff: int, fraction: float) -> tuple[int, int, int]:
@@ -127,10 +128,13 @@ class RTD(nn.Module):
 
     def prepare(self, batch: dict[str, Tensor], gen: torch.Generator) -> dict[str, Tensor]:
         ids = batch.get("original_ids", batch["input_ids"])
-        masked, positions, labels = mask_tokens(ids, batch["mask"], self.special_ids, self.mask_id,
-                                                self.vocab_size, self.rate, gen)
+        rows = batch.get("row_seed")  # per-row draws: a row is corrupted the same on any rank
+        masked, positions, labels = mask_tokens(ids, batch["mask"], self.special_ids, self.mask_id, self.vocab_size,
+                                                self.rate, gen, row_seeds=None if rows is None else salted(rows, 1))
+        uniform = (torch.rand(len(positions), generator=gen) if rows is None
+                   else row_rand(salted(rows, 3), ids.shape[1]).reshape(-1)[positions])
         return {**batch, "rtd_input": masked, "rtd_positions": positions, "rtd_labels": labels,
-                "rtd_uniform": torch.rand(len(positions), generator=gen)}
+                "rtd_uniform": uniform}
 
     def corrupt(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor, Tensor]:
         """Generator pass -> (generator logits (N, V) at the masked positions, corrupted ids (B, T), labels (B, T))."""
@@ -145,12 +149,15 @@ class RTD(nn.Module):
 
     def loss(self, backbone: nn.Module, out, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         gen_logits, corrupted, labels = self.corrupt(batch)
-        gen_loss = F.cross_entropy(gen_logits, batch["rtd_labels"])
+        # both means over the GLOBAL batch (all ranks), as MLM's: masked tokens, then real tokens
+        scale = world_size() / max(global_count(len(gen_logits), gen_logits.device), 1)
+        gen_loss = F.cross_entropy(gen_logits, batch["rtd_labels"], reduction="sum") * scale
         mask = batch["mask"]
         hidden = backbone(corrupted, mask, batch.get("segment_ids")).hidden
         real = mask != 0
         disc_logits = self.discriminator_head(hidden[real]).float()  # (n_real,)
-        disc_loss = F.binary_cross_entropy_with_logits(disc_logits, labels[real])
+        scale = world_size() / max(global_count(len(disc_logits), disc_logits.device), 1)
+        disc_loss = F.binary_cross_entropy_with_logits(disc_logits, labels[real], reduction="sum") * scale
         loss = gen_loss + self.weight * disc_loss
         return loss, {
             "rtd_gen_loss": gen_loss.detach(),
