@@ -506,7 +506,8 @@ def pretrain(cfg: RunConfig, corpus: str | Path, out: str | Path, resume: bool =
 
     n_params = count_parameters(model.backbone)
     if dist.main:
-        print(f"model: {cfg.model.backbone} ({cfg.model.style}) {n_params / 1e6:.2f}M backbone parameters, "
+        variant = {"transformer": f" ({cfg.model.style})", "rnn": f" (bi-{cfg.model.rnn_cell})"}.get(cfg.model.backbone, "")
+        print(f"model: {cfg.model.backbone}{variant} {n_params / 1e6:.2f}M backbone parameters, "
               f"objectives {', '.join(model.objectives)}, device {device}, precision {dtype or 'fp32'}"
               + (f", {dist.world} processes ({tc.parallel})" if dist.enabled else ""), file=sys.stderr)
 
