@@ -273,14 +273,41 @@ def test_cli_prepare_and_tokenizer_train(tmp_path, capsys):
     assert "error:" in capsys.readouterr().err
 
 
-def test_seen_keys_is_an_exact_set_across_merges():
-    """Deduplication keeps 8 bytes a document (a sorted array + a small recent set): exactly a set's answers."""
-    seen, reference = prep._SeenKeys(recent=7), set()
-    rng = np.random.default_rng(0)
-    keys = [int(k) for k in rng.integers(0, 1 << 63, 300, dtype=np.uint64)] + [0, (1 << 64) - 1, 2**63 + 5]
-    keys += [keys[i] for i in rng.integers(0, len(keys), 200)]  # repeats, before and after merges
-    for k in keys:
-        assert seen.add(k) == (k not in reference)
-        reference.add(k)
-    assert len(seen) == len(reference) and len(seen._recent) < 7
-    assert seen._sorted.tolist() == sorted(k for k in reference if k not in seen._recent)
+@pytest.mark.parametrize("partition_records", [1 << 20, 3])
+def test_repeats_found_on_disk_are_exactly_the_later_copies(tmp_path, monkeypatch, partition_records):
+    """The first pass flags every document whose normalised text came before: a set's answers, with one
+    partition or with many (a tiny partition size forces 256 of them)."""
+    from pretrainlab.data import dedup
+
+    monkeypatch.setattr(dedup, "PARTITION_RECORDS", partition_records)
+    monkeypatch.setattr(dedup, "BUFFER", 5)  # many appends to each partition file
+    rng = random.Random(7)
+    base = _documents(40, seed=6)
+    docs = [rng.choice(base) if rng.random() < 0.4 else d for d in _documents(200, seed=8)]
+    docs[10] = docs[3].replace(" ", "   ")  # the same text after normalisation
+    docs[11] = "ab"  # too short: dropped, never a repeat
+    src = _write_corpus(tmp_path / "a.txt", docs)
+    flags = dedup.find_duplicates([src], _cfg(), tmp_path / "work")
+    seen, expected = set(), []
+    for d in docs:
+        text = normalize(d)
+        expected.append(len(text) >= 5 and text in seen)
+        if len(text) >= 5:
+            seen.add(text)
+    assert list(dedup.read_flags(flags, chunk=7)) == expected and sum(expected) > 30
+    assert sorted(p.name for p in (tmp_path / "work").iterdir()) == ["repeats.flags"]  # partitions removed
+
+
+def test_inputs_changed_between_the_two_passes_is_a_clear_error(tmp_path):
+    from pretrainlab.data import dedup
+    from pretrainlab.data.readers import ReadStats
+
+    src = _write_corpus(tmp_path / "a.txt", _documents(20, seed=1))
+    flags = dedup.find_duplicates([src], _cfg(), tmp_path / "work")
+    _write_corpus(src, _documents(25, seed=1))  # five more documents after the first pass
+    counts = {"short_dropped": 0, "duplicates_dropped": 0}
+    with pytest.raises(CorpusError, match="changed while they were being prepared"):
+        list(prep._documents([src], _cfg(), ReadStats(), counts, flags))
+    _write_corpus(src, _documents(15, seed=1))  # and five fewer
+    with pytest.raises(CorpusError, match="changed while they were being prepared"):
+        list(prep._documents([src], _cfg(), ReadStats(), counts, flags))

@@ -20,7 +20,8 @@ resumes after its last listed shard: the text is read again (cheap) but only the
 A finished run (manifest.json with the same key) is not redone at all.
 
 Text goes through: Unicode NFC, whitespace runs -> one space, drop documents shorter than
-min_chars, drop exact duplicates (a 128-bit hash of the normalised text; only hashes are kept), hold
+min_chars, drop exact duplicates (found by a first pass that hashes the normalised texts into partition
+files on disk, data/dedup.py: memory stays flat, `dedup.tmp/` goes when the run ends), hold
 out a validation share by hash (at least one document when there are two or more), split into
 sentences (a regex, boundaries kept), tokenize the sentences of ~1 MB of documents at once
 (`encode_batch_fast` on a background thread, Rust threads inside; no [CLS]/[SEP]).
@@ -33,6 +34,8 @@ import itertools
 import json
 import os
 import re
+import shutil
+import tempfile
 import time
 import unicodedata
 from collections.abc import Callable, Iterable, Iterator
@@ -46,12 +49,15 @@ from tokenizers import Tokenizer
 from ..config import DataConfig
 from ..errors import CorpusError
 from ..tokenizer import TokenizerError, load_tokenizer, save_tokenizer, tokenizer_hash, train_tokenizer
+from .dedup import find_duplicates, read_flags, text_key
 from .readers import ReadStats, read_documents, resolve_inputs
 
 FORMAT = 1
 """Version of the on-disk layout; part of the cache key."""
 SPLITS = ("train", "val")
 MANIFEST, PROGRESS, TOKENIZER = "manifest.json", "progress.json", "tokenizer.json"
+DEDUP_DIR = "dedup.tmp"
+"""Where the first pass keeps its partitions and flags (data/dedup.py) while a run lasts."""
 BATCH_CHARS = 1 << 20
 """Characters of text tokenized per encode_batch call: big enough to keep the tokenizer's threads busy."""
 # Settings that change what is written; the others (seq_len, workers, corpus) do not.
@@ -137,54 +143,32 @@ def split_sentences(text: str) -> list[str]:
     return [text[a:b] for a, b in zip([0, *ends], [*ends, len(text)])]
 
 
-class _SeenKeys:
-    """Exact set of 64-bit keys at ~8 bytes a key: a sorted uint64 array, and a Python set of the latest
-    keys that is merged into it (a linear merge of two sorted runs) whenever it holds `recent` keys.
-
-    A plain set of ints costs ~90 bytes a key; this keeps deduplicating a corpus of millions of
-    documents at tens of MiB (4.7M documents: 36 MiB + the recent set)."""
-
-    def __init__(self, recent: int = 1 << 17):
-        self._sorted = np.empty(0, dtype=np.uint64)
-        self._recent: set[int] = set()
-        self._limit = recent
-
-    def __len__(self) -> int:
-        return len(self._sorted) + len(self._recent)
-
-    def add(self, key: int) -> bool:
-        """Add key; False when it was already there."""
-        if key in self._recent:
-            return False
-        k = np.uint64(key)
-        i = int(self._sorted.searchsorted(k))
-        if i < len(self._sorted) and self._sorted[i] == k:
-            return False
-        self._recent.add(key)
-        if len(self._recent) >= self._limit:
-            recent = np.fromiter(self._recent, dtype=np.uint64, count=len(self._recent))
-            recent.sort()
-            merged = np.concatenate([self._sorted, recent])
-            merged.sort(kind="stable")  # timsort: two sorted runs merge in linear time
-            self._sorted, self._recent = merged, set()
-        return True
-
-
-def _documents(paths: list[Path], cfg: DataConfig, stats: ReadStats, counts: dict[str, int]) -> Iterator[tuple[str, float]]:
-    """(normalised text, hash score in [0, 1)) of each document that survives filtering and deduplication."""
-    seen = _SeenKeys()  # 64-bit halves of the document hashes, nothing else
+def _documents(paths: list[Path], cfg: DataConfig, stats: ReadStats, counts: dict[str, int],
+               repeats: Path) -> Iterator[tuple[str, float]]:
+    """(normalised text, hash score in [0, 1)) of each document that survives filtering and deduplication;
+    `repeats`: the flags of dedup.find_duplicates for the same paths and settings."""
     min_chars = max(cfg.min_chars, 1)
+    flags = read_flags(repeats)
     for raw in read_documents(paths, cfg.text_field, cfg.one_doc_per_line, cfg.errors, cfg.encoding, stats):
+        repeat = next(flags, None)
+        if repeat is None:
+            raise _changed_under_us(paths)
         text = normalize(raw)
         if len(text) < min_chars:
             counts["short_dropped"] += 1
             continue
-        digest = hashlib.blake2b(text.encode(), digest_size=16).digest()
-        key = int.from_bytes(digest[:8], "little")
-        if not seen.add(key):
+        if repeat:
             counts["duplicates_dropped"] += 1
             continue
-        yield text, int.from_bytes(digest[8:], "little") / 2**64
+        yield text, text_key(text)[1]
+    if next(flags, None) is not None:
+        raise _changed_under_us(paths)
+
+
+def _changed_under_us(paths: list[Path]) -> CorpusError:
+    return CorpusError(f"the input files ({', '.join(str(p) for p in paths[:3])}{', ...' if len(paths) > 3 else ''}) "
+                       "changed while they were being prepared (not the same documents as a moment ago); "
+                       "leave them alone and run the same `pretrainlab prepare` again")
 
 
 def _nothing_left(counts: dict[str, int], stats: ReadStats, cfg: DataConfig) -> CorpusError:
@@ -200,17 +184,19 @@ def _nothing_left(counts: dict[str, int], stats: ReadStats, cfg: DataConfig) -> 
 
 def train_tokenizer_on_files(inputs: Iterable[str | Path], out: str | Path, data_cfg: DataConfig) -> Path:
     """Train data_cfg.tokenizer_kind on the normalised, deduplicated documents; -> path of tokenizer.json."""
-    tok = _train_on(resolve_inputs(inputs), data_cfg)
+    paths = resolve_inputs(inputs)
+    with tempfile.TemporaryDirectory(prefix="pretrainlab-dedup-") as work:
+        tok = _train_on(paths, data_cfg, find_duplicates(paths, data_cfg, Path(work)))
     return save_tokenizer(tok, out)
 
 
-def _train_on(paths: list[Path], cfg: DataConfig) -> Tokenizer:
+def _train_on(paths: list[Path], cfg: DataConfig, repeats: Path) -> Tokenizer:
     stats, counts = ReadStats(), {"short_dropped": 0, "duplicates_dropped": 0}
     kept = 0
 
     def texts() -> Iterator[str]:
         nonlocal kept
-        for text, _ in _documents(paths, cfg, stats, counts):
+        for text, _ in _documents(paths, cfg, stats, counts, repeats):
             kept += 1
             yield text
 
@@ -405,6 +391,14 @@ def prepare_corpus(
     inputs: Iterable[str | Path], out_dir: str | Path, data_cfg: DataConfig, tokenizer_path: str | Path | None = None
 ) -> PrepareReport:
     """Read, normalise, deduplicate, split and tokenize `inputs` into shards in out_dir (see the module doc)."""
+    try:
+        return _prepare_corpus(inputs, Path(out_dir), data_cfg, tokenizer_path)
+    finally:
+        shutil.rmtree(Path(out_dir) / DEDUP_DIR, ignore_errors=True)  # also what a killed run left
+
+
+def _prepare_corpus(inputs: Iterable[str | Path], out_dir: Path, data_cfg: DataConfig,
+                    tokenizer_path: str | Path | None) -> PrepareReport:
     started = time.perf_counter()
     cfg = data_cfg
     out = Path(out_dir)
@@ -432,6 +426,8 @@ def prepare_corpus(
         return _report(out, manifest, "up to date", time.perf_counter() - started)
 
     (out / MANIFEST).unlink(missing_ok=True)
+    shutil.rmtree(out / DEDUP_DIR, ignore_errors=True)
+    repeats = find_duplicates(paths, cfg, out / DEDUP_DIR)  # the first pass: which documents repeat
     resume = progress is not None and progress.get("key") == key and (out / TOKENIZER).is_file()
     if resume:
         tok = load_tokenizer(out / TOKENIZER)
@@ -442,7 +438,7 @@ def prepare_corpus(
         if given_bytes is not None:
             _write_atomic(out / TOKENIZER, given_bytes)
         else:
-            save_tokenizer(_train_on(paths, cfg), out / TOKENIZER)
+            save_tokenizer(_train_on(paths, cfg, repeats), out / TOKENIZER)
         tok = load_tokenizer(out / TOKENIZER)  # the file, as every later reader will see it
     tok_hash = tokenizer_hash(tok)
     vocab_size = max(tok.get_vocab().values()) + 1  # ids, not entries, decide the dtype
@@ -475,7 +471,7 @@ def prepare_corpus(
                 _write_batch(*pending[0].result(), pending[1], writers)
             pending = (future, batch)
 
-        for text, score in _documents(paths, cfg, stats, counts):
+        for text, score in _documents(paths, cfg, stats, counts, repeats):
             kept += 1
             split = 1 if score < cfg.val_fraction else 0
             name = SPLITS[split]
