@@ -184,7 +184,8 @@ def main() -> None:
           f"({min(n_chunks, WINDOW_CHUNKS):,.0f} chunks, ~{min(n_chunks, WINDOW_CHUNKS) * 24 / mib:,.1f} MiB) and "
           f"16 bytes per block of {BLOCK_CHUNKS:,} chunks ({n_chunks / BLOCK_CHUNKS * 16 / mib:,.2f} MiB), and reads "
           f"the document offsets ({(c['docs'] + 1) * 8 / mib:,.1f} MiB on disk) a block at a time; preparation's "
-          f"deduplication keeps 8 bytes per document ({c['docs'] * 8 / mib:,.1f} MiB); sentence offsets "
+          f"deduplication keeps its keys on disk (16 bytes per document while it runs, "
+          f"{c['docs_read'] * 16 / mib:,.1f} MiB, then 1) and one partition in memory; sentence offsets "
           f"({(c['sentences'] + 1) * 8 / mib:,.1f} MiB) are read only by the sentence-pair objectives, not MLM")
     print(f"total {time.perf_counter() - t0:.0f} s")
     if not args.keep:
