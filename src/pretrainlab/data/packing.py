@@ -194,6 +194,12 @@ class EpochPlan:
         return self._cache[1].row(r - int(self.rows_before[k]))
 
 
+def row_seed(seed: int, epoch: int, index: int) -> int:
+    """The seed of global row (or example) `index` of an epoch: its random choices (masking, PLM order,
+    RTD samples) depend on the row alone, not on the rank or batch it lands in."""
+    return ((seed * 1_000_003 + epoch) * 1_000_000_007 + index) % (1 << 62)
+
+
 def build_row(read, chunk_starts: np.ndarray, chunk_lens: np.ndarray, seq_len: int, cls_id: int, sep_id: int,
               pad_id: int):
     """One packed row of the given chunks: (ids, mask) as int64 numpy arrays of length seq_len."""
@@ -244,18 +250,17 @@ class PackedLoader:
     def next_batch(self) -> dict[str, torch.Tensor]:
         ids = np.empty((self.batch_size, self.seq_len), dtype=np.int64)
         mask = np.empty_like(ids)
-        row_seed = np.empty(self.batch_size, dtype=np.int64)
+        seeds = np.empty(self.batch_size, dtype=np.int64)
         s = self.special
         for b in range(self.batch_size):
             if self.row >= self.rows_per_epoch:
                 self.epoch, self.row = self.epoch + 1, 0
             r = self.row * self.world + self.rank
             ids[b], mask[b] = build_row(self.split.read, *self.plan.row(r), self.seq_len, s.cls, s.sep, s.pad)
-            # a seed per (seed, epoch, global row): its random choices (masking) do not depend on the rank
-            row_seed[b] = ((self.seed * 1_000_003 + self.epoch) * 1_000_000_007 + r) % (1 << 62)
+            seeds[b] = row_seed(self.seed, self.epoch, r)
             self.row += 1
         return {"input_ids": torch.from_numpy(ids), "mask": torch.from_numpy(mask),
-                "row_seed": torch.from_numpy(row_seed)}
+                "row_seed": torch.from_numpy(seeds)}
 
     def state_dict(self) -> dict[str, int]:
         return {"epoch": self.epoch, "row": self.row, "seed": self.seed, "seq_len": self.seq_len,

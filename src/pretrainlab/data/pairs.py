@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from ..errors import CorpusError
+from .packing import row_seed
 
 KINDS = ("nsp", "sop")
 
@@ -179,7 +180,7 @@ class PairLoader:
         mask = np.zeros((B, T), dtype=np.int64)
         seg = np.zeros((B, T), dtype=np.int64)
         labels = np.zeros(B, dtype=np.int64)
-        row_seed = np.empty(B, dtype=np.int64)
+        seeds = np.empty(B, dtype=np.int64)
         for r in range(B):
             if self.index >= self.examples_per_epoch:
                 self.epoch, self.index = self.epoch + 1, 0
@@ -191,12 +192,11 @@ class PairLoader:
             ids[r, 2 + la : 2 + la + lb], ids[r, 2 + la + lb] = b, s.sep
             mask[r, : 3 + la + lb] = 1
             seg[r, 2 + la : 3 + la + lb] = 1
-            # a seed per (seed, epoch, global example), as PackedLoader's: masking does not depend on the rank
-            row_seed[r] = ((self.seed * 1_000_003 + self.epoch) * 1_000_000_007 + j) % (1 << 62)
+            seeds[r] = row_seed(self.seed, self.epoch, j)
             self.index += 1
         return {"input_ids": torch.from_numpy(ids), "mask": torch.from_numpy(mask),
                 "segment_ids": torch.from_numpy(seg), f"{self.kind}_labels": torch.from_numpy(labels),
-                "row_seed": torch.from_numpy(row_seed)}
+                "row_seed": torch.from_numpy(seeds)}
 
     def state_dict(self) -> dict[str, int | str]:
         return {"epoch": self.epoch, "index": self.index, "seed": self.seed, "seq_len": self.seq_len,
