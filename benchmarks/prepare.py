@@ -42,7 +42,8 @@ print(json.dumps({"seconds": time.perf_counter() - t, "cpu": time.process_time()
 BARE = """
 import json, sys, time
 from tokenizers import Tokenizer
-from pretrainlab.data.prepare import normalize, split_sentences
+from pretrainlab.data.prepare import split_sentences
+from pretrainlab.data.text import normalize
 src, tok_path, mode = sys.argv[1:4]
 tok = Tokenizer.from_file(tok_path)
 docs = [d for d in open(src, encoding="utf-8").read().split("\\n\\n") if d.strip()]

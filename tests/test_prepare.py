@@ -12,7 +12,8 @@ from pretrainlab.cli import main
 from pretrainlab.config import DataConfig
 from pretrainlab.data import prepare as prep
 from pretrainlab.data.corpus import open_corpus
-from pretrainlab.data.prepare import normalize, prepare_corpus, split_sentences
+from pretrainlab.data.prepare import prepare_corpus, split_sentences
+from pretrainlab.data.text import normalize
 from pretrainlab.errors import CorpusError, PretrainlabError
 from pretrainlab.tokenizer import SPECIAL_TOKENS, build_tokenizer, load_tokenizer, save_tokenizer
 

@@ -1,20 +1,20 @@
 """Exact deduplication in flat memory: which documents repeat an earlier one, found on disk.
 
     flags = find_duplicates(paths, cfg, work_dir)   # one byte per document read: 1 = a repeat
-    for raw, repeat in zip(read_documents(paths, ...), read_flags(flags)):
+    for text, repeat in zip(normalized_documents(paths, cfg, stats), read_flags(flags)):
         ...                                         # keep the first copy of every text
 
-A first pass reads, normalises and hashes every document (a 64-bit half of its blake2b digest,
-the same key `prepare` has always used) and appends (key, document index) to one of up to 256
-partition files chosen by the key's top bits. Each partition, a few MiB, is then sorted by key and
-index: every entry after the first of its key is a repeat, and its byte in the flags file is set.
-Memory holds one write buffer and one partition, whatever the corpus size; the disk holds 16 bytes
-a document while it runs and 1 byte a document after.
+A first pass reads, normalises and hashes every document (data/text.py: the same
+normalized_documents the second pass reads, and text_key, a 64-bit half of a blake2b digest) and
+appends (key, document index) to one of up to 256 partition files chosen by the key's top bits.
+Each partition, a few MiB, is then sorted by key and index: every entry after the first of its key
+is a repeat, and its byte in the flags file is set. Memory holds one write buffer and one
+partition, whatever the corpus size; the disk holds 16 bytes a document while it runs and 1 byte a
+document after.
 """
 
 from __future__ import annotations
 
-import hashlib
 import math
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from ..config import DataConfig
-from .readers import ReadStats, read_documents
+from .readers import ReadStats
+from .text import normalized_documents, text_key
 
 RECORD = np.dtype([("key", "<u8"), ("index", "<i8")])
 BUFFER = 1 << 16
@@ -33,17 +34,9 @@ MAX_BITS = 8
 """At most 2^8 = 256 partition files open at once."""
 
 
-def text_key(text: str) -> tuple[int, float]:
-    """(64-bit duplicate key, hash score in [0, 1)) of a normalised text; the score picks its split."""
-    digest = hashlib.blake2b(text.encode(), digest_size=16).digest()
-    return int.from_bytes(digest[:8], "little"), int.from_bytes(digest[8:], "little") / 2**64
-
-
 def find_duplicates(paths: list[Path], cfg: DataConfig, work_dir: Path) -> Path:
-    """Mark every document (of those read_documents yields from `paths`, in order) whose normalised text
+    """Mark every document (of those normalized_documents yields from `paths`, in order) whose text
     repeats an earlier one; -> the flags file (one byte per document, 1 = repeat) in work_dir."""
-    from .prepare import normalize  # prepare imports this module
-
     work_dir.mkdir(parents=True, exist_ok=True)
     total = sum(p.stat().st_size for p in paths)
     bits = min(MAX_BITS, max(0, math.ceil(math.log2(max(total / 64 / PARTITION_RECORDS, 1)))))
@@ -65,12 +58,10 @@ def find_duplicates(paths: list[Path], cfg: DataConfig, work_dir: Path) -> Path:
         keys.clear()
         indices.clear()
 
-    min_chars, n = max(cfg.min_chars, 1), 0
+    n = 0
     try:
-        for n, raw in enumerate(read_documents(paths, cfg.text_field, cfg.one_doc_per_line, cfg.errors,
-                                               cfg.encoding, ReadStats()), start=1):
-            text = normalize(raw)
-            if len(text) >= min_chars:  # shorter ones are dropped anyway, never counted as repeats
+        for n, text in enumerate(normalized_documents(paths, cfg, ReadStats()), start=1):
+            if text is not None:  # too short: dropped anyway, never counted as a repeat
                 keys.append(text_key(text)[0])
                 indices.append(n - 1)
                 if len(keys) >= BUFFER:

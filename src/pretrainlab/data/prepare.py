@@ -37,7 +37,6 @@ import re
 import shutil
 import tempfile
 import time
-import unicodedata
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -49,8 +48,9 @@ from tokenizers import Tokenizer
 from ..config import DataConfig
 from ..errors import CorpusError
 from ..tokenizer import TokenizerError, load_tokenizer, save_tokenizer, tokenizer_hash, train_tokenizer
-from .dedup import find_duplicates, read_flags, text_key
-from .readers import ReadStats, read_documents, resolve_inputs
+from .dedup import find_duplicates, read_flags
+from .readers import ReadStats, resolve_inputs
+from .text import normalized_documents, text_key
 
 FORMAT = 1
 """Version of the on-disk layout; part of the cache key."""
@@ -127,12 +127,6 @@ class PrepareReport:
 _SENTENCE_END = re.compile(r"[.!?\u3002\uff01\uff1f][\"'\u201d\u2019)\]]*( )(?=[^a-z])")
 
 
-def normalize(text: str) -> str:
-    """Unicode NFC, every run of whitespace -> one space, no space at either end."""
-    text = " ".join(text.split())
-    return text if text.isascii() else unicodedata.normalize("NFC", text)
-
-
 def split_sentences(text: str) -> list[str]:
     """Split normalised text after . ! ? (and closing quotes) before a space and a non-lowercase character.
 
@@ -146,15 +140,13 @@ def split_sentences(text: str) -> list[str]:
 def _documents(paths: list[Path], cfg: DataConfig, stats: ReadStats, counts: dict[str, int],
                repeats: Path) -> Iterator[tuple[str, float]]:
     """(normalised text, hash score in [0, 1)) of each document that survives filtering and deduplication;
-    `repeats`: the flags of dedup.find_duplicates for the same paths and settings."""
-    min_chars = max(cfg.min_chars, 1)
+    `repeats`: the flags of dedup.find_duplicates for the same paths and settings (one per document)."""
     flags = read_flags(repeats)
-    for raw in read_documents(paths, cfg.text_field, cfg.one_doc_per_line, cfg.errors, cfg.encoding, stats):
+    for text in normalized_documents(paths, cfg, stats):
         repeat = next(flags, None)
         if repeat is None:
             raise _changed_under_us(paths)
-        text = normalize(raw)
-        if len(text) < min_chars:
+        if text is None:
             counts["short_dropped"] += 1
             continue
         if repeat:
