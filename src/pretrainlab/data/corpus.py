@@ -23,8 +23,7 @@ import numpy as np
 
 from ..errors import CorpusError
 from ..tokenizer import TokenizerError, load_tokenizer, tokenizer_hash
-
-MANIFEST, PROGRESS = "manifest.json", "progress.json"
+from .shards import IDS, MANIFEST, PROGRESS, index_paths, is_boundaries, read_shard
 
 
 class CorpusSplit:
@@ -144,24 +143,23 @@ class Corpus:
         shards, doc_files, shard_docs, sent_files, n_sents = [], [], [], [], 0
         for shard in info["shards"]:
             bin_path = self.path / shard["file"]
-            stem = bin_path.name[: -len(".bin")]
+            stem = bin_path.name[: -len(IDS)]
             try:
-                size = bin_path.stat().st_size
-                d = np.load(self.path / f"{stem}.docs.npy")
-                s = np.load(self.path / f"{stem}.sents.npy")
+                size, d, s = read_shard(self.path, shard["file"])
             except (OSError, ValueError) as e:
                 raise _corrupt(self.path, f"shard {stem} is missing or unreadable ({e})") from None
             n = shard["tokens"]
             if size != n * dtype.itemsize:
                 raise _corrupt(self.path, f"{bin_path.name} has {size} bytes, expected {n * dtype.itemsize}")
-            if not (_is_boundaries(d, n) and _is_boundaries(s, n)) or len(d) != shard["docs"] + 1:
+            if not (is_boundaries(d, n) and is_boundaries(s, n)) or len(d) != shard["docs"] + 1:
                 raise _corrupt(self.path, f"the boundaries of shard {stem} do not fit its {n} tokens")
             if not (s[np.minimum(np.searchsorted(s, d), len(s) - 1)] == d).all():
                 raise _corrupt(self.path, f"shard {stem}: a document boundary is not a sentence boundary")
             shards.append(np.memmap(bin_path, dtype=dtype, mode="r", shape=(n,)))
-            doc_files.append(self.path / f"{stem}.docs.npy")
+            doc_file, sent_file = index_paths(self.path, shard["file"])
+            doc_files.append(doc_file)
             shard_docs.append(len(d) - 1)
-            sent_files.append(self.path / f"{stem}.sents.npy")
+            sent_files.append(sent_file)
             n_sents += len(s) - 1
             del d, s  # checked, not kept: the loader reads boundaries back a block at a time
         return CorpusSplit(name, shards, doc_files, shard_docs, sent_files, n_sents)
@@ -179,11 +177,6 @@ def _read_npy_slice(path: Path, lo: int, hi: int) -> np.ndarray:
     out = np.array(mapped[lo:hi], dtype=np.int64)
     del mapped
     return out
-
-
-def _is_boundaries(offsets: np.ndarray, n: int) -> bool:
-    return (offsets.dtype == np.int64 and offsets.ndim == 1 and len(offsets) >= 2 and offsets[0] == 0
-            and offsets[-1] == n and bool((np.diff(offsets) > 0).all()))
 
 
 def _corrupt(path: Path, what: str) -> CorpusError:

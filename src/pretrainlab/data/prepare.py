@@ -4,13 +4,8 @@
     print(report.summary())
     corpus = open_corpus("corpus")                                  # data/corpus.py reads it back
 
-The output directory holds
-    tokenizer.json            the tokenizer the ids belong to
-    train-00000.bin           token ids back to back, raw uint16 (vocabulary <= 65536) or uint32
-    train-00000.docs.npy      int64 document boundaries inside the shard: [0, end of doc 1, ..., n_tokens]
-    train-00000.sents.npy     int64 sentence boundaries inside the shard (every document end is one too)
-    val-00000.*               the same for the validation split
-    manifest.json             written last: sources (size, sha256), counts, dtype, tokenizer hash, settings
+The output directory holds the tokenizer, the shards of each split (token ids, document and
+sentence boundaries) and, written last, manifest.json: data/shards.py defines that format.
 
 A document is never cut across shards; a shard closes at the first document boundary past
 `shard_tokens`. Shards are written under a temporary name and renamed when complete, index first,
@@ -20,7 +15,7 @@ resumes after its last listed shard: the text is read again (cheap) but only the
 A finished run (manifest.json with the same key) is not redone at all.
 
 Text goes through: Unicode NFC, whitespace runs -> one space, drop documents shorter than
-min_chars, drop exact duplicates (found by a first pass that hashes the normalised texts into partition
+min_chars (data/text.py), drop exact duplicates (found by a first pass that hashes the normalised texts into partition
 files on disk, data/dedup.py: memory stays flat, `dedup.tmp/` goes when the run ends), hold
 out a validation share by hash (at least one document when there are two or more), split into
 sentences (a regex, boundaries kept), tokenize the sentences of ~1 MB of documents at once
@@ -50,12 +45,10 @@ from ..errors import CorpusError
 from ..tokenizer import TokenizerError, load_tokenizer, save_tokenizer, tokenizer_hash, train_tokenizer
 from .dedup import find_duplicates, read_flags
 from .readers import ReadStats, resolve_inputs
+from .shards import (DOCS, FORMAT, IDS, MANIFEST, PROGRESS, SENTS, SPLITS, TOKENIZER, ids_dtype, read_shard,
+                     shard_stem)
 from .text import normalized_documents, text_key
 
-FORMAT = 1
-"""Version of the on-disk layout; part of the cache key."""
-SPLITS = ("train", "val")
-MANIFEST, PROGRESS, TOKENIZER = "manifest.json", "progress.json", "tokenizer.json"
 DEDUP_DIR = "dedup.tmp"
 """Where the first pass keeps its partitions and flags (data/dedup.py) while a run lasts."""
 BATCH_CHARS = 1 << 20
@@ -276,9 +269,6 @@ class _ShardWriter:
     def n_empty(self) -> int:
         return sum(s.empty for s in self.shards) + self._empty
 
-    def _name(self, index: int) -> str:
-        return f"{self.split}-{index:05d}"
-
     def add(self, ids: np.ndarray, doc_lens: np.ndarray, sent_lens: np.ndarray, doc_sents: np.ndarray) -> None:
         """Append documents: their ids back to back, tokens per document / per sentence, sentences per document."""
         doc_ends = np.cumsum(doc_lens)
@@ -296,7 +286,7 @@ class _ShardWriter:
             s_lo, s_hi = (int(doc_sent_ends[d - 1]) if d else 0), int(doc_sent_ends[k - 1])
             if stop > base:
                 if self._file is None:
-                    self._file = open(self.out_dir / f"{self._name(len(self.shards))}.bin.tmp", "wb")
+                    self._file = open(self.out_dir / f"{shard_stem(self.split, len(self.shards))}{IDS}.tmp", "wb")
                 ids[base:stop].tofile(self._file)
                 keep_docs, keep_sents = doc_lens[d:k] > 0, sent_lens[s_lo:s_hi] > 0
                 self._doc_ends.append(doc_ends[d:k][keep_docs] - base + self._tokens)
@@ -323,20 +313,20 @@ class _ShardWriter:
         return ids, sent_lens
 
     def _close(self) -> None:
-        name = self._name(len(self.shards))
+        name = shard_stem(self.split, len(self.shards))
         docs = np.concatenate([np.zeros(1, np.int64), *self._doc_ends])
         sents = np.concatenate([np.zeros(1, np.int64), *self._sent_ends])
         self._file.flush()
         os.fsync(self._file.fileno())
         self._file.close()
-        for suffix, array in ((".docs.npy", docs), (".sents.npy", sents)):
+        for suffix, array in ((DOCS, docs), (SENTS, sents)):
             tmp = self.out_dir / f"{name}{suffix}.tmp"
             with open(tmp, "wb") as f:
                 np.save(f, array)
             tmp.replace(self.out_dir / f"{name}{suffix}")
         # the ids last: a shard whose .bin exists (and that progress.json lists) is complete
-        (self.out_dir / f"{name}.bin.tmp").replace(self.out_dir / f"{name}.bin")
-        self.shards.append(_Shard(f"{name}.bin", self._tokens, len(docs) - 1, len(sents) - 1, self._consumed, self._empty))
+        (self.out_dir / f"{name}{IDS}.tmp").replace(self.out_dir / f"{name}{IDS}")
+        self.shards.append(_Shard(f"{name}{IDS}", self._tokens, len(docs) - 1, len(sents) - 1, self._consumed, self._empty))
         self._file, self._tokens, self._consumed, self._empty = None, 0, 0, 0
         self._doc_ends, self._sent_ends = [], []
 
@@ -352,11 +342,8 @@ def _complete_shards(out_dir: Path, split: str, dtype: np.dtype, recorded: list[
     shards = []
     for record in recorded:
         shard = _Shard(**record)
-        stem = shard.file[: -len(".bin")]
         try:
-            docs = np.load(out_dir / f"{stem}.docs.npy")
-            sents = np.load(out_dir / f"{stem}.sents.npy")
-            size = (out_dir / shard.file).stat().st_size
+            size, docs, sents = read_shard(out_dir, shard.file)
         except (OSError, ValueError):
             break
         if (size != shard.tokens * np.dtype(dtype).itemsize or int(docs[-1]) != shard.tokens
@@ -434,7 +421,7 @@ def _prepare_corpus(inputs: Iterable[str | Path], out_dir: Path, data_cfg: DataC
         tok = load_tokenizer(out / TOKENIZER)  # the file, as every later reader will see it
     tok_hash = tokenizer_hash(tok)
     vocab_size = max(tok.get_vocab().values()) + 1  # ids, not entries, decide the dtype
-    dtype = np.dtype(np.uint16 if vocab_size <= 2**16 else np.uint32)
+    dtype = ids_dtype(vocab_size)
 
     recorded = progress.get("shards", {}) if resume else {}
     done = {s: _complete_shards(out, s, dtype, recorded.get(s, [])) for s in SPLITS}
