@@ -115,7 +115,7 @@ def test_sequence_classifier_encoder_is_imported(tok, tmp_path):
 def test_modernbert_import_equal_hidden_states(tok, tmp_path):
     import transformers
 
-    from pretrainlab.backbones.transformer import hf_modernbert_config_kwargs
+    from pretrainlab.export.hf_names import hf_modernbert_config_kwargs
 
     torch.manual_seed(0)
     kw = hf_modernbert_config_kwargs(vocab_size=tok.get_vocab_size(), d_model=32, n_layers=2, n_heads=4, d_ff=48,

@@ -9,9 +9,8 @@ import transformers
 from torch.testing import assert_close
 
 from pretrainlab.backbones import build_backbone
-from pretrainlab.backbones.transformer import (
-    TransformerBackbone,
-    dropout,
+from pretrainlab.backbones.transformer import TransformerBackbone, dropout
+from pretrainlab.export.hf_names import (
     from_hf_bert_state_dict,
     from_hf_modernbert_state_dict,
     hf_config_kwargs,

@@ -5,21 +5,11 @@
     check_export("hf/mini-mr", logits_fn("runs/mini/finetune-mr"), tokenizer=...)  # the snippet below, compared
 
 The folder holds config.json (with id2label / label2id), model.safetensors and the tokenizer
-(tokenizer.json + tokenizer_config.json: PreTrainedTokenizerFast). Name maps:
+(tokenizer.json + tokenizer_config.json: PreTrainedTokenizerFast). The weight-name maps, backbone
+and heads, are export/hf_names.py's:
 
-  bert style   backbone              -> BertModel            (backbones/transformer.HF_BERT_NAMES)
-               Classifier.pooler     -> bert.pooler.dense    (dense + tanh on [CLS])
-               Classifier.head       -> classifier
-               MLM head dense / norm -> cls.predictions.transform.dense / LayerNorm
-               MLM head bias         -> cls.predictions.bias (decoder tied to the word embeddings)
-  modern style backbone              -> ModernBertModel      (HF_MODERNBERT_NAMES)
-               ModernClassifier.pooler / norm -> head.dense / head.norm (classifier_activation=tanh)
-               ModernClassifier.head -> classifier
-               MLM head dense / norm -> head.dense / head.norm (classifier_activation=gelu)
-               MLM head bias         -> decoder.bias + E @ norm.bias (ModernBERT's head norm has no
-                                        bias; a constant added after the norm moves through the tied
-                                        decoder as E @ beta, so it folds into the decoder bias exactly)
-
+  bert style   -> BertForSequenceClassification / BertForMaskedLM
+  modern style -> ModernBertForSequenceClassification / ModernBertForMaskedLM
   rnn / cnn    no transformers classes exist: the folder carries our own as remote code
                (export/remote: configuration_pretrainlab.py, modeling_pretrainlab.py, `auto_map`
                in config.json); loading takes `trust_remote_code=True`
@@ -175,8 +165,8 @@ def _embedding_key(kind: str) -> str:
 
 def hf_model(source: Source) -> nn.Module:
     """The transformers model holding our weights (fp32, eval mode)."""
-    from ..backbones.transformer import (hf_config_kwargs, to_hf_bert_state_dict,
-                                         to_hf_modernbert_state_dict)
+    from .hf_names import (classifier_head_to_hf, hf_config_kwargs, mlm_head_to_hf, to_hf_bert_state_dict,
+                           to_hf_modernbert_state_dict)
 
     bb = source.backbone
     if source.tokenizer.get_vocab_size() != bb.vocab_size:
@@ -205,21 +195,13 @@ def hf_model(source: Source) -> nn.Module:
                 raise ExportError(f"{source.path} pools by {source.pooling!r}, but BertForSequenceClassification pools "
                                   "the [CLS] token; fine-tune with finetune.pooling=cls to export the bert style")
             config = BertConfig(**kw, **labels, classifier_dropout=bb.dropout)
-            hf_sd.update({"bert.pooler.dense.weight": m.pooler.weight, "bert.pooler.dense.bias": m.pooler.bias,
-                          "classifier.weight": m.head.weight, "classifier.bias": m.head.bias})
+            hf_sd.update(classifier_head_to_hf(m, "bert"))
             model = BertForSequenceClassification(config)
         else:
             head = m.objectives["mlm"].head
             tied = head.embedding is bb.get_input_embeddings()
             config = BertConfig(**kw, tie_word_embeddings=tied)
-            hf_sd.update({
-                "cls.predictions.transform.dense.weight": head.dense.weight,
-                "cls.predictions.transform.dense.bias": head.dense.bias,
-                "cls.predictions.transform.LayerNorm.weight": head.norm.weight,
-                "cls.predictions.transform.LayerNorm.bias": head.norm.bias,
-                "cls.predictions.bias": head.bias, "cls.predictions.decoder.bias": head.bias,
-                "cls.predictions.decoder.weight": head.embedding.weight,
-            })
+            hf_sd.update(mlm_head_to_hf(head, "bert"))
             model = BertForMaskedLM(config)
     else:
         from transformers import ModernBertConfig, ModernBertForMaskedLM, ModernBertForSequenceClassification
@@ -234,26 +216,21 @@ def hf_model(source: Source) -> nn.Module:
         if source.kind == "classifier":
             config = ModernBertConfig(**kw, **labels, classifier_pooling=source.pooling, classifier_bias=True,
                                       classifier_activation="tanh", classifier_dropout=bb.dropout)
-            hf_sd.update({"head.dense.weight": m.pooler.weight, "head.dense.bias": m.pooler.bias,
-                          "head.norm.weight": m.norm.weight,
-                          "classifier.weight": m.head.weight, "classifier.bias": m.head.bias})
+            hf_sd.update(classifier_head_to_hf(m, "modern"))
             model = ModernBertForSequenceClassification(config)
         else:
             head = m.objectives["mlm"].head
             tied = head.embedding is bb.get_input_embeddings()
             config = ModernBertConfig(**kw, classifier_bias=True, classifier_activation="gelu", decoder_bias=True,
                                       tie_word_embeddings=tied)
-            emb = head.embedding.weight
-            hf_sd.update({"head.dense.weight": head.dense.weight, "head.dense.bias": head.dense.bias,
-                          "head.norm.weight": head.norm.weight, "decoder.weight": emb,
-                          "decoder.bias": head.bias + emb @ head.norm.bias})
+            hf_sd.update(mlm_head_to_hf(head, "modern"))
             model = ModernBertForMaskedLM(config)
     hf_sd = {k: v.detach().float().contiguous() for k, v in hf_sd.items()}
     missing, unexpected = model.load_state_dict(hf_sd, strict=False)
     if missing or unexpected:
         raise ExportError(f"{source.path}: the weight map is incomplete for {type(model).__name__} "
                           f"(missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]}); "
-                          "the name maps in backbones/transformer.py and export/hf.py need updating")
+                          "the name maps in export/hf_names.py need updating")
     return model.eval()
 
 

@@ -19,10 +19,9 @@ imported.json (source, classes, what was initialised fresh). The objective is ML
 without an MLM head (BertModel, e.g. MiniLM) gets a fresh one: decoder tied to the word
 embeddings, new dense / LayerNorm / bias; the report says so.
 
-Name maps: the encoder uses backbones/transformer.py's HF_BERT_NAMES / HF_MODERNBERT_NAMES; the
-MLM head is the inverse of export/hf.py's (cls.predictions.transform.* -> head.dense / head.norm,
-cls.predictions.bias -> head.bias; ModernBERT head.dense / head.norm / decoder.bias, its norm has
-no bias).
+Name maps: export/hf_names.py's, the encoder's and the MLM head's (the inverse of the export's:
+cls.predictions.transform.* -> head.dense / head.norm, cls.predictions.bias -> head.bias; ModernBERT
+head.dense / head.norm / decoder.bias, its norm has no bias).
 
 Continued pre-training (`adopt_init_model`): the model section of a run started with --init
 must be the init run's; a config that asks for another architecture is replaced by the init's
@@ -177,28 +176,10 @@ def _model_section(hf: dict[str, Any], model_type: str, notes: list[str]) -> dic
                 dropout=hf.get("embedding_dropout", 0.0) or hf.get("mlp_dropout", 0.0), type_vocab_size=2)
 
 
-def _mlm_head_state(sd: dict[str, torch.Tensor], model_type: str) -> dict[str, torch.Tensor] | None:
-    """Our MLM head (objectives.mlm.head.*) from the checkpoint's, or None when it has none."""
-    if model_type == "bert":
-        p = "cls.predictions."
-        if p + "transform.dense.weight" not in sd:
-            return None
-        bias = sd.get(p + "bias", sd.get(p + "decoder.bias"))
-        return {"dense.weight": sd[p + "transform.dense.weight"], "dense.bias": sd[p + "transform.dense.bias"],
-                "norm.weight": sd[p + "transform.LayerNorm.weight"], "norm.bias": sd[p + "transform.LayerNorm.bias"],
-                "bias": bias}
-    if "head.dense.weight" not in sd or "decoder.bias" not in sd:
-        return None  # a sequence classifier's head.* is not an MLM head
-    d = sd["head.dense.weight"].shape[0]
-    return {"dense.weight": sd["head.dense.weight"],
-            "dense.bias": sd.get("head.dense.bias", torch.zeros(d)),
-            "norm.weight": sd["head.norm.weight"], "norm.bias": torch.zeros(d), "bias": sd["decoder.bias"]}
-
-
 def import_hf(src: str | Path, out: str | Path, *, overwrite: bool = False, seq_len: int = 128,
               quiet: bool = False) -> ImportReport:
     """Convert a local Hugging Face BERT / ModernBERT folder into a pretrainlab run directory."""
-    from ..backbones.transformer import from_hf_bert_state_dict, from_hf_modernbert_state_dict
+    from .hf_names import from_hf_bert_state_dict, from_hf_modernbert_state_dict, mlm_head_from_hf
     from ..checkpoint import save_checkpoint
     from ..config import RunConfig, build_section, save_config
     from ..tokenizer import TokenizerError, special_ids, tokenizer_hash
@@ -233,7 +214,7 @@ def import_hf(src: str | Path, out: str | Path, *, overwrite: bool = False, seq_
         prefix = _prefix(sd, "embeddings.tok_embeddings.weight", ("", "model."))
         backbone_sd = from_hf_modernbert_state_dict(sd, prefix, type_vocab_size=2)
     rows = backbone_sd["tok_emb.weight"].shape[0]
-    head = _mlm_head_state(sd, model_type)
+    head = mlm_head_from_hf(sd, model_type)
     if rows < n_tokens:
         raise ImportError_(f"{src}: the tokenizer has {n_tokens} tokens but the embedding only {rows} rows; "
                            "they do not belong together")
