@@ -163,17 +163,16 @@ def test_rejected_for_backbones_that_are_not_directional(kind):
 
 
 def test_preset_gives_parameter_matched_rnn_and_cnn_sizes():
-    from pretrainlab.backbones.cnn import cnn_dims_for
-    from pretrainlab.backbones.rnn import rnn_dims_for
+    from pretrainlab.config import CNN_DIMS, RNN_DIMS
 
     for preset in ("tiny", "mini", "small"):
         m = load_config(None, ["model.backbone=rnn", f"model.preset={preset}"]).model
-        assert dict(d_model=m.d_model, n_layers=m.n_layers) == rnn_dims_for(preset)
+        assert dict(d_model=m.d_model, n_layers=m.n_layers) == RNN_DIMS[preset]
         m = load_config(None, ["model.backbone=cnn", f"model.preset={preset}"]).model
-        assert dict(d_model=m.d_model, n_layers=m.n_layers) == cnn_dims_for(preset)
+        assert dict(d_model=m.d_model, n_layers=m.n_layers) == CNN_DIMS[preset]
     m = load_config(None, ["model.backbone=transformer", "model.preset=mini"]).model
     assert (m.d_model, m.n_layers, m.n_heads, m.d_ff) == (256, 4, 4, 1024)
-    assert load_config(None, ["model.backbone=rnn"]).model.n_layers == rnn_dims_for("mini")["n_layers"]  # default preset
+    assert load_config(None, ["model.backbone=rnn"]).model.n_layers == RNN_DIMS["mini"]["n_layers"]  # default preset
 
 
 def test_explicit_sizes_win_over_the_preset():

@@ -27,26 +27,6 @@ from torch import Tensor, nn
 
 from . import EncoderOutput
 
-# d_model / n_layers whose parameter count (embeddings included) matches the Transformer
-# preset of the same name at any vocabulary size (kernel_size 5): same d_model (so the same
-# embedding and tied head), layers chosen to match the non-embedding parameters.
-CNN_DIMS = {
-    "tiny": dict(d_model=128, n_layers=3),
-    "mini": dict(d_model=256, n_layers=5),
-    "small": dict(d_model=512, n_layers=5),
-    "medium": dict(d_model=512, n_layers=10),
-}
-
-
-def cnn_dims_for(preset: str) -> dict[str, int]:
-    """d_model and n_layers comparable in size to the Transformer `preset` (at kernel_size 5)."""
-    if preset not in CNN_DIMS:
-        raise ValueError(
-            f"no CNN size for preset {preset!r}; choose {', '.join(CNN_DIMS)} or give d_model and n_layers"
-        )
-    return dict(CNN_DIMS[preset])
-
-
 def spread_documents(mask: Tensor, gap: int) -> tuple[Tensor, int]:
     """Column of every token once the documents of each row are `gap` zero columns apart.
 

@@ -43,27 +43,6 @@ from torch import Tensor, nn
 
 from . import EncoderOutput, positions_from_mask
 
-# d_model / n_layers whose parameter count (embeddings included) matches the Transformer
-# preset of the same name at any vocabulary size: same d_model (so the same embedding and tied
-# head), layers chosen to match the non-embedding parameters. The recurrence makes this slower
-# than the Transformer it matches (mini: ~0.55x its tokens/s in a bf16 MLM step on 2 threads),
-# so medium and base (24+ layers per direction) are not offered.
-RNN_DIMS = {
-    "tiny": dict(d_model=128, n_layers=6),
-    "mini": dict(d_model=256, n_layers=12),
-    "small": dict(d_model=512, n_layers=12),
-}
-
-
-def rnn_dims_for(preset: str) -> dict[str, int]:
-    """d_model and n_layers (per direction) comparable in size to the Transformer `preset`."""
-    if preset not in RNN_DIMS:
-        raise ValueError(
-            f"no RNN size for preset {preset!r}; choose {', '.join(RNN_DIMS)} or give d_model and n_layers"
-        )
-    return dict(RNN_DIMS[preset])
-
-
 def split_documents(mask: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """Where each real token goes when every document gets a row of its own.
 
