@@ -194,10 +194,10 @@ class Plant:
 
 def _rehash(ckpt: Path) -> None:
     """An attacker who controls the directory also rewrites the hashes: only the format protects."""
-    from pretrainlab.checkpoint import _sha256
+    from pretrainlab.files import sha256_file
 
     state = json.loads((ckpt / "state.json").read_text())
-    state["files"] = {name: _sha256(ckpt / name) for name in state["files"]}
+    state["files"] = {name: sha256_file(ckpt / name) for name in state["files"]}
     (ckpt / "state.json").write_text(json.dumps(state))
 
 

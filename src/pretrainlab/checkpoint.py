@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import ctypes
 import errno
-import hashlib
 import json
 import os
 import pickle
@@ -32,16 +31,9 @@ from safetensors.torch import load_file, load_model, save_file, save_model
 
 from .distributed import is_sharded
 from .errors import CheckpointError
+from .files import sha256_file
 
 KEEP = 2  # complete checkpoints kept on disk
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _fsync_dir(path: Path) -> None:
@@ -169,7 +161,7 @@ def save_checkpoint(run_dir: Path, model: torch.nn.Module, optimizer, scheduler,
         if torch.cuda.is_available():
             rng.update({f"cuda{i}": s for i, s in enumerate(torch.cuda.get_rng_state_all())})
         save_file(rng, str(tmp / "rng.safetensors"))
-        files = {f: _sha256(tmp / f) for f in ("model.safetensors", "optimizer.pt", "rng.safetensors")}
+        files = {f: sha256_file(tmp / f) for f in ("model.safetensors", "optimizer.pt", "rng.safetensors")}
         (tmp / "state.json").write_text(json.dumps({**state, "files": files}, indent=1), encoding="utf-8")
         for f in tmp.iterdir():
             with open(f, "rb") as fh:
@@ -231,7 +223,7 @@ def read_state(ckpt: Path, verify: bool = True) -> dict[str, Any]:
             f = ckpt / name
             if not f.is_file():
                 raise CheckpointError(f"{ckpt}: {name} is missing; the checkpoint is incomplete")
-            if _sha256(f) != digest:
+            if sha256_file(f) != digest:
                 raise CheckpointError(
                     f"{ckpt}: {name} does not match its recorded sha256 (corrupt or truncated); "
                     "delete this checkpoint directory to fall back to an earlier one"

@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from .errors import PretrainlabError
+from .files import read_yaml
 
 
 class ConfigError(PretrainlabError, ValueError):
@@ -449,7 +450,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
         if not path.is_file():
             raise ConfigError(f"config file {path} does not exist")
         try:
-            loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+            loaded = read_yaml(path) or {}
         except yaml.YAMLError as e:
             raise ConfigError(f"{path}: not valid YAML: {e}") from None
         if not isinstance(loaded, dict):

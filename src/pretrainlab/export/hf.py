@@ -141,8 +141,10 @@ def _check_vocab(weights: Path, key: str, tokenizer_path: Path) -> None:
 def _read_model_section(src: Path) -> dict[str, Any]:
     import yaml
 
+    from ..files import read_yaml
+
     try:
-        return (yaml.safe_load((src / "config.yaml").read_text(encoding="utf-8")) or {}).get("model", {})
+        return (read_yaml(src / "config.yaml") or {}).get("model", {})
     except (OSError, yaml.YAMLError) as e:
         raise ExportError(f"{src}/config.yaml cannot be read ({e})") from None
 

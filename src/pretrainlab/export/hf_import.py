@@ -271,12 +271,12 @@ def import_hf(src: str | Path, out: str | Path, *, overwrite: bool = False, seq_
 
 def init_model_section(init: str | Path) -> dict[str, Any] | None:
     """The `model` section of a run directory (own or imported) used as --init; None for a bare weights folder."""
-    import yaml
+    from ..files import read_yaml
 
     f = Path(init) / "config.yaml"
     if not f.is_file():
         return None
-    return (yaml.safe_load(f.read_text(encoding="utf-8")) or {}).get("model")
+    return (read_yaml(f) or {}).get("model")
 
 
 def adopt_init_model(cfg, init: str | Path):
