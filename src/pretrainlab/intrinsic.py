@@ -22,13 +22,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .interpret.probes import ProbeResult
 from .errors import PretrainlabError
 from .train import Pretrained, load_pretrained
 
@@ -45,17 +46,12 @@ def _as_pretrained(run: str | Path | Pretrained) -> Pretrained:
 
 
 @dataclass
-class ProbeReport:
-    task: str
-    run: str
-    layers: list[str]
-    """'embeddings', 'layer 1', ... ('final output' for backbones without per-layer states)."""
-    train_accuracy: list[float]
-    test_accuracy: list[float]
-    majority: float
-    """Test accuracy of the most frequent training label."""
-    n_train: int
-    n_test: int
+class ProbeReport(ProbeResult):
+    """The probes of one run on one task's train / test splits (majority: the most frequent training
+    label's test accuracy)."""
+
+    task: str = field(kw_only=True)
+    run: str = field(kw_only=True)
 
     @property
     def best_layer(self) -> str:
@@ -88,13 +84,9 @@ def probe(run: str | Path | Pretrained, task, *, max_len: int = 64, max_examples
     task: a built-in name, a file (columns text / label) or a data.tasks.Task. max_examples caps
     the train and the test split each (0: all).
     """
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
     from .data.tasks import Task, load_task
     from .evaluate import collate, encode_split, head_kind
-    from .interpret.probes import layer_features
+    from .interpret.probes import fit_probes, layer_features, layer_names
 
     pre = _as_pretrained(run)
     task = task if isinstance(task, Task) else load_task(task, seed=seed)
@@ -110,16 +102,11 @@ def probe(run: str | Path | Pretrained, task, *, max_len: int = 64, max_examples
         f, has_layers = layer_features(backbone, b["input_ids"], b["mask"], b.get("segment_ids"), batch_size)
         feats.append(f)
         ys.append(np.asarray(split.labels))
-    names = (["embeddings"] + [f"layer {i}" for i in range(1, len(feats[0]))]) if has_layers else ["final output"]
-    train_acc, test_acc = [], []
-    for X_tr, X_te in zip(*feats):
-        clf = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=2000))
-        clf.fit(X_tr, ys[0])
-        train_acc.append(float(clf.score(X_tr, ys[0])))
-        test_acc.append(float(clf.score(X_te, ys[1])))
+    train_acc, test_acc = fit_probes(feats[0], ys[0], feats[1], ys[1], C=C)
     majority = float(np.mean(ys[1] == np.bincount(ys[0]).argmax()))
     run_name = str(pre.checkpoint.parent.parent) if pre.checkpoint else "?"
-    return ProbeReport(task.name, run_name, names, train_acc, test_acc, majority, len(train), len(test))
+    return ProbeReport(layer_names(len(feats[0]), has_layers), train_acc, test_acc, majority, len(train), len(test),
+                       task=task.name, run=run_name)
 
 
 # --------------------------------------------------------------------------- pseudo-perplexity

@@ -1,6 +1,8 @@
 """Layer-wise linear probes: how linearly decodable is a task from each layer of a frozen backbone?
 
     result = probe_layers(backbone, ids, mask, labels)   # one logistic regression per layer
+    feats, has_layers = layer_features(backbone, ids, mask)           # the pieces, for your own splits:
+    train_acc, test_acc = fit_probes(train_feats, y_train, test_feats, y_test)   # (intrinsic.probe)
 
 Features: each layer's hidden states (`output_hidden_states=True`, embeddings first), mean-pooled
 over the real tokens. Classifier: standardise + scikit-learn LogisticRegression, fitted on a
@@ -56,6 +58,28 @@ def layer_features(
     return [np.concatenate(p) for p in per_layer], has_layers
 
 
+def layer_names(n_layers: int, has_layers: bool) -> list[str]:
+    """Names of the feature sets layer_features returns: embeddings, layer 1, ... (or final output)."""
+    return ["embeddings"] + [f"layer {i}" for i in range(1, n_layers)] if has_layers else ["final output"]
+
+
+def fit_probes(train_feats: list[np.ndarray], y_train: np.ndarray, test_feats: list[np.ndarray],
+               y_test: np.ndarray, C: float = 1.0) -> tuple[list[float], list[float]]:
+    """One standardised logistic regression per layer, fitted on the train features and scored on both;
+    -> (train accuracy, test accuracy), one per layer."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    train_acc, test_acc = [], []
+    for X_tr, X_te in zip(train_feats, test_feats):
+        probe = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=2000))
+        probe.fit(X_tr, y_train)
+        train_acc.append(float(probe.score(X_tr, y_train)))
+        test_acc.append(float(probe.score(X_te, y_test)))
+    return train_acc, test_acc
+
+
 def probe_layers(
     backbone: nn.Module,
     ids: Tensor,
@@ -67,10 +91,7 @@ def probe_layers(
     batch_size: int = 32,
 ) -> ProbeResult:
     """Fit one linear probe per layer on a train split of (ids, labels); score it on the rest."""
-    from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import train_test_split
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
 
     from . import ExplainError
 
@@ -97,20 +118,10 @@ def probe_layers(
     values, freq = np.unique(y[tr], return_counts=True)
     majority = float(np.mean(y[te] == values[freq.argmax()]))
 
-    train_acc, test_acc = [], []
-    for X in feats:
-        probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
-        probe.fit(X[tr], y[tr])
-        train_acc.append(float(probe.score(X[tr], y[tr])))
-        test_acc.append(float(probe.score(X[te], y[te])))
-    if has_layers:
-        names = ["embeddings"] + [f"layer {i}" for i in range(1, len(feats))]
-        note = ""
-    else:
-        names = ["final output"]
-        note = (f"the {type(backbone).__name__} returns no per-layer hidden states, "
-                "so only its final output was probed")
-    return ProbeResult(names, train_acc, test_acc, majority, len(tr), len(te), note)
+    train_acc, test_acc = fit_probes([X[tr] for X in feats], y[tr], [X[te] for X in feats], y[te])
+    note = "" if has_layers else (f"the {type(backbone).__name__} returns no per-layer hidden states, "
+                                  "so only its final output was probed")
+    return ProbeResult(layer_names(len(feats), has_layers), train_acc, test_acc, majority, len(tr), len(te), note)
 
 
 def plot_probes(result: ProbeResult, title: str = "linear probe accuracy per layer") -> bytes:
