@@ -43,21 +43,14 @@ def positions_from_mask(mask: Tensor) -> Tensor:
 def build_backbone(
     kind: str,
     *,
-    vocab_size: int,
-    d_model: int,
-    n_layers: int,
-    n_heads: int = 4,
-    d_ff: int = 1024,
-    max_len: int = 512,
-    dropout: float = 0.1,
-    type_vocab_size: int = 2,
-    style: str = "bert",
-    rnn_cell: str = "lstm",
-    kernel_size: int = 5,
-    dilations: tuple[int, ...] = (1, 2, 4, 8),
-    pad_id: int = 0,
+    # every backbone
+    vocab_size: int, d_model: int, n_layers: int, dropout: float = 0.1, type_vocab_size: int = 2, pad_id: int = 0,
+    # transformer only
+    n_heads: int = 4, d_ff: int = 1024, max_len: int = 512, style: str = "bert",
+    # rnn only / cnn only
+    rnn_cell: str = "lstm", kernel_size: int = 5, dilations: tuple[int, ...] = (1, 2, 4, 8),
 ) -> torch.nn.Module:
-    """The explicit factory: plain values in, a backbone out."""
+    """The explicit factory: plain values in, a backbone out (keywords only, grouped by who reads them)."""
     if kind == "transformer":
         from .transformer import TransformerBackbone
 

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from . import EncoderOutput
+from .embedding import embed, init_embeddings, make_embeddings
 
 def spread_documents(mask: Tensor, gap: int) -> tuple[Tensor, int]:
     """Column of every token once the documents of each row are `gap` zero columns apart.
@@ -87,37 +88,22 @@ class CNNBackbone(nn.Module):
         self.gap = max(((kernel_size - 1) * d + 1) // 2 for d in layer_dilations) if n_layers else 0
 
         # names start with embed_: the optimizer leaves them out of weight decay
-        self.embed_tokens = nn.Embedding(vocab_size, d_model, padding_idx=pad_id)
-        self.embed_segments = nn.Embedding(type_vocab_size, d_model) if type_vocab_size > 0 else None
+        self.embed_tokens, self.embed_segments = make_embeddings(vocab_size, d_model, type_vocab_size, pad_id)
         self.dropout = nn.Dropout(dropout)
         self.blocks = nn.ModuleList(ConvBlock(d_model, kernel_size, d, dropout) for d in layer_dilations)
         self.norm = nn.LayerNorm(d_model)
-        # BERT's init for the embeddings: small, so that a tied output head starts near uniform
-        nn.init.normal_(self.embed_tokens.weight, std=0.02)
-        if self.embed_segments is not None:
-            nn.init.normal_(self.embed_segments.weight, std=0.02)
-        with torch.no_grad():
-            self.embed_tokens.weight[pad_id].zero_()
+        init_embeddings(self.embed_tokens, self.embed_segments, pad_id)
 
     def get_input_embeddings(self) -> nn.Embedding:
         return self.embed_tokens
 
-    def forward(
-        self,
-        ids: Tensor,
-        mask: Tensor,
-        segment_ids: Tensor | None = None,
-        output_attentions: bool = False,
-        output_hidden_states: bool = False,
-    ) -> EncoderOutput:
-        B, T = ids.shape
-        real = mask != 0
-        x = self.embed_tokens(ids)
-        if self.embed_segments is not None:
-            x = x + self.embed_segments(segment_ids if segment_ids is not None else torch.zeros_like(ids))
-        x = self.dropout(x)  # (B, T, D)
+    def forward(self, ids: Tensor, mask: Tensor, segment_ids: Tensor | None = None,
+                output_attentions: bool = False, output_hidden_states: bool = False) -> EncoderOutput:
+        x = self.dropout(embed(self.embed_tokens, self.embed_segments, ids, segment_ids))  # (B, T, D)
 
         # move the documents of each row apart: (B, T', D) with zero gaps and padding
+        B, T = ids.shape
+        real = mask != 0
         col, width = spread_documents(mask, self.gap)
         rows = torch.arange(B, device=ids.device)[:, None].expand(B, T)[real]
         cols = col[real]

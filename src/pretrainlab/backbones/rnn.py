@@ -42,6 +42,7 @@ import torch
 from torch import Tensor, nn
 
 from . import EncoderOutput, positions_from_mask
+from .embedding import embed, init_embeddings, make_embeddings
 
 def split_documents(mask: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """Where each real token goes when every document gets a row of its own.
@@ -86,8 +87,7 @@ class RNNBackbone(nn.Module):
         half = d_model // 2
 
         # names start with embed_: the optimizer leaves them out of weight decay
-        self.embed_tokens = nn.Embedding(vocab_size, d_model, padding_idx=pad_id)
-        self.embed_segments = nn.Embedding(type_vocab_size, d_model) if type_vocab_size > 0 else None
+        self.embed_tokens, self.embed_segments = make_embeddings(vocab_size, d_model, type_vocab_size, pad_id)
         self.embed_norm = nn.LayerNorm(d_model)
         self.dropout = nn.Dropout(dropout)
         # layer 0 maps d_model -> d_model/2; the others d_model/2 -> d_model/2 (residual)
@@ -95,33 +95,19 @@ class RNNBackbone(nn.Module):
         self.bwd = nn.ModuleList(rnn_cls(d_model if i == 0 else half, half, batch_first=True) for i in range(n_layers))
         self.norm_fwd = nn.LayerNorm(half)
         self.norm_bwd = nn.LayerNorm(half)
-        # BERT's init for the embeddings: small, so that a tied output head starts near uniform
-        nn.init.normal_(self.embed_tokens.weight, std=0.02)
-        if self.embed_segments is not None:
-            nn.init.normal_(self.embed_segments.weight, std=0.02)
-        with torch.no_grad():
-            self.embed_tokens.weight[pad_id].zero_()
+        init_embeddings(self.embed_tokens, self.embed_segments, pad_id)
 
     def get_input_embeddings(self) -> nn.Embedding:
         return self.embed_tokens
 
-    def forward(
-        self,
-        ids: Tensor,
-        mask: Tensor,
-        segment_ids: Tensor | None = None,
-        output_attentions: bool = False,
-        output_hidden_states: bool = False,
-    ) -> EncoderOutput:
+    def forward(self, ids: Tensor, mask: Tensor, segment_ids: Tensor | None = None,
+                output_attentions: bool = False, output_hidden_states: bool = False) -> EncoderOutput:
         B, T = ids.shape
-        real = mask != 0
-        x = self.embed_tokens(ids)
-        if self.embed_segments is not None:
-            x = x + self.embed_segments(segment_ids if segment_ids is not None else torch.zeros_like(ids))
-        x = self.dropout(self.embed_norm(x))  # (B, T, D)
+        x = self.dropout(self.embed_norm(embed(self.embed_tokens, self.embed_segments, ids, segment_ids)))  # (B, T, D)
         hidden_states = [x] if output_hidden_states else None
 
         # every document its own sequence: (n_docs, L, D), in reading order and reversed
+        real = mask != 0
         doc, pos, lengths = split_documents(mask)
         if lengths.numel() == 0:  # nothing but padding
             hidden = x.new_zeros(B, T, self.d_model)
