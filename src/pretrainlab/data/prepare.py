@@ -389,15 +389,7 @@ def _prepare_corpus(inputs: Iterable[str | Path], out_dir: Path, data_cfg: DataC
     manifest, progress = _read_json(out / MANIFEST), _read_json(out / PROGRESS)
     sources = _describe_sources(paths, known=(manifest or {}).get("sources", []) + (progress or {}).get("sources", []))
 
-    given_bytes = None
-    if tokenizer_path is not None:
-        given = Path(tokenizer_path)
-        given = given / TOKENIZER if given.is_dir() else given
-        tok = load_tokenizer(given)  # checks the special tokens
-        given_bytes = given.read_bytes()  # before anything in out_dir is removed: it may live there
-        tok_spec = tokenizer_hash(tok)
-    else:
-        tok_spec = "trained"
+    tok_spec, given_bytes = _given_tokenizer(tokenizer_path)  # read now: it may live in out_dir
     settings = {k: getattr(cfg, k) for k in _KEY_SETTINGS}
     key = _hash_json({"format": FORMAT, "sources": [[s["path"], s["sha256"]] for s in sources],
                       "settings": settings, "tokenizer": tok_spec})
@@ -436,36 +428,7 @@ def _prepare_corpus(inputs: Iterable[str | Path], out_dir: Path, data_cfg: DataC
     writers = {s: _ShardWriter(out, s, dtype, cfg.shard_tokens, done[s], on_close=save_progress) for s in SPLITS}
     save_progress()
     stats, counts = ReadStats(), {"short_dropped": 0, "duplicates_dropped": 0}
-    seen_per_split = {s: 0 for s in SPLITS}
-    kept = 0
-    batch = _Batch()
-    # One thread tokenizes batch k (in Rust, without the GIL) while this one reads, normalises and
-    # splits batch k+1 and writes batch k-1: the Python work hides behind the tokenizer's.
-    pending: tuple[Future, _Batch] | None = None
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="tokenize") as pool:
-
-        def submit(batch: _Batch) -> None:
-            nonlocal pending
-            future = pool.submit(_tokenize, tok, batch.sentences, dtype)
-            if pending is not None:
-                _write_batch(*pending[0].result(), pending[1], writers)
-            pending = (future, batch)
-
-        for text, score in _documents(paths, cfg, stats, counts, repeats):
-            kept += 1
-            split = 1 if score < cfg.val_fraction else 0
-            name = SPLITS[split]
-            seen_per_split[name] += 1
-            if seen_per_split[name] <= writers[name].done_consumed:
-                continue  # already in a complete shard of the interrupted run
-            batch.add(text, split)
-            if batch.chars >= BATCH_CHARS:
-                submit(batch)
-                batch = _Batch()
-        if batch.sentences:
-            submit(batch)
-        if pending is not None:
-            _write_batch(*pending[0].result(), pending[1], writers)
+    kept = _tokenize_documents(_documents(paths, cfg, stats, counts, repeats), cfg.val_fraction, tok, dtype, writers)
     if kept == 0:
         raise _nothing_left(counts, stats, cfg)
     if cfg.val_fraction > 0 and writers["val"].n_docs == 0 and writers["train"].n_docs >= 2:
@@ -504,6 +467,56 @@ def _prepare_corpus(inputs: Iterable[str | Path], out_dir: Path, data_cfg: DataC
     _write_atomic(out / MANIFEST, json.dumps(manifest, indent=1).encode())
     (out / PROGRESS).unlink(missing_ok=True)
     return _report(out, manifest, "resumed" if resume else "prepared", time.perf_counter() - started)
+
+
+def _given_tokenizer(tokenizer_path: str | Path | None) -> tuple[str, bytes | None]:
+    """-> (its hash, the bytes of its file) for the tokenizer given (a tokenizer.json or a directory holding
+    one), read before anything in out_dir is removed; ("trained", None) when none is given."""
+    if tokenizer_path is None:
+        return "trained", None
+    given = Path(tokenizer_path)
+    given = given / TOKENIZER if given.is_dir() else given
+    tok = load_tokenizer(given)  # checks the special tokens
+    return tokenizer_hash(tok), given.read_bytes()
+
+
+def _tokenize_documents(documents: Iterator[tuple[str, float]], val_fraction: float, tok: Tokenizer,
+                        dtype: np.dtype, writers: dict[str, _ShardWriter]) -> int:
+    """Split (by hash score), sentence-split and tokenize the documents into the writers; -> documents kept.
+
+    Documents already in a complete shard of an interrupted run are counted and skipped. One thread
+    tokenizes batch k (in Rust, without the GIL) while this one reads, normalises and splits batch
+    k+1 and writes batch k-1: the Python work hides behind the tokenizer's.
+    """
+    seen_per_split = {s: 0 for s in SPLITS}
+    kept = 0
+    batch = _Batch()
+    pending: tuple[Future, _Batch] | None = None
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="tokenize") as pool:
+
+        def submit(batch: _Batch) -> None:
+            nonlocal pending
+            future = pool.submit(_tokenize, tok, batch.sentences, dtype)
+            if pending is not None:
+                _write_batch(*pending[0].result(), pending[1], writers)
+            pending = (future, batch)
+
+        for text, score in documents:
+            kept += 1
+            split = 1 if score < val_fraction else 0
+            name = SPLITS[split]
+            seen_per_split[name] += 1
+            if seen_per_split[name] <= writers[name].done_consumed:
+                continue  # already in a complete shard of the interrupted run
+            batch.add(text, split)
+            if batch.chars >= BATCH_CHARS:
+                submit(batch)
+                batch = _Batch()
+        if batch.sentences:
+            submit(batch)
+        if pending is not None:
+            _write_batch(*pending[0].result(), pending[1], writers)
+    return kept
 
 
 def _write_batch(ids: np.ndarray, sent_lens: np.ndarray, batch: _Batch, writers: dict[str, _ShardWriter]) -> None:
