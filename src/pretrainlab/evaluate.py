@@ -39,49 +39,9 @@ from torch import Tensor, nn
 from .config import Budget, ConfigError, RunConfig, config_from_dict, save_config
 from .data.tasks import BUILTIN_TASKS, Task, TaskSplit, task_from_config
 from .errors import CheckpointError, TaskError
-from .models import Classifier, ClassifierOutput, pool
+from .models import Classifier, build_classifier, head_kind
 from .train import (BudgetSchedule, Pretrained, autocast, fit, load_pretrained, make_optimizer, pick_device,
                     pick_dtype, set_seed)
-
-MODERN_NORM_EPS = 1e-5  # ModernBertConfig.norm_eps, as the modern backbone's norms
-
-
-# --------------------------------------------------------------------------- the model
-
-
-class ModernClassifier(Classifier):
-    """ModernBERT's head: pooled -> dense -> tanh -> LayerNorm (no bias) -> dropout -> linear.
-
-    Same as `Classifier` plus the norm, so that it maps 1:1 onto ModernBertForSequenceClassification
-    (head.dense, head.norm, classifier with classifier_activation="tanh").
-    """
-
-    def __init__(self, backbone: nn.Module, n_labels: int, pooling: str = "cls", dropout: float = 0.1):
-        super().__init__(backbone, n_labels, pooling, dropout)
-        self.norm = nn.LayerNorm(backbone.d_model, eps=MODERN_NORM_EPS, bias=False)
-
-    def forward(self, input_ids: Tensor, mask: Tensor, segment_ids: Tensor | None = None,
-                labels: Tensor | None = None, output_attentions: bool = False) -> ClassifierOutput:
-        out = self.backbone(input_ids, mask, segment_ids, output_attentions=output_attentions)
-        pooled = self.norm(torch.tanh(self.pooler(pool(out.hidden, mask, self.pooling))))
-        logits = self.head(self.dropout(pooled)).float()
-        loss = nn.functional.cross_entropy(logits, labels) if labels is not None else None
-        return ClassifierOutput(logits=logits, loss=loss, hidden=out.hidden, attentions=out.attentions)
-
-
-def build_classifier(backbone: nn.Module, n_labels: int, pooling: str, head: str, dropout: float) -> Classifier:
-    """head: bert (dense+tanh pooler, as BertForSequenceClassification) or modern (+ LayerNorm)."""
-    if head == "bert":
-        return Classifier(backbone, n_labels, pooling, dropout)
-    elif head == "modern":
-        return ModernClassifier(backbone, n_labels, pooling, dropout)
-    raise ValueError(f"unknown classifier head {head!r}; choose bert or modern")
-
-
-def head_kind(model_cfg) -> str:
-    """The classifier head and input convention a backbone gets: modern for the modern transformer style."""
-    return "modern" if model_cfg.backbone == "transformer" and model_cfg.style == "modern" else "bert"
-
 
 # --------------------------------------------------------------------------- inputs
 

@@ -70,10 +70,19 @@ def pool(hidden: Tensor, mask: Tensor, how: str) -> Tensor:
     raise ValueError(f"unknown pooling {how!r}; choose cls or mean")
 
 
-class Classifier(nn.Module):
-    """Backbone -> pooled representation -> (bert: dense+tanh pooler) -> dropout -> linear."""
+MODERN_NORM_EPS = 1e-5  # ModernBertConfig.norm_eps, as the modern backbone's norms
 
-    def __init__(self, backbone: nn.Module, n_labels: int, pooling: str = "cls", dropout: float = 0.1):
+
+class Classifier(nn.Module):
+    """Backbone -> pooled representation -> dense+tanh pooler -> [LayerNorm] -> dropout -> linear.
+
+    norm=False is BertForSequenceClassification's head (BERT's pooler). norm=True adds ModernBERT's
+    LayerNorm (no bias) after the pooler, so that it maps 1:1 onto ModernBertForSequenceClassification
+    (head.dense, head.norm, classifier with classifier_activation="tanh").
+    """
+
+    def __init__(self, backbone: nn.Module, n_labels: int, pooling: str = "cls", dropout: float = 0.1,
+                 norm: bool = False):
         super().__init__()
         d = backbone.d_model
         self.backbone = backbone
@@ -85,11 +94,28 @@ class Classifier(nn.Module):
         nn.init.zeros_(self.pooler.bias)
         nn.init.normal_(self.head.weight, std=0.02)
         nn.init.zeros_(self.head.bias)
+        self.norm = nn.LayerNorm(d, eps=MODERN_NORM_EPS, bias=False) if norm else None
 
     def forward(self, input_ids: Tensor, mask: Tensor, segment_ids: Tensor | None = None,
                 labels: Tensor | None = None, output_attentions: bool = False) -> ClassifierOutput:
         out = self.backbone(input_ids, mask, segment_ids, output_attentions=output_attentions)
         pooled = torch.tanh(self.pooler(pool(out.hidden, mask, self.pooling)))
+        if self.norm is not None:
+            pooled = self.norm(pooled)
         logits = self.head(self.dropout(pooled)).float()
         loss = F.cross_entropy(logits, labels) if labels is not None else None
         return ClassifierOutput(logits=logits, loss=loss, hidden=out.hidden, attentions=out.attentions)
+
+
+def build_classifier(backbone: nn.Module, n_labels: int, pooling: str, head: str, dropout: float) -> Classifier:
+    """head: bert (dense+tanh pooler, as BertForSequenceClassification) or modern (+ LayerNorm, as ModernBERT)."""
+    if head == "bert":
+        return Classifier(backbone, n_labels, pooling, dropout)
+    elif head == "modern":
+        return Classifier(backbone, n_labels, pooling, dropout, norm=True)
+    raise ValueError(f"unknown classifier head {head!r}; choose bert or modern")
+
+
+def head_kind(model_cfg) -> str:
+    """The classifier head and input convention a backbone gets: modern for the modern transformer style."""
+    return "modern" if model_cfg.backbone == "transformer" and model_cfg.style == "modern" else "bert"

@@ -13,8 +13,8 @@ The folder holds config.json (with id2label / label2id), model.safetensors and t
                MLM head dense / norm -> cls.predictions.transform.dense / LayerNorm
                MLM head bias         -> cls.predictions.bias (decoder tied to the word embeddings)
   modern style backbone              -> ModernBertModel      (HF_MODERNBERT_NAMES)
-               ModernClassifier.pooler / norm -> head.dense / head.norm (classifier_activation=tanh)
-               ModernClassifier.head -> classifier
+               Classifier.pooler / norm -> head.dense / head.norm (norm=True; classifier_activation=tanh)
+               Classifier.head       -> classifier
                MLM head dense / norm -> head.dense / head.norm (classifier_activation=gelu)
                MLM head bias         -> decoder.bias + E @ norm.bias (ModernBERT's head norm has no
                                         bias; a constant added after the norm moves through the tied
@@ -87,7 +87,7 @@ class Source:
     kind: str
     """classifier or masked_lm."""
     model: nn.Module
-    """Classifier / ModernClassifier, or PretrainModel."""
+    """Classifier (either head), or PretrainModel."""
     backbone: nn.Module
     tokenizer: Any
     special: Any
