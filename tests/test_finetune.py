@@ -10,9 +10,10 @@ from safetensors.torch import load_file
 from pretrainlab.checkpoint import save_checkpoint
 from pretrainlab.cli import main
 from pretrainlab.config import load_config, save_config
+from pretrainlab.data.encoding import collate, encode
 from pretrainlab.data.tasks import load_task
 from pretrainlab.errors import TaskError
-from pretrainlab.evaluate import (collate, encode, evaluate, finetune, finetune_random_init, load_classifier,
+from pretrainlab.evaluate import (evaluate, finetune, finetune_random_init, load_classifier,
                                   majority_baseline, predict, tfidf_baseline)
 from pretrainlab.tokenizer import save_tokenizer, special_ids, train_tokenizer
 from pretrainlab.train import build_pretrain_model

@@ -37,6 +37,7 @@ from safetensors.torch import load_model, save_model
 from torch import Tensor, nn
 
 from .config import Budget, ConfigError, RunConfig, config_from_dict, save_config
+from .data.encoding import collate, encode, encode_split
 from .data.tasks import BUILTIN_TASKS, Task, TaskSplit, task_from_config
 from .errors import CheckpointError, TaskError
 from .models import Classifier, build_classifier, head_kind
@@ -44,53 +45,6 @@ from .train import (BudgetSchedule, Pretrained, autocast, fit, load_pretrained, 
                     pick_dtype, set_seed)
 
 # --------------------------------------------------------------------------- inputs
-
-
-@dataclass
-class Encoded:
-    """A tokenized split: token ids and segment ids per example (unpadded), and label ids."""
-
-    ids: list[list[int]]
-    segments: list[list[int]]
-    labels: list[int]
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-
-def encode(tokenizer, texts: Sequence[str], pairs: Sequence[str] | None, max_len: int,
-           labels: Sequence[int] | None = None) -> Encoded:
-    """`[CLS] A [SEP]` or `[CLS] A [SEP] B [SEP]` (segments 0 / 1), cut longest-first to max_len tokens."""
-    from tokenizers import Tokenizer
-
-    tok = Tokenizer.from_str(tokenizer.to_str())  # a copy: truncation must not leak into the caller's
-    tok.no_padding()
-    tok.enable_truncation(max_length=max_len, strategy="longest_first")
-    inputs = list(zip(texts, pairs)) if pairs is not None else list(texts)
-    encs = tok.encode_batch(inputs)
-    labels = list(labels) if labels is not None else [0] * len(encs)
-    return Encoded([e.ids for e in encs], [e.type_ids for e in encs], labels)
-
-
-def encode_split(tokenizer, split: TaskSplit, max_len: int) -> Encoded:
-    return encode(tokenizer, split.texts, split.pairs, max_len, split.labels)
-
-
-def collate(enc: Encoded, idx: Sequence[int], pad_id: int, segments: bool) -> dict[str, Tensor]:
-    """Pad the picked examples to the longest of them: input_ids, mask (0/1), [segment_ids], labels."""
-    T = max(len(enc.ids[i]) for i in idx)
-    ids = torch.full((len(idx), T), pad_id, dtype=torch.long)
-    seg = torch.zeros((len(idx), T), dtype=torch.long)
-    mask = torch.zeros((len(idx), T), dtype=torch.long)
-    for row, i in enumerate(idx):
-        n = len(enc.ids[i])
-        ids[row, :n] = torch.tensor(enc.ids[i])
-        seg[row, :n] = torch.tensor(enc.segments[i])
-        mask[row, :n] = 1
-    batch = {"input_ids": ids, "mask": mask, "labels": torch.tensor([enc.labels[i] for i in idx])}
-    if segments:
-        batch["segment_ids"] = seg
-    return batch
 
 
 @torch.no_grad()
