@@ -342,15 +342,15 @@ def test_cli_prints_an_error_not_a_traceback(tmp_path, capsys):
 
 
 def test_explain_a_fine_tuned_model_directory(tmp_path, tok, capsys):
-    """End to end through the CLI, on a directory written by evaluate.save_classifier."""
-    evaluate = pytest.importorskip("pretrainlab.evaluate")
+    """End to end through the CLI, on a directory written by runs.save_classifier."""
+    from pretrainlab.runs import save_classifier
     from pretrainlab.config import DataConfig, ModelConfig, RunConfig
 
     cfg = RunConfig(model=ModelConfig(preset=None, d_model=32, n_layers=2, n_heads=4, d_ff=64, max_len=16, dropout=0.0),
                     data=DataConfig(seq_len=16))
     clf = make_classifier("transformer", tok.get_vocab_size())
     meta = {"head": "bert", "pooling": "cls", "max_len": 16, "pairs": False, "segments": False}
-    model_dir = evaluate.save_classifier(tmp_path / "model", clf, tok, cfg, ["neg", "pos"], meta)
+    model_dir = save_classifier(tmp_path / "model", clf, tok, cfg, ["neg", "pos"], meta)
     task = tmp_path / "task.tsv"
     task.write_text("text\tlabel\n" + "".join(f"{t}\tpos\n" for t in POS) + "".join(f"{t}\tneg\n" for t in NEG))
     out = tmp_path / "report.html"

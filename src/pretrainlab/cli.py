@@ -84,7 +84,7 @@ def cmd_finetune(args) -> None:
     from pathlib import Path
 
     from .evaluate import finetune
-    from .train import count_parameters, load_pretrained
+    from .runs import count_parameters, load_pretrained
 
     cfg = _cfg(args)
     out = args.out or str(Path(args.run) / f"finetune-{Path(args.task).stem}{'-random' if args.random_init else ''}")

@@ -41,8 +41,8 @@ from .data.encoding import collate, encode, encode_split
 from .data.tasks import BUILTIN_TASKS, Task, TaskSplit, task_from_config
 from .errors import CheckpointError, TaskError
 from .models import Classifier, build_classifier, head_kind
-from .train import (BudgetSchedule, Pretrained, autocast, fit, load_pretrained, make_optimizer, pick_device,
-                    pick_dtype, set_seed)
+from .runs import FineTuned, Pretrained, load_classifier, load_pretrained, save_classifier
+from .train import BudgetSchedule, autocast, fit, make_optimizer, pick_device, pick_dtype, set_seed
 
 # --------------------------------------------------------------------------- inputs
 
@@ -309,88 +309,6 @@ def _as_task(task: str | Path | Task, ft) -> Task:
     if isinstance(task, Task):
         return task
     return task_from_config(replace(ft, task=str(task)))
-
-
-# --------------------------------------------------------------------------- a fine-tuned model on disk
-
-
-CLASSIFIER_FILE = "classifier.json"
-
-
-@dataclass
-class FineTuned:
-    """A fine-tuned classifier loaded back from its directory."""
-
-    model: Classifier
-    tokenizer: Any
-    config: RunConfig
-    label_names: list[Any]
-    meta: dict[str, Any]
-    special: Any
-    path: Path
-
-    @property
-    def id2label(self) -> dict[int, Any]:
-        return dict(enumerate(self.label_names))
-
-    @property
-    def label2id(self) -> dict[Any, int]:
-        return {name: i for i, name in enumerate(self.label_names)}
-
-
-def save_classifier(out: Path, model: Classifier, tokenizer, cfg: RunConfig, label_names: Sequence[Any],
-                    meta: dict[str, Any]) -> Path:
-    """model.safetensors + config.yaml + tokenizer.json + classifier.json (labels, head, inputs)."""
-    out.mkdir(parents=True, exist_ok=True)
-    save_model(model, str(out / "model.safetensors"))
-    save_config(cfg, out / "config.yaml")
-    tokenizer.save(str(out / "tokenizer.json"))
-    labels = list(label_names)
-    info = {"format": 1, "n_labels": len(labels), "labels": labels,
-            "id2label": {str(i): str(x) for i, x in enumerate(labels)},
-            "label2id": {str(x): i for i, x in enumerate(labels)}, **meta}
-    (out / CLASSIFIER_FILE).write_text(json.dumps(info, indent=1), encoding="utf-8")
-    return out
-
-
-def is_classifier_dir(path: str | Path) -> bool:
-    return (Path(path) / CLASSIFIER_FILE).is_file()
-
-
-def load_classifier(path: str | Path) -> FineTuned:
-    """Rebuild a fine-tuned classifier saved by `finetune(..., out_dir=...)`."""
-    import yaml
-
-    from .backbones import backbone_from_config
-    from .tokenizer import load_tokenizer, special_ids
-
-    path = Path(path)
-    if not path.is_dir():
-        raise CheckpointError(f"{path}: no such model directory; give the --out of `pretrainlab finetune`")
-    if not is_classifier_dir(path):
-        hint = " (that is a pre-training run: fine-tune it first with `pretrainlab finetune`)" \
-            if (path / "config.yaml").is_file() else ""
-        raise CheckpointError(f"{path} is not a fine-tuned model (no {CLASSIFIER_FILE}){hint}")
-    try:
-        info = json.loads((path / CLASSIFIER_FILE).read_text(encoding="utf-8"))
-        cfg = config_from_dict(yaml.safe_load((path / "config.yaml").read_text(encoding="utf-8")))
-    except (OSError, ValueError, TypeError, yaml.YAMLError) as e:
-        raise CheckpointError(f"{path}: {CLASSIFIER_FILE} or config.yaml is missing or unreadable ({e}); "
-                              "fine-tune again into a new --out") from None
-    tok = load_tokenizer(path / "tokenizer.json")
-    special = special_ids(tok)
-    backbone = backbone_from_config(cfg.model, tok.get_vocab_size(), pad_id=special.pad)
-    model = build_classifier(backbone, info["n_labels"], info["pooling"], info["head"], cfg.model.dropout)
-    try:
-        missing, unexpected = load_model(model, str(path / "model.safetensors"), strict=False)
-    except (OSError, SafetensorError) as e:
-        raise CheckpointError(f"{path}/model.safetensors is missing or not a safetensors file ({e}); "
-                              "fine-tune again into a new --out") from None
-    if missing or unexpected:
-        raise CheckpointError(f"{path}/model.safetensors does not fit its config.yaml "
-                              f"(missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]})")
-    model.eval()
-    return FineTuned(model, tok, cfg, info["labels"], info, special, path)
 
 
 def _as_finetuned(model: str | Path | FineTuned) -> FineTuned:

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from .errors import PretrainlabError
-from .train import Pretrained, load_pretrained
+from .runs import Pretrained, load_pretrained
 
 
 class IntrinsicError(PretrainlabError, ValueError):

@@ -26,11 +26,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from .checkpoint import (gather_full_state, latest_checkpoint, load_training_state, load_weights, read_state,
-                         save_checkpoint)
-from .config import Budget, ConfigError, RunConfig, TrainConfig, config_from_dict, save_config
+from .checkpoint import gather_full_state, latest_checkpoint, load_training_state, save_checkpoint
+from .config import Budget, ConfigError, RunConfig, TrainConfig, save_config
 from .distributed import Dist, is_sharded
 from .errors import CheckpointError, TrainingError
+from .runs import build_pretrain_model, check_resumable, count_parameters, init_from
 
 # --------------------------------------------------------------------------- device & precision
 
@@ -339,22 +339,6 @@ class ProgressBar:
 # --------------------------------------------------------------------------- pre-training
 
 
-def build_pretrain_model(cfg: RunConfig, vocab_size: int, special) -> nn.Module:
-    from .backbones import backbone_from_config
-    from .models import PretrainModel
-    from .objectives import build_objectives
-
-    backbone = backbone_from_config(cfg.model, vocab_size, pad_id=special.pad)
-    o = cfg.objective
-    objectives = build_objectives(
-        o.weights, backbone=backbone, backbone_kind=cfg.model.backbone, vocab_size=vocab_size, special=special,
-        mask_rate=o.mask_rate, whole_word=o.whole_word, plm_k=o.plm_k,
-        rtd_generator_fraction=o.rtd_generator_fraction, rtd_weight=o.rtd_weight, tie_embeddings=o.tie_embeddings,
-        make_backbone=lambda **kw: backbone_from_config(_replace_model(cfg.model, **kw), vocab_size, special.pad),
-    )
-    return PretrainModel(backbone, objectives, {k: v for k, v in o.weights.items() if k in objectives})
-
-
 def _fsdp_blocks(model: nn.Module) -> list[nn.Module]:
     """What FSDP shards as units of their own: each block of every backbone (the RTD generator's too).
     The RNN's layers stay in the root unit."""
@@ -362,37 +346,6 @@ def _fsdp_blocks(model: nn.Module) -> list[nn.Module]:
     from .backbones.transformer import BertBlock, ModernBlock
 
     return [m for m in model.modules() if isinstance(m, (BertBlock, ModernBlock, ConvBlock))]
-
-
-def _replace_model(m, **kw):
-    from dataclasses import replace
-
-    return replace(m, preset=None, **kw)
-
-
-def count_parameters(model: nn.Module) -> int:
-    seen, n = set(), 0
-    for p in model.parameters():
-        if id(p) not in seen:
-            seen.add(id(p))
-            n += p.numel()
-    return n
-
-
-def _config_diff(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list[str]:
-    out = []
-    for k in sorted(set(a) | set(b)):
-        va, vb = a.get(k), b.get(k)
-        if isinstance(va, dict) and isinstance(vb, dict) and not k == "weights":
-            out += _config_diff(va, vb, f"{prefix}{k}.")
-        elif va != vb:
-            out.append(f"{prefix}{k}: checkpoint {va!r} vs now {vb!r}")
-    return out
-
-
-# settings that may change between a run and its resumption
-_RESUMABLE = {"budget", "progress", "log_every", "eval_every", "eval_batches", "checkpoint_minutes",
-              "checkpoint_every", "tensorboard", "device", "parallel"}
 
 
 def pretrain(cfg: RunConfig, corpus: str | Path, out: str | Path, resume: bool = False,
@@ -436,22 +389,7 @@ def pretrain(cfg: RunConfig, corpus: str | Path, out: str | Path, resume: bool =
     elif resume:
         if ckpt is None:
             raise CheckpointError(f"--resume: {run_dir} has no checkpoint to resume from; drop --resume to start anew")
-        saved = config_from_dict(_load_yaml(run_dir / "config.yaml"))
-        state = read_state(ckpt)
-        diff = [d for d in _config_diff(saved.to_dict(), cfg.to_dict())
-                if d.split(":")[0].split(".")[-1] not in _RESUMABLE | {"batch_size"}]
-        # another world size may resume a run when the GLOBAL batch (per-rank batch x ranks) is the same
-        saved_world = state.get("data", {}).get("world", 1)
-        if saved.train.batch_size * saved_world != tc.batch_size * dist.world:
-            diff.append(f"global batch (train.batch_size x processes): checkpoint {saved.train.batch_size} x "
-                        f"{saved_world} vs now {tc.batch_size} x {dist.world}")
-        if diff:
-            raise CheckpointError("cannot resume: the configuration differs from the checkpoint's:\n  " + "\n  ".join(diff))
-        if state.get("tokenizer_hash") != corp.tokenizer_hash:
-            raise CheckpointError(
-                f"cannot resume: the checkpoint was trained with tokenizer {state.get('tokenizer_hash')}, "
-                f"the corpus uses {corp.tokenizer_hash}"
-            )
+        check_resumable(run_dir, ckpt, cfg, corp.tokenizer_hash, dist.world)
     elif ckpt is not None or (run_dir.exists() and any(run_dir.iterdir())):
         raise ConfigError(f"{run_dir} already holds a run; pass --resume to continue it, or choose another --out")
     dist.barrier()  # every rank has checked the run directory before rank 0 writes into it
@@ -464,7 +402,7 @@ def pretrain(cfg: RunConfig, corpus: str | Path, out: str | Path, resume: bool =
     dtype = pick_dtype(tc.precision, device)
     model = build_pretrain_model(cfg, vocab_size, special)
     if init is not None:
-        _init_from(model, Path(init), corp.tokenizer_hash)
+        init_from(model, Path(init), corp.tokenizer_hash)
     fsdp = tc.parallel == "fsdp" and dist.enabled
     if not fsdp:  # FSDP moves the model to the device unit by unit, as it shards it
         model.to(device)
@@ -616,28 +554,6 @@ def evaluate_pretrain(model, batches, device, dtype) -> dict[str, float]:
     return {k: v / len(batches) for k, v in sums.items()}
 
 
-def _init_from(model, init: Path, tokenizer_hash: str) -> None:
-    """Continued pre-training: start from another run's (or an imported model's) backbone weights."""
-    ckpt = latest_checkpoint(init) if (init / "checkpoints").exists() else init
-    if ckpt is None or not (Path(ckpt) / "model.safetensors").is_file():
-        raise CheckpointError(f"--init {init}: no model.safetensors found (a run directory or an imported model)")
-    state_file = Path(ckpt) / "state.json"
-    if state_file.exists():
-        th = json.loads(state_file.read_text()).get("tokenizer_hash")
-        if th and th != tokenizer_hash:
-            raise CheckpointError(
-                f"--init {init} was trained with tokenizer {th}, but the corpus was prepared with {tokenizer_hash}; "
-                f"prepare the corpus with --tokenizer {init}/tokenizer.json"
-            )
-    load_weights(ckpt, model, strict=False)
-
-
-def _load_yaml(path: Path) -> dict:
-    import yaml
-
-    return yaml.safe_load(path.read_text(encoding="utf-8"))
-
-
 def _tensorboard(run_dir: Path):
     try:
         from torch.utils.tensorboard import SummaryWriter
@@ -688,40 +604,3 @@ def plot_metrics(run_dir: Path) -> list[Path]:
         plt.close(fig)
         written.append(run_dir / "accuracy.png")
     return written
-
-
-@dataclass
-class Pretrained:
-    """A pre-training run loaded back: the model (backbone + objective heads), its tokenizer and config."""
-
-    model: nn.Module
-    tokenizer: Any
-    config: RunConfig
-    special: Any
-    checkpoint: Path
-
-    @property
-    def backbone(self) -> nn.Module:
-        return self.model.backbone
-
-
-def load_pretrained(run_dir: str | Path) -> Pretrained:
-    """Rebuild the model of a pre-training run from its config, tokenizer and latest checkpoint."""
-    from .tokenizer import load_tokenizer, special_ids
-
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise CheckpointError(f"{run_dir}: no such run directory; give the --out of `pretrainlab pretrain`")
-    if not (run_dir / "config.yaml").is_file():
-        raise CheckpointError(f"{run_dir} is not a pretrainlab run directory (no config.yaml)")
-    ckpt = latest_checkpoint(run_dir)
-    if ckpt is None:
-        raise CheckpointError(f"{run_dir} has no checkpoint yet; pre-train it first (pretrainlab pretrain --out {run_dir})")
-    cfg = config_from_dict(_load_yaml(run_dir / "config.yaml"))
-    tok = load_tokenizer(run_dir / "tokenizer.json")
-    special = special_ids(tok)
-    model = build_pretrain_model(cfg, tok.get_vocab_size(), special)
-    read_state(ckpt)
-    load_weights(ckpt, model)
-    model.eval()
-    return Pretrained(model, tok, cfg, special, ckpt)

@@ -101,8 +101,8 @@ class Source:
 
 def load_source(src: str | Path) -> Source:
     """A fine-tuned model directory (classifier.json) or a pre-training run (config.yaml + checkpoint)."""
-    from ..evaluate import head_kind, is_classifier_dir, load_classifier
-    from ..train import load_pretrained
+    from ..models import head_kind
+    from ..runs import is_classifier_dir, load_classifier, load_pretrained
 
     src = Path(src)
     if is_classifier_dir(src):

@@ -74,7 +74,7 @@ def load_explainable(path: str | Path) -> Explainable:
     if finetuned is not None:
         return finetuned
     if (path / "config.yaml").is_file():
-        from ..train import load_pretrained
+        from ..runs import load_pretrained
 
         pre = load_pretrained(path)
         backbone = pre.backbone
@@ -87,11 +87,9 @@ def load_explainable(path: str | Path) -> Explainable:
 
 
 def _load_finetuned(path: Path) -> Explainable | None:
-    """The fine-tuned classifier saved by `evaluate.finetune`, or None when `path` is not one."""
-    try:
-        from ..evaluate import is_classifier_dir, load_classifier
-    except ImportError:
-        return None
+    """The fine-tuned classifier saved by `finetune.finetune`, or None when `path` is not one."""
+    from ..runs import is_classifier_dir, load_classifier
+
     if not is_classifier_dir(path):
         return None
     ft = load_classifier(path)
