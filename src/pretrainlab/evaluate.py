@@ -42,7 +42,7 @@ from .data.tasks import BUILTIN_TASKS, Task, TaskSplit, task_from_config
 from .errors import CheckpointError, TaskError
 from .models import Classifier, build_classifier, head_kind
 from .runs import FineTuned, Pretrained, load_classifier, load_pretrained, save_classifier
-from .train import BudgetSchedule, autocast, fit, make_optimizer, pick_device, pick_dtype, set_seed
+from .loop import BudgetSchedule, LoopSettings, autocast, fit, make_optimizer, pick_device, pick_dtype, set_seed
 
 # --------------------------------------------------------------------------- inputs
 
@@ -204,11 +204,10 @@ def finetune(
         backbone = _fresh_backbone(pre, random_init, ft.dropout)
         drop = model_cfg.dropout if ft.dropout is None else ft.dropout
         model = build_classifier(backbone, task.n_labels, ft.pooling, head, drop).to(device)
-        tc = replace(tc0, budget=str(total_steps), batch_size=ft.batch_size, grad_accum=1, lr=ft.lr, seed=seed,
-                     eval_every=every, checkpoint_minutes=0.0, checkpoint_every=0,
-                     log_every=max(1, steps_per_epoch // 4))
-        optimizer = make_optimizer(model, ft.lr, tc.weight_decay, device)
-        schedule = BudgetSchedule(optimizer, Budget(steps=total_steps), tc.warmup, tokens_per_step=0)
+        settings = LoopSettings(grad_accum=1, clip=tc0.clip, on_nan=tc0.on_nan, log_every=max(1, steps_per_epoch // 4),
+                                eval_every=every, progress=tc0.progress)
+        optimizer = make_optimizer(model, ft.lr, tc0.weight_decay, device)
+        schedule = BudgetSchedule(optimizer, Budget(steps=total_steps), tc0.warmup, tokens_per_step=0)
 
         gen = torch.Generator().manual_seed(seed)
         cursor = {"order": [], "pos": 0}
@@ -245,7 +244,7 @@ def finetune(
             return ft.patience > 0 and track["since"] >= ft.patience
 
         t0 = time.perf_counter()
-        loop = fit(model, next_batch, step_loss, tc, device=device, dtype=dtype, optimizer=optimizer,
+        loop = fit(model, next_batch, step_loss, settings, device=device, dtype=dtype, optimizer=optimizer,
                    schedule=schedule, evaluate=validate, should_stop=should_stop,
                    desc=f"finetune {task.name} seed {seed}")
         model.load_state_dict(track["weights"])  # the best-validation weights
