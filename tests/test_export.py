@@ -10,10 +10,10 @@ import torch
 from pretrainlab.cli import main
 from pretrainlab.config import load_config, save_config
 from pretrainlab.errors import ExportError
-from pretrainlab.evaluate import finetune
 from pretrainlab.export import compare, export, logits_fn, run_snippet
-from pretrainlab.tokenizer import save_tokenizer, train_tokenizer
+from pretrainlab.finetune import finetune
 from pretrainlab.runs import load_classifier, load_pretrained
+from pretrainlab.tokenizer import save_tokenizer, train_tokenizer
 from pretrainlab.train import pretrain
 
 WORDS = ("the a film movie story actor plot scene was is very quite rather good bad great awful dull fun long "

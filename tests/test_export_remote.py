@@ -9,9 +9,9 @@ import torch
 from pretrainlab.cli import main
 from pretrainlab.config import load_config
 from pretrainlab.errors import ExportError
-from pretrainlab.evaluate import finetune
 from pretrainlab.export import compare, export, logits_fn, run_snippet
 from pretrainlab.export.remote import FILES
+from pretrainlab.finetune import finetune
 from pretrainlab.runs import load_classifier, load_pretrained
 from pretrainlab.train import pretrain
 

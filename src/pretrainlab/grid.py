@@ -58,10 +58,11 @@ from typing import Any
 
 import yaml
 
+from .baselines import majority_baseline, tfidf_baseline
 from .checkpoint import latest_checkpoint
 from .config import Budget, ConfigError, RunConfig, load_config
 from .errors import PretrainlabError
-from .evaluate import finetune, majority_baseline, tfidf_baseline
+from .finetune import finetune
 from .runs import Pretrained
 from .train import pretrain
 
