@@ -4,10 +4,14 @@ and in objectives/."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+if TYPE_CHECKING:
+    from .objectives import Objective
 
 
 @dataclass
@@ -21,12 +25,12 @@ class PretrainOutput:
 class PretrainModel(nn.Module):
     """A backbone trained by one or more objectives, each with a weight.
 
-    Objectives that score the plain encoder output share one forward pass; those that need
-    their own (PLM's query stream, RTD's corrupted input) set `uses_shared_forward = False`
-    and run the backbone themselves.
+    Each objective is an `objectives.Objective`. Those that score the plain encoder output share
+    one forward pass; those that need their own (PLM's query stream, RTD's corrupted input) set
+    `uses_shared_forward = False` and run the backbone themselves.
     """
 
-    def __init__(self, backbone: nn.Module, objectives: dict[str, nn.Module], weights: dict[str, float]):
+    def __init__(self, backbone: nn.Module, objectives: dict[str, Objective], weights: dict[str, float]):
         super().__init__()
         self.backbone = backbone
         self.objectives = nn.ModuleDict(objectives)
@@ -40,7 +44,7 @@ class PretrainModel(nn.Module):
 
     def forward(self, batch: dict[str, Tensor]) -> PretrainOutput:
         shared = None
-        if any(getattr(o, "uses_shared_forward", True) for o in self.objectives.values()):
+        if any(o.uses_shared_forward for o in self.objectives.values()):
             shared = self.backbone(batch["input_ids"], batch["mask"], batch.get("segment_ids"))
         total = 0.0
         metrics: dict[str, Tensor] = {}

@@ -281,9 +281,8 @@ def _set_word_starts(model, tok, split, n_docs: int = 500) -> None:
 
     texts = [tok.decode(split.doc(i).tolist()) for i in range(min(n_docs, split.n_docs))]
     table = word_start_table(tok, texts)
-    for obj in model.modules():
-        if hasattr(obj, "word_start_table"):
-            obj.word_start_table = table
+    for obj in model.objectives.values():  # every Objective has the attribute; only mlm reads it
+        obj.word_start_table = table
 
 
 def _fixed_batches(model, split, seq_len, batch_size, special, n, seed):
