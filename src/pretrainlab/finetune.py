@@ -66,7 +66,8 @@ class EarlyStopping:
     def update(self, metrics: Metrics, loss: float, step: int, model: nn.Module) -> None:
         key = (metrics.accuracy, -loss)
         if self.key is None or key > self.key:
-            self.key, self.accuracy, self.macro_f1, self.step, self.since = key, metrics.accuracy, metrics.macro_f1, step, 0
+            self.key, self.step, self.since = key, step, 0
+            self.accuracy, self.macro_f1 = metrics.accuracy, metrics.macro_f1
             self.weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
         else:
             self.since += 1

@@ -154,7 +154,8 @@ def _open_corpus(cfg: RunConfig, corpus: str | Path) -> _Corpus:
                    corp.split("train"), corp.split("val"))
 
 
-def resume_policy(run_dir: Path, resume: bool, cfg: RunConfig, tokenizer_hash: str, dist: Dist) -> tuple[Path | None, bool]:
+def resume_policy(run_dir: Path, resume: bool, cfg: RunConfig, tokenizer_hash: str,
+                  dist: Dist) -> tuple[Path | None, bool]:
     """-> (the checkpoint to continue, whether to resume). Decides what `--out` (and `--resume`) means:
 
     a new or empty directory starts a run; --resume continues its latest checkpoint when the
