@@ -21,7 +21,7 @@ from pretrainlab.backbones import build_backbone
 from pretrainlab.config import PRESETS
 from pretrainlab.models import PretrainModel
 from pretrainlab.objectives.mlm import MLM, mask_tokens
-from pretrainlab.train import autocast, make_optimizer, tune_allocator
+from pretrainlab.loop import autocast, make_optimizer, tune_allocator
 
 
 def matmul_peak(dtype: torch.dtype, n: int = 2048, iters: int = 10) -> float:

@@ -210,7 +210,8 @@ TINY = ["model.preset=tiny", "model.d_model=32", "model.n_layers=2", "data.seq_l
     ("cnn", "{mlm: 1.0}"), ("cnn", "{mlm: 1.0, nsp: 1.0}"), ("cnn", "{sop: 1.0}"), ("cnn", "{rtd: 1.0}"),
 ])
 def test_pretrain_runs_each_objective(tiny_corpus, tmp_path, capsys, backbone, weights):
-    from pretrainlab.train import load_pretrained, pretrain
+    from pretrainlab.runs import load_pretrained
+    from pretrainlab.train import pretrain
 
     cfg = load_config(None, TINY + [f"model.backbone={backbone}", f"objective.weights={weights}"])
     run = pretrain(cfg, tiny_corpus, tmp_path / "run")

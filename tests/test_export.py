@@ -10,10 +10,11 @@ import torch
 from pretrainlab.cli import main
 from pretrainlab.config import load_config, save_config
 from pretrainlab.errors import ExportError
-from pretrainlab.evaluate import finetune, load_classifier
 from pretrainlab.export import compare, export, logits_fn, run_snippet
+from pretrainlab.finetune import finetune
+from pretrainlab.runs import load_classifier, load_pretrained
 from pretrainlab.tokenizer import save_tokenizer, train_tokenizer
-from pretrainlab.train import load_pretrained, pretrain
+from pretrainlab.train import pretrain
 
 WORDS = ("the a film movie story actor plot scene was is very quite rather good bad great awful dull fun long "
          "short").split()
@@ -145,7 +146,7 @@ def test_masked_lm_export_with_untied_embeddings(corpus, tmp_path, style):
     """objective.tie_embeddings=false: the head's own output matrix is exported untied, equal logits."""
     run = pretrain(cfg(f"model.style={style}", "train.budget=4", "objective.tie_embeddings=false"), corpus,
                    tmp_path / "run")
-    from pretrainlab.train import load_pretrained
+    from pretrainlab.runs import load_pretrained
 
     pre = load_pretrained(run)
     out_emb = pre.model.objectives["mlm"].head.embedding

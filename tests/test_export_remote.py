@@ -9,10 +9,11 @@ import torch
 from pretrainlab.cli import main
 from pretrainlab.config import load_config
 from pretrainlab.errors import ExportError
-from pretrainlab.evaluate import finetune, load_classifier
 from pretrainlab.export import compare, export, logits_fn, run_snippet
 from pretrainlab.export.remote import FILES
-from pretrainlab.train import load_pretrained, pretrain
+from pretrainlab.finetune import finetune
+from pretrainlab.runs import load_classifier, load_pretrained
+from pretrainlab.train import pretrain
 
 WORDS = ("the a film movie story actor plot scene was is very quite rather good bad great awful dull fun long "
          "short").split()

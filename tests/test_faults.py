@@ -260,7 +260,7 @@ def test_crash_inside_the_second_checkpoint_write_keeps_the_first(tiny_corpus, t
         saves["n"] += 1
         return real_save(*a, **kw)
 
-    monkeypatch.setattr("pretrainlab.train.save_checkpoint", counting_save)
+    monkeypatch.setattr("pretrainlab.loop.save_checkpoint", counting_save)
     targets = {"model.safetensors": ("save_model", ckpt_mod.save_model), "optimizer.pt": ("torch.save", torch.save),
                "rng.safetensors": ("save_file", ckpt_mod.save_file)}
     if where in targets:
@@ -325,7 +325,7 @@ def test_the_same_step_saved_twice_never_leaves_latest_dangling(tiny_corpus, tmp
             raise Crash(f"crashed while removing {path}")
         return real_rmtree(path, *a, **kw)
 
-    monkeypatch.setattr("pretrainlab.train.save_checkpoint", counting_save)
+    monkeypatch.setattr("pretrainlab.loop.save_checkpoint", counting_save)
     monkeypatch.setattr(ckpt_mod.shutil, "rmtree", rmtree_one_file_then_crash)
     run = tmp_path / "run"
     try:

@@ -7,15 +7,17 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from pretrainlab.baselines import majority_baseline, tfidf_baseline
 from pretrainlab.checkpoint import save_checkpoint
 from pretrainlab.cli import main
 from pretrainlab.config import load_config, save_config
+from pretrainlab.data.encoding import collate, encode
 from pretrainlab.data.tasks import load_task
 from pretrainlab.errors import TaskError
-from pretrainlab.evaluate import (collate, encode, evaluate, finetune, finetune_random_init, load_classifier,
-                                  majority_baseline, predict, tfidf_baseline)
+from pretrainlab.evaluate import evaluate, predict
+from pretrainlab.finetune import finetune, finetune_random_init
+from pretrainlab.runs import build_pretrain_model, load_classifier
 from pretrainlab.tokenizer import save_tokenizer, special_ids, train_tokenizer
-from pretrainlab.train import build_pretrain_model
 
 WORDS = "the a film movie story actor plot scene was is very quite rather good bad awful dull fun long short".split()
 TINY = ["model.preset=tiny", "model.d_model=32", "model.n_heads=4", "model.d_ff=64", "model.n_layers=2",
@@ -179,8 +181,8 @@ def test_cli_finetune_predict_evaluate(run, task_file, tmp_path, capsys):
 
 def test_finetune_dropout_rebuilds_the_backbone_with_the_same_weights(run):
     """finetune.dropout replaces the run's dropout while fine-tuning; the pretrained weights stay."""
-    from pretrainlab.evaluate import _fresh_backbone
-    from pretrainlab.train import load_pretrained
+    from pretrainlab.finetune import _fresh_backbone
+    from pretrainlab.runs import load_pretrained
 
     pre = load_pretrained(run)
     kept = _fresh_backbone(pre, random_init=False, dropout=0.3)

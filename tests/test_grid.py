@@ -9,9 +9,9 @@ import torch
 import yaml
 
 from pretrainlab import grid as grid_mod
+from pretrainlab.baselines import majority_baseline
 from pretrainlab.cli import main
 from pretrainlab.data.tasks import load_task
-from pretrainlab.evaluate import majority_baseline
 from pretrainlab.grid import load_grid, run_grid, split_fingerprint
 from pretrainlab.tokenizer import hf_tokenizer, train_tokenizer
 

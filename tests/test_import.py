@@ -12,8 +12,9 @@ from pretrainlab.checkpoint import latest_checkpoint, read_state
 from pretrainlab.config import load_config
 from pretrainlab.errors import CheckpointError, PretrainlabError
 from pretrainlab.export.hf_import import ImportError_, adopt_init_model, import_hf
+from pretrainlab.runs import load_pretrained
 from pretrainlab.tokenizer import hf_tokenizer, load_tokenizer, tokenizer_hash, train_tokenizer
-from pretrainlab.train import load_pretrained, pretrain
+from pretrainlab.train import pretrain
 
 WORDS = "the a film movie story actor plot scene was is very good bad great awful dull fun long short".split()
 TEXTS = ["the film was very good", "a dull plot and awful actor", "great fun"]

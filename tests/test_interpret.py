@@ -27,7 +27,7 @@ from pretrainlab.interpret import (
     probe_layers,
     read_task_file,
 )
-from pretrainlab.interpret.report import TaskData, encode
+from pretrainlab.interpret.report import TaskData, prepare_inputs
 from pretrainlab.models import Classifier
 from pretrainlab.tokenizer import special_ids, train_tokenizer
 
@@ -123,7 +123,7 @@ def test_rollout_of_identity_is_identity_and_follows_the_paper():
 def test_integrated_gradients_completeness(tok, kind):
     sp = special_ids(tok)
     clf = make_classifier(kind, tok.get_vocab_size())
-    enc = encode(tok, ["a good film and great fun", "dull"], None, 16, sp.pad)
+    enc = prepare_inputs(tok, ["a good film and great fun", "dull"], None, 16, sp.pad)
     attrs = integrated_gradients(clf, enc.ids, enc.mask, pad_id=sp.pad, keep_ids=(sp.cls, sp.sep),
                                  tokens=enc.tokens, n_steps=64)
     baseline = torch.where(torch.isin(enc.ids, torch.tensor([sp.cls, sp.sep, sp.pad])), enc.ids, sp.pad)
@@ -164,7 +164,7 @@ def test_probes_every_layer(tok, kind):
     sp = special_ids(tok)
     model = make_backbone(kind, tok.get_vocab_size())
     texts, labels = (POS + NEG) * 3, ([1] * 4 + [0] * 4) * 3
-    enc = encode(tok, texts, None, 16, sp.pad)
+    enc = prepare_inputs(tok, texts, None, 16, sp.pad)
     r = probe_layers(model, enc.ids, enc.mask, labels)
     assert r.layers == ["embeddings", "layer 1", "layer 2"] and r.note == ""
     assert (r.n_train, r.n_test) == (18, 6)
@@ -184,7 +184,7 @@ def test_probe_falls_back_to_the_final_output(tok):
             return EncoderOutput(self.emb(ids))
 
     sp = special_ids(tok)
-    enc = encode(tok, (POS + NEG) * 2, None, 16, sp.pad)
+    enc = prepare_inputs(tok, (POS + NEG) * 2, None, 16, sp.pad)
     r = probe_layers(NoLayers(), enc.ids, enc.mask, ([1] * 4 + [0] * 4) * 2)
     assert r.layers == ["final output"] and "only its final output" in r.note
 
@@ -240,7 +240,7 @@ def test_report_is_self_contained_and_well_formed(tok, kind):
         assert len(views) == 2 and "Attention rollout" in page
         data = json.loads(views[0])
         sp = special_ids(tok)
-        enc = encode(tok, ["a good film <b>&"], None, 16, sp.pad)
+        enc = prepare_inputs(tok, ["a good film <b>&"], None, 16, sp.pad)
         w = torch.stack([a[0] for a in attention_weights(model.backbone, enc.ids, enc.mask)])
         assert data["tokens"] == enc.tokens[0]
         assert_close(torch.tensor(data["attn"]), w, atol=6e-4, rtol=0)  # rounded to 3 decimals
@@ -318,7 +318,7 @@ def test_bad_input_gives_clear_errors(tmp_path, tok):
         read_task_file(tmp_path / "nope.tsv")
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"text": "ok", "label": 1}\n{oops\n')
-    with pytest.raises(TaskError, match="line 2 is not JSON"):
+    with pytest.raises(TaskError, match="line 2 is not valid JSON"):
         read_task_file(bad)
     cols = tmp_path / "cols.csv"
     cols.write_text("sentence,label\nhi,1\n")
@@ -326,7 +326,7 @@ def test_bad_input_gives_clear_errors(tmp_path, tok):
         read_task_file(cols)
     binary = tmp_path / "bin.tsv"
     binary.write_bytes(b"text\tlabel\n\xff\xfe\t1\n")
-    with pytest.raises(TaskError, match="not UTF-8"):
+    with pytest.raises(TaskError, match="not utf-8"):
         read_task_file(binary)
     ok = tmp_path / "ok.tsv"
     ok.write_text("text\tlabel\ta good film\tpos\n".replace("\ta good", "\na good"))
@@ -342,15 +342,15 @@ def test_cli_prints_an_error_not_a_traceback(tmp_path, capsys):
 
 
 def test_explain_a_fine_tuned_model_directory(tmp_path, tok, capsys):
-    """End to end through the CLI, on a directory written by evaluate.save_classifier."""
-    evaluate = pytest.importorskip("pretrainlab.evaluate")
+    """End to end through the CLI, on a directory written by runs.save_classifier."""
+    from pretrainlab.runs import save_classifier
     from pretrainlab.config import DataConfig, ModelConfig, RunConfig
 
     cfg = RunConfig(model=ModelConfig(preset=None, d_model=32, n_layers=2, n_heads=4, d_ff=64, max_len=16, dropout=0.0),
                     data=DataConfig(seq_len=16))
     clf = make_classifier("transformer", tok.get_vocab_size())
     meta = {"head": "bert", "pooling": "cls", "max_len": 16, "pairs": False, "segments": False}
-    model_dir = evaluate.save_classifier(tmp_path / "model", clf, tok, cfg, ["neg", "pos"], meta)
+    model_dir = save_classifier(tmp_path / "model", clf, tok, cfg, ["neg", "pos"], meta)
     task = tmp_path / "task.tsv"
     task.write_text("text\tlabel\n" + "".join(f"{t}\tpos\n" for t in POS) + "".join(f"{t}\tneg\n" for t in NEG))
     out = tmp_path / "report.html"
@@ -362,7 +362,7 @@ def test_explain_a_fine_tuned_model_directory(tmp_path, tok, capsys):
     assert "pos" in page and "hv-data" in page and "Most influential tokens per class" in page
     # the report explains the saved weights: its probabilities are the classifier's
     sp = special_ids(tok)
-    enc = encode(tok, ["a good film"], None, 16, sp.pad)
+    enc = prepare_inputs(tok, ["a good film"], None, 16, sp.pad)
     with torch.no_grad():
         p = clf(enc.ids, enc.mask).logits.softmax(-1)[0]
     assert f"{float(p[1]):.3f}" in page

@@ -9,7 +9,8 @@ import torch
 from pretrainlab.cli import main
 from pretrainlab.config import load_config
 from pretrainlab.intrinsic import IntrinsicError, probe, pseudo_perplexity
-from pretrainlab.train import load_pretrained, pretrain
+from pretrainlab.runs import load_pretrained
+from pretrainlab.train import pretrain
 
 TINY = ["model.preset=tiny", "model.d_model=32", "model.n_heads=4", "model.d_ff=64", "model.n_layers=2",
         "model.max_len=64", "data.seq_len=16", "train.batch_size=8", "train.progress=false", "train.eval_every=0",

@@ -7,7 +7,8 @@ from safetensors.torch import load_file
 from pretrainlab.config import Budget, ConfigError, load_config
 from pretrainlab.data import packing
 from pretrainlab.errors import CheckpointError, TrainingError
-from pretrainlab.train import Interrupted, lr_factor, pretrain
+from pretrainlab.loop import Interrupted, lr_factor
+from pretrainlab.train import pretrain
 
 TINY = ["model.preset=tiny", "model.d_model=32", "model.n_heads=4", "model.d_ff=64", "model.n_layers=2",
         "model.max_len=64", "data.seq_len=16", "train.batch_size=4", "train.progress=false",
@@ -167,7 +168,7 @@ def test_whole_word_masking_runs_end_to_end(tiny_corpus, tmp_path):
 
 def test_no_weight_decay_on_embeddings_biases_and_norms():
     from pretrainlab.backbones import build_backbone
-    from pretrainlab.train import make_optimizer
+    from pretrainlab.loop import make_optimizer
 
     bb = build_backbone("transformer", vocab_size=50, d_model=32, n_layers=1, n_heads=4, d_ff=64, max_len=16)
     opt = make_optimizer(bb, 1e-3, 0.1, torch.device("cpu"))

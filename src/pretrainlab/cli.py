@@ -83,8 +83,8 @@ def cmd_pretrain(args) -> None:
 def cmd_finetune(args) -> None:
     from pathlib import Path
 
-    from .evaluate import finetune
-    from .train import count_parameters, load_pretrained
+    from .finetune import finetune
+    from .runs import count_parameters, load_pretrained
 
     cfg = _cfg(args)
     out = args.out or str(Path(args.run) / f"finetune-{Path(args.task).stem}{'-random' if args.random_init else ''}")
@@ -98,7 +98,8 @@ def cmd_finetune(args) -> None:
 
 
 def cmd_evaluate(args) -> None:
-    from .evaluate import evaluate, metrics_markdown
+    from .evaluate import evaluate
+    from .reports import metrics_markdown
 
     metrics = evaluate(args.model, args.task, out_dir=args.out, split=args.split)
     print(metrics_markdown(metrics))

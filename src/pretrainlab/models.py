@@ -4,10 +4,14 @@ and in objectives/."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+if TYPE_CHECKING:
+    from .objectives import Objective
 
 
 @dataclass
@@ -21,12 +25,12 @@ class PretrainOutput:
 class PretrainModel(nn.Module):
     """A backbone trained by one or more objectives, each with a weight.
 
-    Objectives that score the plain encoder output share one forward pass; those that need
-    their own (PLM's query stream, RTD's corrupted input) set `uses_shared_forward = False`
-    and run the backbone themselves.
+    Each objective is an `objectives.Objective`. Those that score the plain encoder output share
+    one forward pass; those that need their own (PLM's query stream, RTD's corrupted input) set
+    `uses_shared_forward = False` and run the backbone themselves.
     """
 
-    def __init__(self, backbone: nn.Module, objectives: dict[str, nn.Module], weights: dict[str, float]):
+    def __init__(self, backbone: nn.Module, objectives: dict[str, Objective], weights: dict[str, float]):
         super().__init__()
         self.backbone = backbone
         self.objectives = nn.ModuleDict(objectives)
@@ -40,7 +44,7 @@ class PretrainModel(nn.Module):
 
     def forward(self, batch: dict[str, Tensor]) -> PretrainOutput:
         shared = None
-        if any(getattr(o, "uses_shared_forward", True) for o in self.objectives.values()):
+        if any(o.uses_shared_forward for o in self.objectives.values()):
             shared = self.backbone(batch["input_ids"], batch["mask"], batch.get("segment_ids"))
         total = 0.0
         metrics: dict[str, Tensor] = {}
@@ -70,10 +74,19 @@ def pool(hidden: Tensor, mask: Tensor, how: str) -> Tensor:
     raise ValueError(f"unknown pooling {how!r}; choose cls or mean")
 
 
-class Classifier(nn.Module):
-    """Backbone -> pooled representation -> (bert: dense+tanh pooler) -> dropout -> linear."""
+MODERN_NORM_EPS = 1e-5  # ModernBertConfig.norm_eps, as the modern backbone's norms
 
-    def __init__(self, backbone: nn.Module, n_labels: int, pooling: str = "cls", dropout: float = 0.1):
+
+class Classifier(nn.Module):
+    """Backbone -> pooled representation -> dense+tanh pooler -> [LayerNorm] -> dropout -> linear.
+
+    norm=False is BertForSequenceClassification's head (BERT's pooler). norm=True adds ModernBERT's
+    LayerNorm (no bias) after the pooler, so that it maps 1:1 onto ModernBertForSequenceClassification
+    (head.dense, head.norm, classifier with classifier_activation="tanh").
+    """
+
+    def __init__(self, backbone: nn.Module, n_labels: int, pooling: str = "cls", dropout: float = 0.1,
+                 norm: bool = False):
         super().__init__()
         d = backbone.d_model
         self.backbone = backbone
@@ -85,11 +98,28 @@ class Classifier(nn.Module):
         nn.init.zeros_(self.pooler.bias)
         nn.init.normal_(self.head.weight, std=0.02)
         nn.init.zeros_(self.head.bias)
+        self.norm = nn.LayerNorm(d, eps=MODERN_NORM_EPS, bias=False) if norm else None
 
     def forward(self, input_ids: Tensor, mask: Tensor, segment_ids: Tensor | None = None,
                 labels: Tensor | None = None, output_attentions: bool = False) -> ClassifierOutput:
         out = self.backbone(input_ids, mask, segment_ids, output_attentions=output_attentions)
         pooled = torch.tanh(self.pooler(pool(out.hidden, mask, self.pooling)))
+        if self.norm is not None:
+            pooled = self.norm(pooled)
         logits = self.head(self.dropout(pooled)).float()
         loss = F.cross_entropy(logits, labels) if labels is not None else None
         return ClassifierOutput(logits=logits, loss=loss, hidden=out.hidden, attentions=out.attentions)
+
+
+def build_classifier(backbone: nn.Module, n_labels: int, pooling: str, head: str, dropout: float) -> Classifier:
+    """head: bert (dense+tanh pooler, as BertForSequenceClassification) or modern (+ LayerNorm, as ModernBERT)."""
+    if head == "bert":
+        return Classifier(backbone, n_labels, pooling, dropout)
+    elif head == "modern":
+        return Classifier(backbone, n_labels, pooling, dropout, norm=True)
+    raise ValueError(f"unknown classifier head {head!r}; choose bert or modern")
+
+
+def head_kind(model_cfg) -> str:
+    """The classifier head and input convention a backbone gets: modern for the modern transformer style."""
+    return "modern" if model_cfg.backbone == "transformer" and model_cfg.style == "modern" else "bert"

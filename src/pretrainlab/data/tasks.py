@@ -15,7 +15,7 @@ import csv
 import difflib
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -462,3 +462,10 @@ def task_from_config(ft, seed: int = 0) -> Task:
         group_column=ft.group_column, val_fraction=ft.val_fraction, test_fraction=ft.test_fraction,
         max_train=ft.max_train, seed=seed,
     )
+
+
+def as_task(task: str | Path | Task, ft) -> Task:
+    """`task` as given, or read by name or file with the finetune section's columns and split settings."""
+    if isinstance(task, Task):
+        return task
+    return task_from_config(replace(ft, task=str(task)))

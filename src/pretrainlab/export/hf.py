@@ -77,7 +77,7 @@ class Source:
     kind: str
     """classifier or masked_lm."""
     model: nn.Module
-    """Classifier / ModernClassifier, or PretrainModel."""
+    """Classifier (either head), or PretrainModel."""
     backbone: nn.Module
     tokenizer: Any
     special: Any
@@ -91,8 +91,8 @@ class Source:
 
 def load_source(src: str | Path) -> Source:
     """A fine-tuned model directory (classifier.json) or a pre-training run (config.yaml + checkpoint)."""
-    from ..evaluate import head_kind, is_classifier_dir, load_classifier
-    from ..train import load_pretrained
+    from ..models import head_kind
+    from ..runs import is_classifier_dir, load_classifier, load_pretrained
 
     src = Path(src)
     if is_classifier_dir(src):

@@ -183,7 +183,7 @@ def import_hf(src: str | Path, out: str | Path, *, overwrite: bool = False, seq_
     from ..checkpoint import save_checkpoint
     from ..config import RunConfig, build_section, save_config
     from ..tokenizer import TokenizerError, special_ids, tokenizer_hash
-    from ..train import build_pretrain_model, count_parameters
+    from ..runs import build_pretrain_model, count_parameters
 
     src = _check_source(src)
     out = Path(out)

@@ -13,9 +13,7 @@ a sentence saying why.
 from __future__ import annotations
 
 import base64
-import csv
 import html
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +21,8 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from ..data.encoding import Encoded, collate, tokenize
+from ..data.tasks import read_rows
 from ..errors import CheckpointError, TaskError
 from . import ExplainError
 from .attention import (
@@ -74,7 +74,7 @@ def load_explainable(path: str | Path) -> Explainable:
     if finetuned is not None:
         return finetuned
     if (path / "config.yaml").is_file():
-        from ..train import load_pretrained
+        from ..runs import load_pretrained
 
         pre = load_pretrained(path)
         backbone = pre.backbone
@@ -87,11 +87,9 @@ def load_explainable(path: str | Path) -> Explainable:
 
 
 def _load_finetuned(path: Path) -> Explainable | None:
-    """The fine-tuned classifier saved by `evaluate.finetune`, or None when `path` is not one."""
-    try:
-        from ..evaluate import is_classifier_dir, load_classifier
-    except ImportError:
-        return None
+    """The fine-tuned classifier saved by `finetune.finetune`, or None when `path` is not one."""
+    from ..runs import is_classifier_dir, load_classifier
+
     if not is_classifier_dir(path):
         return None
     ft = load_classifier(path)
@@ -119,43 +117,14 @@ def read_task_file(
     path = Path(path)
     if not path.is_file():
         raise TaskError(f"{path}: task file not found" + (" (it is a directory)" if path.is_dir() else ""))
-    try:
-        raw = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as e:
-        raise TaskError(f"{path}: not UTF-8 (byte {raw_byte(e)} at offset {e.start}); save it as UTF-8") from None
-    except OSError as e:
-        raise TaskError(f"{path}: cannot read the task file ({e.strerror})") from None
-
-    wanted = [text_column, label_column] + ([text_pair_column] if text_pair_column else [])
-    rows: list[tuple[int, dict]] = []
-    suffix = path.suffix.lower()
-    if suffix in (".jsonl", ".json"):
-        for n, line in enumerate(raw.splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise TaskError(f"{path}: line {n} is not JSON ({e.msg}); write one JSON object per line") from None
-            if not isinstance(obj, dict):
-                raise TaskError(f"{path}: line {n} is not a JSON object; write one object per line")
-            rows.append((n, obj))
-    elif suffix in (".csv", ".tsv"):
-        reader = csv.DictReader(raw.splitlines(), delimiter="\t" if suffix == ".tsv" else ",")
-        try:
-            for n, row in enumerate(reader, 2):
-                rows.append((n, row))
-        except csv.Error as e:
-            raise TaskError(f"{path}: line {reader.line_num}: {e}") from None
-    else:
-        raise TaskError(f"{path}: unknown task file type {suffix or '(none)'!r}; use .csv, .tsv or .jsonl")
+    columns, rows = read_rows(path)
     if not rows:
         raise TaskError(f"{path}: the task file has no examples")
-    present = set(rows[0][1])
-    missing = [c for c in wanted if c not in present]
+    wanted = [text_column, label_column] + ([text_pair_column] if text_pair_column else [])
+    missing = [c for c in wanted if c not in columns]
     if missing:
         raise TaskError(
-            f"{path}: no column {', '.join(map(repr, missing))}; it has {', '.join(map(repr, sorted(present)))}; "
+            f"{path}: no column {', '.join(map(repr, missing))}; it has {', '.join(map(repr, sorted(columns)))}; "
             "name the columns with --text-column / --label-column / --pair-column"
         )
     texts, labels, pairs = [], [], []
@@ -172,12 +141,10 @@ def read_task_file(
     return TaskData(texts, labels, pairs if text_pair_column else None, str(path))
 
 
-def raw_byte(e: UnicodeDecodeError) -> str:
-    return f"0x{e.object[e.start]:02x}"
-
-
 @dataclass
-class Encoded:
+class Inputs:
+    """A padded batch to explain, with the text of each token for display."""
+
     ids: Tensor
     """(B, T) padded with [PAD]."""
     mask: Tensor
@@ -188,32 +155,18 @@ class Encoded:
     """Display string per real token, per row."""
 
 
-def encode(tokenizer, texts: list[str], pairs: list[str] | None, max_len: int, pad_id: int,
-           segments: bool | None = None) -> Encoded:
-    """Tokenize (with [CLS]/[SEP]), cut longest-first to max_len tokens and pad to the longest row.
+def prepare_inputs(tokenizer, texts: list[str], pairs: list[str] | None, max_len: int, pad_id: int,
+                   segments: bool | None = None) -> Inputs:
+    """Tokenize as fine-tuning does (data.encoding), pad to the longest row, and keep each token's text.
 
     segments: return segment ids always (True), never (False) or only for pairs (None).
     """
-    from tokenizers import Tokenizer
-
-    tok = Tokenizer.from_str(tokenizer.to_str())  # a copy: truncation must not leak into the caller's
-    tok.no_padding()
-    tok.enable_truncation(max_length=max_len, strategy="longest_first")
-    encs = tok.encode_batch(list(zip(texts, pairs)) if pairs is not None else list(texts))
-    T = max(len(e.ids) for e in encs)
-    ids = torch.full((len(encs), T), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(encs), T), dtype=torch.long)
-    seg = torch.zeros((len(encs), T), dtype=torch.long)
-    tokens = []
-    for b, e in enumerate(encs):
-        n = len(e.ids)
-        ids[b, :n] = torch.tensor(e.ids)
-        mask[b, :n] = 1
-        seg[b, :n] = torch.tensor(e.type_ids)
-        sources = (texts[b], pairs[b] if pairs is not None else "")
-        tokens.append(_display(e, sources))
+    encs = tokenize(tokenizer, texts, pairs, max_len)
+    enc = Encoded([e.ids for e in encs], [e.type_ids for e in encs], [0] * len(encs))
+    batch = collate(enc, range(len(enc)), pad_id, segments=True)
+    tokens = [_display(e, (texts[b], pairs[b] if pairs is not None else "")) for b, e in enumerate(encs)]
     with_segments = segments if segments is not None else pairs is not None
-    return Encoded(ids, mask, seg if with_segments else None, tokens)
+    return Inputs(batch["input_ids"], batch["mask"], batch["segment_ids"] if with_segments else None, tokens)
 
 
 def _display(enc, sources: tuple[str, str]) -> list[str]:
@@ -342,7 +295,7 @@ def _header(page: _Page, model: Explainable) -> None:
 
 def _texts_section(page: _Page, model: Explainable, texts: list[str], pairs: list[str] | None, special,
                    n_steps: int) -> None:
-    enc = encode(model.tokenizer, texts, pairs, model.max_len, special.pad, model.segments)
+    enc = prepare_inputs(model.tokenizer, texts, pairs, model.max_len, special.pad, model.segments)
     backbone, clf = model.backbone, model.classifier
     attrs: list[TokenAttribution] | None = None
     if clf is not None:
@@ -425,7 +378,7 @@ def _task_section(page: _Page, model: Explainable, task: TaskData, special, n_st
     # probes: frozen backbone, mean-pooled states of every layer
     n = min(len(task.texts), max_probe_examples)
     pairs = task.pairs[:n] if task.pairs is not None else None
-    enc = encode(model.tokenizer, task.texts[:n], pairs, model.max_len, special.pad, model.segments)
+    enc = prepare_inputs(model.tokenizer, task.texts[:n], pairs, model.max_len, special.pad, model.segments)
     page.add("<h3>Linear probes per layer</h3>")
     try:
         result = probe_layers(model.backbone, enc.ids, enc.mask, task.labels[:n], enc.segment_ids, seed=seed)
@@ -449,7 +402,7 @@ def _task_section(page: _Page, model: Explainable, task: TaskData, special, n_st
     attrs: list[TokenAttribution] = []
     for start in range(0, k, 16):
         sl = slice(start, min(k, start + 16))
-        e = encode(model.tokenizer, task.texts[sl], task.pairs[sl] if task.pairs is not None else None,
+        e = prepare_inputs(model.tokenizer, task.texts[sl], task.pairs[sl] if task.pairs is not None else None,
                    model.max_len, special.pad, model.segments)
         attrs += integrated_gradients(
             clf, e.ids, e.mask, e.segment_ids, pad_id=special.pad, keep_ids=(special.cls, special.sep),

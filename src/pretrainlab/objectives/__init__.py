@@ -7,23 +7,48 @@
     rtd  replaced-token detection (ELECTRA)             own generator + discriminator forwards
     clm  forward + backward LM (ELMo), objectives/elmo  shared forward (rnn only: needs directional states)
 
-`build_objectives` is the one explicit factory; it rejects combinations a backbone cannot
-express before any work starts.
+`Objective` is the contract every objective module keeps; `build_objectives` is the one explicit
+factory; it rejects combinations a backbone cannot express before any work starts.
 """
 
 from __future__ import annotations
 
-from torch import nn
+from typing import Protocol
+
+import torch
+from torch import Tensor, nn
 
 from ..config import ConfigError
 from ..tokenizer import SpecialIds
+
+
+class Objective(Protocol):
+    """What `models.PretrainModel` and the pre-training recipe rely on; every objective module has it."""
+
+    name: str
+    """The key in objective.weights: mlm, nsp, sop, plm, rtd or clm."""
+    uses_shared_forward: bool
+    """True: `loss` scores the backbone's output on the batch, run once for all such objectives.
+    False: `loss` runs the backbone itself (PLM's query stream, RTD's corrupted input)."""
+    word_start_table: Tensor | None
+    """(vocab,) bool, True for tokens that begin a word; the recipe sets it for whole-word masking
+    (objective.whole_word), and only mlm reads it."""
+
+    def prepare(self, batch: dict[str, Tensor], gen: torch.Generator) -> dict[str, Tensor]:
+        """Collator side (CPU): add what to predict (masked ids, positions, labels) to the batch."""
+        ...
+
+    def loss(self, backbone: nn.Module, out, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
+        """(scalar loss, detached metrics); `out` is the shared forward's output, or None when no
+        objective of the model uses it."""
+        ...
 
 
 def build_objectives(weights: dict[str, float], *, backbone: nn.Module, backbone_kind: str, vocab_size: int,
                      special: SpecialIds, mask_rate: float = 0.15, whole_word: bool = False, plm_k: int = 6,
                      rtd_generator_fraction: float = 0.25, rtd_weight: float = 50.0, tie_embeddings: bool = True,
                      make_backbone=None) -> dict[str, nn.Module]:
-    """Plain values in, {name: objective module} out (only objectives with weight > 0).
+    """Plain values in, {name: objective module (an `Objective`)} out (only objectives with weight > 0).
 
     tie_embeddings: the mlm/plm/clm vocabulary projection is the input embedding (else one of its
     own, shared by those heads). RTD's generator always shares the discriminator's embedding.

@@ -61,6 +61,7 @@ class ELMo(nn.Module):
 
     name = "clm"
     uses_shared_forward = True
+    word_start_table: Tensor | None = None  # unused: only mlm masks whole words
 
     def __init__(self, d_model: int, vocab_size: int, embedding: nn.Embedding):
         super().__init__()

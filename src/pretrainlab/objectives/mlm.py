@@ -109,6 +109,8 @@ class MLM(nn.Module):
 
     name = "mlm"
     uses_shared_forward = True
+    word_start_table: Tensor | None = None
+    """(vocab,) bool from tokenizer.word_start_table; needed for whole-word masking."""
 
     def __init__(self, d_model: int, vocab_size: int, embedding: nn.Embedding, special_ids: tuple[int, ...],
                  mask_id: int, rate: float = 0.15, whole_word: bool = False):
@@ -116,9 +118,6 @@ class MLM(nn.Module):
         self.head = MLMHead(d_model, vocab_size, embedding)
         self.special_ids, self.mask_id, self.vocab_size = tuple(special_ids), mask_id, vocab_size
         self.rate, self.whole_word = rate, whole_word
-
-    word_start_table: Tensor | None = None
-    """(vocab,) bool from tokenizer.word_start_table; needed for whole-word masking."""
 
     def prepare(self, batch: dict[str, Tensor], gen: torch.Generator) -> dict[str, Tensor]:
         word_starts = None

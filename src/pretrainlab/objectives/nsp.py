@@ -35,6 +35,7 @@ class NSP(nn.Module):
 
     name = "nsp"
     uses_shared_forward = True
+    word_start_table: Tensor | None = None  # unused: only mlm masks whole words
 
     def __init__(self, d_model: int):
         super().__init__()

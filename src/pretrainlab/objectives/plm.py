@@ -76,6 +76,7 @@ class PLM(nn.Module):
 
     name = "plm"
     uses_shared_forward = False
+    word_start_table: Tensor | None = None  # unused: only mlm masks whole words
 
     def __init__(self, d_model: int, vocab_size: int, embedding: nn.Embedding, special_ids: tuple[int, ...],
                  mask_id: int, k: int = 6):

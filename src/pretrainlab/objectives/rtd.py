@@ -115,6 +115,7 @@ class RTD(nn.Module):
 
     name = "rtd"
     uses_shared_forward = False
+    word_start_table: Tensor | None = None  # unused: only mlm masks whole words
 
     def __init__(self, d_model: int, vocab_size: int, embedding: nn.Embedding, generator: nn.Module,
                  special_ids: tuple[int, ...], mask_id: int, rate: float = 0.15, weight: float = 50.0):

@@ -1,0 +1,393 @@
+"""The one training loop, used by pre-training and fine-tuning alike.
+
+    batch = next_batch(); loss = step_loss(model, batch); loss.backward()
+    clip_grad_norm_(...); optimizer.step(); scheduler.step()
+
+Everything else here sets that loop up: device and precision, the optimizer, and the budget
+(steps, tokens or wall-clock time, with the learning-rate schedule stretched over it). `fit` takes
+plain values (`LoopSettings`), not a config: the recipes (train.py, finetune.py) decide them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .checkpoint import gather_full_state, save_checkpoint
+from .config import Budget, ConfigError
+from .distributed import Dist, is_sharded
+from .errors import TrainingError
+
+# --------------------------------------------------------------------------- device & precision
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"train.device={name!r} but no CUDA GPU is visible; use train.device=cpu or auto")
+    return torch.device(name)
+
+
+def pick_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype, or None for plain fp32."""
+    if precision == "fp32":
+        return None
+    if device.type == "cuda":
+        ok = torch.cuda.is_bf16_supported()
+    else:
+        ok = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    if precision == "bf16" and not ok:
+        raise ConfigError(f"train.precision=bf16 but this {device.type} has no fast bf16; use train.precision=auto")
+    return torch.bfloat16 if ok else None
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None):
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=dtype)
+
+
+def tune_allocator() -> None:
+    """Keep large activation buffers on the heap instead of mmap/munmap every step (glibc).
+
+    Measured on the project's 2-core CPU (../shared/PERF.md): ~1.5x for a bf16 training step.
+    Opt out with PRETRAINLAB_MALLOC=0.
+    """
+    if os.environ.get("PRETRAINLAB_MALLOC", "1") == "0" or not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+        libc.mallopt(M_MMAP_THRESHOLD, 1 << 30)
+        libc.mallopt(M_TRIM_THRESHOLD, 1 << 30)
+    except OSError:
+        pass
+
+
+def set_seed(seed: int, deterministic: bool) -> None:
+    torch.manual_seed(seed)
+    if deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+
+
+# --------------------------------------------------------------------------- optimizer & schedule
+
+
+def make_optimizer(model: nn.Module, lr: float, weight_decay: float, device: torch.device) -> torch.optim.Optimizer:
+    """AdamW; no decay on biases, norms and embeddings. Fused on GPU, foreach on CPU (fused measured slower there)."""
+    embeddings = {id(m.weight) for m in model.modules() if isinstance(m, nn.Embedding)}
+    decay, no_decay = [], []
+    seen: set[int] = set()
+    for name, p in model.named_parameters():
+        if not p.requires_grad or id(p) in seen:
+            continue
+        seen.add(id(p))
+        (no_decay if p.ndim < 2 or "norm" in name or id(p) in embeddings else decay).append(p)
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if device.type == "cuda":
+        return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.98), eps=1e-6, fused=True)
+    return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.98), eps=1e-6, foreach=True)
+
+
+def lr_factor(progress: float, warmup: float) -> float:
+    """Linear warm-up over the first `warmup` share of the budget, then linear decay to 0."""
+    progress = min(max(progress, 0.0), 1.0)
+    if warmup > 0 and progress < warmup:
+        return progress / warmup
+    return max(0.0, (1.0 - progress) / max(1e-9, 1.0 - warmup))
+
+
+class BudgetSchedule:
+    """LR schedule stretched over a budget of steps, tokens or seconds (as Cramming does).
+
+    `progress()` is the share of the budget spent; for a time budget it is elapsed / total,
+    so the schedule ends exactly when the time does.
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer, budget: Budget, warmup: float, tokens_per_step: int):
+        self.optimizer, self.budget, self.warmup = optimizer, budget, warmup
+        self.tokens_per_step = tokens_per_step
+        self.base_lrs = [g["lr"] for g in optimizer.param_groups]
+        self.step_count = 0
+        self.tokens = 0
+        self.elapsed = 0.0
+
+    def progress(self) -> float:
+        b = self.budget
+        if b.steps is not None:
+            return self.step_count / b.steps
+        if b.tokens is not None:
+            return self.tokens / b.tokens
+        return self.elapsed / b.seconds
+
+    def done(self) -> bool:
+        return self.progress() >= 1.0
+
+    def apply(self) -> float:
+        f = lr_factor(self.progress(), self.warmup)
+        for g, base in zip(self.optimizer.param_groups, self.base_lrs):
+            g["lr"] = base * f
+        return self.base_lrs[0] * f
+
+    def step(self, tokens: int, elapsed: float) -> None:
+        self.step_count += 1
+        self.tokens += tokens
+        self.elapsed = elapsed
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"step_count": self.step_count, "tokens": self.tokens, "elapsed": self.elapsed}
+
+    def load_state_dict(self, s: dict[str, Any]) -> None:
+        self.step_count, self.tokens, self.elapsed = s["step_count"], s["tokens"], s["elapsed"]
+
+
+# --------------------------------------------------------------------------- the loop
+
+
+@dataclass
+class LoopResult:
+    steps: int
+    tokens: int
+    seconds: float
+    last_checkpoint: Path | None
+    nan_skipped: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    stopped_early: bool = False
+
+
+class Interrupted(TrainingError):
+    """Ctrl-C: a checkpoint was saved; the message says where and how to resume."""
+
+
+@dataclass(frozen=True)
+class LoopSettings:
+    """How `fit` steps, logs, validates and checkpoints (plain values, chosen by the recipe)."""
+
+    grad_accum: int = 1
+    """Micro-batches per optimizer step."""
+    clip: float = 1.0
+    """Gradient-norm clipping; 0 disables it."""
+    on_nan: str = "stop"
+    """A NaN/inf loss: stop with an error, or skip the batch (at most 100 times)."""
+    log_every: int = 0
+    """Record the training loss every N steps; 0 never."""
+    eval_every: int = 0
+    """Call `evaluate` every N steps (and once at the end); 0 only at the end."""
+    checkpoint_every: int = 0
+    """Checkpoint every N steps; 0 off."""
+    checkpoint_minutes: float = 0.0
+    """Checkpoint every N minutes; 0 off."""
+    progress: bool = False
+    """Show a progress bar."""
+
+
+@dataclass
+class _Accumulated:
+    """One optimizer step's micro-batches, forward and backward."""
+
+    loss: float
+    """Mean loss over the micro-batches."""
+    metrics: dict[str, torch.Tensor]
+    """Of the last micro-batch."""
+    tokens: int
+    bad_loss: float | None = None
+    """The non-finite loss (on this or another rank) that stopped the step; None when all were finite."""
+
+
+def accumulate(model: nn.Module, next_batch, step_loss, grad_accum: int, device: torch.device,
+               dtype: torch.dtype | None, count_tokens, dist: Dist) -> _Accumulated:
+    """Forward and backward over grad_accum micro-batches; stops at the first non-finite loss on any rank."""
+    tokens, loss_sum = 0, 0.0
+    metrics: dict[str, torch.Tensor] = {}
+    for _ in range(grad_accum):
+        batch = next_batch()
+        tokens += count_tokens(batch)
+        batch = {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
+        with autocast(device, dtype):
+            loss, metrics = step_loss(model, batch)
+        if dist.max(0.0 if torch.isfinite(loss) else 1.0) > 0:
+            return _Accumulated(loss_sum, metrics, tokens, bad_loss=float(loss.detach()))
+        (loss / grad_accum).backward()
+        loss_sum += float(loss.detach()) / grad_accum
+    return _Accumulated(loss_sum, metrics, tokens)
+
+
+def skip_or_stop(on_nan: str, bad_loss: float, step: int, nan_skipped: int, last_ckpt: Path | None) -> int:
+    """The policy for a non-finite loss at step+1: raise TrainingError, or count one more skipped batch."""
+    where = f"; last good checkpoint: {last_ckpt}" if last_ckpt else "; no checkpoint was written yet"
+    if on_nan == "stop":
+        raise TrainingError(
+            f"loss became {bad_loss} at step {step + 1}{where}. "
+            "Lower train.lr, raise train.warmup, or pass --set train.on_nan=skip to drop such batches"
+        )
+    nan_skipped += 1
+    if nan_skipped > 100:
+        raise TrainingError(f"{nan_skipped} batches had a NaN/inf loss; stopping at step {step}{where}")
+    return nan_skipped
+
+
+class _Checkpoints:
+    """When `fit` saves a checkpoint, and what goes into it."""
+
+    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, schedule: BudgetSchedule,
+                 run_dir: Path | None, data_state: Callable[[], dict[str, Any]] | None,
+                 extra_state: dict[str, Any] | None, settings: LoopSettings):
+        self.model, self.optimizer, self.schedule, self.run_dir = model, optimizer, schedule, run_dir
+        self.data_state, self.extra_state, self.settings = data_state, extra_state, settings
+        self.sharded = is_sharded(model)
+        self.joins = run_dir is not None or self.sharded  # gathering a sharded model's state takes every rank
+        self.last: Path | None = None
+        self.last_elapsed = schedule.elapsed
+
+    def due(self, step: int) -> bool:
+        # schedule.elapsed is agreed on by all ranks, so they all find a checkpoint due at the same step
+        s, elapsed = self.settings, self.schedule.elapsed
+        due_time = s.checkpoint_minutes > 0 and elapsed - self.last_elapsed >= s.checkpoint_minutes * 60
+        due_step = s.checkpoint_every > 0 and step % s.checkpoint_every == 0
+        return self.joins and (due_time or due_step)
+
+    def save(self, elapsed: Callable[[], float], nan_skipped: int) -> Path | None:
+        """Every rank of a sharded model calls this at the same point; only the one with a run_dir writes."""
+        full = gather_full_state(self.model, self.optimizer) if self.sharded else None  # a collective
+        if self.run_dir is None:
+            return None
+        sc = self.schedule
+        state = {"step": sc.step_count, "tokens": sc.tokens, "elapsed": elapsed(),
+                 "schedule": sc.state_dict(), "data": self.data_state() if self.data_state else {},
+                 "nan_skipped": nan_skipped, **(self.extra_state or {})}
+        self.last = save_checkpoint(self.run_dir, self.model, self.optimizer, None, state, full=full)
+        return self.last
+
+
+def fit(
+    model: nn.Module,
+    next_batch: Callable[[], dict[str, torch.Tensor]],
+    step_loss: Callable[[nn.Module, dict[str, torch.Tensor]], tuple[torch.Tensor, dict[str, torch.Tensor]]],
+    settings: LoopSettings,
+    *,
+    device: torch.device,
+    dtype: torch.dtype | None,
+    optimizer: torch.optim.Optimizer,
+    schedule: BudgetSchedule,
+    run_dir: Path | None = None,
+    evaluate: Callable[[nn.Module], dict[str, float]] | None = None,
+    should_stop: Callable[[dict[str, float]], bool] | None = None,
+    data_state: Callable[[], dict[str, Any]] | None = None,
+    extra_state: dict[str, Any] | None = None,
+    log: Callable[[dict[str, Any]], None] | None = None,
+    count_tokens: Callable[[dict[str, torch.Tensor]], int] | None = None,
+    desc: str = "train",
+    dist: Dist = Dist(),
+) -> LoopResult:
+    """Run optimizer steps until the budget is spent (or `should_stop` after an evaluation).
+
+    Under data parallelism (`dist`), every rank takes the same decisions: a NaN anywhere skips
+    or stops the step everywhere, and tokens and elapsed time are agreed on before the budget
+    is checked. Only the rank given a run_dir writes checkpoints; a sharded (FSDP) model's state
+    is gathered for them by every rank, at the same steps.
+    """
+    s = settings
+    count_tokens = count_tokens or (lambda b: int((b["mask"] != 0).sum()) if "mask" in b else 0)
+    history: list[dict[str, Any]] = []
+    nan_skipped = 0
+    start_elapsed = schedule.elapsed
+    t0 = time.perf_counter()
+    ckpts = _Checkpoints(model, optimizer, schedule, run_dir, data_state, extra_state, s)
+    window_tokens, window_t = 0, t0
+    bar = ProgressBar(schedule, desc) if s.progress and dist.main else None
+
+    def elapsed() -> float:
+        return start_elapsed + time.perf_counter() - t0
+
+    def emit(record: dict[str, Any]) -> None:
+        history.append(record)
+        if log:
+            log(record)
+
+    model.train()
+    stopped_early = False
+    try:
+        while not schedule.done():
+            lr = schedule.apply()
+            acc = accumulate(model, next_batch, step_loss, s.grad_accum, device, dtype, count_tokens, dist)
+            if acc.bad_loss is not None:
+                optimizer.zero_grad(set_to_none=True)
+                nan_skipped = skip_or_stop(s.on_nan, acc.bad_loss, schedule.step_count, nan_skipped, ckpts.last)
+                continue
+            if s.clip > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), s.clip)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            step_tokens = int(dist.sum(acc.tokens)) if dist.enabled else acc.tokens
+            schedule.step(step_tokens, dist.max(elapsed()))
+            window_tokens += step_tokens
+            step = schedule.step_count
+            if bar is not None:
+                bar.update(step, schedule, acc.loss)
+            if s.log_every and step % s.log_every == 0:
+                now = time.perf_counter()
+                emit({"step": step, "tokens": schedule.tokens, "elapsed": round(elapsed(), 2), "lr": lr,
+                      "loss": acc.loss, **{k: float(v) for k, v in acc.metrics.items()},
+                      "tok_per_s": round(window_tokens / max(now - window_t, 1e-9), 1)})
+                window_tokens, window_t = 0, now
+            if evaluate and s.eval_every and step % s.eval_every == 0 and not schedule.done():
+                result = evaluate(model)
+                model.train()
+                emit({"step": step, "tokens": schedule.tokens, "elapsed": round(elapsed(), 2), **result})
+                if should_stop and should_stop(result):
+                    stopped_early = True
+                    break
+            if ckpts.due(step):
+                ckpts.save(elapsed, nan_skipped)
+                ckpts.last_elapsed = schedule.elapsed
+    except KeyboardInterrupt:
+        if bar is not None:
+            bar.close()
+        # the ranks of a sharded model may not all have stopped at one point to gather its state together
+        path = None if ckpts.sharded else ckpts.save(elapsed, nan_skipped)
+        raise Interrupted(
+            f"interrupted at step {schedule.step_count}; checkpoint saved at {path}; continue with --resume"
+            if path else f"interrupted at step {schedule.step_count}"
+        ) from None
+    if bar is not None:
+        bar.close()
+    if evaluate:
+        result = evaluate(model)
+        emit({"step": schedule.step_count, "tokens": schedule.tokens, "elapsed": round(elapsed(), 2), "final": True, **result})
+    if ckpts.joins:
+        ckpts.save(elapsed, nan_skipped)
+    return LoopResult(schedule.step_count, schedule.tokens, elapsed(), ckpts.last, nan_skipped, history, stopped_early)
+
+
+class ProgressBar:
+    """tqdm over the budget's share (works for steps, tokens and time alike)."""
+
+    def __init__(self, schedule: BudgetSchedule, desc: str):
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=1000, desc=desc, dynamic_ncols=True, mininterval=1.0, file=sys.stderr,
+                        bar_format="{desc} {percentage:3.0f}%|{bar:20}| {elapsed}<{remaining} {postfix}")
+        self.bar.n = int(1000 * min(schedule.progress(), 1.0))
+        self.t0, self.tok0 = time.perf_counter(), schedule.tokens
+
+    def update(self, step: int, schedule: BudgetSchedule, loss: float) -> None:
+        self.bar.n = int(1000 * min(schedule.progress(), 1.0))
+        rate = (schedule.tokens - self.tok0) / max(time.perf_counter() - self.t0, 1e-9)
+        self.bar.set_postfix_str(f"step {step} loss {loss:.3f} {rate:,.0f} tok/s", refresh=False)
+        if step % 10 == 0:
+            self.bar.refresh()
+
+    def close(self) -> None:
+        self.bar.close()

@@ -1,0 +1,240 @@
+"""A run directory as an artifact: load and save pre-training runs and fine-tuned models.
+
+    pre = load_pretrained("runs/mini")                # -> Pretrained: model, tokenizer, config, special ids
+    ftm = load_classifier("runs/mini/finetune-mr")    # -> FineTuned: classifier, labels, how it was trained
+
+A pre-training run holds config.yaml, tokenizer.json, corpus.json, metrics.jsonl, summary.json and
+checkpoints/ (see checkpoint.py). A fine-tuned model holds model.safetensors, config.yaml,
+tokenizer.json and classifier.json (labels, head, input convention). Nothing here trains:
+`export/`, `interpret/` and the intrinsic evaluations read runs without importing the loop.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from safetensors import SafetensorError
+from safetensors.torch import load_model, save_model
+from torch import nn
+
+from .checkpoint import latest_checkpoint, load_weights, read_state
+from .config import RunConfig, config_from_dict, save_config
+from .errors import CheckpointError
+from .models import Classifier, build_classifier
+
+# --------------------------------------------------------------------------- pre-training runs
+
+
+def build_pretrain_model(cfg: RunConfig, vocab_size: int, special) -> nn.Module:
+    """The run's PretrainModel (backbone + objective heads), freshly initialised."""
+    from .backbones import backbone_from_config
+    from .models import PretrainModel
+    from .objectives import build_objectives
+
+    backbone = backbone_from_config(cfg.model, vocab_size, pad_id=special.pad)
+    o = cfg.objective
+    objectives = build_objectives(
+        o.weights, backbone=backbone, backbone_kind=cfg.model.backbone, vocab_size=vocab_size, special=special,
+        mask_rate=o.mask_rate, whole_word=o.whole_word, plm_k=o.plm_k,
+        rtd_generator_fraction=o.rtd_generator_fraction, rtd_weight=o.rtd_weight, tie_embeddings=o.tie_embeddings,
+        make_backbone=lambda **kw: backbone_from_config(replace(cfg.model, preset=None, **kw), vocab_size, special.pad),
+    )
+    return PretrainModel(backbone, objectives, {k: v for k, v in o.weights.items() if k in objectives})
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Parameters counted once even where they are shared (tied embeddings)."""
+    seen, n = set(), 0
+    for p in model.parameters():
+        if id(p) not in seen:
+            seen.add(id(p))
+            n += p.numel()
+    return n
+
+
+@dataclass
+class Pretrained:
+    """A pre-training run loaded back: the model (backbone + objective heads), its tokenizer and config."""
+
+    model: nn.Module
+    tokenizer: Any
+    config: RunConfig
+    special: Any
+    checkpoint: Path
+
+    @property
+    def backbone(self) -> nn.Module:
+        return self.model.backbone
+
+
+def load_pretrained(run_dir: str | Path) -> Pretrained:
+    """Rebuild the model of a pre-training run from its config, tokenizer and latest checkpoint."""
+    from .tokenizer import load_tokenizer, special_ids
+
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise CheckpointError(f"{run_dir}: no such run directory; give the --out of `pretrainlab pretrain`")
+    if not (run_dir / "config.yaml").is_file():
+        raise CheckpointError(f"{run_dir} is not a pretrainlab run directory (no config.yaml)")
+    ckpt = latest_checkpoint(run_dir)
+    if ckpt is None:
+        raise CheckpointError(f"{run_dir} has no checkpoint yet; pre-train it first (pretrainlab pretrain --out {run_dir})")
+    cfg = read_run_config(run_dir)
+    tok = load_tokenizer(run_dir / "tokenizer.json")
+    special = special_ids(tok)
+    model = build_pretrain_model(cfg, tok.get_vocab_size(), special)
+    read_state(ckpt)
+    load_weights(ckpt, model)
+    model.eval()
+    return Pretrained(model, tok, cfg, special, ckpt)
+
+
+def read_run_config(run_dir: Path) -> RunConfig:
+    return config_from_dict(_load_yaml(run_dir / "config.yaml"))
+
+
+def _load_yaml(path: Path) -> dict:
+    import yaml
+
+    return yaml.safe_load(path.read_text(encoding="utf-8"))
+
+
+def init_from(model: nn.Module, init: Path, tokenizer_hash: str) -> None:
+    """Continued pre-training: start from another run's (or an imported model's) backbone weights."""
+    ckpt = latest_checkpoint(init) if (init / "checkpoints").exists() else init
+    if ckpt is None or not (Path(ckpt) / "model.safetensors").is_file():
+        raise CheckpointError(f"--init {init}: no model.safetensors found (a run directory or an imported model)")
+    state_file = Path(ckpt) / "state.json"
+    if state_file.exists():
+        th = json.loads(state_file.read_text()).get("tokenizer_hash")
+        if th and th != tokenizer_hash:
+            raise CheckpointError(
+                f"--init {init} was trained with tokenizer {th}, but the corpus was prepared with {tokenizer_hash}; "
+                f"prepare the corpus with --tokenizer {init}/tokenizer.json"
+            )
+    load_weights(ckpt, model, strict=False)
+
+
+# --------------------------------------------------------------------------- resuming a run
+
+RESUMABLE = {"budget", "progress", "log_every", "eval_every", "eval_batches", "checkpoint_minutes",
+             "checkpoint_every", "tensorboard", "device", "parallel"}
+"""Settings that may change between a run and its resumption."""
+
+
+def config_diff(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list[str]:
+    """'section.field: checkpoint X vs now Y' for every setting that differs (objective weights as one)."""
+    out = []
+    for k in sorted(set(a) | set(b)):
+        va, vb = a.get(k), b.get(k)
+        if isinstance(va, dict) and isinstance(vb, dict) and not k == "weights":
+            out += config_diff(va, vb, f"{prefix}{k}.")
+        elif va != vb:
+            out.append(f"{prefix}{k}: checkpoint {va!r} vs now {vb!r}")
+    return out
+
+
+def check_resumable(run_dir: Path, ckpt: Path, cfg: RunConfig, tokenizer_hash: str, world: int) -> None:
+    """Raise CheckpointError unless the checkpoint can be continued with `cfg` on `world` processes."""
+    saved = read_run_config(run_dir)
+    state = read_state(ckpt)
+    diff = [d for d in config_diff(saved.to_dict(), cfg.to_dict())
+            if d.split(":")[0].split(".")[-1] not in RESUMABLE | {"batch_size"}]
+    # another world size may resume a run when the GLOBAL batch (per-rank batch x ranks) is the same
+    saved_world = state.get("data", {}).get("world", 1)
+    if saved.train.batch_size * saved_world != cfg.train.batch_size * world:
+        diff.append(f"global batch (train.batch_size x processes): checkpoint {saved.train.batch_size} x "
+                    f"{saved_world} vs now {cfg.train.batch_size} x {world}")
+    if diff:
+        raise CheckpointError("cannot resume: the configuration differs from the checkpoint's:\n  " + "\n  ".join(diff))
+    if state.get("tokenizer_hash") != tokenizer_hash:
+        raise CheckpointError(
+            f"cannot resume: the checkpoint was trained with tokenizer {state.get('tokenizer_hash')}, "
+            f"the corpus uses {tokenizer_hash}"
+        )
+
+
+# --------------------------------------------------------------------------- fine-tuned models
+
+
+CLASSIFIER_FILE = "classifier.json"
+
+
+@dataclass
+class FineTuned:
+    """A fine-tuned classifier loaded back from its directory."""
+
+    model: Classifier
+    tokenizer: Any
+    config: RunConfig
+    label_names: list[Any]
+    meta: dict[str, Any]
+    special: Any
+    path: Path
+
+    @property
+    def id2label(self) -> dict[int, Any]:
+        return dict(enumerate(self.label_names))
+
+    @property
+    def label2id(self) -> dict[Any, int]:
+        return {name: i for i, name in enumerate(self.label_names)}
+
+
+def save_classifier(out: Path, model: Classifier, tokenizer, cfg: RunConfig, label_names: Sequence[Any],
+                    meta: dict[str, Any]) -> Path:
+    """model.safetensors + config.yaml + tokenizer.json + classifier.json (labels, head, inputs)."""
+    out.mkdir(parents=True, exist_ok=True)
+    save_model(model, str(out / "model.safetensors"))
+    save_config(cfg, out / "config.yaml")
+    tokenizer.save(str(out / "tokenizer.json"))
+    labels = list(label_names)
+    info = {"format": 1, "n_labels": len(labels), "labels": labels,
+            "id2label": {str(i): str(x) for i, x in enumerate(labels)},
+            "label2id": {str(x): i for i, x in enumerate(labels)}, **meta}
+    (out / CLASSIFIER_FILE).write_text(json.dumps(info, indent=1), encoding="utf-8")
+    return out
+
+
+def is_classifier_dir(path: str | Path) -> bool:
+    return (Path(path) / CLASSIFIER_FILE).is_file()
+
+
+def load_classifier(path: str | Path) -> FineTuned:
+    """Rebuild a fine-tuned classifier saved by `finetune(..., out_dir=...)`."""
+    import yaml
+
+    from .backbones import backbone_from_config
+    from .tokenizer import load_tokenizer, special_ids
+
+    path = Path(path)
+    if not path.is_dir():
+        raise CheckpointError(f"{path}: no such model directory; give the --out of `pretrainlab finetune`")
+    if not is_classifier_dir(path):
+        hint = " (that is a pre-training run: fine-tune it first with `pretrainlab finetune`)" \
+            if (path / "config.yaml").is_file() else ""
+        raise CheckpointError(f"{path} is not a fine-tuned model (no {CLASSIFIER_FILE}){hint}")
+    try:
+        info = json.loads((path / CLASSIFIER_FILE).read_text(encoding="utf-8"))
+        cfg = config_from_dict(yaml.safe_load((path / "config.yaml").read_text(encoding="utf-8")))
+    except (OSError, ValueError, TypeError, yaml.YAMLError) as e:
+        raise CheckpointError(f"{path}: {CLASSIFIER_FILE} or config.yaml is missing or unreadable ({e}); "
+                              "fine-tune again into a new --out") from None
+    tok = load_tokenizer(path / "tokenizer.json")
+    special = special_ids(tok)
+    backbone = backbone_from_config(cfg.model, tok.get_vocab_size(), pad_id=special.pad)
+    model = build_classifier(backbone, info["n_labels"], info["pooling"], info["head"], cfg.model.dropout)
+    try:
+        missing, unexpected = load_model(model, str(path / "model.safetensors"), strict=False)
+    except (OSError, SafetensorError) as e:
+        raise CheckpointError(f"{path}/model.safetensors is missing or not a safetensors file ({e}); "
+                              "fine-tune again into a new --out") from None
+    if missing or unexpected:
+        raise CheckpointError(f"{path}/model.safetensors does not fit its config.yaml "
+                              f"(missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]})")
+    model.eval()
+    return FineTuned(model, tok, cfg, info["labels"], info, special, path)
