@@ -22,10 +22,11 @@ from pretrainlab.cli import main
 from pretrainlab.config import load_config
 from pretrainlab.train import pretrain
 
-TINY = ["model.preset=tiny", "model.n_layers=2", "model.d_model=32", "model.n_heads=4", "model.d_ff=64",
-        "model.max_len=64", "data.seq_len=16", "train.batch_size=4", "train.progress=false", "train.eval_every=0",
-        "train.eval_batches=1", "train.precision=fp32", "train.deterministic=true"]
-FT = TINY + ["finetune.max_len=16", "finetune.batch_size=16", "finetune.epochs=1"]
+from conftest import TINY, TRANSFORMER
+
+SETTINGS = TINY + TRANSFORMER + ["train.batch_size=4", "train.eval_every=0", "train.eval_batches=1",
+                              "train.deterministic=true"]
+FT = SETTINGS + ["finetune.max_len=16", "finetune.batch_size=16", "finetune.epochs=1"]
 
 
 def sets(settings):
@@ -42,7 +43,7 @@ def sets(settings):
 def fx(tiny_corpus, tmp_path_factory):
     """A prepared corpus, a pre-training run (2 steps) and a model fine-tuned from it (1 epoch)."""
     root = tmp_path_factory.mktemp("fx")
-    run = pretrain(load_config(None, TINY + ["train.budget=2"]), tiny_corpus, root / "run")
+    run = pretrain(load_config(None, SETTINGS + ["train.budget=2"]), tiny_corpus, root / "run")
     task = root / "reviews.csv"
     rng = random.Random(0)
     words = "the film was good bad dull fun long great awful story plot".split()
@@ -76,7 +77,7 @@ def prepare(*inputs: str, extra=()) -> list[str]:
 
 
 def pretrain_argv(fx, tmp, *extra, out=None, resume=False):
-    argv = ["pretrain", "--corpus", str(fx.corpus), "--out", str(out or tmp / "run")] + sets(TINY + ["train.budget=2", *extra])
+    argv = ["pretrain", "--corpus", str(fx.corpus), "--out", str(out or tmp / "run")] + sets(SETTINGS + ["train.budget=2", *extra])
     return argv + (["--resume"] if resume else [])
 
 
@@ -329,17 +330,17 @@ CASES: dict[str, Case] = {
     # ----------------------------------------------------------------- pretrain: corpus and run directory
     "pretrain-missing-corpus": Case(
         "pretrain", "a corpus directory that does not exist",
-        lambda fx, t: ["pretrain", "--corpus", str(t / "corpus"), "--out", str(t / "run")] + sets(TINY),
+        lambda fx, t: ["pretrain", "--corpus", str(t / "corpus"), "--out", str(t / "run")] + sets(SETTINGS),
         "{tmp}/corpus: no such corpus directory; create it with `pretrainlab prepare INPUTS --out {tmp}/corpus`"),
     "pretrain-raw-corpus": Case(
         "pretrain", "raw text instead of a prepared corpus",
         lambda fx, t: ["pretrain", "--corpus", str(Path(write(t / "raw" / "a.txt", TEXT)).parent), "--out",
-                       str(t / "run")] + sets(TINY),
+                       str(t / "run")] + sets(SETTINGS),
         "{tmp}/raw: not a prepared corpus (no manifest.json); create it with `pretrainlab prepare INPUTS --out {tmp}/raw`"),
     "pretrain-interrupted-corpus": Case(
         "pretrain", "a corpus whose preparation was interrupted",
         lambda fx, t: ["pretrain", "--corpus", str(Path(write(t / "part" / "progress.json", "{}")).parent), "--out",
-                       str(t / "run")] + sets(TINY),
+                       str(t / "run")] + sets(SETTINGS),
         "{tmp}/part: the preparation was interrupted (no manifest.json); run the same `pretrainlab prepare` again to "
         "finish it"),
     "pretrain-out-is-file": Case(

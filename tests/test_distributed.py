@@ -14,10 +14,10 @@ from safetensors.torch import load_file
 from pretrainlab.config import load_config
 from pretrainlab.train import pretrain
 
-SETTINGS = ["model.preset=tiny", "model.d_model=32", "model.n_heads=4", "model.d_ff=64", "model.n_layers=2",
-            "model.max_len=64", "model.dropout=0", "data.seq_len=16", "train.progress=false", "train.eval_every=0",
-            "train.eval_batches=1", "train.log_every=1", "train.deterministic=true", "train.precision=fp32",
-            "train.lr=3e-3", "train.budget=6", "train.checkpoint_every=3"]
+from conftest import TINY, TRANSFORMER
+
+SETTINGS = TINY + TRANSFORMER + ["model.dropout=0", "train.eval_every=0", "train.eval_batches=1", "train.log_every=1",
+                              "train.deterministic=true", "train.lr=3e-3", "train.budget=6", "train.checkpoint_every=3"]
 
 
 def weights(run, step=None):

@@ -13,16 +13,13 @@ from pretrainlab.objectives import build_objectives
 from pretrainlab.objectives.elmo import ELMo, neighbour_targets
 from pretrainlab.tokenizer import SpecialIds
 
+from conftest import TINY
+
 SPECIAL = SpecialIds(pad=0, unk=1, cls=2, sep=3, mask=4)
 V, D = 64, 32
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def rnn(seed=0, cell="lstm"):
@@ -199,9 +196,8 @@ def test_a_saved_config_reloads_with_the_same_sizes(tmp_path):
 # --------------------------------------------------------------------------- every objective through pretrain()
 
 
-TINY = ["model.preset=tiny", "model.d_model=32", "model.n_layers=2", "data.seq_len=16", "train.batch_size=4",
-        "train.budget=3", "train.progress=false", "train.eval_every=0", "train.eval_batches=1",
-        "train.precision=fp32", "train.log_every=1"]
+SETTINGS = TINY + ["train.batch_size=4", "train.budget=3", "train.eval_every=0", "train.eval_batches=1",
+                   "train.log_every=1"]
 
 
 @pytest.mark.parametrize("backbone,weights", [
@@ -213,7 +209,7 @@ def test_pretrain_runs_each_objective(tiny_corpus, tmp_path, capsys, backbone, w
     from pretrainlab.runs import load_pretrained
     from pretrainlab.train import pretrain
 
-    cfg = load_config(None, TINY + [f"model.backbone={backbone}", f"objective.weights={weights}"])
+    cfg = load_config(None, SETTINGS + [f"model.backbone={backbone}", f"objective.weights={weights}"])
     run = pretrain(cfg, tiny_corpus, tmp_path / "run")
     err = capsys.readouterr().err
     assert f"model: {backbone} " in err and "M backbone parameters" in err
@@ -231,7 +227,7 @@ def test_cli_finetune_prints_the_parameter_count(tiny_corpus, tmp_path, capsys):
     from pretrainlab.cli import main
     from pretrainlab.train import pretrain
 
-    run = pretrain(load_config(None, TINY + ["model.backbone=rnn", "objective.weights={clm: 1.0}"]), tiny_corpus,
+    run = pretrain(load_config(None, SETTINGS + ["model.backbone=rnn", "objective.weights={clm: 1.0}"]), tiny_corpus,
                    tmp_path / "run")
     rows = ["text,label"] + [f"the cat sat {i},{'ab'[i % 2]}" for i in range(40)]
     (tmp_path / "t.csv").write_text("\n".join(rows) + "\n")

@@ -16,57 +16,33 @@ from pretrainlab.runs import load_classifier, load_pretrained
 from pretrainlab.tokenizer import save_tokenizer, train_tokenizer
 from pretrainlab.train import pretrain
 
-WORDS = ("the a film movie story actor plot scene was is very quite rather good bad great awful dull fun long "
-         "short").split()
-TINY = ["model.preset=tiny", "model.d_model=32", "model.n_heads=4", "model.d_ff=64", "model.n_layers=2",
-        "model.max_len=64", "data.seq_len=16", "train.batch_size=8", "train.progress=false", "train.eval_every=0",
-        "train.precision=fp32", "train.lr=0.01", "train.warmup=0", "finetune.max_len=16", "finetune.batch_size=16",
-        "finetune.epochs=1", "finetune.lr=0.005"]
+from conftest import FAST, FINETUNE, TINY, TRANSFORMER, review_csv
+
+SETTINGS = TINY + TRANSFORMER + FAST + FINETUNE + ["train.eval_every=0", "finetune.epochs=1"]
 TEXTS = ["This is a great movie!", "the plot was dull"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def cfg(*extra):
-    return load_config(None, TINY + list(extra))
-
-
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    from pretrainlab.data.prepare import prepare_corpus
-
-    rng = random.Random(0)
-    raw = tmp_path_factory.mktemp("raw") / "corpus.txt"
-    raw.write_text("\n\n".join(" ".join(rng.choice(WORDS) for _ in range(rng.randint(6, 30))) + "."
-                               for _ in range(200)), encoding="utf-8")
-    out = tmp_path_factory.mktemp("corpus")
-    prepare_corpus([str(raw)], out, load_config(None, ["data.vocab_size=120", "data.min_chars=5"]).data)
-    return out
+    return load_config(None, SETTINGS + list(extra))
 
 
 @pytest.fixture(scope="module")
 def task_file(tmp_path_factory):
-    rng = random.Random(1)
-    rows = ["text,label"] + [" ".join(rng.choice(WORDS) for _ in range(6)) + f" {i}," + "neg pos".split()[i % 2]
-                             for i in range(64)]
     f = tmp_path_factory.mktemp("task") / "t.csv"
-    f.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    f.write_text(review_csv(random.Random(1), 64), encoding="utf-8")
     return f
 
 
 @pytest.fixture(scope="module")
-def runs(corpus, task_file, tmp_path_factory):
+def runs(review_corpus, task_file, tmp_path_factory):
     """Per style: a pre-training run (MLM, a few steps) and a classifier fine-tuned from it."""
     root = tmp_path_factory.mktemp("runs")
     out = {}
     for style, pooling in (("bert", "cls"), ("modern", "mean")):
-        run = pretrain(cfg(f"model.style={style}", "train.budget=6"), corpus, root / f"{style}-run")
+        run = pretrain(cfg(f"model.style={style}", "train.budget=6"), review_corpus, root / f"{style}-run")
         finetune(run, task_file, cfg(f"finetune.pooling={pooling}"), out_dir=root / f"{style}-ft", seeds=(0,))
         out[style] = (run, root / f"{style}-ft")
     return out
@@ -142,9 +118,9 @@ def test_masked_lm_export_of_a_pretraining_run(runs, tmp_path, style):
 
 
 @pytest.mark.parametrize("style", ["bert", "modern"])
-def test_masked_lm_export_with_untied_embeddings(corpus, tmp_path, style):
+def test_masked_lm_export_with_untied_embeddings(review_corpus, tmp_path, style):
     """objective.tie_embeddings=false: the head's own output matrix is exported untied, equal logits."""
-    run = pretrain(cfg(f"model.style={style}", "train.budget=4", "objective.tie_embeddings=false"), corpus,
+    run = pretrain(cfg(f"model.style={style}", "train.budget=4", "objective.tie_embeddings=false"), review_corpus,
                    tmp_path / "run")
     from pretrainlab.runs import load_pretrained
 

@@ -15,11 +15,9 @@ from pretrainlab.finetune import finetune
 from pretrainlab.runs import load_classifier, load_pretrained
 from pretrainlab.train import pretrain
 
-WORDS = ("the a film movie story actor plot scene was is very quite rather good bad great awful dull fun long "
-         "short").split()
-TINY = ["model.preset=tiny", "model.d_model=32", "model.n_layers=2", "data.seq_len=16", "train.batch_size=8",
-        "train.progress=false", "train.eval_every=0", "train.precision=fp32", "train.lr=0.01", "train.warmup=0",
-        "train.budget=4", "finetune.max_len=16", "finetune.batch_size=16", "finetune.epochs=1", "finetune.lr=0.005"]
+from conftest import FAST, FINETUNE, TINY, review_csv
+
+SETTINGS = TINY + FAST + FINETUNE + ["train.eval_every=0", "train.budget=4", "finetune.epochs=1"]
 TEXTS = ["This is a great movie!", "the plot was dull"]
 # rnn: LSTM, [CLS] pooling; gru: mean pooling; cnn: kernel 3 and dilations that cycle over 3 layers
 SETUPS = {
@@ -29,12 +27,7 @@ SETUPS = {
 }
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(autouse=True)
@@ -43,33 +36,17 @@ def offline(monkeypatch):
 
 
 def cfg(*extra):
-    return load_config(None, TINY + list(extra))
+    return load_config(None, SETTINGS + list(extra))
 
 
 @pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    from pretrainlab.data.prepare import prepare_corpus
-
-    rng = random.Random(0)
-    raw = tmp_path_factory.mktemp("raw") / "corpus.txt"
-    raw.write_text("\n\n".join(" ".join(rng.choice(WORDS) for _ in range(rng.randint(6, 30))) + "."
-                               for _ in range(200)), encoding="utf-8")
-    out = tmp_path_factory.mktemp("corpus")
-    prepare_corpus([str(raw)], out, load_config(None, ["data.vocab_size=120", "data.min_chars=5"]).data)
-    return out
-
-
-@pytest.fixture(scope="module")
-def runs(corpus, tmp_path_factory):
+def runs(review_corpus, tmp_path_factory):
     """Per setup: a pre-training run (MLM, a few steps) and a 3-class classifier fine-tuned from it."""
-    rng = random.Random(1)
-    rows = ["text,label"] + [" ".join(rng.choice(WORDS) for _ in range(6)) + f" {i}," + "neg pos mixed".split()[i % 3]
-                             for i in range(60)]
     root = tmp_path_factory.mktemp("runs")
-    (root / "t.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    (root / "t.csv").write_text(review_csv(random.Random(1), 60, ("neg", "pos", "mixed")), encoding="utf-8")
     out = {}
     for name, (sets, pooling) in SETUPS.items():
-        run = pretrain(cfg(*sets), corpus, root / f"{name}-run")
+        run = pretrain(cfg(*sets), review_corpus, root / f"{name}-run")
         finetune(run, root / "t.csv", cfg(*sets, f"finetune.pooling={pooling}"), out_dir=root / f"{name}-ft",
                  seeds=(0,))
         out[name] = (run, root / f"{name}-ft")
@@ -172,8 +149,8 @@ def test_cli_export_checks_the_round_trip(runs, tmp_path, capsys):
     assert "transformers (offline) loads it" in out and "tokenizer ids match" in out
 
 
-def test_a_run_without_mlm_head_is_refused(corpus, tmp_path):
-    run = pretrain(cfg("model.backbone=rnn", "objective.weights={clm: 1.0}", "train.budget=1"), corpus,
+def test_a_run_without_mlm_head_is_refused(review_corpus, tmp_path):
+    run = pretrain(cfg("model.backbone=rnn", "objective.weights={clm: 1.0}", "train.budget=1"), review_corpus,
                    tmp_path / "run")
     assert "clm" in load_pretrained(run).model.objectives
     with pytest.raises(ExportError, match=r"pre-trained without the mlm objective \(clm\)"):

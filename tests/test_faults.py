@@ -37,16 +37,17 @@ from pretrainlab.errors import CheckpointError
 from pretrainlab.tokenizer import save_tokenizer, train_tokenizer
 from pretrainlab.train import pretrain
 
-TINY = ["model.preset=tiny", "model.n_layers=2", "model.d_model=32", "model.n_heads=4", "model.d_ff=64",
-        "model.max_len=64", "model.dropout=0", "data.seq_len=16", "train.batch_size=4", "train.lr=3e-3",
-        "train.progress=false", "train.eval_every=0", "train.eval_batches=1", "train.log_every=1",
-        "train.deterministic=true", "train.precision=fp32", "train.checkpoint_every=2"]
+from conftest import TINY, TRANSFORMER
+
+SETTINGS = TINY + TRANSFORMER + ["model.dropout=0", "train.batch_size=4", "train.lr=3e-3", "train.eval_every=0",
+                              "train.eval_batches=1", "train.log_every=1", "train.deterministic=true",
+                              "train.checkpoint_every=2"]
 EVERY = 2  # train.checkpoint_every above
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 
 
 def cfg(*extra):
-    return load_config(None, TINY + list(extra))
+    return load_config(None, SETTINGS + list(extra))
 
 
 # --------------------------------------------------------------------------- checks
@@ -99,7 +100,7 @@ def logged_step(run: Path) -> int:
 
 def start_pretrain(corpus: Path, run: Path, budget: int, resume: bool, log: Path) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "pretrainlab.cli", "pretrain", "--corpus", str(corpus), "--out", str(run)]
-    for s in TINY + [f"train.budget={budget}"]:
+    for s in SETTINGS + [f"train.budget={budget}"]:
         cmd += ["--set", s]
     if resume:
         cmd.append("--resume")
@@ -374,7 +375,7 @@ def test_disk_full_during_a_checkpoint_write(two_step_run, tiny_corpus, tmp_path
     mnt.mkdir()
     out.mkdir()
     run = mnt / "run"
-    sets = " ".join(f"--set {s}" for s in TINY)
+    sets = " ".join(f"--set {s}" for s in SETTINGS)
     py = sys.executable
     script = f"""
 set -u
@@ -445,7 +446,7 @@ def test_disk_full_message_from_any_writer(two_step_run, tiny_corpus, tmp_path, 
     else:
         monkeypatch.setattr(ckpt_mod, writer, full)
     argv = ["pretrain", "--corpus", str(tiny_corpus), "--out", str(run), "--resume"]
-    for s in TINY + ["train.budget=4"]:
+    for s in SETTINGS + ["train.budget=4"]:
         argv += ["--set", s]
     assert main(argv) == 2
     err = capsys.readouterr().err

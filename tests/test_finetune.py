@@ -19,23 +19,17 @@ from pretrainlab.finetune import finetune, finetune_random_init
 from pretrainlab.runs import build_pretrain_model, load_classifier
 from pretrainlab.tokenizer import save_tokenizer, special_ids, train_tokenizer
 
+from conftest import FINETUNE, TINY, TRANSFORMER
+
 WORDS = "the a film movie story actor plot scene was is very quite rather good bad awful dull fun long short".split()
-TINY = ["model.preset=tiny", "model.d_model=32", "model.n_heads=4", "model.d_ff=64", "model.n_layers=2",
-        "model.max_len=64", "data.seq_len=16", "train.precision=fp32", "train.progress=false",
-        "finetune.max_len=16", "finetune.batch_size=16", "finetune.lr=0.005"]
+SETTINGS = TINY + TRANSFORMER + FINETUNE
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run fastest on one thread (and the two cores are shared)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def cfg(*extra):
-    return load_config(None, TINY + list(extra))
+    return load_config(None, SETTINGS + list(extra))
 
 
 def make_run(path, *settings):
@@ -168,7 +162,7 @@ def test_baselines_on_the_same_splits(task_file):
 def test_cli_finetune_predict_evaluate(run, task_file, tmp_path, capsys):
     out = tmp_path / "cli"
     assert main(["finetune", str(run), "--task", str(task_file), "--out", str(out), "--seeds", "0",
-                 *sum((["--set", s] for s in TINY[7:] + ["finetune.epochs=1"]), [])]) == 0
+                 *sum((["--set", s] for s in ["train.precision=fp32", "train.progress=false"] + FINETUNE + ["finetune.epochs=1"]), [])]) == 0
     assert "test accuracy" in capsys.readouterr().out
     assert main(["predict", str(out), "a great film", "a dull film"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()

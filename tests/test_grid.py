@@ -15,35 +15,27 @@ from pretrainlab.data.tasks import load_task
 from pretrainlab.grid import load_grid, run_grid, split_fingerprint
 from pretrainlab.tokenizer import hf_tokenizer, train_tokenizer
 
+from conftest import FAST, FINETUNE, TINY, TRANSFORMER, review_csv, review_docs
+
 WORDS = "the a film movie story actor plot scene was is very good bad great awful dull fun long short".split()
-TINY = ["model.preset=tiny", "model.d_model=32", "model.n_heads=4", "model.d_ff=64", "model.n_layers=2",
-        "model.max_len=64", "data.seq_len=16", "data.vocab_size=120", "data.min_chars=5", "train.batch_size=8",
-        "train.progress=false", "train.eval_every=0", "train.precision=fp32", "train.lr=0.01", "train.warmup=0",
-        "finetune.max_len=16", "finetune.batch_size=16", "finetune.epochs=1", "finetune.lr=0.005"]
+SETTINGS = TINY + TRANSFORMER + FAST + FINETUNE + ["data.vocab_size=120", "data.min_chars=5", "train.eval_every=0",
+                                                  "finetune.epochs=1"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
     root = tmp_path_factory.mktemp("grid-data")
     rng = random.Random(0)
-    (root / "corpus.txt").write_text("\n\n".join(" ".join(rng.choice(WORDS) for _ in range(rng.randint(6, 30))) + "."
-                                                 for _ in range(200)), encoding="utf-8")
-    rows = ["text,label"] + [" ".join(rng.choice(WORDS) for _ in range(6)) + f" {i}," + "neg pos".split()[i % 2]
-                             for i in range(80)]
-    (root / "task.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    (root / "corpus.txt").write_text(review_docs(rng, 200, WORDS), encoding="utf-8")
+    (root / "task.csv").write_text(review_csv(rng, 80, words=WORDS), encoding="utf-8")
     return root
 
 
 def _write_grid(path, files, out, **extra):
-    grid = {"out": str(out), "corpus": [str(files / "corpus.txt")], "settings": TINY,
+    grid = {"out": str(out), "corpus": [str(files / "corpus.txt")], "settings": SETTINGS,
             "cells": {"transformer-mlm": ["model.backbone=transformer"], "cnn-mlm": ["model.backbone=cnn"]},
             "budgets": [3], "tasks": [str(files / "task.csv")], "seeds": [0, 1], "random_init": True,
             "reference": False, **extra}
@@ -54,7 +46,7 @@ def _write_grid(path, files, out, **extra):
 def test_tiny_grid_runs_and_resumes(files, tmp_path, monkeypatch):
     cont = [{"name": "tf+task", "init": "transformer-mlm@3", "corpus": f"task:{files / 'task.csv'}", "budget": 2}]
     config = _write_grid(tmp_path / "grid.yaml", files, tmp_path / "out", continued=cont,
-                         settings=TINY + ["finetune.max_train=40"])  # the continued corpus: still all of train
+                         settings=SETTINGS + ["finetune.max_train=40"])  # the continued corpus: still all of train
     result = run_grid(config)
     kinds = sorted(r.kind for r in result.rows)
     assert kinds == ["continued", "majority", "pretrained", "pretrained", "random-init", "random-init", "tfidf"]
@@ -90,7 +82,7 @@ def test_tiny_grid_runs_and_resumes(files, tmp_path, monkeypatch):
     real_pretrain = grid_mod.pretrain
     monkeypatch.setattr(grid_mod, "pretrain", lambda cfg, corpus, out, **k: calls.append(out.name) or
                         real_pretrain(cfg, corpus, out, **k))
-    _write_grid(config, files, tmp_path / "out", continued=cont, budgets=[3, 4], settings=TINY + ["finetune.max_train=40"])
+    _write_grid(config, files, tmp_path / "out", continued=cont, budgets=[3, 4], settings=SETTINGS + ["finetune.max_train=40"])
     more = run_grid(config)
     assert sorted(calls) == ["cnn-mlm@4", "transformer-mlm@4"]
     assert len([r for r in more.rows if r.kind == "pretrained"]) == 4

@@ -16,16 +16,13 @@ from pretrainlab.runs import load_pretrained
 from pretrainlab.tokenizer import hf_tokenizer, load_tokenizer, tokenizer_hash, train_tokenizer
 from pretrainlab.train import pretrain
 
+from conftest import FAST, TINY, TRANSFORMER
+
 WORDS = "the a film movie story actor plot scene was is very good bad great awful dull fun long short".split()
 TEXTS = ["the film was very good", "a dull plot and awful actor", "great fun"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
@@ -164,9 +161,7 @@ def test_cli_import(tok, tmp_path):
 
 # --------------------------------------------------------------------------- continued pre-training
 
-TINY = ["model.preset=tiny", "model.d_model=32", "model.n_heads=4", "model.d_ff=64", "model.n_layers=2",
-        "model.max_len=64", "data.seq_len=16", "train.batch_size=8", "train.progress=false", "train.eval_every=0",
-        "train.precision=fp32", "train.lr=0.01", "train.warmup=0", "train.log_every=1"]
+SETTINGS = TINY + TRANSFORMER + FAST + ["train.eval_every=0", "train.log_every=1"]
 
 
 def _losses(run):
@@ -174,15 +169,15 @@ def _losses(run):
 
 
 def test_continued_pretraining_starts_from_the_weights(tiny_corpus, tmp_path):
-    first = pretrain(load_config(None, TINY + ["train.budget=80"]), tiny_corpus, tmp_path / "first")
-    cont = pretrain(load_config(None, TINY + ["train.budget=3"]), tiny_corpus, tmp_path / "cont", init=first)
-    fresh = pretrain(load_config(None, TINY + ["train.budget=3"]), tiny_corpus, tmp_path / "fresh")
+    first = pretrain(load_config(None, SETTINGS + ["train.budget=80"]), tiny_corpus, tmp_path / "first")
+    cont = pretrain(load_config(None, SETTINGS + ["train.budget=3"]), tiny_corpus, tmp_path / "cont", init=first)
+    fresh = pretrain(load_config(None, SETTINGS + ["train.budget=3"]), tiny_corpus, tmp_path / "fresh")
     end_of_first = sum(_losses(first)[-5:]) / 5
     start_cont, start_fresh = _losses(cont)[0], _losses(fresh)[0]  # the same first batch and mask
     assert start_fresh > end_of_first + 0.4  # a fresh model starts far from where the first run ended
     assert start_cont < start_fresh - 0.4 and abs(start_cont - end_of_first) < 0.4
     # exactly: with a vanishing learning rate the continued run still holds the first run's weights
-    still = pretrain(load_config(None, TINY + ["train.budget=1", "train.lr=1e-12"]), tiny_corpus, tmp_path / "still",
+    still = pretrain(load_config(None, SETTINGS + ["train.budget=1", "train.lr=1e-12"]), tiny_corpus, tmp_path / "still",
                      init=first)
     a, b = load_pretrained(first).model.state_dict(), load_pretrained(still).model.state_dict()
     assert a.keys() == b.keys()
@@ -191,19 +186,19 @@ def test_continued_pretraining_starts_from_the_weights(tiny_corpus, tmp_path):
 
 
 def test_continued_pretraining_errors_and_model_section(tiny_corpus, tmp_path, tok):
-    first = pretrain(load_config(None, TINY + ["train.budget=2"]), tiny_corpus, tmp_path / "first")
+    first = pretrain(load_config(None, SETTINGS + ["train.budget=2"]), tiny_corpus, tmp_path / "first")
     # a config asking for another architecture: the init's is taken, and the user is told
-    other = load_config(None, TINY + ["model.n_layers=3", "model.style=modern"])
+    other = load_config(None, SETTINGS + ["model.n_layers=3", "model.style=modern"])
     adopted, notes = adopt_init_model(other, first)
     assert adopted.model.n_layers == 2 and adopted.model.style == "bert"
     assert "model.n_layers: config 3 -> init 2" in notes[0] and "model.style" in notes[0]
-    same, none = adopt_init_model(load_config(None, TINY), first)
-    assert none == [] and same.model == load_config(None, TINY).model
+    same, none = adopt_init_model(load_config(None, SETTINGS), first)
+    assert none == [] and same.model == load_config(None, SETTINGS).model
     pretrain(adopted, tiny_corpus, tmp_path / "adopted", init=first)
     # the CLI does the same: a wider model asked for, the init's taken, a note printed
     from pretrainlab.cli import main
 
-    sets = [x for item in TINY + ["train.budget=1", "model.d_model=64"] for x in ("--set", item)]
+    sets = [x for item in SETTINGS + ["train.budget=1", "model.d_model=64"] for x in ("--set", item)]
     assert main(["pretrain", "--corpus", str(tiny_corpus), "--out", str(tmp_path / "cli"), "--init", str(first),
                  *sets]) == 0
     assert load_pretrained(tmp_path / "cli").config.model.d_model == 32
@@ -217,7 +212,7 @@ def test_continued_pretraining_errors_and_model_section(tiny_corpus, tmp_path, t
     raw.write_text("\n\n".join(" ".join(random.Random(i).choice(WORDS) for _ in range(20)) for i in range(50)))
     prepare_corpus([str(raw)], other_corpus, load_config(None, ["data.min_chars=5"]).data, tokenizer_path=other_tok)
     with pytest.raises(CheckpointError, match="prepare the corpus with --tokenizer"):
-        pretrain(load_config(None, TINY + ["train.budget=2"]), other_corpus, tmp_path / "bad", init=first)
+        pretrain(load_config(None, SETTINGS + ["train.budget=2"]), other_corpus, tmp_path / "bad", init=first)
     assert isinstance(CheckpointError("x"), PretrainlabError)
 
 

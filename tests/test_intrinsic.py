@@ -12,23 +12,18 @@ from pretrainlab.intrinsic import IntrinsicError, probe, pseudo_perplexity
 from pretrainlab.runs import load_pretrained
 from pretrainlab.train import pretrain
 
-TINY = ["model.preset=tiny", "model.d_model=32", "model.n_heads=4", "model.d_ff=64", "model.n_layers=2",
-        "model.max_len=64", "data.seq_len=16", "train.batch_size=8", "train.progress=false", "train.eval_every=0",
-        "train.precision=fp32", "train.lr=0.01", "train.warmup=0", "train.budget=4"]
+from conftest import FAST, TINY, TRANSFORMER
+
+SETTINGS = TINY + TRANSFORMER + FAST + ["train.eval_every=0", "train.budget=4"]
 TEXTS = ["The cat sat on a mat.", "People of the nation and the union", "a", "Red river near the big house."]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
 def run(tiny_corpus, tmp_path_factory):
-    return pretrain(load_config(None, TINY), tiny_corpus, tmp_path_factory.mktemp("runs") / "mlm")
+    return pretrain(load_config(None, SETTINGS), tiny_corpus, tmp_path_factory.mktemp("runs") / "mlm")
 
 
 @torch.no_grad()
@@ -72,7 +67,7 @@ def test_batched_equals_one_at_a_time(run, batch_size):
 
 
 def test_no_mlm_head_is_a_clear_error(tiny_corpus, tmp_path):
-    rtd = pretrain(load_config(None, TINY + ["objective.weights={rtd: 1.0}", "train.budget=1"]), tiny_corpus,
+    rtd = pretrain(load_config(None, SETTINGS + ["objective.weights={rtd: 1.0}", "train.budget=1"]), tiny_corpus,
                    tmp_path / "rtd")
     with pytest.raises(IntrinsicError, match="no MLM head"):
         pseudo_perplexity(rtd, TEXTS)

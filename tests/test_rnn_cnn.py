@@ -13,13 +13,7 @@ V, D = 100, 32
 KINDS = ["lstm", "gru", "cnn"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: a second thread only adds synchronisation (10x slower on a busy 2-core box)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def make(kind: str, dropout: float = 0.0) -> nn.Module:

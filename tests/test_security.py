@@ -18,10 +18,10 @@ from pretrainlab.config import load_config
 from pretrainlab.errors import PretrainlabError
 from pretrainlab.train import pretrain
 
+from conftest import TINY, TRANSFORMER
+
 SRC = Path(pretrainlab.__file__).parent
-TINY = ["model.preset=tiny", "model.n_layers=2", "model.d_model=32", "model.n_heads=4", "model.d_ff=64",
-        "model.max_len=64", "data.seq_len=16", "train.batch_size=4", "train.progress=false", "train.eval_every=0",
-        "train.eval_batches=1", "train.precision=fp32", "train.budget=2"]
+SETTINGS = TINY + TRANSFORMER + ["train.batch_size=4", "train.eval_every=0", "train.eval_batches=1", "train.budget=2"]
 
 
 # --------------------------------------------------------------------------- the source scan
@@ -133,7 +133,7 @@ def test_the_scan_finds_what_it_looks_for():
 
 @pytest.fixture(scope="module")
 def run(tiny_corpus, tmp_path_factory):
-    return pretrain(load_config(None, TINY), tiny_corpus, tmp_path_factory.mktemp("sec") / "run")
+    return pretrain(load_config(None, SETTINGS), tiny_corpus, tmp_path_factory.mktemp("sec") / "run")
 
 
 @pytest.fixture(scope="module")
@@ -148,7 +148,7 @@ def finetuned(run, tmp_path_factory):
                                               for i in range(60)), encoding="utf-8")
     out = root / "ft"
     argv = ["finetune", str(run), "--task", str(task), "--out", str(out), "--seeds", "0"]
-    for s in TINY + ["finetune.max_len=16", "finetune.epochs=1", "finetune.batch_size=16"]:
+    for s in SETTINGS + ["finetune.max_len=16", "finetune.epochs=1", "finetune.batch_size=16"]:
         argv += ["--set", s]
     assert main(argv) == 0
     return out
@@ -210,7 +210,7 @@ def test_a_pickle_planted_as_optimizer_state_is_refused_unread(run, tiny_corpus,
     _rehash(ckpt)
     with pytest.raises(PretrainlabError, match="optimizer.pt holds something other than plain tensors and numbers; "
                                                "it was refused unread"):
-        pretrain(load_config(None, TINY + ["train.budget=4"]), tiny_corpus, copy, resume=True)
+        pretrain(load_config(None, SETTINGS + ["train.budget=4"]), tiny_corpus, copy, resume=True)
     assert not marker.exists()
 
 
@@ -223,10 +223,10 @@ def test_a_pickle_planted_as_weights_is_refused_unread(run, finetuned, tiny_corp
     torch.save({"w": Plant(marker)}, ckpt / "model.safetensors")
     _rehash(ckpt)
     with pytest.raises(PretrainlabError, match="model.safetensors is not a safetensors file"):
-        pretrain(load_config(None, TINY + ["train.budget=4"]), tiny_corpus, copy, resume=True)
+        pretrain(load_config(None, SETTINGS + ["train.budget=4"]), tiny_corpus, copy, resume=True)
     # continued pre-training from it (--init does not check hashes)
     with pytest.raises(PretrainlabError, match="model.safetensors is not a safetensors file"):
-        pretrain(load_config(None, TINY), tiny_corpus, tmp_path / "next", init=copy)
+        pretrain(load_config(None, SETTINGS), tiny_corpus, tmp_path / "next", init=copy)
     # a fine-tuned model: predict, evaluate, explain and export all refuse it
     model = tmp_path / "ft"
     shutil.copytree(finetuned, model)
@@ -279,7 +279,7 @@ def test_exported_remote_code_is_only_our_own_files(tiny_corpus, tmp_path, backb
     from pretrainlab.errors import ExportError
     from pretrainlab.export import export
 
-    run = pretrain(load_config(None, TINY + [f"model.backbone={backbone}"]), tiny_corpus, tmp_path / "run")
+    run = pretrain(load_config(None, SETTINGS + [f"model.backbone={backbone}"]), tiny_corpus, tmp_path / "run")
     try:
         out = export(run, tmp_path / "hf")
     except ExportError as e:

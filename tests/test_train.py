@@ -10,14 +10,14 @@ from pretrainlab.errors import CheckpointError, TrainingError
 from pretrainlab.loop import Interrupted, lr_factor
 from pretrainlab.train import pretrain
 
-TINY = ["model.preset=tiny", "model.d_model=32", "model.n_heads=4", "model.d_ff=64", "model.n_layers=2",
-        "model.max_len=64", "data.seq_len=16", "train.batch_size=4", "train.progress=false",
-        "train.eval_every=0", "train.eval_batches=1", "train.log_every=1", "train.deterministic=true",
-        "train.precision=fp32", "train.lr=3e-3"]
+from conftest import TINY, TRANSFORMER
+
+SETTINGS = TINY + TRANSFORMER + ["train.batch_size=4", "train.eval_every=0", "train.eval_batches=1", "train.log_every=1",
+                              "train.deterministic=true", "train.lr=3e-3"]
 
 
 def cfg(*extra):
-    return load_config(None, TINY + list(extra))
+    return load_config(None, SETTINGS + list(extra))
 
 
 def final_weights(run):
