@@ -16,6 +16,7 @@ $(VENV)/.installed: pyproject.toml Makefile
 
 venv: $(VENV)/.installed
 
+# test: the default suite (not slow, not network, see pyproject.toml); test-all: everything, downloads included
 test: venv
 	$(PY) -m pytest -q
 
