@@ -9,6 +9,9 @@ builds the model. It holds a copy of the forward pass of pretrainlab's backbones
 backbones/cnn.py (see their docstrings for the why) and of its classifier / MLM heads, so the
 logits equal pretrainlab's; pretrainlab's export tests check that they do. Parameter names are
 pretrainlab's, with the backbone one level deeper (`backbone.X` -> `backbone.encoder.X`).
+Each copy is marked `# Copied from pretrainlab.<module>.<name>`: tests/test_copies.py checks that a
+copied function is its source's code and that a copied module computes what its source computes
+(same parameter names and shapes, equal outputs); when a source moves, change its mark.
 
 Inputs: `attention_mask` 0/1 (a row is one document: the encoders read only its tokens, so
 padding never changes the outputs), `token_type_ids` the segment ids of a text pair.
@@ -32,6 +35,7 @@ except ImportError:  # transformers 4 initialises only what the checkpoint lacks
 # --------------------------------------------------------------------------- documents
 
 
+# Copied from pretrainlab.backbones.positions_from_mask
 def positions_from_mask(mask: Tensor) -> Tensor:
     """(B, T) position of each token within its own document (0 at each document start)."""
     B, T = mask.shape
@@ -42,6 +46,7 @@ def positions_from_mask(mask: Tensor) -> Tensor:
     return (idx - start_idx) * (mask != 0)
 
 
+# Copied from pretrainlab.backbones.rnn.split_documents
 def split_documents(mask: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """For the real tokens (row-major): document index, position in it; and every document's length."""
     real = mask != 0
@@ -53,6 +58,7 @@ def split_documents(mask: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     return doc, pos, lengths
 
 
+# Copied from pretrainlab.backbones.cnn.spread_documents
 def spread_documents(mask: Tensor, gap: int) -> tuple[Tensor, int]:
     """Column of every token once the documents of each row are `gap` zero columns apart; new width."""
     B, T = mask.shape
@@ -67,6 +73,7 @@ def spread_documents(mask: Tensor, gap: int) -> tuple[Tensor, int]:
 # --------------------------------------------------------------------------- encoders
 
 
+# Copied from pretrainlab.backbones.rnn.RNNBackbone
 class RNNEncoder(nn.Module):
     """Two unidirectional LSTM/GRU stacks (forward, backward), d_model / 2 wide; residual above layer 0."""
 
@@ -110,6 +117,7 @@ class RNNEncoder(nn.Module):
         return top.new_zeros(B, T, self.d_model).index_put((real,), top)  # zeros at padding
 
 
+# Copied from pretrainlab.backbones.cnn.ConvBlock
 class ConvBlock(nn.Module):
     """Pre-norm residual block: x + dropout(GLU(conv(LayerNorm(x) with padding zeroed)))."""
 
@@ -125,6 +133,7 @@ class ConvBlock(nn.Module):
         return x + self.dropout(F.glu(h, dim=-1))
 
 
+# Copied from pretrainlab.backbones.cnn.CNNBackbone
 class CNNEncoder(nn.Module):
     """Residual gated 1-D convolutions; documents of a row are moved apart so that no kernel reads across."""
 
@@ -201,6 +210,7 @@ class PretrainlabModel(PretrainlabPreTrainedModel):
         return BaseModelOutput(last_hidden_state=self.encoder(input_ids, mask, token_type_ids))
 
 
+# Copied from pretrainlab.models.Classifier
 class PretrainlabForSequenceClassification(PretrainlabPreTrainedModel):
     """Encoder -> [CLS] state or mean over real tokens -> dense -> tanh -> dropout -> linear."""
 
@@ -227,6 +237,7 @@ class PretrainlabForSequenceClassification(PretrainlabPreTrainedModel):
         return SequenceClassifierOutput(loss=loss, logits=logits, hidden_states=None)
 
 
+# Copied from pretrainlab.objectives.mlm.MLMHead
 class PretrainlabMLMHead(nn.Module):
     """dense -> GELU -> LayerNorm -> decoder tied to the token embedding (+ bias)."""
 
