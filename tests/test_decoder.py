@@ -119,6 +119,23 @@ def test_cached_forward_equals_full_forward(style):
     torch.testing.assert_close(torch.cat(parts, dim=1), full)
 
 
+@pytest.mark.parametrize("style", STYLES)
+def test_sdpa_and_explicit_attention_agree(style):
+    lm = tiny_lm(style)
+    ids = random_ids(2, 12)
+    mask = torch.tensor([[1] * 4 + [2] * 6 + [0] * 2, [1] * 12])
+    outs = []
+    with torch.no_grad():
+        for impl in ("sdpa", "explicit"):
+            lm.backbone.attn_impl = impl
+            outs.append(lm.backbone(ids, mask).hidden)
+        with torch.autocast("cpu", dtype=torch.bfloat16):  # low precision takes the explicit path
+            lm.backbone.attn_impl = "auto"
+            low = lm.backbone(ids, mask).hidden
+    torch.testing.assert_close(outs[0], outs[1])
+    torch.testing.assert_close(low.float(), outs[1], atol=0.1, rtol=0.05)
+
+
 def test_attention_weights_are_causal_and_per_document():
     lm = tiny_lm("llama")
     mask = torch.tensor([[1, 1, 1, 2, 2, 0]])

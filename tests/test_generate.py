@@ -4,15 +4,7 @@ import pytest
 import torch
 
 from pretrainlab.generate import generate, next_token
-from test_decoder import CTX, STYLES, hf_twin, random_ids, tiny_lm
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+from test_decoder import CTX, STYLES, hf_twin, one_thread, random_ids, tiny_lm  # noqa: F401 (one_thread: autouse)
 
 
 def hf_greedy(hf, ids, mask, n, eos_id=None):

@@ -244,16 +244,13 @@ class DecoderBackbone(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """Weights N(0, 0.02), biases 0, norms 1, the padding row 0 (as Llama and GPT-2 initialise)."""
+        """Projections and embeddings N(0, 0.02), biases 0, the padding row 0 (as Llama and GPT-2
+        initialise); norms keep the weight 1 (and bias 0) they are built with."""
         for m in self.modules():
             if isinstance(m, (nn.Linear, nn.Embedding)):
                 nn.init.normal_(m.weight, std=0.02)
-                if isinstance(m, nn.Linear) and m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, (nn.LayerNorm, RMSNorm)):
-                nn.init.ones_(m.weight)
-                if getattr(m, "bias", None) is not None:
-                    nn.init.zeros_(m.bias)
+            if isinstance(m, nn.Linear) and m.bias is not None:
+                nn.init.zeros_(m.bias)
         with torch.no_grad():
             self.tok_emb.weight[self.pad_id].zero_()
 
