@@ -1,0 +1,315 @@
+"""Causal Transformer decoder in two styles, readable top to bottom (nanoGPT's CausalSelfAttention + Block).
+
+    llama: pre-norm RMSNorm, rotary positions, SwiGLU feed-forward, no biases: computes exactly what
+           `transformers.LlamaModel` computes (with as many key/value heads as query heads).
+    gpt2:  pre-norm LayerNorm, learned absolute positions, GELU (tanh) feed-forward, biases: exactly
+           `transformers.GPT2Model`.
+
+Story of a forward pass:
+    ids, mask -> token embedding [+ position embedding, dropout (gpt2)]
+              -> n_layers x block(x, attn_bias, cache)   # attn_bias built once: causal AND same document
+              -> final norm                               -> DecoderOutput(hidden (B, T, D))
+
+`mask` (B, T) is the packed-document mask of every backbone (0 = padding, k >= 1 = k-th document
+of the row, see backbones/__init__.py). A token attends to the tokens of its own document at or
+before it, never to another document; positions restart at each document. The causal mask is the
+one line marked "THE causal mask" in `causal_document_bias`.
+
+KV cache: `forward(..., cache=KVCache())` stores each layer's keys and values (and the document ids
+of the tokens seen), so the next call feeds only the new tokens (see generate.py). The cache is
+filled in place and also returned on the output.
+
+Pieces imported from the encoder (transformer.py): `SelfAttention` (its fused q/k/v projection,
+output projection and `attend`), `LayerNorm`, `Dropout`, `apply_rotary`, `rotary_cos_sin`,
+`visibility_bias`. New here, because the encoder has no counterpart: `CausalSelfAttention` (the
+encoder's attention reads keys from its input only; a decoder also reads the cached ones), `RMSNorm`
+(the encoder has LayerNorm only) and the SwiGLU feed-forward (the encoder's is GeGLU). The LM head
+lives with its objective (objectives/clm.py), as the MLM head does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from . import EncoderOutput, positions_from_mask
+from .transformer import Dropout, LayerNorm, SelfAttention, apply_rotary, rotary_cos_sin, visibility_bias
+
+STYLES = ("llama", "gpt2")
+ATTN_IMPLS = ("auto", "sdpa", "explicit")
+LLAMA_RMS_EPS = 1e-6  # LlamaConfig.rms_norm_eps
+GPT2_LN_EPS = 1e-5  # GPT2Config.layer_norm_epsilon
+
+
+# --------------------------------------------------------------------------- cache, mask, output
+
+
+@dataclass
+class KVCache:
+    """Keys and values of every layer for the tokens seen so far, and those tokens' document ids.
+
+    keys[i], values[i]: (B, H, T_past, Dh) for layer i (llama keys already rotated); mask: (B, T_past).
+    Start with `KVCache()`; DecoderBackbone.forward appends to it in place.
+    """
+
+    keys: list[Tensor] = field(default_factory=list)
+    values: list[Tensor] = field(default_factory=list)
+    mask: Tensor | None = None
+
+    def __len__(self) -> int:
+        """T_past: how many tokens the cache holds."""
+        return 0 if self.mask is None else self.mask.shape[1]
+
+    def update(self, layer: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+        """Append this call's k, v (B, H, T, Dh) to `layer`'s; -> that layer's keys, values so far."""
+        if layer == len(self.keys):  # the first call: nothing cached for this layer yet
+            self.keys.append(k)
+            self.values.append(v)
+        else:
+            self.keys[layer] = torch.cat((self.keys[layer], k), dim=2)
+            self.values[layer] = torch.cat((self.values[layer], v), dim=2)
+        return self.keys[layer], self.values[layer]
+
+
+def causal_document_bias(mask: Tensor, mask_all: Tensor, n_heads: int, dtype: torch.dtype) -> Tensor:
+    """(B, H, T, T_all) additive bias for the T new tokens, which are the last T of the T_all seen.
+
+    mask: (B, T) document ids of the new tokens; mask_all: (B, T_all) of every token so far (the
+    cached ones first). 0 where the key is in the query's document and not after it, -inf elsewhere.
+    Every query sees at least itself (padding sees earlier padding), so no softmax row is empty.
+    """
+    T, T_all = mask.shape[1], mask_all.shape[1]
+    q_idx = torch.arange(T_all - T, T_all, device=mask.device)  # absolute index of each new token
+    k_idx = torch.arange(T_all, device=mask.device)
+    causal = k_idx[None, :] <= q_idx[:, None]  # (T, T_all) THE causal mask: a token sees itself and earlier ones
+    same_doc = mask[:, :, None] == mask_all[:, None, :]  # (B, T, T_all)
+    return visibility_bias(same_doc & causal, n_heads, dtype)
+
+
+@dataclass
+class DecoderOutput(EncoderOutput):
+    cache: KVCache | None = None
+    """The cache passed in, now holding this call's tokens too (None when none was passed)."""
+
+
+# --------------------------------------------------------------------------- pieces
+
+
+class RMSNorm(nn.Module):
+    """x / sqrt(mean(x^2) + eps) * weight, normalised in fp32 and cast back before the weight (LlamaRMSNorm)."""
+
+    def __init__(self, d_model: int, eps: float) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(d_model))
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = x.float()
+        h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + self.eps)
+        return self.weight * h.to(x.dtype)
+
+
+class CausalSelfAttention(SelfAttention):
+    """The encoder's attention (same fused [q; k; v] projection and `attend`), plus a KV cache.
+
+    The causality itself is in the bias (`causal_document_bias`); this adds the cached keys and
+    values of earlier calls to the ones computed from x.
+    """
+
+    def __init__(self, d_model: int, n_heads: int, dropout: float, bias: bool, layer: int) -> None:
+        super().__init__(d_model, n_heads, dropout, bias)
+        self.layer = layer  # which slot of the KV cache is this layer's
+
+    def forward(
+        self,
+        x: Tensor,
+        attn_bias: Tensor,
+        rope: tuple[Tensor, Tensor] | None = None,
+        cache: KVCache | None = None,
+        use_sdpa: bool = False,
+        need_weights: bool = False,
+    ) -> tuple[Tensor, Tensor | None]:
+        B, T, D = x.shape
+        qkv = self.qkv(x).view(B, T, 3, self.n_heads, self.head_dim)
+        if rope is not None:
+            qkv = torch.cat((apply_rotary(qkv[:, :, :2], *rope), qkv[:, :, 2:]), dim=2)  # rotate q and k
+        q, k, v = qkv.permute(2, 0, 3, 1, 4).contiguous().unbind(0)  # each (B, H, T, Dh)
+        if cache is not None:
+            k, v = cache.update(self.layer, k, v)  # (B, H, T_past + T, Dh)
+        ctx, weights = self.attend(q, k, v, attn_bias, use_sdpa, need_weights)
+        return self.out(ctx.transpose(1, 2).reshape(B, T, D)), weights
+
+
+# --------------------------------------------------------------------------- blocks
+
+
+class LlamaBlock(nn.Module):
+    """x = x + attn(RMS(x)); x = x + W_down(silu(g) * u), [g; u] = W_in RMS(x)   (LlamaDecoderLayer).
+
+    Dropout only on the attention weights, as Llama's attention_dropout (it has no residual dropout).
+    """
+
+    def __init__(self, d_model: int, n_heads: int, d_ff: int, dropout: float, layer: int) -> None:
+        super().__init__()
+        self.attn_norm = RMSNorm(d_model, LLAMA_RMS_EPS)
+        self.attn = CausalSelfAttention(d_model, n_heads, dropout, bias=False, layer=layer)
+        self.ff_norm = RMSNorm(d_model, LLAMA_RMS_EPS)
+        self.ff_in = nn.Linear(d_model, 2 * d_ff, bias=False)  # rows: [gate; up]
+        self.ff_out = nn.Linear(d_ff, d_model, bias=False)
+
+    def forward(self, x, attn_bias, rope=None, cache=None, use_sdpa=False, need_weights=False):
+        a, weights = self.attn(self.attn_norm(x), attn_bias, rope, cache, use_sdpa, need_weights)
+        x = x + a
+        gate, up = self.ff_in(self.ff_norm(x)).chunk(2, dim=-1)
+        x = x + self.ff_out(F.silu(gate) * up)
+        return x, weights
+
+
+class GPT2Block(nn.Module):
+    """x = x + drop(attn(LN(x))); x = x + drop(W2 gelu(W1 LN(x)))   (GPT2Block, gelu_new = tanh GELU)."""
+
+    def __init__(self, d_model: int, n_heads: int, d_ff: int, dropout: float, layer: int) -> None:
+        super().__init__()
+        self.attn_norm = LayerNorm(d_model, eps=GPT2_LN_EPS)
+        self.attn = CausalSelfAttention(d_model, n_heads, dropout, bias=True, layer=layer)
+        self.ff_norm = LayerNorm(d_model, eps=GPT2_LN_EPS)
+        self.ff_in = nn.Linear(d_model, d_ff)
+        self.ff_out = nn.Linear(d_ff, d_model)
+        self.drop = Dropout(dropout)
+
+    def forward(self, x, attn_bias, rope=None, cache=None, use_sdpa=False, need_weights=False):
+        a, weights = self.attn(self.attn_norm(x), attn_bias, None, cache, use_sdpa, need_weights)
+        x = x + self.drop(a)
+        x = x + self.drop(self.ff_out(F.gelu(self.ff_in(self.ff_norm(x)), approximate="tanh")))
+        return x, weights
+
+
+# --------------------------------------------------------------------------- backbone
+
+
+class DecoderBackbone(nn.Module):
+    """Decoder: (ids, mask) -> DecoderOutput(hidden (B, T, d_model), attentions, hidden_states, cache).
+
+    style "llama" or "gpt2" (see the module docstring). In the llama style d_ff is the SwiGLU inner
+    size (W_in has 2 * d_ff outputs). max_len: the context, in tokens (cached ones included); the
+    gpt2 style's position table has that many rows, the llama style's rotary positions need none.
+    rope_theta: rotary base (llama). dropout: attention weights (llama); embeddings, attention
+    weights and residual branches (gpt2). attn_impl: "auto", "sdpa" or "explicit" (as the encoder's).
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        d_model: int,
+        n_layers: int,
+        n_heads: int = 4,
+        d_ff: int = 1024,
+        max_len: int = 512,
+        dropout: float = 0.0,
+        style: str = "llama",
+        pad_id: int = 0,
+        rope_theta: float = 10_000.0,
+        attn_impl: str = "auto",
+    ) -> None:
+        super().__init__()
+        if style not in STYLES:
+            raise ValueError(f"unknown decoder style {style!r}; choose llama or gpt2")
+        if d_model % n_heads:
+            raise ValueError(f"d_model={d_model} is not divisible by n_heads={n_heads}; pick n_heads dividing it")
+        if style == "llama" and (d_model // n_heads) % 2:
+            raise ValueError(f"rotary positions need an even head size, got d_model/n_heads={d_model // n_heads}")
+        if attn_impl not in ATTN_IMPLS:
+            raise ValueError(f"attn_impl={attn_impl!r} is not one of {', '.join(ATTN_IMPLS)}")
+        self.vocab_size, self.d_model, self.n_layers, self.n_heads = vocab_size, d_model, n_layers, n_heads
+        self.d_ff, self.max_len, self.dropout, self.style = d_ff, max_len, dropout, style
+        self.pad_id, self.rope_theta, self.attn_impl = pad_id, rope_theta, attn_impl
+
+        self.tok_emb = nn.Embedding(vocab_size, d_model, padding_idx=pad_id)
+        if style == "llama":
+            self.pos_emb = None
+            self.emb_drop = nn.Identity()
+            self.layers = nn.ModuleList(LlamaBlock(d_model, n_heads, d_ff, dropout, i) for i in range(n_layers))
+            self.norm = RMSNorm(d_model, LLAMA_RMS_EPS)
+            head_dim = d_model // n_heads
+            inv_freq = 1.0 / rope_theta ** (torch.arange(0, head_dim, 2, dtype=torch.float) / head_dim)
+            self.register_buffer("inv_freq", inv_freq, persistent=False)
+        else:
+            self.pos_emb = nn.Embedding(max_len, d_model)
+            self.emb_drop = Dropout(dropout)
+            self.layers = nn.ModuleList(GPT2Block(d_model, n_heads, d_ff, dropout, i) for i in range(n_layers))
+            self.norm = LayerNorm(d_model, eps=GPT2_LN_EPS)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Projections and embeddings N(0, 0.02), biases 0, the padding row 0 (as Llama and GPT-2
+        initialise); norms keep the weight 1 (and bias 0) they are built with."""
+        for m in self.modules():
+            if isinstance(m, (nn.Linear, nn.Embedding)):
+                nn.init.normal_(m.weight, std=0.02)
+            if isinstance(m, nn.Linear) and m.bias is not None:
+                nn.init.zeros_(m.bias)
+        with torch.no_grad():
+            self.tok_emb.weight[self.pad_id].zero_()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.tok_emb
+
+    def forward(
+        self,
+        ids: Tensor,
+        mask: Tensor,
+        segment_ids: Tensor | None = None,
+        output_attentions: bool = False,
+        output_hidden_states: bool = False,
+        cache: KVCache | None = None,
+    ) -> DecoderOutput:
+        """ids, mask: (B, T) new tokens (all of them, or those after the cached ones).
+
+        segment_ids: accepted for the backbones' shared call and unused: Llama and GPT-2 have no
+        token type embeddings (a sentence pair reads as one text, split by its separator token).
+        """
+        B, T = ids.shape
+        past = len(cache) if cache is not None else 0
+        if past + T > self.max_len:
+            raise ValueError(
+                f"{past + T} tokens ({past} cached + {T} new) exceed the decoder's context max_len={self.max_len}; "
+                "shorten the input or build the model with a larger max_len"
+            )
+        mask_all = mask if cache is None or cache.mask is None else torch.cat((cache.mask, mask), dim=1)
+        positions = positions_from_mask(mask_all)[:, past:]  # (B, T), restarting at each document
+        if cache is not None:
+            cache.mask = mask_all
+
+        # embeddings: token [+ absolute position] -> [dropout]
+        x = self.tok_emb(ids)
+        if self.pos_emb is not None:
+            x = x + self.pos_emb(positions)
+        x = self.emb_drop(x)
+
+        # what attention computes in: the autocast dtype if autocast is on, else the weights' dtype
+        dev = x.device.type
+        dtype = torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else x.dtype
+        rope = rotary_cos_sin(positions, self.inv_freq, dtype) if self.style == "llama" else None
+        attn_bias = causal_document_bias(mask, mask_all, self.n_heads, dtype)  # once, shared by all layers
+        use_sdpa = self._use_sdpa(dev, dtype)
+
+        attentions: list[Tensor] | None = [] if output_attentions else None
+        hidden_states: list[Tensor] | None = [x] if output_hidden_states else None
+        for layer in self.layers:
+            x, weights = layer(x, attn_bias, rope, cache, use_sdpa, output_attentions)
+            if attentions is not None:
+                attentions.append(weights)
+            if hidden_states is not None:
+                hidden_states.append(x)
+        x = self.norm(x)
+        return DecoderOutput(hidden=x, attentions=attentions, hidden_states=hidden_states, cache=cache)
+
+    def _use_sdpa(self, device_type: str, dtype: torch.dtype) -> bool:
+        """As the encoder decides: SDPA on GPUs and in fp32 CPU inference, the explicit path elsewhere."""
+        if self.attn_impl != "auto":
+            return self.attn_impl == "sdpa"
+        low_precision = dtype in (torch.bfloat16, torch.float16)
+        return device_type != "cpu" or not (low_precision or (self.training and self.dropout > 0))

@@ -1,0 +1,134 @@
+"""Text generation with a decoder: a short loop over forward with a KV cache.
+
+    model = CausalLM(decoder, lm_head)
+    out = generate(model, ids, max_new_tokens=20, temperature=0.0)   # greedy: deterministic
+
+Each step feeds only the newest token (the cache holds the keys and values of all earlier ones),
+takes the logits of the last position and picks the next token: the most likely one when
+temperature == 0, else a draw from softmax(logits / temperature), restricted to the top_k most
+likely tokens and/or the smallest set whose probability reaches top_p. A row stops at eos_id; the
+loop stops when every row has.
+
+Prompts in a batch are left-padded (mask 0 on the left): new tokens continue the last document of
+their row, so a prompt may itself be a packed row.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from .backbones.decoder import DecoderBackbone, KVCache
+from .objectives.clm import LMHead
+
+
+class CausalLM(nn.Module):
+    """A decoder and its LM head: (ids, mask, cache) -> logits (B, T, V), as LlamaForCausalLM returns."""
+
+    def __init__(self, backbone: DecoderBackbone, head: LMHead):
+        super().__init__()
+        self.backbone = backbone
+        self.head = head
+
+    def forward(self, ids: Tensor, mask: Tensor | None = None, cache: KVCache | None = None,
+                last_only: bool = False) -> Tensor:
+        if mask is None:
+            mask = torch.ones_like(ids)
+        hidden = self.backbone(ids, mask, cache=cache).hidden
+        if last_only:
+            hidden = hidden[:, -1:]  # (B, 1, D): only the last position when sampling
+        return self.head(hidden)
+
+
+def check_generation(prompt_len: int, max_new_tokens: int, max_len: int, temperature: float,
+                     top_k: int | None, top_p: float | None) -> None:
+    """Refuse bad settings before any work, saying what to change."""
+    if temperature < 0:
+        raise ValueError(f"temperature={temperature} is negative; use 0 for greedy decoding or a positive value to sample")
+    if top_p is not None and not 0 < top_p <= 1:
+        raise ValueError(f"top_p={top_p} is outside (0, 1]: it is the probability mass to sample from (1 = all tokens)")
+    if top_k is not None and top_k < 1:
+        raise ValueError(f"top_k={top_k} must be at least 1 (the number of most likely tokens to sample from)")
+    if max_new_tokens < 0:
+        raise ValueError(f"max_new_tokens={max_new_tokens} is negative")
+    if prompt_len == 0:
+        raise ValueError("the prompt is empty; a decoder needs at least its start token")
+    if prompt_len > max_len:
+        raise ValueError(
+            f"the prompt is {prompt_len} tokens, longer than the model's context of {max_len}; "
+            f"shorten it to at most {max_len} tokens"
+        )
+    if prompt_len + max_new_tokens > max_len:
+        raise ValueError(
+            f"the prompt ({prompt_len} tokens) + max_new_tokens={max_new_tokens} exceed the model's context of "
+            f"{max_len} tokens; ask for at most {max_len - prompt_len} new tokens or shorten the prompt"
+        )
+
+
+def next_token(logits: Tensor, temperature: float, top_k: int | None, top_p: float | None,
+               gen: torch.Generator | None) -> Tensor:
+    """(B, V) logits of the last position -> (B,) the next token of each row."""
+    if temperature == 0:
+        return logits.argmax(-1)  # greedy: the first of equally likely tokens, deterministic
+    logits = logits.float() / temperature
+    if top_k is not None and top_k < logits.shape[-1]:
+        kth = logits.topk(top_k, dim=-1).values[:, -1:]  # (B, 1) the k-th largest logit
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p is not None and top_p < 1:
+        sorted_logits, order = logits.sort(dim=-1, descending=True)
+        probs = sorted_logits.softmax(-1)
+        outside = probs.cumsum(-1) - probs >= top_p  # the mass before this token already reaches top_p
+        sorted_logits = sorted_logits.masked_fill(outside, float("-inf"))  # the top token always stays
+        logits = torch.full_like(logits, float("-inf")).scatter(-1, order, sorted_logits)
+    return torch.multinomial(logits.softmax(-1), 1, generator=gen).squeeze(1)
+
+
+@torch.no_grad()
+def generate(
+    model: CausalLM,
+    ids: Tensor,
+    max_new_tokens: int,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    seed: int | None = None,
+    eos_id: int | None = None,
+    mask: Tensor | None = None,
+    pad_id: int = 0,
+    use_cache: bool = True,
+) -> Tensor:
+    """(B, T) prompt ids -> (B, T + n) the prompts and n <= max_new_tokens new tokens.
+
+    mask: (B, T) as for the backbone, left-padded prompts (default: one document per row). A row
+    that has produced eos_id (kept) is filled with pad_id until every row has. seed makes sampling
+    repeatable. use_cache=False recomputes the whole sequence each step (same tokens, slower).
+    The model runs in eval mode (no dropout) and is put back as it was.
+    """
+    B, T = ids.shape
+    check_generation(T, max_new_tokens, model.backbone.max_len, temperature, top_k, top_p)
+    mask = torch.ones_like(ids) if mask is None else mask
+    if bool((mask[:, -1] == 0).any()):
+        raise ValueError("a prompt ends with padding; pad prompts on the left (mask 0 before the text)")
+    gen = torch.Generator(device=ids.device).manual_seed(seed) if seed is not None else None
+    doc = mask[:, -1:]  # (B, 1): new tokens continue the last document of their row
+    done = torch.zeros(B, dtype=torch.bool, device=ids.device)
+    cache = KVCache() if use_cache else None
+    was_training = model.training
+    model.eval()
+    try:
+        logits = model(ids, mask, cache, last_only=True)[:, -1]  # (B, V): the whole prompt once
+        for step in range(max_new_tokens):
+            new = next_token(logits, temperature, top_k, top_p, gen)
+            new = torch.where(done, torch.full_like(new, pad_id), new)
+            ids, mask = torch.cat((ids, new[:, None]), dim=1), torch.cat((mask, doc), dim=1)
+            if eos_id is not None:
+                done |= new == eos_id
+            if bool(done.all()) or step == max_new_tokens - 1:
+                break
+            if use_cache:
+                logits = model(new[:, None], doc, cache, last_only=True)[:, -1]  # only the new token
+            else:
+                logits = model(ids, mask, last_only=True)[:, -1]
+    finally:
+        model.train(was_training)
+    return ids

@@ -1,0 +1,84 @@
+"""Causal language modelling (GPT, Llama) for the decoder: collator + LM head + loss.
+
+    collator: labels[b, t] = ids[b, t + 1] when t and t + 1 are in the same packed document, else
+              -100 (across a document boundary, at the last token of a row, at padding)
+    head:     one projection to the vocabulary, no bias (Llama's and GPT-2's lm_head); tied to the
+              token embedding, or a matrix of its own
+    loss:     cross-entropy over the positions with a label, the mean over the global batch
+
+Labels are already shifted: position t predicts labels[t] (Hugging Face's `labels=` are the ids
+themselves, shifted inside the model). The vocabulary projection runs only at positions that have
+a label, as in mlm.py. Each packed chunk is `[CLS] text [SEP]`: the [CLS] is the start token
+(never predicted), and the model learns to end a text with [SEP], which `generate` can stop at.
+
+This is the decoder's `clm`; the RNN's forward + backward `clm` (ELMo) is objectives/elmo.py.
+Both are named "clm"; the factory picks one by backbone.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..distributed import global_count, world_size
+
+IGNORE = -100  # the label of a position that predicts nothing (F.cross_entropy's ignore_index)
+
+
+def next_token_labels(ids: Tensor, mask: Tensor) -> Tensor:
+    """(B, T) next token of each position within its own document, IGNORE where there is none.
+
+    ids, mask: (B, T); mask 0 = padding, k >= 1 = k-th document of the row.
+    """
+    labels = torch.full_like(ids, IGNORE)
+    same_doc = (mask[:, 1:] == mask[:, :-1]) & (mask[:, 1:] != 0)  # (B, T-1): t and t+1 in one document
+    labels[:, :-1] = torch.where(same_doc, ids[:, 1:], IGNORE)
+    return labels
+
+
+class LMHead(nn.Module):
+    """hidden (..., D) -> logits (..., V) by one projection, no bias.
+
+    Tied: pass the token embedding, whose weight is the projection. Untied: embedding=None makes
+    a matrix of its own, initialised N(0, 0.02).
+    """
+
+    def __init__(self, d_model: int, vocab_size: int, embedding: nn.Embedding | None = None):
+        super().__init__()
+        if embedding is None:
+            embedding = nn.Embedding(vocab_size, d_model)
+            nn.init.normal_(embedding.weight, std=0.02)
+        self.embedding = embedding
+
+    def forward(self, h: Tensor) -> Tensor:
+        return F.linear(h, self.embedding.weight)
+
+
+class CLM(nn.Module):
+    """Next-token prediction: `prepare` picks the positions with a next token, `loss` scores them."""
+
+    name = "clm"
+    uses_shared_forward = True
+
+    def __init__(self, d_model: int, vocab_size: int, embedding: nn.Embedding | None = None):
+        super().__init__()
+        self.head = LMHead(d_model, vocab_size, embedding)
+
+    def prepare(self, batch: dict[str, Tensor], gen: torch.Generator) -> dict[str, Tensor]:
+        ids = batch.get("original_ids", batch["input_ids"])  # with a corrupting objective on, the real tokens
+        labels = next_token_labels(ids, batch["mask"]).reshape(-1)
+        positions = (labels != IGNORE).nonzero().squeeze(1)  # flat indices into (B * T)
+        return {**batch, "clm_positions": positions, "clm_labels": labels[positions]}
+
+    def loss(self, backbone: nn.Module, out, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
+        hidden = out.hidden
+        h = hidden.reshape(-1, hidden.shape[-1]).index_select(0, batch["clm_positions"])  # (N, D)
+        logits = self.head(h).float()  # (N, V): only where there is a next token
+        labels = batch["clm_labels"]
+        # mean over the targets of the GLOBAL batch (all ranks), so data parallelism over N
+        # processes trains exactly like one process with an N times larger batch
+        n_all = max(global_count(len(labels), logits.device), 1)
+        loss = F.cross_entropy(logits, labels, reduction="sum") * (world_size() / n_all)
+        acc = (logits.argmax(-1) == labels).float().mean() if len(labels) else logits.new_zeros(())
+        return loss, {"clm_loss": loss.detach(), "clm_acc": acc.detach()}
