@@ -119,9 +119,10 @@ def hf_bart_config_kwargs(
 ) -> dict:
     """Keyword arguments for `transformers.BartConfig` describing a bart-style Seq2SeqTransformer.
 
-    decoder_start_id defaults to eos_id, as BART's own configs have it. forced_eos_token_id and
-    forced_bos_token_id are None: pretrainlab's generate forces neither, so Hugging Face's greedy
-    `generate` gives the same tokens. Our one `dropout` is BART's dropout and attention_dropout.
+    decoder_start_id defaults to eos_id, as BART's own configs have it. forced_eos_token_id is None
+    (BartConfig's default is 2, which makes `generate` force the end token at max_length):
+    pretrainlab's generate forces no token, so Hugging Face's greedy `generate` gives the same
+    tokens. (No forced_bos_token_id: BartConfig's default is none.) Our one `dropout` is BART's dropout and attention_dropout.
     """
     return dict(
         vocab_size=vocab_size, d_model=d_model, encoder_layers=n_layers, decoder_layers=n_decoder_layers,
@@ -130,5 +131,5 @@ def hf_bart_config_kwargs(
         encoder_layerdrop=0.0, decoder_layerdrop=0.0, max_position_embeddings=max_len, scale_embedding=False,
         init_std=0.02, tie_word_embeddings=True, is_encoder_decoder=True, pad_token_id=pad_id, bos_token_id=bos_id,
         eos_token_id=eos_id, decoder_start_token_id=eos_id if decoder_start_id is None else decoder_start_id,
-        forced_eos_token_id=None, forced_bos_token_id=None,
+        forced_eos_token_id=None,
     )
