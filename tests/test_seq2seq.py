@@ -227,6 +227,9 @@ def test_too_long_inputs_are_refused():
         m(ids, torch.ones_like(ids), ids[:, :2])
     with pytest.raises(ValueError, match="decoder input .* 17 tokens"):
         m(ids[:, :4], torch.ones_like(ids[:, :4]), ids)
+    with pytest.raises(ValueError, match="got an input of 4 and max_new_tokens=16"):
+        generate(m, ids[:, :4], torch.ones_like(ids[:, :4]), decoder_start_id=EOS, eos_id=EOS, pad_id=PAD,
+                 max_new_tokens=16)
 
 
 def test_sdpa_and_explicit_attention_agree():

@@ -411,6 +411,11 @@ def generate(
     step (for tests: the cache must not change the result).
     """
     check_sampling(temperature, top_k, top_p)
+    if input_ids.shape[1] > model.max_len or 1 + max_new_tokens > model.max_len:
+        raise ValueError(
+            f"the model reads and writes at most max_len={model.max_len} tokens; got an input of {input_ids.shape[1]} "
+            f"and max_new_tokens={max_new_tokens} (+1 start token): shorten the input or lower max_new_tokens"
+        )
     was_training = model.training
     model.eval()
     gen = None
