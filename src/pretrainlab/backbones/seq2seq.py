@@ -1,0 +1,439 @@
+"""Encoder-decoder Transformer (BART style), readable top to bottom.
+
+    bart: post-LN, learned absolute positions (offset by 2, as BART's table is), GELU, biases
+          everywhere, a LayerNorm on the embeddings of each side, no embedding scaling, one token
+          embedding shared by encoder, decoder and the output projection, plus a final logits bias:
+          computes exactly what `transformers.BartForConditionalGeneration` computes (its logits).
+
+Story of a forward pass:
+    encoder:  ids, mask -> token + position embeddings -> norm -> dropout
+                        -> n_layers x EncoderBlock(x, doc_bias)        # bidirectional, per document
+    decoder:  dec_ids   -> token + position embeddings -> norm -> dropout
+                        -> n_decoder_layers x DecoderBlock:
+                              self-attention (causal, per document) -> cross-attention (reads the
+                              encoder's states of the same document) -> feed-forward
+              -> logits = decoder_hidden @ tok_emb^T + final_logits_bias
+
+Masks are document ids as everywhere in pretrainlab (0 = padding, k >= 1 = k-th document of the
+row); a plain 0/1 padding mask is the one-document case, and is what Hugging Face passes. Decoder
+document k reads encoder document k. Positions restart at each document, so they equal BART's
+0, 1, 2, ... for right-padded rows (the BART tokenizer pads on the right).
+
+Generation (`generate`) runs the encoder once and then one decoder step per new token with a
+`Seq2SeqCache`: each layer's self-attention keys/values grow by one token per step, its
+cross-attention keys/values are computed from the encoder's states on the first step only.
+
+What is imported from transformer.py (never copied): the encoder block is `BertBlock` (BART's
+encoder layer is BERT's post-LN layer, only with nn.LayerNorm's default eps), attention is
+`SelfAttention` and its `attend` (softmax(q k^T / sqrt(d_k) + bias) v, explicit or SDPA), norms,
+dropout and `visibility_bias`. Written here because nothing there has it: the decoder's causal
+self-attention with a KV cache, cross-attention (queries and keys from different sequences), BART's
+position offset and the decoder block. Hugging Face weight names live in export/hf_seq2seq_names.py.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from . import EncoderOutput, positions_from_mask
+from .transformer import BertBlock, Dropout, LayerNorm, SelfAttention, visibility_bias
+
+STYLES = ("bart",)
+ATTN_IMPLS = ("auto", "sdpa", "explicit")
+BART_LN_EPS = 1e-5  # BART uses nn.LayerNorm's default eps (BERT's is 1e-12)
+BART_POS_OFFSET = 2  # BartLearnedPositionalEmbedding: position p reads row p + 2 (rows 0, 1 unused)
+
+
+# --------------------------------------------------------------------------- the cache
+
+
+@dataclass
+class LayerCache:
+    """One decoder layer's keys/values, each (B, H, ., head_dim)."""
+
+    self_k: Tensor | None = None
+    """(B, H, t, Dh): the self-attention keys of every decoder token so far; grows each step."""
+    self_v: Tensor | None = None
+    cross_k: Tensor | None = None
+    """(B, H, S, Dh): the cross-attention keys, from the encoder's states, computed once."""
+    cross_v: Tensor | None = None
+
+    def append_self(self, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+        """Add this step's keys/values (B, H, T, Dh); -> all of them so far (B, H, t + T, Dh)."""
+        if self.self_k is not None:
+            k, v = torch.cat((self.self_k, k), dim=2), torch.cat((self.self_v, v), dim=2)
+        self.self_k, self.self_v = k, v
+        return k, v
+
+
+@dataclass
+class Seq2SeqCache:
+    """What one generation keeps between decoder steps: the encoder's pass and per-layer keys/values.
+
+    Start with `Seq2SeqCache()`; the first forward fills it, later forwards take only the new
+    decoder tokens and skip the encoder.
+    """
+
+    encoder_hidden: Tensor | None = None
+    """(B, S, D) the encoder's output, computed on the first call."""
+    encoder_mask: Tensor | None = None
+    """(B, S) the encoder's document-id mask."""
+    layers: list[LayerCache] = field(default_factory=list)
+    length: int = 0
+    """Decoder tokens already in the cache (the position of the next one)."""
+
+
+# --------------------------------------------------------------------------- outputs
+
+
+@dataclass
+class Seq2SeqOutput:
+    logits: Tensor | None
+    """(B, T, V) next-token logits at every decoder position (None when not asked for)."""
+    encoder_hidden: Tensor
+    """(B, S, D) the encoder's final hidden states."""
+    decoder_hidden: Tensor
+    """(B, T, D) the decoder's final hidden states."""
+    cache: Seq2SeqCache | None = None
+    """The cache passed in, updated (None without one)."""
+
+
+# --------------------------------------------------------------------------- attention
+
+
+class CausalSelfAttention(SelfAttention):
+    """SelfAttention (same fused qkv, same `attend`) whose keys/values may come from a cache."""
+
+    def forward(self, x: Tensor, attn_bias: Tensor, cache: LayerCache | None, use_sdpa: bool) -> Tensor:
+        B, T, D = x.shape
+        q, k, v = self.qkv(x).view(B, T, 3, self.n_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)  # (B, H, T, Dh)
+        if cache is not None:
+            k, v = cache.append_self(k, v)  # (B, H, past + T, Dh): every decoder token so far
+        ctx, _ = self.attend(q, k, v, attn_bias, use_sdpa, False)
+        return self.out(ctx.transpose(1, 2).reshape(B, T, D))
+
+
+class CrossAttention(nn.Module):
+    """Decoder queries over the encoder's states: q from x (B, T, D), k and v from memory (B, S, D)."""
+
+    attend = SelfAttention.attend  # the same softmax(q k^T / sqrt(d_k) + bias) v, shared not copied
+
+    def __init__(self, d_model: int, n_heads: int, dropout: float, bias: bool) -> None:
+        super().__init__()
+        self.n_heads, self.head_dim, self.dropout = n_heads, d_model // n_heads, dropout
+        self.q = nn.Linear(d_model, d_model, bias=bias)
+        self.kv = nn.Linear(d_model, 2 * d_model, bias=bias)  # rows: [k; v]: two sequences, two projections
+        self.out = nn.Linear(d_model, d_model, bias=bias)
+
+    def forward(self, x: Tensor, memory: Tensor, attn_bias: Tensor, cache: LayerCache | None, use_sdpa: bool) -> Tensor:
+        B, T, D = x.shape
+        if cache is not None and cache.cross_k is not None:
+            k, v = cache.cross_k, cache.cross_v  # the encoder does not change while decoding
+        else:
+            S = memory.shape[1]
+            k, v = self.kv(memory).view(B, S, 2, self.n_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
+            if cache is not None:
+                cache.cross_k, cache.cross_v = k, v
+        q = self.q(x).view(B, T, self.n_heads, self.head_dim).transpose(1, 2)  # (B, H, T, Dh)
+        ctx, _ = self.attend(q, k, v, attn_bias, use_sdpa, False)
+        return self.out(ctx.transpose(1, 2).reshape(B, T, D))
+
+
+# --------------------------------------------------------------------------- blocks
+
+
+class EncoderBlock(BertBlock):
+    """BART's encoder layer: BERT's post-LN block, LayerNorm eps 1e-5 instead of 1e-12."""
+
+    def __init__(self, d_model: int, n_heads: int, d_ff: int, dropout: float) -> None:
+        super().__init__(d_model, n_heads, d_ff, dropout)
+        self.attn_norm.eps = self.ff_norm.eps = BART_LN_EPS
+
+
+class DecoderBlock(nn.Module):
+    """Post-LN: x = LN(x + self_attn(x)); x = LN(x + cross_attn(x, enc)); x = LN(x + W2 gelu(W1 x))  (BartDecoderLayer)."""
+
+    def __init__(self, d_model: int, n_heads: int, d_ff: int, dropout: float) -> None:
+        super().__init__()
+        self.self_attn = CausalSelfAttention(d_model, n_heads, dropout, bias=True)
+        self.self_attn_norm = LayerNorm(d_model, eps=BART_LN_EPS)
+        self.cross_attn = CrossAttention(d_model, n_heads, dropout, bias=True)
+        self.cross_norm = LayerNorm(d_model, eps=BART_LN_EPS)
+        self.ff_in = nn.Linear(d_model, d_ff)
+        self.ff_out = nn.Linear(d_ff, d_model)
+        self.ff_norm = LayerNorm(d_model, eps=BART_LN_EPS)
+        self.drop = Dropout(dropout)
+
+    def forward(self, x, self_bias, memory, cross_bias, cache: LayerCache | None = None, use_sdpa: bool = False):
+        x = self.self_attn_norm(x + self.drop(self.self_attn(x, self_bias, cache, use_sdpa)))
+        x = self.cross_norm(x + self.drop(self.cross_attn(x, memory, cross_bias, cache, use_sdpa)))
+        return self.ff_norm(x + self.drop(self.ff_out(F.gelu(self.ff_in(x)))))
+
+
+# --------------------------------------------------------------------------- the model
+
+
+def shift_right(labels: Tensor, decoder_start_id: int, pad_id: int) -> Tensor:
+    """BART's shift_tokens_right: decoder input = [start, labels[:-1]], with -100 (ignored labels) -> pad.
+
+    BART starts the decoder with its end-of-sequence token (BartConfig.decoder_start_token_id =
+    eos_token_id = 2); pretrainlab's is [SEP], the exported config says so.
+    """
+    shifted = labels.new_full(labels.shape, decoder_start_id)
+    shifted[:, 1:] = labels[:, :-1]
+    return shifted.masked_fill_(shifted == -100, pad_id)
+
+
+class Seq2SeqTransformer(nn.Module):
+    """Encoder-decoder: (ids, mask, decoder_ids, decoder_mask, cache) -> Seq2SeqOutput.
+
+    n_layers encoder blocks, n_decoder_layers (default n_layers) decoder blocks. dropout applies to
+    embeddings, residual branches and attention weights (BART's `dropout` and `attention_dropout`).
+    attn_impl: "auto", "sdpa" or "explicit", as in TransformerBackbone; may be set at any time.
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        d_model: int,
+        n_layers: int,
+        n_decoder_layers: int | None = None,
+        n_heads: int = 4,
+        d_ff: int = 1024,
+        max_len: int = 512,
+        dropout: float = 0.1,
+        style: str = "bart",
+        pad_id: int = 0,
+        attn_impl: str = "auto",
+    ) -> None:
+        super().__init__()
+        if style not in STYLES:
+            raise ValueError(f"unknown encoder-decoder style {style!r}; choose bart")
+        if d_model % n_heads:
+            raise ValueError(f"d_model={d_model} is not divisible by n_heads={n_heads}; pick n_heads dividing it")
+        if attn_impl not in ATTN_IMPLS:
+            raise ValueError(f"attn_impl={attn_impl!r} is not one of {', '.join(ATTN_IMPLS)}")
+        n_decoder_layers = n_layers if n_decoder_layers is None else n_decoder_layers
+        self.vocab_size, self.d_model, self.n_layers, self.n_decoder_layers = vocab_size, d_model, n_layers, n_decoder_layers
+        self.n_heads, self.d_ff, self.max_len, self.dropout = n_heads, d_ff, max_len, dropout
+        self.style, self.pad_id, self.attn_impl = style, pad_id, attn_impl
+
+        self.tok_emb = nn.Embedding(vocab_size, d_model, padding_idx=pad_id)  # shared: encoder, decoder, output
+        self.enc_pos = nn.Embedding(max_len + BART_POS_OFFSET, d_model)
+        self.enc_emb_norm = LayerNorm(d_model, eps=BART_LN_EPS)
+        self.encoder_layers = nn.ModuleList(EncoderBlock(d_model, n_heads, d_ff, dropout) for _ in range(n_layers))
+        self.dec_pos = nn.Embedding(max_len + BART_POS_OFFSET, d_model)
+        self.dec_emb_norm = LayerNorm(d_model, eps=BART_LN_EPS)
+        self.decoder_layers = nn.ModuleList(DecoderBlock(d_model, n_heads, d_ff, dropout) for _ in range(n_decoder_layers))
+        self.emb_drop = Dropout(dropout)
+        # a buffer, as in BART: never trained, zero unless imported from a checkpoint that has one
+        self.register_buffer("final_logits_bias", torch.zeros(vocab_size))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """BART's initialisation (init_std 0.02): weights N(0, 0.02), biases 0, norms 1, the padding row 0."""
+        for m in self.modules():
+            if isinstance(m, (nn.Linear, nn.Embedding)):
+                nn.init.normal_(m.weight, std=0.02)
+            if isinstance(m, nn.Linear) and m.bias is not None:
+                nn.init.zeros_(m.bias)
+            if isinstance(m, nn.LayerNorm):
+                m.reset_parameters()
+        with torch.no_grad():
+            self.tok_emb.weight[self.pad_id].zero_()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.tok_emb
+
+    # ------------------------------------------------------------------ encoder
+
+    def encode(self, ids: Tensor, mask: Tensor) -> EncoderOutput:
+        """(B, S) ids and document-id mask -> EncoderOutput(hidden (B, S, D))."""
+        self._check_length(ids.shape[1], "encoder input")
+        x = self.tok_emb(ids) + self.enc_pos(positions_from_mask(mask) + BART_POS_OFFSET)
+        x = self.emb_drop(self.enc_emb_norm(x))
+        dtype = self._compute_dtype(x)
+        use_sdpa = self._use_sdpa(dtype)
+        bias = visibility_bias(mask[:, :, None] == mask[:, None, :], self.n_heads, dtype)  # own document only
+        for layer in self.encoder_layers:
+            x, _ = layer(x, bias, None, use_sdpa)
+        return EncoderOutput(hidden=x)
+
+    # ------------------------------------------------------------------ decoder
+
+    def decode(
+        self, dec_ids: Tensor, memory: Tensor, enc_mask: Tensor, dec_mask: Tensor | None = None,
+        cache: Seq2SeqCache | None = None,
+    ) -> Tensor:
+        """(B, T) decoder ids over encoder states memory (B, S, D) -> decoder hidden (B, T, D).
+
+        dec_mask: document ids of the decoder tokens (None: one document, no padding). With a
+        cache, dec_ids are the new tokens only, at positions cache.length, cache.length + 1, ...
+        """
+        B, T = dec_ids.shape
+        past = cache.length if cache is not None else 0
+        self._check_length(past + T, "decoder input (with the cache)")
+        if cache is not None and dec_mask is not None:
+            raise ValueError("decoding with a cache takes one document per row: pass decoder_attention_mask=None")
+        if dec_mask is None:
+            positions = torch.arange(past, past + T, device=dec_ids.device).expand(B, T)
+        else:
+            positions = positions_from_mask(dec_mask)
+        x = self.emb_drop(self.dec_emb_norm(self.tok_emb(dec_ids) + self.dec_pos(positions + BART_POS_OFFSET)))
+
+        q_idx = torch.arange(past, past + T, device=x.device)
+        k_idx = torch.arange(past + T, device=x.device)
+        visible = (k_idx[None, :] <= q_idx[:, None]).expand(B, T, past + T)  # causal: itself and earlier tokens
+        if dec_mask is not None:
+            visible = visible & (dec_mask[:, :, None] == dec_mask[:, None, :])  # ... of its own document
+            # document k reads encoder document k; decoder padding reads every real encoder token (finite, ignored)
+            cross_visible = (dec_mask[:, :, None] == enc_mask[:, None, :]) | (dec_mask[:, :, None] == 0)
+            cross_visible = cross_visible & (enc_mask[:, None, :] != 0)
+        else:
+            cross_visible = (enc_mask[:, None, :] != 0).expand(B, T, enc_mask.shape[1])
+        dtype = self._compute_dtype(x)
+        use_sdpa = self._use_sdpa(dtype)
+        self_bias = visibility_bias(visible, self.n_heads, dtype)  # (B, H, T, past + T)
+        cross_bias = visibility_bias(cross_visible, self.n_heads, dtype)  # (B, H, T, S)
+
+        if cache is not None and not cache.layers:
+            cache.layers = [LayerCache() for _ in self.decoder_layers]
+        for i, layer in enumerate(self.decoder_layers):
+            x = layer(x, self_bias, memory, cross_bias, cache.layers[i] if cache is not None else None, use_sdpa)
+        if cache is not None:
+            cache.length = past + T
+        return x
+
+    def lm_logits(self, hidden: Tensor) -> Tensor:
+        """(..., D) decoder states -> (..., V): the output projection is the token embedding (tied)."""
+        return F.linear(hidden, self.tok_emb.weight) + self.final_logits_bias
+
+    # ------------------------------------------------------------------ both
+
+    def forward(
+        self,
+        input_ids: Tensor | None,
+        attention_mask: Tensor | None,
+        decoder_input_ids: Tensor,
+        decoder_attention_mask: Tensor | None = None,
+        cache: Seq2SeqCache | None = None,
+        return_logits: bool = True,
+    ) -> Seq2SeqOutput:
+        if cache is not None and cache.encoder_hidden is not None:
+            memory, enc_mask = cache.encoder_hidden, cache.encoder_mask  # encoded on the first step
+        else:
+            if input_ids is None or attention_mask is None:
+                raise ValueError("input_ids and attention_mask are needed unless the cache already holds the encoder's pass")
+            memory, enc_mask = self.encode(input_ids, attention_mask).hidden, attention_mask
+            if cache is not None:
+                cache.encoder_hidden, cache.encoder_mask = memory, enc_mask
+        hidden = self.decode(decoder_input_ids, memory, enc_mask, decoder_attention_mask, cache)
+        logits = self.lm_logits(hidden) if return_logits else None
+        return Seq2SeqOutput(logits=logits, encoder_hidden=memory, decoder_hidden=hidden, cache=cache)
+
+    def _check_length(self, T: int, what: str) -> None:
+        if T > self.max_len:
+            raise ValueError(f"{what} has {T} tokens, more than max_len={self.max_len} (the position embeddings); "
+                             "truncate it or build the model with a larger max_len")
+
+    @staticmethod
+    def _compute_dtype(x: Tensor) -> torch.dtype:
+        """What attention computes in: the autocast dtype if autocast is on, else the activations' dtype."""
+        dev = x.device.type
+        return torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else x.dtype
+
+    def _use_sdpa(self, dtype: torch.dtype) -> bool:
+        if self.attn_impl != "auto":
+            return self.attn_impl == "sdpa"
+        # as TransformerBackbone: SDPA except on CPU in bf16/fp16 (~4.5x slower there, PERF.md) or
+        # when training with dropout (SDPA's CPU dropout is slow)
+        if self.tok_emb.weight.device.type != "cpu":
+            return True
+        return not (dtype in (torch.bfloat16, torch.float16) or (self.training and self.dropout > 0))
+
+
+# --------------------------------------------------------------------------- generation
+
+
+def check_sampling(temperature: float, top_k: int, top_p: float) -> None:
+    """Refuse sampling settings that mean nothing, with the range that does."""
+    if temperature < 0:
+        raise ValueError(f"temperature={temperature} is negative; use 0 for greedy decoding or a positive value to sample")
+    if not 0 < top_p <= 1:
+        raise ValueError(f"top_p={top_p} is outside (0, 1]; 1 keeps every token, smaller keeps the most likely ones")
+    if top_k < 0:
+        raise ValueError(f"top_k={top_k} is negative; use 0 to keep every token")
+
+
+def next_token(logits: Tensor, temperature: float, top_k: int, top_p: float, gen: torch.Generator | None) -> Tensor:
+    """(B, V) logits -> (B,) token ids: argmax at temperature 0, else a sample (temperature, then
+    top-k, then top-p, in the order Hugging Face's logits warpers apply them)."""
+    if temperature == 0:
+        return logits.argmax(-1)
+    logits = logits.float() / temperature
+    if 0 < top_k < logits.shape[-1]:
+        kth = logits.topk(top_k, dim=-1).values[:, -1:]  # (B, 1) the k-th largest logit
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p < 1:
+        sorted_logits, order = logits.sort(dim=-1, descending=True)
+        probs = sorted_logits.softmax(-1)
+        drop_sorted = probs.cumsum(-1) - probs >= top_p  # the tokens ahead already hold top_p of the mass
+        drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)  # back to vocabulary order
+        logits = logits.masked_fill(drop, float("-inf"))
+    return torch.multinomial(logits.softmax(-1), 1, generator=gen).squeeze(1)
+
+
+@torch.no_grad()
+def generate(
+    model: Seq2SeqTransformer,
+    input_ids: Tensor,
+    attention_mask: Tensor,
+    *,
+    decoder_start_id: int,
+    eos_id: int,
+    pad_id: int,
+    max_new_tokens: int = 32,
+    temperature: float = 0.0,
+    top_k: int = 0,
+    top_p: float = 1.0,
+    seed: int | None = None,
+    use_cache: bool = True,
+) -> Tensor:
+    """Encode (B, S) once, decode token by token -> (B, 1 + n) ids: the start token, then n <= max_new_tokens.
+
+    A row that has produced eos_id continues with pad_id; generation stops when every row has (as
+    Hugging Face's generate does). Temperature 0 is greedy and deterministic; sampling draws from a
+    generator seeded with `seed`. use_cache=False reruns the whole model on the whole prefix each
+    step (for tests: the cache must not change the result).
+    """
+    check_sampling(temperature, top_k, top_p)
+    if input_ids.shape[1] > model.max_len or 1 + max_new_tokens > model.max_len:
+        raise ValueError(
+            f"the model reads and writes at most max_len={model.max_len} tokens; got an input of {input_ids.shape[1]} "
+            f"and max_new_tokens={max_new_tokens} (+1 start token): shorten the input or lower max_new_tokens"
+        )
+    was_training = model.training
+    model.eval()
+    gen = None
+    if temperature > 0:
+        gen = torch.Generator(device=input_ids.device)
+        gen.manual_seed(seed if seed is not None else torch.seed())
+    B = input_ids.shape[0]
+    out = torch.full((B, 1), decoder_start_id, dtype=torch.long, device=input_ids.device)
+    done = torch.zeros(B, dtype=torch.bool, device=input_ids.device)
+    cache = Seq2SeqCache() if use_cache else None
+    for _ in range(max_new_tokens):
+        step_ids = out[:, -1:] if cache is not None and cache.length else out  # with a cache: only the new token
+        hidden = model(input_ids, attention_mask, step_ids, cache=cache, return_logits=False).decoder_hidden
+        logits = model.lm_logits(hidden[:, -1])  # (B, V): only the last position when generating
+        token = next_token(logits, temperature, top_k, top_p, gen).masked_fill(done, pad_id)
+        out = torch.cat((out, token[:, None]), dim=1)
+        done |= token == eos_id
+        if done.all():
+            break
+    model.train(was_training)
+    return out
