@@ -316,6 +316,11 @@ class TransformerBackbone(nn.Module):
 
         self.tok_emb = nn.Embedding(vocab_size, d_model, padding_idx=pad_id)
         self.seg_emb = nn.Embedding(type_vocab_size, d_model) if type_vocab_size > 0 else None
+        if style == "modern" and self.seg_emb is not None:
+            # ModernBERT has no token types: the table stays zero and frozen (kept only so that the
+            # state_dict of every style has the same keys). Frozen, it is no parameter that DDP/FSDP
+            # see go unused in a packed batch (which carries no segment ids).
+            self.seg_emb.weight.requires_grad_(False)
         self.emb_drop = Dropout(dropout)
         if style == "bert":
             self.pos_emb = nn.Embedding(max_len, d_model)
