@@ -41,17 +41,20 @@ def test_demo_end_to_end_on_tiny_local_data(tmp_path, monkeypatch, capsys):
     task_file.write_text(review_csv(rng, 100), encoding="utf-8")
     settings = TINY + TRANSFORMER + FINETUNE + [
         "train.budget=1", "train.batch_size=4", "train.eval_batches=1", "data.vocab_size=120", "data.min_chars=5"]
-    out = run_demo(tmp_path / "demo", seeds=(0,), epochs=1, corpus=corpus, task_file=task_file,
-                   settings=tuple(settings))
+    out = run_demo(tmp_path / "demo", seeds=(0, 1), corpus=corpus, task_file=task_file, labels=("20", "all"),
+                   settings=tuple(settings + ["finetune.epochs=1", "finetune.min_steps=2"]))
 
-    # the table: every row, with numbers
+    # the curve: every model at every label count, printed as written, with the one-sentence reading
     results = (out / "results.md").read_text(encoding="utf-8")
     assert results in capsys.readouterr().out  # printed as written
-    for row in ("majority class", "TF-IDF + logistic regression", "tiny Transformer, random init",
-                "tiny Transformer, pretrained"):
-        assert re.search(rf"^\| {re.escape(row)}[^|]* \| [01]\.\d{{4}}\b.* \| [01]\.\d{{4}}\b.* \|", results, re.M), row
+    assert re.search(r"^\| labels \| pretrained \| random-init \| tfidf \| majority \| pretrained - random-init \|$",
+                     results, re.M), results
+    for n in (20, 80):  # 100 rows, 10% validation and 10% test held out by the task's split: 80 training
+        assert re.search(rf"^\| {n} \|( [01]\.\d{{4}} ± [01]\.\d{{4}} \|){{4}} [+-]\d\.\d{{4}} \|$", results, re.M), n
+    assert re.search(r"What the figure shows: pre-training is ahead of its random-init twin on the mean at [0-2] of 2 "
+                     r"label counts .*, and below TF-IDF \+ logistic regression at [0-2] of 2\.", results)
+    assert (out / "curve" / "curve.png").stat().st_size > 0 and (out / "curve" / "curve.csv").exists()
     assert "Pre-training: 1 steps" in results
-    assert re.search(r"pretrained - random init = [+-]\d\.\d{4} accuracy", results)
 
     # the export: loads with transformers offline, and the snippet printed one of the task's labels
     printed = re.search(r"the snippet printed '(\w+)' for 'This is a great movie!'", results)

@@ -169,7 +169,7 @@ def test_preset_gives_parameter_matched_rnn_and_cnn_sizes():
         assert dict(d_model=m.d_model, n_layers=m.n_layers) == CNN_DIMS[preset]
     m = load_config(None, ["model.backbone=transformer", "model.preset=mini"]).model
     assert (m.d_model, m.n_layers, m.n_heads, m.d_ff) == (256, 4, 4, 1024)
-    assert load_config(None, ["model.backbone=rnn"]).model.n_layers == RNN_DIMS["mini"]["n_layers"]  # default preset
+    assert load_config(None, ["model.backbone=rnn"]).model.n_layers == RNN_DIMS["tiny"]["n_layers"]  # default preset
 
 
 def test_explicit_sizes_win_over_the_preset():

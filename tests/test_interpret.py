@@ -346,7 +346,8 @@ def test_explain_a_fine_tuned_model_directory(tmp_path, tok, capsys):
     from pretrainlab.runs import save_classifier
     from pretrainlab.config import DataConfig, ModelConfig, RunConfig
 
-    cfg = RunConfig(model=ModelConfig(preset=None, d_model=32, n_layers=2, n_heads=4, d_ff=64, max_len=16, dropout=0.0),
+    cfg = RunConfig(model=ModelConfig(preset=None, style="bert", d_model=32, n_layers=2, n_heads=4, d_ff=64, max_len=16,
+                                      dropout=0.0),
                     data=DataConfig(seq_len=16))
     clf = make_classifier("transformer", tok.get_vocab_size())
     meta = {"head": "bert", "pooling": "cls", "max_len": 16, "pairs": False, "segments": False}

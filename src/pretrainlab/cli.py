@@ -20,6 +20,11 @@ def _cfg(args):
     return load_config(args.config, args.overrides)
 
 
+def _run_cfg(args, pre):
+    """For commands on a run: its own finetune settings, then --config, then --set."""
+    return load_config(args.config, args.overrides, base=pre.config, base_sections=("finetune",))
+
+
 # --------------------------------------------------------------------------- data
 
 
@@ -49,7 +54,7 @@ def cmd_prepare(args) -> None:
     from .data.prepare import prepare_corpus
 
     cfg = _cfg(args)
-    report = prepare_corpus(args.inputs, args.out, cfg.data, tokenizer_path=args.tokenizer)
+    report = prepare_corpus(args.inputs, args.out, cfg.data, tokenizer_path=args.tokenizer, finetune_cfg=cfg.finetune)
     print(report.summary())
 
 
@@ -86,15 +91,30 @@ def cmd_finetune(args) -> None:
     from .finetune import finetune
     from .runs import count_parameters, load_pretrained
 
-    cfg = _cfg(args)
-    out = args.out or str(Path(args.run) / f"finetune-{Path(args.task).stem}{'-random' if args.random_init else ''}")
     pre = load_pretrained(args.run)
+    cfg = _run_cfg(args, pre)
+    out = args.out or str(Path(args.run) / f"finetune-{Path(args.task).stem}{'-random' if args.random_init else ''}")
     print(f"model: {pre.config.model.backbone} {count_parameters(pre.backbone) / 1e6:.2f}M backbone parameters "
           f"({'random init' if args.random_init else args.run})", file=sys.stderr)
     result = finetune(pre, args.task, cfg, out_dir=out, seeds=args.seeds, random_init=args.random_init)
     print(f"{result.task}: test accuracy {result.accuracy} (median {result.accuracy.median:.4f}), "
           f"macro-F1 {result.macro_f1} over seeds {[s.seed for s in result.seeds]}")
     print(f"model (seed {result.best_seed}) and reports written to {out}")
+
+
+def cmd_curve(args) -> None:
+    from .curve import markdown_table, run_curve
+    from .runs import load_pretrained
+
+    pre = load_pretrained(args.run)
+    cfg = _run_cfg(args, pre)
+    ref_cfg = None
+    if args.reference:
+        ref_cfg = _run_cfg(args, load_pretrained(args.reference))
+    points = run_curve(pre, args.task, args.labels, args.seeds, args.out, cfg, reference=args.reference,
+                       reference_cfg=ref_cfg, run_name=args.run)
+    print(markdown_table(points))
+    print(f"curve.csv, curve.md and curve.png written to {args.out}")
 
 
 def cmd_evaluate(args) -> None:
@@ -148,7 +168,8 @@ def cmd_explain(args) -> None:
 def cmd_demo(args) -> None:
     from .demo import run_demo
 
-    run_demo(args.out, minutes=args.minutes, seeds=tuple(args.seeds), preset=args.preset, epochs=args.epochs)
+    run_demo(args.out, minutes=args.minutes, seeds=tuple(args.seeds), preset=args.preset, epochs=args.epochs,
+             labels=tuple(args.labels))
 
 
 # --------------------------------------------------------------------------- import, intrinsic evaluation, benchmark grid
@@ -229,6 +250,18 @@ def build_parser() -> argparse.ArgumentParser:
     _config_args(t)
     t.set_defaults(func=cmd_finetune)
 
+    t = sub.add_parser("curve", help="learning curve: test accuracy vs number of labels, pretrained vs random init, "
+                       "TF-IDF, majority (and a reference model)")
+    t.add_argument("run", help="pre-training run directory")
+    t.add_argument("--task", required=True, help="built-in task or a .csv/.tsv/.jsonl file (as for finetune)")
+    t.add_argument("--labels", nargs="+", default=["100", "300", "1000", "3000", "all"],
+                   help="label counts: whole numbers and/or 'all' (default: 100 300 1000 3000 all)")
+    t.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds (default: 0 1 2)")
+    t.add_argument("--out", required=True, help="directory for curve.csv, curve.md, curve.png (resumable)")
+    t.add_argument("--reference", help="another run directory (e.g. from pretrainlab import) to fine-tune alike")
+    _config_args(t)
+    t.set_defaults(func=cmd_curve)
+
     t = sub.add_parser("evaluate", help="score a fine-tuned model on a task: accuracy, macro-F1, confusion matrix")
     t.add_argument("model", help="fine-tuned model directory (from pretrainlab finetune)")
     t.add_argument("--task", help="task name or file (default: the task it was fine-tuned on)")
@@ -262,12 +295,15 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", default="report.html", help="the HTML file to write")
     t.set_defaults(func=cmd_explain)
 
-    t = sub.add_parser("demo", help="the whole path on real data: SOTU -> pre-train -> MR fine-tune -> table -> HF export")
+    t = sub.add_parser("demo", help="the whole path on real data: SOTU + MR text -> pre-train -> MR learning "
+                       "curve -> HF export")
     t.add_argument("--out", default="runs/demo", help="where everything goes")
     t.add_argument("--minutes", type=float, default=5.0, help="pre-training budget in minutes")
     t.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="fine-tuning seeds")
     t.add_argument("--preset", default="tiny", help="model size preset")
-    t.add_argument("--epochs", type=int, default=5, help="fine-tuning epochs (early stopping may end sooner)")
+    t.add_argument("--epochs", type=int, help="maximum fine-tuning epochs (default: finetune.epochs; early stopping "
+                   "usually ends sooner)")
+    t.add_argument("--labels", nargs="+", default=["300", "1000", "all"], help="label counts of the learning curve")
     t.set_defaults(func=cmd_demo)
 
     t = sub.add_parser("import", help="a local Hugging Face BERT / ModernBERT folder -> a pretrainlab run directory")

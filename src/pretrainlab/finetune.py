@@ -4,7 +4,8 @@
     result.accuracy.mean, result.macro_f1.std       # over seeds; the best-validation seed's model is saved
 
 Per seed (`finetune_seed`): a fresh copy of the run's backbone + a head (models.build_classifier),
-trained by the one loop `loop.fit` for finetune.epochs epochs, validated every epoch, stopped early
+trained by the one loop `loop.fit` for a budget of optimizer steps (finetune.steps, or finetune.epochs
+epochs with a floor of finetune.min_steps for small tasks), validated every epoch, stopped early
 after finetune.patience evaluations without a better validation accuracy (`EarlyStopping`); the
 best-validation weights are restored before the test split is scored. `random_init=True` trains the
 same architecture from scratch (what pre-training buys is the difference).
@@ -94,9 +95,13 @@ class FinetuneSetup:
     steps_per_epoch: int
     eval_every: int
 
+    quiet: bool = False
+
     @property
     def total_steps(self) -> int:
-        return self.cfg.finetune.epochs * self.steps_per_epoch
+        """finetune.steps, or epochs x steps per epoch with a floor of finetune.min_steps (small tasks)."""
+        ft = self.cfg.finetune
+        return ft.steps or max(ft.epochs * self.steps_per_epoch, ft.min_steps)
 
 
 @dataclass
@@ -133,12 +138,13 @@ def finetune(
     *,
     random_init: bool = False,
     eval_every: int | None = None,
+    quiet: bool = False,
 ) -> FinetuneResult:
     """Fine-tune a pre-training run's backbone on a task, once per seed.
 
     cfg supplies the finetune section (columns, epochs, lr, ...) and train settings (precision,
     device, warm-up, weight decay, clipping); the architecture always comes from the run.
-    eval_every: validate every N steps (default: once per epoch).
+    eval_every: validate every N steps (default: once per epoch). quiet: no progress bar, no per-seed line.
     """
     if out_dir is not None and Path(out_dir).exists() and not Path(out_dir).is_dir():
         raise ConfigError(f"--out {out_dir} is a file; give a directory for the model and reports")
@@ -149,6 +155,7 @@ def finetune(
     if not seeds:
         raise ConfigError("finetune.seeds is empty; give at least one seed")
     setup = prepare_finetune(pre, task if task is not None else cfg.finetune.task, cfg, eval_every)
+    setup.quiet = quiet
 
     runs: list[SeedRun] = []
     best: SeedRun | None = None  # the seed with the best validation so far; only its weights are kept
@@ -193,9 +200,28 @@ def prepare_finetune(pre: Pretrained, task: str | Path | Task, cfg: RunConfig, e
     enc = {s: encode_split(pre.tokenizer, task.split(s), max_len) for s in ("train", "validation", "test")}
     if len(enc["validation"]) == 0:
         raise TaskError(f"task {task.name}: the validation split is empty; raise finetune.val_fraction")
+    warn_unknown_tokens(enc["train"], pre.special.unk, task.name)
     steps_per_epoch = math.ceil(len(enc["train"]) / ft.batch_size)
     return FinetuneSetup(pre, task, cfg, head, head == "bert", max_len, device, dtype, enc, steps_per_epoch,
                          eval_every or steps_per_epoch)
+
+
+UNK_WARN_RATE = 0.05
+
+
+def unknown_token_rate(enc: Encoded, unk_id: int) -> float:
+    """Share of a split's tokens (special tokens included) that the tokenizer mapped to [UNK]."""
+    total = sum(len(ids) for ids in enc.ids)
+    return sum(ids.count(unk_id) for ids in enc.ids) / max(1, total)
+
+
+def warn_unknown_tokens(enc: Encoded, unk_id: int, task_name: str) -> float:
+    rate = unknown_token_rate(enc, unk_id)
+    if rate > UNK_WARN_RATE:
+        print(f"warning: the run's tokenizer maps {rate:.1%} of {task_name}'s training tokens to [UNK] "
+              f"(over {UNK_WARN_RATE:.0%}): is the task in another language or script than the pre-training "
+              "corpus, or the tokenizer the wrong one?", file=sys.stderr)
+    return rate
 
 
 def finetune_seed(setup: FinetuneSetup, seed: int, random_init: bool = False) -> SeedRun:
@@ -207,7 +233,7 @@ def finetune_seed(setup: FinetuneSetup, seed: int, random_init: bool = False) ->
     drop = pre.config.model.dropout if ft.dropout is None else ft.dropout
     model = build_classifier(backbone, task.n_labels, ft.pooling, setup.head, drop).to(device)
     settings = LoopSettings(grad_accum=1, clip=tc.clip, on_nan=tc.on_nan, log_every=max(1, setup.steps_per_epoch // 4),
-                            eval_every=setup.eval_every, progress=tc.progress)
+                            eval_every=setup.eval_every, progress=tc.progress and not setup.quiet)
     optimizer = make_optimizer(model, ft.lr, tc.weight_decay, device)
     schedule = BudgetSchedule(optimizer, Budget(steps=setup.total_steps), tc.warmup, tokens_per_step=0)
     next_batch = EpochBatches(enc["train"], ft.batch_size, pad_id, setup.segments, torch.Generator().manual_seed(seed))
@@ -235,8 +261,9 @@ def finetune_seed(setup: FinetuneSetup, seed: int, random_init: bool = False) ->
     on_test = score(enc["test"].labels, test_logits.argmax(-1).tolist(), task.label_names)
     result = SeedResult(seed, on_test.accuracy, on_test.macro_f1, best.accuracy, best.macro_f1, best.loss,
                         loop.steps, best.step, loop.stopped_early, round(time.perf_counter() - t0, 2), loop.history)
-    print(f"seed {seed}: test accuracy {on_test.accuracy:.4f}, macro-F1 {on_test.macro_f1:.4f} "
-          f"(best validation accuracy {best.accuracy:.4f} at step {best.step} of {loop.steps})", file=sys.stderr)
+    if not setup.quiet:
+        print(f"seed {seed}: test accuracy {on_test.accuracy:.4f}, macro-F1 {on_test.macro_f1:.4f} "
+              f"(best validation accuracy {best.accuracy:.4f} at step {best.step} of {loop.steps})", file=sys.stderr)
     return SeedRun(result, best, test_logits)
 
 

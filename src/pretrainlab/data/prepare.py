@@ -368,9 +368,18 @@ def _remove_outputs(out_dir: Path, keep: dict[str, int] | None = None) -> None:
 
 
 def prepare_corpus(
-    inputs: Iterable[str | Path], out_dir: str | Path, data_cfg: DataConfig, tokenizer_path: str | Path | None = None
+    inputs: Iterable[str | Path], out_dir: str | Path, data_cfg: DataConfig, tokenizer_path: str | Path | None = None,
+    finetune_cfg=None,
 ) -> PrepareReport:
-    """Read, normalise, deduplicate, split and tokenize `inputs` into shards in out_dir (see the module doc)."""
+    """Read, normalise, deduplicate, split and tokenize `inputs` into shards in out_dir (see the module doc).
+
+    An input `task:NAME` or `task:FILE` is that task's training texts (data/task_text.py), split as
+    finetune_cfg (default: FinetuneConfig()) says, so `finetune` and `curve` agree on what is training text.
+    """
+    from ..config import FinetuneConfig
+    from .task_text import resolve_task_inputs
+
+    inputs = resolve_task_inputs(inputs, finetune_cfg or FinetuneConfig())
     try:
         return _prepare_corpus(inputs, Path(out_dir), data_cfg, tokenizer_path)
     finally:

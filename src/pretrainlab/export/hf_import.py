@@ -228,7 +228,9 @@ def import_hf(src: str | Path, out: str | Path, *, overwrite: bool = False, seq_
     model_cfg = build_section("model", model_section)
     data_cfg = build_section("data", dict(seq_len=min(seq_len, model_cfg.max_len), vocab_size=n_tokens,
                                           tokenizer_kind="wordpiece" if model_type == "bert" else "bpe"))
-    cfg = RunConfig(model=model_cfg, data=data_cfg)
+    # BERT and ModernBERT tie the MLM decoder to the word embeddings: so does the imported run
+    # (the package default, untied, is for pre-training from scratch)
+    cfg = RunConfig(model=model_cfg, data=data_cfg, objective=build_section("objective", {"tie_embeddings": True}))
 
     model = build_pretrain_model(cfg, n_tokens, special)
     backbone_sd = {k: v.float() for k, v in backbone_sd.items()}

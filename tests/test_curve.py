@@ -1,0 +1,208 @@
+"""The learning curve: stratified, nested subsamples shared by every model; the CSV schema; bad input."""
+
+import csv
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pretrainlab.cli import main
+from pretrainlab.config import ConfigError
+from pretrainlab.curve import CSV_COLUMNS, MODELS, parse_label_counts, read_csv, stratified_order, subsample
+from pretrainlab.data.tasks import Task, TaskSplit
+
+
+def toy_task(n_per_class=(60, 30, 10), seed=0):
+    rng = random.Random(seed)
+    texts, labels = [], []
+    for c, n in enumerate(n_per_class):
+        for i in range(n):
+            texts.append(f"class{c} text {i} " + " ".join(rng.choice("abcdef") for _ in range(3)))
+            labels.append(c)
+    order = list(range(len(texts)))
+    rng.shuffle(order)
+    train = TaskSplit([texts[i] for i in order], [labels[i] for i in order], lines=list(range(len(order))))
+    test = TaskSplit(["class0 x", "class1 y", "class2 z"], [0, 1, 2], lines=[1, 2, 3])
+    return Task(name="toy", label_names=["a", "b", "c"], train=train, validation=test, test=test,
+                source="toy.csv", split_kind="stratified")
+
+
+def test_every_prefix_is_stratified_and_prefixes_are_nested():
+    task = toy_task()
+    labels = np.asarray(task.train.labels)
+    shares = np.bincount(labels) / len(labels)
+    order = stratified_order(task.train.labels, seed=3)
+    assert sorted(order) == list(range(len(labels)))  # a permutation
+    for n in range(1, len(order) + 1):
+        counts = np.bincount(labels[order[:n]], minlength=3)
+        assert np.all(np.abs(counts - n * shares) <= 1.0 + 1e-9), (n, counts)
+    assert stratified_order(task.train.labels, seed=3) == order  # the same for every model of a seed
+    assert stratified_order(task.train.labels, seed=4) != order
+
+
+def test_subsamples_are_nested_and_a_fifth_is_validation():
+    task = toy_task()
+    key = lambda s: set(zip(s.texts, s.labels))  # noqa: E731
+    small, large = subsample(task, 20, seed=1), subsample(task, 50, seed=1)
+    assert len(small.train) == 16 and len(small.validation) == 4
+    assert len(large.train) == 40 and len(large.validation) == 10
+    assert key(small.train) <= key(large.train) and key(small.validation) <= key(large.validation)
+    assert not key(large.train) & key(large.validation)
+    assert key(large.train) | key(large.validation) <= key(task.train)
+    assert large.test is task.test  # every model is scored on the whole test split
+    again = subsample(task, 50, seed=1)
+    assert again.train.texts == large.train.texts and again.validation.texts == large.validation.texts
+
+
+def test_label_counts_are_checked_against_the_task():
+    task = toy_task()
+    assert parse_label_counts(["20", "all", "50", "20"], task) == [20, 50, 100]
+    with pytest.raises(ConfigError, match=r"--labels 101: the training split of toy has only 100 examples"):
+        parse_label_counts(["101"], task)
+    # the smallest class holds 10% of the examples: at least 20 labels give it 2 (train + validation)
+    with pytest.raises(ConfigError, match=r"--labels 2: too small to stratify .*use at least 20"):
+        parse_label_counts(["2"], task)
+    with pytest.raises(ConfigError, match="whole numbers"):
+        parse_label_counts(["many"], task)
+
+
+def test_csv_schema_is_exact(tmp_path):
+    path = tmp_path / "curve.csv"
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(CSV_COLUMNS)
+        w.writerow([100, "tfidf", 0, "0.5", "0.4"])
+    (p,) = read_csv(path)
+    assert (p.labels, p.model, p.seed) == (100, "tfidf", 0)
+    assert CSV_COLUMNS == ("labels", "model", "seed", "accuracy", "macro_f1")
+    assert MODELS == ("pretrained", "random-init", "tfidf", "majority", "reference")
+
+
+# --------------------------------------------------------------------------- end to end, tiny
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    from test_finetune import make_run
+
+    return make_run(tmp_path_factory.mktemp("curve") / "run")
+
+
+def test_curve_writes_the_exact_schema_for_every_model_and_resumes(tiny_run, tmp_path, capsys):
+    from test_finetune import SETTINGS as TINY, great_csv
+
+    task = great_csv(tmp_path / "great.csv", n=200)
+    out = tmp_path / "curve"
+    sets = [x for s in TINY + ["finetune.epochs=1", "finetune.min_steps=4"] for x in ("--set", s)]
+    assert main(["curve", str(tiny_run), "--task", str(task), "--labels", "20", "all", "--seeds", "0", "1",
+                 "--out", str(out), *sets]) == 0
+    with open(out / "curve.csv", newline="") as f:
+        rows = list(csv.reader(f))
+    assert tuple(rows[0]) == CSV_COLUMNS
+    n_all = 160  # 200 rows, 10% validation and 10% test held out by the task's own split
+    got = {(int(r[0]), r[1], int(r[2])) for r in rows[1:]}
+    assert got == {(n, m, s) for n in (20, n_all) for m in MODELS[:4] for s in (0, 1)}
+    assert all(0.0 <= float(r[3]) <= 1.0 and 0.0 <= float(r[4]) <= 1.0 for r in rows[1:])
+    assert (out / "curve.png").stat().st_size > 0 and "| 20 |" in (out / "curve.md").read_text()
+    assert "pretrained - random-init" in capsys.readouterr().out
+    main(["curve", str(tiny_run), "--task", str(task), "--labels", "20", "all", "--seeds", "0", "1",
+          "--out", str(out), *sets])  # everything done: nothing is added twice
+    with open(out / "curve.csv", newline="") as f:
+        assert len(list(csv.reader(f))) == len(rows)
+
+
+def test_curve_refuses_label_counts_the_task_cannot_give(tiny_run, tmp_path, capsys):
+    from test_finetune import SETTINGS as TINY, great_csv
+
+    task = great_csv(tmp_path / "great.csv", n=200)
+    sets = [x for s in TINY for x in ("--set", s)]
+    assert main(["curve", str(tiny_run), "--task", str(task), "--labels", "5000", "--out", str(tmp_path / "c"), *sets]) == 2
+    assert "--labels 5000: the training split of great has only 160 examples" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- task text as a corpus
+
+
+def test_task_corpus_holds_the_training_texts_only(tmp_path):
+    from test_finetune import great_csv
+
+    from pretrainlab.config import load_config
+    from pretrainlab.data.prepare import prepare_corpus
+    from pretrainlab.data.tasks import task_from_config
+    from pretrainlab.data.task_text import resolve_task_inputs
+
+    task_file = great_csv(tmp_path / "great.csv", n=200)
+    cfg = load_config(None, ["data.vocab_size=100", "data.min_chars=1", f"finetune.task={task_file}"])
+    task = task_from_config(cfg.finetune)
+    (path,) = resolve_task_inputs([f"task:{task_file}"], cfg.finetune, cache_dir=tmp_path / "cache")
+    lines = {line for line in Path(path).read_text().splitlines() if line}
+    assert lines == set(task.train.texts)
+    assert not lines & (set(task.validation.texts) | set(task.test.texts))
+    report = prepare_corpus([f"task:{task_file}"], tmp_path / "prepared", cfg.data, finetune_cfg=cfg.finetune)
+    assert ": 8 documents" in report.summary()  # 160 training texts, 20 to a document
+
+
+def test_task_inputs_fail_clearly():
+    from pretrainlab.config import load_config
+    from pretrainlab.data.task_text import resolve_task_inputs
+    from pretrainlab.errors import CorpusError
+
+    ft = load_config(None, []).finetune
+    with pytest.raises(CorpusError, match=r"input 'task:nosuchtask': task 'nosuchtask' is neither a file nor"):
+        resolve_task_inputs(["task:nosuchtask"], ft)
+    with pytest.raises(CorpusError, match="name a task after 'task:'"):
+        resolve_task_inputs(["task:"], ft)
+
+
+def test_missing_text_column_is_named(tmp_path):
+    from test_finetune import great_csv
+
+    from pretrainlab.config import load_config
+    from pretrainlab.data.task_text import resolve_task_inputs
+    from pretrainlab.errors import CorpusError
+
+    task_file = great_csv(tmp_path / "great.csv")
+    ft = load_config(None, ["finetune.text_column=review"]).finetune
+    with pytest.raises(CorpusError, match=r"no column 'review'"):
+        resolve_task_inputs([f"task:{task_file}"], ft, cache_dir=tmp_path)
+
+
+# --------------------------------------------------------------------------- the defaults are the measured recipe
+
+
+def test_defaults_build_the_measured_cpu_recipe():
+    from pretrainlab.config import Budget, load_config
+
+    c = load_config(None, [])
+    assert (c.model.preset, c.model.style, c.model.dropout) == ("tiny", "modern", 0.0)
+    assert (c.data.seq_len, c.data.vocab_size, c.objective.tie_embeddings, c.objective.mask_rate) == (64, 8192, False, 0.15)
+    assert c.train.lr == 2e-3 and Budget.parse(c.train.budget).seconds == 300
+    f = c.finetune
+    assert (f.pooling, f.dropout, f.lr, f.epochs, f.patience, f.min_steps, f.steps) == ("mean", 0.1, 1e-3, 20, 3, 200, 0)
+
+
+def test_fine_tuning_budget_has_a_floor_for_small_tasks(tiny_run, tmp_path):
+    from test_finetune import SETTINGS as TINY, great_csv
+
+    from pretrainlab.config import load_config
+    from pretrainlab.finetune import finetune
+
+    task = great_csv(tmp_path / "great.csv", n=60)  # 48 training rows: 3 steps an epoch at batch 16
+    cfg = lambda *x: load_config(None, TINY + ["finetune.patience=0", *x])  # noqa: E731
+    assert finetune(tiny_run, task, cfg("finetune.epochs=2", "finetune.min_steps=10"), seeds=(0,)).seeds[0].steps == 10
+    assert finetune(tiny_run, task, cfg("finetune.epochs=5", "finetune.min_steps=10"), seeds=(0,)).seeds[0].steps == 15
+    assert finetune(tiny_run, task, cfg("finetune.steps=7", "finetune.min_steps=10"), seeds=(0,)).seeds[0].steps == 7
+
+
+def test_a_tokenizer_that_does_not_fit_the_task_is_named(tiny_run, tmp_path, capsys):
+    from test_finetune import SETTINGS as TINY
+
+    from pretrainlab.config import load_config
+    from pretrainlab.finetune import finetune
+
+    lines = ["text,label"] + [f"今天天气很好{i},{'a' if i % 2 else 'b'}" for i in range(40)]
+    (tmp_path / "zh.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    finetune(tiny_run, tmp_path / "zh.csv", load_config(None, TINY + ["finetune.steps=1"]), seeds=(0,), quiet=True)
+    err = capsys.readouterr().err
+    assert "warning: the run's tokenizer maps" in err and "[UNK]" in err
