@@ -25,7 +25,7 @@ def say(msg: str) -> None:
 
 
 def run_demo(out: str | Path = "runs/demo", minutes: float = 5.0, seeds: tuple[int, ...] = (0, 1, 2),
-             preset: str = "tiny", epochs: int | None = None, task_text: bool = True, corpus: str | Path | None = None,
+             preset: str = "tiny", epochs: int | None = 3, task_text: bool = True, corpus: str | Path | None = None,
              task_file: str | Path | None = None, settings: tuple[str, ...] = (),
              labels: tuple[str, ...] = ("300", "1000", "all")) -> Path:
     """The demo into `out`. `corpus` (raw text) and `task_file` replace SOTU and MR (no download);
@@ -50,8 +50,10 @@ def run_demo(out: str | Path = "runs/demo", minutes: float = 5.0, seeds: tuple[i
     # The package defaults are the recipe measured best for a CPU budget (benchmarks/results/recipe.md):
     # tiny modern Transformer, untied MLM softmax, no dropout, lr 2e-3, 64-token packed sequences,
     # WordPiece 8k; fine-tuning with mean pooling, dropout 0.1, lr 1e-3, a step floor for few labels.
+    # The demo's own fine-tuning budget (3 epochs, patience 2) keeps the whole job within 15 minutes on
+    # 2 cores; small label counts still get finetune.min_steps.
     overrides = [f"model.preset={preset}", f"train.budget={minutes * 60:.0f}s", "train.eval_batches=8",
-                 f"finetune.task={task_file or 'mr'}", "finetune.max_len=64"]
+                 f"finetune.task={task_file or 'mr'}", "finetune.max_len=64", "finetune.patience=2"]
     if epochs is not None:
         overrides.append(f"finetune.epochs={epochs}")
     cfg = load_config(None, overrides + list(settings))
