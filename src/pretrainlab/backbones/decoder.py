@@ -36,7 +36,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from . import EncoderOutput, positions_from_mask
-from .transformer import Dropout, LayerNorm, SelfAttention, apply_rotary, rotary_cos_sin, visibility_bias
+from .transformer import (Dropout, LayerNorm, SelfAttention, apply_rotary, check_heads, rotary_cos_sin,
+                          visibility_bias)
 
 STYLES = ("llama", "gpt2")
 ATTN_IMPLS = ("auto", "sdpa", "explicit")
@@ -217,10 +218,7 @@ class DecoderBackbone(nn.Module):
         super().__init__()
         if style not in STYLES:
             raise ValueError(f"unknown decoder style {style!r}; choose llama or gpt2")
-        if d_model % n_heads:
-            raise ValueError(f"d_model={d_model} is not divisible by n_heads={n_heads}; pick n_heads dividing it")
-        if style == "llama" and (d_model // n_heads) % 2:
-            raise ValueError(f"rotary positions need an even head size, got d_model/n_heads={d_model // n_heads}")
+        check_heads(d_model, n_heads, rotary=style == "llama")
         if attn_impl not in ATTN_IMPLS:
             raise ValueError(f"attn_impl={attn_impl!r} is not one of {', '.join(ATTN_IMPLS)}")
         self.vocab_size, self.d_model, self.n_layers, self.n_heads = vocab_size, d_model, n_layers, n_heads

@@ -277,6 +277,14 @@ class ModernBlock(nn.Module):
 # --------------------------------------------------------------------------- backbone
 
 
+def check_heads(d_model: int, n_heads: int, rotary: bool) -> None:
+    """Heads must divide the width, and rotary positions need an even head size (encoder and decoder alike)."""
+    if d_model % n_heads:
+        raise ValueError(f"d_model={d_model} is not divisible by n_heads={n_heads}; pick n_heads dividing it")
+    if rotary and (d_model // n_heads) % 2:
+        raise ValueError(f"rotary positions need an even head size, got d_model/n_heads={d_model // n_heads}")
+
+
 class TransformerBackbone(nn.Module):
     """Encoder: (ids, mask, segment_ids) -> EncoderOutput(hidden (B, T, d_model), attentions, hidden_states).
 
@@ -304,10 +312,7 @@ class TransformerBackbone(nn.Module):
         super().__init__()
         if style not in STYLES:
             raise ValueError(f"unknown transformer style {style!r}; choose bert or modern")
-        if d_model % n_heads:
-            raise ValueError(f"d_model={d_model} is not divisible by n_heads={n_heads}; pick n_heads dividing it")
-        if style == "modern" and (d_model // n_heads) % 2:
-            raise ValueError(f"rotary positions need an even head size, got d_model/n_heads={d_model // n_heads}")
+        check_heads(d_model, n_heads, rotary=style == "modern")
         self.vocab_size, self.d_model, self.n_layers, self.n_heads = vocab_size, d_model, n_layers, n_heads
         self.d_ff, self.max_len, self.dropout, self.type_vocab_size = d_ff, max_len, dropout, type_vocab_size
         self.style, self.pad_id, self.rope_theta = style, pad_id, rope_theta
