@@ -94,6 +94,8 @@ class FinetuneSetup:
     steps_per_epoch: int
     eval_every: int
 
+    quiet: bool = False
+
     @property
     def total_steps(self) -> int:
         return self.cfg.finetune.epochs * self.steps_per_epoch
@@ -133,12 +135,13 @@ def finetune(
     *,
     random_init: bool = False,
     eval_every: int | None = None,
+    quiet: bool = False,
 ) -> FinetuneResult:
     """Fine-tune a pre-training run's backbone on a task, once per seed.
 
     cfg supplies the finetune section (columns, epochs, lr, ...) and train settings (precision,
     device, warm-up, weight decay, clipping); the architecture always comes from the run.
-    eval_every: validate every N steps (default: once per epoch).
+    eval_every: validate every N steps (default: once per epoch). quiet: no progress bar, no per-seed line.
     """
     if out_dir is not None and Path(out_dir).exists() and not Path(out_dir).is_dir():
         raise ConfigError(f"--out {out_dir} is a file; give a directory for the model and reports")
@@ -149,6 +152,7 @@ def finetune(
     if not seeds:
         raise ConfigError("finetune.seeds is empty; give at least one seed")
     setup = prepare_finetune(pre, task if task is not None else cfg.finetune.task, cfg, eval_every)
+    setup.quiet = quiet
 
     runs: list[SeedRun] = []
     best: SeedRun | None = None  # the seed with the best validation so far; only its weights are kept
@@ -207,7 +211,7 @@ def finetune_seed(setup: FinetuneSetup, seed: int, random_init: bool = False) ->
     drop = pre.config.model.dropout if ft.dropout is None else ft.dropout
     model = build_classifier(backbone, task.n_labels, ft.pooling, setup.head, drop).to(device)
     settings = LoopSettings(grad_accum=1, clip=tc.clip, on_nan=tc.on_nan, log_every=max(1, setup.steps_per_epoch // 4),
-                            eval_every=setup.eval_every, progress=tc.progress)
+                            eval_every=setup.eval_every, progress=tc.progress and not setup.quiet)
     optimizer = make_optimizer(model, ft.lr, tc.weight_decay, device)
     schedule = BudgetSchedule(optimizer, Budget(steps=setup.total_steps), tc.warmup, tokens_per_step=0)
     next_batch = EpochBatches(enc["train"], ft.batch_size, pad_id, setup.segments, torch.Generator().manual_seed(seed))
@@ -235,8 +239,9 @@ def finetune_seed(setup: FinetuneSetup, seed: int, random_init: bool = False) ->
     on_test = score(enc["test"].labels, test_logits.argmax(-1).tolist(), task.label_names)
     result = SeedResult(seed, on_test.accuracy, on_test.macro_f1, best.accuracy, best.macro_f1, best.loss,
                         loop.steps, best.step, loop.stopped_early, round(time.perf_counter() - t0, 2), loop.history)
-    print(f"seed {seed}: test accuracy {on_test.accuracy:.4f}, macro-F1 {on_test.macro_f1:.4f} "
-          f"(best validation accuracy {best.accuracy:.4f} at step {best.step} of {loop.steps})", file=sys.stderr)
+    if not setup.quiet:
+        print(f"seed {seed}: test accuracy {on_test.accuracy:.4f}, macro-F1 {on_test.macro_f1:.4f} "
+              f"(best validation accuracy {best.accuracy:.4f} at step {best.step} of {loop.steps})", file=sys.stderr)
     return SeedRun(result, best, test_logits)
 
 
