@@ -62,6 +62,7 @@ from .baselines import majority_baseline, tfidf_baseline
 from .checkpoint import latest_checkpoint
 from .config import Budget, ConfigError, RunConfig, load_config
 from .errors import PretrainlabError
+from .files import read_yaml
 from .finetune import finetune
 from .runs import Pretrained
 from .train import pretrain
@@ -138,7 +139,7 @@ def load_grid(path: str | Path) -> GridConfig:
     if not path.is_file():
         raise ConfigError(f"grid config {path} does not exist")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        raw = read_yaml(path) or {}
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML: {e}") from None
     known = {f for f in GridConfig.__dataclass_fields__}

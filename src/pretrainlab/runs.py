@@ -24,6 +24,7 @@ from torch import nn
 from .checkpoint import latest_checkpoint, load_weights, read_state
 from .config import RunConfig, config_from_dict, save_config
 from .errors import CheckpointError
+from .files import read_yaml
 from .models import Classifier, build_classifier
 
 # --------------------------------------------------------------------------- pre-training runs
@@ -94,13 +95,7 @@ def load_pretrained(run_dir: str | Path) -> Pretrained:
 
 
 def read_run_config(run_dir: Path) -> RunConfig:
-    return config_from_dict(_load_yaml(run_dir / "config.yaml"))
-
-
-def _load_yaml(path: Path) -> dict:
-    import yaml
-
-    return yaml.safe_load(path.read_text(encoding="utf-8"))
+    return config_from_dict(read_yaml(run_dir / "config.yaml"))
 
 
 def init_from(model: nn.Module, init: Path, tokenizer_hash: str) -> None:
@@ -220,7 +215,7 @@ def load_classifier(path: str | Path) -> FineTuned:
         raise CheckpointError(f"{path} is not a fine-tuned model (no {CLASSIFIER_FILE}){hint}")
     try:
         info = json.loads((path / CLASSIFIER_FILE).read_text(encoding="utf-8"))
-        cfg = config_from_dict(yaml.safe_load((path / "config.yaml").read_text(encoding="utf-8")))
+        cfg = config_from_dict(read_yaml(path / "config.yaml"))
     except (OSError, ValueError, TypeError, yaml.YAMLError) as e:
         raise CheckpointError(f"{path}: {CLASSIFIER_FILE} or config.yaml is missing or unreadable ({e}); "
                               "fine-tune again into a new --out") from None

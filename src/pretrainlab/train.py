@@ -340,12 +340,7 @@ def plot_metrics(run_dir: Path) -> list[Path]:
     ax.set_xlabel("tokens")
     ax.set_ylabel("loss")
     ax.set_title(f"pre-training: {run_dir.name}")
-    ax.legend()
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(run_dir / "loss.png", dpi=110)
-    plt.close(fig)
-    written.append(run_dir / "loss.png")
+    written.append(_save_plot(plt, fig, ax, run_dir / "loss.png"))
     acc_keys = sorted({k for r in val for k in r if k.endswith("_acc")})
     if acc_keys:
         fig, ax = plt.subplots(figsize=(7, 4))
@@ -353,10 +348,15 @@ def plot_metrics(run_dir: Path) -> list[Path]:
             ax.plot([r["tokens"] for r in val if k in r], [r[k] for r in val if k in r], "o-", label=k)
         ax.set_xlabel("tokens")
         ax.set_ylabel("accuracy")
-        ax.legend()
-        ax.grid(alpha=0.3)
-        fig.tight_layout()
-        fig.savefig(run_dir / "accuracy.png", dpi=110)
-        plt.close(fig)
-        written.append(run_dir / "accuracy.png")
+        written.append(_save_plot(plt, fig, ax, run_dir / "accuracy.png"))
     return written
+
+
+def _save_plot(plt, fig, ax, path: Path) -> Path:
+    """Legend, light grid, tight layout; write the figure to path and free it."""
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
