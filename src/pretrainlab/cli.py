@@ -142,13 +142,12 @@ def cmd_export(args) -> None:
         return
     check = check_export(out, logits_fn(args.run))
     what = "top token at [MASK]" if check.kind == "masked_lm" else "label"
-    print(f"transformers (offline) loads it: {what} {check.label!r}, max |logit difference| {check.max_abs_diff:.2e}, "
-          f"tokenizer ids {'match' if check.ids_match else 'DIFFER'}")
+    print(f"transformers (offline) loads it: {what} {check.label!r}, {check.summary()}")
     if not check.ok:
         from .errors import ExportError
 
-        raise ExportError(f"the export in {out} does not reproduce pretrainlab's logits (max difference "
-                          f"{check.max_abs_diff:.2e}, tokenizer ids {'match' if check.ids_match else 'differ'})")
+        raise ExportError(f"the export in {out} does not reproduce pretrainlab's logits ({check.summary()}); "
+                          f"the folder is kept, marked with {out / 'EXPORT_CHECK_FAILED.txt'}")
 
 
 # --------------------------------------------------------------------------- interpret
