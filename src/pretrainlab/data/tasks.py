@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import TaskError
+from .readers import bom_codec
 
 SPLIT_COLUMN = "split"
 _SPLIT_NAMES = {
@@ -238,9 +239,11 @@ def read_rows(path: Path, encoding: str = "utf-8") -> tuple[list[str], list[tupl
     if not path.is_file():
         raise TaskError(f"{path}: not a readable file")
     try:
-        text = path.read_text(encoding=encoding)
+        data = path.read_bytes()
+        text = data.decode(bom_codec(data[:4]) or encoding)  # a UTF-16 / UTF-32 byte-order mark wins
+        text = text[1:] if text.startswith("\ufeff") else text
     except UnicodeDecodeError as e:
-        line = path.read_bytes()[: e.start].count(b"\n") + 1
+        line = data[: e.start].count(b"\n") + 1
         raise TaskError(f"{path}: line {line} is not {encoding} (byte 0x{e.object[e.start]:02x}); "
                         "convert the file to UTF-8 (or load it with the right encoding)") from None
     except OSError as e:
