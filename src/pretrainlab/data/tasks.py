@@ -265,7 +265,7 @@ def _read_delimited(path: Path, text: str, delimiter: str) -> tuple[list[str], l
     if len(set(header)) < len(header):
         dup = sorted({h for h in header if header.count(h) > 1})
         raise TaskError(f"{path}: the header names column(s) {dup} twice; rename them")
-    rows = []
+    rows, repeats = [], []
     try:
         for fields in reader:
             line = reader.line_num
@@ -276,10 +276,17 @@ def _read_delimited(path: Path, text: str, delimiter: str) -> tuple[list[str], l
                     f"{path}: line {line} has {len(fields)} fields but the header has {len(header)} "
                     f"({', '.join(header)}); quote fields that contain {'a tab' if delimiter == chr(9) else 'commas'}"
                 )
+            if [f.strip() for f in fields] == header:  # files concatenated with their headers
+                repeats.append(line)
+                continue
             rows.append((line, dict(zip(header, fields))))
     except csv.Error as e:
         kind = "TSV" if delimiter == "\t" else "CSV"
         raise TaskError(f"{path}: line {reader.line_num}: not valid {kind} ({e})") from None
+    if repeats:
+        shown = ", ".join(map(str, repeats[:10])) + (f" and {len(repeats) - 10} more" if len(repeats) > 10 else "")
+        raise TaskError(f"{path}: the header line ({delimiter.join(header)}) is repeated at line(s) {shown} "
+                        "(files concatenated with their headers?); remove those lines, keeping only the first")
     return header, rows
 
 
