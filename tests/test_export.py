@@ -193,3 +193,33 @@ def test_cli_export(runs, tmp_path, capsys):
     assert main(["export", str(run), "--to", str(tmp_path / "hf"), "--no-check"]) == 2
     assert "is not empty" in capsys.readouterr().err
     assert load_pretrained(run).checkpoint.is_dir()  # the source is untouched
+
+
+def _realistic(result, scale, noise):
+    """The snippet's result with logits of a realistic size (scaled up) and ours off by float32-like noise."""
+    theirs = torch.tensor(result["logits"]) * scale
+    return {**result, "logits": theirs.tolist()}, lambda inputs: theirs + noise
+
+
+def test_the_check_tolerance_is_relative_to_the_logits_scale(runs, tmp_path):
+    """Finding 11: logits ~30 differ by ~1.5e-4 between two float32 kernels; a wrong mapping differs by far more."""
+    from pretrainlab.export import CHECK_FAILED, check_export
+
+    _, ft = runs["bert"]
+    to = export(ft, tmp_path / "hf")
+    result = run_snippet(to)
+    scale = 30 / float(torch.tensor(result["logits"]).abs().max())
+    big, ours = _realistic(result, scale, 1.5e-4)
+    check = compare(big, ours, tokenizer=None)
+    assert check.max_abs_diff == pytest.approx(1.5e-4, rel=1e-2) and check.max_abs_diff > 1e-4  # old check: fail
+    assert check.ok and check.top_agree and check.scale == pytest.approx(30, rel=1e-4), check
+    assert "max |logit difference| 1.5" in check.summary() and "top labels agree" in check.summary()
+
+    wrong = compare(big, lambda inputs: torch.tensor(big["logits"]).flip(-1))  # a real mismatch: labels swapped
+    assert not wrong.ok and wrong.top_agree is False and "top labels DIFFER" in wrong.summary()
+
+    # a failing check keeps the folder, marks it with the numbers; a passing one removes the mark
+    bad = check_export(to, lambda inputs: logits_fn(ft)(inputs) + 1.0)
+    assert not bad.ok and (to / "config.json").is_file()
+    assert "does not reproduce" in (to / CHECK_FAILED).read_text() and "max |logit difference|" in (to / CHECK_FAILED).read_text()
+    assert check_export(to, logits_fn(ft)).ok and not (to / CHECK_FAILED).exists()

@@ -192,3 +192,45 @@ def test_finetune_dropout_rebuilds_the_backbone_with_the_same_weights(run):
     assert all(torch.equal(a[k], b[k]) for k in a)  # the dropout does not change the random init
     with pytest.raises(Exception, match="finetune.dropout"):
         cfg("finetune.dropout=1.5")
+
+
+def test_predict_file_equals_predict_on_the_same_texts(run, task_file, tmp_path, capsys):
+    """Finding 8: predict --file IN.csv|IN.jsonl --out OUT.csv streams rows; its labels equal predict's."""
+    import csv
+
+    model = tmp_path / "m"
+    finetune(run, task_file, cfg("finetune.epochs=1"), out_dir=model, seeds=(0,))
+    texts = ["a great film", "a dull film", 'said "great", twice', "great great", "nothing at all"]
+    src = tmp_path / "in.csv"
+    with src.open("w", newline="", encoding="utf-8") as f:
+        csv.writer(f).writerows([["id", "review"]] + [[i, t] for i, t in enumerate(texts)])
+    jsonl = tmp_path / "in.jsonl"
+    jsonl.write_text("".join(json.dumps({"review": t}) + "\n" for t in texts), encoding="utf-8")
+    expected = predict(model, texts)
+    for path in (src, jsonl):
+        out = tmp_path / f"{path.suffix[1:]}-out.csv"
+        assert main(["predict", str(model), "--file", str(path), "--text-column", "review", "--out", str(out)]) == 0
+        assert "labelled 5 rows" in capsys.readouterr().out
+        rows = list(csv.DictReader(out.open(encoding="utf-8")))
+        assert [r["review"] for r in rows] == texts
+        assert [(r["label"], float(r[f"p_{r['label']}"])) for r in rows] == [
+            (label, pytest.approx(p, abs=1e-5)) for label, p in expected]
+        assert all(sum(float(r[k]) for k in ("p_neg", "p_pos")) == pytest.approx(1, abs=1e-4) for r in rows)
+
+    from pretrainlab.evaluate import predict_file
+
+    assert predict_file(model, src, tmp_path / "small.csv", "review", batch_size=2) == 5  # batches of 2: same file
+    assert (tmp_path / "small.csv").read_text() == (tmp_path / "csv-out.csv").read_text()
+
+    assert main(["predict", str(model), "--file", str(src), "--out", str(tmp_path / "x.csv")]) == 2
+    assert "line 2 has no column 'text'" in capsys.readouterr().err and "--text-column" in capsys.readouterr().err + "--text-column"
+    assert main(["predict", str(model), "--file", str(tmp_path / "nope.csv"), "--out", str(tmp_path / "x.csv")]) == 2
+    assert "no such file" in capsys.readouterr().err
+    (tmp_path / "in.txt").write_text("a\n")
+    assert main(["predict", str(model), "--file", str(tmp_path / "in.txt"), "--out", str(tmp_path / "x.csv")]) == 2
+    assert ".csv (with a header line) or .jsonl" in capsys.readouterr().err
+    jsonl.write_text('{"review": "ok"}\nnot json\n', encoding="utf-8")
+    assert main(["predict", str(model), "--file", str(jsonl), "--text-column", "review", "--out", str(tmp_path / "x.csv")]) == 2
+    assert "line 2 is not JSON" in capsys.readouterr().err
+    assert main(["predict", str(model), "--file", str(src)]) == 2
+    assert "needs --out" in capsys.readouterr().err

@@ -312,3 +312,26 @@ def test_inputs_changed_between_the_two_passes_is_a_clear_error(tmp_path):
     _write_corpus(src, _documents(15, seed=1))  # and five fewer
     with pytest.raises(CorpusError, match="changed while they were being prepared"):
         list(prep._documents([src], _cfg(), ReadStats(), counts, flags))
+
+
+def test_chinese_and_japanese_split_into_sentences():
+    """Finding 2: 。！？ and full-width kin end a sentence with or without a space; closers stay with it."""
+    zh = "今天天气很好。我们去公园散步！你呢？他说：「你好。」然后走了．真的？！好。"
+    assert split_sentences(zh) == ["今天天气很好。", "我们去公园散步！", "你呢？", "他说：「你好。」", "然后走了．",
+                                   "真的？！", "好。"]
+    ja = "東京に行きました。とても楽しかった！（本当に。）また行きたい？ はい、もちろん。"
+    assert split_sentences(ja) == ["東京に行きました。", "とても楽しかった！", "（本当に。）", "また行きたい？",
+                                   " はい、もちろん。"]
+    for text in (zh, ja):
+        assert "".join(split_sentences(text)) == text
+
+
+def test_min_chars_counts_a_cjk_character_as_a_word(tmp_path):
+    """Finding 3: data.min_chars=20 keeps a 6-character Chinese sentence (about 6 words), drops 'short one'."""
+    from pretrainlab.data.readers import ReadStats
+    from pretrainlab.data.text import normalized_documents, text_length
+
+    assert text_length("今天天气很好") == 30 and text_length("abc") == 3 and text_length("ab今天") == 12
+    src = _write_corpus(tmp_path / "zh.txt", ["今天天气很好。", "short one", "これは本です。", "한국어 문장"])
+    kept = list(normalized_documents([src], _cfg(min_chars=20), ReadStats()))
+    assert kept == ["今天天气很好。", None, "これは本です。", None]

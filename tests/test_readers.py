@@ -154,3 +154,25 @@ def test_encodings(tmp_path):
         list(read_documents([path], encoding="klingon"))
     with pytest.raises(CorpusError, match="not ASCII-compatible.*iconv"):
         list(read_documents([path], encoding="utf-16"))
+
+
+@pytest.mark.parametrize("codec", ["utf-16", "utf-16-be", "utf-32", "utf-32-be"])
+def test_utf16_and_utf32_with_a_byte_order_mark_are_read(tmp_path, codec):
+    """Finding 5: a BOM says the encoding; the text is read, not called a binary file."""
+    text = "héllo wörld\n今天天气很好。\n\nsecond doc\n"
+    bom = {"utf-16": b"", "utf-32": b"", "utf-16-be": b"\xfe\xff", "utf-32-be": b"\x00\x00\xfe\xff"}[codec]
+    data = bom + text.encode(codec)  # python's utf-16 / utf-32 write a BOM themselves
+    for name in ("a.txt", "a.txt.gz"):
+        path = _write(tmp_path / name, data)
+        assert list(read_documents([path])) == ["héllo wörld\n今天天气很好。", "second doc"]
+    jsonl = _write(tmp_path / "b.jsonl", bom + '{"text": "ünï"}\n{"text": "two"}\n'.encode(codec))
+    assert list(read_documents([jsonl])) == ["ünï", "two"]
+
+
+def test_broken_utf16_names_the_encoding(tmp_path):
+    path = _write(tmp_path / "bad.txt", "ok line\nmore\n".encode("utf-16") + b"\x00\xd8\x41")  # a lone surrogate
+    with pytest.raises(CorpusError, match=r"bad\.txt: UTF-16 text .* does not decode after line 2"):
+        list(read_documents([path]))
+    stats = ReadStats()
+    assert list(read_documents([path], errors="replace", stats=stats))[0].startswith("ok line\nmore")
+    assert stats.replaced_bytes > 0

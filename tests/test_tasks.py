@@ -189,3 +189,22 @@ def test_unreadable_files(tmp_path):
     with pytest.raises(TaskError, match="did you mean 'tweets'"):
         load_task("tweet")
 
+
+
+@pytest.mark.parametrize("codec", ["utf-16", "utf-32"])
+def test_a_utf16_or_utf32_task_file_with_a_byte_order_mark_is_read(tmp_path, codec):
+    """Finding 5, task side: the BOM picks the codec."""
+    f = tmp_path / "t.csv"
+    f.write_bytes(("text,label\n" + "".join(f"good {i} é,pos\nbad {i},neg\n" for i in range(20))).encode(codec))
+    task = load_task(f)
+    assert sorted(task.label_names) == ["neg", "pos"] and "good 0 é" in task.train.texts + task.validation.texts + task.test.texts
+
+
+def test_repeated_csv_header_lines_are_named(tmp_path):
+    """Finding 7: concatenated CSVs repeat the header; say where, instead of 'label' becoming a class."""
+    part = "text,label\n" + "".join(f"good {i},pos\nbad {i},neg\n" for i in range(10))
+    f = tmp_path / "cat.csv"
+    f.write_text(part * 3, encoding="utf-8")
+    with pytest.raises(TaskError, match=r"cat\.csv: the header line \(text,label\) is repeated at line\(s\) 22, 43 "
+                                        r"\(files concatenated .*remove those lines"):
+        load_task(f)

@@ -73,3 +73,16 @@ def test_train_on_files_writes_a_loadable_tokenizer(tmp_path):
     assert path == tmp_path / "out" / "tokenizer.json"
     tok = load_tokenizer(path)
     assert [tok.id_to_token(i) for i in range(5)] == list(SPECIAL_TOKENS)
+
+
+def test_a_unigram_vocabulary_smaller_than_the_character_set_is_a_clear_error():
+    """Finding 4: say how many distinct characters there are and the smallest vocab size that works."""
+    import string
+
+    from pretrainlab.tokenizer import TokenizerError
+
+    texts = ["The quick brown fox jumps over the lazy dog. 今天天气很好 " + string.ascii_letters + "0123456789 é"] * 50
+    with pytest.raises(TokenizerError, match=r"it has 44 distinct characters, more than vocab_size=40; "
+                                             r"raise data.vocab_size to at least 44"):
+        train_tokenizer(texts, "unigram", 40)
+    assert train_tokenizer(texts, "unigram", 44).get_vocab_size() >= 44  # the size it names works

@@ -126,8 +126,17 @@ def cmd_evaluate(args) -> None:
 
 
 def cmd_predict(args) -> None:
-    from .evaluate import predict
+    from .errors import TaskError
+    from .evaluate import predict, predict_file
 
+    if args.file:
+        if args.texts or not args.out:
+            raise TaskError("predict --file IN needs --out OUT.csv and no texts on the command line")
+        n = predict_file(args.model, args.file, args.out, args.text_column, args.text_pair_column)
+        print(f"labelled {n} rows of {args.file} -> {args.out}")
+        return
+    if not args.texts:
+        raise TaskError("give texts to label, or --file IN.csv|IN.jsonl --out OUT.csv")
     pairs = args.pair or None
     for text, (label, prob) in zip(args.texts, predict(args.model, args.texts, pairs)):
         print(f"{label}\t{prob:.4f}\t{text}")
@@ -142,13 +151,12 @@ def cmd_export(args) -> None:
         return
     check = check_export(out, logits_fn(args.run))
     what = "top token at [MASK]" if check.kind == "masked_lm" else "label"
-    print(f"transformers (offline) loads it: {what} {check.label!r}, max |logit difference| {check.max_abs_diff:.2e}, "
-          f"tokenizer ids {'match' if check.ids_match else 'DIFFER'}")
+    print(f"transformers (offline) loads it: {what} {check.label!r}, {check.summary()}")
     if not check.ok:
         from .errors import ExportError
 
-        raise ExportError(f"the export in {out} does not reproduce pretrainlab's logits (max difference "
-                          f"{check.max_abs_diff:.2e}, tokenizer ids {'match' if check.ids_match else 'differ'})")
+        raise ExportError(f"the export in {out} does not reproduce pretrainlab's logits ({check.summary()}); "
+                          f"the folder is kept, marked with {out / 'EXPORT_CHECK_FAILED.txt'}")
 
 
 # --------------------------------------------------------------------------- interpret
@@ -271,8 +279,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("predict", help="label texts with a fine-tuned model")
     t.add_argument("model", help="fine-tuned model directory")
-    t.add_argument("texts", nargs="+", help="texts to label")
+    t.add_argument("texts", nargs="*", help="texts to label")
     t.add_argument("--pair", action="append", default=[], help="second text of a pair, one per text (repeatable)")
+    t.add_argument("--file", help="label every row of a .csv (with a header) or .jsonl file instead; needs --out")
+    t.add_argument("--text-column", default="text", help="with --file: the column holding the text (default: text)")
+    t.add_argument("--text-pair-column", help="with --file: the column holding the second text of a pair")
+    t.add_argument("--out", help="with --file: the CSV to write (text, label, one p_<label> column per class)")
     t.set_defaults(func=cmd_predict)
 
     t = sub.add_parser("export", help="export to a Hugging Face folder and check it loads offline with equal logits")

@@ -133,7 +133,8 @@ class DataConfig:
     one_doc_per_line: bool = False
     """For .txt input: each line is a document (default: documents are separated by blank lines)."""
     min_chars: int = 20
-    """Documents shorter than this (after normalisation) are dropped."""
+    """Documents shorter than this (after normalisation) are dropped. Script-aware: a CJK character (Han,
+    hiragana, katakana) counts as 5 characters, about one English word, so 4 Chinese characters pass 20."""
     val_fraction: float = 0.02
     """Share of documents held out for validation."""
     errors: str = "strict"

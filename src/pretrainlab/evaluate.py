@@ -10,8 +10,9 @@ in finetune.py.
 
 from __future__ import annotations
 
+import csv
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +64,75 @@ def predict(model: str | Path | FineTuned, texts: Sequence[str], pairs: Sequence
                            batch_size).softmax(-1)
     p, i = probs.max(-1)
     return [(ftm.label_names[int(k)], float(v)) for k, v in zip(i, p)]
+
+
+def _rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, row) of a .csv (header line first) or .jsonl file, read one row at a time."""
+    if path.suffix.lower() == ".jsonl":
+        with path.open(encoding="utf-8") as f:
+            for line_no, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except ValueError as e:
+                    raise TaskError(f"{path}: line {line_no} is not JSON ({e}); give one JSON object per line") from None
+                if not isinstance(row, dict):
+                    raise TaskError(f"{path}: line {line_no} is not a JSON object; give one object per line")
+                yield line_no, row
+    elif path.suffix.lower() == ".csv":
+        with path.open(encoding="utf-8", newline="") as f:
+            reader = csv.DictReader(f)
+            for row in reader:
+                yield reader.line_num, row
+    else:
+        raise TaskError(f"{path}: predict --file reads .csv (with a header line) or .jsonl files")
+
+
+def predict_file(model: str | Path | FineTuned, path: str | Path, out: str | Path, text_column: str = "text",
+                 text_pair_column: str | None = None, batch_size: int = 256) -> int:
+    """Label every row of a .csv / .jsonl file, streaming; -> the number of rows written to `out` (CSV).
+
+    Each output row holds the input text (and pair text), the predicted label and one probability column
+    per class (p_<label>), in the input's order. Rows are read and scored batch_size at a time.
+    """
+    ftm = _as_finetuned(model)
+    path, out = Path(path), Path(out)
+    if not path.is_file():
+        raise TaskError(f"--file {path}: no such file")
+    if text_pair_column is None and ftm.meta.get("pairs"):
+        raise TaskError("this model was fine-tuned on text pairs; name the second text's column (--text-pair-column)")
+    columns = [text_column] + ([text_pair_column] if text_pair_column else [])
+    n = 0
+
+    def flush(batch: list[dict[str, Any]], writer) -> None:
+        texts = [str(r[text_column]) for r in batch]
+        pairs = [str(r[text_pair_column]) for r in batch] if text_pair_column else None
+        enc = encode(ftm.tokenizer, texts, pairs, ftm.meta["max_len"])
+        probs = predict_logits(ftm.model, enc, ftm.special.pad, ftm.meta["segments"], torch.device("cpu"), None,
+                               64).softmax(-1)
+        for r, p in zip(batch, probs.tolist()):
+            writer.writerow([r[c] for c in columns] + [ftm.label_names[max(range(len(p)), key=p.__getitem__)]]
+                            + [f"{x:.6f}" for x in p])
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with out.open("w", encoding="utf-8", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(columns + ["label"] + [f"p_{name}" for name in ftm.label_names])
+        batch: list[dict[str, Any]] = []
+        for line_no, row in _rows(path):
+            missing = [c for c in columns if row.get(c) is None]
+            if missing:
+                raise TaskError(f"{path}: line {line_no} has no column {missing[0]!r} (it has {sorted(map(str, row))}); "
+                                "choose one with --text-column / --text-pair-column")
+            batch.append(row)
+            if len(batch) == batch_size:
+                flush(batch, writer)
+                n, batch = n + len(batch), []
+        if batch:
+            flush(batch, writer)
+            n += len(batch)
+    return n
 
 
 def evaluate(model: str | Path | FineTuned, task: str | Path | Task | None = None, out_dir: str | Path | None = None,

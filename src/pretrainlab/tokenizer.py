@@ -102,7 +102,18 @@ def train_tokenizer(
     trainer.show_progress = False
     if kind != "unigram":
         trainer.min_frequency = 2
-    tok.train_from_iterator(_nonempty(texts), trainer=trainer)
+    chars: set[str] = set()  # unigram must hold every character: counted for the error below
+    stream = _nonempty(texts) if kind != "unigram" else (chars.update(t) or t for t in _nonempty(texts))
+    try:
+        tok.train_from_iterator(stream, trainer=trainer)
+    except Exception as e:
+        if "not large enough to contain all chars" not in str(e):
+            raise
+        # what the trainer counts: normalised characters, the space as Metaspace's "▁"
+        n = len(set(tok.normalizer.normalize_str("".join(sorted(chars)))) - {" "}) + 1
+        raise TokenizerError(f"a unigram vocabulary must hold every character of the text: it has {n:,} distinct "
+                             f"characters, more than vocab_size={vocab_size:,}; raise data.vocab_size to at least "
+                             f"{n:,} (a few times that to learn words), or use tokenizer_kind=bpe or wordpiece") from None
     if tok.get_vocab_size() <= len(SPECIAL_TOKENS):
         raise TokenizerError("the tokenizer learned no vocabulary: the training text is empty")
     ids = special_ids(tok)

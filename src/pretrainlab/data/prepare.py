@@ -116,18 +116,24 @@ class PrepareReport:
 # --------------------------------------------------------------------------- text
 
 
-# . ! ? (or a CJK full stop), closing quotes/brackets, then the space before a non-lowercase character.
-# One character class first keeps the scan fast (~100 MB/s); "..." matches at its last dot.
-_SENTENCE_END = re.compile(r"[.!?\u3002\uff01\uff1f][\"'\u201d\u2019)\]]*( )(?=[^a-z])")
+# Closing quotes and brackets that stay with the sentence they end.
+_CLOSERS = "\"'\u201d\u2019)\\]\u300d\u300f\uff09\u3011\u300b\u3009\uff3d\uff5d\uff02\uff07"
+# Latin: . ! ? and closers, then the space before a non-lowercase character (the boundary is the space).
+# CJK: 。！？．｡ (a run of them) and closers end a sentence with or without a following space (the boundary
+# is right after them). One character class first keeps the scan fast (~100 MB/s); "..." matches at its last dot.
+_SENTENCE_END = re.compile(rf"[.!?][{_CLOSERS}]*( )(?=[^a-z])|[\u3002\uff01\uff1f\uff0e\uff61]+[{_CLOSERS}]*(?=.)")
 
 
 def split_sentences(text: str) -> list[str]:
-    """Split normalised text after . ! ? (and closing quotes) before a space and a non-lowercase character.
+    """Split normalised text after . ! ? (and closing quotes) before a space and a non-lowercase character,
+    and after 。！？．｡ (and closing quotes / brackets such as 」』）), with or without a space after them.
 
-    The space stays at the front of the next sentence, so the pieces concatenate back to the text and
-    tokenize (piece by piece) to the same ids as the whole text, for every tokenizer kind.
+    A space between sentences stays at the front of the next one, so the pieces concatenate back to the
+    text; the tokenizers isolate CJK characters and punctuation, so the pieces tokenize like the whole
+    (with unigram, whose Metaspace marks a text's start, a CJK sentence after no space starts with "▁", as a
+    document does).
     """
-    ends = [m.start(1) for m in _SENTENCE_END.finditer(text)]
+    ends = [m.start(1) if m.group(1) else m.end() for m in _SENTENCE_END.finditer(text)]
     return [text[a:b] for a, b in zip([0, *ends], [*ends, len(text)])]
 
 

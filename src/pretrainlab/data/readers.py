@@ -20,6 +20,7 @@ import codecs
 import csv
 import glob
 import gzip
+import io
 import json
 import lzma
 import threading
@@ -164,6 +165,10 @@ def _lines(path: Path, encoding: str, errors: str, stats: ReadStats) -> Iterator
             head = f.peek(8192)[:8192]
         except (OSError, EOFError, lzma.LZMAError) as e:
             raise CorpusError(f"{path}: not a valid {compression} file ({e}); re-create or re-download it") from None
+        codec = bom_codec(head)
+        if codec is not None:  # UTF-16 / UTF-32 (NUL bytes are normal there): decoded as a text stream
+            yield from _wide_lines(f, path, codec, errors, stats)
+            return
         if b"\x00" in head:
             raise CorpusError(f"{path}: NUL bytes in its first 8 KB: this is a binary file, not text; "
                               "remove it from the inputs")
@@ -186,6 +191,43 @@ def _lines(path: Path, encoding: str, errors: str, stats: ReadStats) -> Iterator
                 raise CorpusError(f"{path}: line {number} holds a NUL byte: this is a binary file, not text; "
                                   "remove it from the inputs")
             yield number, _decode(raw, path, number, encoding, errors, stats).rstrip("\r\n")
+
+
+def bom_codec(head: bytes) -> str | None:
+    """"utf-32" / "utf-16" when `head` starts with that byte-order mark (the codec reads and drops it), else None."""
+    if head.startswith((codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)):  # before UTF-16: FF FE 00 00 starts FF FE
+        return "utf-32"
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return "utf-16"
+    return None
+
+
+def _wide_lines(f, path: Path, codec: str, errors: str, stats: ReadStats) -> Iterator[tuple[int, str]]:
+    """(line number, line) of a UTF-16 / UTF-32 file with a byte-order mark, decoded as it is read."""
+    before = _replaced.count
+    text = io.TextIOWrapper(f, encoding=codec, errors="pretrainlab-replace" if errors == "replace" else "strict",
+                            newline="")
+    number = 0
+    try:
+        while True:
+            line = text.readline(MAX_LINE_BYTES + 1)
+            if not line:
+                break
+            number += 1
+            if len(line) - line.endswith("\n") > MAX_LINE_BYTES:
+                raise CorpusError(f"{path}: line {number} is longer than {MAX_LINE_BYTES // 2**20} M characters; "
+                                  "break the text into lines")
+            if "\x00" in line:
+                raise CorpusError(f"{path}: line {number} holds a NUL character: this is a binary file, not "
+                                  f"{codec.upper()} text; remove it from the inputs")
+            yield number, line.rstrip("\r\n")
+    except UnicodeDecodeError as e:
+        raise CorpusError(f"{path}: {codec.upper()} text (it starts with a {codec.upper()} byte-order mark) that "
+                          f"does not decode after line {number} ({e.reason}); pass --set data.errors=replace, or "
+                          f"convert it to UTF-8 (iconv -f {codec} -t utf-8)") from None
+    finally:
+        stats.replaced_bytes += _replaced.count - before
+        text.detach()
 
 
 def _decode(raw: bytes, path: Path, number: int, encoding: str, errors: str, stats: ReadStats) -> str:

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import TaskError
+from .readers import bom_codec
 
 SPLIT_COLUMN = "split"
 _SPLIT_NAMES = {
@@ -238,9 +239,11 @@ def read_rows(path: Path, encoding: str = "utf-8") -> tuple[list[str], list[tupl
     if not path.is_file():
         raise TaskError(f"{path}: not a readable file")
     try:
-        text = path.read_text(encoding=encoding)
+        data = path.read_bytes()
+        text = data.decode(bom_codec(data[:4]) or encoding)  # a UTF-16 / UTF-32 byte-order mark wins
+        text = text[1:] if text.startswith("\ufeff") else text
     except UnicodeDecodeError as e:
-        line = path.read_bytes()[: e.start].count(b"\n") + 1
+        line = data[: e.start].count(b"\n") + 1
         raise TaskError(f"{path}: line {line} is not {encoding} (byte 0x{e.object[e.start]:02x}); "
                         "convert the file to UTF-8 (or load it with the right encoding)") from None
     except OSError as e:
@@ -262,7 +265,7 @@ def _read_delimited(path: Path, text: str, delimiter: str) -> tuple[list[str], l
     if len(set(header)) < len(header):
         dup = sorted({h for h in header if header.count(h) > 1})
         raise TaskError(f"{path}: the header names column(s) {dup} twice; rename them")
-    rows = []
+    rows, repeats = [], []
     try:
         for fields in reader:
             line = reader.line_num
@@ -273,10 +276,17 @@ def _read_delimited(path: Path, text: str, delimiter: str) -> tuple[list[str], l
                     f"{path}: line {line} has {len(fields)} fields but the header has {len(header)} "
                     f"({', '.join(header)}); quote fields that contain {'a tab' if delimiter == chr(9) else 'commas'}"
                 )
+            if [f.strip() for f in fields] == header:  # files concatenated with their headers
+                repeats.append(line)
+                continue
             rows.append((line, dict(zip(header, fields))))
     except csv.Error as e:
         kind = "TSV" if delimiter == "\t" else "CSV"
         raise TaskError(f"{path}: line {reader.line_num}: not valid {kind} ({e})") from None
+    if repeats:
+        shown = ", ".join(map(str, repeats[:10])) + (f" and {len(repeats) - 10} more" if len(repeats) > 10 else "")
+        raise TaskError(f"{path}: the header line ({delimiter.join(header)}) is repeated at line(s) {shown} "
+                        "(files concatenated with their headers?); remove those lines, keeping only the first")
     return header, rows
 
 

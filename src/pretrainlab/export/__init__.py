@@ -4,7 +4,7 @@
     check_export(to_dir, logits_fn(run_or_model_dir)) -> ExportCheck   # snippet in a fresh, offline process
 """
 
-from .hf import CHECK_TEXT, ExportCheck, check_export, compare, export, hf_model, load_source, logits_fn, run_snippet
+from .hf import CHECK_FAILED, CHECK_TEXT, ExportCheck, check_export, compare, export, hf_model, load_source, logits_fn, run_snippet
 
-__all__ = ["CHECK_TEXT", "ExportCheck", "check_export", "compare", "export", "hf_model", "load_source", "logits_fn",
+__all__ = ["CHECK_FAILED", "CHECK_TEXT", "ExportCheck", "check_export", "compare", "export", "hf_model", "load_source", "logits_fn",
            "run_snippet"]

@@ -302,6 +302,17 @@ def export(src: str | Path, to_dir: str | Path, overwrite: bool = False) -> Path
 # --------------------------------------------------------------------------- check
 
 
+CHECK_FAILED = "EXPORT_CHECK_FAILED.txt"
+"""Written into an export whose check failed: the folder is kept for inspection but marked."""
+
+# Tolerance for |HF logit - ours|: atol + rtol * max|ours|, i.e. relative to the logits' scale. The two sides
+# run the same float32 maths in a different order (fused attention, other kernels), so rounding errors grow
+# with the logits' size: a realistic MLM head (logits ~30) differs by ~1e-4 where a tiny test model
+# differs by ~1e-6. A wrong weight mapping differs by far more than either.
+CHECK_TOLERANCE = {torch.float32: (1e-5, 1e-5), torch.float16: (1e-3, 1e-3), torch.bfloat16: (1.6e-2, 1e-2)}
+"""dtype -> (rtol, atol) for the export check."""
+
+
 @dataclass
 class ExportCheck:
     label: str
@@ -313,6 +324,19 @@ class ExportCheck:
     ok: bool
     kind: str
     input_ids: list[int]
+    tolerance: float = 0.0
+    """The largest difference allowed: atol + rtol * max |pretrainlab logit|."""
+    scale: float = 0.0
+    """max |pretrainlab logit|."""
+    top_agree: bool | None = None
+    """Both sides pick the same top token / label at every position (None: shapes differ)."""
+
+    def summary(self) -> str:
+        top = {True: "agree", False: "DIFFER", None: "not comparable"}[self.top_agree]
+        ids = {True: "match", False: "DIFFER", None: "not compared"}[self.ids_match]
+        return (f"max |logit difference| {self.max_abs_diff:.2e} (allowed {self.tolerance:.2e} for logits up to "
+                f"{self.scale:.3g}), top {'tokens' if self.kind == 'masked_lm' else 'labels'} {top}, "
+                f"tokenizer ids {ids}")
 
 
 def logits_fn(src: str | Path) -> Callable[[dict[str, Tensor]], Tensor]:
@@ -363,24 +387,53 @@ def run_snippet(directory: str | Path, text: str | None = None, timeout: float =
             "label": printed[-1] if printed else "", **data}
 
 
-def compare(result: dict[str, Any], ours_logits_fn: Callable[[dict[str, Tensor]], Tensor], atol: float = 1e-4,
-            tokenizer=None) -> ExportCheck:
-    """Our logits for the inputs the snippet's tokenizer made vs the snippet's logits; our ids vs its ids."""
+def compare(result: dict[str, Any], ours_logits_fn: Callable[[dict[str, Tensor]], Tensor], atol: float | None = None,
+            tokenizer=None, rtol: float | None = None) -> ExportCheck:
+    """Our logits for the inputs the snippet's tokenizer made vs the snippet's logits; our ids vs its ids.
+
+    Passes when max |theirs - ours| <= atol + rtol * max |ours| (defaults: CHECK_TOLERANCE for the dtype),
+    and the tokenizer ids match; whether the top token / label agrees is reported (a near tie may flip it).
+    """
     inputs = {k: torch.tensor(result[k]) for k in ("input_ids", "attention_mask", "token_type_ids") if k in result}
-    theirs = torch.tensor(result["logits"])
-    ours = ours_logits_fn(inputs).float()
-    diff = float((theirs - ours).abs().max()) if theirs.shape == ours.shape else float("inf")
+    ours = ours_logits_fn(inputs)
+    default_rtol, default_atol = CHECK_TOLERANCE.get(ours.dtype, CHECK_TOLERANCE[torch.float32])
+    rtol = default_rtol if rtol is None else rtol
+    atol = default_atol if atol is None else atol
+    ours = ours.float()
+    theirs = torch.tensor(result["logits"], dtype=torch.float32)
+    scale = float(ours.abs().max()) if ours.numel() else 0.0
+    same_shape = theirs.shape == ours.shape
+    diff = float((theirs - ours).abs().max()) if same_shape else float("inf")
+    top_agree = bool((theirs.argmax(-1) == ours.argmax(-1)).all()) if same_shape else None
     tok = tokenizer if tokenizer is not None else getattr(ours_logits_fn, "tokenizer", None)
     ids_match = None if tok is None else tok.encode(result["text"]).ids == result["input_ids"][0]
-    ok = diff <= atol and ids_match is not False
-    return ExportCheck(result["label"], diff, ids_match, ok, result["kind"], result["input_ids"][0])
+    tolerance = atol + rtol * scale
+    ok = diff <= tolerance and ids_match is not False
+    return ExportCheck(result["label"], diff, ids_match, ok, result["kind"], result["input_ids"][0],
+                       tolerance, scale, top_agree)
 
 
 def check_export(directory: str | Path, ours_logits_fn: Callable[[dict[str, Tensor]], Tensor],
-                 text: str | None = None, atol: float = 1e-4, tokenizer=None, timeout: float = 600) -> ExportCheck:
+                 text: str | None = None, atol: float | None = None, tokenizer=None, timeout: float = 600,
+                 rtol: float | None = None) -> ExportCheck:
     """Run the model card snippet on `directory` (fresh process, HF_HUB_OFFLINE=1) and compare with ours.
 
     ours_logits_fn maps the snippet's tokenizer output (tensors) to pretrainlab's logits, e.g.
     `logits_fn(source_dir)`; tokenizer (default: the one logits_fn carries) checks the ids too.
+    A failing check keeps the folder but writes CHECK_FAILED into it with the numbers (a passing one
+    removes a stale mark), so a half-checked export never looks good.
     """
-    return compare(run_snippet(directory, text, timeout), ours_logits_fn, atol, tokenizer)
+    directory = Path(directory)
+    mark = directory / CHECK_FAILED
+    try:
+        check = compare(run_snippet(directory, text, timeout), ours_logits_fn, atol, tokenizer, rtol)
+    except BaseException as e:
+        if directory.is_dir():
+            mark.write_text(f"the export check did not complete: {type(e).__name__}: {e}\n", encoding="utf-8")
+        raise
+    if check.ok:
+        mark.unlink(missing_ok=True)
+    else:
+        mark.write_text(f"this export does not reproduce pretrainlab's logits: {check.summary()}\n"
+                        f"input ids {check.input_ids}\n", encoding="utf-8")
+    return check
