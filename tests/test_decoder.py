@@ -15,12 +15,7 @@ V, D, L, H, FF, CTX = 96, 32, 2, 4, 48, 16
 STYLES = ("llama", "gpt2")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
 
 def tiny_lm(style: str, tie: bool = True, seed: int = 0) -> CausalLM:

@@ -4,7 +4,9 @@ import pytest
 import torch
 
 from pretrainlab.generate import generate, next_token
-from test_decoder import CTX, STYLES, hf_twin, one_thread, random_ids, tiny_lm  # noqa: F401 (one_thread: autouse)
+from test_decoder import CTX, STYLES, hf_twin, random_ids, tiny_lm
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
 
 def hf_greedy(hf, ids, mask, n, eos_id=None):

@@ -15,12 +15,7 @@ from pretrainlab.export.hf_seq2seq_names import (
 V, D, PAD, BOS, EOS = 64, 32, 0, 2, 3
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
 
 def tiny_model(seed: int = 0, **kw) -> Seq2SeqTransformer:

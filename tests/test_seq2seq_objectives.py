@@ -19,12 +19,7 @@ SENTINELS = [127, 126, 125, 124]  # T5's <extra_id_0>, <extra_id_1>, ... count d
 IDS = dict(bos_id=CLS, eos_id=SEP, pad_id=PAD, decoder_start_id=SEP)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
 
 # --------------------------------------------------------------------------- shared batch
