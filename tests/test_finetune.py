@@ -231,6 +231,6 @@ def test_predict_file_equals_predict_on_the_same_texts(run, task_file, tmp_path,
     assert ".csv (with a header line) or .jsonl" in capsys.readouterr().err
     jsonl.write_text('{"review": "ok"}\nnot json\n', encoding="utf-8")
     assert main(["predict", str(model), "--file", str(jsonl), "--text-column", "review", "--out", str(tmp_path / "x.csv")]) == 2
-    assert "line 2 is not JSON" in capsys.readouterr().err
+    assert "line 2 is not valid JSON" in capsys.readouterr().err
     assert main(["predict", str(model), "--file", str(src)]) == 2
     assert "needs --out" in capsys.readouterr().err

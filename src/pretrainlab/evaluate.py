@@ -20,7 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from .data.encoding import Encoded, collate, encode
-from .data.tasks import Task, as_task
+from .data.tasks import Task, as_task, jsonl_row
 from .errors import TaskError
 from .loop import autocast
 from .metrics import Metrics, score
@@ -71,15 +71,9 @@ def _rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     if path.suffix.lower() == ".jsonl":
         with path.open(encoding="utf-8") as f:
             for line_no, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except ValueError as e:
-                    raise TaskError(f"{path}: line {line_no} is not JSON ({e}); give one JSON object per line") from None
-                if not isinstance(row, dict):
-                    raise TaskError(f"{path}: line {line_no} is not a JSON object; give one object per line")
-                yield line_no, row
+                row = jsonl_row(path, line_no, line)
+                if row is not None:
+                    yield line_no, row
     elif path.suffix.lower() == ".csv":
         with path.open(encoding="utf-8", newline="") as f:
             reader = csv.DictReader(f)

@@ -290,18 +290,26 @@ def _read_delimited(path: Path, text: str, delimiter: str) -> tuple[list[str], l
     return header, rows
 
 
+def jsonl_row(path: Path, line: int, raw: str) -> dict[str, Any] | None:
+    """One line of a task's .jsonl file as a dict (None for a blank line); a clear error otherwise."""
+    if not raw.strip():
+        return None
+    try:
+        obj = json.loads(raw)
+    except ValueError as e:
+        raise TaskError(f"{path}: line {line} is not valid JSON ({e})") from None
+    if not isinstance(obj, dict):
+        raise TaskError(f"{path}: line {line} is a JSON {type(obj).__name__}, expected an object with fields")
+    return obj
+
+
 def _read_jsonl(path: Path, text: str) -> tuple[list[str], list[tuple[int, dict[str, Any]]]]:
     columns: list[str] = []
     rows = []
     for line, raw in enumerate(text.splitlines(), start=1):
-        if not raw.strip():
+        obj = jsonl_row(path, line, raw)
+        if obj is None:
             continue
-        try:
-            obj = json.loads(raw)
-        except ValueError as e:
-            raise TaskError(f"{path}: line {line} is not valid JSON ({e})") from None
-        if not isinstance(obj, dict):
-            raise TaskError(f"{path}: line {line} is a JSON {type(obj).__name__}, expected an object with fields")
         if not columns:
             columns = list(obj)
         elif set(obj) != set(columns):
