@@ -234,3 +234,24 @@ def test_predict_file_equals_predict_on_the_same_texts(run, task_file, tmp_path,
     assert "line 2 is not valid JSON" in capsys.readouterr().err
     assert main(["predict", str(model), "--file", str(src)]) == 2
     assert "needs --out" in capsys.readouterr().err
+
+
+def test_early_stopping_counts_patience_only_from_min_steps():
+    """Evaluations on a plateau before finetune.min_steps do not stop the run; after it they do."""
+    from pretrainlab.finetune import EarlyStopping
+    from pretrainlab.metrics import Metrics
+
+    model = torch.nn.Linear(1, 1)
+    flat = Metrics(accuracy=0.5, macro_f1=0.5, n=10)
+    best = EarlyStopping(patience=2, min_steps=100)
+    for step in (10, 20, 30, 40, 50, 60, 70, 80, 90):  # nine evaluations without improvement, all early
+        best.update(flat, 1.0, step, model)
+    assert not best.should_stop()
+    best.update(flat, 1.0, 100, model)
+    assert not best.should_stop()
+    best.update(flat, 1.0, 110, model)
+    assert best.should_stop() and best.step == 10
+    without_floor = EarlyStopping(patience=2)
+    for step in (10, 20, 30):
+        without_floor.update(flat, 1.0, step, model)
+    assert without_floor.should_stop()

@@ -325,13 +325,15 @@ class FinetuneConfig:
     steps: int = 0
     """Optimizer steps of the budget; 0: epochs x steps per epoch, at least min_steps."""
     min_steps: int = 200
-    """Floor of the step budget, so that a small task (300 labels: 8 steps an epoch) is not cut short."""
+    """Floor of the step budget, so that a small task (300 labels: 8 steps an epoch) is not cut short;
+    early stopping counts no evaluation before this step against the patience."""
     batch_size: int = 32
     """Examples per step."""
     lr: float = 1e-3
     """Peak learning rate (measured on MR, 1,000 labels: 1e-3 > 3e-4 for pretrained and random init)."""
     patience: int = 3
-    """Early stopping: evaluations (one per epoch) without validation improvement before stopping."""
+    """Early stopping: evaluations (one per epoch) without validation improvement before stopping,
+    counted from step min_steps on (a pretrained model may sit on a plateau before it improves)."""
     seeds: tuple[int, ...] = (0,)
     """Seeds to run; mean, std and median are reported."""
     val_fraction: float = 0.1

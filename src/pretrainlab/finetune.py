@@ -51,6 +51,9 @@ class EarlyStopping:
 
     patience: int
     """Stop after this many evaluations without a better one; 0 never stops early."""
+    min_steps: int = 0
+    """Evaluations before this step never count against the patience: a pretrained model can sit on a
+    validation plateau for its first steps before it improves (finetune.min_steps)."""
     key: tuple[float, float] | None = None
     """(accuracy, -loss) of the best evaluation."""
     accuracy: float = 0.0
@@ -70,7 +73,7 @@ class EarlyStopping:
             self.key, self.step, self.since = key, step, 0
             self.accuracy, self.macro_f1 = metrics.accuracy, metrics.macro_f1
             self.weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        else:
+        elif step >= self.min_steps:
             self.since += 1
 
     def should_stop(self, _: dict[str, float] | None = None) -> bool:
@@ -242,7 +245,7 @@ def finetune_seed(setup: FinetuneSetup, seed: int, random_init: bool = False) ->
         out = m(batch["input_ids"], batch["mask"], batch.get("segment_ids"), batch["labels"])
         return out.loss, {"acc": (out.logits.argmax(-1) == batch["labels"]).float().mean().detach()}
 
-    best = EarlyStopping(ft.patience)
+    best = EarlyStopping(ft.patience, ft.min_steps)
 
     def validate(m: nn.Module) -> dict[str, float]:
         logits = predict_logits(m, enc["validation"], pad_id, setup.segments, device, dtype)
