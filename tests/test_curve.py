@@ -112,6 +112,24 @@ def test_curve_writes_the_exact_schema_for_every_model_and_resumes(tiny_run, tmp
         assert len(list(csv.reader(f))) == len(rows)
 
 
+def test_curve_models_selects_what_is_trained(tiny_run, tmp_path, capsys):
+    from test_finetune import SETTINGS as TINY, great_csv
+
+    task = great_csv(tmp_path / "great.csv", n=200)
+    sets = [x for s in TINY + ["finetune.epochs=1", "finetune.min_steps=4"] for x in ("--set", s)]
+    out = tmp_path / "c"
+    assert main(["curve", str(tiny_run), "--task", str(task), "--labels", "20", "--seeds", "0", "--out", str(out),
+                 "--models", "pretrained", "majority", *sets]) == 0
+    with open(out / "curve.csv", newline="") as f:
+        assert [(r[1], r[2]) for r in list(csv.reader(f))[1:]] == [("pretrained", "0"), ("majority", "0")]
+    assert main(["curve", str(tiny_run), "--task", str(task), "--labels", "20", "--out", str(tmp_path / "d"),
+                 "--models", "pretrained", "bert", *sets]) == 2
+    assert "--models pretrained bert: choose among pretrained, random-init" in capsys.readouterr().err
+    assert main(["curve", str(tiny_run), "--task", str(task), "--labels", "20", "--out", str(tmp_path / "e"),
+                 "--models", "reference", *sets]) == 2
+    assert "--models reference needs --reference RUN" in capsys.readouterr().err
+
+
 def test_curve_refuses_label_counts_the_task_cannot_give(tiny_run, tmp_path, capsys):
     from test_finetune import SETTINGS as TINY, great_csv
 

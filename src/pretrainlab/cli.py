@@ -112,7 +112,7 @@ def cmd_curve(args) -> None:
     if args.reference:
         ref_cfg = _run_cfg(args, load_pretrained(args.reference))
     points = run_curve(pre, args.task, args.labels, args.seeds, args.out, cfg, reference=args.reference,
-                       reference_cfg=ref_cfg, run_name=args.run)
+                       reference_cfg=ref_cfg, run_name=args.run, models=args.models)
     print(markdown_table(points))
     print(f"curve.csv, curve.md and curve.png written to {args.out}")
 
@@ -267,6 +267,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds (default: 0 1 2)")
     t.add_argument("--out", required=True, help="directory for curve.csv, curve.md, curve.png (resumable)")
     t.add_argument("--reference", help="another run directory (e.g. from pretrainlab import) to fine-tune alike")
+    t.add_argument("--models", nargs="+", metavar="MODEL",
+                   help="only these of pretrained, random-init, tfidf, majority, reference (default: all; "
+                   "reference when --reference is given), e.g. "
+                   "--models pretrained to add runs of other lengths to baselines computed once")
     _config_args(t)
     t.set_defaults(func=cmd_curve)
 

@@ -135,11 +135,13 @@ class CurvePoint:
 def run_curve(run: str | Path | Pretrained, task: str | Path | Task, labels: Sequence[str | int],
               seeds: Sequence[int], out: str | Path, cfg: RunConfig | None = None,
               reference: str | Path | None = None, reference_cfg: RunConfig | None = None,
-              run_name: str | None = None, save_model: str | Path | None = None) -> list[CurvePoint]:
+              run_name: str | None = None, save_model: str | Path | None = None,
+              models: Sequence[str] | None = None) -> list[CurvePoint]:
     """Fine-tune every model at every label count and seed; write curve.csv, curve.md, curve.png.
 
     Points already in OUT/curve.csv (from an interrupted run with the same settings) are kept.
     save_model: where to save the pretrained classifier of the largest label count and first seed.
+    models: only these of MODELS (default: all of them, reference only with a reference run).
     """
     pre = run if isinstance(run, Pretrained) else load_pretrained(run)
     run_name = run_name or (str(run) if not isinstance(run, Pretrained) else str(pre.checkpoint.parent.parent))
@@ -148,6 +150,12 @@ def run_curve(run: str | Path | Pretrained, task: str | Path | Task, labels: Seq
     counts = parse_label_counts(labels, task)
     if not seeds:
         raise ConfigError("--seeds: give at least one seed")
+    if models is not None:
+        unknown = [m for m in models if m not in MODELS]
+        if unknown or not models:
+            raise ConfigError(f"--models {' '.join(models)}: choose among {', '.join(MODELS)}")
+        if "reference" in models and reference is None:
+            raise ConfigError("--models reference needs --reference RUN (the run to fine-tune as the reference)")
     ref = load_pretrained(reference) if reference is not None else None
     out = Path(out)
     if out.exists() and not out.is_dir():
@@ -157,7 +165,7 @@ def run_curve(run: str | Path | Pretrained, task: str | Path | Task, labels: Seq
                 "finetune": _jsonable(cfg.finetune), "train_precision": cfg.train.precision}
     points = _resume(out, settings)
     done = {(p.labels, p.model, p.seed) for p in points}
-    models = [m for m in MODELS if m != "reference" or ref is not None]
+    models = [m for m in MODELS if (m != "reference" or ref is not None) and (models is None or m in models)]
     for n in counts:
         for seed in seeds:
             sub = subsample(task, n, seed)
