@@ -35,7 +35,12 @@ def task_table(work: Path, task: str, minutes: list[int]) -> tuple[str, dict]:
     if not base_csv.exists():
         return f"(no baselines for {task} yet)\n", {}
     base = read_csv(base_csv)
-    runs = {m: read_csv(p) for m in minutes if (p := work / "curves" / f"m{m}-{task}" / "curve.csv").exists()}
+    runs = {}
+    for m in minutes:  # a run's rows may be split over several directories (curves/m60-tweets, -s2, ...)
+        dirs = [work / "curves" / f"m{m}-{task}", *sorted((work / "curves").glob(f"m{m}-{task}-*"))]
+        points = [p for d in dirs if (d / "curve.csv").exists() for p in read_csv(d / "curve.csv")]
+        if points:
+            runs[m] = points
     counts = sorted({p.labels for p in base})
     head = ["labels", *(f"pretrained {m} min" for m in runs), "random init", "TF-IDF + LR", "majority",
             *(f"{m} min - random init" for m in runs), *(f"{m} min - TF-IDF" for m in runs)]
