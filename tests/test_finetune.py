@@ -255,3 +255,67 @@ def test_early_stopping_counts_patience_only_from_min_steps():
     for step in (10, 20, 30):
         without_floor.update(flat, 1.0, step, model)
     assert without_floor.should_stop()
+
+
+# --------------------------------------------------------------------------- inference: batching, precision
+
+
+@pytest.fixture(scope="module")
+def trained(run, task_file, tmp_path_factory):
+    """A classifier fine-tuned until it has learned the 'great' task (confident labels, not coin flips)."""
+    out = tmp_path_factory.mktemp("trained") / "m"
+    finetune(run, task_file, cfg("finetune.epochs=10", "finetune.patience=0"), out_dir=out, seeds=(0,))
+    return out
+
+
+def varied_texts(n, seed=3):
+    """Texts of 1 to 20 words: sorted batches pad them differently than one at a time does."""
+    rng = random.Random(seed)
+    return [" ".join(rng.choice(WORDS + ["great"]) for _ in range(rng.randint(1, 20))) for _ in range(n)]
+
+
+def test_sorted_batched_prediction_equals_one_by_one_in_fp32(trained):
+    from pretrainlab.evaluate import predict_logits
+
+    ftm = load_classifier(trained)
+    texts = varied_texts(50)
+    enc = encode(ftm.tokenizer, texts, None, ftm.meta["max_len"])
+    assert len({len(ids) for ids in enc.ids}) > 5  # lengths vary: the length sort reorders the examples
+    batched = predict_logits(ftm.model, enc, ftm.special.pad, ftm.meta["segments"], torch.device("cpu"), None,
+                             batch_size=8)
+    with torch.no_grad():  # unsorted, unbatched, the model called directly
+        alone = torch.cat([ftm.model(b["input_ids"], b["mask"], b.get("segment_ids")).logits
+                           for b in (collate(enc, [i], ftm.special.pad, ftm.meta["segments"]) for i in range(len(enc)))])
+    torch.testing.assert_close(batched, alone, rtol=0, atol=1e-5)
+    probs = alone.softmax(-1)
+    assert predict(trained, texts, batch_size=8, precision="fp32") == [
+        (ftm.label_names[int(k)], pytest.approx(float(p), abs=1e-6)) for p, k in zip(*probs.max(-1))]
+    assert predict(trained, texts) == predict(trained, texts, precision="fp32")  # the tests' models: fp32 (TINY)
+
+
+def test_bf16_inference_agrees_with_fp32_on_the_labels(trained, tmp_path, capsys):
+    """Issue #19: bf16 inference (finetune.inference_precision=auto where the CPU has it) keeps >= 99% of labels."""
+    from pretrainlab.evaluate import predict_logits
+    from pretrainlab.loop import pick_dtype
+
+    ftm = load_classifier(trained)
+    rows = great_rows(400, seed=7)  # unseen texts of the task it learned
+    enc = encode(ftm.tokenizer, [t for t, _ in rows], None, ftm.meta["max_len"])
+    args = (ftm.model, enc, ftm.special.pad, ftm.meta["segments"], torch.device("cpu"))
+    fp32, bf16 = predict_logits(*args, None), predict_logits(*args, torch.bfloat16)
+    assert (fp32.argmax(-1) == torch.tensor([y for _, y in rows])).float().mean() > 0.9  # it has learned the task
+    assert not torch.equal(fp32, bf16)  # bf16 did run
+    assert (fp32.argmax(-1) == bf16.argmax(-1)).float().mean() >= 0.99
+
+    texts = [t for t, _ in rows[:20]]
+    if pick_dtype("auto", torch.device("cpu")) is None:
+        with pytest.raises(Exception, match="no fast bf16"):
+            predict(trained, texts, precision="bf16")
+        return
+    assert [label for label, _ in predict(trained, texts, precision="bf16")] == [
+        label for label, _ in predict(trained, texts, precision="fp32")]
+    assert main(["predict", str(trained), *texts[:3], "--precision", "bf16"]) == 0
+    assert [line.split("\t")[0] for line in capsys.readouterr().out.strip().splitlines()] == [
+        label for label, _ in predict(trained, texts[:3], precision="fp32")]
+    with pytest.raises(Exception, match="finetune.inference_precision"):
+        cfg("finetune.inference_precision=fp16")

@@ -16,6 +16,12 @@ def _config_args(p: argparse.ArgumentParser) -> None:
                    help="override one setting, e.g. --set train.lr=3e-4 (see --help-config)")
 
 
+def _precision_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--precision", choices=("auto", "bf16", "fp32"),
+                   help="auto (bf16 where the CPU has fast bf16), bf16 or fp32 (exact, as the HF export); "
+                   "default: the model's finetune.inference_precision")
+
+
 def _cfg(args):
     return load_config(args.config, args.overrides)
 
@@ -121,7 +127,7 @@ def cmd_evaluate(args) -> None:
     from .evaluate import evaluate
     from .reports import metrics_markdown
 
-    metrics = evaluate(args.model, args.task, out_dir=args.out, split=args.split)
+    metrics = evaluate(args.model, args.task, out_dir=args.out, split=args.split, precision=args.precision)
     print(metrics_markdown(metrics))
 
 
@@ -132,13 +138,14 @@ def cmd_predict(args) -> None:
     if args.file:
         if args.texts or not args.out:
             raise TaskError("predict --file IN needs --out OUT.csv and no texts on the command line")
-        n = predict_file(args.model, args.file, args.out, args.text_column, args.text_pair_column)
+        n = predict_file(args.model, args.file, args.out, args.text_column, args.text_pair_column,
+                         precision=args.precision)
         print(f"labelled {n} rows of {args.file} -> {args.out}")
         return
     if not args.texts:
         raise TaskError("give texts to label, or --file IN.csv|IN.jsonl --out OUT.csv")
     pairs = args.pair or None
-    for text, (label, prob) in zip(args.texts, predict(args.model, args.texts, pairs)):
+    for text, (label, prob) in zip(args.texts, predict(args.model, args.texts, pairs, precision=args.precision)):
         print(f"{label}\t{prob:.4f}\t{text}")
 
 
@@ -279,6 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--task", help="task name or file (default: the task it was fine-tuned on)")
     t.add_argument("--split", default="test", choices=("train", "validation", "test"))
     t.add_argument("--out", help="report directory (default: MODEL/eval-TASK)")
+    _precision_arg(t)
     t.set_defaults(func=cmd_evaluate)
 
     t = sub.add_parser("predict", help="label texts with a fine-tuned model")
@@ -289,6 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--text-column", default="text", help="with --file: the column holding the text (default: text)")
     t.add_argument("--text-pair-column", help="with --file: the column holding the second text of a pair")
     t.add_argument("--out", help="with --file: the CSV to write (text, label, one p_<label> column per class)")
+    _precision_arg(t)
     t.set_defaults(func=cmd_predict)
 
     t = sub.add_parser("export", help="export to a Hugging Face folder and check it loads offline with equal logits")

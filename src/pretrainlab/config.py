@@ -342,9 +342,14 @@ class FinetuneConfig:
     """Test share when the task has no test split."""
     max_train: int = 0
     """Use at most this many training examples (0: all)."""
+    inference_precision: str = "auto"
+    """Precision of predict and evaluate: auto (bf16 where the device has fast bf16, as fine-tuning scores its
+    own validation and test splits; labels agree with fp32 on >= 99% of examples), bf16, or fp32 (exactly what
+    the Hugging Face export computes). `predict` / `evaluate --precision` override it."""
 
     def __post_init__(self) -> None:
         _choice("finetune.pooling", self.pooling, ("cls", "mean"))
+        _choice("finetune.inference_precision", self.inference_precision, ("auto", "bf16", "fp32"))
         if self.dropout is not None and not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"finetune.dropout={self.dropout} must be in [0, 1), or null for the run's model.dropout")
         if self.epochs < 1 or self.batch_size < 1:

@@ -2,6 +2,7 @@
 
     evaluate("runs/mini/finetune-mr", "mr")           # -> Metrics, plus JSON/Markdown/PNG reports
     predict("runs/mini/finetune-mr", ["a gripping, funny film"])   # -> [("pos", 0.93)]
+    predict(model, texts, precision="fp32")   # exact; default: the model's finetune.inference_precision (auto)
 
 A fine-tuned model directory (runs.load_classifier) carries its input convention: the maximum
 length, whether it takes segment ids, whether it was trained on text pairs. Fine-tuning itself is
@@ -19,19 +20,29 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from .config import ConfigError
 from .data.encoding import Encoded, collate, encode
 from .data.tasks import Task, as_task, jsonl_row
 from .errors import TaskError
-from .loop import autocast
+from .loop import autocast, pick_dtype
 from .metrics import Metrics, score
 from .reports import metrics_markdown, plot_confusion
 from .runs import FineTuned, load_classifier
 
+CPU = torch.device("cpu")
+"""Where predict / evaluate run (the classifier is loaded there)."""
+PRECISIONS = ("auto", "bf16", "fp32")
 
-@torch.no_grad()
+
+@torch.inference_mode()
 def predict_logits(model: nn.Module, enc: Encoded, pad_id: int, segments: bool, device: torch.device,
                    dtype: torch.dtype | None, batch_size: int = 64) -> Tensor:
-    """(N, n_labels) float logits, in the examples' order (batched by length for speed)."""
+    """(N, n_labels) float logits, in the examples' order.
+
+    Batched by length (sorted, so that a batch pads little; each row's logits are written back to its
+    own place), without autograd (inference_mode), under autocast when `dtype` is given. In fp32 every
+    row equals what it gives alone (float rounding aside, ~1e-7).
+    """
     model.eval()
     order = sorted(range(len(enc)), key=lambda i: len(enc.ids[i]))
     out = torch.empty(len(enc), model.head.out_features)
@@ -45,13 +56,31 @@ def predict_logits(model: nn.Module, enc: Encoded, pad_id: int, segments: bool, 
     return out
 
 
+def inference_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of predict / evaluate (None: fp32) for finetune.inference_precision / --precision."""
+    if precision not in PRECISIONS:
+        raise ConfigError(f"inference precision {precision!r} is not one of {', '.join(PRECISIONS)}")
+    try:
+        return pick_dtype(precision, device)
+    except ConfigError:
+        raise ConfigError(f"inference precision bf16 (--precision / finetune.inference_precision), but this "
+                          f"{device.type} has no fast bf16; use auto or fp32") from None
+
+
 def _as_finetuned(model: str | Path | FineTuned) -> FineTuned:
     return model if isinstance(model, FineTuned) else load_classifier(model)
 
 
+def _dtype(ftm: FineTuned, precision: str | None) -> torch.dtype | None:
+    return inference_dtype(precision or ftm.config.finetune.inference_precision, CPU)
+
+
 def predict(model: str | Path | FineTuned, texts: Sequence[str], pairs: Sequence[str] | None = None,
-            batch_size: int = 64) -> list[tuple[Any, float]]:
-    """(label, probability) of the most likely class for each text (or text pair)."""
+            batch_size: int = 64, precision: str | None = None) -> list[tuple[Any, float]]:
+    """(label, probability) of the most likely class for each text (or text pair), in their order.
+
+    precision: auto, bf16 or fp32; None takes the model's finetune.inference_precision.
+    """
     ftm = _as_finetuned(model)
     if isinstance(texts, str):
         texts = [texts]
@@ -60,7 +89,7 @@ def predict(model: str | Path | FineTuned, texts: Sequence[str], pairs: Sequence
     if pairs is None and ftm.meta.get("pairs"):
         raise TaskError("this model was fine-tuned on text pairs; give the second text of each pair (--pair)")
     enc = encode(ftm.tokenizer, texts, pairs, ftm.meta["max_len"])
-    probs = predict_logits(ftm.model, enc, ftm.special.pad, ftm.meta["segments"], torch.device("cpu"), None,
+    probs = predict_logits(ftm.model, enc, ftm.special.pad, ftm.meta["segments"], CPU, _dtype(ftm, precision),
                            batch_size).softmax(-1)
     p, i = probs.max(-1)
     return [(ftm.label_names[int(k)], float(v)) for k, v in zip(i, p)]
@@ -84,13 +113,15 @@ def _rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
 
 
 def predict_file(model: str | Path | FineTuned, path: str | Path, out: str | Path, text_column: str = "text",
-                 text_pair_column: str | None = None, batch_size: int = 256) -> int:
+                 text_pair_column: str | None = None, batch_size: int = 256, precision: str | None = None) -> int:
     """Label every row of a .csv / .jsonl file, streaming; -> the number of rows written to `out` (CSV).
 
     Each output row holds the input text (and pair text), the predicted label and one probability column
-    per class (p_<label>), in the input's order. Rows are read and scored batch_size at a time.
+    per class (p_<label>), in the input's order. Rows are read and scored batch_size at a time (each
+    such block batched by length, as predict does). precision: as for predict.
     """
     ftm = _as_finetuned(model)
+    dtype = _dtype(ftm, precision)
     path, out = Path(path), Path(out)
     if not path.is_file():
         raise TaskError(f"--file {path}: no such file")
@@ -103,8 +134,7 @@ def predict_file(model: str | Path | FineTuned, path: str | Path, out: str | Pat
         texts = [str(r[text_column]) for r in batch]
         pairs = [str(r[text_pair_column]) for r in batch] if text_pair_column else None
         enc = encode(ftm.tokenizer, texts, pairs, ftm.meta["max_len"])
-        probs = predict_logits(ftm.model, enc, ftm.special.pad, ftm.meta["segments"], torch.device("cpu"), None,
-                               64).softmax(-1)
+        probs = predict_logits(ftm.model, enc, ftm.special.pad, ftm.meta["segments"], CPU, dtype, 64).softmax(-1)
         for r, p in zip(batch, probs.tolist()):
             writer.writerow([r[c] for c in columns] + [ftm.label_names[max(range(len(p)), key=p.__getitem__)]]
                             + [f"{x:.6f}" for x in p])
@@ -130,14 +160,15 @@ def predict_file(model: str | Path | FineTuned, path: str | Path, out: str | Pat
 
 
 def evaluate(model: str | Path | FineTuned, task: str | Path | Task | None = None, out_dir: str | Path | None = None,
-             split: str = "test") -> Metrics:
+             split: str = "test", precision: str | None = None) -> Metrics:
     """Accuracy, macro-F1, per-class report and confusion matrix of a fine-tuned model on a task's split.
 
     A task given by name or file is read with the columns and split settings the model was
     fine-tuned with; its labels are matched to the model's by name. Reports go to out_dir
-    (default: <model>/eval-<task>).
+    (default: <model>/eval-<task>). precision: as for predict.
     """
     ftm = _as_finetuned(model)
+    dtype = _dtype(ftm, precision)
     task = as_task(task if task is not None else ftm.meta["task_source"], ftm.config.finetune)
     known = {str(x): i for i, x in enumerate(ftm.label_names)}
     remap = []
@@ -148,7 +179,7 @@ def evaluate(model: str | Path | FineTuned, task: str | Path | Task | None = Non
         remap.append(known[str(name)])
     data = task.split(split)
     enc = encode(ftm.tokenizer, data.texts, data.pairs, ftm.meta["max_len"], [remap[y] for y in data.labels])
-    logits = predict_logits(ftm.model, enc, ftm.special.pad, ftm.meta["segments"], torch.device("cpu"), None)
+    logits = predict_logits(ftm.model, enc, ftm.special.pad, ftm.meta["segments"], CPU, dtype)
     metrics = score(enc.labels, logits.argmax(-1).tolist(), ftm.label_names)
     out = Path(out_dir) if out_dir is not None else ftm.path / f"eval-{task.name}"
     out.mkdir(parents=True, exist_ok=True)
