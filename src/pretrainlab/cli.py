@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
+import signal
 import sys
 
 from .config import describe, load_config
-from .errors import PretrainlabError
+from .errors import Interrupted, PretrainlabError
 
 
 def _config_args(p: argparse.ArgumentParser) -> None:
@@ -358,17 +360,45 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        args.func(args)
+        with _sigterm_as_interrupt():
+            args.func(args)
+    except Interrupted as e:  # stopped on purpose; the message says whether and where a checkpoint was saved
+        print(e, file=sys.stderr)
+        return 128 + e.signum  # 130 for Ctrl-C, 143 for SIGTERM, as a shell reports them
     except PretrainlabError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:
+        terminated = isinstance(e, _Terminated)
+        print("interrupted (SIGTERM)" if terminated else "interrupted", file=sys.stderr)
+        return 143 if terminated else 130
     except OSError as e:  # the file system said no outside our own checks: say what, where and what to do
         print(f"error: {os_error_message(e)}", file=sys.stderr)
         return 2
     return 0
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised wherever the program is when it arrives."""
+
+
+def _terminate(signum, frame) -> None:
+    raise _Terminated
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """SIGTERM (what `kill` and job schedulers send) unwinds like Ctrl-C: half-written files are removed and
+    training saves a checkpoint (loop.fit takes both signals itself while it runs)."""
+    try:
+        previous = signal.signal(signal.SIGTERM, _terminate)
+    except ValueError:  # not the main thread, where Python takes signals: nothing to do
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
 
 
 def os_error_message(e: OSError) -> str:
