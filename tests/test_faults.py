@@ -125,7 +125,7 @@ def kill_when(proc: subprocess.Popen, run: Path, moment: str, rng: random.Random
     ckpts, metrics = run / "checkpoints", run / "metrics.jsonl"
     size = metrics.stat().st_size if metrics.exists() else 0
     started = None
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 600  # a loaded machine may take minutes to start a run
     while proc.poll() is None and time.monotonic() < deadline:
         if moment == "checkpoint":
             try:
