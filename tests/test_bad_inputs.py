@@ -193,7 +193,7 @@ CASES: dict[str, Case] = {
     "prepare-all-too-short": Case(
         "prepare", "every document shorter than data.min_chars",
         lambda fx, t: prepare(write(t / "a.txt", "a\n\nb\n\nc\n"), extra=["data.min_chars=50"]),
-        "no documents left after filtering: read 3, dropped 0 duplicates and 3 shorter than data.min_chars=50; "
+        "no documents left after filtering: read 3, dropped 0 exact duplicates, 0 near duplicates and 3 shorter than data.min_chars=50; "
         "add text or lower data.min_chars"),
     "prepare-missing-tokenizer": Case(
         "prepare", "--tokenizer that does not exist",
@@ -215,7 +215,7 @@ CASES: dict[str, Case] = {
     "tokenizer-nothing-left": Case(
         "tokenizer train", "only blank lines and very short documents",
         lambda fx, t: ["tokenizer", "train", write(t / "a.txt", "\n\nok\n\n  \n\nhi\n"), "--out", str(t / "tok")],
-        "no documents left after filtering: read 2, dropped 0 duplicates and 2 shorter than data.min_chars=20"),
+        "no documents left after filtering: read 2, dropped 0 exact duplicates, 0 near duplicates and 2 shorter than data.min_chars=20"),
     "tokenizer-unknown-kind": Case(
         "tokenizer train", "an unknown tokenizer kind",
         lambda fx, t: ["tokenizer", "train", write(t / "a.txt", TEXT), "--out", str(t / "tok"),

@@ -48,6 +48,9 @@ class ReadStats:
     """Bytes that were not valid in the encoding and became U+FFFD (errors=replace)."""
     documents: int = 0
     """Documents read (before any filtering)."""
+    path: Path | None = None
+    line: int = 0
+    """Where the document read last comes from: its file and first line (dedup's dropped.jsonl names them)."""
 
 
 def file_format(path: Path) -> tuple[str, str | None]:
@@ -126,7 +129,8 @@ def read_documents(
         else:
             docs = _csv_documents(path, lines, text_field, delimiter="\t" if fmt == "tsv" else ",")
         n = 0
-        for doc in docs:
+        stats.path = path
+        for stats.line, doc in docs:
             n += 1
             yield doc
         if n == 0:
@@ -252,18 +256,19 @@ def _decode(raw: bytes, path: Path, number: int, encoding: str, errors: str, sta
 # --------------------------------------------------------------------------- formats
 
 
-def _txt_documents(path: Path, lines: Iterator[tuple[int, str]], one_doc_per_line: bool) -> Iterator[str]:
+def _txt_documents(path: Path, lines: Iterator[tuple[int, str]], one_doc_per_line: bool) -> Iterator[tuple[int, str]]:
+    """(first line number, text) of each document; so are the other formats' readers."""
     if one_doc_per_line:
-        for _, line in lines:
+        for number, line in lines:
             if line and not line.isspace():
-                yield line
+                yield number, line
         return
     block: list[str] = []
     size, first = 0, 0
     for number, line in lines:
         if not line or line.isspace():
             if block:
-                yield "\n".join(block)
+                yield first, "\n".join(block)
                 block, size = [], 0
             continue
         if not block:
@@ -276,10 +281,10 @@ def _txt_documents(path: Path, lines: Iterator[tuple[int, str]], one_doc_per_lin
                 "separate documents by blank lines, or pass --set data.one_doc_per_line=true"
             )
     if block:
-        yield "\n".join(block)
+        yield first, "\n".join(block)
 
 
-def _jsonl_documents(path: Path, lines: Iterator[tuple[int, str]], field: str) -> Iterator[str]:
+def _jsonl_documents(path: Path, lines: Iterator[tuple[int, str]], field: str) -> Iterator[tuple[int, str]]:
     for number, line in lines:
         if not line or line.isspace():
             continue
@@ -297,10 +302,11 @@ def _jsonl_documents(path: Path, lines: Iterator[tuple[int, str]], field: str) -
         text = row[field]
         if not isinstance(text, str):
             raise CorpusError(f"{path}: line {number}: field {field!r} is a {type(text).__name__}, not text")
-        yield text
+        yield number, text
 
 
-def _csv_documents(path: Path, lines: Iterator[tuple[int, str]], column: str, delimiter: str) -> Iterator[str]:
+def _csv_documents(path: Path, lines: Iterator[tuple[int, str]], column: str,
+                   delimiter: str) -> Iterator[tuple[int, str]]:
     csv.field_size_limit(MAX_DOC_BYTES)
     quoting = csv.QUOTE_MINIMAL if delimiter == "," else csv.QUOTE_NONE
     reader = csv.reader((line + "\n" for _, line in lines), delimiter=delimiter, quoting=quoting, strict=True)
@@ -312,12 +318,14 @@ def _csv_documents(path: Path, lines: Iterator[tuple[int, str]], column: str, de
             raise CorpusError(f"{path}: no column {column!r} in the header (columns: {', '.join(map(repr, header))}); "
                               "pass --set data.text_field=NAME")
         index = header.index(column)
+        first = reader.line_num + 1
         for row in reader:
+            start, first = first, reader.line_num + 1  # a quoted field may span lines: the row starts at `start`
             if not row:
                 continue
             if len(row) <= index:
                 raise CorpusError(f"{path}: line {reader.line_num} has {len(row)} fields; column {column!r} is "
                                   f"field {index + 1} of the header")
-            yield row[index]
+            yield start, row[index]
     except csv.Error as e:
         raise CorpusError(f"{path}: line {reader.line_num} is not valid {'CSV' if delimiter == ',' else 'TSV'} ({e})") from None
