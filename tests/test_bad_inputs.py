@@ -139,7 +139,8 @@ CASES: dict[str, Case] = {
     "prepare-empty-dir": Case(
         "prepare", "an empty directory",
         lambda fx, t: prepare(str((t / "raw").mkdir() or t / "raw")),
-        "{tmp}/raw: the directory holds no .txt/.text/.md/.jsonl/.csv/.tsv (optionally compressed: .gz/.bz2/.xz) files"),
+        "{tmp}/raw: the directory holds no .txt/.text/.md/.jsonl/.csv/.tsv/.parquet/.arrow (text formats "
+        "optionally compressed: .gz/.bz2/.xz) files"),
     "prepare-glob-nothing": Case(
         "prepare", "a glob that matches no file",
         lambda fx, t: prepare(str(t / "data" / "*.jsonl")),
@@ -172,8 +173,8 @@ CASES: dict[str, Case] = {
     "prepare-unknown-type": Case(
         "prepare", "a file type it cannot read (.pdf)",
         lambda fx, t: prepare(write(t / "paper.pdf", "%PDF-1.4")),
-        "{tmp}/paper.pdf: unknown file type; supported: .txt/.text/.md/.jsonl/.csv/.tsv (optionally compressed: "
-        ".gz/.bz2/.xz); rename it (e.g. to .txt)"),
+        "{tmp}/paper.pdf: unknown file type; supported: .txt/.text/.md/.jsonl/.csv/.tsv/.parquet/.arrow (text formats "
+        "optionally compressed: .gz/.bz2/.xz); rename it (e.g. to .txt)"),
     "prepare-bad-gzip": Case(
         "prepare", "a .gz file that is not gzip",
         lambda fx, t: prepare(write(t / "a.txt.gz", b"this is not gzip data at all")),

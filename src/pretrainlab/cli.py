@@ -236,7 +236,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.set_defaults(func=cmd_tokenizer_train)
 
     t = sub.add_parser("prepare", help="normalise, split, deduplicate and tokenize a corpus into shards")
-    t.add_argument("inputs", nargs="+", help="files, directories or globs")
+    t.add_argument("inputs", nargs="+", help="files, directories or globs (also .parquet and "
+                   "Hugging Face save_to_disk folders)")
     t.add_argument("--out", required=True, help="output directory for shards + manifest")
     t.add_argument("--tokenizer", help="tokenizer.json to use (default: train one on the corpus)")
     _config_args(t)
@@ -253,7 +254,8 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("finetune", help="fine-tune a pre-training run on a labelled task (several seeds)")
     t.add_argument("run", help="pre-training run directory")
     t.add_argument("--task", required=True, help="built-in task (mr, tweets, wordnet-supersense, wordnet-pairs) "
-                   "or a .csv/.tsv/.jsonl file (columns: --set finetune.text_column=... etc.)")
+                   "a .csv/.tsv/.jsonl/.parquet file or a Hugging Face save_to_disk folder "
+                   "(columns: --set finetune.text_column=... etc.)")
     t.add_argument("--out", help="directory for the model and reports (default: RUN/finetune-TASK)")
     t.add_argument("--seeds", type=int, nargs="+", help="seeds to run (default: finetune.seeds)")
     t.add_argument("--random-init", action="store_true", help="same architecture, random weights (the baseline)")
@@ -263,7 +265,7 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("curve", help="learning curve: test accuracy vs number of labels, pretrained vs random init, "
                        "TF-IDF, majority (and a reference model)")
     t.add_argument("run", help="pre-training run directory")
-    t.add_argument("--task", required=True, help="built-in task or a .csv/.tsv/.jsonl file (as for finetune)")
+    t.add_argument("--task", required=True, help="built-in task, a .csv/.tsv/.jsonl/.parquet file or a save_to_disk folder (as for finetune)")
     t.add_argument("--labels", nargs="+", default=["100", "300", "1000", "3000", "all"],
                    help="label counts: whole numbers and/or 'all' (default: 100 300 1000 3000 all)")
     t.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds (default: 0 1 2)")
@@ -329,7 +331,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("probe", help="linear probe per layer (frozen backbone, mean-pooled) on a labelled task")
     t.add_argument("run", help="pre-training run directory (own or imported)")
-    t.add_argument("--task", required=True, help="built-in task or .csv/.tsv/.jsonl file (columns text, label)")
+    t.add_argument("--task", required=True, help="built-in task, .csv/.tsv/.jsonl/.parquet file or save_to_disk folder (columns text, label)")
     t.add_argument("--max-len", type=int, default=64, help="truncate inputs to this many tokens")
     t.add_argument("--max-examples", type=int, default=4000, help="at most this many train (and test) examples")
     t.add_argument("--seed", type=int, default=0, help="task split and subsampling seed")

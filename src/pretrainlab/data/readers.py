@@ -9,6 +9,8 @@ Formats, by suffix (a trailing .gz, .bz2 or .xz is decompressed on the fly):
   .jsonl           one JSON object per line; the document is its `text_field`
   .csv .tsv        a header row, then one document per row in column `text_field`
                    (.csv follows Excel quoting; .tsv has no quoting: tabs separate, newlines end rows)
+  .parquet .arrow  one document per row in column `text_field` (pyarrow: the hf-data extra); a folder
+                   written by Hugging Face `save_to_disk` is its Arrow files (data/hf_disk.py)
 
 Every problem is a CorpusError naming the file, the line and what to do.
 """
@@ -29,15 +31,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import CorpusError
+from . import hf_disk
 
-FORMATS = {".txt": "txt", ".text": "txt", ".md": "txt", ".jsonl": "jsonl", ".csv": "csv", ".tsv": "tsv"}
+FORMATS = {".txt": "txt", ".text": "txt", ".md": "txt", ".jsonl": "jsonl", ".csv": "csv", ".tsv": "tsv",
+           ".parquet": "parquet", ".arrow": "arrow"}
+COLUMNAR = ("parquet", "arrow")
+"""Formats read by column with pyarrow, not as lines of text."""
 COMPRESSIONS = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
 MAX_LINE_BYTES = 10 * 2**20
 """A longer line stops with an error instead of filling memory (a binary or minified file, most likely)."""
 MAX_DOC_BYTES = 64 * 2**20
 """A longer document (of a .txt file without blank lines, or a CSV field) stops with an error."""
 
-_SUPPORTED = "/".join(FORMATS) + " (optionally compressed: .gz/.bz2/.xz)"
+_SUPPORTED = "/".join(FORMATS) + " (text formats optionally compressed: .gz/.bz2/.xz)"
 
 
 @dataclass
@@ -60,6 +66,8 @@ def file_format(path: Path) -> tuple[str, str | None]:
     fmt = FORMATS.get(suffixes[-1]) if suffixes else None
     if fmt is None:
         raise CorpusError(f"{path}: unknown file type; supported: {_SUPPORTED}; rename it (e.g. to .txt)")
+    if fmt in COLUMNAR and compression:
+        raise CorpusError(f"{path}: a compressed .{fmt} file; decompress it ({fmt} files compress inside)")
     return fmt, compression
 
 
@@ -77,7 +85,9 @@ def resolve_inputs(inputs: Iterable[str | Path]) -> list[Path]:
     for item in inputs:
         text = str(item)
         path = Path(text)
-        if path.is_dir():
+        if path.is_dir() and hf_disk.is_dataset_dir(path):
+            found += hf_disk.corpus_files(path)
+        elif path.is_dir():
             files = sorted(p for p in path.rglob("*") if p.is_file() and _is_supported(p))
             if not files:
                 raise CorpusError(f"{path}: the directory holds no {_SUPPORTED} files")
@@ -94,7 +104,8 @@ def resolve_inputs(inputs: Iterable[str | Path]) -> list[Path]:
                 raise CorpusError(f"{text}: the pattern matches no {_SUPPORTED} files")
             found += files
         else:
-            raise CorpusError(f"{path}: no such file or directory")
+            hint = hf_disk.hub_hint(text)
+            raise CorpusError(hint if hint else f"{path}: no such file or directory")
     unique = list(dict.fromkeys(p.resolve() for p in found))
     if not unique:
         raise CorpusError("no input files given")
@@ -121,8 +132,10 @@ def read_documents(
     for path in paths:
         path = Path(path)
         fmt, _ = file_format(path)
-        lines = _lines(path, encoding, errors, stats)
-        if fmt == "txt":
+        lines = _lines(path, encoding, errors, stats) if fmt not in COLUMNAR else None
+        if lines is None:
+            docs = _column_documents(path, text_field)
+        elif fmt == "txt":
             docs = _txt_documents(path, lines, one_doc_per_line)
         elif fmt == "jsonl":
             docs = _jsonl_documents(path, lines, text_field)
@@ -282,6 +295,17 @@ def _txt_documents(path: Path, lines: Iterator[tuple[int, str]], one_doc_per_lin
             )
     if block:
         yield first, "\n".join(block)
+
+
+def _column_documents(path: Path, column: str) -> Iterator[tuple[int, str]]:
+    """(row number, text) of a Parquet or Arrow file's column `column`; empty (null) rows are skipped."""
+    for row, text in hf_disk.column_values(path, column, CorpusError):
+        if text is None:
+            continue
+        if not isinstance(text, str):
+            raise CorpusError(f"{path}: row {row}: column {column!r} holds a {type(text).__name__}, not text; "
+                              "pass --set data.text_field=NAME")
+        yield row, text
 
 
 def _jsonl_documents(path: Path, lines: Iterator[tuple[int, str]], field: str) -> Iterator[tuple[int, str]]:
