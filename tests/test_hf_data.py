@@ -80,8 +80,9 @@ def test_a_hub_name_says_to_save_to_disk_elsewhere(tmp_path, capsys):
     assert last.startswith("error: task 'stanfordnlp/imdb' looks like a Hugging Face Hub dataset") and "pass it" in last
     with pytest.raises(CorpusError, match=r"'hf:wikitext' looks like a Hugging Face Hub dataset"):
         resolve_inputs(["hf:wikitext"])
-    with pytest.raises(TaskError, match="neither a file nor a built-in task"):  # no slash: not a Hub name
-        load_task("imdb")
+    for local in ("imdb", "data/reviews.csv", str(tmp_path / "run" / "missing")):  # not Hub names
+        with pytest.raises(TaskError, match="neither a file nor a built-in task"):
+            load_task(local)
 
 
 def test_without_pyarrow_the_error_names_the_extra(monkeypatch):

@@ -30,6 +30,7 @@ EXTRA = "pip install 'pretrainlab[hf-data]'"
 SPLITS = {"train": "train", "validation": "validation", "valid": "validation", "dev": "validation", "test": "test"}
 """Split names of Hugging Face datasets -> the task's splits."""
 _SPLIT_PREFIX = re.compile(r"^([a-z]+)(?=[-_.])")
+_FILE_SUFFIXES = {".txt", ".text", ".md", ".jsonl", ".json", ".csv", ".tsv", ".parquet", ".arrow", ".gz", ".bz2", ".xz"}
 
 
 def pyarrow(what: str, error: type[Exception]):
@@ -48,6 +49,8 @@ def hub_hint(name: str) -> str | None:
     bare = text[3:] if text.startswith("hf:") else text
     if not (text.startswith("hf:") or re.fullmatch(r"[\w.-]+/[\w.-]+", text)) or Path(text).exists():
         return None
+    if not text.startswith("hf:") and (Path(text).suffix.lower() in _FILE_SUFFIXES or Path(text).parent.exists()):
+        return None  # a local path with a typo (data/train.csv, runs/x): "no such file" says it better
     folder = bare.split(":")[0].split("/")[-1]
     return (f"{text!r} looks like a Hugging Face Hub dataset, and nothing is downloaded here (there is no hub "
             f"offline). On a machine with access run: python -c \"import datasets; datasets.load_dataset("
