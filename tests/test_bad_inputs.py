@@ -139,7 +139,8 @@ CASES: dict[str, Case] = {
     "prepare-empty-dir": Case(
         "prepare", "an empty directory",
         lambda fx, t: prepare(str((t / "raw").mkdir() or t / "raw")),
-        "{tmp}/raw: the directory holds no .txt/.text/.md/.jsonl/.csv/.tsv (optionally compressed: .gz/.bz2/.xz) files"),
+        "{tmp}/raw: the directory holds no .txt/.text/.md/.jsonl/.csv/.tsv/.parquet/.arrow (text formats "
+        "optionally compressed: .gz/.bz2/.xz) files"),
     "prepare-glob-nothing": Case(
         "prepare", "a glob that matches no file",
         lambda fx, t: prepare(str(t / "data" / "*.jsonl")),
@@ -172,8 +173,8 @@ CASES: dict[str, Case] = {
     "prepare-unknown-type": Case(
         "prepare", "a file type it cannot read (.pdf)",
         lambda fx, t: prepare(write(t / "paper.pdf", "%PDF-1.4")),
-        "{tmp}/paper.pdf: unknown file type; supported: .txt/.text/.md/.jsonl/.csv/.tsv (optionally compressed: "
-        ".gz/.bz2/.xz); rename it (e.g. to .txt)"),
+        "{tmp}/paper.pdf: unknown file type; supported: .txt/.text/.md/.jsonl/.csv/.tsv/.parquet/.arrow (text formats "
+        "optionally compressed: .gz/.bz2/.xz); rename it (e.g. to .txt)"),
     "prepare-bad-gzip": Case(
         "prepare", "a .gz file that is not gzip",
         lambda fx, t: prepare(write(t / "a.txt.gz", b"this is not gzip data at all")),
@@ -193,7 +194,7 @@ CASES: dict[str, Case] = {
     "prepare-all-too-short": Case(
         "prepare", "every document shorter than data.min_chars",
         lambda fx, t: prepare(write(t / "a.txt", "a\n\nb\n\nc\n"), extra=["data.min_chars=50"]),
-        "no documents left after filtering: read 3, dropped 0 duplicates and 3 shorter than data.min_chars=50; "
+        "no documents left after filtering: read 3, dropped 0 exact duplicates, 0 near duplicates and 3 shorter than data.min_chars=50; "
         "add text or lower data.min_chars"),
     "prepare-missing-tokenizer": Case(
         "prepare", "--tokenizer that does not exist",
@@ -215,7 +216,7 @@ CASES: dict[str, Case] = {
     "tokenizer-nothing-left": Case(
         "tokenizer train", "only blank lines and very short documents",
         lambda fx, t: ["tokenizer", "train", write(t / "a.txt", "\n\nok\n\n  \n\nhi\n"), "--out", str(t / "tok")],
-        "no documents left after filtering: read 2, dropped 0 duplicates and 2 shorter than data.min_chars=20"),
+        "no documents left after filtering: read 2, dropped 0 exact duplicates, 0 near duplicates and 2 shorter than data.min_chars=20"),
     "tokenizer-unknown-kind": Case(
         "tokenizer train", "an unknown tokenizer kind",
         lambda fx, t: ["tokenizer", "train", write(t / "a.txt", TEXT), "--out", str(t / "tok"),

@@ -113,18 +113,19 @@ def run_pretrain(corpus: Path, run: Path, budget: int, resume: bool, log: Path) 
     assert proc.wait(timeout=300) == 0, log.read_text()[-3000:]
 
 
-def kill_when(proc: subprocess.Popen, run: Path, moment: str, rng: random.Random, after_first: bool = False) -> bool:
-    """SIGKILL the training process at `moment`; False when it finished first.
+def kill_when(proc: subprocess.Popen, run: Path, moment: str, rng: random.Random, after_first: bool = False,
+              sig: int = signal.SIGKILL, span: float = 0.6) -> bool:
+    """Send `sig` (SIGKILL) to the training process at `moment` and wait for it; False when it finished first.
 
     checkpoint: as soon as a step_*.tmp directory (a checkpoint being written) appears, after 0-2 ms
                 (with after_first: only once a first checkpoint is complete)
     step:       0-10 ms after a new metrics line (the next step is running)
-    random:     at a random time once the first metrics line is written
+    random:     0-`span` seconds after this attempt's first metrics line
     """
     ckpts, metrics = run / "checkpoints", run / "metrics.jsonl"
     size = metrics.stat().st_size if metrics.exists() else 0
     started = None
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 600  # a loaded machine may take minutes to start a run
     while proc.poll() is None and time.monotonic() < deadline:
         if moment == "checkpoint":
             try:
@@ -141,15 +142,15 @@ def kill_when(proc: subprocess.Popen, run: Path, moment: str, rng: random.Random
             if moment == "step" and now > size:
                 time.sleep(rng.uniform(0, 0.010))
                 break
-            if moment == "random" and now > 0:
-                started = started or time.monotonic() + rng.uniform(0, 0.6)
+            if moment == "random" and now > size:
+                started = started or time.monotonic() + rng.uniform(0, span)
                 if time.monotonic() >= started:
                     break
         time.sleep(0.0002)
     if proc.poll() is not None:
         return False
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    proc.send_signal(sig)
+    proc.wait(timeout=300)
     return True
 
 
@@ -224,6 +225,60 @@ def test_kill_9_at_random_moments_many_times(tiny_corpus, tmp_path, reference):
     assert kills >= 10 and in_write >= 1
     assert checkpoint_step(run) == budget and leftovers(run) == []
     assert_same_weights(run, reference(budget))
+
+
+# --------------------------------------------------------------------------- Ctrl-C and SIGTERM
+
+
+def after_signal(proc: subprocess.Popen, run: Path, log: Path, sig: int) -> int:
+    """The invariants after SIGINT / SIGTERM mid-run: the exit status says which, and the checkpoint is
+    at the last step logged (the step under way completes, none is lost); -> that step."""
+    text = log.read_text()
+    assert proc.returncode == 128 + sig, text[-3000:]
+    step = checkpoint_step(run)
+    assert step == logged_step(run), f"checkpoint at step {step}, the run had logged step {logged_step(run)}"
+    assert f"interrupted ({signal.Signals(sig).name}) at step {step}; checkpoint saved" in text, text[-3000:]
+    return step
+
+
+def test_sigint_then_sigterm_mid_run_then_resume(tiny_corpus, tmp_path, reference):
+    """A real Ctrl-C, --resume, a real SIGTERM, --resume: no step lost, the uninterrupted run's weights."""
+    rng = random.Random(3)
+    run, log = tmp_path / "run", tmp_path / "log.txt"
+    budget = 10
+    for attempt, sig in enumerate((signal.SIGINT, signal.SIGTERM)):
+        proc = start_pretrain(tiny_corpus, run, budget, resume=attempt > 0, log=log)
+        assert kill_when(proc, run, "step", rng, sig=sig), "the run finished before the signal"
+        after_signal(proc, run, log, sig)
+    run_pretrain(tiny_corpus, run, budget, True, log)
+    assert checkpoint_step(run) == budget
+    assert_same_weights(run, reference(budget))
+
+
+@pytest.mark.slow
+def test_signals_at_ten_random_moments_then_resume(tiny_corpus, tmp_path, reference):
+    """SIGINT or SIGTERM at 10 random moments of one run (each resumed), spread by how long an
+    uninterrupted run trains here: the resumed run ends at its weights exactly."""
+    rng = random.Random(4)
+    run, log = tmp_path / "run", tmp_path / "log.txt"
+    budget = 60
+    ref = reference(budget)
+    seconds = [json.loads(x) for x in (ref / "metrics.jsonl").read_text().splitlines()][-1]["elapsed"]
+    steps = []
+    for attempt in range(30):
+        sig = (signal.SIGINT, signal.SIGTERM)[attempt % 2]
+        proc = start_pretrain(tiny_corpus, run, budget, resume=attempt > 0, log=log)
+        if not kill_when(proc, run, "random", rng, sig=sig, span=seconds / 8):
+            assert proc.returncode == 0, log.read_text()[-3000:]
+            break
+        steps.append(after_signal(proc, run, log, sig))
+        if len(steps) == 10:
+            run_pretrain(tiny_corpus, run, budget, True, log)
+            break
+    print(f"interrupted at steps {steps} (an uninterrupted run trains {seconds:.1f} s)")
+    assert len(steps) == 10
+    assert checkpoint_step(run) == budget
+    assert_same_weights(run, ref)
 
 
 # --------------------------------------------------------------------------- crashes inside a checkpoint write (in-process)

@@ -134,7 +134,7 @@ def test_duplicates_short_documents_and_validation_split(tmp_path):
     report = prepare_corpus([src], tmp_path / "out", _cfg(val_fraction=0.25, min_chars=6))
     counts = json.loads((tmp_path / "out/manifest.json").read_text())["counts"]
     assert (counts["docs_read"], counts["duplicates_dropped"], counts["short_dropped"], counts["docs"]) == (51, 7, 4, 40)
-    assert report.duplicates_dropped == 7 and "dropped 7 exact duplicates and 4 too short" in report.summary()
+    assert report.duplicates_dropped == 7 and "dropped 7 exact duplicates, 0 near duplicates and 4 too short" in report.summary()
     corpus = open_corpus(tmp_path / "out")
     train, val = _all_docs(corpus, "train"), _all_docs(corpus, "val")
     assert len(train) + len(val) == 40 and 3 <= len(val) <= 20 and not set(train) & set(val)
@@ -232,8 +232,8 @@ def test_tokenizer_without_mask_token(tmp_path):
 
 def test_nothing_left_after_filtering(tmp_path):
     src = _write_corpus(tmp_path / "a.txt", ["Short.", "Tiny", "Short."])
-    with pytest.raises(CorpusError, match=r"no documents left after filtering: read 3, dropped 0 duplicates and 3 "
-                                          r"shorter than data.min_chars=20"):
+    with pytest.raises(CorpusError, match=r"no documents left after filtering: read 3, dropped 0 exact duplicates, 0 near "
+                                          r"duplicates and 3 shorter than data.min_chars=20"):
         prepare_corpus([src], tmp_path / "out", _cfg(min_chars=20))
 
 
@@ -276,27 +276,37 @@ def test_cli_prepare_and_tokenizer_train(tmp_path, capsys):
 
 @pytest.mark.parametrize("partition_records", [1 << 20, 3])
 def test_repeats_found_on_disk_are_exactly_the_later_copies(tmp_path, monkeypatch, partition_records):
-    """The first pass flags every document whose normalised text came before: a set's answers, with one
-    partition or with many (a tiny partition size forces 256 of them)."""
-    from pretrainlab.data import dedup
+    """The first pass codes every document whose normalised text came before as an exact repeat of the
+    first copy: a set's answers, with one partition or with many (a tiny partition size forces 256)."""
+    from pretrainlab.data import dedup, partitions
 
-    monkeypatch.setattr(dedup, "PARTITION_RECORDS", partition_records)
-    monkeypatch.setattr(dedup, "BUFFER", 5)  # many appends to each partition file
+    monkeypatch.setattr(partitions, "PARTITION_RECORDS", partition_records)
+    monkeypatch.setattr(partitions, "BUFFER", 5)  # many appends to each partition file
+    monkeypatch.setattr(dedup, "BUFFER", 3)
     rng = random.Random(7)
     base = _documents(40, seed=6)
     docs = [rng.choice(base) if rng.random() < 0.4 else d for d in _documents(200, seed=8)]
     docs[10] = docs[3].replace(" ", "   ")  # the same text after normalisation
     docs[11] = "ab"  # too short: dropped, never a repeat
     src = _write_corpus(tmp_path / "a.txt", docs)
-    flags = dedup.find_duplicates([src], _cfg(), tmp_path / "work")
-    seen, expected = set(), []
-    for d in docs:
+    flags = dedup.find_duplicates([src], _cfg(dedup="exact"), tmp_path / "work")
+    first, expected, originals = {}, [], []
+    for i, d in enumerate(docs):
         text = normalize(d)
-        expected.append(len(text) >= 5 and text in seen)
-        if len(text) >= 5:
-            seen.add(text)
-    assert list(dedup.read_flags(flags, chunk=7)) == expected and sum(expected) > 30
-    assert sorted(p.name for p in (tmp_path / "work").iterdir()) == ["repeats.flags"]  # partitions removed
+        expected.append(dedup.SHORT if len(text) < 5 else dedup.EXACT if text in first else dedup.KEEP)
+        if expected[-1] == dedup.EXACT:
+            originals.append(first[text])
+        elif len(text) >= 5:
+            first[text] = i
+    assert list(dedup.read_flags(flags, chunk=7)) == expected and expected.count(dedup.EXACT) > 30
+    assert sorted(p.name for p in (tmp_path / "work").iterdir()) == [  # partitions removed
+        "flags.u8", "original.i64", "similarity.f32", "where.bin"]
+    counts = dedup.write_dropped(flags, [src], tmp_path / "dropped.jsonl")
+    lines = [json.loads(x) for x in (tmp_path / "dropped.jsonl").read_text().splitlines()]
+    assert counts == {"exact duplicate": expected.count(dedup.EXACT), "near duplicate": 0, "too short": 1}
+    starts = [1 + sum(d.count("\n") + 2 for d in docs[:i]) for i in range(len(docs))]  # each document's first line
+    assert [x["of"]["line"] for x in lines if x["reason"] == "exact duplicate"] == [starts[i] for i in originals]
+    assert lines[[x["reason"] for x in lines].index("too short")]["line"] == starts[11]
 
 
 def test_inputs_changed_between_the_two_passes_is_a_clear_error(tmp_path):
@@ -335,3 +345,121 @@ def test_min_chars_counts_a_cjk_character_as_a_word(tmp_path):
     src = _write_corpus(tmp_path / "zh.txt", ["今天天气很好。", "short one", "これは本です。", "한국어 문장"])
     kept = list(normalized_documents([src], _cfg(min_chars=20), ReadStats()))
     assert kept == ["今天天气很好。", None, "これは本です。", None]
+
+
+# --------------------------------------------------------------------------- near duplicates
+
+MANY_WORDS = [f"w{i}" for i in range(2000)]
+"""Random texts of these share next to no 5-gram: their Jaccard similarity is about 0."""
+
+
+def _text(rng: random.Random, n: int) -> str:
+    return " ".join(rng.choice(MANY_WORDS) for _ in range(n))
+
+
+def _near_corpus(tmp_path):
+    """a.txt and b.jsonl: 30 distinct texts; in a.txt (line 21) a 100-word paragraph; in b.jsonl the paragraph
+    with one word inserted (line 6), a text sharing its first 12 words (line 7), the paragraph again (line 8),
+    a too-short text (line 9); a 150-character Chinese text (a.txt line 43) and a copy with one character
+    changed (b.jsonl line 10)."""
+    rng = random.Random(3)
+    words = _text(rng, 100).split()
+    paragraph = " ".join(words)
+    inserted = " ".join(words[:50] + ["inserted"] + words[50:])  # Jaccard (96-4)/(96+5) = 0.91
+    phrase = " ".join(words[:12]) + " " + _text(rng, 88)  # shares 8 of ~180 shingles: 0.04
+    han = "".join(chr(0x4E00 + rng.randrange(3000)) for _ in range(150))
+    han_changed = han[:70] + ("一" if han[70] != "一" else "二") + han[71:]  # (146-5)/(146+5) = 0.93
+    others = [_text(rng, rng.randint(30, 80)) for _ in range(30)]
+    a = _write_corpus(tmp_path / "a.txt", others[:10] + [paragraph] + others[10:20] + [han])
+    b = tmp_path / "b.jsonl"
+    rows = others[20:25] + [inserted, phrase, paragraph, "tiny", han_changed] + others[25:]
+    b.write_text("".join(json.dumps({"text": t}, ensure_ascii=False) + "\n" for t in rows), encoding="utf-8")
+    return a, b
+
+
+def _dropped(out):
+    return [json.loads(x) for x in (out / "dropped.jsonl").read_text(encoding="utf-8").splitlines()]
+
+
+def test_near_duplicates_are_dropped_and_named_in_dropped_jsonl(tmp_path):
+    """A paragraph repeated with one word more is dropped as a near duplicate of the first (issue #17
+    finding 6), so is a Chinese text with one character changed; texts sharing a phrase are kept. Every
+    dropped document is in dropped.jsonl: where, why, of what."""
+    a, b = _near_corpus(tmp_path)
+    report = prepare_corpus([a, b], tmp_path / "out", _cfg())
+    dropped = _dropped(tmp_path / "out")
+    similarity = [d.pop("similarity", None) for d in dropped]
+    assert dropped == [
+        {"source": str(b), "line": 6, "reason": "near duplicate", "of": {"source": str(a), "line": 21}},
+        {"source": str(b), "line": 8, "reason": "exact duplicate", "of": {"source": str(a), "line": 21}},
+        {"source": str(b), "line": 9, "reason": "too short"},
+        {"source": str(b), "line": 10, "reason": "near duplicate", "of": {"source": str(a), "line": 43}},
+    ]
+    assert 0.85 <= similarity[0] < 1 and similarity[1] == 1.0 and similarity[2] is None and 0.85 <= similarity[3] < 1
+    assert (report.near_duplicates_dropped, report.duplicates_dropped, report.short_dropped, report.n_docs) == (2, 1, 1, 33)
+    assert "dropped 1 exact duplicates, 2 near duplicates and 1 too short (listed in dropped.jsonl)" in report.summary()
+
+
+def test_dedup_settings_and_the_number_of_workers(tmp_path):
+    """data.dedup=exact (or near_dup_threshold=0) keeps near duplicates, off keeps exact ones too; the kept
+    set and dropped.jsonl do not depend on data.workers."""
+    a, b = _near_corpus(tmp_path)
+    tok = _hand_tokenizer(tmp_path / "tok.json", MANY_WORDS + ["inserted"])
+
+    def prepare(name, **kw):
+        prepare_corpus([a, b], tmp_path / name, _cfg(**kw), tokenizer_path=tok)
+        corpus = open_corpus(tmp_path / name)
+        return [d["reason"] for d in _dropped(tmp_path / name)], _all_docs(corpus, "train") + _all_docs(corpus, "val")
+
+    one, two = prepare("one", workers=1), prepare("two", workers=2)
+    assert one == two and (tmp_path / "one/dropped.jsonl").read_text() == (tmp_path / "two/dropped.jsonl").read_text()
+    assert one[0] == ["near duplicate", "exact duplicate", "too short", "near duplicate"]
+    exact = prepare("exact", dedup="exact")
+    assert exact[0] == ["exact duplicate", "too short"] and len(exact[1]) == len(one[1]) + 2
+    assert prepare("zero", near_dup_threshold=0.0) == exact
+    assert prepare("off", dedup="off")[0] == ["too short"]
+    with pytest.raises(PretrainlabError, match=r"data.dedup='nearly' is not one of near, exact, off"):
+        _cfg(dedup="nearly")
+
+
+def test_shingles_are_lowercased_word_5_grams_with_cjk_characters_as_words():
+    from pretrainlab.data.neardup import lsh_bands, shingles
+
+    assert shingles("A b c d e F") == [b"a b c d e", b"b c d e f"]
+    assert shingles("one two") == [b"one two"]
+    assert shingles("今天天气很好") == ["今 天 天 气 很".encode(), "天 天 气 很 好".encode()]
+    assert lsh_bands(0.8) == (17, 7)  # a pair at 0.8 shares a band with probability 0.98
+
+
+@pytest.mark.parametrize("partition_records", [1 << 20, 2])
+def test_near_pass_finds_what_comparing_every_pair_finds(tmp_path, monkeypatch, partition_records):
+    """LSH over bands sorted on disk (one partition, or 256) marks exactly the documents that comparing
+    every pair of signatures marks: each in turn, near a duplicate of its first earlier kept document at
+    >= 0.8, and names that document."""
+    from pretrainlab.data import dedup, neardup, partitions
+
+    monkeypatch.setattr(partitions, "PARTITION_RECORDS", partition_records)
+    monkeypatch.setattr(partitions, "BUFFER", 5)
+    monkeypatch.setattr(neardup, "CHUNK", 7)
+    rng = random.Random(5)
+    docs, originals = [], []
+    for k in range(120):
+        if originals and rng.random() < 0.3:  # an earlier text with one word changed (about 0.9)
+            words = rng.choice(originals).split()
+            words[rng.randrange(len(words))] = f"x{k}"
+            docs.append(" ".join(words))
+        else:
+            docs.append(_text(rng, rng.randint(100, 150)))
+            originals.append(docs[-1])
+    src = _write_corpus(tmp_path / "a.txt", docs)
+    flags = dedup.find_duplicates([src], _cfg(), tmp_path / "work")
+    signer = neardup.Signer()
+    sigs = [signer.sign(normalize(d)) for d in docs]
+    expected, of = [], []
+    for j in range(len(docs)):
+        near = next((i for i in range(j) if expected[i] == dedup.KEEP and (sigs[i] == sigs[j]).mean() >= 0.8), None)
+        expected.append(dedup.KEEP if near is None else dedup.NEAR)
+        of += [] if near is None else [2 * near + 1]  # one line a document, blank lines between
+    assert list(dedup.read_flags(flags)) == expected and expected.count(dedup.NEAR) > 20
+    dedup.write_dropped(flags, [src], tmp_path / "dropped.jsonl")
+    assert [d["of"]["line"] for d in _dropped(tmp_path)] == of

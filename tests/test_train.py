@@ -1,4 +1,6 @@
 import json
+import os
+import signal
 
 import pytest
 import torch
@@ -86,26 +88,84 @@ def test_tiny_model_overfits_one_batch(tiny_corpus, tmp_path, monkeypatch):
     assert rows[-1]["mlm_acc"] == 1.0
 
 
-def test_interrupted_run_resumes_to_the_same_weights(tiny_corpus, tmp_path, monkeypatch):
-    straight = pretrain(cfg("train.budget=8"), tiny_corpus, tmp_path / "straight")
+def read_checkpoint_state(run):
+    return json.loads((run / "checkpoints" / (run / "checkpoints" / "latest").read_text().strip() / "state.json")
+                      .read_text())
 
-    calls = {"n": 0}
-    real_next = packing.PackedLoader.next_batch
 
-    def interrupt_at_5(self):
+def interrupt_at_step_5(monkeypatch, moment):
+    """Patch training so that its 5th step is interrupted at `moment`; -> the step count the checkpoint
+    must have: 4 when the interrupt cuts the step short, 5 when a signal lets it complete."""
+    from pretrainlab.models import PretrainModel
+
+    calls = {"draw": 0, "forward": 0}
+    real_next, real_forward = packing.PackedLoader.next_batch, PretrainModel.forward
+
+    def next_batch(self):
         if self.shuffle:  # training batches only (validation batches are not shuffled)
-            calls["n"] += 1
-            if calls["n"] == 5:
+            calls["draw"] += 1
+            if calls["draw"] == 5 and moment == "before the draw":
                 raise KeyboardInterrupt
         return real_next(self)
 
-    monkeypatch.setattr(packing.PackedLoader, "next_batch", interrupt_at_5)
-    with pytest.raises(Interrupted, match="checkpoint saved"):
-        pretrain(cfg("train.budget=8"), tiny_corpus, tmp_path / "resumed")
-    monkeypatch.setattr(packing.PackedLoader, "next_batch", real_next)
+    def forward(self, batch):  # the loader has advanced; the step is not done
+        out = real_forward(self, batch)
+        if self.training:
+            calls["forward"] += 1
+            if calls["forward"] == 5 and moment == "inside the step":
+                raise KeyboardInterrupt
+            if calls["forward"] == 5 and moment.startswith("SIG"):
+                os.kill(os.getpid(), getattr(signal, moment))
+        return out
+
+    monkeypatch.setattr(packing.PackedLoader, "next_batch", next_batch)
+    monkeypatch.setattr(PretrainModel, "forward", forward)
+    return 5 if moment.startswith("SIG") else 4
+
+
+@pytest.mark.parametrize("moment", ["before the draw", "inside the step", "SIGINT", "SIGTERM"])
+def test_interrupted_run_resumes_to_the_same_weights(tiny_corpus, tmp_path, monkeypatch, moment):
+    """Whenever the interrupt lands, the checkpoint's data position matches its step, and the resumed
+    run ends at the uninterrupted run's weights exactly (dropout 0.1: the RNG is rewound as well).
+    "inside the step" is the moment that skipped a batch (issue #17 finding 1): the loader had drawn
+    step 5's batch, the checkpoint said step 4."""
+    straight = pretrain(cfg("train.budget=8"), tiny_corpus, tmp_path / "straight")
+    with monkeypatch.context() as m:
+        saved_step = interrupt_at_step_5(m, moment)
+        with pytest.raises(Interrupted, match=f"at step {saved_step}; checkpoint saved") as info:
+            pretrain(cfg("train.budget=8"), tiny_corpus, tmp_path / "resumed")
+    state = read_checkpoint_state(tmp_path / "resumed")
+    assert state["step"] == saved_step
+    assert (state["data"]["epoch"], state["data"]["row"]) == (0, 4 * saved_step)  # 4 rows a step, one epoch
+    assert info.value.signum == getattr(signal, moment, signal.SIGINT)
     pretrain(cfg("train.budget=8"), tiny_corpus, tmp_path / "resumed", resume=True)
+    assert read_checkpoint_state(tmp_path / "resumed")["data"] == read_checkpoint_state(straight)["data"]
     a, b = final_weights(straight), final_weights(tmp_path / "resumed")
     assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0, msg=k)
+
+
+def test_an_interrupt_inside_the_optimizer_step_saves_nothing_half_updated(tiny_corpus, tmp_path, monkeypatch):
+    """A KeyboardInterrupt (a second Ctrl-C) while the optimizer updates the weights: they belong to no
+    step, so no checkpoint is saved; --resume continues from the last one, to the same end."""
+    straight = pretrain(cfg("train.budget=6"), tiny_corpus, tmp_path / "straight")
+    real_step, calls = torch.optim.AdamW.step, {"n": 0}
+
+    def step(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real_step(self, *args, **kwargs)
+
+    with monkeypatch.context() as m:
+        m.setattr(torch.optim.AdamW, "step", step)
+        with pytest.raises(Interrupted, match=r"inside an optimizer step: no checkpoint saved; --resume continues "
+                                              r"from the last checkpoint, .*step_0000002"):
+            pretrain(cfg("train.budget=6", "train.checkpoint_every=2"), tiny_corpus, tmp_path / "resumed")
+    assert read_checkpoint_state(tmp_path / "resumed")["step"] == 2
+    pretrain(cfg("train.budget=6", "train.checkpoint_every=2"), tiny_corpus, tmp_path / "resumed", resume=True)
+    a, b = final_weights(straight), final_weights(tmp_path / "resumed")
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=0, msg=k)
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
+import signal
 import sys
 
 from .config import describe, load_config
-from .errors import PretrainlabError
+from .errors import Interrupted, PretrainlabError
 
 
 def _config_args(p: argparse.ArgumentParser) -> None:
@@ -241,7 +243,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.set_defaults(func=cmd_tokenizer_train)
 
     t = sub.add_parser("prepare", help="normalise, split, deduplicate and tokenize a corpus into shards")
-    t.add_argument("inputs", nargs="+", help="files, directories or globs")
+    t.add_argument("inputs", nargs="+", help="files, directories or globs (also .parquet and "
+                   "Hugging Face save_to_disk folders)")
     t.add_argument("--out", required=True, help="output directory for shards + manifest")
     t.add_argument("--tokenizer", help="tokenizer.json to use (default: train one on the corpus)")
     _config_args(t)
@@ -258,7 +261,8 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("finetune", help="fine-tune a pre-training run on a labelled task (several seeds)")
     t.add_argument("run", help="pre-training run directory")
     t.add_argument("--task", required=True, help="built-in task (mr, tweets, wordnet-supersense, wordnet-pairs) "
-                   "or a .csv/.tsv/.jsonl file (columns: --set finetune.text_column=... etc.)")
+                   "a .csv/.tsv/.jsonl/.parquet file or a Hugging Face save_to_disk folder "
+                   "(columns: --set finetune.text_column=... etc.)")
     t.add_argument("--out", help="directory for the model and reports (default: RUN/finetune-TASK)")
     t.add_argument("--seeds", type=int, nargs="+", help="seeds to run (default: finetune.seeds)")
     t.add_argument("--random-init", action="store_true", help="same architecture, random weights (the baseline)")
@@ -268,7 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("curve", help="learning curve: test accuracy vs number of labels, pretrained vs random init, "
                        "TF-IDF, majority (and a reference model)")
     t.add_argument("run", help="pre-training run directory")
-    t.add_argument("--task", required=True, help="built-in task or a .csv/.tsv/.jsonl file (as for finetune)")
+    t.add_argument("--task", required=True, help="built-in task, a .csv/.tsv/.jsonl/.parquet file or a save_to_disk folder (as for finetune)")
     t.add_argument("--labels", nargs="+", default=["100", "300", "1000", "3000", "all"],
                    help="label counts: whole numbers and/or 'all' (default: 100 300 1000 3000 all)")
     t.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds (default: 0 1 2)")
@@ -340,7 +344,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("probe", help="linear probe per layer (frozen backbone, mean-pooled) on a labelled task")
     t.add_argument("run", help="pre-training run directory (own or imported)")
-    t.add_argument("--task", required=True, help="built-in task or .csv/.tsv/.jsonl file (columns text, label)")
+    t.add_argument("--task", required=True, help="built-in task, .csv/.tsv/.jsonl/.parquet file or save_to_disk folder (columns text, label)")
     t.add_argument("--max-len", type=int, default=64, help="truncate inputs to this many tokens")
     t.add_argument("--max-examples", type=int, default=4000, help="at most this many train (and test) examples")
     t.add_argument("--seed", type=int, default=0, help="task split and subsampling seed")
@@ -371,17 +375,45 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        args.func(args)
+        with _sigterm_as_interrupt():
+            args.func(args)
+    except Interrupted as e:  # stopped on purpose; the message says whether and where a checkpoint was saved
+        print(e, file=sys.stderr)
+        return 128 + e.signum  # 130 for Ctrl-C, 143 for SIGTERM, as a shell reports them
     except PretrainlabError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:
+        terminated = isinstance(e, _Terminated)
+        print("interrupted (SIGTERM)" if terminated else "interrupted", file=sys.stderr)
+        return 143 if terminated else 130
     except OSError as e:  # the file system said no outside our own checks: say what, where and what to do
         print(f"error: {os_error_message(e)}", file=sys.stderr)
         return 2
     return 0
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised wherever the program is when it arrives."""
+
+
+def _terminate(signum, frame) -> None:
+    raise _Terminated
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """SIGTERM (what `kill` and job schedulers send) unwinds like Ctrl-C: half-written files are removed and
+    training saves a checkpoint (loop.fit takes both signals itself while it runs)."""
+    try:
+        previous = signal.signal(signal.SIGTERM, _terminate)
+    except ValueError:  # not the main thread, where Python takes signals: nothing to do
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
 
 
 def os_error_message(e: OSError) -> str:

@@ -135,6 +135,14 @@ class DataConfig:
     min_chars: int = 20
     """Documents shorter than this (after normalisation) are dropped. Script-aware: a CJK character (Han,
     hiragana, katakana) counts as 5 characters, about one English word, so 4 Chinese characters pass 20."""
+    dedup: str = "near"
+    """Which repeated documents prepare drops (the first copy is kept; dropped.jsonl lists them): near
+    (exact repeats, then near duplicates: see near_dup_threshold), exact (identical after normalisation) or off."""
+    near_dup_threshold: float = 0.8
+    """A document whose word 5-grams (a CJK character is a word) overlap an earlier kept one's with Jaccard
+    similarity >= this (estimated from 128 MinHashes) is a near duplicate; 0 turns the near pass off. At 0.8
+    a 100-word paragraph with a word added or changed (about 0.9) is one; with a word changed in every 20
+    (about 0.6), or texts that share phrases but not passages (near 0), are not."""
     val_fraction: float = 0.02
     """Share of documents held out for validation."""
     errors: str = "strict"
@@ -149,6 +157,10 @@ class DataConfig:
     def __post_init__(self) -> None:
         _choice("data.tokenizer_kind", self.tokenizer_kind, ("wordpiece", "bpe", "unigram"))
         _choice("data.errors", self.errors, ("strict", "replace"))
+        _choice("data.dedup", self.dedup, ("near", "exact", "off"))
+        if not 0 <= self.near_dup_threshold <= 1:
+            raise ConfigError(f"data.near_dup_threshold must be in [0, 1] (a Jaccard similarity; 0 turns the near "
+                              f"pass off), got {self.near_dup_threshold}")
         if self.seq_len < 8:
             raise ConfigError(f"data.seq_len must be at least 8, got {self.seq_len}")
         if self.vocab_size < 16:

@@ -23,3 +23,12 @@ class ExportError(PretrainlabError, ValueError):
 
 class TrainingError(PretrainlabError, RuntimeError):
     """Training stopped (e.g. a NaN loss); says at which step and where the last good checkpoint is."""
+
+
+class Interrupted(TrainingError):
+    """Ctrl-C or SIGTERM stopped training; the message says at which step, where the checkpoint is and how
+    to resume. `signum` is the signal (the CLI exits with 128 + signum, as a shell reports a killed job)."""
+
+    def __init__(self, message: str, signum: int):
+        super().__init__(message)
+        self.signum = signum

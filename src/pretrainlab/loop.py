@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -26,7 +27,7 @@ from torch import nn
 from .checkpoint import gather_full_state, save_checkpoint
 from .config import Budget, ConfigError
 from .distributed import Dist, is_sharded
-from .errors import TrainingError
+from .errors import Interrupted, TrainingError
 
 # --------------------------------------------------------------------------- device & precision
 
@@ -167,10 +168,6 @@ class LoopResult:
     stopped_early: bool = False
 
 
-class Interrupted(TrainingError):
-    """Ctrl-C: a checkpoint was saved; the message says where and how to resume."""
-
-
 @dataclass(frozen=True)
 class LoopSettings:
     """How `fit` steps, logs, validates and checkpoints (plain values, chosen by the recipe)."""
@@ -224,6 +221,14 @@ def accumulate(model: nn.Module, next_batch, step_loss, grad_accum: int, device:
     return _Accumulated(loss_sum, metrics, tokens)
 
 
+def update(model: nn.Module, optimizer: torch.optim.Optimizer, clip: float) -> None:
+    """One optimizer step on the accumulated gradients: clip (0: not), step, zero."""
+    if clip > 0:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+
+
 def skip_or_stop(on_nan: str, bad_loss: float, step: int, nan_skipped: int, last_ckpt: Path | None) -> int:
     """The policy for a non-finite loss at step+1: raise TrainingError, or count one more skipped batch."""
     where = f"; last good checkpoint: {last_ckpt}" if last_ckpt else "; no checkpoint was written yet"
@@ -239,17 +244,31 @@ def skip_or_stop(on_nan: str, bad_loss: float, step: int, nan_skipped: int, last
 
 
 class _Checkpoints:
-    """When `fit` saves a checkpoint, and what goes into it."""
+    """When `fit` saves a checkpoint, and what goes into it.
+
+    The data position and RNG state saved must be those of the step count saved. `phase` says how
+    they relate while a step runs: "between" steps the current ones are; while a step "draws" its
+    batches the ones noted before the draw are (the loader has advanced, the step is not counted);
+    while the optimizer is "updating" the weights neither are, and nothing can be saved.
+    """
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, schedule: BudgetSchedule,
                  run_dir: Path | None, data_state: Callable[[], dict[str, Any]] | None,
                  extra_state: dict[str, Any] | None, settings: LoopSettings):
         self.model, self.optimizer, self.schedule, self.run_dir = model, optimizer, schedule, run_dir
-        self.data_state, self.extra_state, self.settings = data_state, extra_state, settings
+        self.data_state = data_state or dict
+        self.extra_state, self.settings = extra_state, settings
         self.sharded = is_sharded(model)
         self.joins = run_dir is not None or self.sharded  # gathering a sharded model's state takes every rank
         self.last: Path | None = None
         self.last_elapsed = schedule.elapsed
+        self.phase = "between"
+        self.before: tuple[dict[str, Any], torch.Tensor] = ({}, torch.get_rng_state())
+
+    def drawing(self) -> None:
+        """A step begins: note the data position and RNG state it starts from (a few numbers and 5 kB)."""
+        self.before = (self.data_state(), torch.get_rng_state())
+        self.phase = "drawing"
 
     def due(self, step: int) -> bool:
         # schedule.elapsed is agreed on by all ranks, so they all find a checkpoint due at the same step
@@ -258,17 +277,62 @@ class _Checkpoints:
         due_step = s.checkpoint_every > 0 and step % s.checkpoint_every == 0
         return self.joins and (due_time or due_step)
 
-    def save(self, elapsed: Callable[[], float], nan_skipped: int) -> Path | None:
+    def save(self, elapsed: Callable[[], float], nan_skipped: int, data: dict[str, Any] | None = None) -> Path | None:
         """Every rank of a sharded model calls this at the same point; only the one with a run_dir writes."""
         full = gather_full_state(self.model, self.optimizer) if self.sharded else None  # a collective
         if self.run_dir is None:
             return None
         sc = self.schedule
         state = {"step": sc.step_count, "tokens": sc.tokens, "elapsed": elapsed(),
-                 "schedule": sc.state_dict(), "data": self.data_state() if self.data_state else {},
+                 "schedule": sc.state_dict(), "data": self.data_state() if data is None else data,
                  "nan_skipped": nan_skipped, **(self.extra_state or {})}
         self.last = save_checkpoint(self.run_dir, self.model, self.optimizer, None, state, full=full)
         return self.last
+
+    def interrupted(self, signum: int, elapsed: Callable[[], float], nan_skipped: int, together: bool) -> Interrupted:
+        """Save the state at the last step boundary and say so. `together`: every rank stopped at this same
+        point (a signal agreed on between steps), so a sharded model's state can be gathered."""
+        how = f"interrupted ({signal.Signals(signum).name}) at step {self.schedule.step_count}"
+        if self.phase == "updating" or (self.sharded and not together):
+            why = "inside an optimizer step" if self.phase == "updating" else "with the ranks at different points"
+            where = f"; --resume continues from the last checkpoint, {self.last}" if self.last else ""
+            return Interrupted(f"{how}, {why}: no checkpoint saved{where}", signum)
+        data = None
+        if self.phase == "drawing":  # the step had drawn its batches but is not counted: undo the draws
+            data, rng = self.before
+            torch.set_rng_state(rng)  # (the CPU generator: dropout; a GPU's generator is not rewound)
+        path = self.save(elapsed, nan_skipped, data)
+        return Interrupted(f"{how}; checkpoint saved at {path}; continue with --resume" if path else how, signum)
+
+
+class _Signals:
+    """SIGINT (Ctrl-C) and SIGTERM (what schedulers send) while `fit` runs: the first is noted and the
+    loop stops at the next step boundary, so the checkpoint's weights, step and data position agree.
+    A second SIGINT or SIGTERM raises KeyboardInterrupt at once. Outside the main thread (where Python
+    cannot take signals) it does nothing."""
+
+    def __init__(self):
+        self.received = 0
+        self.previous: dict[int, Any] = {}
+
+    def _note(self, signum: int, frame) -> None:
+        if self.received:
+            raise KeyboardInterrupt
+        self.received = signum
+        print(f"\n{signal.Signals(signum).name}: stopping after this step to save a checkpoint "
+              "(send it again to stop at once)", file=sys.stderr)
+
+    def __enter__(self) -> _Signals:
+        try:
+            for s in (signal.SIGINT, signal.SIGTERM):
+                self.previous[s] = signal.signal(s, self._note)
+        except ValueError:  # not the main thread
+            pass
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for s, handler in self.previous.items():
+            signal.signal(s, signal.SIG_DFL if handler is None else handler)
 
 
 def fit(
@@ -297,6 +361,9 @@ def fit(
     or stops the step everywhere, and tokens and elapsed time are agreed on before the budget
     is checked. Only the rank given a run_dir writes checkpoints; a sharded (FSDP) model's state
     is gathered for them by every rank, at the same steps.
+
+    Ctrl-C or SIGTERM stops at the next step boundary (agreed by all ranks), saves and raises `Interrupted`;
+    an interrupt inside a step saves the state from before it (`_Checkpoints.phase`): resumed runs are exact.
     """
     s = settings
     count_tokens = count_tokens or (lambda b: int((b["mask"] != 0).sum()) if "mask" in b else 0)
@@ -318,56 +385,55 @@ def fit(
 
     model.train()
     stopped_early = False
-    try:
-        while not schedule.done():
-            lr = schedule.apply()
-            acc = accumulate(model, next_batch, step_loss, s.grad_accum, device, dtype, count_tokens, dist)
-            if acc.bad_loss is not None:
-                optimizer.zero_grad(set_to_none=True)
-                nan_skipped = skip_or_stop(s.on_nan, acc.bad_loss, schedule.step_count, nan_skipped, ckpts.last)
-                continue
-            if s.clip > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), s.clip)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            step_tokens = int(dist.sum(acc.tokens)) if dist.enabled else acc.tokens
-            schedule.step(step_tokens, dist.max(elapsed()))
-            window_tokens += step_tokens
-            step = schedule.step_count
-            if bar is not None:
-                bar.update(step, schedule, acc.loss)
-            if s.log_every and step % s.log_every == 0:
-                now = time.perf_counter()
-                emit({"step": step, "tokens": schedule.tokens, "elapsed": round(elapsed(), 2), "lr": lr,
-                      "loss": acc.loss, **{k: float(v) for k, v in acc.metrics.items()},
-                      "tok_per_s": round(window_tokens / max(now - window_t, 1e-9), 1)})
-                window_tokens, window_t = 0, now
-            if evaluate and s.eval_every and step % s.eval_every == 0 and not schedule.done():
+    with _Signals() as signals:
+        try:
+            while not schedule.done():
+                if stop := int(dist.max(signals.received)):  # every rank stops at the same step boundary
+                    raise ckpts.interrupted(stop, elapsed, nan_skipped, together=True)
+                ckpts.drawing()
+                lr = schedule.apply()
+                acc = accumulate(model, next_batch, step_loss, s.grad_accum, device, dtype, count_tokens, dist)
+                if acc.bad_loss is not None:
+                    optimizer.zero_grad(set_to_none=True)
+                    nan_skipped = skip_or_stop(s.on_nan, acc.bad_loss, schedule.step_count, nan_skipped, ckpts.last)
+                    ckpts.phase = "between"  # the batch is consumed and counted as skipped
+                    continue
+                ckpts.phase = "updating"
+                update(model, optimizer, s.clip)
+                step_tokens = int(dist.sum(acc.tokens)) if dist.enabled else acc.tokens
+                schedule.step(step_tokens, dist.max(elapsed()))
+                ckpts.phase = "between"
+                window_tokens += step_tokens
+                step = schedule.step_count
+                if bar is not None:
+                    bar.update(step, schedule, acc.loss)
+                if s.log_every and step % s.log_every == 0:
+                    now = time.perf_counter()
+                    emit({"step": step, "tokens": schedule.tokens, "elapsed": round(elapsed(), 2), "lr": lr,
+                          "loss": acc.loss, **{k: float(v) for k, v in acc.metrics.items()},
+                          "tok_per_s": round(window_tokens / max(now - window_t, 1e-9), 1)})
+                    window_tokens, window_t = 0, now
+                if evaluate and s.eval_every and step % s.eval_every == 0 and not schedule.done():
+                    result = evaluate(model)
+                    model.train()
+                    emit({"step": step, "tokens": schedule.tokens, "elapsed": round(elapsed(), 2), **result})
+                    if should_stop and should_stop(result):
+                        stopped_early = True
+                        break
+                if ckpts.due(step):
+                    ckpts.save(elapsed, nan_skipped)
+                    ckpts.last_elapsed = schedule.elapsed
+            if evaluate:
                 result = evaluate(model)
-                model.train()
-                emit({"step": step, "tokens": schedule.tokens, "elapsed": round(elapsed(), 2), **result})
-                if should_stop and should_stop(result):
-                    stopped_early = True
-                    break
-            if ckpts.due(step):
-                ckpts.save(elapsed, nan_skipped)
-                ckpts.last_elapsed = schedule.elapsed
-    except KeyboardInterrupt:
-        if bar is not None:
-            bar.close()
-        # the ranks of a sharded model may not all have stopped at one point to gather its state together
-        path = None if ckpts.sharded else ckpts.save(elapsed, nan_skipped)
-        raise Interrupted(
-            f"interrupted at step {schedule.step_count}; checkpoint saved at {path}; continue with --resume"
-            if path else f"interrupted at step {schedule.step_count}"
-        ) from None
-    if bar is not None:
-        bar.close()
-    if evaluate:
-        result = evaluate(model)
-        emit({"step": schedule.step_count, "tokens": schedule.tokens, "elapsed": round(elapsed(), 2), "final": True, **result})
-    if ckpts.joins:
-        ckpts.save(elapsed, nan_skipped)
+                emit({"step": schedule.step_count, "tokens": schedule.tokens, "elapsed": round(elapsed(), 2),
+                      "final": True, **result})
+        except KeyboardInterrupt:  # a second signal, or raised by the code itself: at any point of a step
+            raise ckpts.interrupted(signal.SIGINT, elapsed, nan_skipped, together=False) from None
+        finally:
+            if bar is not None:
+                bar.close()
+        if ckpts.joins:
+            ckpts.save(elapsed, nan_skipped)
     return LoopResult(schedule.step_count, schedule.tokens, elapsed(), ckpts.last, nan_skipped, history, stopped_early)
 
 

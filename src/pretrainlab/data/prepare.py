@@ -15,8 +15,9 @@ resumes after its last listed shard: the text is read again (cheap) but only the
 A finished run (manifest.json with the same key) is not redone at all.
 
 Text goes through: Unicode NFC, whitespace runs -> one space, drop documents shorter than
-min_chars (data/text.py), drop exact duplicates (found by a first pass that hashes the normalised texts into partition
-files on disk, data/dedup.py: memory stays flat, `dedup.tmp/` goes when the run ends), hold
+min_chars (data/text.py), drop exact and near duplicates (data.dedup; found by a first pass that hashes the
+normalised texts and their MinHash bands into partition files on disk, data/dedup.py and data/neardup.py: memory
+stays flat, `dedup.tmp/` goes when the run ends; dropped.jsonl lists every document dropped and why), hold
 out a validation share by hash (at least one document when there are two or more), split into
 sentences (a regex, boundaries kept), tokenize the sentences of ~1 MB of documents at once
 (`encode_batch_fast` on a background thread, Rust threads inside; no [CLS]/[SEP]).
@@ -44,19 +45,21 @@ from ..config import DataConfig
 from ..errors import CorpusError
 from ..files import sha256_file
 from ..tokenizer import TokenizerError, load_tokenizer, save_tokenizer, tokenizer_hash, train_tokenizer
-from .dedup import find_duplicates, read_flags
+from .dedup import EXACT, NEAR, find_duplicates, read_flags, write_dropped
 from .readers import ReadStats, resolve_inputs
 from .shards import (DOCS, FORMAT, IDS, MANIFEST, PROGRESS, SENTS, SPLITS, TOKENIZER, ids_dtype, read_shard,
                      shard_stem)
 from .text import normalized_documents, text_key
 
+DROPPED = "dropped.jsonl"
+"""In the prepared corpus: every document dropped, where it came from, why and (a duplicate) of what."""
 DEDUP_DIR = "dedup.tmp"
 """Where the first pass keeps its partitions and flags (data/dedup.py) while a run lasts."""
 BATCH_CHARS = 1 << 20
 """Characters of text tokenized per encode_batch call: big enough to keep the tokenizer's threads busy."""
 # Settings that change what is written; the others (seq_len, workers, corpus) do not.
 _KEY_SETTINGS = ("tokenizer_kind", "vocab_size", "lowercase", "text_field", "one_doc_per_line", "min_chars",
-                 "val_fraction", "errors", "encoding", "shard_tokens")
+                 "dedup", "near_dup_threshold", "val_fraction", "errors", "encoding", "shard_tokens")
 
 
 @dataclass
@@ -70,6 +73,9 @@ class PrepareReport:
     source_bytes: int
     docs_read: int
     duplicates_dropped: int
+    """Exact duplicates (the same text after normalisation as an earlier document)."""
+    near_duplicates_dropped: int
+    """Near duplicates (data.near_dup_threshold); dropped.jsonl lists every dropped document."""
     short_dropped: int
     """Documents shorter than min_chars after normalisation (or with no token at all)."""
     replaced_bytes: int
@@ -105,8 +111,9 @@ class PrepareReport:
             f"{self.n_tokens:,} tokens from {self.n_sources} file(s), {mb:,.1f} MB, in {self.seconds:.1f} s "
             f"({mb / max(self.seconds, 1e-9):.2f} MB/s)",
             f"  {per_split}; ids stored as {self.dtype}",
-            f"  read {self.docs_read:,} documents: dropped {self.duplicates_dropped:,} exact duplicates and "
-            f"{self.short_dropped:,} too short; {self.replaced_bytes:,} undecodable bytes replaced",
+            f"  read {self.docs_read:,} documents: dropped {self.duplicates_dropped:,} exact duplicates, "
+            f"{self.near_duplicates_dropped:,} near duplicates and {self.short_dropped:,} too short "
+            f"(listed in {DROPPED}); {self.replaced_bytes:,} undecodable bytes replaced",
             f"  tokenizer {self.tokenizer_path} ({'trained on this corpus' if self.tokenizer_trained else 'given'}, "
             f"hash {self.tokenizer_hash})",
         ]
@@ -143,14 +150,14 @@ def _documents(paths: list[Path], cfg: DataConfig, stats: ReadStats, counts: dic
     `repeats`: the flags of dedup.find_duplicates for the same paths and settings (one per document)."""
     flags = read_flags(repeats)
     for text in normalized_documents(paths, cfg, stats):
-        repeat = next(flags, None)
-        if repeat is None:
+        code = next(flags, None)
+        if code is None:
             raise _changed_under_us(paths)
         if text is None:
             counts["short_dropped"] += 1
             continue
-        if repeat:
-            counts["duplicates_dropped"] += 1
+        if code == EXACT or code == NEAR:
+            counts["near_duplicates_dropped" if code == NEAR else "duplicates_dropped"] += 1
             continue
         yield text, text_key(text)[1]
     if next(flags, None) is not None:
@@ -166,7 +173,8 @@ def _changed_under_us(paths: list[Path]) -> CorpusError:
 def _nothing_left(counts: dict[str, int], stats: ReadStats, cfg: DataConfig) -> CorpusError:
     return CorpusError(
         f"no documents left after filtering: read {stats.documents}, dropped {counts['duplicates_dropped']} "
-        f"duplicates and {counts['short_dropped']} shorter than data.min_chars={cfg.min_chars}; "
+        f"exact duplicates, {counts['near_duplicates_dropped']} near duplicates and {counts['short_dropped']} shorter "
+        f"than data.min_chars={cfg.min_chars}; "
         "add text or lower data.min_chars"
     )
 
@@ -183,7 +191,7 @@ def train_tokenizer_on_files(inputs: Iterable[str | Path], out: str | Path, data
 
 
 def _train_on(paths: list[Path], cfg: DataConfig, repeats: Path) -> Tokenizer:
-    stats, counts = ReadStats(), {"short_dropped": 0, "duplicates_dropped": 0}
+    stats, counts = ReadStats(), {"short_dropped": 0, "duplicates_dropped": 0, "near_duplicates_dropped": 0}
     kept = 0
 
     def texts() -> Iterator[str]:
@@ -415,6 +423,7 @@ def _prepare_corpus(inputs: Iterable[str | Path], out_dir: Path, data_cfg: DataC
     (out / MANIFEST).unlink(missing_ok=True)
     shutil.rmtree(out / DEDUP_DIR, ignore_errors=True)
     repeats = find_duplicates(paths, cfg, out / DEDUP_DIR)  # the first pass: which documents repeat
+    write_dropped(repeats, paths, out / DROPPED)
     resume = progress is not None and progress.get("key") == key and (out / TOKENIZER).is_file()
     if resume:
         tok = load_tokenizer(out / TOKENIZER)
@@ -442,7 +451,7 @@ def _prepare_corpus(inputs: Iterable[str | Path], out_dir: Path, data_cfg: DataC
 
     writers = {s: _ShardWriter(out, s, dtype, cfg.shard_tokens, done[s], on_close=save_progress) for s in SPLITS}
     save_progress()
-    stats, counts = ReadStats(), {"short_dropped": 0, "duplicates_dropped": 0}
+    stats, counts = ReadStats(), {"short_dropped": 0, "duplicates_dropped": 0, "near_duplicates_dropped": 0}
     kept = _tokenize_documents(_documents(paths, cfg, stats, counts, repeats), cfg.val_fraction, tok, dtype, writers)
     if kept == 0:
         raise _nothing_left(counts, stats, cfg)
@@ -471,6 +480,7 @@ def _prepare_corpus(inputs: Iterable[str | Path], out_dir: Path, data_cfg: DataC
         "counts": {
             "docs_read": stats.documents,
             "duplicates_dropped": counts["duplicates_dropped"],
+            "near_duplicates_dropped": counts["near_duplicates_dropped"],
             "short_dropped": counts["short_dropped"] + sum(w.n_empty for w in writers.values()),
             "replaced_bytes": stats.replaced_bytes,
             "docs": sum(t["docs"] for t in totals.values()),
@@ -558,7 +568,8 @@ def _report(out: Path, manifest: dict, status: str, seconds: float) -> PrepareRe
     return PrepareReport(
         out_dir=out, status=status, n_sources=len(manifest["sources"]),
         source_bytes=sum(s["bytes"] for s in manifest["sources"]), docs_read=c["docs_read"],
-        duplicates_dropped=c["duplicates_dropped"], short_dropped=c["short_dropped"],
+        duplicates_dropped=c["duplicates_dropped"], near_duplicates_dropped=c.get("near_duplicates_dropped", 0),
+        short_dropped=c["short_dropped"],
         replaced_bytes=c["replaced_bytes"],
         splits={name: {"docs": s["docs"], "sentences": s["sentences"], "tokens": s["tokens"], "shards": s["n_shards"]}
                 for name, s in manifest["splits"].items()},

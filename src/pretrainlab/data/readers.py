@@ -9,6 +9,8 @@ Formats, by suffix (a trailing .gz, .bz2 or .xz is decompressed on the fly):
   .jsonl           one JSON object per line; the document is its `text_field`
   .csv .tsv        a header row, then one document per row in column `text_field`
                    (.csv follows Excel quoting; .tsv has no quoting: tabs separate, newlines end rows)
+  .parquet .arrow  one document per row in column `text_field` (pyarrow: the hf-data extra); a folder
+                   written by Hugging Face `save_to_disk` is its Arrow files (data/hf_disk.py)
 
 Every problem is a CorpusError naming the file, the line and what to do.
 """
@@ -29,15 +31,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import CorpusError
+from . import hf_disk
 
-FORMATS = {".txt": "txt", ".text": "txt", ".md": "txt", ".jsonl": "jsonl", ".csv": "csv", ".tsv": "tsv"}
+FORMATS = {".txt": "txt", ".text": "txt", ".md": "txt", ".jsonl": "jsonl", ".csv": "csv", ".tsv": "tsv",
+           ".parquet": "parquet", ".arrow": "arrow"}
+COLUMNAR = ("parquet", "arrow")
+"""Formats read by column with pyarrow, not as lines of text."""
 COMPRESSIONS = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
 MAX_LINE_BYTES = 10 * 2**20
 """A longer line stops with an error instead of filling memory (a binary or minified file, most likely)."""
 MAX_DOC_BYTES = 64 * 2**20
 """A longer document (of a .txt file without blank lines, or a CSV field) stops with an error."""
 
-_SUPPORTED = "/".join(FORMATS) + " (optionally compressed: .gz/.bz2/.xz)"
+_SUPPORTED = "/".join(FORMATS) + " (text formats optionally compressed: .gz/.bz2/.xz)"
 
 
 @dataclass
@@ -48,6 +54,9 @@ class ReadStats:
     """Bytes that were not valid in the encoding and became U+FFFD (errors=replace)."""
     documents: int = 0
     """Documents read (before any filtering)."""
+    path: Path | None = None
+    line: int = 0
+    """Where the document read last comes from: its file and first line (dedup's dropped.jsonl names them)."""
 
 
 def file_format(path: Path) -> tuple[str, str | None]:
@@ -57,6 +66,8 @@ def file_format(path: Path) -> tuple[str, str | None]:
     fmt = FORMATS.get(suffixes[-1]) if suffixes else None
     if fmt is None:
         raise CorpusError(f"{path}: unknown file type; supported: {_SUPPORTED}; rename it (e.g. to .txt)")
+    if fmt in COLUMNAR and compression:
+        raise CorpusError(f"{path}: a compressed .{fmt} file; decompress it ({fmt} files compress inside)")
     return fmt, compression
 
 
@@ -74,7 +85,9 @@ def resolve_inputs(inputs: Iterable[str | Path]) -> list[Path]:
     for item in inputs:
         text = str(item)
         path = Path(text)
-        if path.is_dir():
+        if path.is_dir() and hf_disk.is_dataset_dir(path):
+            found += hf_disk.corpus_files(path)
+        elif path.is_dir():
             files = sorted(p for p in path.rglob("*") if p.is_file() and _is_supported(p))
             if not files:
                 raise CorpusError(f"{path}: the directory holds no {_SUPPORTED} files")
@@ -91,7 +104,8 @@ def resolve_inputs(inputs: Iterable[str | Path]) -> list[Path]:
                 raise CorpusError(f"{text}: the pattern matches no {_SUPPORTED} files")
             found += files
         else:
-            raise CorpusError(f"{path}: no such file or directory")
+            hint = hf_disk.hub_hint(text)
+            raise CorpusError(hint if hint else f"{path}: no such file or directory")
     unique = list(dict.fromkeys(p.resolve() for p in found))
     if not unique:
         raise CorpusError("no input files given")
@@ -118,15 +132,18 @@ def read_documents(
     for path in paths:
         path = Path(path)
         fmt, _ = file_format(path)
-        lines = _lines(path, encoding, errors, stats)
-        if fmt == "txt":
+        lines = _lines(path, encoding, errors, stats) if fmt not in COLUMNAR else None
+        if lines is None:
+            docs = _column_documents(path, text_field)
+        elif fmt == "txt":
             docs = _txt_documents(path, lines, one_doc_per_line)
         elif fmt == "jsonl":
             docs = _jsonl_documents(path, lines, text_field)
         else:
             docs = _csv_documents(path, lines, text_field, delimiter="\t" if fmt == "tsv" else ",")
         n = 0
-        for doc in docs:
+        stats.path = path
+        for stats.line, doc in docs:
             n += 1
             yield doc
         if n == 0:
@@ -252,18 +269,19 @@ def _decode(raw: bytes, path: Path, number: int, encoding: str, errors: str, sta
 # --------------------------------------------------------------------------- formats
 
 
-def _txt_documents(path: Path, lines: Iterator[tuple[int, str]], one_doc_per_line: bool) -> Iterator[str]:
+def _txt_documents(path: Path, lines: Iterator[tuple[int, str]], one_doc_per_line: bool) -> Iterator[tuple[int, str]]:
+    """(first line number, text) of each document; so are the other formats' readers."""
     if one_doc_per_line:
-        for _, line in lines:
+        for number, line in lines:
             if line and not line.isspace():
-                yield line
+                yield number, line
         return
     block: list[str] = []
     size, first = 0, 0
     for number, line in lines:
         if not line or line.isspace():
             if block:
-                yield "\n".join(block)
+                yield first, "\n".join(block)
                 block, size = [], 0
             continue
         if not block:
@@ -276,10 +294,21 @@ def _txt_documents(path: Path, lines: Iterator[tuple[int, str]], one_doc_per_lin
                 "separate documents by blank lines, or pass --set data.one_doc_per_line=true"
             )
     if block:
-        yield "\n".join(block)
+        yield first, "\n".join(block)
 
 
-def _jsonl_documents(path: Path, lines: Iterator[tuple[int, str]], field: str) -> Iterator[str]:
+def _column_documents(path: Path, column: str) -> Iterator[tuple[int, str]]:
+    """(row number, text) of a Parquet or Arrow file's column `column`; empty (null) rows are skipped."""
+    for row, text in hf_disk.column_values(path, column, CorpusError):
+        if text is None:
+            continue
+        if not isinstance(text, str):
+            raise CorpusError(f"{path}: row {row}: column {column!r} holds a {type(text).__name__}, not text; "
+                              "pass --set data.text_field=NAME")
+        yield row, text
+
+
+def _jsonl_documents(path: Path, lines: Iterator[tuple[int, str]], field: str) -> Iterator[tuple[int, str]]:
     for number, line in lines:
         if not line or line.isspace():
             continue
@@ -297,10 +326,11 @@ def _jsonl_documents(path: Path, lines: Iterator[tuple[int, str]], field: str) -
         text = row[field]
         if not isinstance(text, str):
             raise CorpusError(f"{path}: line {number}: field {field!r} is a {type(text).__name__}, not text")
-        yield text
+        yield number, text
 
 
-def _csv_documents(path: Path, lines: Iterator[tuple[int, str]], column: str, delimiter: str) -> Iterator[str]:
+def _csv_documents(path: Path, lines: Iterator[tuple[int, str]], column: str,
+                   delimiter: str) -> Iterator[tuple[int, str]]:
     csv.field_size_limit(MAX_DOC_BYTES)
     quoting = csv.QUOTE_MINIMAL if delimiter == "," else csv.QUOTE_NONE
     reader = csv.reader((line + "\n" for _, line in lines), delimiter=delimiter, quoting=quoting, strict=True)
@@ -312,12 +342,14 @@ def _csv_documents(path: Path, lines: Iterator[tuple[int, str]], column: str, de
             raise CorpusError(f"{path}: no column {column!r} in the header (columns: {', '.join(map(repr, header))}); "
                               "pass --set data.text_field=NAME")
         index = header.index(column)
+        first = reader.line_num + 1
         for row in reader:
+            start, first = first, reader.line_num + 1  # a quoted field may span lines: the row starts at `start`
             if not row:
                 continue
             if len(row) <= index:
                 raise CorpusError(f"{path}: line {reader.line_num} has {len(row)} fields; column {column!r} is "
                                   f"field {index + 1} of the header")
-            yield row[index]
+            yield start, row[index]
     except csv.Error as e:
         raise CorpusError(f"{path}: line {reader.line_num} is not valid {'CSV' if delimiter == ',' else 'TSV'} ({e})") from None

@@ -1,4 +1,5 @@
-"""Labelled downstream tasks: a built-in name or a user CSV/TSV/JSONL file -> train/validation/test.
+"""Labelled downstream tasks: a built-in name, a user CSV/TSV/JSONL file, or Hugging Face data on disk
+(a `save_to_disk` folder, Parquet files: data/hf_disk.py) -> train/validation/test.
 
     task = load_task("reviews.csv", text_column="review", label_column="stars")
     task.train.texts, task.train.labels        # labels are ids 0..K-1; task.label_names[i] is id i's label
@@ -22,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import TaskError
+from . import hf_disk
 from .readers import bom_codec
 
 SPLIT_COLUMN = "split"
@@ -39,6 +41,7 @@ BUILTIN_TASKS: dict[str, dict[str, str | None]] = {
     "wordnet-pairs": dict(text_column="text", text_pair_column="text_pair", label_column="label", group_column="group"),
 }
 SUFFIXES = (".csv", ".tsv", ".jsonl")
+COLUMNAR_SUFFIXES = (".parquet", ".arrow")
 
 
 @dataclass
@@ -129,28 +132,22 @@ def load_task(
     seed: int = 0,
     encoding: str = "utf-8",
 ) -> Task:
-    """A built-in task name (mr, tweets, wordnet-supersense, wordnet-pairs) or a CSV/TSV/JSONL file."""
-    name = str(task)
+    """A built-in task name (mr, tweets, wordnet-supersense, wordnet-pairs), a CSV/TSV/JSONL file, or a
+    Hugging Face save_to_disk folder / Parquet file(s) (its splits become the task's own)."""
+    name, path = _task_source(task)
     if name in BUILTIN_TASKS:
-        path = builtin_task_file(name)
         cols = BUILTIN_TASKS[name]
         text_column, label_column = str(cols["text_column"]), str(cols["label_column"])
         text_pair_column, group_column = cols["text_pair_column"], cols["group_column"]
-    else:
-        path = Path(task)
-        if not path.exists():
-            hint = difflib.get_close_matches(name, list(BUILTIN_TASKS), n=1)
-            raise TaskError(
-                f"task {name!r} is neither a file nor a built-in task"
-                + (f" (did you mean {hint[0]!r}?)" if hint else "")
-                + f"; give a .csv, .tsv or .jsonl file or one of {', '.join(BUILTIN_TASKS)}"
-            )
-        name = path.stem
     if not 0 <= val_fraction < 1 or not 0 < test_fraction < 1 or val_fraction + test_fraction >= 1:
         raise TaskError(f"val_fraction={val_fraction} and test_fraction={test_fraction} must be shares that leave "
                         "training examples (each in [0, 1), test > 0, together < 1)")
 
-    columns, rows = read_rows(path, encoding)
+    suffix = path.suffix.lower()
+    if suffix in COLUMNAR_SUFFIXES or (path.is_dir() and suffix not in SUFFIXES):
+        columns, rows, notes = hf_disk.task_rows(path, label_column, TaskError)
+    else:
+        (columns, rows), notes = read_rows(path, encoding), []
     wanted = [c for c in (text_column, text_pair_column, label_column, group_column) if c]
     for col in wanted:
         if col not in columns:
@@ -184,7 +181,7 @@ def load_task(
         file_splits = _file_splits(path, [r.get(SPLIT_COLUMN) for _, r in rows], lines)
 
     keep, note = deduplicate(texts, pairs, raw_labels, file_splits)
-    notes = [note] if note else []
+    notes += [note] if note else []
     label_names = sorted(set(raw_labels[i] for i in keep), key=lambda x: (isinstance(x, str), x))
     if len(label_names) < 2:
         raise TaskError(f"{path}: column {label_column!r} holds one class ({label_names[0]!r}) in all "
@@ -214,6 +211,25 @@ def load_task(
         raise TaskError(f"{path}: the training split holds a single class; give more examples of the others")
     return Task(name=name, label_names=label_names, source=str(Path(path).resolve()), split_kind=split_kind,
                 notes=notes, **splits)
+
+
+def _task_source(task: str | Path) -> tuple[str, Path]:
+    """-> (the task's name, the file or folder its examples are read from)."""
+    name = str(task)
+    if name in BUILTIN_TASKS:
+        return name, builtin_task_file(name)
+    path = Path(task)
+    if not path.exists():
+        if hub := hf_disk.hub_hint(name):
+            raise TaskError(f"task {hub}")
+        hint = difflib.get_close_matches(name, list(BUILTIN_TASKS), n=1)
+        raise TaskError(
+            f"task {name!r} is neither a file nor a built-in task"
+            + (f" (did you mean {hint[0]!r}?)" if hint else "")
+            + f"; give a .csv, .tsv, .jsonl or .parquet file, a Hugging Face save_to_disk folder, "
+            f"or one of {', '.join(BUILTIN_TASKS)}"
+        )
+    return (path.stem if path.is_file() else path.resolve().name), path
 
 
 def builtin_task_file(name: str) -> Path:

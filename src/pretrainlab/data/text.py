@@ -30,7 +30,8 @@ def normalize(text: str) -> str:
 
 # Han (with extensions and compatibility ideographs), hiragana, katakana: scripts written without spaces,
 # where one character carries about as much as a word. Hangul is written with spaces and is not counted here.
-_CJK = re.compile("[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002ebef]")
+CJK_RANGES = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002ebef"
+_CJK = re.compile(f"[{CJK_RANGES}]")
 CJK_CHAR_WEIGHT = 5
 """A CJK character counts as this many characters for data.min_chars: about one English word and its space."""
 
