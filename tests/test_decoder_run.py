@@ -119,3 +119,96 @@ def test_gpt2_style_and_a_tied_head_train_too(review_corpus, tmp_path):
     pre = load_pretrained(tmp_path / "g")
     assert pre.backbone.style == "gpt2"
     assert pre.model.objectives["clm"].head.embedding is pre.backbone.get_input_embeddings()
+
+
+# --------------------------------------------------------------------------- generate
+
+
+def generate_cli(capsys, *args):
+    capsys.readouterr()
+    rc = main(["generate", *map(str, args)])
+    out = capsys.readouterr()
+    return rc, out.out.splitlines(), out.err
+
+
+def test_generate_greedy_is_deterministic_and_is_the_model_s_own_greedy_loop(run, capsys):
+    from pretrainlab.generate import CausalLM, generate
+
+    rc, lines, _ = generate_cli(capsys, run, "the film was", "a dull", "--temperature", "0", "--max-new-tokens", 8)
+    assert rc == 0 and len(lines) == 2
+    assert generate_cli(capsys, run, "the film was", "a dull", "--temperature", "0", "--max-new-tokens", 8)[1] == lines
+    # the same tokens as generate() on `[CLS] prompt` (start token, no end token), stopping at [SEP]
+    pre = load_pretrained(run)
+    tok, sp = pre.tokenizer, pre.special
+    lm = CausalLM(pre.backbone, pre.model.objectives["clm"].head)
+    ids = torch.tensor([[sp.cls] + tok.encode("the film was", add_special_tokens=False).ids])
+    assert sp.sep not in ids[0].tolist()
+    ours = generate(lm, ids, 8, temperature=0.0, eos_id=sp.sep)
+    assert lines[0] == tok.decode(ours[0].tolist(), skip_special_tokens=True)
+    assert lines[0].startswith("the film was")
+
+
+def test_generate_samples_repeatably_and_reads_a_prompt_file(run, tmp_path, capsys):
+    sample = ["--temperature", "1.2", "--top-k", 20, "--top-p", 0.9, "--seed", 3, "--max-new-tokens", 8]
+    rc, alone, _ = generate_cli(capsys, run, "the plot", *sample)
+    assert rc == 0 and generate_cli(capsys, run, "the plot", *sample)[1] == alone
+    (tmp_path / "prompts.txt").write_text("a good\n\nthe plot\n", encoding="utf-8")
+    rc, lines, _ = generate_cli(capsys, run, "--file", tmp_path / "prompts.txt", *sample)
+    assert rc == 0 and len(lines) == 2 and lines[1] == alone[0]  # each prompt alone with the seed: as on its own
+
+
+def test_generate_stops_at_the_end_of_text_token(run, monkeypatch):
+    from pretrainlab import generate as gen
+
+    settings = gen.GenerationSettings(max_new_tokens=12, temperature=0.0)
+    first = gen.generate_run(run, ["the"], settings)[0]
+    sep = load_pretrained(run).special.sep
+    # make [SEP] the most likely next token everywhere: the text ends after one new token
+    real = gen.CausalLM.forward
+    monkeypatch.setattr(gen.CausalLM, "forward", lambda self, *a, **k: real(self, *a, **k).index_fill(-1, torch.tensor([sep]), 1e4))
+    ended = gen.generate_run(run, ["the"], settings)[0]
+    assert ended.ended and ended.ids == first.ids[:ended.n_prompt] + [sep] and ended.continuation == ""
+    assert len(first.ids) == first.n_prompt + 12 or first.ended
+
+
+def test_a_prompt_longer_than_the_context_is_cut_from_the_left_with_a_note(run, capsys):
+    long_prompt = " ".join(["good film"] * 60)  # > 64 tokens
+    rc, lines, err = generate_cli(capsys, run, long_prompt, "--temperature", "0", "--max-new-tokens", 10)
+    assert rc == 0 and len(lines) == 1
+    assert "prompt 1 is" in err and "the context of 64 with --max-new-tokens 10 leaves 54" in err
+    assert "pre-trained on 16-token sequences" in err
+    from pretrainlab.generate import GenerationSettings, generate_run
+
+    g = generate_run(run, [long_prompt], GenerationSettings(10, 0.0), note=lambda m: None)[0]
+    assert g.n_prompt == 54 and g.dropped > 0 and len(g.ids) <= 64
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--top-p", "0"], r"top_p=0.0 is outside \(0, 1\]"),
+    (["--top-p", "1.5"], r"top_p=1.5 is outside \(0, 1\]"),
+    (["--temperature", "-1"], "temperature=-1.0 is negative"),
+    (["--top-k", "0"], "top_k=0 must be at least 1"),
+])
+def test_bad_generation_settings_are_refused_before_the_run_is_read(tmp_path, capsys, args, message):
+    import re
+
+    rc, lines, err = generate_cli(capsys, tmp_path / "no-such-run", "a prompt", *args)
+    assert rc == 2 and not lines and re.search(message, err)
+
+
+def test_generate_refuses_runs_that_cannot_generate(run, tmp_path, capsys):
+    from pretrainlab.config import save_config
+
+    enc = tmp_path / "encoder"
+    enc.mkdir()
+    save_config(load_config(None, TINY), enc / "config.yaml")  # generate reads the kind before any weights
+    rc, _, err = generate_cli(capsys, enc, "a prompt")
+    assert rc == 2 and "is a transformer run, a bidirectional encoder" in err
+    assert "model.backbone=decoder" in err and "finetune (then evaluate, predict, explain)" in err and "perplexity" in err
+    rc, _, err = generate_cli(capsys, tmp_path, "a prompt")
+    assert rc == 2 and "not a pretrainlab run directory" in err
+    rc, _, err = generate_cli(capsys, run, "a prompt", "--max-new-tokens", 64)
+    assert rc == 2 and "leaves no room for the prompt in the model's context of 64 tokens" in err
+    (tmp_path / "p.txt").write_text("x\n")
+    rc, _, err = generate_cli(capsys, run, "a prompt", "--file", tmp_path / "p.txt")
+    assert rc == 2 and "not both" in err
