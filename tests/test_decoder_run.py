@@ -212,3 +212,72 @@ def test_generate_refuses_runs_that_cannot_generate(run, tmp_path, capsys):
     (tmp_path / "p.txt").write_text("x\n")
     rc, _, err = generate_cli(capsys, run, "a prompt", "--file", tmp_path / "p.txt")
     assert rc == 2 and "not both" in err
+
+
+# --------------------------------------------------------------------------- perplexity
+
+HELD_OUT = ["the film was good", "a very long and dull story of an actor", " ".join(["the plot was fun"] * 10)]
+
+
+def uniform(pre, weight):
+    """The run's model with its vocabulary projection zeroed: every next token equally likely."""
+    with torch.no_grad():
+        weight.zero_()
+    return pre
+
+
+def test_decoder_perplexity_is_exp_of_the_clm_loss_on_the_same_pieces(run):
+    from pretrainlab.intrinsic import _pieces, causal_perplexity
+
+    pre = load_pretrained(run)
+    result = causal_perplexity(pre, HELD_OUT, batch_size=2)
+    assert result.seq_len == 16 and result.model == "decoder"
+    pieces = _pieces(pre, HELD_OUT, 16)
+    n_text = sum(len(pre.tokenizer.encode(t, add_special_tokens=False).ids) for t in HELD_OUT)
+    assert len(pieces) > len(HELD_OUT) and all(len(p) <= 16 for p in pieces)  # the long text is cut
+    assert result.n_tokens == n_text + len(pieces)  # every token after [CLS], and each piece's [SEP]
+    # one piece at a time, through the objective's own collator and loss
+    clm, total = pre.model.objectives["clm"], 0.0
+    for piece in pieces:
+        ids = torch.tensor([piece])
+        batch = clm.prepare({"input_ids": ids, "mask": torch.ones_like(ids)}, torch.Generator())
+        with torch.no_grad():
+            loss, _ = clm.loss(pre.backbone, pre.backbone(ids, batch["mask"]), batch)
+        total += float(loss) * len(batch["clm_labels"])
+    assert result.nll == pytest.approx(total / result.n_tokens, rel=1e-5)
+    assert causal_perplexity(pre, HELD_OUT, batch_size=64).perplexity == pytest.approx(result.perplexity, rel=1e-5)
+    head = pre.model.objectives["clm"].head.embedding.weight
+    assert causal_perplexity(uniform(pre, head), HELD_OUT).perplexity == pytest.approx(pre.backbone.vocab_size, rel=1e-6)
+
+
+def test_rnn_trained_with_clm_gets_a_true_perplexity_from_its_forward_lm(review_corpus, tmp_path):
+    from pretrainlab.intrinsic import _pieces, causal_perplexity, perplexity
+    from pretrainlab.train import pretrain
+
+    cfg = load_config(None, TINY + FAST + ["model.backbone=rnn", "objective.weights={clm: 1.0}", "train.budget=2",
+                                           "train.eval_every=0", "model.dropout=0"])
+    pre = load_pretrained(pretrain(cfg, review_corpus, tmp_path / "rnn"))
+    result = perplexity(pre, HELD_OUT)
+    assert type(result).__name__ == "CausalPerplexity" and "forward LM" in result.summary()
+    total = n = 0
+    for piece in _pieces(pre, HELD_OUT, 16):  # ELMo's own forward loss, piece by piece
+        ids = torch.tensor([piece])
+        batch = pre.model.prepare({"input_ids": ids, "mask": torch.ones_like(ids)}, torch.Generator())
+        with torch.no_grad():
+            m = pre.model(batch).metrics
+        total, n = total + float(m["clm_fwd_loss"]) * len(batch["clm_fwd_labels"]), n + len(batch["clm_fwd_labels"])
+    assert result.n_tokens == n and result.nll == pytest.approx(total / n, rel=1e-5)
+    obj = pre.model.objectives["clm"]
+    with torch.no_grad():
+        obj.bias.zero_()
+    assert causal_perplexity(uniform(pre, obj.embedding.weight), HELD_OUT).perplexity == pytest.approx(
+        pre.backbone.vocab_size, rel=1e-6)
+
+
+def test_perplexity_cli_says_which_perplexity_it_computed(run, tmp_path, capsys):
+    (tmp_path / "held.txt").write_text("\n".join(HELD_OUT) + "\n", encoding="utf-8")
+    capsys.readouterr()
+    assert main(["perplexity", str(run), "--text-file", str(tmp_path / "held.txt")]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("perplexity ") and "true perplexity: exp of the mean next-token NLL" in out
+    assert "from the decoder" in out and "pseudo" not in out

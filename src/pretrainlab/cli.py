@@ -209,10 +209,10 @@ def cmd_probe(args) -> None:
 
 
 def cmd_perplexity(args) -> None:
-    from .intrinsic import pseudo_perplexity, read_texts
+    from .intrinsic import perplexity, read_texts
 
-    result = pseudo_perplexity(args.run, read_texts(args.text_file, args.max_texts), max_len=args.max_len,
-                               batch_size=args.batch_size)
+    result = perplexity(args.run, read_texts(args.text_file, args.max_texts), max_len=args.max_len,
+                        batch_size=args.batch_size)
     print(result.summary())
 
 
@@ -356,12 +356,14 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, default=0, help="task split and subsampling seed")
     t.set_defaults(func=cmd_probe)
 
-    t = sub.add_parser("perplexity", help="MLM pseudo-perplexity on held-out text (each token masked in turn)")
-    t.add_argument("run", help="pre-training run directory with an MLM head")
+    t = sub.add_parser("perplexity", help="perplexity on held-out text: true (next-token) for a decoder or an rnn "
+                       "trained with clm, MLM pseudo-perplexity (each token masked in turn) for an encoder")
+    t.add_argument("run", help="pre-training run directory (a decoder, an rnn with clm, or a model with an MLM head)")
     t.add_argument("--text-file", required=True, help="text file, one text per line")
     t.add_argument("--max-texts", type=int, default=0, help="use at most this many lines (0: all)")
-    t.add_argument("--max-len", type=int, default=128, help="truncate each text to this many tokens")
-    t.add_argument("--batch-size", type=int, default=64, help="masked copies per forward pass")
+    t.add_argument("--max-len", type=int, help="pseudo-perplexity: truncate each text to this many tokens (default "
+                   "128); true perplexity: cut texts into pieces of this many (default: the run's data.seq_len)")
+    t.add_argument("--batch-size", type=int, default=64, help="rows (masked copies, or pieces) per forward pass")
     t.set_defaults(func=cmd_perplexity)
 
     t = sub.add_parser("benchmark", help="run a grid (backbones x objectives x budgets x seeds) end to end: table + plots")
