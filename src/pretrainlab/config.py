@@ -333,7 +333,8 @@ class FinetuneConfig:
     group_column: str | None = None
     """Column whose equal values stay in one split (prevents leakage)."""
     pooling: str = "mean"
-    """Sentence representation: mean (of the real tokens; measured better than cls on MR) or cls."""
+    """Sentence representation: mean (of the real tokens; measured better than cls on MR) or cls. A decoder
+    always pools its last real token (the only one that has read the whole text), whatever is set here."""
     dropout: float | None = 0.1
     """Dropout while fine-tuning (backbone and head); null: the pre-training run's model.dropout."""
     max_len: int = 128
