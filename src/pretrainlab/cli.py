@@ -150,7 +150,7 @@ def cmd_export(args) -> None:
     if args.no_check:
         return
     check = check_export(out, logits_fn(args.run))
-    what = "top token at [MASK]" if check.kind == "masked_lm" else "label"
+    what = {"masked_lm": "top token at [MASK]", "causal_lm": "greedy text"}.get(check.kind, "label")
     print(f"transformers (offline) loads it: {what} {check.label!r}, {check.summary()}")
     if not check.ok:
         from .errors import ExportError
@@ -299,7 +299,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.set_defaults(func=cmd_predict)
 
     t = sub.add_parser("export", help="export to a Hugging Face folder and check it loads offline with equal logits")
-    t.add_argument("run", help="fine-tuned model directory (-> *ForSequenceClassification) or pre-training run (-> *ForMaskedLM)")
+    t.add_argument("run", help="fine-tuned model directory (-> *ForSequenceClassification) or pre-training run "
+                   "(-> *ForMaskedLM; a decoder's -> LlamaForCausalLM / GPT2LMHeadModel)")
     t.add_argument("--to", required=True, help="target directory")
     t.add_argument("--overwrite", action="store_true", help="replace a non-empty target directory")
     t.add_argument("--no-check", action="store_true", help="skip loading the export back in transformers")
@@ -341,7 +342,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--labels", nargs="+", default=["300", "1000", "all"], help="label counts of the learning curve")
     t.set_defaults(func=cmd_demo)
 
-    t = sub.add_parser("import", help="a local Hugging Face BERT / ModernBERT folder -> a pretrainlab run directory")
+    t = sub.add_parser("import", help="a local Hugging Face BERT / ModernBERT / Llama / GPT-2 folder -> a pretrainlab "
+                       "run directory")
     t.add_argument("source", help="Hugging Face model folder (config.json + model.safetensors + tokenizer); no hub names")
     t.add_argument("--out", required=True, help="run directory to write")
     t.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")

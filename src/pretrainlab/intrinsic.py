@@ -101,7 +101,7 @@ def probe(run: str | Path | Pretrained, task, *, max_len: int = 64, max_examples
     pre = _as_pretrained(run)
     task = task if isinstance(task, Task) else load_task(task, seed=seed)
     segments = head_kind(pre.config.model) == "bert"
-    if pre.config.model.backbone == "transformer":
+    if pre.config.model.backbone in ("transformer", "decoder"):  # a context they were built for
         max_len = min(max_len, pre.config.model.max_len)
     train, test = _subsample(task.train, max_examples, seed), _subsample(task.test, max_examples, seed + 1)
     feats, ys = [], []
