@@ -268,7 +268,7 @@ def hf_model(source: Source) -> nn.Module:
 
 
 def export(src: str | Path, to_dir: str | Path, overwrite: bool = False) -> Path:
-    """Write a Hugging Face folder for a fine-tuned classifier or a pre-training run (MLM head)."""
+    """Write a Hugging Face folder for a fine-tuned classifier or a pre-training run (MLM head; a decoder: its LM)."""
     from ..tokenizer import hf_tokenizer, prompt_tokenizer
 
     src, to_dir = Path(src), Path(to_dir)
