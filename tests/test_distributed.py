@@ -105,3 +105,19 @@ def test_every_objective_two_ranks_equal_one_process(tiny_corpus, tmp_path, obje
     one = pretrain(load_config(None, SETTINGS + settings + ["train.batch_size=4"]), tiny_corpus, tmp_path / "one")
     torchrun(tiny_corpus, tmp_path / "two", batch=2, settings=settings)
     assert_same(weights(one), weights(tmp_path / "two"), atol=1e-5)
+
+
+@pytest.mark.parametrize("parallel", ["ddp", pytest.param("fsdp", marks=pytest.mark.slow)])
+def test_decoder_two_ranks_equal_one_process_and_resume_in_one(tiny_corpus, tmp_path, parallel):
+    """The causal decoder (clm, packed documents) under torchrun: 2 ranks x batch 2 end where 1 process x
+    batch 4 does, and the 2-rank run's step-2 checkpoint continues in one process to the same end."""
+    settings = ["model.backbone=decoder", "model.style=llama", "objective.weights={clm: 1.0}", "train.budget=4",
+                "train.checkpoint_every=2", f"train.parallel={parallel}"]
+    one = pretrain(load_config(None, SETTINGS + settings + ["train.batch_size=4"]), tiny_corpus, tmp_path / "one")
+    proc = torchrun(tiny_corpus, tmp_path / "two", batch=2, settings=settings)
+    assert f"2 processes ({parallel})" in proc.stderr and "model: decoder (llama)" in proc.stderr
+    assert_same(weights(one), weights(tmp_path / "two"), atol=1e-5)
+    resumed = resume_from(tmp_path / "two", 2, tmp_path / "resumed")
+    pretrain(load_config(None, SETTINGS + settings + ["train.batch_size=4", "train.parallel=ddp"]), tiny_corpus, resumed,
+             resume=True)
+    assert_same(weights(one), weights(resumed), atol=1e-5)

@@ -218,7 +218,7 @@ def test_pretrain_runs_each_objective(tiny_corpus, tmp_path, capsys, backbone, w
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert all(torch.isfinite(torch.tensor(r["loss"])) for r in rows if "loss" in r)
     names = {"clm": "clm_loss", "mlm": "mlm_loss", "nsp": "nsp_loss", "sop": "sop_loss", "rtd": "rtd_disc_loss"}
-    for name in load_config(None, [f"objective.weights={weights}"]).objective.weights:
+    for name in cfg.objective.weights:
         assert any(names[name] in r or f"val_{names[name]}" in r for r in rows), (name, rows[-1])
     assert load_pretrained(run).backbone.d_model == 32  # loads back
 

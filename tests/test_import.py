@@ -145,8 +145,11 @@ def test_clear_errors(tok, tmp_path):
     with pytest.raises(ImportError_, match="not empty"):
         import_hf(src, tmp_path / "run", quiet=True)
     cfg = json.loads((src / "config.json").read_text())
-    (src / "config.json").write_text(json.dumps({**cfg, "model_type": "gpt2"}))
-    with pytest.raises(ImportError_, match="model_type 'gpt2' is not supported"):
+    (src / "config.json").write_text(json.dumps({**cfg, "model_type": "gpt2"}))  # a BERT config, relabelled
+    with pytest.raises(PretrainlabError, match="model_type 'gpt2' but no n_embd, n_layer, n_head"):
+        import_hf(src, tmp_path / "run2", quiet=True)
+    (src / "config.json").write_text(json.dumps({**cfg, "model_type": "mistral"}))
+    with pytest.raises(ImportError_, match="model_type 'mistral' is not supported"):
         import_hf(src, tmp_path / "run2", quiet=True)
 
 

@@ -159,13 +159,24 @@ def cmd_export(args) -> None:
     if args.no_check:
         return
     check = check_export(out, logits_fn(args.run))
-    what = "top token at [MASK]" if check.kind == "masked_lm" else "label"
+    what = {"masked_lm": "top token at [MASK]", "causal_lm": "greedy text"}.get(check.kind, "label")
     print(f"transformers (offline) loads it: {what} {check.label!r}, {check.summary()}")
     if not check.ok:
         from .errors import ExportError
 
         raise ExportError(f"the export in {out} does not reproduce pretrainlab's logits ({check.summary()}); "
                           f"the folder is kept, marked with {out / 'EXPORT_CHECK_FAILED.txt'}")
+
+
+def cmd_generate(args) -> None:
+    from .generate import GenerateError, GenerationSettings, generate_run, read_prompts
+
+    if bool(args.file) == bool(args.prompts):
+        raise GenerateError("give prompts on the command line or --file PROMPTS.txt (one prompt a line), not both")
+    prompts = read_prompts(args.file) if args.file else args.prompts
+    settings = GenerationSettings(args.max_new_tokens, args.temperature, args.top_k, args.top_p, args.seed)
+    for g in generate_run(args.run, prompts, settings):
+        print(g.text)
 
 
 # --------------------------------------------------------------------------- interpret
@@ -207,10 +218,10 @@ def cmd_probe(args) -> None:
 
 
 def cmd_perplexity(args) -> None:
-    from .intrinsic import pseudo_perplexity, read_texts
+    from .intrinsic import perplexity, read_texts
 
-    result = pseudo_perplexity(args.run, read_texts(args.text_file, args.max_texts), max_len=args.max_len,
-                               batch_size=args.batch_size)
+    result = perplexity(args.run, read_texts(args.text_file, args.max_texts), max_len=args.max_len,
+                        batch_size=args.batch_size)
     print(result.summary())
 
 
@@ -305,11 +316,24 @@ def build_parser() -> argparse.ArgumentParser:
     t.set_defaults(func=cmd_predict)
 
     t = sub.add_parser("export", help="export to a Hugging Face folder and check it loads offline with equal logits")
-    t.add_argument("run", help="fine-tuned model directory (-> *ForSequenceClassification) or pre-training run (-> *ForMaskedLM)")
+    t.add_argument("run", help="fine-tuned model directory (-> *ForSequenceClassification) or pre-training run "
+                   "(-> *ForMaskedLM; a decoder's -> LlamaForCausalLM / GPT2LMHeadModel)")
     t.add_argument("--to", required=True, help="target directory")
     t.add_argument("--overwrite", action="store_true", help="replace a non-empty target directory")
     t.add_argument("--no-check", action="store_true", help="skip loading the export back in transformers")
     t.set_defaults(func=cmd_export)
+
+    t = sub.add_parser("generate", help="continue prompts with a decoder run (KV cache; stops at the end of a text)")
+    t.add_argument("run", help="pre-training run directory of a decoder (model.backbone=decoder)")
+    t.add_argument("prompts", nargs="*", help="prompts to continue; each output line is a prompt and its continuation")
+    t.add_argument("--file", help="a text file of prompts, one a line (instead of prompts on the command line)")
+    t.add_argument("--max-new-tokens", type=int, default=40, help="at most this many new tokens (default: 40)")
+    t.add_argument("--temperature", type=float, default=1.0, help="0: greedy, deterministic; else sample from "
+                   "softmax(logits / T) (default: 1.0)")
+    t.add_argument("--top-k", type=int, help="sample from the K most likely tokens only")
+    t.add_argument("--top-p", type=float, help="sample from the smallest set of tokens whose probability reaches P, in (0, 1]")
+    t.add_argument("--seed", type=int, help="seed for sampling (each prompt is generated alone with it)")
+    t.set_defaults(func=cmd_generate)
 
     t = sub.add_parser("explain", help="HTML report: attention, rollout, token attributions, layer probes")
     t.add_argument("model", help="fine-tuned model directory (or a pre-training run directory)")
@@ -335,7 +359,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--labels", nargs="+", default=["300", "1000", "all"], help="label counts of the learning curve")
     t.set_defaults(func=cmd_demo)
 
-    t = sub.add_parser("import", help="a local Hugging Face BERT / ModernBERT folder -> a pretrainlab run directory")
+    t = sub.add_parser("import", help="a local Hugging Face BERT / ModernBERT / Llama / GPT-2 folder -> a pretrainlab "
+                       "run directory")
     t.add_argument("source", help="Hugging Face model folder (config.json + model.safetensors + tokenizer); no hub names")
     t.add_argument("--out", required=True, help="run directory to write")
     t.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
@@ -350,12 +375,14 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, default=0, help="task split and subsampling seed")
     t.set_defaults(func=cmd_probe)
 
-    t = sub.add_parser("perplexity", help="MLM pseudo-perplexity on held-out text (each token masked in turn)")
-    t.add_argument("run", help="pre-training run directory with an MLM head")
+    t = sub.add_parser("perplexity", help="perplexity on held-out text: true (next-token) for a decoder or an rnn "
+                       "trained with clm, MLM pseudo-perplexity (each token masked in turn) for an encoder")
+    t.add_argument("run", help="pre-training run directory (a decoder, an rnn with clm, or a model with an MLM head)")
     t.add_argument("--text-file", required=True, help="text file, one text per line")
     t.add_argument("--max-texts", type=int, default=0, help="use at most this many lines (0: all)")
-    t.add_argument("--max-len", type=int, default=128, help="truncate each text to this many tokens")
-    t.add_argument("--batch-size", type=int, default=64, help="masked copies per forward pass")
+    t.add_argument("--max-len", type=int, help="pseudo-perplexity: truncate each text to this many tokens (default "
+                   "128); true perplexity: cut texts into pieces of this many (default: the run's data.seq_len)")
+    t.add_argument("--batch-size", type=int, default=64, help="rows (masked copies, or pieces) per forward pass")
     t.set_defaults(func=cmd_perplexity)
 
     t = sub.add_parser("benchmark", help="run a grid (backbones x objectives x budgets x seeds) end to end: table + plots")

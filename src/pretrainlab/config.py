@@ -53,21 +53,34 @@ CNN_DIMS: dict[str, dict[str, int]] = {
     "small": dict(d_model=512, n_layers=5),
     "medium": dict(d_model=512, n_layers=10),
 }
-BACKBONES = ("transformer", "rnn", "cnn")
+BACKBONES = ("transformer", "rnn", "cnn", "decoder")
 STYLES = ("bert", "modern")
+DECODER_STYLES = ("llama", "gpt2")
+DEFAULT_STYLES = {"decoder": "llama"}
+"""model.style when none is given, for backbones whose styles are not the Transformer's."""
+DEFAULT_OBJECTIVES = {"decoder": {"clm": 1.0}}
+"""objective.weights when none is given, for backbones that cannot take the default {mlm: 1.0}."""
 
 
 @dataclass(frozen=True)
 class ModelConfig:
     backbone: str = "transformer"
-    """Backbone architecture: transformer, rnn or cnn."""
+    """Backbone architecture: transformer (a bidirectional encoder), decoder (a causal Transformer), rnn or cnn.
+    Choose the encoder to classify, tag or embed text (every token reads both sides; pre-trained with mlm);
+    choose the decoder to generate text and score it with a true perplexity (each token reads only the
+    ones before it; pre-trained with clm, next-token prediction, its default objective), or to export a
+    LlamaForCausalLM / GPT2LMHeadModel. A decoder fine-tunes too: it classifies from its last token, the only
+    one that has read the whole text (an encoder's every token has)."""
     preset: str | None = "tiny"
     """Size preset (tiny, mini, small, medium, base); explicit sizes given with it win."""
     style: str = "modern"
     """Transformer style. modern (pre-LN, rotary, GeGLU; exports as ModernBertFor*): the default, it learns
     within CPU minutes. bert (post-LN, learned positions, GELU; exports as BertFor*): choose it to match or
     import a BERT checkpoint, or for long GPU budgets; at 4M tokens on a CPU it stayed near the unigram
-    plateau (val MLM accuracy 0.14 vs 0.27, benchmarks/results/recipe.md)."""
+    plateau (val MLM accuracy 0.14 vs 0.27, benchmarks/results/recipe.md).
+    Decoder styles: llama (the decoder's default: RMSNorm, rotary, SwiGLU, no biases; exports as
+    LlamaFor*) or gpt2 (LayerNorm, learned positions, GELU, biases; exports as GPT2*). The presets size a
+    decoder as the encoder (d_ff is the SwiGLU inner size, as the modern style's GeGLU)."""
     vocab_size: int = 0
     """Vocabulary size; 0 means: take it from the tokenizer."""
     d_model: int = 256
@@ -93,20 +106,24 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         _choice("model.backbone", self.backbone, BACKBONES)
-        _choice("model.style", self.style, STYLES)
+        if self.backbone == "decoder" and self.style not in DECODER_STYLES:
+            raise ConfigError(f"model.style={self.style!r} is not a decoder style; with model.backbone=decoder choose "
+                              f"{' or '.join(DECODER_STYLES)} (bert and modern are the encoder's)")
+        if self.backbone != "decoder":
+            _choice("model.style", self.style, STYLES)
         _choice("model.rnn_cell", self.rnn_cell, ("lstm", "gru"))
         if self.preset is not None:
             _choice("model.preset", self.preset, tuple(PRESETS))
         for name in ("d_model", "n_layers", "n_heads", "d_ff", "max_len", "kernel_size"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"model.{name} must be positive, got {getattr(self, name)}")
-        if self.backbone == "transformer" and self.d_model % self.n_heads:
+        if self.backbone in ("transformer", "decoder") and self.d_model % self.n_heads:
             raise ConfigError(
                 f"model.n_heads={self.n_heads} does not divide model.d_model={self.d_model}; "
                 f"choose n_heads among {[h for h in range(1, 17) if self.d_model % h == 0]}"
             )
-        if self.style == "modern" and (self.d_model // self.n_heads) % 2:
-            raise ConfigError("model.style=modern needs an even head size (d_model / n_heads) for rotary positions")
+        if self.style in ("modern", "llama") and (self.d_model // self.n_heads) % 2:
+            raise ConfigError(f"model.style={self.style} needs an even head size (d_model / n_heads) for rotary positions")
         if not 0 <= self.dropout < 1:
             raise ConfigError(f"model.dropout must be in [0, 1), got {self.dropout}")
         if not self.dilations or not all(type(d) is int and d >= 1 for d in self.dilations):
@@ -179,7 +196,8 @@ OBJECTIVES = ("mlm", "nsp", "sop", "plm", "rtd", "clm")
 @dataclass(frozen=True)
 class ObjectiveConfig:
     weights: dict[str, float] = field(default_factory=lambda: {"mlm": 1.0})
-    """Objectives and their loss weights, e.g. {mlm: 1.0, nsp: 1.0}."""
+    """Objectives and their loss weights, e.g. {mlm: 1.0, nsp: 1.0}. clm is next-token prediction: the
+    decoder's objective (and its default when none is given), ELMo's forward + backward LM on the rnn."""
     mask_rate: float = 0.15
     """Share of tokens selected for MLM prediction (up to 0.4)."""
     whole_word: bool = False
@@ -327,7 +345,8 @@ class FinetuneConfig:
     group_column: str | None = None
     """Column whose equal values stay in one split (prevents leakage)."""
     pooling: str = "mean"
-    """Sentence representation: mean (of the real tokens; measured better than cls on MR) or cls."""
+    """Sentence representation: mean (of the real tokens; measured better than cls on MR) or cls. A decoder
+    always pools its last real token (the only one that has read the whole text), whatever is set here."""
     dropout: float | None = 0.1
     """Dropout while fine-tuning (backbone and head); null: the pre-training run's model.dropout."""
     max_len: int = 128
@@ -383,11 +402,12 @@ class RunConfig:
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
 
     def __post_init__(self) -> None:
-        if self.data.seq_len > self.model.max_len and self.model.backbone == "transformer":
+        if self.data.seq_len > self.model.max_len and self.model.backbone in ("transformer", "decoder"):
             raise ConfigError(
                 f"data.seq_len={self.data.seq_len} is longer than model.max_len={self.model.max_len} "
                 "(the position embeddings); raise model.max_len or lower data.seq_len"
             )
+        check_objectives_fit(self.model.backbone, self.objective.weights)
         if "plm" in self.objective.weights and self.model.backbone != "transformer":
             raise ConfigError(
                 f"objective plm needs attention masks, which the {self.model.backbone} backbone does not have; "
@@ -396,6 +416,42 @@ class RunConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+DECODER_CANNOT = {
+    "mlm": "it predicts a masked token from both sides, and a decoder's state at a position has read only "
+           "the tokens before it",
+    "nsp": "it classifies the sentence pair from its first token ([CLS]), which in a decoder has read nothing "
+           "but itself",
+    "sop": "it classifies the sentence pair from its first token ([CLS]), which in a decoder has read nothing "
+           "but itself",
+    "plm": "XLNet's two-stream attention over permuted orders is the encoder's (backbone=transformer)",
+    "rtd": "ELECTRA's generator is a masked LM and its discriminator judges each token from both sides",
+}
+"""Why each objective but clm is refused on model.backbone=decoder."""
+ENCODER_NO_CLM = {"transformer": "every position attends to both sides",
+                  "cnn": "every kernel reads both sides of its token"}
+"""Why clm is refused on these backbones: their state at t has already read token t+1."""
+
+
+def check_objectives_fit(backbone: str, weights: dict[str, float]) -> None:
+    """Refuse, at config load, objectives the backbone cannot express (saying why and what fits)."""
+    on = [name for name, w in weights.items() if w > 0]
+    if backbone == "decoder":
+        for name in on:
+            if name in DECODER_CANNOT:
+                raise ConfigError(
+                    f"objective {name} does not fit model.backbone=decoder (causal: each token sees only the tokens "
+                    f"before it): {DECODER_CANNOT[name]}. Pre-train a decoder with objective.weights={{clm: 1.0}} "
+                    f"(next-token prediction, its default), or use model.backbone=transformer for {name}"
+                )
+    elif "clm" in on and backbone in ENCODER_NO_CLM:
+        raise ConfigError(
+            f"objective clm (next-token prediction) needs states that have seen only one side of each token, which "
+            f"the {backbone} backbone does not have ({ENCODER_NO_CLM[backbone]}, so its state at t has already read "
+            f"token t+1); use model.backbone=decoder (a causal Transformer) or rnn (ELMo's forward + backward LM) "
+            f"for clm, or mlm, nsp, sop or rtd with {backbone}"
+        )
 
 
 SECTIONS = {f.name: f.type for f in fields(RunConfig)}
@@ -461,6 +517,9 @@ def build_section(section: str, values: dict[str, Any]) -> Any:
     known = [f.name for f in fields(cls)]
     values = dict(values)
     if section == "model":
+        backbone = values.get("backbone", ModelConfig.backbone)
+        if backbone in DEFAULT_STYLES and "style" not in values:  # the decoder's styles are not the encoder's
+            values["style"] = DEFAULT_STYLES[backbone]
         preset = values.get("preset", ModelConfig.preset)
         if preset is not None and preset in PRESETS:
             values = {**preset_sizes(values.get("backbone", ModelConfig.backbone), preset, values), **values}
@@ -516,6 +575,9 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
             raw.setdefault(section, {})[head] = current
         else:
             raw.setdefault(section, {})[name] = parsed
+    backbone = raw.get("model", {}).get("backbone", ModelConfig.backbone)
+    if backbone in DEFAULT_OBJECTIVES and "weights" not in raw.get("objective", {}):  # e.g. the decoder: clm
+        raw.setdefault("objective", {})["weights"] = dict(DEFAULT_OBJECTIVES[backbone])
     parts = {s: build_section(s, raw.get(s, {})) for s in SECTIONS}
     return RunConfig(**parts)
 

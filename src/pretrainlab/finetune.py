@@ -13,7 +13,9 @@ same architecture from scratch (what pre-training buys is the difference).
 Inputs are the run's tokenizer output (data/encoding.py): `[CLS] A [SEP]`, or `[CLS] A [SEP] B [SEP]`
 for pairs with segment ids 0 then 1, cut to finetune.max_len tokens. The modern style gets no
 segment ids (as ModernBERT has none) and a LayerNorm after the pooler (as ModernBERT's head has), so
-that both styles export to Hugging Face with equal logits.
+that both styles export to Hugging Face with equal logits. A decoder gets no segment ids either and
+classifies from its last real token, the [SEP] that ends the input (models.LastTokenClassifier, as
+LlamaForSequenceClassification and GPT2ForSequenceClassification do).
 """
 
 from __future__ import annotations
@@ -197,7 +199,8 @@ def prepare_finetune(pre: Pretrained, task: str | Path | Task, cfg: RunConfig, e
     ft, model_cfg = cfg.finetune, pre.config.model
     task = as_task(task, ft)
     head = head_kind(model_cfg)
-    max_len = ft.max_len if model_cfg.backbone != "transformer" else min(ft.max_len, model_cfg.max_len)
+    has_positions = model_cfg.backbone in ("transformer", "decoder")  # a context they were built for
+    max_len = min(ft.max_len, model_cfg.max_len) if has_positions else ft.max_len
     device = pick_device(cfg.train.device)
     dtype = pick_dtype(cfg.train.precision, device)
     enc = {s: encode_split(pre.tokenizer, task.split(s), max_len) for s in ("train", "validation", "test")}
@@ -281,7 +284,7 @@ def _save(out: Path, setup: FinetuneSetup, result: FinetuneResult, weights: dict
     used = RunConfig(model=model_cfg, data=pre.config.data, objective=pre.config.objective, train=setup.cfg.train,
                      finetune=replace(ft, task=task_ref, max_len=setup.max_len, seeds=seeds))
     meta = {"task": task.name, "task_source": task_ref, "source_run": result.run, "init": result.init,
-            "seed": result.best_seed, "head": setup.head, "pooling": ft.pooling, "max_len": setup.max_len,
+            "seed": result.best_seed, "head": setup.head, "pooling": model.pooling, "max_len": setup.max_len,
             "pairs": task.has_pairs, "segments": setup.segments, "split": task.split_kind}
     save_classifier(out, model, pre.tokenizer, used, task.label_names, meta)
     result.out_dir = out

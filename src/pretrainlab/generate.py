@@ -2,6 +2,7 @@
 
     model = CausalLM(decoder, lm_head)
     out = generate(model, ids, max_new_tokens=20, temperature=0.0)   # greedy: deterministic
+    generate_run("runs/gpt", ["the film was"], GenerationSettings(temperature=0.0))   # a run, text in and out
 
 Each step feeds only the newest token (the cache holds the keys and values of all earlier ones),
 takes the logits of the last position and picks the next token: the most likely one when
@@ -11,15 +12,29 @@ loop stops when every row has.
 
 Prompts in a batch are left-padded (mask 0 on the left): new tokens continue the last document of
 their row, so a prompt may itself be a packed row.
+
+A run's prompt is encoded as its pre-training saw a text begin: `[CLS] tokens` (the start token, no
+end token; pre-training packs `[CLS] text [SEP]`), and generation stops at [SEP], the end of a text.
+`generate_run` dispatches on the run's backbone, one function per kind (`generate_decoder`).
 """
 
 from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
 from .backbones.decoder import DecoderBackbone, KVCache
+from .errors import PretrainlabError
 from .objectives.clm import LMHead
+
+
+class GenerateError(PretrainlabError, ValueError):
+    """Generation that cannot be done as asked; the message says what to change."""
 
 
 class CausalLM(nn.Module):
@@ -40,26 +55,31 @@ class CausalLM(nn.Module):
         return self.head(hidden)
 
 
+def check_settings(max_new_tokens: int, temperature: float, top_k: int | None, top_p: float | None) -> None:
+    """Refuse bad sampling settings before any work, saying what to change."""
+    if temperature < 0:
+        raise GenerateError(f"temperature={temperature} is negative; use 0 for greedy decoding or a positive value to sample")
+    if top_p is not None and not 0 < top_p <= 1:
+        raise GenerateError(f"top_p={top_p} is outside (0, 1]: it is the probability mass to sample from (1 = all tokens)")
+    if top_k is not None and top_k < 1:
+        raise GenerateError(f"top_k={top_k} must be at least 1 (the number of most likely tokens to sample from)")
+    if max_new_tokens < 0:
+        raise GenerateError(f"max_new_tokens={max_new_tokens} is negative")
+
+
 def check_generation(prompt_len: int, max_new_tokens: int, max_len: int, temperature: float,
                      top_k: int | None, top_p: float | None) -> None:
-    """Refuse bad settings before any work, saying what to change."""
-    if temperature < 0:
-        raise ValueError(f"temperature={temperature} is negative; use 0 for greedy decoding or a positive value to sample")
-    if top_p is not None and not 0 < top_p <= 1:
-        raise ValueError(f"top_p={top_p} is outside (0, 1]: it is the probability mass to sample from (1 = all tokens)")
-    if top_k is not None and top_k < 1:
-        raise ValueError(f"top_k={top_k} must be at least 1 (the number of most likely tokens to sample from)")
-    if max_new_tokens < 0:
-        raise ValueError(f"max_new_tokens={max_new_tokens} is negative")
+    """Refuse bad settings and prompts that do not fit the context before any work, saying what to change."""
+    check_settings(max_new_tokens, temperature, top_k, top_p)
     if prompt_len == 0:
-        raise ValueError("the prompt is empty; a decoder needs at least its start token")
+        raise GenerateError("the prompt is empty; a decoder needs at least its start token")
     if prompt_len > max_len:
-        raise ValueError(
+        raise GenerateError(
             f"the prompt is {prompt_len} tokens, longer than the model's context of {max_len}; "
             f"shorten it to at most {max_len} tokens"
         )
     if prompt_len + max_new_tokens > max_len:
-        raise ValueError(
+        raise GenerateError(
             f"the prompt ({prompt_len} tokens) + max_new_tokens={max_new_tokens} exceed the model's context of "
             f"{max_len} tokens; ask for at most {max_len - prompt_len} new tokens or shorten the prompt"
         )
@@ -132,3 +152,118 @@ def generate(
     finally:
         model.train(was_training)
     return ids
+
+
+# --------------------------------------------------------------------------- a run: text in, text out
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    """How to pick the new tokens (see `generate`); the CLI's --max-new-tokens ... --seed."""
+
+    max_new_tokens: int = 40
+    temperature: float = 1.0
+    """0: greedy (deterministic); above 1 flatter, below 1 sharper than the model's distribution."""
+    top_k: int | None = None
+    top_p: float | None = None
+    seed: int | None = None
+    """Each prompt is generated alone with this seed, so its text does not depend on the other prompts."""
+
+
+@dataclass
+class Generation:
+    """One prompt's result."""
+
+    prompt: str
+    text: str
+    """The prompt's tokens and the new ones, decoded (special tokens left out)."""
+    continuation: str
+    """The new tokens alone, decoded."""
+    ids: list[int]
+    """Every token id, the start token and the prompt's first."""
+    n_prompt: int
+    """Tokens of the prompt as the model read it (start token included, after any truncation)."""
+    ended: bool
+    """The model ended the text (produced the end-of-text token) before max_new_tokens."""
+    dropped: int = 0
+    """Prompt tokens cut from the left to fit the context."""
+
+
+ENCODER_COMMANDS = ("finetune (then evaluate, predict, explain)", "curve", "probe", "perplexity", "export")
+
+
+def _note(message: str) -> None:
+    print(f"note: {message}", file=sys.stderr)
+
+
+def generate_run(run: str | Path, prompts: Sequence[str], settings: GenerationSettings = GenerationSettings(),
+                 note: Callable[[str], None] = _note) -> list[Generation]:
+    """Continue each prompt with a pre-training run's model: one function per backbone kind.
+
+    Settings are checked, and the run's kind read from its config.yaml, before any weights load.
+    note: where remarks go (a prompt truncated to fit, text beyond the trained sequence length).
+    """
+    from .runs import is_classifier_dir, read_run_config
+
+    s = settings
+    check_settings(s.max_new_tokens, s.temperature, s.top_k, s.top_p)
+    run = Path(run)
+    if is_classifier_dir(run):
+        raise GenerateError(f"{run} is a fine-tuned classifier; generate continues text with a pre-training run "
+                            "(the --out of `pretrainlab pretrain` with model.backbone=decoder)")
+    if not (run / "config.yaml").is_file():
+        raise GenerateError(f"{run} is not a pretrainlab run directory (no config.yaml); give the --out of "
+                            "`pretrainlab pretrain`")
+    kind = read_run_config(run).model.backbone
+    if kind == "decoder":
+        return generate_decoder(run, prompts, s, note)
+    raise GenerateError(
+        f"{run} is a {kind} run, a bidirectional encoder (its states read both sides of each token): it does not "
+        f"generate text. Pre-train a causal decoder for that (--set model.backbone=decoder). Commands that fit "
+        f"this run: {', '.join(ENCODER_COMMANDS)}"
+    )
+
+
+def generate_decoder(run: str | Path, prompts: Sequence[str], settings: GenerationSettings,
+                     note: Callable[[str], None] = _note) -> list[Generation]:
+    """A decoder run: `[CLS] prompt` -> new tokens until [SEP] (end of text) or max_new_tokens."""
+    from .runs import load_pretrained
+
+    s = settings
+    pre = load_pretrained(run)
+    max_len, trained = pre.backbone.max_len, pre.config.data.seq_len
+    room = max_len - s.max_new_tokens  # prompt tokens that fit beside the new ones
+    if room < 1:
+        raise GenerateError(f"--max-new-tokens {s.max_new_tokens} leaves no room for the prompt in the model's "
+                            f"context of {max_len} tokens; ask for at most {max_len - 1}")
+    model = CausalLM(pre.backbone, pre.model.objectives["clm"].head).eval()
+    tok, cls, sep = pre.tokenizer, pre.special.cls, pre.special.sep
+    encoded = [tok.encode(p, add_special_tokens=False).ids for p in prompts]
+    if any(1 + len(ids) + s.max_new_tokens > trained for ids in encoded):
+        note(f"the model was pre-trained on {trained}-token sequences; tokens past position {trained} are beyond "
+             "what it was trained on")
+    out = []
+    for i, (prompt, ids) in enumerate(zip(prompts, encoded)):
+        dropped = max(0, 1 + len(ids) - room)
+        if dropped:
+            note(f"prompt {i + 1} is {1 + len(ids)} tokens with its start token; the context of {max_len} with "
+                 f"--max-new-tokens {s.max_new_tokens} leaves {room}: its first {dropped} tokens were cut")
+            ids = ids[dropped:]
+        x = torch.tensor([[cls, *ids]])
+        y = generate(model, x, s.max_new_tokens, s.temperature, s.top_k, s.top_p, s.seed, eos_id=sep,
+                     pad_id=pre.special.pad)[0].tolist()
+        new = y[x.shape[1]:]
+        out.append(Generation(prompt, tok.decode(y, skip_special_tokens=True),
+                              tok.decode(new, skip_special_tokens=True), y, x.shape[1], sep in new, dropped))
+    return out
+
+
+def read_prompts(path: str | Path) -> list[str]:
+    """One prompt per non-blank line of a UTF-8 text file."""
+    path = Path(path)
+    if not path.is_file():
+        raise GenerateError(f"--file {path}: no such file")
+    prompts = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if not prompts:
+        raise GenerateError(f"--file {path} holds no prompt (only blank lines)")
+    return prompts

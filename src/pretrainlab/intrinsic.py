@@ -2,6 +2,8 @@
 
     probe("runs/mini", "mr")                      # -> ProbeReport: held-out accuracy per layer
     pseudo_perplexity("runs/mini", texts)         # -> PerplexityResult: exp(mean NLL), each token masked in turn
+    causal_perplexity("runs/gpt", texts)          # -> CausalPerplexity: exp(mean next-token NLL), a true perplexity
+    perplexity(run, texts)                        # whichever of the two the run's model can compute
 
 Linear probing: the backbone is frozen; every layer's hidden states (`output_hidden_states`,
 embeddings first) are mean-pooled over the real tokens of `[CLS] text [SEP]`, and one
@@ -16,6 +18,13 @@ all texts are run batch_size at a time, padded to their longest. A model whose h
 the uniform distribution scores exactly the vocabulary size. It depends on the tokenizer, so
 compare it only between models that share one (e.g. a checkpoint before and after continued
 pre-training).
+
+True perplexity, for a model that reads left to right (a decoder, or the RNN's forward LM when it
+was pre-trained with clm): each text is cut, as pre-training packs a document, into pieces of at
+most seq_len tokens `[CLS] piece [SEP]`, and every token after [CLS] (the piece's own tokens and
+the [SEP] that ends it) is scored by -log p(token | the tokens before it); PPL = exp(sum / count).
+It equals exp(validation clm loss) on the same pieces, and a uniform guess scores the vocabulary
+size. It is not comparable to a pseudo-perplexity (which sees both sides of each token).
 """
 
 from __future__ import annotations
@@ -92,7 +101,7 @@ def probe(run: str | Path | Pretrained, task, *, max_len: int = 64, max_examples
     pre = _as_pretrained(run)
     task = task if isinstance(task, Task) else load_task(task, seed=seed)
     segments = head_kind(pre.config.model) == "bert"
-    if pre.config.model.backbone == "transformer":
+    if pre.config.model.backbone in ("transformer", "decoder"):  # a context they were built for
         max_len = min(max_len, pre.config.model.max_len)
     train, test = _subsample(task.train, max_examples, seed), _subsample(task.test, max_examples, seed + 1)
     feats, ys = [], []
@@ -123,7 +132,8 @@ class PerplexityResult:
     vocab_size: int
 
     def summary(self) -> str:
-        return (f"pseudo-perplexity {self.pseudo_perplexity:.3f} (mean NLL {self.nll:.4f} nats) over {self.n_tokens:,} "
+        return (f"pseudo-perplexity {self.pseudo_perplexity:.3f} (MLM: each token masked in turn, not a true perplexity; "
+                f"mean NLL {self.nll:.4f} nats) over {self.n_tokens:,} "
                 f"tokens in {self.n_texts:,} texts; vocabulary {self.vocab_size:,} (a uniform guess scores that)")
 
 
@@ -176,3 +186,92 @@ def pseudo_perplexity(run: str | Path | Pretrained, texts: Sequence[str], *, max
     nll = total / len(queries)
     return PerplexityResult(math.exp(nll), nll, len(queries), len({i for i, _ in queries}),
                             pre.tokenizer.get_vocab_size())
+
+
+# --------------------------------------------------------------------------- true perplexity
+
+
+@dataclass
+class CausalPerplexity:
+    perplexity: float
+    nll: float
+    """Mean negative log-likelihood per scored token (nats)."""
+    n_tokens: int
+    n_texts: int
+    vocab_size: int
+    model: str
+    """What scored the tokens: the decoder, or the rnn's forward LM."""
+    seq_len: int
+    """The longest piece, [CLS] and [SEP] included."""
+
+    def summary(self) -> str:
+        return (f"perplexity {self.perplexity:.3f} (true perplexity: exp of the mean next-token NLL {self.nll:.4f} nats, "
+                f"from the {self.model}) over {self.n_tokens:,} tokens in {self.n_texts:,} texts, pieces of at most "
+                f"{self.seq_len} tokens; vocabulary {self.vocab_size:,} (a uniform guess scores that)")
+
+
+def _pieces(pre: Pretrained, texts: Sequence[str], seq_len: int) -> list[list[int]]:
+    """Each text's tokens cut into `[CLS] piece [SEP]` rows of at most seq_len tokens, as pre-training packs."""
+    room, cls, sep = seq_len - 2, pre.special.cls, pre.special.sep
+    if room < 1:
+        raise IntrinsicError(f"--max-len {seq_len} leaves no room for text between [CLS] and [SEP]; give at least 3")
+    out = []
+    for enc in pre.tokenizer.encode_batch(list(texts), add_special_tokens=False):
+        ids = enc.ids
+        out += [[cls, *ids[i:i + room], sep] for i in range(0, max(len(ids), 1), room)]
+    return out
+
+
+@torch.no_grad()
+def causal_perplexity(run: str | Path | Pretrained, texts: Sequence[str], *, max_len: int | None = None,
+                      batch_size: int = 64) -> CausalPerplexity:
+    """exp(mean over tokens of -log p(token | the tokens before it)) from a decoder or the RNN's forward LM.
+
+    max_len: the piece length (default: the run's data.seq_len, what it was pre-trained on).
+    """
+    from .objectives.clm import IGNORE, next_token_labels
+
+    pre = _as_pretrained(run)
+    kind = pre.config.model.backbone
+    if "clm" not in pre.model.objectives or kind not in ("decoder", "rnn"):
+        raise IntrinsicError(f"{pre.checkpoint}: a true perplexity needs a model that reads left to right: a decoder, "
+                             f"or an rnn pre-trained with clm (this is a {kind} run with "
+                             f"{', '.join(pre.model.objectives)})")
+    seq_len = max_len or pre.config.data.seq_len
+    if kind == "decoder":
+        seq_len = min(seq_len, pre.backbone.max_len)
+    obj, backbone = pre.model.objectives["clm"].eval(), pre.backbone.eval()
+    rows = sorted(_pieces(pre, texts, seq_len), key=len)  # length order keeps the padding small
+    total, count = 0.0, 0
+    for start in range(0, len(rows), batch_size):
+        chunk = rows[start:start + batch_size]
+        ids = torch.full((len(chunk), len(chunk[-1])), pre.special.pad, dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        for r, row in enumerate(chunk):
+            ids[r, :len(row)], mask[r, :len(row)] = torch.tensor(row), 1
+        labels = next_token_labels(ids, mask)  # (B, T): the token each position predicts, IGNORE past the end
+        at = labels != IGNORE
+        hidden = backbone(ids, mask, torch.zeros_like(ids)).hidden  # (B, T, D)
+        if kind == "decoder":
+            logits = obj.head(hidden[at]).float()  # (N, V)
+        else:  # the forward half of the RNN's state at t has read tokens <= t only (objectives/elmo.py)
+            logits = obj.logits(hidden[at][:, :hidden.shape[-1] // 2], obj.proj_fwd)
+        total += float(F.cross_entropy(logits, labels[at], reduction="sum"))
+        count += int(at.sum())
+    nll = total / count
+    model = "decoder" if kind == "decoder" else "rnn's forward LM (clm)"
+    return CausalPerplexity(math.exp(nll), nll, count, len(texts), pre.tokenizer.get_vocab_size(), model, seq_len)
+
+
+def perplexity(run: str | Path | Pretrained, texts: Sequence[str], *, max_len: int | None = None,
+               batch_size: int = 64) -> CausalPerplexity | PerplexityResult:
+    """A true perplexity where the model reads left to right (decoder, rnn with clm), else the MLM
+    pseudo-perplexity (max_len then truncates each text, default 128); the result says which."""
+    pre = _as_pretrained(run)
+    if "clm" in pre.model.objectives and pre.config.model.backbone in ("decoder", "rnn"):
+        return causal_perplexity(pre, texts, max_len=max_len, batch_size=batch_size)
+    if "mlm" not in pre.model.objectives:
+        raise IntrinsicError(f"{pre.checkpoint}: the run has neither a left-to-right LM (clm on a decoder or rnn) nor "
+                             f"an MLM head (objectives: {', '.join(pre.model.objectives)}), so no perplexity of "
+                             "either kind can be computed from it")
+    return pseudo_perplexity(pre, texts, max_len=max_len or 128, batch_size=batch_size)

@@ -65,13 +65,17 @@ class ClassifierOutput:
 
 
 def pool(hidden: Tensor, mask: Tensor, how: str) -> Tensor:
-    """(B, T, D) -> (B, D): the first token ([CLS]) or the mean over real tokens."""
+    """(B, T, D) -> (B, D): the first token ([CLS]), the mean over real tokens, or the last real token."""
     if how == "cls":
         return hidden[:, 0]
     if how == "mean":
         m = (mask != 0).unsqueeze(-1).to(hidden.dtype)
         return (hidden * m).sum(1) / m.sum(1).clamp_min(1.0)
-    raise ValueError(f"unknown pooling {how!r}; choose cls or mean")
+    if how == "last":  # the rightmost non-padding token, as LlamaForSequenceClassification finds it
+        idx = torch.arange(mask.shape[1], device=mask.device)
+        last = (idx * (mask != 0)).argmax(-1)  # (B,)
+        return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
+    raise ValueError(f"unknown pooling {how!r}; choose cls, mean or last")
 
 
 MODERN_NORM_EPS = 1e-5  # ModernBertConfig.norm_eps, as the modern backbone's norms
@@ -111,15 +115,49 @@ class Classifier(nn.Module):
         return ClassifierOutput(logits=logits, loss=loss, hidden=out.hidden, attentions=out.attentions)
 
 
-def build_classifier(backbone: nn.Module, n_labels: int, pooling: str, head: str, dropout: float) -> Classifier:
-    """head: bert (dense+tanh pooler, as BertForSequenceClassification) or modern (+ LayerNorm, as ModernBERT)."""
+class LastTokenClassifier(nn.Module):
+    """Decoder -> the last real token's state -> dropout -> linear, no bias (LlamaForSequenceClassification's
+    and GPT2ForSequenceClassification's `score`).
+
+    In a causal model only the last token has read the whole text; inputs are `[CLS] A [SEP]` (or
+    `[CLS] A [SEP] B [SEP]`), so that is the [SEP] ending the text, as pre-training ended every text.
+    Dropout is the fine-tuning regulariser only: Hugging Face's head has none, and in eval mode it is
+    the identity, so the logits are theirs.
+    """
+
+    pooling = "last"
+
+    def __init__(self, backbone: nn.Module, n_labels: int, dropout: float = 0.1):
+        super().__init__()
+        self.backbone = backbone
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(backbone.d_model, n_labels, bias=False)
+        nn.init.normal_(self.head.weight, std=0.02)
+
+    def forward(self, input_ids: Tensor, mask: Tensor, segment_ids: Tensor | None = None,
+                labels: Tensor | None = None, output_attentions: bool = False) -> ClassifierOutput:
+        out = self.backbone(input_ids, mask, segment_ids, output_attentions=output_attentions)
+        logits = self.head(self.dropout(pool(out.hidden, mask, "last"))).float()
+        loss = F.cross_entropy(logits, labels) if labels is not None else None
+        return ClassifierOutput(logits=logits, loss=loss, hidden=out.hidden, attentions=out.attentions)
+
+
+def build_classifier(backbone: nn.Module, n_labels: int, pooling: str, head: str,
+                     dropout: float) -> Classifier | LastTokenClassifier:
+    """head: bert (dense+tanh pooler, as BertForSequenceClassification), modern (+ LayerNorm, as ModernBERT)
+    or decoder (the last token's state -> linear, as LlamaForSequenceClassification; `pooling` is unused)."""
     if head == "bert":
         return Classifier(backbone, n_labels, pooling, dropout)
     elif head == "modern":
         return Classifier(backbone, n_labels, pooling, dropout, norm=True)
-    raise ValueError(f"unknown classifier head {head!r}; choose bert or modern")
+    elif head == "decoder":
+        return LastTokenClassifier(backbone, n_labels, dropout)
+    raise ValueError(f"unknown classifier head {head!r}; choose bert, modern or decoder")
 
 
 def head_kind(model_cfg) -> str:
-    """The classifier head and input convention a backbone gets: modern for the modern transformer style."""
+    """The classifier head and input convention a backbone gets: modern for the modern transformer style,
+    decoder for the decoder (last-token pooling, no segment ids), bert for the rest."""
+    if model_cfg.backbone == "decoder":
+        return "decoder"
     return "modern" if model_cfg.backbone == "transformer" and model_cfg.style == "modern" else "bert"

@@ -116,15 +116,30 @@ def train_tokenizer(
                              f"{n:,} (a few times that to learn words), or use tokenizer_kind=bpe or wordpiece") from None
     if tok.get_vocab_size() <= len(SPECIAL_TOKENS):
         raise TokenizerError("the tokenizer learned no vocabulary: the training text is empty")
-    ids = special_ids(tok)
-    tok.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]",
-        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
-        special_tokens=[("[CLS]", ids.cls), ("[SEP]", ids.sep)],
-    )
+    set_template(tok)
     # Unigram scores change in their last digit on the first save/load; round-trip once so that the
     # tokenizer returned here has the same tokenizer_hash as the file it is saved to.
     return Tokenizer.from_str(tok.to_str())
+
+
+def set_template(tok: Tokenizer, prompt: bool = False) -> Tokenizer:
+    """Set (in place) what `encode` adds around a text: `[CLS] A [SEP]` / `[CLS] A [SEP] B [SEP]` (the
+    training template: a text as pre-training packs it), or with prompt=True a decoder's prompt,
+    `[CLS] A` / `[CLS] A [SEP] B`: the start token and no end token, so a causal LM continues the text."""
+    ids = special_ids(tok)
+    specials = [("[CLS]", ids.cls), ("[SEP]", ids.sep)]
+    if prompt:
+        tok.post_processor = processors.TemplateProcessing(single="[CLS] $A", pair="[CLS] $A [SEP] $B:1",
+                                                           special_tokens=specials)
+    else:
+        tok.post_processor = processors.TemplateProcessing(single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+                                                           special_tokens=specials)
+    return tok
+
+
+def prompt_tokenizer(tok: Tokenizer) -> Tokenizer:
+    """A copy of tok that encodes a decoder's prompt: `[CLS] A`, the start token and no end token."""
+    return set_template(Tokenizer.from_str(tok.to_str()), prompt=True)
 
 
 def _nonempty(texts: Iterable[str]) -> Iterator[str]:

@@ -211,14 +211,17 @@ def _fsdp_blocks(model: nn.Module) -> list[nn.Module]:
     """What FSDP shards as units of their own: each block of every backbone (the RTD generator's too).
     The RNN's layers stay in the root unit."""
     from .backbones.cnn import ConvBlock
+    from .backbones.decoder import GPT2Block, LlamaBlock
     from .backbones.transformer import BertBlock, ModernBlock
 
-    return [m for m in model.modules() if isinstance(m, (BertBlock, ModernBlock, ConvBlock))]
+    blocks = (BertBlock, ModernBlock, ConvBlock, LlamaBlock, GPT2Block)
+    return [m for m in model.modules() if isinstance(m, blocks)]
 
 
 def _print_model(cfg: RunConfig, model: nn.Module, n_params: int, device, dtype, dist: Dist) -> None:
     tc = cfg.train
-    variant = {"transformer": f" ({cfg.model.style})", "rnn": f" (bi-{cfg.model.rnn_cell})"}.get(cfg.model.backbone, "")
+    variant = {"transformer": f" ({cfg.model.style})", "decoder": f" ({cfg.model.style})",
+               "rnn": f" (bi-{cfg.model.rnn_cell})"}.get(cfg.model.backbone, "")
     print(f"model: {cfg.model.backbone}{variant} {n_params / 1e6:.2f}M backbone parameters, "
           f"objectives {', '.join(model.objectives)}, device {device}, precision {dtype or 'fp32'}"
           + (f", {dist.world} processes ({tc.parallel})" if dist.enabled else ""), file=sys.stderr)

@@ -45,7 +45,7 @@ def build_backbone(
     *,
     # every backbone
     vocab_size: int, d_model: int, n_layers: int, dropout: float = 0.1, type_vocab_size: int = 2, pad_id: int = 0,
-    # transformer only
+    # transformer and decoder (style: bert | modern, or llama | gpt2)
     n_heads: int = 4, d_ff: int = 1024, max_len: int = 512, style: str = "bert",
     # rnn only / cnn only
     rnn_cell: str = "lstm", kernel_size: int = 5, dilations: tuple[int, ...] = (1, 2, 4, 8),
@@ -72,8 +72,15 @@ def build_backbone(
             vocab_size=vocab_size, d_model=d_model, n_layers=n_layers, kernel_size=kernel_size,
             dilations=dilations, dropout=dropout, type_vocab_size=type_vocab_size, pad_id=pad_id,
         )
+    elif kind == "decoder":
+        from .decoder import DecoderBackbone
+
+        return DecoderBackbone(
+            vocab_size=vocab_size, d_model=d_model, n_layers=n_layers, n_heads=n_heads, d_ff=d_ff,
+            max_len=max_len, dropout=dropout, style=style, pad_id=pad_id,
+        )
     else:
-        raise ValueError(f"unknown backbone {kind!r}; choose transformer, rnn or cnn")
+        raise ValueError(f"unknown backbone {kind!r}; choose transformer, decoder, rnn or cnn")
 
 
 def backbone_from_config(model_cfg, vocab_size: int, pad_id: int = 0) -> torch.nn.Module:

@@ -2,6 +2,7 @@
 
     export("runs/mini/finetune-mr", "hf/mini-mr")       # a fine-tuned classifier -> *ForSequenceClassification
     export("runs/mini", "hf/mini-mlm")                  # a pre-training run      -> *ForMaskedLM
+    export("runs/gpt", "hf/gpt")                        # a decoder's run         -> LlamaForCausalLM / GPT2LMHeadModel
     check_export("hf/mini-mr", logits_fn("runs/mini/finetune-mr"), tokenizer=...)  # the snippet below, compared
 
 The folder holds config.json (with id2label / label2id), model.safetensors and the tokenizer
@@ -13,9 +14,14 @@ and heads, are export/hf_names.py's:
   rnn / cnn    no transformers classes exist: the folder carries our own as remote code
                (export/remote: configuration_pretrainlab.py, modeling_pretrainlab.py, `auto_map`
                in config.json); loading takes `trust_remote_code=True`
+  decoder      LlamaForCausalLM / GPT2LMHeadModel, LlamaForSequenceClassification /
+               GPT2ForSequenceClassification (export/hf_decoder.py); a causal LM's tokenizer encodes a
+               prompt as `[CLS] A` (start token, no end token; left padding), so that
+               `model.generate(**tokenizer(prompt, return_tensors="pt"))` continues it as we do
 
 The check runs the model card's snippet in a fresh process with HF_HUB_OFFLINE=1, so the
-folder must load with no network, and compares its logits with pretrainlab's.
+folder must load with no network, and compares its logits with pretrainlab's (for a causal LM also
+its greedy `generate` with ours).
 """
 
 from __future__ import annotations
@@ -52,6 +58,21 @@ print(model.config.id2label[outputs.logits.argmax().item()])
 print("PRETRAINLAB-CHECK", json.dumps({"logits": outputs.logits.tolist(),
                                        **{k: v.tolist() for k, v in inputs.items()}}))
 """
+GENERATE_CHECK_TOKENS = 12
+"""New tokens the causal-LM check generates greedily on both sides."""
+SNIPPET_CAUSAL_LM = f"""\
+import json, sys
+from transformers import AutoModelForCausalLM, AutoTokenizer
+DIR, TEXT = sys.argv[1], sys.argv[2]
+model = AutoModelForCausalLM.from_pretrained(DIR)
+tokenizer = AutoTokenizer.from_pretrained(DIR)
+inputs = tokenizer(TEXT, return_tensors="pt")
+generated = model.generate(**inputs, do_sample=False, max_new_tokens={GENERATE_CHECK_TOKENS})
+print(tokenizer.decode(generated[0], skip_special_tokens=True))
+outputs = model(**inputs)
+print("PRETRAINLAB-CHECK", json.dumps({{"logits": outputs.logits.tolist(), "generated": generated[0].tolist(),
+                                       **{{k: v.tolist() for k, v in inputs.items()}}}}))
+"""
 SNIPPET_MASKED_LM = """\
 import json, sys
 from transformers import AutoModelForMaskedLM, AutoTokenizer
@@ -75,7 +96,7 @@ class Source:
     """A fine-tuned classifier or a pre-training run, loaded for export."""
 
     kind: str
-    """classifier or masked_lm."""
+    """classifier, masked_lm or causal_lm (a decoder's pre-training run)."""
     model: nn.Module
     """Classifier (either head), or PretrainModel."""
     backbone: nn.Module
@@ -86,7 +107,7 @@ class Source:
     pooling: str | None
     path: Path
     backbone_kind: str = "transformer"
-    """transformer, rnn or cnn (the last two export as remote code)."""
+    """transformer, decoder, rnn or cnn (the last two export as remote code)."""
 
 
 def load_source(src: str | Path) -> Source:
@@ -108,6 +129,9 @@ def load_source(src: str | Path) -> Source:
                               f"(pretrainlab pretrain --out {src}) or wait for its first checkpoint")
         _check_vocab(latest_checkpoint(src) / "model.safetensors", _embedding_key(kind), src / "tokenizer.json")
         pre = load_pretrained(src)
+        if kind == "decoder":
+            return Source("causal_lm", pre.model, pre.backbone, pre.tokenizer, pre.special, pre.config.model.style,
+                          None, None, src, kind)
         if "mlm" not in pre.model.objectives:
             raise ExportError(f"{src} was pre-trained without the mlm objective ({', '.join(pre.model.objectives)}); "
                               "only an MLM head maps onto *ForMaskedLM: fine-tune it and export the classifier instead")
@@ -152,14 +176,14 @@ def _read_model_section(src: Path) -> dict[str, Any]:
 def _check_backbone(src: Path, model_section: dict[str, Any]) -> str:
     """The backbone kind: transformer (transformers classes), rnn or cnn (our remote code)."""
     kind = model_section.get("backbone", "transformer")
-    if kind not in ("transformer", "rnn", "cnn"):
-        raise ExportError(f"{src}/config.yaml: model.backbone={kind!r} is not one of transformer, rnn, cnn; "
+    if kind not in ("transformer", "rnn", "cnn", "decoder"):
+        raise ExportError(f"{src}/config.yaml: model.backbone={kind!r} is not one of transformer, decoder, rnn, cnn; "
                           "there is nothing to export it as")
     return kind
 
 
 def _embedding_key(kind: str) -> str:
-    return "backbone.tok_emb.weight" if kind == "transformer" else "backbone.embed_tokens.weight"
+    return "backbone.tok_emb.weight" if kind in ("transformer", "decoder") else "backbone.embed_tokens.weight"
 
 
 # --------------------------------------------------------------------------- weights
@@ -179,6 +203,10 @@ def hf_model(source: Source) -> nn.Module:
         from .remote import remote_model
 
         return remote_model(source)
+    if source.backbone_kind == "decoder":
+        from .hf_decoder import decoder_hf_model
+
+        return decoder_hf_model(source)
     kw = hf_config_kwargs(bb)
     sd = {k: v.detach().float() for k, v in bb.state_dict().items()}
     special = source.special
@@ -240,8 +268,8 @@ def hf_model(source: Source) -> nn.Module:
 
 
 def export(src: str | Path, to_dir: str | Path, overwrite: bool = False) -> Path:
-    """Write a Hugging Face folder for a fine-tuned classifier or a pre-training run (MLM head)."""
-    from ..tokenizer import hf_tokenizer
+    """Write a Hugging Face folder for a fine-tuned classifier or a pre-training run (MLM head; a decoder: its LM)."""
+    from ..tokenizer import hf_tokenizer, prompt_tokenizer
 
     src, to_dir = Path(src), Path(to_dir)
     if to_dir.exists() and not to_dir.is_dir():
@@ -277,7 +305,9 @@ def export(src: str | Path, to_dir: str | Path, overwrite: bool = False) -> Path
 
             copy_remote_code(tmp)
         # rnn / cnn have no position limit; they get the default Transformer's 512
-        hf_tok = hf_tokenizer(source.tokenizer, model_max_length=getattr(source.backbone, "max_len", 512))
+        causal = source.kind == "causal_lm"  # a prompt: [CLS] A, padded and cut on the left for generate
+        tok = prompt_tokenizer(source.tokenizer) if causal else source.tokenizer
+        hf_tok = hf_tokenizer(tok, model_max_length=getattr(source.backbone, "max_len", 512))
         hf_tok.save_pretrained(str(tmp))
         # what our model saw: bert gets token type ids (segments), ModernBERT has none
         names = ["input_ids", "attention_mask"]
@@ -285,7 +315,10 @@ def export(src: str | Path, to_dir: str | Path, overwrite: bool = False) -> Path
             names.insert(1, "token_type_ids")
         tc_path = tmp / "tokenizer_config.json"
         tc = json.loads(tc_path.read_text(encoding="utf-8"))
-        tc.update(model_input_names=names, padding_side="right", truncation_side="right")
+        side = "left" if causal else "right"
+        tc.update(model_input_names=names, padding_side=side, truncation_side=side)
+        if source.backbone_kind == "decoder":
+            tc.update(bos_token="[CLS]", eos_token="[SEP]")
         tc_path.write_text(json.dumps(tc, indent=2), encoding="utf-8")
         (tmp / EXPORT_INFO).write_text(json.dumps(
             {"source": str(src.resolve()), "kind": source.kind, "style": source.style,
@@ -330,19 +363,28 @@ class ExportCheck:
     """max |pretrainlab logit|."""
     top_agree: bool | None = None
     """Both sides pick the same top token / label at every position (None: shapes differ)."""
+    generated_match: bool | None = None
+    """A causal LM's greedy `generate` gives our greedy tokens (None: not a causal LM)."""
 
     def summary(self) -> str:
         top = {True: "agree", False: "DIFFER", None: "not comparable"}[self.top_agree]
         ids = {True: "match", False: "DIFFER", None: "not compared"}[self.ids_match]
-        return (f"max |logit difference| {self.max_abs_diff:.2e} (allowed {self.tolerance:.2e} for logits up to "
-                f"{self.scale:.3g}), top {'tokens' if self.kind == 'masked_lm' else 'labels'} {top}, "
+        text = (f"max |logit difference| {self.max_abs_diff:.2e} (allowed {self.tolerance:.2e} for logits up to "
+                f"{self.scale:.3g}), top {'labels' if self.kind == 'classifier' else 'tokens'} {top}, "
                 f"tokenizer ids {ids}")
+        if self.generated_match is not None:
+            text += f", greedy generate {'equal' if self.generated_match else 'DIFFERS'}"
+        return text
 
 
 def logits_fn(src: str | Path) -> Callable[[dict[str, Tensor]], Tensor]:
     """pretrainlab's logits for Hugging Face-style inputs (input_ids, attention_mask[, token_type_ids])."""
     source = load_source(src)
     source.model.eval()
+    if source.kind == "causal_lm":
+        from .hf_decoder import causal_lm_logits_fn
+
+        return causal_lm_logits_fn(source)
 
     @torch.no_grad()
     def run(inputs: dict[str, Tensor]) -> Tensor:
@@ -368,7 +410,8 @@ def run_snippet(directory: str | Path, text: str | None = None, timeout: float =
     except (OSError, ValueError) as e:
         raise ExportError(f"{directory} holds no readable config.json ({e}); is it an export?") from None
     masked_lm = any(a.endswith("ForMaskedLM") for a in config.get("architectures") or [])
-    snippet = SNIPPET_MASKED_LM if masked_lm else SNIPPET_CLASSIFIER
+    causal_lm = any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in config.get("architectures") or [])
+    snippet = SNIPPET_MASKED_LM if masked_lm else SNIPPET_CAUSAL_LM if causal_lm else SNIPPET_CLASSIFIER
     if "auto_map" in config:  # our own model code in the folder (rnn / cnn): the user must trust it
         snippet = snippet.replace("from_pretrained(DIR)", "from_pretrained(DIR, trust_remote_code=True)")
     text = text or ("This is a great [MASK]!" if masked_lm else CHECK_TEXT)
@@ -383,8 +426,8 @@ def run_snippet(directory: str | Path, text: str | None = None, timeout: float =
         raise ExportError(f"the check printed no result:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
     data = json.loads(marked[-1].split(" ", 1)[1])
     printed = [ln for ln in lines if not ln.startswith("PRETRAINLAB-CHECK ")]
-    return {"kind": "masked_lm" if masked_lm else "classifier", "text": text,
-            "label": printed[-1] if printed else "", **data}
+    kind = "masked_lm" if masked_lm else "causal_lm" if causal_lm else "classifier"
+    return {"kind": kind, "text": text, "label": printed[-1] if printed else "", **data}
 
 
 def compare(result: dict[str, Any], ours_logits_fn: Callable[[dict[str, Tensor]], Tensor], atol: float | None = None,
@@ -408,9 +451,12 @@ def compare(result: dict[str, Any], ours_logits_fn: Callable[[dict[str, Tensor]]
     tok = tokenizer if tokenizer is not None else getattr(ours_logits_fn, "tokenizer", None)
     ids_match = None if tok is None else tok.encode(result["text"]).ids == result["input_ids"][0]
     tolerance = atol + rtol * scale
-    ok = diff <= tolerance and ids_match is not False
+    generated_match = None
+    if "generated" in result and hasattr(ours_logits_fn, "generate"):  # a causal LM: greedy tokens, both sides
+        generated_match = ours_logits_fn.generate(inputs, GENERATE_CHECK_TOKENS) == result["generated"]
+    ok = diff <= tolerance and ids_match is not False and generated_match is not False
     return ExportCheck(result["label"], diff, ids_match, ok, result["kind"], result["input_ids"][0],
-                       tolerance, scale, top_agree)
+                       tolerance, scale, top_agree, generated_match)
 
 
 def check_export(directory: str | Path, ours_logits_fn: Callable[[dict[str, Tensor]], Tensor],

@@ -1,4 +1,5 @@
-"""Import a local Hugging Face BERT-family checkpoint as a pretrainlab run directory.
+"""Import a local Hugging Face BERT-family checkpoint as a pretrainlab run directory (Llama and GPT-2
+decoders: `import_decoder`, with export/hf_decoder.py's config check and name maps).
 
     report = import_hf("path/to/all-MiniLM-L6-v2", "runs/minilm")   # -> ImportReport
     pre = load_pretrained("runs/minilm")       # fine-tune, evaluate, explain, probe it ...
@@ -61,11 +62,13 @@ class ImportReport:
     """imported or initialised."""
     n_parameters: int
     notes: list[str] = field(default_factory=list)
+    head_name: str = "MLM head"
+    """What `mlm_head` describes: the MLM head (BERT family) or the LM head (a decoder)."""
 
     def summary(self) -> str:
         lines = [f"imported {self.source} ({self.architecture}, {self.model_type}, {self.n_parameters / 1e6:.1f}M "
                  f"backbone parameters) into {self.run_dir}",
-                 f"MLM head: {self.mlm_head}"]
+                 f"{self.head_name}: {self.mlm_head}"]
         return "\n".join(lines + [f"note: {n}" for n in self.notes])
 
 
@@ -179,6 +182,7 @@ def _model_section(hf: dict[str, Any], model_type: str, notes: list[str]) -> dic
 def import_hf(src: str | Path, out: str | Path, *, overwrite: bool = False, seq_len: int = 128,
               quiet: bool = False) -> ImportReport:
     """Convert a local Hugging Face BERT / ModernBERT folder into a pretrainlab run directory."""
+    from .hf_decoder import DECODER_MODEL_TYPES
     from .hf_names import from_hf_bert_state_dict, from_hf_modernbert_state_dict, mlm_head_from_hf
     from ..checkpoint import save_checkpoint
     from ..config import RunConfig, build_section, save_config
@@ -193,9 +197,12 @@ def import_hf(src: str | Path, out: str | Path, *, overwrite: bool = False, seq_
         shutil.rmtree(out)
     hf = json.loads((src / "config.json").read_text(encoding="utf-8"))
     model_type = hf.get("model_type", "")
+    if model_type in DECODER_MODEL_TYPES:  # Llama / GPT-2: export/hf_decoder.py
+        return import_decoder(src, out, hf, seq_len=seq_len, quiet=quiet)
     if model_type not in MODEL_TYPES:
         raise ImportError_(f"{src}/config.json: model_type {model_type!r} is not supported; pretrainlab imports "
-                           f"{' and '.join(MODEL_TYPES)} checkpoints (BERT-family encoders)")
+                           f"{' and '.join(MODEL_TYPES)} checkpoints (BERT-family encoders) and "
+                           f"{' and '.join(DECODER_MODEL_TYPES)} ones (decoders)")
     architecture = (hf.get("architectures") or [f"{model_type} (no architectures in config.json)"])[0]
     notes: list[str] = []
 
@@ -268,6 +275,96 @@ def import_hf(src: str | Path, out: str | Path, *, overwrite: bool = False, seq_
     return report
 
 
+# --------------------------------------------------------------------------- decoders (Llama, GPT-2)
+
+
+def _with_decoder_prefix(sd: dict[str, torch.Tensor], style: str) -> dict[str, torch.Tensor]:
+    """A bare LlamaModel / GPT2Model's weights under the causal LM's prefix, as the name map expects."""
+    from .hf_decoder import BASE_PREFIX
+    from .hf_decoder_names import HF_LM_HEAD
+
+    prefix = BASE_PREFIX[style]
+    if any(k.startswith(prefix) for k in sd):
+        return sd
+    return {(k if k == HF_LM_HEAD else prefix + k): v for k, v in sd.items()}
+
+
+def import_decoder(src: Path, out: Path, hf: dict[str, Any], *, seq_len: int = 128, quiet: bool = False):
+    """A local Llama / GPT-2 folder -> a pretrainlab run directory (objective clm); -> ImportReport.
+
+    Weights: the base model with or without its causal-LM prefix, lm_head when untied. The tokenizer must
+    hold our special tokens; it is saved with the training template (`[CLS] A [SEP]`: an exported
+    folder's prompt template `[CLS] A` is put back), so that an export imports to the same weights
+    and the same tokenizer hash.
+    """
+    from ..checkpoint import save_checkpoint
+    from ..config import RunConfig, build_section, save_config
+    from ..runs import build_pretrain_model, count_parameters
+    from ..tokenizer import TokenizerError, load_tokenizer, set_template, special_ids, tokenizer_hash
+    from .hf_decoder import DECODER_MODEL_TYPES, decoder_model_section
+    from .hf_decoder_names import HF_LM_HEAD, from_hf_decoder_state_dict
+
+    style = DECODER_MODEL_TYPES[hf["model_type"]]
+    architecture = (hf.get("architectures") or [f"{hf['model_type']} (no architectures in config.json)"])[0]
+    notes: list[str] = []
+    model_cfg = build_section("model", decoder_model_section(src, hf, notes))
+
+    tok = read_hf_tokenizer(src)
+    try:
+        special = special_ids(tok, where=f"{src} (tokenizer)")
+    except TokenizerError as e:
+        raise ImportError_(f"{e}. pretrainlab needs its special-token names ([CLS] starts a text, [SEP] ends it); "
+                           "this tokenizer uses others") from None
+    set_template(tok)  # the training template, whatever the folder's prompt template was
+    n_tokens = tok.get_vocab_size()
+
+    hf_sd = _with_decoder_prefix(read_hf_state_dict(src), style)
+    try:
+        backbone_sd, lm_head = from_hf_decoder_state_dict(style, hf_sd)
+    except KeyError as e:
+        raise ImportError_(f"{src}: the weights do not cover a {style} decoder: {e.args[0]}") from None
+    tied = HF_LM_HEAD not in hf_sd or bool(hf.get("tie_word_embeddings", style == "gpt2"))
+    if HF_LM_HEAD not in hf_sd and not hf.get("tie_word_embeddings", style == "gpt2"):
+        notes.append(f"{architecture} has no lm_head among its weights: the LM head is tied to the token embedding")
+    rows = backbone_sd["tok_emb.weight"].shape[0]
+    if rows < n_tokens:
+        raise ImportError_(f"{src}: the tokenizer has {n_tokens} tokens but the embedding only {rows} rows; "
+                           "they do not belong together")
+    if rows > n_tokens:  # a padded embedding matrix: the extra rows are never used
+        notes.append(f"the embedding has {rows} rows for {n_tokens} tokens; the {rows - n_tokens} unused rows were dropped")
+        backbone_sd["tok_emb.weight"], lm_head = backbone_sd["tok_emb.weight"][:n_tokens], lm_head[:n_tokens]
+
+    kind = {"WordPiece": "wordpiece", "BPE": "bpe", "Unigram": "unigram"}.get(type(tok.model).__name__, "bpe")
+    data_cfg = build_section("data", dict(seq_len=min(seq_len, model_cfg.max_len), vocab_size=n_tokens,
+                                          tokenizer_kind=kind))
+    objective = build_section("objective", {"weights": {"clm": 1.0}, "tie_embeddings": tied})
+    cfg = RunConfig(model=model_cfg, data=data_cfg, objective=objective)
+    model = build_pretrain_model(cfg, n_tokens, special)
+    missing, unexpected = model.backbone.load_state_dict({k: v.float() for k, v in backbone_sd.items()}, strict=False)
+    if missing or unexpected:
+        raise ImportError_(f"{src}: the weights do not fit the {style} decoder (missing {sorted(missing)[:5]}, "
+                           f"unexpected {sorted(unexpected)[:5]})")
+    if not tied:
+        with torch.no_grad():
+            model.objectives["clm"].head.embedding.weight.copy_(lm_head.float())
+
+    out.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, out / "config.yaml")
+    tok.save(str(out / "tokenizer.json"))
+    th = tokenizer_hash(load_tokenizer(out / "tokenizer.json"))
+    save_checkpoint(out, model, None, None, {"step": 0, "tokens": 0, "elapsed": 0.0, "tokenizer_hash": th,
+                                             "imported_from": str(src.resolve())})
+    head_state = "imported (lm_head)" if not tied else "tied to the token embedding"
+    info = {"source": str(src.resolve()), "model_type": hf["model_type"], "architecture": architecture,
+            "lm_head": head_state, "tokenizer_hash": th, "notes": notes}
+    (out / IMPORT_INFO).write_text(json.dumps(info, indent=1), encoding="utf-8")
+    report = ImportReport(out, src, hf["model_type"], architecture, head_state, count_parameters(model.backbone), notes,
+                          head_name="LM head")
+    if not quiet:
+        print(report.summary(), file=sys.stderr)
+    return report
+
+
 # --------------------------------------------------------------------------- continued pre-training
 
 
@@ -288,7 +385,7 @@ def adopt_init_model(cfg, init: str | Path):
     the init's architecture is taken (only dropout stays the user's) and every difference is named,
     so that `pretrain --init RUN --config other.yaml` reuses the rest of other.yaml.
     """
-    from ..config import build_section
+    from ..config import DEFAULT_OBJECTIVES, ObjectiveConfig, build_section
 
     section = init_model_section(init)
     if section is None:
@@ -304,8 +401,12 @@ def adopt_init_model(cfg, init: str | Path):
     notes = []
     if diffs:
         notes.append(f"--init {init}: its architecture is used, not the config's (" + "; ".join(diffs) + ")")
-    new = replace(cfg, model=keep_dropout) if diffs else cfg
-    if new.data.seq_len > keep_dropout.max_len and keep_dropout.backbone == "transformer":
+    objective = cfg.objective
+    if theirs.backbone in DEFAULT_OBJECTIVES and objective.weights == ObjectiveConfig().weights:  # e.g. a decoder: clm
+        objective = replace(objective, weights=dict(DEFAULT_OBJECTIVES[theirs.backbone]))
+        notes.append(f"--init {init} is a {theirs.backbone}: objective.weights={objective.weights} (its default)")
+    new = replace(cfg, model=keep_dropout, objective=objective) if diffs or objective is not cfg.objective else cfg
+    if new.data.seq_len > keep_dropout.max_len and keep_dropout.backbone in ("transformer", "decoder"):
         new = replace(new, data=replace(new.data, seq_len=keep_dropout.max_len))
         notes.append(f"data.seq_len lowered to the init model's max_len {keep_dropout.max_len}")
     return new, notes

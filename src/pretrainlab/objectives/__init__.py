@@ -5,7 +5,8 @@
     sop  sentence-order prediction (ALBERT), pairs      shared forward
     plm  permutation language modelling (XLNet)         own two-stream forward (transformer only)
     rtd  replaced-token detection (ELECTRA)             own generator + discriminator forwards
-    clm  forward + backward LM (ELMo), objectives/elmo  shared forward (rnn only: needs directional states)
+    clm  next-token prediction (GPT), objectives/clm    shared forward (decoder)
+         forward + backward LM (ELMo), objectives/elmo  shared forward (rnn: needs directional states)
 
 `Objective` is the contract every objective module keeps; `build_objectives` is the one explicit
 factory; it rejects combinations a backbone cannot express before any work starts.
@@ -18,7 +19,7 @@ from typing import Protocol
 import torch
 from torch import Tensor, nn
 
-from ..config import ConfigError
+from ..config import ConfigError, check_objectives_fit
 from ..tokenizer import SpecialIds
 
 
@@ -57,13 +58,15 @@ def build_objectives(weights: dict[str, float], *, backbone: nn.Module, backbone
     another size; rtd builds its generator with it.
     """
     on = {name for name, w in weights.items() if w > 0}
+    if backbone_kind == "decoder":  # what a config load refuses, for callers that skip it
+        check_objectives_fit(backbone_kind, weights)
     if "plm" in on and not hasattr(backbone, "forward_two_stream"):
         raise ConfigError(
             f"objective plm needs two-stream attention (a query stream that sees a token's position but not "
             f"its content, under permutation masks), which the {backbone_kind} backbone cannot express; use "
             f"model.backbone=transformer for plm, or mlm, nsp, sop or rtd with {backbone_kind}"
         )
-    if "clm" in on and not hasattr(backbone, "directional_states"):
+    if "clm" in on and backbone_kind != "decoder" and not hasattr(backbone, "directional_states"):
         why = {"transformer": "every position attends to both sides",
                "cnn": "every kernel reads both sides of its token"}.get(backbone_kind, "it is not directional")
         raise ConfigError(
@@ -118,6 +121,10 @@ def build_objectives(weights: dict[str, float], *, backbone: nn.Module, backbone
                                                 getattr(backbone, "d_ff", 4 * d), rtd_generator_fraction)
             generator = make_backbone(d_model=d_gen, n_heads=heads, d_ff=d_ff)
             objs[name] = RTD(d, vocab_size, rtd_emb, generator, special.all, special.mask, mask_rate, rtd_weight)
+        elif name == "clm" and backbone_kind == "decoder":
+            from .clm import CLM
+
+            objs[name] = CLM(d, vocab_size, emb)
         elif name == "clm":
             from .elmo import ELMo
 

@@ -60,6 +60,7 @@ class CLM(nn.Module):
 
     name = "clm"
     uses_shared_forward = True
+    word_start_table: Tensor | None = None  # unused: only mlm masks whole words
 
     def __init__(self, d_model: int, vocab_size: int, embedding: nn.Embedding | None = None):
         super().__init__()
