@@ -70,7 +70,8 @@ def world(tmp_path_factory):
 
 
 def student_cfg(world, *extra, student="preset:tiny"):
-    return D.student_config(student, None, SETTINGS + DISTILL + [f"distill.cache={world / 'cache'}", *extra])
+    base = SETTINGS if student.startswith("preset:") else [s for s in SETTINGS if not s.startswith("model.")]
+    return D.student_config(student, None, base + DISTILL + [f"distill.cache={world / 'cache'}", *extra])
 
 
 # --------------------------------------------------------------------------- the loss
@@ -269,8 +270,9 @@ def test_a_prepared_corpus_is_read_back_as_text(tiny_corpus, world):
     task = D.teacher_task(D.load_teacher(world / "teacher"))[0]
     pool = D.read_unlabelled([str(tiny_corpus)], task, cfg().finetune, cfg().data)
     assert len(pool.texts) > 100 and pool.sources == {str(tiny_corpus): pool.sources[str(tiny_corpus)]}
-    assert all(5 <= len(p.split()) <= 16 for p in pool.texts[:50])  # whole sentences while they fit 7 words (or one)
-    assert "document" in " ".join(pool.texts[:50])  # decoded words, not ids
+    assert pool.piece_words == 7 and all(len(p.split()) <= 2 * 7 and p.endswith(".") for p in pool.texts)
+    assert any(". " in p for p in pool.texts)  # whole sentences, joined while they fit the task's 7 words
+    assert pool.texts[0].startswith("document 0.")  # decoded words, not ids
 
 
 # --------------------------------------------------------------------------- bad input, each before any work
@@ -305,10 +307,10 @@ def test_bad_inputs_are_clear_errors_before_the_teacher_runs(world, tmp_path, mo
     empty.write_text("")
     with pytest.raises(CorpusError, match="empty.txt: the file is empty"):
         go(inputs=[empty])
-    short = tmp_path / "short.txt"
-    short.write_text("a\n\nb\n")
-    with pytest.raises(CorpusError, match="short.txt: no text in it"):
-        go(inputs=[short])
+    blank = tmp_path / "blank.jsonl"
+    blank.write_text('{"text": ""}\n{"text": "  "}\n')
+    with pytest.raises(CorpusError, match="--texts .*blank.jsonl: no text in it"):
+        go(inputs=[texts[0], blank])
     only_test = tmp_path / "test-texts.txt"
     task = D.teacher_task(D.load_teacher(world / "teacher"))[0]
     only_test.write_text("\n\n".join(task.test.texts + task.train.texts[:3]) + "\n")

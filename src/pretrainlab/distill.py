@@ -350,8 +350,8 @@ class TeacherLabels:
 
 class LogitsCache:
     """One teacher's shards: `<cache>/teacher-<hash[:16]>/<sha256[:32]>.safetensors`, each holding `keys`
-    (n, 16) uint8 text hashes, `logits` (n, K) bf16 and optionally `pooled` (n, D) bf16, with the full
-    teacher hash in its metadata. A shard is written under a temporary name and renamed when complete."""
+    (n, 16) uint8 text hashes, `logits` (n, K) bf16 and optionally `pooled` (n, D) bf16, with the cache
+    format and the full teacher hash in its metadata. A shard is written under a temporary name and renamed when complete."""
 
     def __init__(self, root: Path, teacher_key: str, n_labels: int):
         self.dir = Path(root) / f"teacher-{teacher_key[:16]}"
@@ -390,7 +390,7 @@ class LogitsCache:
             shard = load_file(str(f))
         except (SafetensorError, OSError) as e:
             return {}, f"not a readable safetensors file ({e})"
-        if meta.get("teacher") != self.key or meta.get("format") != CACHE_FORMAT:
+        if meta.get("teacher_logits") != f"{CACHE_FORMAT}:{self.key}":
             return {}, "written for another teacher or cache format"
         keys, logits = shard.get("keys"), shard.get("logits")
         if keys is None or logits is None or keys.shape[1:] != (16,) or logits.shape != (len(keys), self.n_labels):
@@ -405,7 +405,9 @@ class LogitsCache:
             tensors["pooled"] = pooled.to(torch.bfloat16).contiguous()
         tmp = self.dir / f".tmp-{os.getpid()}-{time.time_ns()}"
         try:
-            save_file(tensors, str(tmp), metadata={"teacher": self.key, "format": CACHE_FORMAT})
+            # one metadata entry: safetensors writes several in no fixed order, and the same shard should be
+            # the same bytes (a rebuilt shard gets its old name back)
+            save_file(tensors, str(tmp), metadata={"teacher_logits": f"{CACHE_FORMAT}:{self.key}"})
             with open(tmp, "rb") as fh:
                 os.fsync(fh.fileno())
             final = self.dir / f"{sha256_file(tmp)[:32]}.safetensors"
