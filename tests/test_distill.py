@@ -323,8 +323,6 @@ def test_bad_inputs_are_clear_errors_before_the_teacher_runs(world, tmp_path, mo
         D.student_config(str(world / "run"), None, ["model.backbone=rnn"])
     with pytest.raises(ConfigError, match="no preset 'huge'"):
         go(student="preset:huge")
-    with pytest.raises(ConfigError, match="is a fine-tuned classifier; give the pre-training run"):
-        go(student=str(world / "teacher"), cfg=student_cfg(world, student=str(world / "teacher")))
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "notes.txt").write_text("mine")
     with pytest.raises(ConfigError, match="is not empty and holds no distillation"):
@@ -335,22 +333,47 @@ def test_bad_inputs_are_clear_errors_before_the_teacher_runs(world, tmp_path, mo
 # --------------------------------------------------------------------------- the command line and the export
 
 
-def test_cli_distill_then_evaluate_predict_and_export(world, tmp_path, capsys):
-    out = tmp_path / "cli"
+def cli_args(world, out):
     sets = [x for s in SETTINGS + DISTILL + [f"distill.cache={world / 'cache'}", "distill.epochs=2"] for x in ("--set", s)]
-    assert main(["distill", str(world / "teacher"), "--student", "preset:tiny", "--texts", str(world / "unlabelled.txt"),
-                 "--out", str(out), "--seeds", "0", *sets]) == 0
-    printed = capsys.readouterr().out
+    return ["distill", str(world / "teacher"), "--student", "preset:tiny", "--texts", str(world / "unlabelled.txt"),
+            "--out", str(out), *sets]
+
+
+@pytest.fixture(scope="module")
+def cli_student(world, tmp_path_factory):
+    """A student distilled by the command line, and what it printed."""
+    import contextlib
+    import io
+
+    out = tmp_path_factory.mktemp("cli") / "student"
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert main(cli_args(world, out) + ["--seeds", "0"]) == 0
+    return out, printed.getvalue()
+
+
+def test_cli_distill_then_evaluate_and_predict(world, cli_student, capsys):
+    out, printed = cli_student
     assert "| CPU texts/s, batch 32 |" in printed and f"written to {out}" in printed
     assert main(["evaluate", str(out)]) == 0
     assert main(["predict", str(out), "a great film"]) == 0
-    assert main(["distill", str(world / "teacher"), "--student", "preset:tiny", "--texts", str(world / "unlabelled.txt"),
-                 "--out", str(out), *sets]) == 2
+    capsys.readouterr()
+    assert main(cli_args(world, out)) == 2
     assert "already holds a distillation; pass --resume" in capsys.readouterr().err
 
-    # the README's snippet on its Hugging Face export, in a fresh process
+
+def test_the_readme_snippet_runs_on_the_export_of_a_distilled_transformer(cli_student, tmp_path):
     from pretrainlab.export import check_export, export, logits_fn
 
+    out, _ = cli_student
     hf = export(out, tmp_path / "hf")
-    check = check_export(hf, logits_fn(out))
+    check = check_export(hf, logits_fn(out))  # the model card's snippet in a fresh process, offline
     assert check.ok and check.label in ("neg", "pos"), check.summary()
+
+
+def test_explain_and_a_learning_curve_from_the_students_backbone(world, cli_student, tmp_path):
+    out, _ = cli_student
+    assert main(["explain", str(out), "--text", "a great film", "--steps", "4", "--out", str(tmp_path / "x.html")]) == 0
+    assert main(["curve", str(out), "--task", str(world / "great.csv"), "--labels", "all", "--seeds", "0",
+                 "--out", str(tmp_path / "curve"), "--set", "finetune.epochs=1"]) == 0
+    assert ",pretrained,0," in (tmp_path / "curve" / "curve.csv").read_text()  # fine-tuned from the student

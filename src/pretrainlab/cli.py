@@ -259,7 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.set_defaults(func=cmd_pretrain)
 
     t = sub.add_parser("finetune", help="fine-tune a pre-training run on a labelled task (several seeds)")
-    t.add_argument("run", help="pre-training run directory")
+    t.add_argument("run", help="pre-training run directory (or a fine-tuned model, e.g. a distilled student: its backbone)")
     t.add_argument("--task", required=True, help="built-in task (mr, tweets, wordnet-supersense, wordnet-pairs) "
                    "or a .csv/.tsv/.jsonl file (columns: --set finetune.text_column=... etc.)")
     t.add_argument("--out", help="directory for the model and reports (default: RUN/finetune-TASK)")
@@ -271,8 +271,9 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("distill", help="train a small, fast student on a fine-tuned teacher's soft labels over "
                        "unlabelled text (the teacher's logits are cached)")
     t.add_argument("teacher", help="fine-tuned classifier directory (from pretrainlab finetune; also of an imported model)")
-    t.add_argument("--student", required=True, help="pre-training run directory (pretrained student), or preset:tiny / "
-                   "preset:mini (random init; another backbone with --set model.backbone=rnn|cnn)")
+    t.add_argument("--student", required=True, help="pre-training run directory (pretrained student; a fine-tuned model "
+                   "gives its backbone), or preset:tiny / preset:mini (random init; another backbone with --set "
+                   "model.backbone=rnn|cnn)")
     t.add_argument("--texts", nargs="+", required=True, help="unlabelled text: files, directories or globs, prepared "
                    "corpora, or task:NAME (a task's training texts); cut into pieces of the task's typical length")
     t.add_argument("--out", required=True, help="directory for the student (a fine-tuned model directory) and its report")
@@ -285,7 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("curve", help="learning curve: test accuracy vs number of labels, pretrained vs random init, "
                        "TF-IDF, majority (and a reference model)")
-    t.add_argument("run", help="pre-training run directory")
+    t.add_argument("run", help="pre-training run directory (or a fine-tuned model, e.g. a distilled student: its backbone)")
     t.add_argument("--task", required=True, help="built-in task or a .csv/.tsv/.jsonl file (as for finetune)")
     t.add_argument("--labels", nargs="+", default=["100", "300", "1000", "3000", "all"],
                    help="label counts: whole numbers and/or 'all' (default: 100 300 1000 3000 all)")

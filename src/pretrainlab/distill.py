@@ -38,7 +38,7 @@ import statistics
 import sys
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -129,7 +129,8 @@ def student_config(student: str, config_path: str | Path | None, overrides: Sequ
 
 
 def load_student(spec: str | Path, cfg: RunConfig, teacher: FineTuned, tokenizer: str | Path | None = None) -> Student:
-    """preset:NAME (random init, cfg.model's architecture, the teacher's tokenizer or `tokenizer`) or a run."""
+    """preset:NAME (random init, cfg.model's architecture, the teacher's tokenizer or `tokenizer`), a run, or
+    a fine-tuned model directory (its backbone: e.g. a student distilled before)."""
     spec = str(spec)
     if spec.startswith(PRESET_PREFIX):
         name = spec[len(PRESET_PREFIX):]
@@ -148,10 +149,7 @@ def load_student(spec: str | Path, cfg: RunConfig, teacher: FineTuned, tokenizer
         raise ConfigError("--tokenizer goes with a random-init student (--student preset:NAME); "
                           f"the run {spec} brings its own tokenizer")
     path = Path(spec)
-    if is_classifier_dir(path):
-        raise ConfigError(f"--student {spec} is a fine-tuned classifier; give the pre-training run it came from, "
-                          "or preset:tiny / preset:mini for a random-init student")
-    pre = load_pretrained(path)
+    pre = load_pretrained(path)  # a run, or a fine-tuned model's backbone
     return Student(spec, pre.config.model, pre.tokenizer, pre.special, str(path / "tokenizer.json"),
                    pre.backbone, pre.config)
 
@@ -257,14 +255,15 @@ def _corpus_documents(path: Path) -> Iterator[list[str]]:
 
 def read_unlabelled(inputs: Sequence[str | Path], task: Task, finetune_cfg, data_cfg, max_texts: int = 0) -> TextPool:
     """The unlabelled pieces of every input, deduplicated, without the task's validation/test texts and
-    its labelled training texts; a CorpusError for an input with no text in it."""
+    its labelled training texts (equal up to case and spaces); a CorpusError for an input with no text in
+    it, and for inputs whose every piece is one of the task's held-out texts."""
     from .data.text import normalize
 
     if not inputs:
         raise CorpusError("no unlabelled input given; pass --texts FILE|DIR|CORPUS|task:NAME")
     words = typical_words(task)
-    held_out = {normalize(t) for t in task.validation.texts + task.test.texts}
-    labelled = {normalize(t) for t in task.train.texts}
+    held_out = {normalize(t).lower() for t in task.validation.texts + task.test.texts}  # equal up to case and spaces
+    labelled = {normalize(t).lower() for t in task.train.texts}
     pool = TextPool([], words, {})
     seen: set[str] = set()
     for item in map(str, inputs):
@@ -272,9 +271,9 @@ def read_unlabelled(inputs: Sequence[str | Path], task: Task, finetune_cfg, data
         for sentences in input_documents(item, finetune_cfg, data_cfg):
             for p in pieces(sentences, words):
                 n += 1
-                if p in held_out:
+                if p.lower() in held_out:
                     pool.held_out_dropped += 1
-                elif p in labelled:
+                elif p.lower() in labelled:
                     pool.labelled_dropped += 1
                 elif p in seen:
                     pool.duplicates_dropped += 1
@@ -285,10 +284,13 @@ def read_unlabelled(inputs: Sequence[str | Path], task: Task, finetune_cfg, data
             raise CorpusError(f"--texts {item}: no text in it (no piece of at least {max(1, words // 4)} words, "
                               f"a quarter of {task.name}'s typical {words}); give files with text in them")
         pool.sources[item] = n
-    if not pool.texts:
+    if not pool.texts and pool.held_out_dropped:
         raise CorpusError(f"--texts {' '.join(map(str, inputs))}: every piece is a text of {task.name} itself "
-                          f"({pool.labelled_dropped} training, {pool.held_out_dropped} validation/test texts); "
-                          "give unlabelled text beyond the task's own")
+                          f"({pool.labelled_dropped} training, {pool.held_out_dropped} validation/test texts, which "
+                          "are never trained on); give unlabelled text beyond the task's own")
+    if not pool.texts:  # e.g. task:NAME of the teacher's own task: its training split, labelled already
+        print(f"note: --texts {' '.join(map(str, inputs))} add no text to {task.name}'s labelled training split; the "
+              "student learns the teacher's soft labels on those texts alone", file=sys.stderr)
     if max_texts and len(pool.texts) > max_texts:
         keep = set(sorted(pool.texts, key=lambda t: _text_hash(t))[:max_texts])
         pool.sampled_from, pool.texts = len(pool.texts), [t for t in pool.texts if t in keep]
@@ -346,6 +348,8 @@ class TeacherLabels:
     refused: list[str]
     """Damaged shards refused (deleted, their texts labelled again): 'name: why'."""
     cache_dir: Path
+    seconds: float = 0.0
+    """Wall clock of the labelling, cache reads included."""
 
 
 class LogitsCache:
@@ -443,6 +447,7 @@ def label_texts(teacher: FineTuned, texts: Sequence[str], cache_root: str | Path
                 with_pooled: bool = False, quiet: bool = False) -> TeacherLabels:
     """The teacher's logits on every text: from the cache where it has them, else computed (run_teacher),
     a shard of shard_texts at a time, each written to the cache as soon as it is done."""
+    t0 = time.perf_counter()
     key = teacher_hash(teacher)
     cache = LogitsCache(Path(cache_root), key, len(teacher.label_names))
     have, refused = cache.read()
@@ -451,7 +456,6 @@ def label_texts(teacher: FineTuned, texts: Sequence[str], cache_root: str | Path
     if missing and not quiet:
         print(f"teacher: labelling {len(missing):,} of {len(texts):,} texts ({len(texts) - len(missing):,} from the "
               f"cache {cache.dir})", file=sys.stderr, flush=True)
-    t0 = time.perf_counter()
     for start in range(0, len(missing), shard_texts):
         chunk = missing[start:start + shard_texts]
         logits, pooled = run_teacher(teacher, [texts[i] for i in chunk], batch_size, device, dtype, with_pooled)
@@ -467,7 +471,8 @@ def label_texts(teacher: FineTuned, texts: Sequence[str], cache_root: str | Path
     rows = [have[k] for k in keys]
     logits = torch.stack([r[0] for r in rows]).float() if rows else torch.empty(0, len(teacher.label_names))
     pooled = torch.stack([r[1] for r in rows]).float() if with_pooled and rows else None
-    return TeacherLabels(logits, pooled, len(missing), len(texts) - len(missing), refused, cache.dir)
+    return TeacherLabels(logits, pooled, len(missing), len(texts) - len(missing), refused, cache.dir,
+                         round(time.perf_counter() - t0, 2))
 
 
 # --------------------------------------------------------------------------- the loss
@@ -861,6 +866,8 @@ class DistillResult:
     cache: dict[str, Any]
     settings: dict[str, Any]
     out_dir: str
+    seconds: float = 0.0
+    """Wall clock of the whole distillation (teacher labelling, every seed, this report)."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -876,6 +883,7 @@ def distill(teacher: str | Path | FineTuned, student: str | Path, inputs: Sequen
     checkpoints); for student preset:NAME its model section is the architecture (see student_config).
     resume: continue the distillation in `out` (its finished seeds are read, the others' checkpoints resumed).
     """
+    t0 = time.perf_counter()
     cfg = cfg or student_config(str(student), None, [])
     seeds = tuple(seeds if seeds is not None else cfg.finetune.seeds)
     if not seeds:
@@ -889,6 +897,7 @@ def distill(teacher: str | Path | FineTuned, student: str | Path, inputs: Sequen
             best = r
     _save_student(setup, best, seeds)
     result = _report(setup, runs, best)
+    result.seconds = round(time.perf_counter() - t0, 2)
     (setup.out / "report.json").write_text(json.dumps(result.to_dict(), indent=1, default=str), encoding="utf-8")
     (setup.out / "report.md").write_text(report_markdown(result), encoding="utf-8")
     return result
@@ -972,7 +981,8 @@ def _report(setup: DistillSetup, runs: list[SeedRun], best: SeedRun) -> DistillR
              "sources": pool.sources, "held_out_dropped": pool.held_out_dropped,
              "labelled_dropped": pool.labelled_dropped, "duplicates_dropped": pool.duplicates_dropped,
              "sampled_from": pool.sampled_from, "unk_rate": round(setup.unk_rate, 5)}
-    cache = {"dir": str(got.cache_dir), "computed": got.computed, "reused": got.reused, "refused": got.refused}
+    cache = {"dir": str(got.cache_dir), "computed": got.computed, "reused": got.reused, "refused": got.refused,
+             "seconds": got.seconds}
     dc = setup.cfg.distill
     settings = {"temperature": dc.temperature, "alpha": dc.alpha, "hidden_weight": dc.hidden_weight,
                 "budget": asdict(setup.budget), "batch_size": dc.batch_size, "lr": dc.lr,
@@ -1017,4 +1027,5 @@ def report_markdown(r: DistillResult) -> str:
             f"the cache ({c['dir']}){'; damaged shards refused and rebuilt: ' + str(len(c['refused'])) if c['refused'] else ''}.\n"
             f"Loss: T^2 KL at T={r.settings['temperature']} + {r.settings['alpha']} x CE on labelled examples"
             f"{' + ' + str(r.settings['hidden_weight']) + ' x hidden-state MSE' if r.settings['hidden_weight'] else ''}; "
-            f"budget {', '.join(f'{k} {v}' for k, v in r.settings['budget'].items() if v is not None)} per seed.\n")
+            f"budget {', '.join(f'{k} {v}' for k, v in r.settings['budget'].items() if v is not None)} per seed.\n"
+            f"Took {r.seconds / 60:.1f} min, of which the teacher's labelling {c['seconds'] / 60:.1f} min.\n")
