@@ -13,7 +13,7 @@ from .errors import Interrupted, PretrainlabError
 
 
 def _config_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", help="YAML file with sections model, data, objective, train, finetune")
+    p.add_argument("--config", help="YAML file with sections model, data, objective, train, finetune, distill")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override one setting, e.g. --set train.lr=3e-4 (see --help-config)")
 
@@ -108,6 +108,16 @@ def cmd_finetune(args) -> None:
     print(f"{result.task}: test accuracy {result.accuracy} (median {result.accuracy.median:.4f}), "
           f"macro-F1 {result.macro_f1} over seeds {[s.seed for s in result.seeds]}")
     print(f"model (seed {result.best_seed}) and reports written to {out}")
+
+
+def cmd_distill(args) -> None:
+    from .distill import distill, report_markdown, student_config
+
+    cfg = student_config(args.student, args.config, args.overrides)
+    result = distill(args.teacher, args.student, args.texts, args.out, cfg, seeds=args.seeds, task=args.task,
+                     tokenizer=args.tokenizer, resume=args.resume)
+    print(report_markdown(result))
+    print(f"student (seed {result.best_seed}) and report.md / report.json written to {args.out}")
 
 
 def cmd_curve(args) -> None:
@@ -270,7 +280,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.set_defaults(func=cmd_pretrain)
 
     t = sub.add_parser("finetune", help="fine-tune a pre-training run on a labelled task (several seeds)")
-    t.add_argument("run", help="pre-training run directory")
+    t.add_argument("run", help="pre-training run directory (or a fine-tuned model, e.g. a distilled student: its backbone)")
     t.add_argument("--task", required=True, help="built-in task (mr, tweets, wordnet-supersense, wordnet-pairs) "
                    "a .csv/.tsv/.jsonl/.parquet file or a Hugging Face save_to_disk folder "
                    "(columns: --set finetune.text_column=... etc.)")
@@ -280,9 +290,25 @@ def build_parser() -> argparse.ArgumentParser:
     _config_args(t)
     t.set_defaults(func=cmd_finetune)
 
+    t = sub.add_parser("distill", help="train a small, fast student on a fine-tuned teacher's soft labels over "
+                       "unlabelled text (the teacher's logits are cached)")
+    t.add_argument("teacher", help="fine-tuned classifier directory (from pretrainlab finetune; also of an imported model)")
+    t.add_argument("--student", required=True, help="pre-training run directory (pretrained student; a fine-tuned model "
+                   "gives its backbone), or preset:tiny / preset:mini (random init; another backbone with --set "
+                   "model.backbone=rnn|cnn)")
+    t.add_argument("--texts", nargs="+", required=True, help="unlabelled text: files, directories or globs, prepared "
+                   "corpora, or task:NAME (a task's training texts); cut into pieces of the task's typical length")
+    t.add_argument("--out", required=True, help="directory for the student (a fine-tuned model directory) and its report")
+    t.add_argument("--seeds", type=int, nargs="+", help="seeds to run (default: finetune.seeds)")
+    t.add_argument("--task", help="the labelled task (default: the teacher's own, with its splits)")
+    t.add_argument("--tokenizer", help="tokenizer.json for a preset student (default: the teacher's)")
+    t.add_argument("--resume", action="store_true", help="continue the distillation in --out (finished seeds are kept)")
+    _config_args(t)
+    t.set_defaults(func=cmd_distill)
+
     t = sub.add_parser("curve", help="learning curve: test accuracy vs number of labels, pretrained vs random init, "
                        "TF-IDF, majority (and a reference model)")
-    t.add_argument("run", help="pre-training run directory")
+    t.add_argument("run", help="pre-training run directory (or a fine-tuned model, e.g. a distilled student: its backbone)")
     t.add_argument("--task", required=True, help="built-in task, a .csv/.tsv/.jsonl/.parquet file or a save_to_disk folder (as for finetune)")
     t.add_argument("--labels", nargs="+", default=["100", "300", "1000", "3000", "all"],
                    help="label counts: whole numbers and/or 'all' (default: 100 300 1000 3000 all)")

@@ -390,6 +390,72 @@ class FinetuneConfig:
                               "(0: no fixed budget / no floor)")
 
 
+# --------------------------------------------------------------------------- distillation
+
+
+@dataclass(frozen=True)
+class DistillConfig:
+    temperature: float = 2.0
+    """Softmax temperature T of the KL(teacher || student) term (Hinton et al. 2015); the term is scaled by
+    T^2 so that its gradients keep their size as T changes."""
+    alpha: float = 0.5
+    """Weight of the cross-entropy on a labelled training example's gold label, added to its KL term
+    (unlabelled texts have only the KL term). Below 1 because the soft labels carry more per example
+    (Hinton et al. 2015: a considerably lower weight on the hard targets worked best); not measured here."""
+    hidden_weight: float = 0.0
+    """Weight of a hidden-state loss: MSE between a learned projection of the student's pooled sentence
+    representation and the teacher's (cached with its logits); 0: off."""
+    budget: str = ""
+    """Training budget per seed: steps (2000), wall clock (10m) or tokens (3Mtok); empty: distill.epochs
+    passes over the texts (unlabelled pieces + labelled training examples)."""
+    epochs: int = 3
+    """Passes over the texts when distill.budget is empty."""
+    batch_size: int = 32
+    """Texts per optimizer step."""
+    lr: float = 1e-3
+    """Peak learning rate of the student (warm-up and decay over the budget: train.warmup)."""
+    patience: int = 3
+    """Early stopping: evaluations on the task's validation split without a better accuracy; 0: never."""
+    min_steps: int = 0
+    """Evaluations before this step never count against the patience."""
+    eval_every: int = 0
+    """Validate every N optimizer steps; 0: once per pass over the texts."""
+    max_texts: int = 0
+    """Use at most this many unlabelled pieces (a fixed sample, ordered by text hash); 0: all."""
+    cache: str = ""
+    """Directory of the teacher-logits cache; empty: the user cache directory (pretrainlab/teacher-logits)."""
+    shard_texts: int = 4096
+    """Texts per cache shard: at most this much of the teacher's labelling is lost to a kill."""
+    teacher_batch_size: int = 64
+    """Texts per teacher forward pass while labelling."""
+    max_unk: float = 0.05
+    """Largest share of the texts' tokens that the student's tokenizer may map to [UNK]; more is an error."""
+    throughput_texts: int = 256
+    """Test texts timed for the CPU throughput of teacher and student (batch 32; batch 1 times the first 64)."""
+
+    def __post_init__(self) -> None:
+        if self.budget:
+            try:
+                Budget.parse(self.budget)
+            except ConfigError as e:
+                raise ConfigError(str(e).replace("train.budget", "distill.budget")) from None
+        if self.temperature <= 0:
+            raise ConfigError(f"distill.temperature must be positive, got {self.temperature}")
+        for name in ("alpha", "hidden_weight"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"distill.{name} must be >= 0, got {getattr(self, name)}")
+        for name in ("epochs", "batch_size", "shard_texts", "teacher_batch_size", "throughput_texts"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"distill.{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("patience", "min_steps", "eval_every", "max_texts"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"distill.{name} must be >= 0, got {getattr(self, name)}")
+        if self.lr <= 0:
+            raise ConfigError(f"distill.lr must be positive, got {self.lr}")
+        if not 0 <= self.max_unk <= 1:
+            raise ConfigError(f"distill.max_unk is a share in [0, 1], got {self.max_unk}")
+
+
 # --------------------------------------------------------------------------- the whole run
 
 
@@ -400,6 +466,7 @@ class RunConfig:
     objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
 
     def __post_init__(self) -> None:
         if self.data.seq_len > self.model.max_len and self.model.backbone in ("transformer", "decoder"):
@@ -461,6 +528,7 @@ _SECTION_CLASSES = {
     "objective": ObjectiveConfig,
     "train": TrainConfig,
     "finetune": FinetuneConfig,
+    "distill": DistillConfig,
 }
 
 

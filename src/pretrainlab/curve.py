@@ -144,7 +144,7 @@ def run_curve(run: str | Path | Pretrained, task: str | Path | Task, labels: Seq
     models: only these of MODELS (default: all of them, reference only with a reference run).
     """
     pre = run if isinstance(run, Pretrained) else load_pretrained(run)
-    run_name = run_name or (str(run) if not isinstance(run, Pretrained) else str(pre.checkpoint.parent.parent))
+    run_name = run_name or (str(run) if not isinstance(run, Pretrained) else str(pre.run_dir))
     cfg = cfg or pre.config
     task = as_task(task if task is not None else cfg.finetune.task, cfg.finetune)
     counts = parse_label_counts(labels, task)

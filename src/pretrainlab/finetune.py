@@ -154,7 +154,7 @@ def finetune(
     if out_dir is not None and Path(out_dir).exists() and not Path(out_dir).is_dir():
         raise ConfigError(f"--out {out_dir} is a file; give a directory for the model and reports")
     pre = run if isinstance(run, Pretrained) else load_pretrained(run)
-    run_name = str(pre.checkpoint.parent.parent) if pre.checkpoint else "?"
+    run_name = str(pre.run_dir) if pre.run_dir else "?"
     cfg = cfg or pre.config
     seeds = tuple(seeds if seeds is not None else cfg.finetune.seeds)
     if not seeds:

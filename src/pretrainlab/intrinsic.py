@@ -114,7 +114,7 @@ def probe(run: str | Path | Pretrained, task, *, max_len: int = 64, max_examples
         ys.append(np.asarray(split.labels))
     train_acc, test_acc = fit_probes(feats[0], ys[0], feats[1], ys[1], C=C)
     majority = float(np.mean(ys[1] == np.bincount(ys[0]).argmax()))
-    run_name = str(pre.checkpoint.parent.parent) if pre.checkpoint else "?"
+    run_name = str(pre.run_dir) if pre.run_dir else "?"
     return ProbeReport(layer_names(len(feats[0]), has_layers), train_acc, test_acc, majority, len(train), len(test),
                        task=task.name, run=run_name)
 
@@ -156,7 +156,7 @@ def pseudo_perplexity(run: str | Path | Pretrained, texts: Sequence[str], *, max
 
     pre = _as_pretrained(run)
     if "mlm" not in pre.model.objectives:
-        raise IntrinsicError(f"{pre.checkpoint}: the run has no MLM head (objectives: {', '.join(pre.model.objectives)}); "
+        raise IntrinsicError(f"{pre.checkpoint or pre.run_dir}: the run has no MLM head (objectives: {', '.join(pre.model.objectives)}); "
                              "pseudo-perplexity needs one: use a run pre-trained with objective mlm")
     if pre.config.model.backbone == "transformer":
         max_len = min(max_len, pre.config.model.max_len)

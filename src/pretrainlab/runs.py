@@ -65,18 +65,30 @@ class Pretrained:
     tokenizer: Any
     config: RunConfig
     special: Any
-    checkpoint: Path
+    checkpoint: Path | None
+    source: Path | None = None
+    """The fine-tuned model directory whose backbone this is (None: a pre-training run, see run_dir)."""
 
     @property
     def backbone(self) -> nn.Module:
         return self.model.backbone
 
+    @property
+    def run_dir(self) -> Path | None:
+        """The directory it was loaded from: the run, or the fine-tuned model."""
+        return self.source or (self.checkpoint.parent.parent if self.checkpoint else None)
+
 
 def load_pretrained(run_dir: str | Path) -> Pretrained:
-    """Rebuild the model of a pre-training run from its config, tokenizer and latest checkpoint."""
+    """Rebuild the model of a pre-training run from its config, tokenizer and latest checkpoint.
+
+    A fine-tuned model directory (e.g. a distilled student) gives its backbone instead, with no
+    pre-training objectives: `finetune` and `curve` start from it as from a run."""
     from .tokenizer import load_tokenizer, special_ids
 
     run_dir = Path(run_dir)
+    if is_classifier_dir(run_dir):
+        return classifier_backbone(run_dir)
     if not run_dir.is_dir():
         raise CheckpointError(f"{run_dir}: no such run directory; give the --out of `pretrainlab pretrain`")
     if not (run_dir / "config.yaml").is_file():
@@ -92,6 +104,14 @@ def load_pretrained(run_dir: str | Path) -> Pretrained:
     load_weights(ckpt, model)
     model.eval()
     return Pretrained(model, tok, cfg, special, ckpt)
+
+
+def classifier_backbone(path: Path) -> Pretrained:
+    """A fine-tuned model's backbone and tokenizer as a starting point (its objectives: none)."""
+    from .models import PretrainModel
+
+    ftm = load_classifier(path)
+    return Pretrained(PretrainModel(ftm.model.backbone, {}, {}), ftm.tokenizer, ftm.config, ftm.special, None, path)
 
 
 def read_run_config(run_dir: Path) -> RunConfig:
