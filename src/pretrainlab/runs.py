@@ -43,8 +43,11 @@ def build_pretrain_model(cfg: RunConfig, vocab_size: int, special) -> nn.Module:
         mask_rate=o.mask_rate, whole_word=o.whole_word, plm_k=o.plm_k,
         rtd_generator_fraction=o.rtd_generator_fraction, rtd_weight=o.rtd_weight, tie_embeddings=o.tie_embeddings,
         make_backbone=lambda **kw: backbone_from_config(replace(cfg.model, preset=None, **kw), vocab_size, special.pad),
+        infill_mask_ratio=o.infill_mask_ratio, infill_poisson_lambda=o.infill_poisson_lambda,
+        span_noise_density=o.span_noise_density, span_mean_length=o.span_mean_length, span_sentinels=o.span_sentinels,
     )
-    return PretrainModel(backbone, objectives, {k: v for k, v in o.weights.items() if k in objectives})
+    # an objective not named in the weights is a combination (infill+permute): weight 1
+    return PretrainModel(backbone, objectives, {k: o.weights.get(k, 1.0) for k in objectives})
 
 
 def count_parameters(model: nn.Module) -> int:
