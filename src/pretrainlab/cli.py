@@ -159,6 +159,17 @@ def cmd_export(args) -> None:
                           f"the folder is kept, marked with {out / 'EXPORT_CHECK_FAILED.txt'}")
 
 
+def cmd_generate(args) -> None:
+    from .generate import GenerateError, GenerationSettings, generate_run, read_prompts
+
+    if bool(args.file) == bool(args.prompts):
+        raise GenerateError("give prompts on the command line or --file PROMPTS.txt (one prompt a line), not both")
+    prompts = read_prompts(args.file) if args.file else args.prompts
+    settings = GenerationSettings(args.max_new_tokens, args.temperature, args.top_k, args.top_p, args.seed)
+    for g in generate_run(args.run, prompts, settings):
+        print(g.text)
+
+
 # --------------------------------------------------------------------------- interpret
 
 
@@ -293,6 +304,19 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--overwrite", action="store_true", help="replace a non-empty target directory")
     t.add_argument("--no-check", action="store_true", help="skip loading the export back in transformers")
     t.set_defaults(func=cmd_export)
+
+    t = sub.add_parser("generate", help="write text with an encoder-decoder run (the text is the encoder's input; "
+                       "KV cache; stops at the end of a text)")
+    t.add_argument("run", help="pre-training run directory of an encoder-decoder (model.backbone=encoder-decoder)")
+    t.add_argument("prompts", nargs="*", help="texts for the encoder ([MASK] marks a gap to fill); one output line each")
+    t.add_argument("--file", help="a text file of prompts, one a line (instead of prompts on the command line)")
+    t.add_argument("--max-new-tokens", type=int, default=40, help="at most this many new tokens (default: 40)")
+    t.add_argument("--temperature", type=float, default=1.0, help="0: greedy, deterministic; else sample from "
+                   "softmax(logits / T) (default: 1.0)")
+    t.add_argument("--top-k", type=int, help="sample from the K most likely tokens only")
+    t.add_argument("--top-p", type=float, help="sample from the smallest set of tokens whose probability reaches P, in (0, 1]")
+    t.add_argument("--seed", type=int, help="seed for sampling (each prompt is generated alone with it)")
+    t.set_defaults(func=cmd_generate)
 
     t = sub.add_parser("explain", help="HTML report: attention, rollout, token attributions, layer probes")
     t.add_argument("model", help="fine-tuned model directory (or a pre-training run directory)")

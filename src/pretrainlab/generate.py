@@ -11,14 +11,24 @@ loop stops when every row has.
 
 Prompts in a batch are left-padded (mask 0 on the left): new tokens continue the last document of
 their row, so a prompt may itself be a packed row.
+
+A run, text in and text out: `generate_run(run, prompts, GenerationSettings(...))` dispatches on the
+run's backbone, one function per kind: `generate_seq2seq` for an encoder-decoder (the text is the
+encoder's input; its loop is backbones/seq2seq.generate).
 """
 
 from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
 from .backbones.decoder import DecoderBackbone, KVCache
+from .errors import PretrainlabError
 from .objectives.clm import LMHead
 
 
@@ -132,3 +142,137 @@ def generate(
     finally:
         model.train(was_training)
     return ids
+
+
+# --------------------------------------------------------------------------- a run: text in, text out
+
+
+class GenerateError(PretrainlabError, ValueError):
+    """Generation that cannot be done as asked; the message says what to change."""
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    """How to pick the new tokens (see `generate`); the CLI's --max-new-tokens ... --seed."""
+
+    max_new_tokens: int = 40
+    temperature: float = 1.0
+    """0: greedy (deterministic); above 1 flatter, below 1 sharper than the model's distribution."""
+    top_k: int | None = None
+    top_p: float | None = None
+    seed: int | None = None
+    """Each prompt is generated alone with this seed, so its text does not depend on the other prompts."""
+
+
+@dataclass
+class Generation:
+    """One prompt's result."""
+
+    prompt: str
+    text: str
+    """What the model wrote, decoded (for a decoder: the prompt and its continuation)."""
+    continuation: str
+    """The new tokens alone, decoded."""
+    ids: list[int]
+    """Every token id the model wrote, its start token first."""
+    n_prompt: int
+    """Tokens of the prompt as the model read it (special tokens included, after any truncation)."""
+    ended: bool
+    """The model ended the text (produced the end-of-text token) before max_new_tokens."""
+    dropped: int = 0
+    """Prompt tokens cut to fit the context."""
+
+
+def _note(message: str) -> None:
+    print(f"note: {message}", file=sys.stderr)
+
+
+def check_settings(max_new_tokens: int, temperature: float, top_k: int | None, top_p: float | None) -> None:
+    """Refuse bad sampling settings before any work, saying what to change."""
+    if temperature < 0:
+        raise GenerateError(f"temperature={temperature} is negative; use 0 for greedy decoding or a positive value to sample")
+    if top_p is not None and not 0 < top_p <= 1:
+        raise GenerateError(f"top_p={top_p} is outside (0, 1]: it is the probability mass to sample from (1 = all tokens)")
+    if top_k is not None and top_k < 1:
+        raise GenerateError(f"top_k={top_k} must be at least 1 (the number of most likely tokens to sample from)")
+    if max_new_tokens < 0:
+        raise GenerateError(f"max_new_tokens={max_new_tokens} is negative")
+
+
+ENCODER_COMMANDS = ("finetune (then evaluate, predict, explain)", "curve", "probe", "perplexity", "export")
+
+
+def generate_run(run: str | Path, prompts: Sequence[str], settings: GenerationSettings = GenerationSettings(),
+                 note: Callable[[str], None] = _note) -> list[Generation]:
+    """Generate from each prompt with a pre-training run's model: one function per backbone kind.
+
+    Settings are checked, and the run's kind read from its config.yaml, before any weights load.
+    """
+    from .runs import is_classifier_dir, read_run_config
+
+    s = settings
+    check_settings(s.max_new_tokens, s.temperature, s.top_k, s.top_p)
+    run = Path(run)
+    if is_classifier_dir(run):
+        raise GenerateError(f"{run} is a fine-tuned classifier; generate writes text with a pre-training run "
+                            "(the --out of `pretrainlab pretrain` with model.backbone=encoder-decoder)")
+    if not (run / "config.yaml").is_file():
+        raise GenerateError(f"{run} is not a pretrainlab run directory (no config.yaml); give the --out of "
+                            "`pretrainlab pretrain`")
+    kind = read_run_config(run).model.backbone
+    if kind == "encoder-decoder":
+        return generate_seq2seq(run, prompts, s, note)
+    raise GenerateError(
+        f"{run} is a {kind} run, a bidirectional encoder (its states read both sides of each token): it does not "
+        f"generate text. Pre-train an encoder-decoder for that (--set model.backbone=encoder-decoder). Commands that "
+        f"fit this run: {', '.join(ENCODER_COMMANDS)}"
+    )
+
+
+def generate_seq2seq(run: str | Path, prompts: Sequence[str], settings: GenerationSettings,
+                     note: Callable[[str], None] = _note) -> list[Generation]:
+    """An encoder-decoder run: the encoder reads `[CLS] text [SEP]` (as its corrupted inputs looked in
+    pre-training; [MASK] and <extra_id_N> in the text are its mask and sentinel tokens), the decoder
+    writes from [SEP] (BART's decoder start) until [SEP] again or max_new_tokens (seq2seq.generate:
+    KV cache, cross-attention keys computed once). One prompt at a time, each with the seed."""
+    from .backbones.seq2seq import generate as seq2seq_generate
+    from .data.encoding import tokenize
+    from .runs import load_pretrained
+
+    s = settings
+    pre = load_pretrained(run)
+    max_len, trained = pre.backbone.max_len, pre.config.data.seq_len
+    if 1 + s.max_new_tokens > max_len:
+        raise GenerateError(f"--max-new-tokens {s.max_new_tokens}: the decoder writes at most {max_len - 1} tokens "
+                            f"after its start token (model.max_len={max_len}); ask for fewer")
+    if 1 + s.max_new_tokens > trained:
+        note(f"the model was pre-trained on {trained}-token sequences; tokens past position {trained} are beyond "
+             "what it was trained on")
+    sp = pre.special
+    full = [len(e.ids) for e in tokenize(pre.tokenizer, prompts, None, 1 << 30)]
+    out = []
+    for i, (prompt, enc) in enumerate(zip(prompts, tokenize(pre.tokenizer, prompts, None, max_len))):
+        dropped = full[i] - len(enc.ids)
+        if dropped:
+            note(f"text {i + 1} is {full[i]} tokens with [CLS] and [SEP], more than the model's max_len={max_len}: "
+                 f"its last {dropped} tokens were cut")
+        x = torch.tensor([enc.ids])
+        y = seq2seq_generate(pre.backbone, x, torch.ones_like(x), decoder_start_id=sp.sep, eos_id=sp.sep,
+                             pad_id=sp.pad, max_new_tokens=s.max_new_tokens, temperature=s.temperature,
+                             top_k=s.top_k or 0, top_p=1.0 if s.top_p is None else s.top_p, seed=s.seed)[0].tolist()
+        new = y[1:]
+        # sentinels and [MASK] stay visible; the start, end and padding do not
+        text = pre.tokenizer.decode([t for t in new if t not in (sp.pad, sp.cls, sp.sep)], skip_special_tokens=False)
+        out.append(Generation(prompt, text, text, y, len(enc.ids), sp.sep in new, dropped))
+    return out
+
+
+def read_prompts(path: str | Path) -> list[str]:
+    """One prompt per non-blank line of a UTF-8 text file."""
+    path = Path(path)
+    if not path.is_file():
+        raise GenerateError(f"--file {path}: no such file")
+    prompts = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if not prompts:
+        raise GenerateError(f"--file {path} holds no prompt (only blank lines)")
+    return prompts
