@@ -1,14 +1,18 @@
 """An encoder-decoder run after pre-training: generate, fine-tune / evaluate / predict / curve, export, import."""
 
+import json
+import random
+
 import pytest
 import torch
+from torch.testing import assert_close
 
 from pretrainlab.cli import main
 from pretrainlab.config import load_config
 from pretrainlab.generate import GenerateError, GenerationSettings, generate_run
 from pretrainlab.train import pretrain
 
-from conftest import FAST, FINETUNE, TINY, TRANSFORMER
+from conftest import FAST, FINETUNE, TINY, TRANSFORMER, review_csv
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
@@ -72,3 +76,73 @@ def test_generate_on_an_encoder_run_names_the_commands_that_fit(tiny_corpus, tmp
     assert main(["generate", str(enc), "a cat", "--temperature", "0"]) == 2
     err = capsys.readouterr().err
     assert "is a transformer run, a bidirectional encoder" in err and "finetune" in err and "curve" in err
+
+
+# --------------------------------------------------------------------------- fine-tuning
+
+
+def pair_csv(n: int) -> str:
+    rng = random.Random(1)
+    words = "the cat dog sat on a mat and ran to house".split()
+    rows = ["text,text2,label"] + [f"{' '.join(rng.choice(words) for _ in range(4))} {i},"
+                                   f"{' '.join(rng.choice(words) for _ in range(3))},{'ab'[i % 2]}" for i in range(n)]
+    return "\n".join(rows) + "\n"
+
+
+def test_classifier_equals_bart_for_sequence_classification_on_pairs():
+    """The decoder's state at the last [SEP]: BartForSequenceClassification's logits, single texts and pairs."""
+    from transformers import BartConfig, BartForSequenceClassification
+
+    from pretrainlab.export.hf_seq2seq_names import hf_bart_config_kwargs, to_hf_bart_state_dict
+    from pretrainlab.models import build_classifier
+    from test_seq2seq import tiny_model
+
+    m = build_classifier(tiny_model(), 3, "mean", "bart", 0.0, eos_id=3).eval()
+    with torch.no_grad():
+        for p in (*m.pooler.parameters(), *m.head.parameters()):
+            p.normal_(std=0.3)
+    bb = m.backbone
+    hf = BartForSequenceClassification(BartConfig(**hf_bart_config_kwargs(
+        vocab_size=bb.vocab_size, d_model=bb.d_model, n_layers=bb.n_layers, n_decoder_layers=bb.n_decoder_layers,
+        n_heads=bb.n_heads, d_ff=bb.d_ff, max_len=bb.max_len, dropout=0.0, pad_id=0, bos_id=2, eos_id=3),
+        num_labels=3)).eval()
+    sd = {k: v for k, v in to_hf_bart_state_dict(bb.state_dict()).items() if k not in ("final_logits_bias", "lm_head.weight")}
+    sd.update({"classification_head.dense.weight": m.pooler.weight, "classification_head.dense.bias": m.pooler.bias,
+               "classification_head.out_proj.weight": m.head.weight, "classification_head.out_proj.bias": m.head.bias})
+    hf.load_state_dict(sd, strict=True)
+    singles = torch.tensor([[2, 9, 10, 11, 3, 0, 0], [2, 12, 13, 14, 15, 16, 3]])
+    pairs = torch.tensor([[2, 9, 10, 3, 20, 21, 3], [2, 12, 3, 22, 3, 0, 0]])  # [CLS] A [SEP] B [SEP], padded
+    for ids in (singles, pairs):
+        mask = (ids != 0).long()
+        assert_close(m(ids, mask).logits, hf(input_ids=ids, attention_mask=mask).logits)
+
+
+def test_finetune_evaluate_predict_and_curve_on_an_encoder_decoder_run(run, tmp_path, capsys):
+    task = tmp_path / "task.csv"
+    task.write_text(review_csv(random.Random(0), 60), encoding="utf-8")
+    ft = tmp_path / "ft"
+    assert main(["finetune", str(run), "--task", str(task), "--out", str(ft), "--seeds", "0",
+                 "--set", "finetune.epochs=2"]) == 0
+    info = json.loads((ft / "classifier.json").read_text())
+    assert (info["head"], info["pooling"], info["segments"]) == ("bart", "eos", False)
+    assert main(["evaluate", str(ft), "--task", str(task)]) == 0
+    assert "accuracy" in capsys.readouterr().out
+    assert main(["predict", str(ft), "a good film", "a dull movie"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2 and all(line.split("\t")[0] in ("neg", "pos") for line in lines)
+    assert main(["curve", str(run), "--task", str(task), "--labels", "30", "--seeds", "0",
+                 "--out", str(tmp_path / "curve")]) == 0
+    rows = (tmp_path / "curve" / "curve.csv").read_text().splitlines()
+    assert {r.split(",")[1] for r in rows[1:]} >= {"pretrained", "random-init"}
+
+
+def test_finetune_on_text_pairs(run, tmp_path, capsys):
+    task = tmp_path / "pairs.csv"
+    task.write_text(pair_csv(40), encoding="utf-8")
+    ft = tmp_path / "ft"
+    assert main(["finetune", str(run), "--task", str(task), "--out", str(ft), "--seeds", "0",
+                 "--set", "finetune.epochs=1", "--set", "finetune.text_pair_column=text2"]) == 0
+    assert json.loads((ft / "classifier.json").read_text())["pairs"] is True
+    capsys.readouterr()
+    assert main(["predict", str(ft), "the cat sat", "--pair", "on a mat"]) == 0
+    assert capsys.readouterr().out.split("\t")[0] in ("a", "b")

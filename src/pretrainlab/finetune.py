@@ -13,7 +13,9 @@ same architecture from scratch (what pre-training buys is the difference).
 Inputs are the run's tokenizer output (data/encoding.py): `[CLS] A [SEP]`, or `[CLS] A [SEP] B [SEP]`
 for pairs with segment ids 0 then 1, cut to finetune.max_len tokens. The modern style gets no
 segment ids (as ModernBERT has none) and a LayerNorm after the pooler (as ModernBERT's head has), so
-that both styles export to Hugging Face with equal logits.
+that both styles export to Hugging Face with equal logits. The encoder-decoder classifies from its
+decoder's state at the last [SEP], as BartForSequenceClassification does (models.Seq2SeqClassifier:
+finetune.pooling does not apply), with no segment ids.
 """
 
 from __future__ import annotations
@@ -88,7 +90,7 @@ class FinetuneSetup:
     task: Task
     cfg: RunConfig
     head: str
-    """bert or modern (models.head_kind)."""
+    """bert, modern or bart (models.head_kind)."""
     segments: bool
     max_len: int
     device: torch.device
@@ -197,7 +199,8 @@ def prepare_finetune(pre: Pretrained, task: str | Path | Task, cfg: RunConfig, e
     ft, model_cfg = cfg.finetune, pre.config.model
     task = as_task(task, ft)
     head = head_kind(model_cfg)
-    max_len = ft.max_len if model_cfg.backbone != "transformer" else min(ft.max_len, model_cfg.max_len)
+    positions = model_cfg.backbone in ("transformer", "encoder-decoder")  # position embeddings cap the length
+    max_len = min(ft.max_len, model_cfg.max_len) if positions else ft.max_len
     device = pick_device(cfg.train.device)
     dtype = pick_dtype(cfg.train.precision, device)
     enc = {s: encode_split(pre.tokenizer, task.split(s), max_len) for s in ("train", "validation", "test")}
@@ -234,7 +237,7 @@ def finetune_seed(setup: FinetuneSetup, seed: int, random_init: bool = False) ->
     set_seed(seed, tc.deterministic)
     backbone = _fresh_backbone(pre, random_init, ft.dropout)
     drop = pre.config.model.dropout if ft.dropout is None else ft.dropout
-    model = build_classifier(backbone, task.n_labels, ft.pooling, setup.head, drop).to(device)
+    model = build_classifier(backbone, task.n_labels, ft.pooling, setup.head, drop, eos_id=pre.special.sep).to(device)
     settings = LoopSettings(grad_accum=1, clip=tc.clip, on_nan=tc.on_nan, log_every=max(1, setup.steps_per_epoch // 4),
                             eval_every=setup.eval_every, progress=tc.progress and not setup.quiet)
     optimizer = make_optimizer(model, ft.lr, tc.weight_decay, device)
@@ -275,13 +278,15 @@ def _save(out: Path, setup: FinetuneSetup, result: FinetuneResult, weights: dict
     """The best seed's classifier (runs.save_classifier) and the reports, in out."""
     pre, task, ft = setup.pre, setup.task, setup.cfg.finetune
     model_cfg = pre.config.model
-    model = build_classifier(_fresh_backbone(pre, True), task.n_labels, ft.pooling, setup.head, model_cfg.dropout)
+    model = build_classifier(_fresh_backbone(pre, True), task.n_labels, ft.pooling, setup.head, model_cfg.dropout,
+                             eos_id=pre.special.sep)
     model.load_state_dict(weights)
     task_ref = task.name if task.name in BUILTIN_TASKS else task.source
     used = RunConfig(model=model_cfg, data=pre.config.data, objective=pre.config.objective, train=setup.cfg.train,
                      finetune=replace(ft, task=task_ref, max_len=setup.max_len, seeds=seeds))
     meta = {"task": task.name, "task_source": task_ref, "source_run": result.run, "init": result.init,
-            "seed": result.best_seed, "head": setup.head, "pooling": ft.pooling, "max_len": setup.max_len,
+            "seed": result.best_seed, "head": setup.head, "pooling": model.pooling,
+            "max_len": setup.max_len,
             "pairs": task.has_pairs, "segments": setup.segments, "split": task.split_kind}
     save_classifier(out, model, pre.tokenizer, used, task.label_names, meta)
     result.out_dir = out

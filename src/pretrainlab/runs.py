@@ -25,7 +25,7 @@ from .checkpoint import latest_checkpoint, load_weights, read_state
 from .config import RunConfig, config_from_dict, save_config
 from .errors import CheckpointError
 from .files import read_yaml
-from .models import Classifier, build_classifier
+from .models import build_classifier
 
 # --------------------------------------------------------------------------- pre-training runs
 
@@ -166,7 +166,8 @@ CLASSIFIER_FILE = "classifier.json"
 class FineTuned:
     """A fine-tuned classifier loaded back from its directory."""
 
-    model: Classifier
+    model: nn.Module
+    """models.Classifier, or models.Seq2SeqClassifier for an encoder-decoder."""
     tokenizer: Any
     config: RunConfig
     label_names: list[Any]
@@ -183,7 +184,7 @@ class FineTuned:
         return {name: i for i, name in enumerate(self.label_names)}
 
 
-def save_classifier(out: Path, model: Classifier, tokenizer, cfg: RunConfig, label_names: Sequence[Any],
+def save_classifier(out: Path, model: nn.Module, tokenizer, cfg: RunConfig, label_names: Sequence[Any],
                     meta: dict[str, Any]) -> Path:
     """model.safetensors + config.yaml + tokenizer.json + classifier.json (labels, head, inputs)."""
     out.mkdir(parents=True, exist_ok=True)
@@ -225,7 +226,8 @@ def load_classifier(path: str | Path) -> FineTuned:
     tok = load_tokenizer(path / "tokenizer.json")
     special = special_ids(tok)
     backbone = backbone_from_config(cfg.model, tok.get_vocab_size(), pad_id=special.pad)
-    model = build_classifier(backbone, info["n_labels"], info["pooling"], info["head"], cfg.model.dropout)
+    model = build_classifier(backbone, info["n_labels"], info["pooling"], info["head"], cfg.model.dropout,
+                             eos_id=special.sep)
     try:
         missing, unexpected = load_model(model, str(path / "model.safetensors"), strict=False)
     except (OSError, SafetensorError) as e:
