@@ -2,6 +2,7 @@
 
 import json
 import random
+from dataclasses import replace
 
 import pytest
 import torch
@@ -117,12 +118,24 @@ def test_classifier_equals_bart_for_sequence_classification_on_pairs():
         assert_close(m(ids, mask).logits, hf(input_ids=ids, attention_mask=mask).logits)
 
 
-def test_finetune_evaluate_predict_and_curve_on_an_encoder_decoder_run(run, tmp_path, capsys):
-    task = tmp_path / "task.csv"
-    task.write_text(review_csv(random.Random(0), 60), encoding="utf-8")
-    ft = tmp_path / "ft"
+@pytest.fixture(scope="module")
+def task(tmp_path_factory):
+    path = tmp_path_factory.mktemp("task") / "task.csv"
+    path.write_text(review_csv(random.Random(0), 60), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def classifier(run, task, tmp_path_factory):
+    """The run fine-tuned from the command line (one seed, two epochs)."""
+    ft = tmp_path_factory.mktemp("ft") / "ft"
     assert main(["finetune", str(run), "--task", str(task), "--out", str(ft), "--seeds", "0",
                  "--set", "finetune.epochs=2"]) == 0
+    return ft
+
+
+def test_finetune_evaluate_predict_and_curve_on_an_encoder_decoder_run(run, task, classifier, tmp_path, capsys):
+    ft = classifier
     info = json.loads((ft / "classifier.json").read_text())
     assert (info["head"], info["pooling"], info["segments"]) == ("bart", "eos", False)
     assert main(["evaluate", str(ft), "--task", str(task)]) == 0
@@ -146,3 +159,79 @@ def test_finetune_on_text_pairs(run, tmp_path, capsys):
     capsys.readouterr()
     assert main(["predict", str(ft), "the cat sat", "--pair", "on a mat"]) == 0
     assert capsys.readouterr().out.split("\t")[0] in ("a", "b")
+
+
+# --------------------------------------------------------------------------- export and import
+
+
+@pytest.fixture(scope="module")
+def exported(run, tmp_path_factory):
+    out = tmp_path_factory.mktemp("hf") / "bart"
+    assert main(["export", str(run), "--to", str(out)]) == 0  # the check: offline load, equal logits
+    return out
+
+
+def test_export_is_bart_for_conditional_generation_and_generates_as_pretrainlab(run, exported, monkeypatch):
+    from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+
+    config = json.loads((exported / "config.json").read_text())
+    assert config["architectures"] == ["BartForConditionalGeneration"]
+    assert (config["decoder_start_token_id"], config["eos_token_id"], config["pad_token_id"]) == (3, 3, 0)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    model = AutoModelForSeq2SeqLM.from_pretrained(exported).eval()
+    tokenizer = AutoTokenizer.from_pretrained(exported)
+    for prompt in PROMPTS:
+        ours = generate_run(run, [prompt], GenerationSettings(max_new_tokens=12, temperature=0.0))[0]
+        theirs = model.generate(**tokenizer(prompt, return_tensors="pt"), max_new_tokens=12)  # greedy: its default
+        assert theirs[0].tolist() == ours.ids
+        assert tokenizer.decode(theirs[0], skip_special_tokens=True).replace(" ", "") == ours.text.replace(" ", "")
+
+
+def test_exported_classifier_runs_the_readme_snippet(classifier, tmp_path, monkeypatch, capsys):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    out = tmp_path / "hf-cls"
+    assert main(["export", str(classifier), "--to", str(out)]) == 0
+    assert "loads it: label" in capsys.readouterr().out
+    config = json.loads((out / "config.json").read_text())
+    assert config["architectures"] == ["BartForSequenceClassification"] and config["pad_token_id"] == 0
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    # the README's snippet, unchanged
+    model = AutoModelForSequenceClassification.from_pretrained(out)
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    outputs = model(**tokenizer("This is a great movie!", return_tensors="pt"))
+    assert model.config.id2label[outputs.logits.argmax().item()] in ("neg", "pos")
+    from pretrainlab.export import logits_fn
+
+    inputs = tokenizer(["a good film", "a dull and long movie"], return_tensors="pt", padding=True)
+    assert_close(model.eval()(**inputs).logits, logits_fn(classifier)(dict(inputs)))
+
+
+def test_import_takes_the_export_back_exactly_and_pre_trains_on(run, exported, tiny_corpus, tmp_path, capsys):
+    from pretrainlab.runs import load_pretrained
+
+    assert main(["import", str(exported), "--out", str(tmp_path / "imported")]) == 0
+    assert "BartForConditionalGeneration" in capsys.readouterr().out
+    a, b = load_pretrained(run), load_pretrained(tmp_path / "imported")
+    assert b.config.model == replace(a.config.model, preset=None) and list(b.model.objectives) == ["infill+permute"]
+    sa, sb = a.backbone.state_dict(), b.backbone.state_dict()
+    assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+    # continued pre-training of the imported folder
+    cont = pretrain(load_config(None, SETTINGS + ["train.budget=2"]), tiny_corpus, tmp_path / "more",
+                    init=tmp_path / "imported")
+    assert (cont / "summary.json").is_file()
+
+
+def test_import_of_an_exported_classifier_keeps_its_backbone(classifier, tmp_path):
+    from pretrainlab.export import export
+    from pretrainlab.export.hf_import import import_hf
+    from pretrainlab.runs import load_classifier, load_pretrained
+
+    export(classifier, tmp_path / "hf")
+    report = import_hf(tmp_path / "hf", tmp_path / "imported", quiet=True)
+    assert report.architecture == "BartForSequenceClassification"
+    sa = load_classifier(classifier).model.backbone.state_dict()
+    sb = load_pretrained(tmp_path / "imported").backbone.state_dict()
+    # all but the LM's final_logits_bias, which a classifier does not have (zero on import, as BART's init)
+    assert all(torch.equal(sa[k], sb[k]) for k in sa if k != "final_logits_bias")
+    assert not sb["final_logits_bias"].any()

@@ -150,7 +150,7 @@ def cmd_export(args) -> None:
     if args.no_check:
         return
     check = check_export(out, logits_fn(args.run))
-    what = "top token at [MASK]" if check.kind == "masked_lm" else "label"
+    what = {"masked_lm": "top token at [MASK]", "seq2seq_lm": "greedy generation"}.get(check.kind, "label")
     print(f"transformers (offline) loads it: {what} {check.label!r}, {check.summary()}")
     if not check.ok:
         from .errors import ExportError
@@ -299,7 +299,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.set_defaults(func=cmd_predict)
 
     t = sub.add_parser("export", help="export to a Hugging Face folder and check it loads offline with equal logits")
-    t.add_argument("run", help="fine-tuned model directory (-> *ForSequenceClassification) or pre-training run (-> *ForMaskedLM)")
+    t.add_argument("run", help="fine-tuned model directory (-> *ForSequenceClassification) or pre-training run "
+                   "(-> *ForMaskedLM; an encoder-decoder's -> BartForConditionalGeneration)")
     t.add_argument("--to", required=True, help="target directory")
     t.add_argument("--overwrite", action="store_true", help="replace a non-empty target directory")
     t.add_argument("--no-check", action="store_true", help="skip loading the export back in transformers")
