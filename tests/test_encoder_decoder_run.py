@@ -235,3 +235,10 @@ def test_import_of_an_exported_classifier_keeps_its_backbone(classifier, tmp_pat
     # all but the LM's final_logits_bias, which a classifier does not have (zero on import, as BART's init)
     assert all(torch.equal(sa[k], sb[k]) for k in sa if k != "final_logits_bias")
     assert not sb["final_logits_bias"].any()
+
+
+def test_explain_and_probe_refuse_an_encoder_decoder_clearly(run, classifier, task, capsys):
+    assert main(["explain", str(classifier), "--text", "a good film"]) == 2
+    assert "is an encoder-decoder: explain does not cover it yet" in capsys.readouterr().err
+    assert main(["probe", str(run), "--task", str(task)]) == 2
+    assert "the layer probe reads one stack of encoder layers" in capsys.readouterr().err
