@@ -121,3 +121,13 @@ def test_decoder_two_ranks_equal_one_process_and_resume_in_one(tiny_corpus, tmp_
     pretrain(load_config(None, SETTINGS + settings + ["train.batch_size=4", "train.parallel=ddp"]), tiny_corpus, resumed,
              resume=True)
     assert_same(weights(one), weights(resumed), atol=1e-5)
+def test_encoder_decoder_two_ranks_equal_one_process_under_ddp_and_fsdp(tiny_corpus, tmp_path):
+    """BART's infill+permute: every row corrupted from its own seed, the loss a mean over the global batch's
+    target tokens; FSDP shards the encoder and decoder blocks."""
+    settings = ["model.backbone=encoder-decoder", "model.style=bart", "train.budget=4", "train.checkpoint_every=4"]
+    one = pretrain(load_config(None, SETTINGS + settings + ["train.batch_size=4"]), tiny_corpus, tmp_path / "one")
+    torchrun(tiny_corpus, tmp_path / "ddp", batch=2, settings=settings)
+    assert_same(weights(one), weights(tmp_path / "ddp"), atol=1e-5)
+    proc = torchrun(tiny_corpus, tmp_path / "fsdp", batch=2, settings=settings + ["train.parallel=fsdp"])
+    assert "2 processes (fsdp)" in proc.stderr
+    assert_same(weights(one), weights(tmp_path / "fsdp"), atol=1e-5)

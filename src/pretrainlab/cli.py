@@ -169,7 +169,8 @@ def cmd_export(args) -> None:
     if args.no_check:
         return
     check = check_export(out, logits_fn(args.run))
-    what = {"masked_lm": "top token at [MASK]", "causal_lm": "greedy text"}.get(check.kind, "label")
+    what = {"masked_lm": "top token at [MASK]", "causal_lm": "greedy text", "seq2seq_lm": "greedy generation"}.get(
+        check.kind, "label")
     print(f"transformers (offline) loads it: {what} {check.label!r}, {check.summary()}")
     if not check.ok:
         from .errors import ExportError
@@ -343,15 +344,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("export", help="export to a Hugging Face folder and check it loads offline with equal logits")
     t.add_argument("run", help="fine-tuned model directory (-> *ForSequenceClassification) or pre-training run "
-                   "(-> *ForMaskedLM; a decoder's -> LlamaForCausalLM / GPT2LMHeadModel)")
+                   "(-> *ForMaskedLM; a decoder's -> LlamaForCausalLM / GPT2LMHeadModel; an encoder-decoder's -> "
+                   "BartForConditionalGeneration)")
     t.add_argument("--to", required=True, help="target directory")
     t.add_argument("--overwrite", action="store_true", help="replace a non-empty target directory")
     t.add_argument("--no-check", action="store_true", help="skip loading the export back in transformers")
     t.set_defaults(func=cmd_export)
 
-    t = sub.add_parser("generate", help="continue prompts with a decoder run (KV cache; stops at the end of a text)")
-    t.add_argument("run", help="pre-training run directory of a decoder (model.backbone=decoder)")
-    t.add_argument("prompts", nargs="*", help="prompts to continue; each output line is a prompt and its continuation")
+    t = sub.add_parser("generate", help="write text with a decoder run (continues each prompt) or an encoder-decoder "
+                       "run (writes a text from each; KV cache; stops at the end of a text)")
+    t.add_argument("run", help="pre-training run directory of a decoder or an encoder-decoder (model.backbone=decoder "
+                   "| encoder-decoder)")
+    t.add_argument("prompts", nargs="*", help="prompts to continue (decoder) or texts for the encoder ([MASK] marks a "
+                   "gap to fill); one output line each")
     t.add_argument("--file", help="a text file of prompts, one a line (instead of prompts on the command line)")
     t.add_argument("--max-new-tokens", type=int, default=40, help="at most this many new tokens (default: 40)")
     t.add_argument("--temperature", type=float, default=1.0, help="0: greedy, deterministic; else sample from "

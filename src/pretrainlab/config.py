@@ -53,24 +53,37 @@ CNN_DIMS: dict[str, dict[str, int]] = {
     "small": dict(d_model=512, n_layers=5),
     "medium": dict(d_model=512, n_layers=10),
 }
-BACKBONES = ("transformer", "rnn", "cnn", "decoder")
+# Encoder-decoder sizes matched to the Transformer preset of the same name: the same width, heads and
+# feed-forward, half the layers on each side (an encoder layer holds ~12 d^2 weights, a decoder
+# layer ~16 d^2 with its cross-attention, so n/2 + n/2 layers hold ~14 d^2 n against the encoder's
+# 12 d^2 n). base is BART-base exactly: 6 + 6 layers, d 768, 12 heads, feed-forward 3072. The decoder
+# has as many layers as the encoder unless model.n_decoder_layers says otherwise.
+SEQ2SEQ_LAYERS: dict[str, dict[str, int]] = {
+    name: dict(n_layers=max(1, p["n_layers"] // 2)) for name, p in PRESETS.items()
+}
+BACKBONES = ("transformer", "rnn", "cnn", "decoder", "encoder-decoder")
 STYLES = ("bert", "modern")
 DECODER_STYLES = ("llama", "gpt2")
-DEFAULT_STYLES = {"decoder": "llama"}
+SEQ2SEQ_STYLES = ("bart",)
+DEFAULT_STYLES = {"decoder": "llama", "encoder-decoder": "bart"}
 """model.style when none is given, for backbones whose styles are not the Transformer's."""
-DEFAULT_OBJECTIVES = {"decoder": {"clm": 1.0}}
-"""objective.weights when none is given, for backbones that cannot take the default {mlm: 1.0}."""
+DEFAULT_OBJECTIVES = {"decoder": {"clm": 1.0}, "encoder-decoder": {"infill": 1.0, "permute": 1.0}}
+"""objective.weights when none is given, for backbones that cannot take the default {mlm: 1.0}: the decoder's
+next-token prediction, BART's infilling + permutation."""
 
 
 @dataclass(frozen=True)
 class ModelConfig:
     backbone: str = "transformer"
-    """Backbone architecture: transformer (a bidirectional encoder), decoder (a causal Transformer), rnn or cnn.
+    """Backbone architecture: transformer (a bidirectional encoder), decoder (a causal Transformer), rnn, cnn
+    or encoder-decoder (an encoder plus a decoder with cross-attention, style bart).
     Choose the encoder to classify, tag or embed text (every token reads both sides; pre-trained with mlm);
     choose the decoder to generate text and score it with a true perplexity (each token reads only the
     ones before it; pre-trained with clm, next-token prediction, its default objective), or to export a
     LlamaForCausalLM / GPT2LMHeadModel. A decoder fine-tunes too: it classifies from its last token, the only
-    one that has read the whole text (an encoder's every token has)."""
+    one that has read the whole text (an encoder's every token has). Choose the encoder-decoder to write a
+    text from another (pre-trained with infill, permute or span, BART's and T5's denoising; exports as
+    BartForConditionalGeneration); it classifies from its decoder's last [SEP], as BART does."""
     preset: str | None = "tiny"
     """Size preset (tiny, mini, small, medium, base); explicit sizes given with it win."""
     style: str = "modern"
@@ -80,13 +93,16 @@ class ModelConfig:
     plateau (val MLM accuracy 0.14 vs 0.27, benchmarks/results/recipe.md).
     Decoder styles: llama (the decoder's default: RMSNorm, rotary, SwiGLU, no biases; exports as
     LlamaFor*) or gpt2 (LayerNorm, learned positions, GELU, biases; exports as GPT2*). The presets size a
-    decoder as the encoder (d_ff is the SwiGLU inner size, as the modern style's GeGLU)."""
+    decoder as the encoder (d_ff is the SwiGLU inner size, as the modern style's GeGLU).
+    The encoder-decoder's style is bart (post-LN, learned positions, GELU; exports as BartFor*), its default."""
     vocab_size: int = 0
     """Vocabulary size; 0 means: take it from the tokenizer."""
     d_model: int = 256
     """Hidden size."""
     n_layers: int = 4
-    """Number of layers."""
+    """Number of layers (the encoder's, for an encoder-decoder)."""
+    n_decoder_layers: int = 0
+    """Encoder-decoder: decoder layers; 0 means as many as n_layers."""
     n_heads: int = 4
     """Attention heads (transformer); must divide d_model."""
     d_ff: int = 1024
@@ -109,7 +125,9 @@ class ModelConfig:
         if self.backbone == "decoder" and self.style not in DECODER_STYLES:
             raise ConfigError(f"model.style={self.style!r} is not a decoder style; with model.backbone=decoder choose "
                               f"{' or '.join(DECODER_STYLES)} (bert and modern are the encoder's)")
-        if self.backbone != "decoder":
+        if self.backbone == "encoder-decoder":
+            _choice("model.style (of the encoder-decoder)", self.style, SEQ2SEQ_STYLES)
+        elif self.backbone != "decoder":
             _choice("model.style", self.style, STYLES)
         _choice("model.rnn_cell", self.rnn_cell, ("lstm", "gru"))
         if self.preset is not None:
@@ -117,7 +135,9 @@ class ModelConfig:
         for name in ("d_model", "n_layers", "n_heads", "d_ff", "max_len", "kernel_size"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"model.{name} must be positive, got {getattr(self, name)}")
-        if self.backbone in ("transformer", "decoder") and self.d_model % self.n_heads:
+        if self.n_decoder_layers < 0:
+            raise ConfigError(f"model.n_decoder_layers must be >= 0 (0: as many as model.n_layers), got {self.n_decoder_layers}")
+        if self.backbone in ("transformer", "decoder", "encoder-decoder") and self.d_model % self.n_heads:
             raise ConfigError(
                 f"model.n_heads={self.n_heads} does not divide model.d_model={self.d_model}; "
                 f"choose n_heads among {[h for h in range(1, 17) if self.d_model % h == 0]}"
@@ -190,14 +210,21 @@ class DataConfig:
 
 # --------------------------------------------------------------------------- objectives
 
-OBJECTIVES = ("mlm", "nsp", "sop", "plm", "rtd", "clm")
+OBJECTIVES = ("mlm", "nsp", "sop", "plm", "rtd", "clm", "infill", "permute", "span")
+SEQ2SEQ_OBJECTIVES = ("infill", "permute", "span")
+"""Objectives that train a decoder to write the original text from a corrupted input (encoder-decoder only)."""
 
 
 @dataclass(frozen=True)
 class ObjectiveConfig:
     weights: dict[str, float] = field(default_factory=lambda: {"mlm": 1.0})
-    """Objectives and their loss weights, e.g. {mlm: 1.0, nsp: 1.0}. clm is next-token prediction: the
-    decoder's objective (and its default when none is given), ELMo's forward + backward LM on the rnn."""
+    """Objectives and their loss weights, e.g. {mlm: 1.0, nsp: 1.0}. Default {mlm: 1.0}; with
+    model.backbone=decoder {clm: 1.0}; with model.backbone=encoder-decoder {infill: 1.0, permute: 1.0}.
+    clm is next-token prediction: the decoder's objective, ELMo's forward + backward LM on the rnn.
+    The encoder-decoder takes one of infill (BART's text infilling), permute (BART's sentence permutation),
+    span (T5's span corruption), or infill and permute together: BART's recipe, one corruption (shuffle
+    the sentences, then infill) and one loss named infill+permute (weight 1; the two weights only switch
+    the corruptions on)."""
     mask_rate: float = 0.15
     """Share of tokens selected for MLM prediction (up to 0.4)."""
     whole_word: bool = False
@@ -211,7 +238,19 @@ class ObjectiveConfig:
     tie_embeddings: bool = False
     """The vocabulary projection of the mlm/plm/clm heads shares the input embedding matrix (BERT);
     false gives the heads their own, which keeps the input embeddings of rare words apart (tied ones
-    crowd into one direction) and fine-tunes better (Chung et al. 2021)."""
+    crowd into one direction) and fine-tunes better (Chung et al. 2021). The encoder-decoder always ties
+    its output projection to the token embedding (as BART does)."""
+    infill_mask_ratio: float = 0.3
+    """infill: share of a document's tokens hidden in spans, each span replaced by one [MASK] (BART: 0.3)."""
+    infill_poisson_lambda: float = 3.0
+    """infill: span lengths are Poisson(lambda) (BART: 3); a length-0 span inserts a [MASK]."""
+    span_noise_density: float = 0.15
+    """span: share of a row's tokens corrupted (T5: 0.15)."""
+    span_mean_length: float = 3.0
+    """span: mean length of a corrupted span (T5: 3); each span becomes one sentinel token."""
+    span_sentinels: int = 100
+    """span: sentinel tokens <extra_id_0> ... added to the run's tokenizer (T5: 100); a row that would need
+    more spans than this is refused before training."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.weights, dict):
@@ -228,6 +267,18 @@ class ObjectiveConfig:
             raise ConfigError(f"objective.mask_rate must be in (0, 0.4], got {self.mask_rate}")
         if self.plm_k < 1:
             raise ConfigError(f"objective.plm_k must be >= 1, got {self.plm_k}")
+        if not 0 <= self.infill_mask_ratio < 1:
+            raise ConfigError(f"objective.infill_mask_ratio must be in [0, 1) (the share of tokens hidden), "
+                              f"got {self.infill_mask_ratio}")
+        if self.infill_poisson_lambda <= 0:
+            raise ConfigError(f"objective.infill_poisson_lambda must be positive (the mean span length), "
+                              f"got {self.infill_poisson_lambda}")
+        if not 0 < self.span_noise_density < 1:
+            raise ConfigError(f"objective.span_noise_density must be in (0, 1), got {self.span_noise_density}")
+        if self.span_mean_length < 1:
+            raise ConfigError(f"objective.span_mean_length must be >= 1 (tokens per span), got {self.span_mean_length}")
+        if self.span_sentinels < 1:
+            raise ConfigError(f"objective.span_sentinels must be >= 1 (one per corrupted span), got {self.span_sentinels}")
 
 
 # --------------------------------------------------------------------------- training
@@ -469,7 +520,9 @@ class RunConfig:
     distill: DistillConfig = field(default_factory=DistillConfig)
 
     def __post_init__(self) -> None:
-        if self.data.seq_len > self.model.max_len and self.model.backbone in ("transformer", "decoder"):
+        self._check_encoder_decoder()
+        if self.data.seq_len > self.model.max_len and self.model.backbone in ("transformer", "decoder",
+                                                                              "encoder-decoder"):
             raise ConfigError(
                 f"data.seq_len={self.data.seq_len} is longer than model.max_len={self.model.max_len} "
                 "(the position embeddings); raise model.max_len or lower data.seq_len"
@@ -479,6 +532,34 @@ class RunConfig:
             raise ConfigError(
                 f"objective plm needs attention masks, which the {self.model.backbone} backbone does not have; "
                 "use mlm, nsp, sop, rtd (or clm for rnn) with it, or backbone=transformer for plm"
+            )
+
+    def _check_encoder_decoder(self) -> None:
+        """The seq2seq objectives need the encoder-decoder, and it needs them: refused with the reason."""
+        on = {name for name, w in self.objective.weights.items() if w > 0}
+        backbone = self.model.backbone
+        seq2seq = sorted(on & set(SEQ2SEQ_OBJECTIVES))
+        if seq2seq and backbone != "encoder-decoder":
+            alt = "clm" if backbone == "decoder" else "mlm (and nsp, sop, ...)"
+            raise ConfigError(
+                f"objective {', '.join(seq2seq)} trains a decoder to write the original text token by token while it "
+                f"reads the encoder's states of the corrupted input; the {backbone} backbone has no such decoder. Use "
+                f"model.backbone=encoder-decoder for {', '.join(seq2seq)}, or {alt} with {backbone}"
+            )
+        if backbone != "encoder-decoder":
+            return
+        other = sorted(on - set(SEQ2SEQ_OBJECTIVES))
+        if other:
+            raise ConfigError(
+                f"objective {', '.join(other)} scores the encoder's own states at each position (a head on the input "
+                "side), while the encoder-decoder is trained through its decoder writing the text; use infill "
+                "(BART's masked spans, the encoder-decoder's counterpart of mlm), permute, span, or infill and permute "
+                "together: e.g. --set 'objective.weights={infill: 1.0, permute: 1.0}'"
+            )
+        if "span" in on and len(on) > 1:
+            raise ConfigError(
+                f"objectives {', '.join(sorted(on))}: span (T5) corrupts a row differently from infill / permute "
+                "(BART), and one batch gets one corruption; keep span alone, or infill and/or permute"
             )
 
     def to_dict(self) -> dict[str, Any]:
@@ -565,8 +646,10 @@ def _coerce(section: str, cls: type, key: str, value: Any) -> Any:
 
 
 def preset_sizes(backbone: str, preset: str, given: dict[str, Any]) -> dict[str, Any]:
-    """The sizes `preset` stands for with this backbone: the Transformer's, or the RNN / CNN ones
-    matched to it in parameters (RNN_DIMS, CNN_DIMS). Sizes in `given` win over them."""
+    """The sizes `preset` stands for with this backbone: the Transformer's, or the RNN / CNN / encoder-decoder
+    ones matched to it in parameters (RNN_DIMS, CNN_DIMS, SEQ2SEQ_LAYERS). Sizes in `given` win over them."""
+    if backbone == "encoder-decoder":
+        return {**PRESETS[preset], **SEQ2SEQ_LAYERS[preset]}
     if backbone not in ("rnn", "cnn"):
         return PRESETS[preset]
     table = RNN_DIMS if backbone == "rnn" else CNN_DIMS
@@ -586,7 +669,7 @@ def build_section(section: str, values: dict[str, Any]) -> Any:
     values = dict(values)
     if section == "model":
         backbone = values.get("backbone", ModelConfig.backbone)
-        if backbone in DEFAULT_STYLES and "style" not in values:  # the decoder's styles are not the encoder's
+        if backbone in DEFAULT_STYLES and "style" not in values:  # the decoder's and bart's are not the encoder's
             values["style"] = DEFAULT_STYLES[backbone]
         preset = values.get("preset", ModelConfig.preset)
         if preset is not None and preset in PRESETS:
@@ -644,7 +727,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
         else:
             raw.setdefault(section, {})[name] = parsed
     backbone = raw.get("model", {}).get("backbone", ModelConfig.backbone)
-    if backbone in DEFAULT_OBJECTIVES and "weights" not in raw.get("objective", {}):  # e.g. the decoder: clm
+    if backbone in DEFAULT_OBJECTIVES and "weights" not in raw.get("objective", {}):  # decoder: clm; enc-dec: BART's
         raw.setdefault("objective", {})["weights"] = dict(DEFAULT_OBJECTIVES[backbone])
     parts = {s: build_section(s, raw.get(s, {})) for s in SECTIONS}
     return RunConfig(**parts)

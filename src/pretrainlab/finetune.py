@@ -15,7 +15,9 @@ for pairs with segment ids 0 then 1, cut to finetune.max_len tokens. The modern 
 segment ids (as ModernBERT has none) and a LayerNorm after the pooler (as ModernBERT's head has), so
 that both styles export to Hugging Face with equal logits. A decoder gets no segment ids either and
 classifies from its last real token, the [SEP] that ends the input (models.LastTokenClassifier, as
-LlamaForSequenceClassification and GPT2ForSequenceClassification do).
+LlamaForSequenceClassification and GPT2ForSequenceClassification do). The encoder-decoder classifies
+from its decoder's state at the last [SEP], as BartForSequenceClassification does
+(models.Seq2SeqClassifier: finetune.pooling does not apply), with no segment ids.
 """
 
 from __future__ import annotations
@@ -90,7 +92,7 @@ class FinetuneSetup:
     task: Task
     cfg: RunConfig
     head: str
-    """bert or modern (models.head_kind)."""
+    """bert, modern, decoder or bart (models.head_kind)."""
     segments: bool
     max_len: int
     device: torch.device
@@ -199,7 +201,7 @@ def prepare_finetune(pre: Pretrained, task: str | Path | Task, cfg: RunConfig, e
     ft, model_cfg = cfg.finetune, pre.config.model
     task = as_task(task, ft)
     head = head_kind(model_cfg)
-    has_positions = model_cfg.backbone in ("transformer", "decoder")  # a context they were built for
+    has_positions = model_cfg.backbone in ("transformer", "decoder", "encoder-decoder")  # positions cap the length
     max_len = min(ft.max_len, model_cfg.max_len) if has_positions else ft.max_len
     device = pick_device(cfg.train.device)
     dtype = pick_dtype(cfg.train.precision, device)
@@ -237,7 +239,7 @@ def finetune_seed(setup: FinetuneSetup, seed: int, random_init: bool = False) ->
     set_seed(seed, tc.deterministic)
     backbone = _fresh_backbone(pre, random_init, ft.dropout)
     drop = pre.config.model.dropout if ft.dropout is None else ft.dropout
-    model = build_classifier(backbone, task.n_labels, ft.pooling, setup.head, drop).to(device)
+    model = build_classifier(backbone, task.n_labels, ft.pooling, setup.head, drop, eos_id=pre.special.sep).to(device)
     settings = LoopSettings(grad_accum=1, clip=tc.clip, on_nan=tc.on_nan, log_every=max(1, setup.steps_per_epoch // 4),
                             eval_every=setup.eval_every, progress=tc.progress and not setup.quiet)
     optimizer = make_optimizer(model, ft.lr, tc.weight_decay, device)
@@ -278,7 +280,8 @@ def _save(out: Path, setup: FinetuneSetup, result: FinetuneResult, weights: dict
     """The best seed's classifier (runs.save_classifier) and the reports, in out."""
     pre, task, ft = setup.pre, setup.task, setup.cfg.finetune
     model_cfg = pre.config.model
-    model = build_classifier(_fresh_backbone(pre, True), task.n_labels, ft.pooling, setup.head, model_cfg.dropout)
+    model = build_classifier(_fresh_backbone(pre, True), task.n_labels, ft.pooling, setup.head, model_cfg.dropout,
+                             eos_id=pre.special.sep)
     model.load_state_dict(weights)
     task_ref = task.name if task.name in BUILTIN_TASKS else task.source
     used = RunConfig(model=model_cfg, data=pre.config.data, objective=pre.config.objective, train=setup.cfg.train,

@@ -13,9 +13,11 @@ loop stops when every row has.
 Prompts in a batch are left-padded (mask 0 on the left): new tokens continue the last document of
 their row, so a prompt may itself be a packed row.
 
-A run's prompt is encoded as its pre-training saw a text begin: `[CLS] tokens` (the start token, no
-end token; pre-training packs `[CLS] text [SEP]`), and generation stops at [SEP], the end of a text.
-`generate_run` dispatches on the run's backbone, one function per kind (`generate_decoder`).
+A run, text in and text out: `generate_run(run, prompts, GenerationSettings(...))` dispatches on the
+run's backbone, one function per kind, both ending at [SEP] (the end of a text):
+`generate_decoder` for a decoder (the prompt is encoded as its pre-training saw a text begin,
+`[CLS] tokens`, and continued), `generate_seq2seq` for an encoder-decoder (the text is the encoder's
+input `[CLS] text [SEP]`; the decoder writes a new one with backbones/seq2seq.generate).
 """
 
 from __future__ import annotations
@@ -176,17 +178,19 @@ class Generation:
 
     prompt: str
     text: str
-    """The prompt's tokens and the new ones, decoded (special tokens left out)."""
+    """What the model wrote, decoded: a decoder's prompt and continuation (special tokens left out), an
+    encoder-decoder's new text (its sentinels and [MASK] kept)."""
     continuation: str
-    """The new tokens alone, decoded."""
+    """The new tokens alone, decoded (an encoder-decoder's: the same as text)."""
     ids: list[int]
-    """Every token id, the start token and the prompt's first."""
+    """Every token id, the start token first: a decoder's prompt and new tokens, an encoder-decoder's
+    decoder output."""
     n_prompt: int
-    """Tokens of the prompt as the model read it (start token included, after any truncation)."""
+    """Tokens of the prompt as the model read it (special tokens included, after any truncation)."""
     ended: bool
     """The model ended the text (produced the end-of-text token) before max_new_tokens."""
     dropped: int = 0
-    """Prompt tokens cut from the left to fit the context."""
+    """Prompt tokens cut to fit the context: a decoder's from the left, an encoder-decoder's from the right."""
 
 
 ENCODER_COMMANDS = ("finetune (then evaluate, predict, explain)", "curve", "probe", "perplexity", "export")
@@ -198,7 +202,8 @@ def _note(message: str) -> None:
 
 def generate_run(run: str | Path, prompts: Sequence[str], settings: GenerationSettings = GenerationSettings(),
                  note: Callable[[str], None] = _note) -> list[Generation]:
-    """Continue each prompt with a pre-training run's model: one function per backbone kind.
+    """Generate from each prompt with a pre-training run's model: one function per backbone kind (a decoder
+    continues the prompt, an encoder-decoder writes a new text from it).
 
     Settings are checked, and the run's kind read from its config.yaml, before any weights load.
     note: where remarks go (a prompt truncated to fit, text beyond the trained sequence length).
@@ -209,17 +214,20 @@ def generate_run(run: str | Path, prompts: Sequence[str], settings: GenerationSe
     check_settings(s.max_new_tokens, s.temperature, s.top_k, s.top_p)
     run = Path(run)
     if is_classifier_dir(run):
-        raise GenerateError(f"{run} is a fine-tuned classifier; generate continues text with a pre-training run "
-                            "(the --out of `pretrainlab pretrain` with model.backbone=decoder)")
+        raise GenerateError(f"{run} is a fine-tuned classifier; generate writes text with a pre-training run "
+                            "(the --out of `pretrainlab pretrain` with model.backbone=decoder or encoder-decoder)")
     if not (run / "config.yaml").is_file():
         raise GenerateError(f"{run} is not a pretrainlab run directory (no config.yaml); give the --out of "
                             "`pretrainlab pretrain`")
     kind = read_run_config(run).model.backbone
     if kind == "decoder":
         return generate_decoder(run, prompts, s, note)
+    if kind == "encoder-decoder":
+        return generate_seq2seq(run, prompts, s, note)
     raise GenerateError(
         f"{run} is a {kind} run, a bidirectional encoder (its states read both sides of each token): it does not "
-        f"generate text. Pre-train a causal decoder for that (--set model.backbone=decoder). Commands that fit "
+        f"generate text. Pre-train a causal decoder (--set model.backbone=decoder) to continue text, or an "
+        f"encoder-decoder (--set model.backbone=encoder-decoder) to write a text from another. Commands that fit "
         f"this run: {', '.join(ENCODER_COMMANDS)}"
     )
 
@@ -255,6 +263,44 @@ def generate_decoder(run: str | Path, prompts: Sequence[str], settings: Generati
         new = y[x.shape[1]:]
         out.append(Generation(prompt, tok.decode(y, skip_special_tokens=True),
                               tok.decode(new, skip_special_tokens=True), y, x.shape[1], sep in new, dropped))
+    return out
+
+
+def generate_seq2seq(run: str | Path, prompts: Sequence[str], settings: GenerationSettings,
+                     note: Callable[[str], None] = _note) -> list[Generation]:
+    """An encoder-decoder run: the encoder reads `[CLS] text [SEP]` (as its corrupted inputs looked in
+    pre-training; [MASK] and <extra_id_N> in the text are its mask and sentinel tokens), the decoder
+    writes from [SEP] (BART's decoder start) until [SEP] again or max_new_tokens (seq2seq.generate:
+    KV cache, cross-attention keys computed once). One prompt at a time, each with the seed."""
+    from .backbones.seq2seq import generate as seq2seq_generate
+    from .data.encoding import tokenize
+    from .runs import load_pretrained
+
+    s = settings
+    pre = load_pretrained(run)
+    max_len, trained = pre.backbone.max_len, pre.config.data.seq_len
+    if 1 + s.max_new_tokens > max_len:
+        raise GenerateError(f"--max-new-tokens {s.max_new_tokens}: the decoder writes at most {max_len - 1} tokens "
+                            f"after its start token (model.max_len={max_len}); ask for fewer")
+    if 1 + s.max_new_tokens > trained:
+        note(f"the model was pre-trained on {trained}-token sequences; tokens past position {trained} are beyond "
+             "what it was trained on")
+    sp = pre.special
+    full = [len(e.ids) for e in tokenize(pre.tokenizer, prompts, None, 1 << 30)]
+    out = []
+    for i, (prompt, enc) in enumerate(zip(prompts, tokenize(pre.tokenizer, prompts, None, max_len))):
+        dropped = full[i] - len(enc.ids)
+        if dropped:
+            note(f"text {i + 1} is {full[i]} tokens with [CLS] and [SEP], more than the model's max_len={max_len}: "
+                 f"its last {dropped} tokens were cut")
+        x = torch.tensor([enc.ids])
+        y = seq2seq_generate(pre.backbone, x, torch.ones_like(x), decoder_start_id=sp.sep, eos_id=sp.sep,
+                             pad_id=sp.pad, max_new_tokens=s.max_new_tokens, temperature=s.temperature,
+                             top_k=s.top_k or 0, top_p=1.0 if s.top_p is None else s.top_p, seed=s.seed)[0].tolist()
+        new = y[1:]
+        # sentinels and [MASK] stay visible; the start, end and padding do not
+        text = pre.tokenizer.decode([t for t in new if t not in (sp.pad, sp.cls, sp.sep)], skip_special_tokens=False)
+        out.append(Generation(prompt, text, text, y, len(enc.ids), sp.sep in new, dropped))
     return out
 
 

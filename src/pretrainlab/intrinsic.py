@@ -99,6 +99,9 @@ def probe(run: str | Path | Pretrained, task, *, max_len: int = 64, max_examples
     from .interpret.probes import fit_probes, layer_features, layer_names
 
     pre = _as_pretrained(run)
+    if pre.config.model.backbone == "encoder-decoder":
+        raise IntrinsicError(f"{pre.checkpoint}: an encoder-decoder run; the layer probe reads one stack of encoder "
+                             "layers and does not cover it yet: fine-tune it (pretrainlab finetune / curve) instead")
     task = task if isinstance(task, Task) else load_task(task, seed=seed)
     segments = head_kind(pre.config.model) == "bert"
     if pre.config.model.backbone in ("transformer", "decoder"):  # a context they were built for

@@ -142,22 +142,71 @@ class LastTokenClassifier(nn.Module):
         return ClassifierOutput(logits=logits, loss=loss, hidden=out.hidden, attentions=out.attentions)
 
 
-def build_classifier(backbone: nn.Module, n_labels: int, pooling: str, head: str,
-                     dropout: float) -> Classifier | LastTokenClassifier:
-    """head: bert (dense+tanh pooler, as BertForSequenceClassification), modern (+ LayerNorm, as ModernBERT)
-    or decoder (the last token's state -> linear, as LlamaForSequenceClassification; `pooling` is unused)."""
+class Seq2SeqClassifier(nn.Module):
+    """Encoder-decoder -> the decoder's state at the last end-of-sequence token -> dropout -> dense+tanh ->
+    dropout -> linear: BartForSequenceClassification.
+
+    The encoder reads the text; the decoder reads the same text shifted right behind its start token
+    (BART's shift_tokens_right, start = end-of-sequence = [SEP]), so its state at the last [SEP] has
+    read the whole text on both sides. `pooler` and `head` are BART's classification_head.dense and
+    out_proj. There are no segment ids (BART has none).
+    """
+
+    pooling = "eos"
+
+    def __init__(self, backbone: nn.Module, n_labels: int, dropout: float, eos_id: int):
+        super().__init__()
+        d = backbone.d_model
+        self.backbone, self.eos_id = backbone, eos_id
+        self.pooler = nn.Linear(d, d)
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(d, n_labels)
+        for m in (self.pooler, self.head):  # BART's init_std 0.02
+            nn.init.normal_(m.weight, std=0.02)
+            nn.init.zeros_(m.bias)
+
+    def forward(self, input_ids: Tensor, mask: Tensor, segment_ids: Tensor | None = None,
+                labels: Tensor | None = None, output_attentions: bool = False) -> ClassifierOutput:
+        from .backbones.seq2seq import shift_right
+
+        B, T = input_ids.shape
+        is_eos = (input_ids == self.eos_id) & (mask != 0)
+        if not bool(is_eos.any(1).all()):
+            raise ValueError("every input of an encoder-decoder classifier needs its end-of-sequence token [SEP] "
+                             "(the tokenizer adds it: encode with data.encoding.encode)")
+        last = torch.where(is_eos, torch.arange(T, device=input_ids.device), -1).argmax(1)  # (B,) the last [SEP]
+        decoder_ids = shift_right(input_ids, self.eos_id, self.backbone.pad_id)
+        hidden = self.backbone(input_ids, mask, decoder_ids, return_logits=False).decoder_hidden  # (B, T, D)
+        pooled = torch.tanh(self.pooler(self.dropout(hidden[torch.arange(B, device=hidden.device), last])))
+        logits = self.head(self.dropout(pooled)).float()
+        loss = F.cross_entropy(logits, labels) if labels is not None else None
+        return ClassifierOutput(logits=logits, loss=loss, hidden=hidden)
+
+
+def build_classifier(backbone: nn.Module, n_labels: int, pooling: str, head: str, dropout: float,
+                     eos_id: int | None = None) -> nn.Module:
+    """head: bert (dense+tanh pooler, as BertForSequenceClassification), modern (+ LayerNorm, as ModernBERT),
+    decoder (the last token's state -> linear, as LlamaForSequenceClassification; `pooling` is unused)
+    or bart (the decoder's last [SEP] state, as BartForSequenceClassification: needs eos_id; no pooling choice)."""
     if head == "bert":
         return Classifier(backbone, n_labels, pooling, dropout)
     elif head == "modern":
         return Classifier(backbone, n_labels, pooling, dropout, norm=True)
     elif head == "decoder":
         return LastTokenClassifier(backbone, n_labels, dropout)
-    raise ValueError(f"unknown classifier head {head!r}; choose bert, modern or decoder")
+    elif head == "bart":
+        if eos_id is None:
+            raise ValueError("the bart classifier head needs eos_id (the tokenizer's [SEP])")
+        return Seq2SeqClassifier(backbone, n_labels, dropout, eos_id)
+    raise ValueError(f"unknown classifier head {head!r}; choose bert, modern, decoder or bart")
 
 
 def head_kind(model_cfg) -> str:
     """The classifier head and input convention a backbone gets: modern for the modern transformer style,
-    decoder for the decoder (last-token pooling, no segment ids), bert for the rest."""
+    decoder for the decoder (last-token pooling, no segment ids), bart for the encoder-decoder (no segment
+    ids either), else bert."""
     if model_cfg.backbone == "decoder":
         return "decoder"
+    if model_cfg.backbone == "encoder-decoder":
+        return "bart"
     return "modern" if model_cfg.backbone == "transformer" and model_cfg.style == "modern" else "bert"

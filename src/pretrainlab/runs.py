@@ -25,7 +25,7 @@ from .checkpoint import latest_checkpoint, load_weights, read_state
 from .config import RunConfig, config_from_dict, save_config
 from .errors import CheckpointError
 from .files import read_yaml
-from .models import Classifier, build_classifier
+from .models import build_classifier
 
 # --------------------------------------------------------------------------- pre-training runs
 
@@ -43,8 +43,11 @@ def build_pretrain_model(cfg: RunConfig, vocab_size: int, special) -> nn.Module:
         mask_rate=o.mask_rate, whole_word=o.whole_word, plm_k=o.plm_k,
         rtd_generator_fraction=o.rtd_generator_fraction, rtd_weight=o.rtd_weight, tie_embeddings=o.tie_embeddings,
         make_backbone=lambda **kw: backbone_from_config(replace(cfg.model, preset=None, **kw), vocab_size, special.pad),
+        infill_mask_ratio=o.infill_mask_ratio, infill_poisson_lambda=o.infill_poisson_lambda,
+        span_noise_density=o.span_noise_density, span_mean_length=o.span_mean_length, span_sentinels=o.span_sentinels,
     )
-    return PretrainModel(backbone, objectives, {k: v for k, v in o.weights.items() if k in objectives})
+    # an objective not named in the weights is a combination (infill+permute): weight 1
+    return PretrainModel(backbone, objectives, {k: o.weights.get(k, 1.0) for k in objectives})
 
 
 def count_parameters(model: nn.Module) -> int:
@@ -183,7 +186,8 @@ CLASSIFIER_FILE = "classifier.json"
 class FineTuned:
     """A fine-tuned classifier loaded back from its directory."""
 
-    model: Classifier
+    model: nn.Module
+    """models.Classifier, or models.Seq2SeqClassifier for an encoder-decoder."""
     tokenizer: Any
     config: RunConfig
     label_names: list[Any]
@@ -200,7 +204,7 @@ class FineTuned:
         return {name: i for i, name in enumerate(self.label_names)}
 
 
-def save_classifier(out: Path, model: Classifier, tokenizer, cfg: RunConfig, label_names: Sequence[Any],
+def save_classifier(out: Path, model: nn.Module, tokenizer, cfg: RunConfig, label_names: Sequence[Any],
                     meta: dict[str, Any]) -> Path:
     """model.safetensors + config.yaml + tokenizer.json + classifier.json (labels, head, inputs)."""
     out.mkdir(parents=True, exist_ok=True)
@@ -242,7 +246,8 @@ def load_classifier(path: str | Path) -> FineTuned:
     tok = load_tokenizer(path / "tokenizer.json")
     special = special_ids(tok)
     backbone = backbone_from_config(cfg.model, tok.get_vocab_size(), pad_id=special.pad)
-    model = build_classifier(backbone, info["n_labels"], info["pooling"], info["head"], cfg.model.dropout)
+    model = build_classifier(backbone, info["n_labels"], info["pooling"], info["head"], cfg.model.dropout,
+                             eos_id=special.sep)
     try:
         missing, unexpected = load_model(model, str(path / "model.safetensors"), strict=False)
     except (OSError, SafetensorError) as e:

@@ -182,6 +182,26 @@ def tokenizer_hash(tok: Tokenizer) -> str:
     return hashlib.sha256(canon.encode()).hexdigest()[:16]
 
 
+def sentinel_token(i: int) -> str:
+    """T5's name for the i-th span-corruption sentinel."""
+    return f"<extra_id_{i}>"
+
+
+def with_sentinels(tok: Tokenizer, n: int) -> Tokenizer:
+    """A copy of tok with n sentinel tokens <extra_id_0> ... <extra_id_{n-1}> added as special tokens at the
+    end of the vocabulary, counting down as T5's do: <extra_id_0> is the last id (vocab + n - 1)."""
+    from tokenizers import AddedToken
+
+    out = Tokenizer.from_str(tok.to_str())
+    V = out.get_vocab_size()
+    out.add_special_tokens([AddedToken(sentinel_token(i), special=True, normalized=False) for i in reversed(range(n))])
+    ids = [out.token_to_id(sentinel_token(i)) for i in range(n)]
+    if ids != [V + n - 1 - i for i in range(n)]:
+        raise TokenizerError(f"the tokenizer already has some of the tokens <extra_id_0> ... <extra_id_{n - 1}>; "
+                             "span corruption adds them itself: use a tokenizer without them")
+    return out
+
+
 def hf_tokenizer(tok: Tokenizer, model_max_length: int = 512):
     """The same tokenizer as a `transformers.PreTrainedTokenizerFast` (for export and checks)."""
     from transformers import PreTrainedTokenizerFast

@@ -44,6 +44,7 @@ def pretrain(cfg: RunConfig, corpus: str | Path, out: str | Path, resume: bool =
     budget = Budget.parse(tc.budget)
     run_dir = Path(out)
     data = _open_corpus(cfg, corpus)
+    check_objective_data(cfg, data.train, dist.main)
     ckpt, resume = resume_policy(run_dir, resume, cfg, data.tokenizer_hash, dist)
     dist.barrier()  # every rank has checked the run directory before rank 0 writes into it
 
@@ -138,20 +139,48 @@ class _Corpus:
     vocab_size: int
     train: Any
     val: Any
+    tokenizer_changed: bool = False
+    """The run's tokenizer is the corpus's plus tokens of the objective's (span's sentinels): saved, not copied."""
 
 
 def _open_corpus(cfg: RunConfig, corpus: str | Path) -> _Corpus:
     from .data.corpus import open_corpus
-    from .tokenizer import load_tokenizer, special_ids
+    from .tokenizer import load_tokenizer, special_ids, with_sentinels
 
     corp = open_corpus(corpus)
     tok = load_tokenizer(corp.tokenizer_path)
     special = special_ids(tok, str(corp.tokenizer_path))
+    changed = cfg.objective.weights.get("span", 0) > 0
+    if changed:  # T5's sentinels <extra_id_0> ... join the run's vocabulary (the corpus's ids stay as they are)
+        tok = with_sentinels(tok, cfg.objective.span_sentinels)
     vocab_size = tok.get_vocab_size()
     if cfg.model.vocab_size and cfg.model.vocab_size != vocab_size:
         raise ConfigError(f"model.vocab_size={cfg.model.vocab_size} but the corpus tokenizer has {vocab_size} tokens")
     return _Corpus(Path(corpus), Path(corp.tokenizer_path), corp.tokenizer_hash, tok, special, vocab_size,
-                   corp.split("train"), corp.split("val"))
+                   corp.split("train"), corp.split("val"), changed)
+
+
+def check_objective_data(cfg: RunConfig, train, say: bool = True) -> None:
+    """Refuse, before any work, a corpus or setting the encoder-decoder's objective cannot use: permute on
+    documents that all have one sentence, span rows needing more spans than sentinels."""
+    o = cfg.objective
+    if o.weights.get("permute", 0) > 0:
+        from .objectives.permute import one_sentence_documents
+
+        single = one_sentence_documents(train.doc_offsets, train.sent_offsets)
+        if single == train.n_docs:
+            raise ConfigError(
+                f"objective permute shuffles a document's sentences, but all {single:,} training documents of the "
+                "corpus have one sentence (nothing to reorder); use objective.weights={infill: 1.0} (or span) for "
+                "this corpus, or prepare one whose documents hold several sentences"
+            )
+        if single and say:
+            print(f"note: {single:,} of {train.n_docs:,} training documents have one sentence; permute copies them "
+                  "unshuffled" + (" (still infilled)" if o.weights.get("infill", 0) > 0 else ""), file=sys.stderr)
+    if o.weights.get("span", 0) > 0:
+        from .objectives.span import check_sentinels
+
+        check_sentinels(cfg.data.seq_len, o.span_sentinels, o.span_noise_density, o.span_mean_length)
 
 
 def resume_policy(run_dir: Path, resume: bool, cfg: RunConfig, tokenizer_hash: str,
@@ -200,7 +229,10 @@ def _setup(tc: TrainConfig, dist: Dist) -> tuple[torch.device, torch.dtype | Non
 def _write_run_files(run_dir: Path, cfg: RunConfig, data: _Corpus, corpus: str | Path, init) -> None:
     """What makes the run directory self-describing: config.yaml, tokenizer.json, corpus.json."""
     save_config(cfg, run_dir / "config.yaml")
-    shutil.copyfile(data.tokenizer_path, run_dir / "tokenizer.json")
+    if data.tokenizer_changed:
+        data.tokenizer.save(str(run_dir / "tokenizer.json"))
+    else:
+        shutil.copyfile(data.tokenizer_path, run_dir / "tokenizer.json")
     (run_dir / "corpus.json").write_text(json.dumps(
         {"path": str(Path(corpus).resolve()), "tokenizer_hash": data.tokenizer_hash,
          "train_tokens": data.train.n_tokens, "val_tokens": data.val.n_tokens, "init": str(init) if init else None},
@@ -212,16 +244,19 @@ def _fsdp_blocks(model: nn.Module) -> list[nn.Module]:
     The RNN's layers stay in the root unit."""
     from .backbones.cnn import ConvBlock
     from .backbones.decoder import GPT2Block, LlamaBlock
+    from .backbones.seq2seq import DecoderBlock
     from .backbones.transformer import BertBlock, ModernBlock
 
-    blocks = (BertBlock, ModernBlock, ConvBlock, LlamaBlock, GPT2Block)
+    blocks = (BertBlock, ModernBlock, ConvBlock, LlamaBlock, GPT2Block, DecoderBlock)
     return [m for m in model.modules() if isinstance(m, blocks)]
 
 
 def _print_model(cfg: RunConfig, model: nn.Module, n_params: int, device, dtype, dist: Dist) -> None:
     tc = cfg.train
-    variant = {"transformer": f" ({cfg.model.style})", "decoder": f" ({cfg.model.style})",
-               "rnn": f" (bi-{cfg.model.rnn_cell})"}.get(cfg.model.backbone, "")
+    m = cfg.model
+    variant = {"transformer": f" ({m.style})", "decoder": f" ({m.style})", "rnn": f" (bi-{m.rnn_cell})",
+               "encoder-decoder": f" ({m.style}, {m.n_layers} + {m.n_decoder_layers or m.n_layers} layers)",
+               }.get(m.backbone, "")
     print(f"model: {cfg.model.backbone}{variant} {n_params / 1e6:.2f}M backbone parameters, "
           f"objectives {', '.join(model.objectives)}, device {device}, precision {dtype or 'fp32'}"
           + (f", {dist.world} processes ({tc.parallel})" if dist.enabled else ""), file=sys.stderr)
@@ -264,7 +299,8 @@ def _write_summary(run_dir: Path, result: LoopResult, n_params: int) -> None:
 
 
 def batch_source(split, seq_len, batch_size, special, objectives, seed=0, shuffle=True, rank=0, world=1):
-    """Sentence pairs when nsp or sop is among `objectives` (names), packed rows otherwise.
+    """Sentence pairs when nsp or sop is among `objectives` (names), packed rows otherwise (with the
+    sentence starts for permute).
 
     Both give next_batch(), state_dict() / load_state_dict() and rows_per_epoch.
     """
@@ -275,7 +311,9 @@ def batch_source(split, seq_len, batch_size, special, objectives, seed=0, shuffl
         if kind in objectives:
             return PairLoader(split, seq_len, batch_size, special, kind=kind, seed=seed, shuffle=shuffle,
                               rank=rank, world=world)
-    return PackedLoader(split, seq_len, batch_size, special, seed=seed, shuffle=shuffle, rank=rank, world=world)
+    sentences = any(name in ("permute", "infill+permute") for name in objectives)
+    return PackedLoader(split, seq_len, batch_size, special, seed=seed, shuffle=shuffle, rank=rank, world=world,
+                        sentences=sentences)
 
 
 def _set_word_starts(model, tok, split, n_docs: int = 500) -> None:

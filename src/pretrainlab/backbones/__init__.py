@@ -9,6 +9,9 @@ mask: (B, T) int64; 0 marks padding, k >= 1 marks tokens of the k-th document pa
       one-document case.
 Every backbone has `.d_model`, `.vocab_size` and `get_input_embeddings()` (the token
 embedding, tied to the MLM head and used for attributions).
+
+The encoder-decoder (seq2seq.py) has its own contract: (ids, mask, decoder_ids, decoder_mask) ->
+Seq2SeqOutput; the factory builds it like the others.
 """
 
 from __future__ import annotations
@@ -49,6 +52,8 @@ def build_backbone(
     n_heads: int = 4, d_ff: int = 1024, max_len: int = 512, style: str = "bert",
     # rnn only / cnn only
     rnn_cell: str = "lstm", kernel_size: int = 5, dilations: tuple[int, ...] = (1, 2, 4, 8),
+    # encoder-decoder only (0: as many decoder layers as n_layers)
+    n_decoder_layers: int = 0,
 ) -> torch.nn.Module:
     """The explicit factory: plain values in, a backbone out (keywords only, grouped by who reads them)."""
     if kind == "transformer":
@@ -79,8 +84,15 @@ def build_backbone(
             vocab_size=vocab_size, d_model=d_model, n_layers=n_layers, n_heads=n_heads, d_ff=d_ff,
             max_len=max_len, dropout=dropout, style=style, pad_id=pad_id,
         )
+    elif kind == "encoder-decoder":
+        from .seq2seq import Seq2SeqTransformer
+
+        return Seq2SeqTransformer(
+            vocab_size=vocab_size, d_model=d_model, n_layers=n_layers, n_decoder_layers=n_decoder_layers or None,
+            n_heads=n_heads, d_ff=d_ff, max_len=max_len, dropout=dropout, style=style, pad_id=pad_id,
+        )
     else:
-        raise ValueError(f"unknown backbone {kind!r}; choose transformer, decoder, rnn or cnn")
+        raise ValueError(f"unknown backbone {kind!r}; choose transformer, decoder, encoder-decoder, rnn or cnn")
 
 
 def backbone_from_config(model_cfg, vocab_size: int, pad_id: int = 0) -> torch.nn.Module:
@@ -91,4 +103,5 @@ def backbone_from_config(model_cfg, vocab_size: int, pad_id: int = 0) -> torch.n
         n_heads=m.n_heads, d_ff=m.d_ff, max_len=m.max_len, dropout=m.dropout,
         type_vocab_size=m.type_vocab_size, style=m.style, rnn_cell=m.rnn_cell,
         kernel_size=m.kernel_size, dilations=tuple(m.dilations), pad_id=pad_id,
+        n_decoder_layers=m.n_decoder_layers,
     )

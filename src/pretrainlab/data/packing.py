@@ -215,14 +215,31 @@ def build_row(read, chunk_starts: np.ndarray, chunk_lens: np.ndarray, seq_len: i
     return ids, mask
 
 
+def sentence_starts(sent_offsets: np.ndarray, chunk_starts: np.ndarray, chunk_lens: np.ndarray,
+                    seq_len: int) -> np.ndarray:
+    """(seq_len,) bool for the row `build_row` makes of these chunks: True at each token that begins a
+    sentence (global offsets in sent_offsets), and at each chunk's first token."""
+    starts = np.zeros(seq_len, dtype=bool)
+    pos = 0
+    for start, n in zip(chunk_starts.tolist(), chunk_lens.tolist()):
+        lo, hi = np.searchsorted(sent_offsets, [start, start + n])  # sentence starts inside [start, start + n)
+        starts[pos + 1 + (sent_offsets[lo:hi] - start)] = True
+        starts[pos + 1] = True
+        pos += n + 2
+    return starts
+
+
 class PackedLoader:
     """Endless, resumable stream of packed batches from one corpus split.
 
     `rank`/`world` give each process its own rows (row r::world) for data parallelism.
+    sentences=True adds `sent_start` (B, T) bool, the tokens that begin a sentence (sentence
+    permutation needs it); it reads the split's sentence offsets whole (8 bytes a sentence).
     """
 
     def __init__(self, split, seq_len: int, batch_size: int, special, seed: int = 0, shuffle: bool = True,
-                 rank: int = 0, world: int = 1):
+                 rank: int = 0, world: int = 1, sentences: bool = False):
+        self.sentences = sentences
         self.split, self.seq_len, self.batch_size = split, seq_len, batch_size
         self.special, self.seed, self.shuffle = special, seed, shuffle
         self.rank, self.world = rank, world
@@ -251,16 +268,23 @@ class PackedLoader:
         ids = np.empty((self.batch_size, self.seq_len), dtype=np.int64)
         mask = np.empty_like(ids)
         seeds = np.empty(self.batch_size, dtype=np.int64)
+        starts = np.zeros((self.batch_size, self.seq_len), dtype=bool) if self.sentences else None
         s = self.special
         for b in range(self.batch_size):
             if self.row >= self.rows_per_epoch:
                 self.epoch, self.row = self.epoch + 1, 0
             r = self.row * self.world + self.rank
-            ids[b], mask[b] = build_row(self.split.read, *self.plan.row(r), self.seq_len, s.cls, s.sep, s.pad)
+            chunks = self.plan.row(r)
+            ids[b], mask[b] = build_row(self.split.read, *chunks, self.seq_len, s.cls, s.sep, s.pad)
+            if starts is not None:
+                starts[b] = sentence_starts(self.split.sent_offsets, *chunks, self.seq_len)
             seeds[b] = row_seed(self.seed, self.epoch, r)
             self.row += 1
-        return {"input_ids": torch.from_numpy(ids), "mask": torch.from_numpy(mask),
-                "row_seed": torch.from_numpy(seeds)}
+        batch = {"input_ids": torch.from_numpy(ids), "mask": torch.from_numpy(mask),
+                 "row_seed": torch.from_numpy(seeds)}
+        if starts is not None:
+            batch["sent_start"] = torch.from_numpy(starts)
+        return batch
 
     def state_dict(self) -> dict[str, int]:
         return {"epoch": self.epoch, "row": self.row, "seed": self.seed, "seq_len": self.seq_len,

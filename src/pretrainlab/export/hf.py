@@ -3,6 +3,7 @@
     export("runs/mini/finetune-mr", "hf/mini-mr")       # a fine-tuned classifier -> *ForSequenceClassification
     export("runs/mini", "hf/mini-mlm")                  # a pre-training run      -> *ForMaskedLM
     export("runs/gpt", "hf/gpt")                        # a decoder's run         -> LlamaForCausalLM / GPT2LMHeadModel
+    export("runs/bart", "hf/bart")                      # an encoder-decoder's    -> BartForConditionalGeneration
     check_export("hf/mini-mr", logits_fn("runs/mini/finetune-mr"), tokenizer=...)  # the snippet below, compared
 
 The folder holds config.json (with id2label / label2id), model.safetensors and the tokenizer
@@ -18,6 +19,9 @@ and heads, are export/hf_names.py's:
                GPT2ForSequenceClassification (export/hf_decoder.py); a causal LM's tokenizer encodes a
                prompt as `[CLS] A` (start token, no end token; left padding), so that
                `model.generate(**tokenizer(prompt, return_tensors="pt"))` continues it as we do
+  encoder-decoder (bart) -> BartForSequenceClassification / BartForConditionalGeneration
+               (export/hf_seq2seq_names.py); AutoModelForSeq2SeqLM's greedy `generate` writes what
+               `pretrainlab generate` writes
 
 The check runs the model card's snippet in a fresh process with HF_HUB_OFFLINE=1, so the
 folder must load with no network, and compares its logits with pretrainlab's (for a causal LM also
@@ -73,6 +77,19 @@ outputs = model(**inputs)
 print("PRETRAINLAB-CHECK", json.dumps({{"logits": outputs.logits.tolist(), "generated": generated[0].tolist(),
                                        **{{k: v.tolist() for k, v in inputs.items()}}}}))
 """
+SNIPPET_SEQ2SEQ_LM = """\
+import json, sys
+from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+DIR, TEXT = sys.argv[1], sys.argv[2]
+model = AutoModelForSeq2SeqLM.from_pretrained(DIR)
+tokenizer = AutoTokenizer.from_pretrained(DIR)
+inputs = tokenizer(TEXT, return_tensors="pt")
+generated = model.generate(**inputs, max_new_tokens=min(16, model.config.max_position_embeddings - 1))
+print(tokenizer.decode(generated[0], skip_special_tokens=True))
+outputs = model(**inputs, decoder_input_ids=generated)
+print("PRETRAINLAB-CHECK", json.dumps({"logits": outputs.logits.tolist(), "decoder_input_ids": generated.tolist(),
+                                       **{k: v.tolist() for k, v in inputs.items()}}))
+"""
 SNIPPET_MASKED_LM = """\
 import json, sys
 from transformers import AutoModelForMaskedLM, AutoTokenizer
@@ -96,7 +113,7 @@ class Source:
     """A fine-tuned classifier or a pre-training run, loaded for export."""
 
     kind: str
-    """classifier, masked_lm or causal_lm (a decoder's pre-training run)."""
+    """classifier, masked_lm, causal_lm (a decoder's pre-training run) or seq2seq_lm (an encoder-decoder's)."""
     model: nn.Module
     """Classifier (either head), or PretrainModel."""
     backbone: nn.Module
@@ -107,7 +124,7 @@ class Source:
     pooling: str | None
     path: Path
     backbone_kind: str = "transformer"
-    """transformer, decoder, rnn or cnn (the last two export as remote code)."""
+    """transformer, decoder, rnn, cnn (these two export as remote code) or encoder-decoder."""
 
 
 def load_source(src: str | Path) -> Source:
@@ -131,6 +148,9 @@ def load_source(src: str | Path) -> Source:
         pre = load_pretrained(src)
         if kind == "decoder":
             return Source("causal_lm", pre.model, pre.backbone, pre.tokenizer, pre.special, pre.config.model.style,
+                          None, None, src, kind)
+        if kind == "encoder-decoder":  # its pre-training objectives all train the decoder to write text
+            return Source("seq2seq_lm", pre.model, pre.backbone, pre.tokenizer, pre.special, pre.config.model.style,
                           None, None, src, kind)
         if "mlm" not in pre.model.objectives:
             raise ExportError(f"{src} was pre-trained without the mlm objective ({', '.join(pre.model.objectives)}); "
@@ -174,16 +194,17 @@ def _read_model_section(src: Path) -> dict[str, Any]:
 
 
 def _check_backbone(src: Path, model_section: dict[str, Any]) -> str:
-    """The backbone kind: transformer (transformers classes), rnn or cnn (our remote code)."""
+    """The backbone kind: transformer, encoder-decoder (transformers classes), rnn or cnn (our remote code)."""
     kind = model_section.get("backbone", "transformer")
-    if kind not in ("transformer", "rnn", "cnn", "decoder"):
-        raise ExportError(f"{src}/config.yaml: model.backbone={kind!r} is not one of transformer, decoder, rnn, cnn; "
-                          "there is nothing to export it as")
+    if kind not in ("transformer", "rnn", "cnn", "decoder", "encoder-decoder"):
+        raise ExportError(f"{src}/config.yaml: model.backbone={kind!r} is not one of transformer, decoder, rnn, cnn, "
+                          "encoder-decoder; there is nothing to export it as")
     return kind
 
 
 def _embedding_key(kind: str) -> str:
-    return "backbone.tok_emb.weight" if kind in ("transformer", "decoder") else "backbone.embed_tokens.weight"
+    own = kind in ("transformer", "decoder", "encoder-decoder")
+    return "backbone.tok_emb.weight" if own else "backbone.embed_tokens.weight"
 
 
 # --------------------------------------------------------------------------- weights
@@ -207,6 +228,8 @@ def hf_model(source: Source) -> nn.Module:
         from .hf_decoder import decoder_hf_model
 
         return decoder_hf_model(source)
+    if source.backbone_kind == "encoder-decoder":
+        return bart_model(source)
     kw = hf_config_kwargs(bb)
     sd = {k: v.detach().float() for k, v in bb.state_dict().items()}
     special = source.special
@@ -264,6 +287,39 @@ def hf_model(source: Source) -> nn.Module:
     return model.eval()
 
 
+def bart_model(source: Source) -> nn.Module:
+    """An encoder-decoder as BartForConditionalGeneration (pre-training run) or BartForSequenceClassification
+    (fine-tuned: our pooler / head are its classification_head.dense / out_proj; pad_token_id set)."""
+    from transformers import BartConfig, BartForConditionalGeneration, BartForSequenceClassification
+
+    from .hf_seq2seq_names import hf_bart_config_kwargs, to_hf_bart_state_dict
+
+    bb, sp = source.backbone, source.special
+    kw = hf_bart_config_kwargs(vocab_size=bb.vocab_size, d_model=bb.d_model, n_layers=bb.n_layers,
+                               n_decoder_layers=bb.n_decoder_layers, n_heads=bb.n_heads, d_ff=bb.d_ff,
+                               max_len=bb.max_len, dropout=bb.dropout, pad_id=sp.pad, bos_id=sp.cls, eos_id=sp.sep,
+                               decoder_start_id=sp.sep)
+    sd = to_hf_bart_state_dict({k: v.detach().float() for k, v in bb.state_dict().items()})
+    if source.kind == "classifier":
+        names = source.label_names
+        config = BartConfig(**kw, num_labels=len(names), id2label={i: str(x) for i, x in enumerate(names)},
+                            label2id={str(x): i for i, x in enumerate(names)}, classifier_dropout=bb.dropout)
+        m = source.model
+        sd = {k: v for k, v in sd.items() if k not in ("final_logits_bias", "lm_head.weight")}
+        sd.update({"classification_head.dense.weight": m.pooler.weight, "classification_head.dense.bias": m.pooler.bias,
+                   "classification_head.out_proj.weight": m.head.weight, "classification_head.out_proj.bias": m.head.bias})
+        model = BartForSequenceClassification(config)
+    else:
+        model = BartForConditionalGeneration(BartConfig(**kw))
+    sd = {k: v.detach().float().contiguous() for k, v in sd.items()}
+    missing, unexpected = model.load_state_dict(sd, strict=False)
+    if missing or unexpected:
+        raise ExportError(f"{source.path}: the weight map is incomplete for {type(model).__name__} "
+                          f"(missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]}); "
+                          "the name map in export/hf_seq2seq_names.py needs updating")
+    return model.eval()
+
+
 # --------------------------------------------------------------------------- export
 
 
@@ -308,6 +364,8 @@ def export(src: str | Path, to_dir: str | Path, overwrite: bool = False) -> Path
         causal = source.kind == "causal_lm"  # a prompt: [CLS] A, padded and cut on the left for generate
         tok = prompt_tokenizer(source.tokenizer) if causal else source.tokenizer
         hf_tok = hf_tokenizer(tok, model_max_length=getattr(source.backbone, "max_len", 512))
+        if source.style == "bart":  # BART's <s> and </s> are our [CLS] and [SEP]
+            hf_tok.bos_token, hf_tok.eos_token = "[CLS]", "[SEP]"
         hf_tok.save_pretrained(str(tmp))
         # what our model saw: bert gets token type ids (segments), ModernBERT has none
         names = ["input_ids", "attention_mask"]
@@ -349,7 +407,8 @@ CHECK_TOLERANCE = {torch.float32: (1e-5, 1e-5), torch.float16: (1e-3, 1e-3), tor
 @dataclass
 class ExportCheck:
     label: str
-    """What the snippet printed: the predicted label (classifier) or the top token at [MASK] (MLM)."""
+    """What the snippet printed: the predicted label (classifier), the top token at [MASK] (MLM) or the
+    greedy generation (seq2seq LM)."""
     max_abs_diff: float
     """Largest |HF logit - pretrainlab logit|."""
     ids_match: bool | None
@@ -392,6 +451,8 @@ def logits_fn(src: str | Path) -> Callable[[dict[str, Tensor]], Tensor]:
         segments = inputs.get("token_type_ids") if source.style == "bert" else None
         if source.kind == "classifier":
             return source.model(ids, mask, segments).logits
+        if source.kind == "seq2seq_lm":
+            return source.backbone(ids, mask, inputs["decoder_input_ids"]).logits.float()
         hidden = source.backbone(ids, mask, segments).hidden
         return source.model.objectives["mlm"].head(hidden).float()
 
@@ -411,10 +472,12 @@ def run_snippet(directory: str | Path, text: str | None = None, timeout: float =
         raise ExportError(f"{directory} holds no readable config.json ({e}); is it an export?") from None
     masked_lm = any(a.endswith("ForMaskedLM") for a in config.get("architectures") or [])
     causal_lm = any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in config.get("architectures") or [])
-    snippet = SNIPPET_MASKED_LM if masked_lm else SNIPPET_CAUSAL_LM if causal_lm else SNIPPET_CLASSIFIER
+    seq2seq_lm = any(a.endswith("ForConditionalGeneration") for a in config.get("architectures") or [])
+    snippet = (SNIPPET_MASKED_LM if masked_lm else SNIPPET_CAUSAL_LM if causal_lm else SNIPPET_SEQ2SEQ_LM if seq2seq_lm
+               else SNIPPET_CLASSIFIER)
     if "auto_map" in config:  # our own model code in the folder (rnn / cnn): the user must trust it
         snippet = snippet.replace("from_pretrained(DIR)", "from_pretrained(DIR, trust_remote_code=True)")
-    text = text or ("This is a great [MASK]!" if masked_lm else CHECK_TEXT)
+    text = text or ("This is a great [MASK]!" if masked_lm or seq2seq_lm else CHECK_TEXT)
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     proc = subprocess.run([sys.executable, "-c", snippet, str(directory), text], env=env, capture_output=True,
                           text=True, timeout=timeout)
@@ -426,7 +489,7 @@ def run_snippet(directory: str | Path, text: str | None = None, timeout: float =
         raise ExportError(f"the check printed no result:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
     data = json.loads(marked[-1].split(" ", 1)[1])
     printed = [ln for ln in lines if not ln.startswith("PRETRAINLAB-CHECK ")]
-    kind = "masked_lm" if masked_lm else "causal_lm" if causal_lm else "classifier"
+    kind = "masked_lm" if masked_lm else "causal_lm" if causal_lm else "seq2seq_lm" if seq2seq_lm else "classifier"
     return {"kind": kind, "text": text, "label": printed[-1] if printed else "", **data}
 
 
@@ -437,7 +500,8 @@ def compare(result: dict[str, Any], ours_logits_fn: Callable[[dict[str, Tensor]]
     Passes when max |theirs - ours| <= atol + rtol * max |ours| (defaults: CHECK_TOLERANCE for the dtype),
     and the tokenizer ids match; whether the top token / label agrees is reported (a near tie may flip it).
     """
-    inputs = {k: torch.tensor(result[k]) for k in ("input_ids", "attention_mask", "token_type_ids") if k in result}
+    inputs = {k: torch.tensor(result[k]) for k in ("input_ids", "attention_mask", "token_type_ids", "decoder_input_ids")
+              if k in result}
     ours = ours_logits_fn(inputs)
     default_rtol, default_atol = CHECK_TOLERANCE.get(ours.dtype, CHECK_TOLERANCE[torch.float32])
     rtol = default_rtol if rtol is None else rtol

@@ -1,12 +1,15 @@
-"""Import a local Hugging Face BERT-family checkpoint as a pretrainlab run directory (Llama and GPT-2
-decoders: `import_decoder`, with export/hf_decoder.py's config check and name maps).
+"""Import a local Hugging Face BERT-family or BART checkpoint as a pretrainlab run directory (Llama and
+GPT-2 decoders: `import_decoder`, with export/hf_decoder.py's config check and name maps).
 
     report = import_hf("path/to/all-MiniLM-L6-v2", "runs/minilm")   # -> ImportReport
     pre = load_pretrained("runs/minilm")       # fine-tune, evaluate, explain, probe it ...
     pretrain(cfg, corpus, "runs/minilm-mr", init="runs/minilm")     # ... or pre-train it further
 
 What is read (offline only; a hub name fails with a clear message):
-  config.json         model_type bert or modernbert -> the `model` section (style bert / modern)
+  config.json         model_type bert or modernbert -> the `model` section (style bert / modern);
+                      bart -> an encoder-decoder of style bart (BartForConditionalGeneration,
+                      BartForSequenceClassification or BartModel weights; objective infill+permute;
+                      name map export/hf_seq2seq_names.py)
   model.safetensors   (or pytorch_model.bin) of BertModel, BertForMaskedLM, BertForPreTraining,
                       BertForSequenceClassification, ModernBertModel, ModernBertForMaskedLM, ...:
                       the encoder always; the MLM head when there is one
@@ -43,7 +46,7 @@ import torch
 from ..errors import ExportError
 
 IMPORT_INFO = "imported.json"
-MODEL_TYPES = ("bert", "modernbert")
+MODEL_TYPES = ("bert", "modernbert", "bart")
 
 
 class ImportError_(ExportError):  # noqa: N801 (not the builtin ImportError)
@@ -179,41 +182,13 @@ def _model_section(hf: dict[str, Any], model_type: str, notes: list[str]) -> dic
                 dropout=hf.get("embedding_dropout", 0.0) or hf.get("mlp_dropout", 0.0), type_vocab_size=2)
 
 
-def import_hf(src: str | Path, out: str | Path, *, overwrite: bool = False, seq_len: int = 128,
-              quiet: bool = False) -> ImportReport:
-    """Convert a local Hugging Face BERT / ModernBERT folder into a pretrainlab run directory."""
-    from .hf_decoder import DECODER_MODEL_TYPES
+def _encoder_run(src: Path, hf: dict[str, Any], sd: dict[str, torch.Tensor], model_type: str, architecture: str,
+                 n_tokens: int, special, seq_len: int, notes: list[str]):
+    """A BERT / ModernBERT checkpoint -> (run config, PretrainModel with its weights, weights prefix, MLM head state)."""
     from .hf_names import from_hf_bert_state_dict, from_hf_modernbert_state_dict, mlm_head_from_hf
-    from ..checkpoint import save_checkpoint
-    from ..config import RunConfig, build_section, save_config
-    from ..tokenizer import TokenizerError, special_ids, tokenizer_hash
-    from ..runs import build_pretrain_model, count_parameters
+    from ..config import RunConfig, build_section
+    from ..runs import build_pretrain_model
 
-    src = _check_source(src)
-    out = Path(out)
-    if out.exists() and any(out.iterdir()):
-        if not overwrite:
-            raise ImportError_(f"--out {out} is not empty; pass --overwrite to replace it, or choose another directory")
-        shutil.rmtree(out)
-    hf = json.loads((src / "config.json").read_text(encoding="utf-8"))
-    model_type = hf.get("model_type", "")
-    if model_type in DECODER_MODEL_TYPES:  # Llama / GPT-2: export/hf_decoder.py
-        return import_decoder(src, out, hf, seq_len=seq_len, quiet=quiet)
-    if model_type not in MODEL_TYPES:
-        raise ImportError_(f"{src}/config.json: model_type {model_type!r} is not supported; pretrainlab imports "
-                           f"{' and '.join(MODEL_TYPES)} checkpoints (BERT-family encoders) and "
-                           f"{' and '.join(DECODER_MODEL_TYPES)} ones (decoders)")
-    architecture = (hf.get("architectures") or [f"{model_type} (no architectures in config.json)"])[0]
-    notes: list[str] = []
-
-    tok = read_hf_tokenizer(src)
-    try:
-        special = special_ids(tok, where=f"{src} (tokenizer)")
-    except TokenizerError as e:
-        raise ImportError_(f"{e}. pretrainlab needs BERT's special-token names; this tokenizer uses others") from None
-    n_tokens = tok.get_vocab_size()
-
-    sd = read_hf_state_dict(src)
     if model_type == "bert":
         prefix = _prefix(sd, "embeddings.word_embeddings.weight", ("", "bert.", "model."))
         backbone_sd = from_hf_bert_state_dict(sd, prefix)
@@ -256,6 +231,96 @@ def import_hf(src: str | Path, out: str | Path, *, overwrite: bool = False, seq_
         notes.append(f"{architecture} has no MLM head: a fresh one was initialised (decoder tied to the word "
                      "embeddings; new dense, LayerNorm and bias). Pseudo-perplexity and MLM loss mean nothing until "
                      "it is trained (pretrainlab pretrain --init ...); fine-tuning and probing use the encoder only")
+
+    return cfg, model, prefix, head_state
+
+
+def _bart_run(src: Path, hf: dict[str, Any], sd: dict[str, torch.Tensor], model_type: str, architecture: str,
+              n_tokens: int, special, seq_len: int, notes: list[str]):
+    """A BART checkpoint (BartForConditionalGeneration, BartForSequenceClassification, BartModel) ->
+    (run config: an encoder-decoder of style bart pre-trained with infill+permute, PretrainModel, prefix, head)."""
+    from .hf_seq2seq_names import HF_BART_TIED, from_hf_bart_state_dict
+    from ..config import RunConfig, build_section
+    from ..runs import build_pretrain_model
+
+    need = {"activation_function": "gelu", "scale_embedding": False}
+    for key, value in need.items():
+        if hf.get(key, value) != value:
+            raise ImportError_(f"{src}/config.json: {key}={hf[key]!r}; pretrainlab's bart style has {key}={value!r}, "
+                               "so the import would not compute what the checkpoint computes")
+    for a, b in (("encoder_attention_heads", "decoder_attention_heads"), ("encoder_ffn_dim", "decoder_ffn_dim")):
+        if hf.get(a) != hf.get(b):
+            raise ImportError_(f"{src}/config.json: {a}={hf.get(a)} but {b}={hf.get(b)}; pretrainlab's encoder-decoder "
+                               "has one head count and one feed-forward size for both sides")
+    prefix = "model." if any(k.startswith("model.") for k in sd) else ""  # "": a bare BartModel
+    sd = {("" if prefix else "model.") + k: v for k, v in sd.items()}
+    if "model.shared.weight" not in sd:  # save_pretrained keeps one of the tied copies
+        tied = [k for k in HF_BART_TIED if k in sd]
+        if not tied:
+            raise ImportError_(f"{src}: no token embedding among the weights (model.shared.weight or its tied copies)")
+        sd["model.shared.weight"] = sd[tied[0]]
+    backbone_sd = from_hf_bart_state_dict(sd)
+    rows = backbone_sd["tok_emb.weight"].shape[0]
+    if rows != n_tokens:
+        raise ImportError_(f"{src}: the tokenizer has {n_tokens} tokens but the embedding {rows} rows; "
+                           "they do not belong together")
+    dec_layers = hf.get("decoder_layers", hf["encoder_layers"])
+    model_cfg = build_section("model", dict(
+        backbone="encoder-decoder", style="bart", preset=None, d_model=hf["d_model"], n_layers=hf["encoder_layers"],
+        n_decoder_layers=0 if dec_layers == hf["encoder_layers"] else dec_layers, n_heads=hf["encoder_attention_heads"],
+        d_ff=hf["encoder_ffn_dim"], max_len=hf.get("max_position_embeddings", 1024), dropout=hf.get("dropout", 0.1)))
+    kind = {"WordPiece": "wordpiece", "BPE": "bpe", "Unigram": "unigram"}.get(
+        json.loads(read_hf_tokenizer(src).to_str())["model"]["type"], "bpe")
+    data_cfg = build_section("data", dict(seq_len=min(seq_len, model_cfg.max_len), vocab_size=n_tokens,
+                                          tokenizer_kind=kind))
+    cfg = RunConfig(model=model_cfg, data=data_cfg,
+                    objective=build_section("objective", {"weights": {"infill": 1.0, "permute": 1.0}}))
+    model = build_pretrain_model(cfg, n_tokens, special)
+    try:
+        model.backbone.load_state_dict({k: v.float() for k, v in backbone_sd.items()}, strict=True)
+    except RuntimeError as e:
+        raise ImportError_(f"{src}: the weights do not fit a bart encoder-decoder of its config.json ({e})") from None
+    notes.append("an encoder-decoder: its output projection is the tied token embedding (no MLM head); the run "
+                 "continues with objective infill+permute (BART's), --set objective.weights=... to change it")
+    return cfg, model, prefix, "none (the decoder's output projection is the tied token embedding)"
+
+
+def import_hf(src: str | Path, out: str | Path, *, overwrite: bool = False, seq_len: int = 128,
+              quiet: bool = False) -> ImportReport:
+    """Convert a local Hugging Face BERT / ModernBERT / BART / Llama / GPT-2 folder into a pretrainlab run."""
+    from .hf_decoder import DECODER_MODEL_TYPES
+    from ..checkpoint import save_checkpoint
+    from ..config import save_config
+    from ..tokenizer import TokenizerError, special_ids, tokenizer_hash
+    from ..runs import count_parameters
+
+    src = _check_source(src)
+    out = Path(out)
+    if out.exists() and any(out.iterdir()):
+        if not overwrite:
+            raise ImportError_(f"--out {out} is not empty; pass --overwrite to replace it, or choose another directory")
+        shutil.rmtree(out)
+    hf = json.loads((src / "config.json").read_text(encoding="utf-8"))
+    model_type = hf.get("model_type", "")
+    if model_type in DECODER_MODEL_TYPES:  # Llama / GPT-2: export/hf_decoder.py
+        return import_decoder(src, out, hf, seq_len=seq_len, quiet=quiet)
+    if model_type not in MODEL_TYPES:
+        raise ImportError_(f"{src}/config.json: model_type {model_type!r} is not supported; pretrainlab imports "
+                           f"{', '.join(MODEL_TYPES)} checkpoints (BERT-family encoders, BART encoder-decoders) and "
+                           f"{' and '.join(DECODER_MODEL_TYPES)} ones (decoders)")
+    architecture = (hf.get("architectures") or [f"{model_type} (no architectures in config.json)"])[0]
+    notes: list[str] = []
+
+    tok = read_hf_tokenizer(src)
+    try:
+        special = special_ids(tok, where=f"{src} (tokenizer)")
+    except TokenizerError as e:
+        raise ImportError_(f"{e}. pretrainlab needs BERT's special-token names; this tokenizer uses others") from None
+    n_tokens = tok.get_vocab_size()
+
+    sd = read_hf_state_dict(src)
+    convert = _bart_run if model_type == "bart" else _encoder_run
+    cfg, model, prefix, head_state = convert(src, hf, sd, model_type, architecture, n_tokens, special, seq_len, notes)
 
     out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out / "config.yaml")
@@ -394,7 +459,9 @@ def adopt_init_model(cfg, init: str | Path):
     ours = cfg.model
     keep_dropout = replace(theirs, dropout=ours.dropout)
     relevant = ["backbone", "style", "d_model", "n_layers", "n_heads", "d_ff", "max_len", "type_vocab_size", "vocab_size"]
-    if theirs.backbone != "transformer":
+    if theirs.backbone == "encoder-decoder":
+        relevant += ["n_decoder_layers"]
+    elif theirs.backbone != "transformer":
         relevant += ["rnn_cell", "kernel_size", "dilations"]
     diffs = [f"model.{k}: config {getattr(ours, k)!r} -> init {getattr(theirs, k)!r}" for k in relevant
              if getattr(ours, k) != getattr(theirs, k) and not (k == "vocab_size" and getattr(ours, k) == 0)]
@@ -402,11 +469,12 @@ def adopt_init_model(cfg, init: str | Path):
     if diffs:
         notes.append(f"--init {init}: its architecture is used, not the config's (" + "; ".join(diffs) + ")")
     objective = cfg.objective
-    if theirs.backbone in DEFAULT_OBJECTIVES and objective.weights == ObjectiveConfig().weights:  # e.g. a decoder: clm
+    if theirs.backbone in DEFAULT_OBJECTIVES and objective.weights == ObjectiveConfig().weights:  # decoder: clm ...
         objective = replace(objective, weights=dict(DEFAULT_OBJECTIVES[theirs.backbone]))
         notes.append(f"--init {init} is a {theirs.backbone}: objective.weights={objective.weights} (its default)")
     new = replace(cfg, model=keep_dropout, objective=objective) if diffs or objective is not cfg.objective else cfg
-    if new.data.seq_len > keep_dropout.max_len and keep_dropout.backbone in ("transformer", "decoder"):
+    if new.data.seq_len > keep_dropout.max_len and keep_dropout.backbone in ("transformer", "decoder",
+                                                                             "encoder-decoder"):
         new = replace(new, data=replace(new.data, seq_len=keep_dropout.max_len))
         notes.append(f"data.seq_len lowered to the init model's max_len {keep_dropout.max_len}")
     return new, notes

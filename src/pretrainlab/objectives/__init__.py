@@ -7,6 +7,9 @@
     rtd  replaced-token detection (ELECTRA)             own generator + discriminator forwards
     clm  next-token prediction (GPT), objectives/clm    shared forward (decoder)
          forward + backward LM (ELMo), objectives/elmo  shared forward (rnn: needs directional states)
+    infill   text infilling (BART)                      own forward (encoder-decoder only)
+    permute  sentence permutation (BART), + infill      own forward (encoder-decoder only)
+    span     span corruption (T5)                       own forward (encoder-decoder only)
 
 `Objective` is the contract every objective module keeps; `build_objectives` is the one explicit
 factory; it rejects combinations a backbone cannot express before any work starts.
@@ -19,7 +22,7 @@ from typing import Protocol
 import torch
 from torch import Tensor, nn
 
-from ..config import ConfigError, check_objectives_fit
+from ..config import SEQ2SEQ_OBJECTIVES, ConfigError, check_objectives_fit
 from ..tokenizer import SpecialIds
 
 
@@ -48,7 +51,9 @@ class Objective(Protocol):
 def build_objectives(weights: dict[str, float], *, backbone: nn.Module, backbone_kind: str, vocab_size: int,
                      special: SpecialIds, mask_rate: float = 0.15, whole_word: bool = False, plm_k: int = 6,
                      rtd_generator_fraction: float = 0.25, rtd_weight: float = 50.0, tie_embeddings: bool = True,
-                     make_backbone=None) -> dict[str, nn.Module]:
+                     make_backbone=None, infill_mask_ratio: float = 0.3, infill_poisson_lambda: float = 3.0,
+                     span_noise_density: float = 0.15, span_mean_length: float = 3.0,
+                     span_sentinels: int = 100) -> dict[str, nn.Module]:
     """Plain values in, {name: objective module (an `Objective`)} out (only objectives with weight > 0).
 
     tie_embeddings: the mlm/plm/clm vocabulary projection is the input embedding (else one of its
@@ -56,10 +61,17 @@ def build_objectives(weights: dict[str, float], *, backbone: nn.Module, backbone
 
     make_backbone(d_model=..., n_heads=..., d_ff=...) builds a backbone like the main one at
     another size; rtd builds its generator with it.
+
+    The encoder-decoder's objectives (`seq2seq_objectives`) take the infill_* and span_* values.
     """
     on = {name for name, w in weights.items() if w > 0}
     if backbone_kind == "decoder":  # what a config load refuses, for callers that skip it
         check_objectives_fit(backbone_kind, weights)
+    if backbone_kind == "encoder-decoder" or on & set(SEQ2SEQ_OBJECTIVES):
+        return seq2seq_objectives(on, backbone_kind=backbone_kind, vocab_size=vocab_size, special=special,
+                                  infill_mask_ratio=infill_mask_ratio, infill_poisson_lambda=infill_poisson_lambda,
+                                  span_noise_density=span_noise_density, span_mean_length=span_mean_length,
+                                  span_sentinels=span_sentinels)
     if "plm" in on and not hasattr(backbone, "forward_two_stream"):
         raise ConfigError(
             f"objective plm needs two-stream attention (a query stream that sees a token's position but not "
@@ -134,3 +146,37 @@ def build_objectives(weights: dict[str, float], *, backbone: nn.Module, backbone
     if not objs:
         raise ConfigError("every objective weight is 0; give at least one a positive weight")
     return objs
+
+
+def span_sentinel_ids(vocab_size: int, n: int) -> list[int]:
+    """The ids of <extra_id_0>, <extra_id_1>, ...: the last n of the vocabulary, counting down from the
+    top as T5's do (tokenizer.with_sentinels adds them so)."""
+    return [vocab_size - 1 - i for i in range(n)]
+
+
+def seq2seq_objectives(on: set[str], *, backbone_kind: str, vocab_size: int, special: SpecialIds,
+                       infill_mask_ratio: float = 0.3, infill_poisson_lambda: float = 3.0,
+                       span_noise_density: float = 0.15, span_mean_length: float = 3.0,
+                       span_sentinels: int = 100) -> dict[str, nn.Module]:
+    """The encoder-decoder's one objective: infill, permute, span, or infill+permute (BART's two corruptions
+    in one, weight 1). Sources and targets are [CLS] ... [SEP] (BART's <s> ... </s>); the decoder starts
+    from [SEP] (BART's decoder_start_token_id is its </s>)."""
+    from .infill import Infill
+    from .permute import Permute
+    from .span import SpanCorruption
+
+    if backbone_kind != "encoder-decoder" or not on or not on <= set(SEQ2SEQ_OBJECTIVES) or ("span" in on and len(on) > 1):
+        raise ConfigError(f"objectives {', '.join(sorted(on)) or '(none)'} do not fit the {backbone_kind} backbone: the "
+                          "encoder-decoder takes one of infill, permute, span, or infill and permute together, and "
+                          "those need the encoder-decoder (config.RunConfig explains each case)")
+    ids = dict(bos_id=special.cls, eos_id=special.sep, pad_id=special.pad, decoder_start_id=special.sep)
+    infill = Infill(mask_id=special.mask, mask_ratio=infill_mask_ratio, poisson_lambda=infill_poisson_lambda, **ids)
+    if on == {"infill"}:
+        objective: nn.Module = infill
+    elif "permute" in on:
+        objective = Permute(**ids, infill=infill if "infill" in on else None)
+    else:
+        objective = SpanCorruption(sentinels=span_sentinel_ids(vocab_size, span_sentinels), eos_id=special.sep,
+                                   pad_id=special.pad, decoder_start_id=special.sep,
+                                   noise_density=span_noise_density, mean_span=span_mean_length)
+    return {objective.name: objective}

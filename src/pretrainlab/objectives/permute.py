@@ -11,7 +11,12 @@
 Sentence boundaries come from `prepare`, which stores them per corpus split (`sent_offsets`, a
 superset of `doc_offsets`); `document_sentences` cuts one document's out of those arrays.
 A one-sentence document has nothing to shuffle: in a batch it is only copied (or infilled); a
-batch made of nothing else is refused. `one_sentence_documents` counts them for a corpus check.
+batch made of nothing else is refused. `one_sentence_documents` counts them for a corpus check
+(pre-training refuses a corpus made of nothing else before it starts, saying how many there are).
+In pre-training the packed loader marks the tokens that begin a sentence (`sent_start`); a long
+document's chunk has the sentences inside it, its first token counting as a start.
+
+With `infill`, the objective is BART's combination, named `infill+permute`.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import numpy as np
 from torch import Tensor
 
 from ..errors import CorpusError
-from .denoise import denoising_loss, pad_pairs, with_ends
+from .denoise import Denoiser, pad_pairs, with_ends
 from .infill import Infill
 
 
@@ -51,13 +56,17 @@ def permute_sentences(tokens: np.ndarray, offsets: np.ndarray, rng: np.random.Ge
     return np.concatenate([tokens[offsets[j] : offsets[j + 1]] for j in order]), order
 
 
-class Permute:
-    """Sentence permutation [+ infilling]: `collate` builds the batch, `loss` scores the decoder's logits."""
+class Permute(Denoiser):
+    """Sentence permutation [+ infilling]: `collate` builds the batch, `loss` scores the decoder's logits;
+    as an Objective, `prepare` permutes each document of packed rows (objectives/denoise.py)."""
 
     name = "permute"
 
     def __init__(self, *, bos_id: int, eos_id: int, pad_id: int, decoder_start_id: int,
                  infill: Infill | None = None) -> None:
+        super().__init__()
+        if infill is not None:
+            self.name = "infill+permute"
         self.bos_id, self.eos_id, self.pad_id, self.decoder_start_id = bos_id, eos_id, pad_id, decoder_start_id
         self.infill = infill
         """Infill the shuffled document as well (BART's permute + infill), or None for permutation alone."""
@@ -80,5 +89,14 @@ class Permute:
         targets = [with_ends(d, self.bos_id, self.eos_id) for d in docs]
         return pad_pairs(sources, targets, pad_id=self.pad_id, decoder_start_id=self.decoder_start_id)
 
-    def loss(self, model, out, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
-        return denoising_loss(out.logits, batch["labels"], self.name)
+    def pair(self, tokens: np.ndarray, offsets: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """One packed document -> ([CLS] shuffled [and infilled] [SEP], [CLS] tokens [SEP])."""
+        shuffled, _ = permute_sentences(tokens, offsets, rng)
+        if self.infill is not None:
+            shuffled = self.infill.noise(shuffled, rng, no_longer=True)
+        return with_ends(shuffled, self.bos_id, self.eos_id), with_ends(tokens, self.bos_id, self.eos_id)
+
+    def prepare(self, batch: dict[str, Tensor], gen) -> dict[str, Tensor]:
+        if "sent_start" not in batch:
+            raise ValueError("permute needs the packed loader's sentence starts: PackedLoader(..., sentences=True)")
+        return super().prepare(batch, gen)

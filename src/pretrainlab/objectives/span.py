@@ -13,7 +13,10 @@
 random composition of the noise count into the span count, likewise for the kept tokens, and kept
 and noise spans alternate, starting with kept tokens. As in T5, the row therefore always ends in a
 noise span. Sentinels are ids the caller reserves (T5's <extra_id_0>, <extra_id_1>, ...); a row
-that needs more spans than there are sentinels is refused.
+that needs more spans than there are sentinels is refused; pre-training checks the longest row
+against the sentinel count before it starts (`check_sentinels`). In a packed row every document is
+corrupted on its own, its sentinels counted from <extra_id_0>; a document of one token is copied (no
+noise: the target is [SEP] alone).
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import numpy as np
 from torch import Tensor
 
 from ..config import ConfigError
-from .denoise import denoising_loss, pad_pairs
+from .denoise import Denoiser, pad_pairs
 
 
 def span_counts(n: int, noise_density: float = 0.15, mean_span: float = 3.0) -> tuple[int, int]:
@@ -72,13 +75,28 @@ def corrupt_spans(tokens: np.ndarray, noise: np.ndarray, sentinels: list[int]) -
     return source, target
 
 
-class SpanCorruption:
-    """T5 span corruption: `collate` corrupts rows into a batch, `loss` scores the decoder's logits."""
+def check_sentinels(seq_len: int, n_sentinels: int, noise_density: float, mean_span: float) -> None:
+    """Refuse, before training, rows of seq_len (their [CLS]/[SEP] aside) that need more spans than sentinels."""
+    n = seq_len - 2
+    need = span_counts(n, noise_density, mean_span)[1] if n >= 2 else 0
+    if need > n_sentinels:
+        raise ConfigError(
+            f"objective span: a row of data.seq_len={seq_len} ({n} tokens of text) needs {need} noise spans at "
+            f"span_noise_density={noise_density} and span_mean_length={mean_span}, but objective.span_sentinels="
+            f"{n_sentinels}; raise objective.span_sentinels to at least {need}, lower data.seq_len, or raise "
+            "objective.span_mean_length"
+        )
+
+
+class SpanCorruption(Denoiser):
+    """T5 span corruption: `collate` corrupts rows into a batch, `loss` scores the decoder's logits;
+    as an Objective, `prepare` corrupts each document of packed rows (objectives/denoise.py)."""
 
     name = "span"
 
     def __init__(self, *, sentinels: list[int], eos_id: int, pad_id: int, decoder_start_id: int,
                  noise_density: float = 0.15, mean_span: float = 3.0) -> None:
+        super().__init__()
         if not 0 < noise_density < 1:
             raise ConfigError(f"span noise_density={noise_density} must be in (0, 1): the share of tokens corrupted")
         if mean_span < 1:
@@ -92,22 +110,28 @@ class SpanCorruption:
         """Noise spans in a row of n tokens; compare with len(sentinels) before training."""
         return span_counts(n, self.noise_density, self.mean_span)[1]
 
+    def corrupt(self, tokens: np.ndarray, rng: np.random.Generator, where: str = "a row") -> tuple[np.ndarray, np.ndarray]:
+        """One row's tokens (no special tokens) -> (source, target), each ending with [SEP] (T5's </s>)."""
+        tokens = np.asarray(tokens, dtype=np.int64)
+        if len(tokens) < 2:  # nothing to keep beside a noise span: copied, nothing to write but the end
+            return np.append(tokens, self.eos_id), np.array([self.eos_id], dtype=np.int64)
+        need = self.max_spans(len(tokens))
+        if need > len(self.sentinels):
+            raise ConfigError(
+                f"span: {where} has {len(tokens)} tokens, which at noise density {self.noise_density} and mean span "
+                f"{self.mean_span} need {need} noise spans, but only {len(self.sentinels)} sentinel tokens are given; "
+                "add sentinel tokens or use shorter rows"
+            )
+        noise = span_noise_mask(len(tokens), rng, self.noise_density, self.mean_span)
+        source, target = corrupt_spans(tokens, noise, self.sentinels)
+        return np.append(source, self.eos_id), np.append(target, self.eos_id)
+
     def collate(self, rows: list[np.ndarray], rng: np.random.Generator) -> dict[str, Tensor]:
         """Rows (token arrays without special tokens) -> a batch; each side ends with [SEP] (T5's </s>)."""
-        sources, targets = [], []
-        for b, tokens in enumerate(rows):
-            need = self.max_spans(len(tokens))
-            if need > len(self.sentinels):
-                raise ConfigError(
-                    f"span: row {b} has {len(tokens)} tokens, which at noise density {self.noise_density} and mean span "
-                    f"{self.mean_span} need {need} noise spans, but only {len(self.sentinels)} sentinel tokens are given; "
-                    "add sentinel tokens or use shorter rows"
-                )
-            noise = span_noise_mask(len(tokens), rng, self.noise_density, self.mean_span)
-            source, target = corrupt_spans(tokens, noise, self.sentinels)
-            sources.append(np.append(source, self.eos_id))
-            targets.append(np.append(target, self.eos_id))
-        return pad_pairs(sources, targets, pad_id=self.pad_id, decoder_start_id=self.decoder_start_id)
+        pairs = [self.corrupt(tokens, rng, f"row {b}") for b, tokens in enumerate(rows)]
+        return pad_pairs([s for s, _ in pairs], [t for _, t in pairs], pad_id=self.pad_id,
+                         decoder_start_id=self.decoder_start_id)
 
-    def loss(self, model, out, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
-        return denoising_loss(out.logits, batch["labels"], self.name)
+    def pair(self, tokens: np.ndarray, offsets: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """One packed document -> (kept tokens and sentinels [SEP], sentinels and spans [SEP])."""
+        return self.corrupt(tokens, rng, "a document")
