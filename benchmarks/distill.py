@@ -94,9 +94,13 @@ def inputs_for(task: str, given: list[str] | None) -> list[str]:
     return [f"task:{task}", str(get_source("sotu"))]
 
 
+def rate(x: float) -> str:
+    return f"{x:,.0f}" if x >= 100 else f"{x:.1f}"
+
+
 def row(label: str, fig: D.ModelFigures, agreement: str, speedup: str, minutes: str) -> str:
     return (f"| {label} | {fig.parameters / 1e6:.2f}M | {fig.disk_bytes / 1e6:.1f} MB | {fig.accuracy} | "
-            f"{fig.macro_f1} | {agreement} | {fig.texts_per_s_batch1:,.0f} | {fig.texts_per_s_batch32:,.0f} | "
+            f"{fig.macro_f1} | {agreement} | {rate(fig.texts_per_s_batch1)} | {rate(fig.texts_per_s_batch32)} | "
             f"{speedup} | {minutes} |")
 
 

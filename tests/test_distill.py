@@ -275,6 +275,14 @@ def test_a_prepared_corpus_is_read_back_as_text(tiny_corpus, world):
     assert pool.texts[0].startswith("document 0.")  # decoded words, not ids
 
 
+def test_the_teachers_own_training_texts_alone_add_nothing_and_say_so(world, capsys):
+    task = D.teacher_task(D.load_teacher(world / "teacher"))[0]
+    spec = "task:" + str(world / "great.csv")
+    pool = D.read_unlabelled([spec], task, cfg().finetune, cfg().data)
+    assert pool.texts == [] and pool.labelled_dropped == len(task.train) == 128 and pool.held_out_dropped == 0
+    assert f"note: --texts {spec} add no text to great's labelled training split" in capsys.readouterr().err
+
+
 # --------------------------------------------------------------------------- bad input, each before any work
 
 

@@ -2,13 +2,14 @@
 
     result = distill("runs/minilm/finetune-mr", "preset:tiny", ["task:mr", "sotu/"], "runs/distill-mr", cfg,
                      seeds=(0, 1, 2))
-    result.student.accuracy.mean, result.teacher.throughput_32, result.agreement.mean
+    result.student.accuracy.mean, result.teacher.texts_per_s_batch32, result.agreement.mean
 
 1. The texts. The task is the teacher's own (read with its columns and split settings). Its labelled
    training split is always used; the unlabelled inputs (text files, prepared corpora, `task:NAME` for
    a task's training texts) are cut into pieces of the task's typical length (`pieces`: whole sentences
-   while they fit, the median word count of the training texts). Pieces equal to a validation or test
-   text of the task are dropped: the student never learns from the texts it is scored on.
+   while they fit, the median word count of the training texts). Pieces equal (up to case and spaces) to
+   a validation or test text of the task are dropped: the student never learns from the texts it is
+   scored on.
 2. The teacher runs once (`label_texts`). Its logits on every text are cached on disk in bf16,
    safetensors shards under `teacher-<hash of its files>/`, each shard named by its own sha256 and
    holding the texts' hashes beside the logits; later runs (another student, another seed, a resumed
