@@ -27,9 +27,8 @@ def sets(settings):
 
 
 def make_decoder_run(path, style="llama"):
-    """A decoder run directory as `pretrain` writes it (one checkpoint of a fresh model)."""
-    from test_finetune import cfg  # noqa: F401  (make_run's settings are test_finetune's, plus ours)
-
+    """A decoder run directory as `pretrain` writes it (one checkpoint of a fresh model; test_finetune's
+    settings plus ours)."""
     return make_run(path, *DECODER, f"model.style={style}")
 
 
