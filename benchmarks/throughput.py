@@ -31,7 +31,9 @@ import platform
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -77,6 +79,35 @@ def cpu_name() -> str:
 
 def peaks(precisions: list[str], n: int, iters: int) -> dict[str, float]:
     return {p: matmul_peak(torch.bfloat16 if p == "bf16" else torch.float32, n, iters) for p in precisions}
+
+
+def peak_line(before: dict[str, float], after: dict[str, float]) -> str:
+    """The peaks measured before and after a run, and **NOISY** when two differ by more than NOISY."""
+    spread = {p: abs(after[p] - before[p]) / max(before[p], after[p]) for p in before}
+    noisy = [p for p, s in spread.items() if s > NOISY]
+    return ("matmul peak (GFLOP/s) before / after: " + ", ".join(
+        f"{p} {before[p] / 1e9:.0f} / {after[p] / 1e9:.0f} ({spread[p]:.0%} apart)" for p in before)
+        + (f". **NOISY** ({', '.join(noisy)} peaks > {NOISY:.0%} apart): do not trust this run's figures."
+           if noisy else "."))
+
+
+def alternate(runs: dict[str, Callable[[], float]], repeats: int) -> dict[str, list[float]]:
+    """Each run (-> seconds) `repeats` times in ABBA order: each side goes first every other repeat."""
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    order = list(runs)
+    for r in range(repeats):
+        for name in order if r % 2 == 0 else order[::-1]:
+            times[name].append(runs[name]())
+    return times
+
+
+def write_out(text: str, out: str | None) -> None:
+    """Print the table; also write it to `out` (a Markdown file) when given."""
+    print("\n" + text)
+    if out:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text(text, encoding="utf-8")
+        print(f"written to {out}", file=sys.stderr)
 
 
 def needed_flops(style: str, L: int, d: int, ff: int, T: int, B: int, V: int, predicted: float) -> float:
@@ -176,14 +207,10 @@ def measure(row: Row, args) -> tuple[float, float, float]:
         model.train()
         opt = make_optimizer(model, 1e-4, 0.01, torch.device("cpu"))
         timed_steps(model, step, opt, batches[:2], dtype)  # warm-up
-        sides[name] = (model, step, opt, [])
-    order = list(sides)
-    for r in range(args.repeats):  # ABBA: each side goes first every other repeat
-        for name in order if r % 2 == 0 else order[::-1]:
-            model, step, opt, times = sides[name]
-            times.append(timed_steps(model, step, opt, batches, dtype))
+        sides[name] = partial(timed_steps, model, step, opt, batches, dtype)
+    times = alternate(sides, args.repeats)
     tokens = args.batch * row.seq * args.steps
-    ours_tps, peer_tps = (tokens / statistics.median(sides[n][3]) for n in order)
+    ours_tps, peer_tps = (tokens / statistics.median(times[n]) for n in sides)
     predicted = statistics.mean(len(b[2]) for b in batches)
     return ours_tps, peer_tps, predicted
 
@@ -195,8 +222,6 @@ def table(results: list[tuple[Row, float, float, float]], args, before: dict, af
     import transformers
 
     ref = {p: max(before[p], after[p]) for p in before}
-    spread = {p: abs(after[p] - before[p]) / max(before[p], after[p]) for p in before}
-    noisy = [p for p, s in spread.items() if s > NOISY]
     lines = [
         f"# MLM training step: pretrainlab vs Hugging Face ({time.strftime('%Y-%m-%d %H:%M')})", "",
         f"{cpu_name()}, {args.threads} threads, torch {torch.__version__}, "
@@ -204,10 +229,7 @@ def table(results: list[tuple[Row, float, float, float]], args, before: dict, af
         f"per side (median), heads {'untied' if args.untied else 'tied'}, "
         f"dropout {args.dropout if args.dropout is not None else 'bert 0.1 / modern 0.0'}"
         + (", ModernBERT sparse_prediction" if args.hf_sparse else "") + ".",
-        "matmul peak (GFLOP/s) before / after: " + ", ".join(
-            f"{p} {before[p] / 1e9:.0f} / {after[p] / 1e9:.0f} ({spread[p]:.0%} apart)" for p in before)
-        + (f". **NOISY** ({', '.join(noisy)} peaks > {NOISY:.0%} apart): do not trust this run's figures."
-           if noisy else "."), "",
+        peak_line(before, after), "",
         "| style | peer | size | vocab | seq | precision | pretrainlab tok/s | transformers tok/s | ratio "
         "| % of peak ours | % of peak HF |",
         "|---|---|---|---:|---:|---|---:|---:|---:|---:|---:|",
@@ -269,12 +291,7 @@ def main(argv=None) -> None:
         print(f"{style:6} {size:5} V={vocab:<6} T={seq:<4} {prec}: pretrainlab {o:9,.0f} tok/s  "
               f"transformers {h:9,.0f} tok/s  {o / h:.2f}x", file=sys.stderr, flush=True)
     after = peaks(args.precisions, args.peak_n, iters)
-    text = table(results, args, before, after)
-    print("\n" + text)
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(text, encoding="utf-8")
-        print(f"written to {args.out}", file=sys.stderr)
+    write_out(table(results, args, before, after), args.out)
 
 
 if __name__ == "__main__":
