@@ -43,7 +43,7 @@ from pretrainlab.export.hf_decoder_names import HF_DECODER_CLASSES, hf_decoder_c
 from pretrainlab.generate import CausalLM, generate
 from pretrainlab.loop import make_optimizer, tune_allocator
 from pretrainlab.runs import build_pretrain_model
-from throughput import SPECIAL, alternate, cpu_name, peak_line, peaks, timed_steps, write_out
+from throughput import SPECIAL, alternate, cpu_name, noted_peaks, peak_line, timed_steps, write_out
 
 CPU = torch.device("cpu")
 
@@ -223,10 +223,7 @@ def main(argv=None) -> None:
     torch.set_num_threads(args.threads)
     tune_allocator()  # the same allocator settings for both sides: this one process
     precisions = sorted(set(args.precisions) | {"fp32"}) if "generate" in args.parts else args.precisions
-    iters = 3 if args.quick else 10
-    before = peaks(precisions, args.peak_n, iters)
-    print("matmul peak before: " + ", ".join(f"{p} {v / 1e9:.0f} GFLOP/s" for p, v in before.items())
-          + f" ({args.threads} threads)", file=sys.stderr, flush=True)
+    before = noted_peaks(precisions, args, "before")
     train, gen = [], []
     if "train" in args.parts:
         for style, size, seq, prec in itertools.product(args.styles, args.sizes, args.seqs, args.precisions):
@@ -242,7 +239,7 @@ def main(argv=None) -> None:
             gen.append((row, o, h, same))
             print(f"generate {style:5} {size:5} B={batch:<4} fp32: pretrainlab {o:9,.0f} tok/s  "
                   f"transformers {h:9,.0f} tok/s  {o / h:.2f}x  greedy equal: {same}", file=sys.stderr, flush=True)
-    after = peaks(precisions, args.peak_n, iters)
+    after = noted_peaks(precisions, args, "after")
     write_out(table(train, gen, args, before, after), args.out)
 
 

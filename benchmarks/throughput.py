@@ -81,6 +81,14 @@ def peaks(precisions: list[str], n: int, iters: int) -> dict[str, float]:
     return {p: matmul_peak(torch.bfloat16 if p == "bf16" else torch.float32, n, iters) for p in precisions}
 
 
+def noted_peaks(precisions: list[str], args, when: str) -> dict[str, float]:
+    """peaks() at args.peak_n (fewer iterations in a --quick run), noted on stderr as the peak `when`."""
+    measured = peaks(precisions, args.peak_n, 3 if args.quick else 10)
+    print(f"matmul peak {when}: " + ", ".join(f"{p} {v / 1e9:.0f} GFLOP/s" for p, v in measured.items())
+          + f" ({args.threads} threads)", file=sys.stderr, flush=True)
+    return measured
+
+
 def peak_line(before: dict[str, float], after: dict[str, float]) -> str:
     """The peaks measured before and after a run, and **NOISY** when two differ by more than NOISY."""
     spread = {p: abs(after[p] - before[p]) / max(before[p], after[p]) for p in before}
@@ -278,10 +286,7 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
     tune_allocator()  # the same allocator settings for both sides: this one process
-    iters = 3 if args.quick else 10
-    before = peaks(args.precisions, args.peak_n, iters)
-    print("matmul peak before: " + ", ".join(f"{p} {v / 1e9:.0f} GFLOP/s" for p, v in before.items())
-          + f" ({args.threads} threads)", file=sys.stderr, flush=True)
+    before = noted_peaks(args.precisions, args, "before")
     results = []
     for style, size, vocab, seq, prec in itertools.product(args.styles, args.sizes, args.vocabs, args.seqs,
                                                            args.precisions):
@@ -290,7 +295,7 @@ def main(argv=None) -> None:
         results.append((row, o, h, predicted))
         print(f"{style:6} {size:5} V={vocab:<6} T={seq:<4} {prec}: pretrainlab {o:9,.0f} tok/s  "
               f"transformers {h:9,.0f} tok/s  {o / h:.2f}x", file=sys.stderr, flush=True)
-    after = peaks(args.precisions, args.peak_n, iters)
+    after = noted_peaks(args.precisions, args, "after")
     write_out(table(results, args, before, after), args.out)
 
 
