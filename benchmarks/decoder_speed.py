@@ -204,7 +204,7 @@ def parse_args(argv=None):
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2, help="torch threads, both sides")
     ap.add_argument("--peak-n", type=int, default=2048, help="matmul size of the peak measurement")
-    ap.add_argument("--out", help="also write the table to this Markdown file (e.g. benchmarks/results/decoder_speed.md)")
+    ap.add_argument("--out", help="also write the table to this Markdown file (benchmarks/results/decoder_speed.md)")
     ap.add_argument("--quick", action="store_true",
                     help="smoke run: tiny, seq 64, bf16, 2 steps x 1 repeat, 8 new tokens, a small peak matmul")
     args = ap.parse_args(argv)

@@ -51,7 +51,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile, record_function
 
 from pretrainlab.backbones import transformer
-from pretrainlab.config import load_config
+from pretrainlab.config import PRESETS, load_config
 from pretrainlab.distributed import Dist
 from pretrainlab.loop import accumulate, make_optimizer, pick_dtype, tune_allocator, update
 from pretrainlab.runs import build_pretrain_model
@@ -248,14 +248,14 @@ def report(p: Profiled, peak: float, top: int) -> list[str]:
 
 def parse_args(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--sizes", nargs="+", default=["tiny", "mini"], help="model.preset values")
+    ap.add_argument("--sizes", nargs="+", default=["tiny", "mini"], choices=list(PRESETS), help="model.preset values")
     ap.add_argument("--steps", type=int, default=10, help="steps timed, then as many profiled")
     ap.add_argument("--warmup", type=int, default=3, help="steps run first, neither timed nor profiled")
     ap.add_argument("--top", type=int, default=15, help="operators listed")
     ap.add_argument("--threads", type=int, default=2, help="torch threads")
     ap.add_argument("--peak-n", type=int, default=2048, help="matmul size of the peak measurement")
     ap.add_argument("--out", help="also write the report to this Markdown file")
-    ap.add_argument("--trace", help="write a chrome trace per size into this folder (open in chrome://tracing or Perfetto)")
+    ap.add_argument("--trace", help="write a chrome trace per size into this folder (chrome://tracing, Perfetto)")
     ap.add_argument("--quick", action="store_true", help="smoke run: tiny, 1 warm-up and 2 steps, a small peak matmul")
     args = ap.parse_args(argv)
     if args.quick:
