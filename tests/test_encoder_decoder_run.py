@@ -237,8 +237,43 @@ def test_import_of_an_exported_classifier_keeps_its_backbone(classifier, tmp_pat
     assert not sb["final_logits_bias"].any()
 
 
-def test_explain_and_probe_refuse_an_encoder_decoder_clearly(run, classifier, task, capsys):
-    assert main(["explain", str(classifier), "--text", "a good film"]) == 2
-    assert "is an encoder-decoder: explain does not cover it yet" in capsys.readouterr().err
-    assert main(["probe", str(run), "--task", str(task)]) == 2
-    assert "the layer probe reads one stack of encoder layers" in capsys.readouterr().err
+# --------------------------------------------------------------------------- explain and probe
+
+
+def test_explain_a_run_and_a_fine_tuned_encoder_decoder(run, classifier, task, tmp_path, capsys):
+    for model_dir, name in ((run, "run.html"), (classifier, "ft.html")):
+        out = tmp_path / name
+        assert main(["explain", str(model_dir), "--text", "a good film", "--task-file", str(task), "--steps", "4",
+                     "--max-examples", "8", "--out", str(out)]) == 0
+        page = out.read_text(encoding="utf-8")
+        for part in ("Encoder self-attention", "Decoder self-attention (causal)", "Cross-attention", "encoder layer 2",
+                     "decoder layer 2", "decoder embeddings"):
+            assert part in page, part
+        assert page.count("class=\"hv-data\"") == 2  # the encoder's and the decoder's head views
+        assert ("Token attributions toward" in page) == (model_dir == classifier)
+
+
+def test_integrated_gradients_through_both_sides_are_complete(classifier):
+    from pretrainlab.interpret import integrated_gradients
+    from pretrainlab.interpret.report import prepare_inputs
+    from pretrainlab.runs import load_classifier
+
+    ft = load_classifier(classifier)
+    sp, clf = ft.special, ft.model.eval()
+    enc = prepare_inputs(ft.tokenizer, ["a good film and great fun", "dull"], None, 16, sp.pad)
+    attrs = integrated_gradients(clf, enc.ids, enc.mask, pad_id=sp.pad, keep_ids=(sp.cls, sp.sep), n_steps=64)
+    for a in attrs:
+        gap = a.logit - a.baseline_logit
+        assert abs(sum(a.scores) - gap) <= abs(a.delta) + 1e-5 and abs(a.delta) < 0.02 * abs(gap) + 1e-4
+        assert all(s == 0.0 for s, special in zip(a.scores, a.special) if special)  # kept in the baseline
+
+
+def test_probe_gives_one_score_per_layer_of_each_stack(run, task, capsys):
+    from pretrainlab.intrinsic import probe
+
+    r = probe(run, task, max_len=16)
+    assert r.layers == ["encoder embeddings", "encoder layer 1", "encoder layer 2",
+                        "decoder embeddings", "decoder layer 1", "decoder layer 2"]
+    assert len(r.test_accuracy) == len(r.train_accuracy) == 6
+    assert main(["probe", str(run), "--task", str(task)]) == 0
+    assert "decoder layer 2" in capsys.readouterr().out

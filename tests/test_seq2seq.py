@@ -64,6 +64,52 @@ def test_logits_equal_hf_bart():
     assert_close(ours.decoder_hidden, theirs.decoder_hidden_states[-1])
 
 
+def test_attentions_and_hidden_states_equal_hf_bart():
+    """output_attentions / output_hidden_states: the three kinds of weights and both stacks' states, as BART's."""
+    m = tiny_model()
+    hf = hf_twin(m)
+    hf.set_attn_implementation("eager")  # the implementation that returns its weights
+    ids, mask, dec = batch()
+    ours = m(ids, mask, dec, output_attentions=True, output_hidden_states=True)
+    theirs = hf(input_ids=ids, attention_mask=mask, decoder_input_ids=dec, output_attentions=True,
+                output_hidden_states=True)
+    real = mask.bool()
+    for a, b in zip(ours.encoder_attentions, theirs.encoder_attentions, strict=True):
+        assert_close(a.transpose(1, 2)[real], b.transpose(1, 2)[real])  # (N, H, S): real queries
+    for name in ("decoder_attentions", "cross_attentions", "decoder_hidden_states"):
+        for a, b in zip(getattr(ours, name), getattr(theirs, name), strict=True):
+            assert_close(a, b)
+    for a, b in zip(ours.encoder_hidden_states, theirs.encoder_hidden_states, strict=True):
+        assert_close(a[real], b[real])
+    assert len(ours.encoder_hidden_states) == m.n_layers + 1 and len(ours.decoder_hidden_states) == m.n_decoder_layers + 1
+    assert_close(ours.logits, m(ids, mask, dec).logits)  # the same logits (explicit attention instead of SDPA)
+
+
+def test_attention_maps_are_distributions_of_the_right_shape():
+    m = tiny_model()
+    ids, mask, dec = batch()
+    out = m(ids, mask, dec, output_attentions=True)
+    (B, S), T = ids.shape, dec.shape[1]
+    for a in out.cross_attentions:
+        assert a.shape == (B, m.n_heads, T, S)
+        assert_close(a.sum(-1), torch.ones(B, m.n_heads, T))
+        assert (a.masked_select(mask[:, None, None, :] == 0) == 0).all()  # never the encoder's padding
+    for a in out.decoder_attentions:
+        assert a.shape == (B, m.n_heads, T, T) and (a.triu(1) == 0).all()  # causal: zero above the diagonal
+        assert_close(a.sum(-1), torch.ones(B, m.n_heads, T))
+    for a in out.encoder_attentions:
+        assert a.shape == (B, m.n_heads, S, S)
+        assert_close(a.sum(-1).transpose(1, 2)[mask.bool()], torch.ones(int(mask.sum()), m.n_heads))  # (N, H)
+
+
+def test_input_embeddings_instead_of_ids_change_nothing():
+    m = tiny_model()
+    ids, mask, dec = batch()
+    emb = m.get_input_embeddings()
+    assert torch.equal(m(ids, mask, dec, inputs_embeds=emb(ids), decoder_inputs_embeds=emb(dec)).logits,
+                       m(ids, mask, dec).logits)
+
+
 def test_hf_folder_round_trip(tmp_path, monkeypatch):
     """save_pretrained keeps the tied embedding; AutoModelForSeq2SeqLM loads the folder offline."""
     from transformers import AutoModelForSeq2SeqLM

@@ -6,7 +6,7 @@
     perplexity(run, texts)                        # whichever of the two the run's model can compute
 
 Linear probing: the backbone is frozen; every layer's hidden states (`output_hidden_states`,
-embeddings first) are mean-pooled over the real tokens of `[CLS] text [SEP]`, and one
+embeddings first; an encoder-decoder's encoder layers, then its decoder layers) are mean-pooled over the real tokens of `[CLS] text [SEP]`, and one
 standardised logistic regression per layer is fitted on the task's train split and scored on its
 test split (the same seeded splits fine-tuning uses). A backbone without per-layer states is
 probed on its final output. Minutes on CPU instead of the hours fine-tuning every variant takes.
@@ -99,12 +99,9 @@ def probe(run: str | Path | Pretrained, task, *, max_len: int = 64, max_examples
     from .interpret.probes import fit_probes, layer_features, layer_names
 
     pre = _as_pretrained(run)
-    if pre.config.model.backbone == "encoder-decoder":
-        raise IntrinsicError(f"{pre.checkpoint}: an encoder-decoder run; the layer probe reads one stack of encoder "
-                             "layers and does not cover it yet: fine-tune it (pretrainlab finetune / curve) instead")
     task = task if isinstance(task, Task) else load_task(task, seed=seed)
     segments = head_kind(pre.config.model) == "bert"
-    if pre.config.model.backbone in ("transformer", "decoder"):  # a context they were built for
+    if pre.config.model.backbone in ("transformer", "decoder", "encoder-decoder"):  # a context they were built for
         max_len = min(max_len, pre.config.model.max_len)
     train, test = _subsample(task.train, max_examples, seed), _subsample(task.test, max_examples, seed + 1)
     feats, ys = [], []
@@ -112,13 +109,14 @@ def probe(run: str | Path | Pretrained, task, *, max_len: int = 64, max_examples
     for split in (train, test):
         enc = encode_split(pre.tokenizer, split, max_len)
         b = collate(enc, list(range(len(enc))), pre.special.pad, segments)
-        f, has_layers = layer_features(backbone, b["input_ids"], b["mask"], b.get("segment_ids"), batch_size)
+        f, has_layers = layer_features(backbone, b["input_ids"], b["mask"], b.get("segment_ids"), batch_size,
+                                       decoder_start_id=pre.special.sep)  # used by an encoder-decoder only
         feats.append(f)
         ys.append(np.asarray(split.labels))
     train_acc, test_acc = fit_probes(feats[0], ys[0], feats[1], ys[1], C=C)
     majority = float(np.mean(ys[1] == np.bincount(ys[0]).argmax()))
     run_name = str(pre.run_dir) if pre.run_dir else "?"
-    return ProbeReport(layer_names(len(feats[0]), has_layers), train_acc, test_acc, majority, len(train), len(test),
+    return ProbeReport(layer_names(len(feats[0]), has_layers, backbone), train_acc, test_acc, majority, len(train), len(test),
                        task=task.name, run=run_name)
 
 

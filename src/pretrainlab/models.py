@@ -166,7 +166,11 @@ class Seq2SeqClassifier(nn.Module):
             nn.init.zeros_(m.bias)
 
     def forward(self, input_ids: Tensor, mask: Tensor, segment_ids: Tensor | None = None,
-                labels: Tensor | None = None, output_attentions: bool = False) -> ClassifierOutput:
+                labels: Tensor | None = None, output_attentions: bool = False,
+                inputs_embeds: Tensor | None = None) -> ClassifierOutput:
+        """inputs_embeds: (B, T, D) the text's token embeddings, given instead of looked up (integrated gradients
+        interpolates them): the encoder reads them, the decoder reads them shifted right behind its start token,
+        so one embedding per token feeds both sides, as tok_emb(input_ids) does."""
         from .backbones.seq2seq import shift_right
 
         B, T = input_ids.shape
@@ -176,7 +180,12 @@ class Seq2SeqClassifier(nn.Module):
                              "(the tokenizer adds it: encode with data.encoding.encode)")
         last = torch.where(is_eos, torch.arange(T, device=input_ids.device), -1).argmax(1)  # (B,) the last [SEP]
         decoder_ids = shift_right(input_ids, self.eos_id, self.backbone.pad_id)
-        hidden = self.backbone(input_ids, mask, decoder_ids, return_logits=False).decoder_hidden  # (B, T, D)
+        decoder_embeds = None
+        if inputs_embeds is not None:  # shift_right in embedding space: [start, e_0 ... e_{T-2}]
+            start = self.backbone.get_input_embeddings()(decoder_ids[:, :1])  # (B, 1, D)
+            decoder_embeds = torch.cat((start, inputs_embeds[:, :-1]), dim=1)
+        hidden = self.backbone(input_ids, mask, decoder_ids, return_logits=False, inputs_embeds=inputs_embeds,
+                               decoder_inputs_embeds=decoder_embeds).decoder_hidden  # (B, T, D)
         pooled = torch.tanh(self.pooler(self.dropout(hidden[torch.arange(B, device=hidden.device), last])))
         logits = self.head(self.dropout(pooled)).float()
         loss = F.cross_entropy(logits, labels) if labels is not None else None

@@ -1,6 +1,8 @@
 """Train and load tokenizers with the Hugging Face `tokenizers` library.
 
-Special tokens and their ids live here only: [PAD]=0 [UNK]=1 [CLS]=2 [SEP]=3 [MASK]=4.
+Special tokens and their ids live here only: [PAD]=0 [UNK]=1 [CLS]=2 [SEP]=3 [MASK]=4. A tokenizer
+imported from BART (or RoBERTa) keeps its own names and ids for the same five roles:
+[CLS]=<s> [SEP]=</s> [PAD]=<pad> [MASK]=<mask> [UNK]=<unk> (`special_ids` finds either set).
 Every kind (WordPiece, byte-level BPE, Unigram) splits CJK ideographs and kana into single
 characters before the model sees them, as BERT's pre-tokenizer does.
 """
@@ -17,6 +19,8 @@ from .errors import PretrainlabError
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+BART_SPECIAL_TOKENS = ("<pad>", "<unk>", "<s>", "</s>", "<mask>")
+"""BART's names for the same roles, in the same order (its <s> starts a text as our [CLS], </s> ends it)."""
 KINDS = ("wordpiece", "bpe", "unigram")
 
 # CJK ideographs, kana, hangul syllables and CJK punctuation: one pre-token per character.
@@ -37,24 +41,35 @@ class SpecialIds:
     cls: int
     sep: int
     mask: int
+    names: tuple[str, ...] = SPECIAL_TOKENS
+    """The tokens' names in the tokenizer, in the order pad, unk, cls, sep, mask (ours or BART's)."""
 
     @property
     def all(self) -> tuple[int, ...]:
         return (self.pad, self.unk, self.cls, self.sep, self.mask)
 
+    def name(self, role: str) -> str:
+        """The token's name for a role (pad, unk, cls, sep or mask): '[CLS]', or '<s>' in a BART tokenizer."""
+        return self.names[("pad", "unk", "cls", "sep", "mask").index(role)]
+
 
 def special_ids(tok: Tokenizer, where: str = "tokenizer") -> SpecialIds:
-    """Ids of the special tokens; a clear error when the tokenizer lacks one."""
+    """Ids of the special tokens, by our names or (a tokenizer without [CLS] but with <s>) BART's;
+    a clear error naming the token the tokenizer lacks."""
+    names = BART_SPECIAL_TOKENS if tok.token_to_id("[CLS]") is None and tok.token_to_id("<s>") is not None \
+        else SPECIAL_TOKENS
     ids = {}
-    for name in SPECIAL_TOKENS:
+    for role, name, ours in zip(("pad", "unk", "cls", "sep", "mask"), names, SPECIAL_TOKENS):
         i = tok.token_to_id(name)
         if i is None:
+            also = f" (pretrainlab's {ours}: BART's tokens map onto ours one to one)" if names != SPECIAL_TOKENS else ""
             raise TokenizerError(
-                f"{where}: special token {name} is missing (it has {tok.get_vocab_size()} tokens); "
-                f"pretrainlab needs {' '.join(SPECIAL_TOKENS)}: retrain it with `pretrainlab tokenizer train`"
+                f"{where}: special token {name}{also} is missing (it has {tok.get_vocab_size()} tokens); "
+                f"pretrainlab needs {' '.join(SPECIAL_TOKENS)} (or BART's {' '.join(BART_SPECIAL_TOKENS)}): "
+                "retrain it with `pretrainlab tokenizer train`, or add the token to the tokenizer"
             )
-        ids[name.strip("[]").lower()] = i
-    return SpecialIds(**ids)
+        ids[role] = i
+    return SpecialIds(**ids, names=names)
 
 
 def build_tokenizer(kind: str = "wordpiece", lowercase: bool = True) -> tuple[Tokenizer, trainers.Trainer]:
@@ -127,12 +142,13 @@ def set_template(tok: Tokenizer, prompt: bool = False) -> Tokenizer:
     training template: a text as pre-training packs it), or with prompt=True a decoder's prompt,
     `[CLS] A` / `[CLS] A [SEP] B`: the start token and no end token, so a causal LM continues the text."""
     ids = special_ids(tok)
-    specials = [("[CLS]", ids.cls), ("[SEP]", ids.sep)]
+    cls, sep = ids.name("cls"), ids.name("sep")  # [CLS] [SEP], or BART's <s> </s>
+    specials = [(cls, ids.cls), (sep, ids.sep)]
     if prompt:
-        tok.post_processor = processors.TemplateProcessing(single="[CLS] $A", pair="[CLS] $A [SEP] $B:1",
+        tok.post_processor = processors.TemplateProcessing(single=f"{cls} $A", pair=f"{cls} $A {sep} $B:1",
                                                            special_tokens=specials)
     else:
-        tok.post_processor = processors.TemplateProcessing(single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        tok.post_processor = processors.TemplateProcessing(single=f"{cls} $A {sep}", pair=f"{cls} $A {sep} $B:1 {sep}:1",
                                                            special_tokens=specials)
     return tok
 
@@ -206,13 +222,14 @@ def hf_tokenizer(tok: Tokenizer, model_max_length: int = 512):
     """The same tokenizer as a `transformers.PreTrainedTokenizerFast` (for export and checks)."""
     from transformers import PreTrainedTokenizerFast
 
+    pad, unk, cls, sep, mask = special_ids(tok).names  # ours, or an imported BART tokenizer's own
     return PreTrainedTokenizerFast(
         tokenizer_object=tok,
-        unk_token="[UNK]",
-        pad_token="[PAD]",
-        cls_token="[CLS]",
-        sep_token="[SEP]",
-        mask_token="[MASK]",
+        unk_token=unk,
+        pad_token=pad,
+        cls_token=cls,
+        sep_token=sep,
+        mask_token=mask,
         model_max_length=model_max_length,
     )
 

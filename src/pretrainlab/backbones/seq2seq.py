@@ -100,6 +100,27 @@ class Seq2SeqOutput:
     """(B, T, D) the decoder's final hidden states."""
     cache: Seq2SeqCache | None = None
     """The cache passed in, updated (None without one)."""
+    encoder_attentions: list[Tensor] | None = None
+    """output_attentions: per encoder layer (B, H, S, S) self-attention weights."""
+    decoder_attentions: list[Tensor] | None = None
+    """output_attentions: per decoder layer (B, H, T, T) causal self-attention weights (with a cache: (B, H, T, past + T))."""
+    cross_attentions: list[Tensor] | None = None
+    """output_attentions: per decoder layer (B, H, T, S) weights of the decoder's queries over the encoder's states."""
+    encoder_hidden_states: list[Tensor] | None = None
+    """output_hidden_states: per encoder layer (B, S, D) outputs, embeddings first (probes)."""
+    decoder_hidden_states: list[Tensor] | None = None
+    """output_hidden_states: per decoder layer (B, T, D) outputs, embeddings first."""
+
+
+@dataclass
+class DecoderStates:
+    """What `decode` returns: the final states, and per layer what output_attentions / _hidden_states ask for."""
+
+    hidden: Tensor
+    """(B, T, D) the decoder's final hidden states."""
+    self_attentions: list[Tensor] | None = None
+    cross_attentions: list[Tensor] | None = None
+    hidden_states: list[Tensor] | None = None
 
 
 # --------------------------------------------------------------------------- attention
@@ -108,13 +129,14 @@ class Seq2SeqOutput:
 class CausalSelfAttention(SelfAttention):
     """SelfAttention (same fused qkv, same `attend`) whose keys/values may come from a cache."""
 
-    def forward(self, x: Tensor, attn_bias: Tensor, cache: LayerCache | None, use_sdpa: bool) -> Tensor:
+    def forward(self, x: Tensor, attn_bias: Tensor, cache: LayerCache | None, use_sdpa: bool,
+                need_weights: bool = False) -> tuple[Tensor, Tensor | None]:
         B, T, D = x.shape
         q, k, v = self.qkv(x).view(B, T, 3, self.n_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)  # (B, H, T, Dh)
         if cache is not None:
             k, v = cache.append_self(k, v)  # (B, H, past + T, Dh): every decoder token so far
-        ctx, _ = self.attend(q, k, v, attn_bias, use_sdpa, False)
-        return self.out(ctx.transpose(1, 2).reshape(B, T, D))
+        ctx, weights = self.attend(q, k, v, attn_bias, use_sdpa, need_weights)
+        return self.out(ctx.transpose(1, 2).reshape(B, T, D)), weights
 
 
 class CrossAttention(nn.Module):
@@ -129,7 +151,8 @@ class CrossAttention(nn.Module):
         self.kv = nn.Linear(d_model, 2 * d_model, bias=bias)  # rows: [k; v]: two sequences, two projections
         self.out = nn.Linear(d_model, d_model, bias=bias)
 
-    def forward(self, x: Tensor, memory: Tensor, attn_bias: Tensor, cache: LayerCache | None, use_sdpa: bool) -> Tensor:
+    def forward(self, x: Tensor, memory: Tensor, attn_bias: Tensor, cache: LayerCache | None, use_sdpa: bool,
+                need_weights: bool = False) -> tuple[Tensor, Tensor | None]:
         B, T, D = x.shape
         if cache is not None and cache.cross_k is not None:
             k, v = cache.cross_k, cache.cross_v  # the encoder does not change while decoding
@@ -139,8 +162,8 @@ class CrossAttention(nn.Module):
             if cache is not None:
                 cache.cross_k, cache.cross_v = k, v
         q = self.q(x).view(B, T, self.n_heads, self.head_dim).transpose(1, 2)  # (B, H, T, Dh)
-        ctx, _ = self.attend(q, k, v, attn_bias, use_sdpa, False)
-        return self.out(ctx.transpose(1, 2).reshape(B, T, D))
+        ctx, weights = self.attend(q, k, v, attn_bias, use_sdpa, need_weights)  # weights (B, H, T, S)
+        return self.out(ctx.transpose(1, 2).reshape(B, T, D)), weights
 
 
 # --------------------------------------------------------------------------- blocks
@@ -168,10 +191,14 @@ class DecoderBlock(nn.Module):
         self.ff_norm = LayerNorm(d_model, eps=BART_LN_EPS)
         self.drop = Dropout(dropout)
 
-    def forward(self, x, self_bias, memory, cross_bias, cache: LayerCache | None = None, use_sdpa: bool = False):
-        x = self.self_attn_norm(x + self.drop(self.self_attn(x, self_bias, cache, use_sdpa)))
-        x = self.cross_norm(x + self.drop(self.cross_attn(x, memory, cross_bias, cache, use_sdpa)))
-        return self.ff_norm(x + self.drop(self.ff_out(F.gelu(self.ff_in(x)))))
+    def forward(self, x, self_bias, memory, cross_bias, cache: LayerCache | None = None, use_sdpa: bool = False,
+                need_weights: bool = False):
+        """-> (x, self-attention weights, cross-attention weights); the weights are None unless need_weights."""
+        a, self_w = self.self_attn(x, self_bias, cache, use_sdpa, need_weights)
+        x = self.self_attn_norm(x + self.drop(a))
+        a, cross_w = self.cross_attn(x, memory, cross_bias, cache, use_sdpa, need_weights)
+        x = self.cross_norm(x + self.drop(a))
+        return self.ff_norm(x + self.drop(self.ff_out(F.gelu(self.ff_in(x))))), self_w, cross_w
 
 
 # --------------------------------------------------------------------------- the model
@@ -251,28 +278,39 @@ class Seq2SeqTransformer(nn.Module):
 
     # ------------------------------------------------------------------ encoder
 
-    def encode(self, ids: Tensor, mask: Tensor) -> EncoderOutput:
-        """(B, S) ids and document-id mask -> EncoderOutput(hidden (B, S, D))."""
+    def encode(self, ids: Tensor, mask: Tensor, output_attentions: bool = False, output_hidden_states: bool = False,
+               inputs_embeds: Tensor | None = None) -> EncoderOutput:
+        """(B, S) ids and document-id mask -> EncoderOutput(hidden (B, S, D), per-layer attentions / states if asked).
+
+        inputs_embeds: (B, S, D) token embeddings used instead of tok_emb(ids) (integrated gradients)."""
         self._check_length(ids.shape[1], "encoder input")
-        x = self.tok_emb(ids) + self.enc_pos(positions_from_mask(mask) + BART_POS_OFFSET)
-        x = self.emb_drop(self.enc_emb_norm(x))
+        tokens = self.tok_emb(ids) if inputs_embeds is None else inputs_embeds
+        x = self.emb_drop(self.enc_emb_norm(tokens + self.enc_pos(positions_from_mask(mask) + BART_POS_OFFSET)))
         dtype = self._compute_dtype(x)
         use_sdpa = self._use_sdpa(dtype)
         bias = visibility_bias(mask[:, :, None] == mask[:, None, :], self.n_heads, dtype)  # own document only
+        attentions: list[Tensor] | None = [] if output_attentions else None
+        states: list[Tensor] | None = [x] if output_hidden_states else None
         for layer in self.encoder_layers:
-            x, _ = layer(x, bias, None, use_sdpa)
-        return EncoderOutput(hidden=x)
+            x, weights = layer(x, bias, None, use_sdpa, output_attentions)
+            if attentions is not None:
+                attentions.append(weights)
+            if states is not None:
+                states.append(x)
+        return EncoderOutput(hidden=x, attentions=attentions, hidden_states=states)
 
     # ------------------------------------------------------------------ decoder
 
     def decode(
         self, dec_ids: Tensor, memory: Tensor, enc_mask: Tensor, dec_mask: Tensor | None = None,
-        cache: Seq2SeqCache | None = None,
-    ) -> Tensor:
-        """(B, T) decoder ids over encoder states memory (B, S, D) -> decoder hidden (B, T, D).
+        cache: Seq2SeqCache | None = None, output_attentions: bool = False, output_hidden_states: bool = False,
+        inputs_embeds: Tensor | None = None,
+    ) -> DecoderStates:
+        """(B, T) decoder ids over encoder states memory (B, S, D) -> DecoderStates(hidden (B, T, D), ...).
 
         dec_mask: document ids of the decoder tokens (None: one document, no padding). With a
         cache, dec_ids are the new tokens only, at positions cache.length, cache.length + 1, ...
+        inputs_embeds: (B, T, D) token embeddings used instead of tok_emb(dec_ids).
         """
         B, T = dec_ids.shape
         past = cache.length if cache is not None else 0
@@ -283,7 +321,8 @@ class Seq2SeqTransformer(nn.Module):
             positions = torch.arange(past, past + T, device=dec_ids.device).expand(B, T)
         else:
             positions = positions_from_mask(dec_mask)
-        x = self.emb_drop(self.dec_emb_norm(self.tok_emb(dec_ids) + self.dec_pos(positions + BART_POS_OFFSET)))
+        tokens = self.tok_emb(dec_ids) if inputs_embeds is None else inputs_embeds
+        x = self.emb_drop(self.dec_emb_norm(tokens + self.dec_pos(positions + BART_POS_OFFSET)))
 
         q_idx = torch.arange(past, past + T, device=x.device)
         k_idx = torch.arange(past + T, device=x.device)
@@ -302,11 +341,20 @@ class Seq2SeqTransformer(nn.Module):
 
         if cache is not None and not cache.layers:
             cache.layers = [LayerCache() for _ in self.decoder_layers]
+        out = DecoderStates(x, [] if output_attentions else None, [] if output_attentions else None,
+                            [x] if output_hidden_states else None)
         for i, layer in enumerate(self.decoder_layers):
-            x = layer(x, self_bias, memory, cross_bias, cache.layers[i] if cache is not None else None, use_sdpa)
+            x, self_w, cross_w = layer(x, self_bias, memory, cross_bias, cache.layers[i] if cache is not None else None,
+                                       use_sdpa, output_attentions)
+            if output_attentions:
+                out.self_attentions.append(self_w)
+                out.cross_attentions.append(cross_w)
+            if output_hidden_states:
+                out.hidden_states.append(x)
         if cache is not None:
             cache.length = past + T
-        return x
+        out.hidden = x
+        return out
 
     def lm_logits(self, hidden: Tensor) -> Tensor:
         """(..., D) decoder states -> (..., V): the output projection is the token embedding (tied)."""
@@ -322,18 +370,32 @@ class Seq2SeqTransformer(nn.Module):
         decoder_attention_mask: Tensor | None = None,
         cache: Seq2SeqCache | None = None,
         return_logits: bool = True,
+        output_attentions: bool = False,
+        output_hidden_states: bool = False,
+        inputs_embeds: Tensor | None = None,
+        decoder_inputs_embeds: Tensor | None = None,
     ) -> Seq2SeqOutput:
+        """output_attentions / output_hidden_states: per-layer weights / states of both stacks (explain, probes);
+        inputs_embeds / decoder_inputs_embeds: token embeddings instead of looking the ids up (the ids still give
+        the lengths). With a cache holding the encoder's pass, the encoder's attentions and states are not returned."""
+        enc = None
         if cache is not None and cache.encoder_hidden is not None:
             memory, enc_mask = cache.encoder_hidden, cache.encoder_mask  # encoded on the first step
         else:
             if input_ids is None or attention_mask is None:
                 raise ValueError("input_ids and attention_mask are needed unless the cache already holds the encoder's pass")
-            memory, enc_mask = self.encode(input_ids, attention_mask).hidden, attention_mask
+            enc = self.encode(input_ids, attention_mask, output_attentions, output_hidden_states, inputs_embeds)
+            memory, enc_mask = enc.hidden, attention_mask
             if cache is not None:
                 cache.encoder_hidden, cache.encoder_mask = memory, enc_mask
-        hidden = self.decode(decoder_input_ids, memory, enc_mask, decoder_attention_mask, cache)
-        logits = self.lm_logits(hidden) if return_logits else None
-        return Seq2SeqOutput(logits=logits, encoder_hidden=memory, decoder_hidden=hidden, cache=cache)
+        dec = self.decode(decoder_input_ids, memory, enc_mask, decoder_attention_mask, cache, output_attentions,
+                          output_hidden_states, decoder_inputs_embeds)
+        logits = self.lm_logits(dec.hidden) if return_logits else None
+        return Seq2SeqOutput(
+            logits=logits, encoder_hidden=memory, decoder_hidden=dec.hidden, cache=cache,
+            encoder_attentions=enc.attentions if enc is not None else None, decoder_attentions=dec.self_attentions,
+            cross_attentions=dec.cross_attentions, encoder_hidden_states=enc.hidden_states if enc is not None else None,
+            decoder_hidden_states=dec.hidden_states)
 
     def _check_length(self, T: int, what: str) -> None:
         if T > self.max_len:

@@ -364,8 +364,9 @@ def export(src: str | Path, to_dir: str | Path, overwrite: bool = False) -> Path
         causal = source.kind == "causal_lm"  # a prompt: [CLS] A, padded and cut on the left for generate
         tok = prompt_tokenizer(source.tokenizer) if causal else source.tokenizer
         hf_tok = hf_tokenizer(tok, model_max_length=getattr(source.backbone, "max_len", 512))
-        if source.style == "bart":  # BART's <s> and </s> are our [CLS] and [SEP]
-            hf_tok.bos_token, hf_tok.eos_token = "[CLS]", "[SEP]"
+        sp = source.special  # the tokens' own names: ours, or an imported BART's <s> </s> ...
+        if source.style == "bart":  # BART's bos and eos are the tokens in our [CLS] and [SEP] roles
+            hf_tok.bos_token, hf_tok.eos_token = sp.name("cls"), sp.name("sep")
         hf_tok.save_pretrained(str(tmp))
         # what our model saw: bert gets token type ids (segments), ModernBERT has none
         names = ["input_ids", "attention_mask"]
@@ -376,7 +377,7 @@ def export(src: str | Path, to_dir: str | Path, overwrite: bool = False) -> Path
         side = "left" if causal else "right"
         tc.update(model_input_names=names, padding_side=side, truncation_side=side)
         if source.backbone_kind == "decoder":
-            tc.update(bos_token="[CLS]", eos_token="[SEP]")
+            tc.update(bos_token=sp.name("cls"), eos_token=sp.name("sep"))
         tc_path.write_text(json.dumps(tc, indent=2), encoding="utf-8")
         (tmp / EXPORT_INFO).write_text(json.dumps(
             {"source": str(src.resolve()), "kind": source.kind, "style": source.style,

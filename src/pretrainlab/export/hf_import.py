@@ -280,6 +280,10 @@ def _bart_run(src: Path, hf: dict[str, Any], sd: dict[str, torch.Tensor], model_
         model.backbone.load_state_dict({k: v.float() for k, v in backbone_sd.items()}, strict=True)
     except RuntimeError as e:
         raise ImportError_(f"{src}: the weights do not fit a bart encoder-decoder of its config.json ({e})") from None
+    forced = [f"{k}={hf[k]}" for k in ("forced_bos_token_id", "forced_eos_token_id") if hf.get(k) is not None]
+    if forced:
+        notes.append(f"config.json has {', '.join(forced)}: Hugging Face's generate forces those tokens (first / at "
+                     "max_length), pretrainlab's generate forces none; the logits are the same")
     notes.append("an encoder-decoder: its output projection is the tied token embedding (no MLM head); the run "
                  "continues with objective infill+permute (BART's), --set objective.weights=... to change it")
     return cfg, model, prefix, "none (the decoder's output projection is the tied token embedding)"
@@ -315,7 +319,8 @@ def import_hf(src: str | Path, out: str | Path, *, overwrite: bool = False, seq_
     try:
         special = special_ids(tok, where=f"{src} (tokenizer)")
     except TokenizerError as e:
-        raise ImportError_(f"{e}. pretrainlab needs BERT's special-token names; this tokenizer uses others") from None
+        raise ImportError_(f"{e}. pretrainlab maps BERT's special tokens or BART's onto its five roles; "
+                           "this tokenizer lacks one") from None
     n_tokens = tok.get_vocab_size()
 
     sd = read_hf_state_dict(src)

@@ -1,6 +1,7 @@
 """Attention weights, attention rollout, heatmaps and an interactive head view.
 
     weights = attention_weights(backbone, ids, mask)   # per layer (B, H, T, T), or None (no attention)
+    s2s = seq2seq_attention(backbone, ids, mask, sep)  # an encoder-decoder: encoder, decoder and cross-attention
     rollout = attention_rollout(weights)               # (B, T, T): how much token j feeds token i's top state
 
 Rollout (Abnar & Zuidema 2020, "Quantifying Attention Flow in Transformers"): average the heads,
@@ -16,9 +17,12 @@ from __future__ import annotations
 import html
 import io
 import json
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
+
+from ..backbones.seq2seq import Seq2SeqTransformer, shift_right
 
 
 @torch.no_grad()
@@ -31,6 +35,32 @@ def attention_weights(
     if not out.attentions:
         return None
     return [a.detach().float() for a in out.attentions]
+
+
+@dataclass
+class Seq2SeqAttention:
+    """An encoder-decoder's attention on one text: its three kinds, per layer, each (B, H, queries, keys)."""
+
+    encoder: list[Tensor]
+    """(B, H, S, S) the encoder's self-attention over the text."""
+    decoder: list[Tensor]
+    """(B, H, T, T) the decoder's causal self-attention (zero above the diagonal)."""
+    cross: list[Tensor]
+    """(B, H, T, S) the decoder's queries over the encoder's states."""
+    decoder_ids: Tensor
+    """(B, T) what the decoder read: the text shifted right behind its start token."""
+
+
+@torch.no_grad()
+def seq2seq_attention(backbone: Seq2SeqTransformer, ids: Tensor, mask: Tensor, decoder_start_id: int) -> Seq2SeqAttention:
+    """The attention weights of an encoder-decoder reading a text as its classifier does (and as BART's
+    denoising reconstructs it): the encoder reads ids, the decoder reads ids shifted right behind
+    decoder_start_id ([SEP], BART's </s>). Rows of real tokens sum to 1."""
+    decoder_ids = shift_right(ids, decoder_start_id, backbone.pad_id)
+    out = backbone(ids, mask, decoder_ids, return_logits=False, output_attentions=True)
+    return Seq2SeqAttention([a.detach().float() for a in out.encoder_attentions],
+                            [a.detach().float() for a in out.decoder_attentions],
+                            [a.detach().float() for a in out.cross_attentions], decoder_ids)
 
 
 def attention_rollout(attentions: list[Tensor] | Tensor, residual: bool = True) -> Tensor:
@@ -72,19 +102,22 @@ def _pyplot():
     return plt
 
 
-def plot_attention_heads(weights: Tensor, tokens: list[str], title: str = "") -> bytes:
-    """PNG of a grid of heatmaps: one row per layer, one column per head. weights: (L, H, T, T).
+def plot_attention_heads(weights: Tensor, tokens: list[str], title: str = "",
+                         key_tokens: list[str] | None = None) -> bytes:
+    """PNG of a grid of heatmaps: one row per layer, one column per head. weights: (L, H, T, S), with
+    `tokens` the T queries and `key_tokens` the S keys (default: the queries, a self-attention).
 
     Token labels go on the outer axes only (the grid shares them), which keeps drawing fast.
     """
+    key_tokens = tokens if key_tokens is None else key_tokens
     plt = _pyplot()
     from matplotlib.colors import PowerNorm
 
     norm = PowerNorm(gamma=0.5, vmin=0.0, vmax=1.0)  # square-root scale: small weights stay visible
     w = torch.as_tensor(weights).float().cpu().numpy()
-    L, H, T, _ = w.shape
-    cell = max(1.6, min(3.0, 0.07 * T + 1.0))
-    margin = 0.9 if T <= 40 else 0.3  # room for the token labels
+    L, H, T, S = w.shape
+    cell = max(1.6, min(3.0, 0.07 * max(T, S) + 1.0))
+    margin = 0.9 if max(T, S) <= 40 else 0.3  # room for the token labels
     fig_w, fig_h = cell * H + margin + 1.0, cell * L + margin + 0.4
     fig, axes = plt.subplots(L, H, figsize=(fig_w, fig_h), squeeze=False, sharex=True, sharey=True)
     fig.subplots_adjust(left=margin / fig_w, bottom=margin / fig_h, right=1 - 1.0 / fig_w, top=1 - 0.4 / fig_h,
@@ -97,8 +130,8 @@ def plot_attention_heads(weights: Tensor, tokens: list[str], title: str = "") ->
             ax.tick_params(length=0, labelsize=6)
             ax.tick_params(axis="x", labelrotation=90)
     ax0 = axes[-1][0]
-    if T <= 40:
-        ax0.set_xticks(range(T), tokens)
+    if max(T, S) <= 40:
+        ax0.set_xticks(range(S), key_tokens)
         ax0.set_yticks(range(T), tokens)
     else:
         ax0.set_xticks([])

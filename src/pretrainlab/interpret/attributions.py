@@ -9,7 +9,11 @@ attributions explain what the words add over an empty sentence of the same lengt
 the token scores sum to logit(x) - logit(baseline), up to the reported convergence delta.
 
 Uses captum's LayerIntegratedGradients on `backbone.get_input_embeddings()`: it needs only
-gradients, so it works for every backbone (Transformer, RNN, CNN) alike.
+gradients, so it works for every backbone (Transformer, RNN, CNN) alike. An encoder-decoder's
+classifier (BART's) looks the text up twice, for the encoder and, shifted right, for the decoder:
+there IG interpolates the text's token embeddings once (captum's IntegratedGradients on the
+classifier's `inputs_embeds`), so each token's score covers what it adds on both sides and the
+completeness sum still holds.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
+
+from ..models import Seq2SeqClassifier
 
 
 @dataclass
@@ -99,13 +105,26 @@ def integrated_gradients(
         target_t = torch.as_tensor(target, device=ids.device).long().expand(B)
     probs = logits.softmax(-1)
 
-    lig = LayerIntegratedGradients(logits_of, classifier.backbone.get_input_embeddings())
     # sequences per forward/backward pass: all steps at once up to ~32k tokens (bounded memory, few passes)
     chunk = max(B, min(B * n_steps, max_tokens_per_pass // T))
-    attr, delta = lig.attribute(
-        ids, baselines=baseline, target=target_t, additional_forward_args=extra,
-        n_steps=n_steps, internal_batch_size=chunk, return_convergence_delta=True,
-    )  # attr: (B, T, D) like the embedding output
+    embedding = classifier.backbone.get_input_embeddings()
+    if isinstance(classifier, Seq2SeqClassifier):  # one embedding per token feeds both sides (see the docstring)
+        from captum.attr import IntegratedGradients
+
+        def from_embeds(e, x, m):
+            return classifier(x, m, inputs_embeds=e).logits
+
+        with torch.no_grad():
+            start, end = embedding(ids), embedding(baseline)
+        attr, delta = IntegratedGradients(from_embeds).attribute(
+            start, baselines=end, target=target_t, additional_forward_args=(ids, mask),
+            n_steps=n_steps, internal_batch_size=chunk, return_convergence_delta=True,
+        )
+    else:
+        attr, delta = LayerIntegratedGradients(logits_of, embedding).attribute(
+            ids, baselines=baseline, target=target_t, additional_forward_args=extra,
+            n_steps=n_steps, internal_batch_size=chunk, return_convergence_delta=True,
+        )  # attr: (B, T, D) like the embedding output
     scores = attr.sum(-1).detach().float()  # (B, T)
 
     out = []

@@ -5,7 +5,9 @@
     train_acc, test_acc = fit_probes(train_feats, y_train, test_feats, y_test)   # (intrinsic.probe)
 
 Features: each layer's hidden states (`output_hidden_states=True`, embeddings first), mean-pooled
-over the real tokens. Classifier: standardise + scikit-learn LogisticRegression, fitted on a
+over the real tokens. An encoder-decoder is probed per layer of each stack: the encoder reads the
+text, the decoder the text shifted right behind its start token (as its classifier reads it), both
+pooled over the same positions. Classifier: standardise + scikit-learn LogisticRegression, fitted on a
 stratified train split and scored on the held-out split. A backbone that returns no per-layer
 states is probed on its final output only (and the result says so).
 """
@@ -18,6 +20,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from ..backbones.seq2seq import Seq2SeqTransformer, shift_right
 from ..models import pool
 
 
@@ -37,16 +40,27 @@ class ProbeResult:
 
 @torch.no_grad()
 def layer_features(
-    backbone: nn.Module, ids: Tensor, mask: Tensor, segment_ids: Tensor | None = None, batch_size: int = 32
+    backbone: nn.Module, ids: Tensor, mask: Tensor, segment_ids: Tensor | None = None, batch_size: int = 32,
+    decoder_start_id: int | None = None,
 ) -> tuple[list[np.ndarray], bool]:
-    """Mean-pooled features per layer, each (N, D); and whether they are per-layer (else final only)."""
+    """Mean-pooled features per layer, each (N, D); and whether they are per-layer (else final only).
+
+    An encoder-decoder (decoder_start_id: its [SEP]) gives the encoder's layers, then the decoder's."""
+    seq2seq = isinstance(backbone, Seq2SeqTransformer)
+    if seq2seq and decoder_start_id is None:
+        raise ValueError("probing an encoder-decoder needs decoder_start_id (the tokenizer's [SEP]) for its decoder input")
     per_layer: list[list[np.ndarray]] | None = None
     has_layers = True
     for start in range(0, ids.shape[0], batch_size):
         sl = slice(start, start + batch_size)
         seg = segment_ids[sl] if segment_ids is not None else None
-        out = backbone(ids[sl], mask[sl], seg, output_hidden_states=True)
-        states = out.hidden_states
+        if seq2seq:
+            dec = shift_right(ids[sl], decoder_start_id, backbone.pad_id)
+            s2s = backbone(ids[sl], mask[sl], dec, return_logits=False, output_hidden_states=True)
+            out, states = s2s, s2s.encoder_hidden_states + s2s.decoder_hidden_states
+        else:
+            out = backbone(ids[sl], mask[sl], seg, output_hidden_states=True)
+            states = out.hidden_states
         if not states:
             has_layers, states = False, [out.hidden]
         pooled = [pool(h.float(), mask[sl], "mean").cpu().numpy() for h in states]
@@ -58,8 +72,13 @@ def layer_features(
     return [np.concatenate(p) for p in per_layer], has_layers
 
 
-def layer_names(n_layers: int, has_layers: bool) -> list[str]:
-    """Names of the feature sets layer_features returns: embeddings, layer 1, ... (or final output)."""
+def layer_names(n_layers: int, has_layers: bool, backbone: nn.Module | None = None) -> list[str]:
+    """Names of the feature sets layer_features returns: embeddings, layer 1, ... (or final output); for an
+    encoder-decoder: encoder embeddings, encoder layer 1, ..., decoder embeddings, decoder layer 1, ..."""
+    if isinstance(backbone, Seq2SeqTransformer):
+        return [f"{side} {'embeddings' if i == 0 else f'layer {i}'}"
+                for side, n in (("encoder", backbone.n_layers), ("decoder", backbone.n_decoder_layers))
+                for i in range(n + 1)]
     return ["embeddings"] + [f"layer {i}" for i in range(1, n_layers)] if has_layers else ["final output"]
 
 
@@ -89,6 +108,7 @@ def probe_layers(
     test_fraction: float = 0.25,
     seed: int = 0,
     batch_size: int = 32,
+    decoder_start_id: int | None = None,
 ) -> ProbeResult:
     """Fit one linear probe per layer on a train split of (ids, labels); score it on the rest."""
     from sklearn.model_selection import train_test_split
@@ -108,7 +128,7 @@ def probe_layers(
     was_training = backbone.training
     backbone.eval()
     try:
-        feats, has_layers = layer_features(backbone, ids, mask, segment_ids, batch_size)
+        feats, has_layers = layer_features(backbone, ids, mask, segment_ids, batch_size, decoder_start_id)
     finally:
         backbone.train(was_training)
 
@@ -121,7 +141,7 @@ def probe_layers(
     train_acc, test_acc = fit_probes([X[tr] for X in feats], y[tr], [X[te] for X in feats], y[te])
     note = "" if has_layers else (f"the {type(backbone).__name__} returns no per-layer hidden states, "
                                   "so only its final output was probed")
-    return ProbeResult(layer_names(len(feats), has_layers), train_acc, test_acc, majority, len(tr), len(te), note)
+    return ProbeResult(layer_names(len(feats), has_layers, backbone), train_acc, test_acc, majority, len(tr), len(te), note)
 
 
 def plot_probes(result: ProbeResult, title: str = "linear probe accuracy per layer") -> bytes:

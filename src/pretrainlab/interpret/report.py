@@ -25,6 +25,7 @@ from ..data.encoding import Encoded, collate, tokenize
 from ..data.tasks import read_rows
 from ..errors import CheckpointError, TaskError
 from . import ExplainError
+from ..backbones.seq2seq import Seq2SeqTransformer
 from .attention import (
     HEAD_VIEW_CSS,
     HEAD_VIEW_JS,
@@ -33,6 +34,7 @@ from .attention import (
     head_view_html,
     plot_attention_heads,
     plot_rollout,
+    seq2seq_attention,
 )
 from .attributions import TokenAttribution, aggregate_attributions, attribution_html, integrated_gradients
 from .probes import ProbeResult, plot_probes, probe_layers
@@ -70,7 +72,6 @@ def load_explainable(path: str | Path) -> Explainable:
         )
     if not path.is_dir():
         raise CheckpointError(f"{path} is a file, not a model directory; give the directory that holds the model")
-    _refuse_encoder_decoder(path)
     finetuned = _load_finetuned(path)
     if finetuned is not None:
         return finetuned
@@ -85,23 +86,6 @@ def load_explainable(path: str | Path) -> Explainable:
         f"{path} is not a pretrainlab model directory (no fine-tuned model and no config.yaml); "
         "give the output directory of `pretrainlab finetune` or `pretrainlab pretrain`"
     )
-
-
-def _refuse_encoder_decoder(path: Path) -> None:
-    """Not yet: the report reads one stack of self-attention over the input; an encoder-decoder has two
-    stacks and cross-attention between them (issue 16 item 6)."""
-    import yaml
-
-    from ..files import read_yaml
-
-    try:
-        kind = ((read_yaml(path / "config.yaml") or {}).get("model") or {}).get("backbone")
-    except (OSError, yaml.YAMLError):
-        return  # the loaders below say what is wrong with the directory
-    if kind == "encoder-decoder":
-        raise ExplainError(f"{path} is an encoder-decoder: explain does not cover it yet (its attention is an encoder "
-                           "stack, a decoder stack and cross-attention between them); evaluate, predict, curve and "
-                           "export work on it")
 
 
 def _load_finetuned(path: Path) -> Explainable | None:
@@ -223,6 +207,8 @@ def _p(text: str, cls: str = "") -> str:
 def describe_backbone(backbone: nn.Module) -> str:
     kind = type(backbone).__name__
     bits = [f"d_model={getattr(backbone, 'd_model', '?')}", f"layers={getattr(backbone, 'n_layers', '?')}"]
+    if isinstance(backbone, Seq2SeqTransformer):
+        bits[1] = f"encoder layers={backbone.n_layers}, decoder layers={backbone.n_decoder_layers}"
     if hasattr(backbone, "n_heads"):
         bits.append(f"heads={backbone.n_heads}")
     if hasattr(backbone, "style"):
@@ -353,27 +339,64 @@ def _texts_section(page: _Page, model: Explainable, texts: list[str], pairs: lis
             page.add(_p(
                 f"sum of scores {_num(sum(a.scores))} = logit {_num(a.logit)} - baseline logit {_num(a.baseline_logit)} "
                 f"({_num(a.logit - a.baseline_logit)}), convergence delta {a.delta:+.2e} ({n_steps} steps)", "note"))
-        weights = attention_weights(backbone, ids, mask, seg)
-        if weights is None:
-            page.add(_p(
-                f"No attention maps or rollout: the {type(backbone).__name__} has no attention. "
-                + ("The attributions above come from gradients through its input embeddings, which it has like any backbone."
-                   if clf is not None else ""), "note"))
+        if isinstance(backbone, Seq2SeqTransformer):
+            _seq2seq_attention_block(page, backbone, ids, mask, toks, special)
         else:
-            w = torch.stack([x[0] for x in weights])  # (L, H, T, T)
-            page.n_views += 1
-            page.add("<h3>Attention, per layer and head (interactive)</h3>")
-            page.add(head_view_html(w, toks, f"headview{page.n_views}"))
-            roll = attention_rollout(w.unsqueeze(1))[0]  # (T, T)
-            page.add("<h3>Attention rollout</h3>")
-            page.add(_p("Share of each input token in the [CLS] position after the last layer "
-                        "(heads averaged, residual added, multiplied through the layers):"))
-            page.add(_shaded(toks, roll[0].tolist()))
-            page.add(_img(plot_rollout(roll, toks), "attention rollout heatmap"))
-            page.add("<details><summary>Heatmaps of every head</summary>")
-            page.add(_img(plot_attention_heads(w, toks), "attention heatmaps per layer and head"))
-            page.add("</details>")
+            _attention_block(page, backbone, ids, mask, seg, toks, clf is not None)
         page.add("</div>")
+
+
+def _attention_block(page: _Page, backbone: nn.Module, ids: Tensor, mask: Tensor, seg: Tensor | None,
+                     toks: list[str], attributed: bool) -> None:
+    """One text's self-attention: the head view, rollout and every head's heatmap (or why there is none)."""
+    weights = attention_weights(backbone, ids, mask, seg)
+    if weights is None:
+        page.add(_p(
+            f"No attention maps or rollout: the {type(backbone).__name__} has no attention. "
+            + ("The attributions above come from gradients through its input embeddings, which it has like any backbone."
+               if attributed else ""), "note"))
+        return
+    w = torch.stack([x[0] for x in weights])  # (L, H, T, T)
+    page.n_views += 1
+    page.add("<h3>Attention, per layer and head (interactive)</h3>")
+    page.add(head_view_html(w, toks, f"headview{page.n_views}"))
+    roll = attention_rollout(w.unsqueeze(1))[0]  # (T, T)
+    page.add("<h3>Attention rollout</h3>")
+    page.add(_p("Share of each input token in the [CLS] position after the last layer "
+                "(heads averaged, residual added, multiplied through the layers):"))
+    page.add(_shaded(toks, roll[0].tolist()))
+    page.add(_img(plot_rollout(roll, toks), "attention rollout heatmap"))
+    page.add("<details><summary>Heatmaps of every head</summary>")
+    page.add(_img(plot_attention_heads(w, toks), "attention heatmaps per layer and head"))
+    page.add("</details>")
+
+
+def _seq2seq_attention_block(page: _Page, backbone: Seq2SeqTransformer, ids: Tensor, mask: Tensor,
+                             toks: list[str], special) -> None:
+    """One text through an encoder-decoder: its encoder's self-attention, its decoder's causal self-attention
+    (over the text shifted right behind the start token, as its classifier reads it) and the cross-attention."""
+    att = seq2seq_attention(backbone, ids, mask, special.sep)
+    dec_toks = [special.name("sep")] + toks[:-1]  # what the decoder read: the start token, then the text
+    enc, dec, cross = (torch.stack([x[0] for x in a]) for a in (att.encoder, att.decoder, att.cross))  # (L, H, q, k)
+    for title, w, queries, what in (("Encoder self-attention", enc, toks, "the encoder reads the text"),
+                                    ("Decoder self-attention (causal)", dec, dec_toks,
+                                     "the decoder reads the text shifted right behind its start token; each token "
+                                     "sees itself and the tokens before it")):
+        page.n_views += 1
+        page.add(f"<h3>{title}, per layer and head (interactive)</h3>" + _p(what + "."))
+        page.add(head_view_html(w, queries, f"headview{page.n_views}", title))
+    roll = attention_rollout(enc.unsqueeze(1))[0]  # (S, S)
+    page.add("<h3>Encoder attention rollout</h3>")
+    page.add(_p("The encoder's self-attention only (heads averaged, residual added, multiplied through its layers); "
+                "the decoder reads the encoder's last layer through cross-attention, shown below."))
+    page.add(_img(plot_rollout(roll, toks, "encoder attention rollout"), "encoder attention rollout heatmap"))
+    page.add("<h3>Cross-attention: decoder tokens (rows) over encoder tokens (columns)</h3>")
+    page.add(_img(plot_attention_heads(cross, dec_toks, "cross-attention", key_tokens=toks),
+                  "cross-attention heatmaps per decoder layer and head"))
+    for title, w, queries in (("encoder self-attention", enc, toks), ("decoder self-attention", dec, dec_toks)):
+        page.add(f"<details><summary>Heatmaps of every head: {title}</summary>")
+        page.add(_img(plot_attention_heads(w, queries, title), f"{title} heatmaps per layer and head"))
+        page.add("</details>")
 
 
 def _num(x: float) -> str:
@@ -399,7 +422,8 @@ def _task_section(page: _Page, model: Explainable, task: TaskData, special, n_st
     enc = prepare_inputs(model.tokenizer, task.texts[:n], pairs, model.max_len, special.pad, model.segments)
     page.add("<h3>Linear probes per layer</h3>")
     try:
-        result = probe_layers(model.backbone, enc.ids, enc.mask, task.labels[:n], enc.segment_ids, seed=seed)
+        result = probe_layers(model.backbone, enc.ids, enc.mask, task.labels[:n], enc.segment_ids, seed=seed,
+                              decoder_start_id=special.sep)  # an encoder-decoder's decoder input starts with [SEP]
     except ExplainError as e:
         page.add(_p(f"No probes: {e}", "note"))
     else:
@@ -464,12 +488,22 @@ def _method_section(page: _Page, model: Explainable) -> None:
     page.add("<h2>How to read this</h2><ul>")
     if page.n_views:
         _attention_notes(page)
+    seq2seq = isinstance(model.backbone, Seq2SeqTransformer)
+    if seq2seq:
+        page.add("<li>An encoder-decoder has three kinds of attention: the encoder's self-attention over the text, "
+                 "the decoder's causal self-attention over the text shifted right behind its start token (as its "
+                 "classifier and BART's denoising read it), and cross-attention from each decoder token to the "
+                 "encoder's tokens.</li>")
     if model.classifier is not None:
         page.add("<li>Integrated gradients (Sundararajan et al., 2017) on the token embeddings, baseline = the same "
                  "sequence with every word replaced by [PAD] ([CLS] and [SEP] kept). Scores sum to the change in the "
-                 "target logit from baseline to input, up to the convergence delta.</li>")
+                 "target logit from baseline to input, up to the convergence delta."
+                 + (" The classifier feeds the text to the encoder and, shifted right, to the decoder: each token's "
+                    "one embedding is interpolated on both sides at once, so its score is what it adds through both."
+                    if seq2seq else "") + "</li>")
     page.add("<li>Probes: linear classifiers on frozen, mean-pooled hidden states; high accuracy means the "
-             "labels are linearly decodable from that layer, compared with the majority-label floor.</li>")
+             "labels are linearly decodable from that layer, compared with the majority-label floor."
+             + (" The encoder's layers come first, then the decoder's." if seq2seq else "") + "</li>")
     page.add("</ul>")
 
 
