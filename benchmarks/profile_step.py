@@ -1,7 +1,7 @@
 """Where a pre-training step's time goes: torch.profiler on pretrainlab's own step (issue #19, item 2).
 
 The step is the training loop's (loop.accumulate: forward + backward under autocast, then
-loop.update: clip, AdamW foreach, zero_grad) on the model the recipe builds (runs.build_pretrain_model)
+loop.update: clip, AdamW (fused), zero_grad) on the model the recipe builds (runs.build_pretrain_model)
 from the package defaults: style modern, MLM, vocabulary 8192, seq 64, batch 32, precision auto
 (bf16 autocast where the CPU has fast bf16); only the size changes (model.preset). Batches come
 from the real data path (train.batch_source: packed rows, then the MLM collator's masking) over
@@ -14,7 +14,8 @@ category, found from its name and those of the operators it runs inside (`catego
     attention bias/masking  what backbones.transformer.attention_bias runs (the (B, H, T, T) bias built
                             once per forward: eq, zeros, masked_fill_): wrapped in a record_function range
     embedding backward      EmbeddingBackward0 / embedding_dense_backward and what they call
-    optimizer               Optimizer.step / zero_grad (AdamW foreach) and every aten::_foreach_* (clipping too)
+    optimizer               Optimizer.step / zero_grad (AdamW, fused or foreach), every aten::_foreach_* (clipping too)
+                            and aten::_fused_adamw_*
     dtype casts             aten::to / _to_copy (and the copy_ they do), ToCopyBackward0: autocast's casts
     loss                    cross_entropy / log_softmax / nll_loss, forward and backward
     Python/other            everything else: norms, activations, softmax, views, and the Python between
@@ -65,7 +66,7 @@ BIAS_RANGE = "attention_bias"  # the range label_calls puts around backbones.tra
 # --------------------------------------------------------------------------- operator -> category
 
 MATMUL, BIAS, EMBEDDING, OPTIMIZER, CASTS, LOSS, OTHER = (
-    "matmul", "attention bias / masking", "embedding backward", "optimizer (AdamW foreach)", "dtype casts",
+    "matmul", "attention bias / masking", "embedding backward", "optimizer (AdamW)", "dtype casts",
     "loss", "Python/other")
 DATA = "data path (collation, masking)"
 CATEGORIES = (MATMUL, BIAS, EMBEDDING, OPTIMIZER, CASTS, LOSS, OTHER)
@@ -78,7 +79,7 @@ RULES: dict[str, tuple[str, ...]] = {
              "MmBackward*", "AddmmBackward*", "BmmBackward*", "BaddbmmBackward*", "ScaledDotProduct*"),
     BIAS: (BIAS_RANGE,),
     EMBEDDING: ("EmbeddingBackward*", "aten::embedding_backward", "aten::embedding_dense_backward"),
-    OPTIMIZER: ("Optimizer.*", "aten::_foreach_*"),
+    OPTIMIZER: ("Optimizer.*", "aten::_foreach_*", "aten::_fused_adamw*"),
     CASTS: ("aten::to", "aten::_to_copy", "ToCopyBackward*"),
     LOSS: ("aten::cross_entropy_loss", "aten::log_softmax", "aten::_log_softmax*", "aten::nll_loss*",
            "LogSoftmaxBackward*", "NllLossBackward*"),

@@ -82,3 +82,32 @@ def test_label_calls_puts_a_function_under_its_range(ps):
     assert out.shape == (3, 3)
     zeros = [e for e in prof.events() if e.name == "aten::zeros"]
     assert zeros and all(ps.category_of(e) == ps.BIAS for e in zeros)
+
+
+def test_flat_buffer_adamw_takes_the_same_steps_as_foreach():
+    """benchmarks/optimizer_step.py's flat variant: parameters and gradients become views of one buffer per
+    group, backward accumulates into it, and AdamW + clipping over the buffer give foreach's weights."""
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        opt_bench = importlib.import_module("optimizer_step")
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    from torch import nn
+
+    torch.manual_seed(0)
+    base = nn.Sequential(nn.Embedding(11, 6), nn.Linear(6, 5), nn.LayerNorm(5), nn.Linear(5, 3))
+    x = torch.randint(0, 11, (4, 7))
+    sides = {v: opt_bench.build(v, base, lr=0.05, weight_decay=0.1) for v in ("foreach", "flat-foreach", "flat-fused")}
+    flat_model = sides["flat-foreach"][0]
+    buffers = {p.untyped_storage().data_ptr() for p in flat_model.parameters()}
+    assert len(buffers) == 2  # one per weight-decay group
+    for _ in range(3):
+        for model, update in sides.values():
+            model(x).pow(2).mean().backward()
+            update(0.5)  # clipping bites: the gradients' norm is well above 0.5 at first
+    ref = dict(sides["foreach"][0].named_parameters())
+    for v in ("flat-foreach", "flat-fused"):
+        for name, p in sides[v][0].named_parameters():
+            torch.testing.assert_close(p, ref[name], rtol=1e-5, atol=1e-6)
+            assert p.grad is not None and float(p.grad.abs().sum()) == 0.0  # zeroed in place, not set to None
+    assert not torch.equal(ref["1.weight"], base[1].weight)  # it did train
