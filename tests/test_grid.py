@@ -138,6 +138,11 @@ def test_grid_config_errors(tmp_path, files):
             load_grid(bad)
     bad.write_text(yaml.safe_dump({"cells": {"a": []}, "budgets": [1], "order": ["cells", "baselines"]}))
     assert load_grid(bad).order == ("cells", "baselines", "random_init", "reference", "continued", "distilled")
+    bad.write_text(yaml.safe_dump({"distilled": [{"name": "s", "teacher": "reference"}]}))  # distillation alone
+    assert load_grid(bad).cells == {} and load_grid(bad).distilled[0].student == "preset:tiny"
+    bad.write_text(yaml.safe_dump({"budgets": [1], "cells": {}}))
+    with pytest.raises(grid_mod.ConfigError, match="cells"):
+        load_grid(bad)
     for entry, match in (({"name": "s"}, "lacks teacher"), ({"name": "s", "teacher": "a@1", "tokeniser": "x"}, "tokeniser"),
                          ({"name": "s", "teacher": "a@1", "settings": ["distill.temperature=0"]}, "temperature"),
                          ({"name": "s", "teacher": "a@1", "student": "a@1", "settings": ["model.backbone=rnn"]},

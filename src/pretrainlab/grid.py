@@ -173,16 +173,16 @@ def load_grid(path: str | Path) -> GridConfig:
     unknown = set(raw) - known
     if unknown:
         raise ConfigError(f"{path}: unknown key(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(known))}")
-    for key in ("cells", "budgets"):
-        if not raw.get(key):
+    for key in ("cells", "budgets"):  # a grid of distilled students alone needs neither
+        if not raw.get(key) and not (raw.get("distilled") and not raw.get("cells")):
             raise ConfigError(f"{path}: `{key}` is missing or empty")
-    if not isinstance(raw["cells"], dict):
+    if not isinstance(raw.get("cells") or {}, dict):
         raise ConfigError(f"{path}: `cells` must map a name to its --set overrides, e.g. cnn-mlm: [model.backbone=cnn]")
-    cells = {str(k): _strs(v, f"{path}: cells.{k}") for k, v in raw["cells"].items()}
+    cells = {str(k): _strs(v, f"{path}: cells.{k}") for k, v in (raw.get("cells") or {}).items()}
     for name in cells:
         if "@" in name or "/" in name:
             raise ConfigError(f"{path}: cell name {name!r} may not contain '@' or '/'")
-    budgets = _strs(raw["budgets"], f"{path}: budgets")
+    budgets = _strs(raw.get("budgets"), f"{path}: budgets")
     for b in budgets:
         Budget.parse(b)
     continued = []
