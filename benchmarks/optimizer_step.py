@@ -15,6 +15,7 @@ variant, each as a ratio to foreach, and how far each variant's final weights ar
 same steps on the same batches: only rounding may differ).
 
     python benchmarks/optimizer_step.py                      # tiny and mini, ~2 minutes
+    python benchmarks/optimizer_step.py --precision fp32     # the step without autocast
     python benchmarks/optimizer_step.py --quick              # smoke run
 """
 
@@ -77,7 +78,7 @@ def build(variant: str, base: nn.Module, lr: float, weight_decay: float):
 
 
 def measure(size: str, args) -> list[str]:
-    cfg = load_config(None, [f"model.preset={size}"])
+    cfg = load_config(None, [f"model.preset={size}", f"train.precision={args.precision}"])
     seq, B, V = cfg.data.seq_len, cfg.train.batch_size, cfg.data.vocab_size
     dtype = pick_dtype(cfg.train.precision, CPU)
     settings = loop_settings(cfg.train)
@@ -140,6 +141,8 @@ def main(argv=None) -> None:
     ap.add_argument("--repeats", type=int, default=4, help="rounds (ABBA order)")
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp32"],
+                    help="train.precision of the step (auto: bf16 autocast where the CPU has it)")
     ap.add_argument("--out", help="also write the table to this Markdown file")
     ap.add_argument("--quick", action="store_true", help="smoke run: tiny, 1 warm-up, 2 rounds of 1 step")
     args = ap.parse_args(argv)
