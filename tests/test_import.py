@@ -178,7 +178,8 @@ def test_continued_pretraining_starts_from_the_weights(tiny_corpus, tmp_path):
     end_of_first = sum(_losses(first)[-5:]) / 5
     start_cont, start_fresh = _losses(cont)[0], _losses(fresh)[0]  # the same first batch and mask
     assert start_fresh > end_of_first + 0.4  # a fresh model starts far from where the first run ended
-    assert start_cont < start_fresh - 0.4 and abs(start_cont - end_of_first) < 0.4
+    # one batch against a 5-step mean: batch-to-batch noise alone reached 0.47 in a full-suite run
+    assert start_cont < start_fresh - 0.4 and abs(start_cont - end_of_first) < 0.6
     # exactly: with a vanishing learning rate the continued run still holds the first run's weights
     still = pretrain(load_config(None, SETTINGS + ["train.budget=1", "train.lr=1e-12"]), tiny_corpus, tmp_path / "still",
                      init=first)
