@@ -1,0 +1,54 @@
+"""Runs saved by an older pretrainlab still load and compute what they computed then.
+
+tests/data/old_runs/ holds tiny runs and fine-tuned classifiers saved at f85dc63 (make_old_runs.py there
+made them), each with a fixed input and the outputs the model gave on it then (reference.safetensors).
+"""
+
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from pretrainlab.runs import load_classifier, load_pretrained
+
+OLD = Path(__file__).parent / "data" / "old_runs"
+RUNS = ["encoder-mlm-untied", "encoder-mlm-tied", "decoder-clm", "seq2seq-infill-permute", "rnn-clm"]
+CLASSIFIERS = ["classifier-encoder", "classifier-seq2seq"]
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@torch.no_grad()
+def run_outputs(pre, ref) -> dict[str, torch.Tensor]:
+    ids, mask = ref["input_ids"], ref["mask"]
+    kind, objs = pre.config.model.backbone, pre.model.objectives
+    if kind == "encoder-decoder":
+        out = pre.backbone(ids, mask, ref["decoder_input_ids"])
+        return {"hidden": out.decoder_hidden, "logits": out.logits}
+    hidden = pre.backbone(ids, mask).hidden
+    if "mlm" in objs:
+        return {"hidden": hidden, "logits": objs["mlm"].head(hidden)}
+    if kind == "decoder":
+        return {"hidden": hidden, "logits": objs["clm"].head(hidden)}
+    fwd, bwd = hidden.split(hidden.shape[-1] // 2, dim=-1)
+    return {"hidden": hidden, "fwd_logits": objs["clm"].logits(fwd, objs["clm"].proj_fwd),
+            "bwd_logits": objs["clm"].logits(bwd, objs["clm"].proj_bwd)}
+
+
+@pytest.mark.parametrize("name", RUNS)
+def test_an_old_run_loads_and_gives_the_same_outputs(name):
+    ref = load_file(str(OLD / name / "reference.safetensors"))
+    got = run_outputs(load_pretrained(OLD / name), ref)
+    assert set(got) == set(ref) - {"input_ids", "mask", "decoder_input_ids"}
+    for key, value in got.items():
+        torch.testing.assert_close(value, ref[key], msg=f"{name}: {key}")
+
+
+@pytest.mark.parametrize("name", CLASSIFIERS)
+def test_an_old_classifier_loads_and_gives_the_same_logits(name):
+    ref = load_file(str(OLD / name / "reference.safetensors"))
+    with torch.no_grad():
+        out = load_classifier(OLD / name).model(ref["input_ids"], ref["mask"])
+    torch.testing.assert_close(out.logits, ref["logits"])
+    torch.testing.assert_close(out.hidden, ref["hidden"])
