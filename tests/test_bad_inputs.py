@@ -298,7 +298,27 @@ CASES: dict[str, Case] = {
     "pretrain-list-as-text": Case(
         "pretrain", "text where a list is expected",
         lambda fx, t: pretrain_argv(fx, t, "model.dilations=wide"),
-        "model.dilations expects a list, e.g. [1, 2], got 'wide'"),
+        "model.dilations expects a list of int, got 'wide'; e.g. --set model.dilations=[1, 2, 4, 8]"),
+    "pretrain-list-of-text": Case(
+        "pretrain", "a list with a word where numbers are expected",
+        lambda fx, t: pretrain_argv(fx, t, "model.dilations=[1, two]"),
+        "model.dilations expects a list of int, got [1, 'two']; e.g. --set model.dilations=[1, 2, 4, 8]"),
+    "pretrain-fraction-as-int": Case(
+        "pretrain", "a fraction where a whole number is expected",
+        lambda fx, t: pretrain_argv(fx, t, "train.batch_size=32.5"),
+        "train.batch_size expects int, got 32.5; e.g. --set train.batch_size=32"),
+    "pretrain-not-a-bool": Case(
+        "pretrain", "a word that is not true or false for a switch",
+        lambda fx, t: pretrain_argv(fx, t, "train.deterministic=maybe"),
+        "train.deterministic expects bool, got 'maybe'; e.g. --set train.deterministic=false"),
+    "pretrain-optional-text-as-list": Case(
+        "pretrain", "a list for a setting that takes a name or null",
+        lambda fx, t: pretrain_argv(fx, t, "model.preset=[tiny, mini]"),
+        "model.preset expects str or null, got ['tiny', 'mini']; e.g. --set model.preset=tiny"),
+    "pretrain-ambiguous-budget": Case(
+        "pretrain", "a budget in M (minutes or million tokens?)",
+        lambda fx, t: pretrain_argv(fx, t, "train.budget=10M"),
+        "train.budget='10M' is ambiguous: write 10m for 10 minutes or 10Mtok for 10 million tokens"),
     "pretrain-empty-dilations": Case(
         "pretrain", "an empty list of CNN dilations",
         lambda fx, t: pretrain_argv(fx, t, "model.backbone=cnn", "model.dilations=[]"),
@@ -404,6 +424,11 @@ CASES: dict[str, Case] = {
         "finetune", "a run killed before its first checkpoint",
         lambda fx, t: ["finetune", empty_run(fx, t), "--task", str(fx.task), "--out", str(t / "ft")] + sets(FT),
         "{tmp}/run has no checkpoint yet; pre-train it first (pretrainlab pretrain --out {tmp}/run)"),
+    "finetune-dropout-not-number": Case(
+        "finetune", "a word for a number that may be null (finetune.dropout=high)",
+        lambda fx, t: ["finetune", str(fx.run), "--task", str(fx.task), "--out", str(t / "ft")] + sets(
+            FT + ["finetune.dropout=high"]),
+        "finetune.dropout expects float or null, got 'high'; e.g. --set finetune.dropout=0.1"),
     "finetune-out-is-file": Case(
         "finetune", "--out that is a file",
         lambda fx, t: ["finetune", str(fx.run), "--task", str(fx.task), "--out", write(t / "ft", "x")] + sets(FT),

@@ -37,6 +37,23 @@ def test_budget_parsing():
         Budget.parse("ten minutes")
 
 
+@pytest.mark.parametrize("text, expected", [
+    ("90s", Budget(seconds=90)), ("10m", Budget(seconds=600)), ("10min", Budget(seconds=600)),
+    ("1h", Budget(seconds=3600)), ("2000steps", Budget(steps=2000)), ("500tok", Budget(tokens=500)),
+    ("500ktok", Budget(tokens=500_000)), ("3Mtok", Budget(tokens=3_000_000)), ("1.5H", Budget(seconds=5400)),
+])
+def test_budget_units(text, expected):
+    assert Budget.parse(text) == expected
+
+
+def test_budget_in_capital_m_is_refused_as_ambiguous():
+    """10M read as 10 minutes (the unit was lower-cased) while 3Mtok meant tokens: refused, with both readings."""
+    with pytest.raises(ConfigError, match="train.budget='10M' is ambiguous: write 10m for 10 minutes or 10Mtok"):
+        Budget.parse("10M")
+    with pytest.raises(ConfigError, match="distill.budget='2M' is ambiguous"):
+        cfg("distill.budget=2M")
+
+
 def test_schedule_warms_up_then_decays_to_zero():
     assert lr_factor(0.0, 0.1) == 0.0
     assert lr_factor(0.05, 0.1) == pytest.approx(0.5)

@@ -11,6 +11,8 @@ import dataclasses
 import difflib
 import inspect
 import re
+import types
+import typing
 from dataclasses import dataclass, field, fields, replace
 from functools import cache
 from pathlib import Path
@@ -296,30 +298,36 @@ class Budget:
     seconds: float | None = None
 
     @staticmethod
-    def parse(text: str | int) -> Budget:
-        """'2000' or '2000steps' -> steps; '10m', '90s', '1h' -> wall clock; '3Mtok', '500ktok' -> tokens."""
+    def parse(text: str | int, name: str = "train.budget") -> Budget:
+        """'2000' or '2000steps' -> steps; '10m', '90s', '1h' -> wall clock; '3Mtok', '500ktok' -> tokens.
+
+        Units are case-blind (10M is refused: minutes or mega-tokens?); `name` is the setting, for the messages."""
         m = _BUDGET.match(str(text))
         if not m:
-            raise ConfigError(f"train.budget={text!r} is not a budget; write e.g. 2000 (steps), 10m, 1h, 3Mtok")
+            raise ConfigError(f"{name}={text!r} is not a budget; write e.g. 2000 (steps), 10m, 1h, 3Mtok")
         value, unit = float(m.group(1)), m.group(2).lower()
+        if m.group(2) == "M":
+            number = m.group(1)
+            raise ConfigError(f"{name}={text!r} is ambiguous: write {number}m for {number} minutes or {number}Mtok for "
+                              f"{number} million tokens")
         if value <= 0:
-            raise ConfigError(f"train.budget={text!r} is zero; give a positive budget")
+            raise ConfigError(f"{name}={text!r} is zero; give a positive budget")
         if unit in _TIME:
             return Budget(seconds=value * _TIME[unit])
         if unit in ("", "step", "steps"):
-            return Budget(steps=_at_least_one(text, int(value), "step"))
+            return Budget(steps=_at_least_one(name, text, int(value), "step"))
         if unit in ("tok", "tokens"):
-            return Budget(tokens=_at_least_one(text, int(value), "token"))
+            return Budget(tokens=_at_least_one(name, text, int(value), "token"))
         if unit in ("ktok",):
-            return Budget(tokens=_at_least_one(text, int(value * 1e3), "token"))
+            return Budget(tokens=_at_least_one(name, text, int(value * 1e3), "token"))
         if unit in ("mtok",):
-            return Budget(tokens=_at_least_one(text, int(value * 1e6), "token"))
-        raise ConfigError(f"train.budget={text!r}: unknown unit {unit!r}; use steps, s, m, h, tok, ktok or Mtok")
+            return Budget(tokens=_at_least_one(name, text, int(value * 1e6), "token"))
+        raise ConfigError(f"{name}={text!r}: unknown unit {m.group(2)!r}; use steps, s, m, h, tok, ktok or Mtok")
 
 
-def _at_least_one(text: str | int, n: int, unit: str) -> int:
+def _at_least_one(name: str, text: str | int, n: int, unit: str) -> int:
     if n < 1:
-        raise ConfigError(f"train.budget={text!r} is less than one {unit}; give a larger budget")
+        raise ConfigError(f"{name}={text!r} is less than one {unit}; give a larger budget")
     return n
 
 
@@ -486,10 +494,7 @@ class DistillConfig:
 
     def __post_init__(self) -> None:
         if self.budget:
-            try:
-                Budget.parse(self.budget)
-            except ConfigError as e:
-                raise ConfigError(str(e).replace("train.budget", "distill.budget")) from None
+            Budget.parse(self.budget, "distill.budget")
         if self.temperature <= 0:
             raise ConfigError(f"distill.temperature must be positive, got {self.temperature}")
         for name in ("alpha", "hidden_weight"):
@@ -620,29 +625,80 @@ def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
         raise ConfigError(f"{name}={value!r} is not one of {', '.join(allowed)}{also}")
 
 
+@cache
+def _field_types(cls: type) -> dict[str, Any]:
+    """Each field's type, resolved from its annotation (the module's annotations are strings)."""
+    return typing.get_type_hints(cls)
+
+
+_TYPE_NAMES = {int: "int", float: "float", bool: "bool", str: "str"}
+_EXAMPLES = {int: 1, float: 0.1, bool: True, str: "NAME"}
+
+
 def _coerce(section: str, cls: type, key: str, value: Any) -> Any:
-    """Bring a YAML value to the field's type (tuples from lists, floats from ints)."""
-    ftype = {f.name: f.type for f in fields(cls)}[key]
-    ftype = str(ftype)
-    if ftype.startswith("tuple") and isinstance(value, (list, tuple)):
-        return tuple(value)
-    if ftype.startswith("tuple") and isinstance(value, (int, float)):
-        return (value,)
-    if ftype.startswith("tuple"):
-        raise ConfigError(f"{section}.{key} expects a list, e.g. [1, 2], got {value!r}")
-    if ftype == "float" and isinstance(value, str):  # YAML 1.1 reads 3e-4 (no dot) as a string
-        try:
+    """Bring a YAML value to the field's type (tuples from lists, floats from ints and from YAML's 3e-4), or
+    refuse it naming the field, the value and an example. `X | None` fields take null or an X."""
+    ftype = _field_types(cls)[key]
+    args = typing.get_args(ftype)
+    optional = typing.get_origin(ftype) in (typing.Union, types.UnionType) and type(None) in args
+    if optional:
+        if value is None:
+            return None
+        (ftype,) = [a for a in args if a is not type(None)]
+    try:
+        return _to_type(ftype, value)
+    except (TypeError, ValueError):
+        origin = typing.get_origin(ftype)
+        expects = (f"a list of {_TYPE_NAMES[typing.get_args(ftype)[0]]}" if origin is tuple
+                   else _TYPE_NAMES.get(ftype, str(ftype)))
+        example = getattr(_defaults(cls), key)
+        if example is None:
+            example = _EXAMPLES.get(ftype)
+        raise ConfigError(f"{section}.{key} expects {expects}{' or null' if optional else ''}, got {value!r}; "
+                          f"e.g. --set {section}.{key}={_inline_yaml(example)}") from None
+
+
+@cache
+def _defaults(cls: type) -> Any:
+    return cls()
+
+
+def _inline_yaml(value: Any) -> str:
+    """A value as one would write it after --set (YAML flow style): 0.1, true, [1, 2], {mlm: 1.0}."""
+    text = yaml.safe_dump(_plain(value), default_flow_style=True, width=1_000).strip()
+    return text.removesuffix("...").strip()
+
+
+def _to_type(ftype: Any, value: Any) -> Any:
+    """value as ftype (int, float, bool, str, tuple[int, ...] or dict[...]); TypeError / ValueError if it is not one."""
+    origin = typing.get_origin(ftype)
+    if origin is tuple:
+        (item,) = [a for a in typing.get_args(ftype) if a is not Ellipsis]
+        items = value if isinstance(value, (list, tuple)) else [value] if isinstance(value, (int, float)) else None
+        if items is None:
+            raise TypeError(value)
+        return tuple(_to_type(item, v) for v in items)
+    if origin is dict:
+        return value  # the section checks its keys and values itself (objective.weights)
+    if isinstance(value, bool) and ftype is not bool:
+        raise TypeError(value)
+    if ftype is float:
+        if isinstance(value, str):  # YAML 1.1 reads 3e-4 (no dot) as a string
             return float(value)
-        except ValueError:
-            raise ConfigError(f"{section}.{key} expects a number, got {value!r}") from None
-    if ftype == "float" and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if ftype == "str" and isinstance(value, (int, float)) and not isinstance(value, bool):
-        return str(value)
-    expected = {"int": int, "float": (int, float), "bool": bool, "str": str}.get(ftype)
-    if expected and (not isinstance(value, expected) or (ftype == "int" and isinstance(value, bool))):
-        raise ConfigError(f"{section}.{key} expects {ftype}, got {value!r}")
-    return value
+        if isinstance(value, (int, float)):
+            return float(value)
+    elif ftype is int:
+        if isinstance(value, int):
+            return value
+    elif ftype is str:
+        if isinstance(value, (str, int, float)):
+            return str(value)
+    elif ftype is bool:
+        if isinstance(value, bool):
+            return value
+    else:
+        return value
+    raise TypeError(value)
 
 
 def preset_sizes(backbone: str, preset: str, given: dict[str, Any]) -> dict[str, Any]:
@@ -666,20 +722,20 @@ def preset_sizes(backbone: str, preset: str, given: dict[str, Any]) -> dict[str,
 def build_section(section: str, values: dict[str, Any]) -> Any:
     cls = _SECTION_CLASSES[section]
     known = [f.name for f in fields(cls)]
-    values = dict(values)
+    for key in values:
+        if key not in known:
+            hint = difflib.get_close_matches(key, known, n=1)
+            also = f"; did you mean {section}.{hint[0]}?" if hint else f"; known: {', '.join(known)}"
+            raise ConfigError(f"unknown setting {section}.{key}{also}")
+    values = {k: _coerce(section, cls, k, v) for k, v in values.items()}
     if section == "model":
         backbone = values.get("backbone", ModelConfig.backbone)
         if backbone in DEFAULT_STYLES and "style" not in values:  # the decoder's and bart's are not the encoder's
             values["style"] = DEFAULT_STYLES[backbone]
         preset = values.get("preset", ModelConfig.preset)
         if preset is not None and preset in PRESETS:
-            values = {**preset_sizes(values.get("backbone", ModelConfig.backbone), preset, values), **values}
-    for key in values:
-        if key not in known:
-            hint = difflib.get_close_matches(key, known, n=1)
-            also = f"; did you mean {section}.{hint[0]}?" if hint else f"; known: {', '.join(known)}"
-            raise ConfigError(f"unknown setting {section}.{key}{also}")
-    return cls(**{k: _coerce(section, cls, k, v) for k, v in values.items()})
+            values = {**preset_sizes(backbone, preset, values), **values}
+    return cls(**values)
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (),
@@ -727,7 +783,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
         else:
             raw.setdefault(section, {})[name] = parsed
     backbone = raw.get("model", {}).get("backbone", ModelConfig.backbone)
-    if backbone in DEFAULT_OBJECTIVES and "weights" not in raw.get("objective", {}):  # decoder: clm; enc-dec: BART's
+    if isinstance(backbone, str) and backbone in DEFAULT_OBJECTIVES and "weights" not in raw.get("objective", {}):  # decoder: clm; enc-dec: BART's
         raw.setdefault("objective", {})["weights"] = dict(DEFAULT_OBJECTIVES[backbone])
     parts = {s: build_section(s, raw.get(s, {})) for s in SECTIONS}
     return RunConfig(**parts)
