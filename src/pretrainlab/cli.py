@@ -7,15 +7,48 @@ import contextlib
 import errno
 import signal
 import sys
+import textwrap
 
-from .config import describe, load_config
+from . import __version__
+from .config import SECTIONS, config_yaml, describe, load_config
 from .errors import Interrupted, PretrainlabError
 
+DATA_SETTINGS = ("data.text_field", "data.one_doc_per_line", "data.lowercase", "data.min_chars", "data.dedup",
+                 "data.near_dup_threshold", "data.tokenizer_kind", "data.vocab_size", "data.seq_len",
+                 "data.val_fraction", "data.encoding", "data.errors", "data.workers", "data.shard_tokens")
+"""What prepare and tokenizer train read (data.corpus is pretrain's --corpus)."""
+TASK_TEXT_SETTINGS = ("finetune.text_column", "finetune.text_pair_column", "finetune.label_column",
+                      "finetune.group_column", "finetune.val_fraction", "finetune.test_fraction")
+"""How a task file's columns and splits are read: its training texts are the ones prepare may use."""
+RUN_NOTE = " (the command starts from the run's own finetune settings, which --config and --set then change)"
 
-def _config_args(p: argparse.ArgumentParser) -> None:
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose --help ends with the settings that matter to its command (`settings`: sections
+    or section.key), with the values a run uses when nothing is set; built only when help is asked for."""
+
+    settings: tuple[str, ...] = ()
+    settings_note: str = ""
+
+    def format_help(self) -> str:
+        if self.settings:
+            from .config import settings_help
+
+            head = (f"settings (--set KEY=VALUE or --config FILE), with the values a run uses when nothing is set"
+                    f"{self.settings_note}; each one's whole doc: pretrainlab --help-config SECTION:")
+            self.epilog = textwrap.fill(head, 100) + "\n" + settings_help(self.settings)
+            self.formatter_class = argparse.RawDescriptionHelpFormatter
+        return super().format_help()
+
+
+def _config_args(p: _Parser, *settings: str, note: str = "") -> None:
+    """--config, --set and --print-config; `settings` are the ones listed in the command's --help."""
     p.add_argument("--config", help="YAML file with sections model, data, objective, train, finetune, distill")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override one setting, e.g. --set train.lr=3e-4 (see --help-config)")
+                   help="override one setting, e.g. --set train.lr=3e-4 (listed below; all: --help-config)")
+    p.add_argument("--print-config", action="store_true", help="print the settings this command would use (YAML, "
+                   "valid as --config) and exit without running (--out, --corpus, --task are not needed)")
+    p.settings, p.settings_note = settings, note
 
 
 def _precision_arg(p: argparse.ArgumentParser) -> None:
@@ -31,6 +64,37 @@ def _cfg(args):
 def _run_cfg(args, pre):
     """For commands on a run: its own finetune settings, then --config, then --set."""
     return load_config(args.config, args.overrides, base=pre.config, base_sections=("finetune",))
+
+
+def _on_run_cfg(args):
+    """finetune's and curve's settings (for --print-config): the run's own (its config.yaml, which loading it reads),
+    with the finetune section the command resolves."""
+    from dataclasses import replace
+    from pathlib import Path
+
+    from .runs import load_pretrained, read_run_config
+
+    run = Path(args.run)
+    base = read_run_config(run) if (run / "config.yaml").is_file() else load_pretrained(run).config  # says what is wrong
+    return replace(base, finetune=load_config(args.config, args.overrides, base=base, base_sections=("finetune",)).finetune)
+
+
+def _pretrain_cfg(args):
+    """pretrain's settings: continued pre-training (--init) keeps the init's architecture, and says so."""
+    cfg = _cfg(args)
+    if args.init and not args.resume:
+        from .export.hf_import import adopt_init_model
+
+        cfg, notes = adopt_init_model(cfg, args.init)
+        for note in notes:
+            print(f"note: {note}", file=sys.stderr)
+    return cfg
+
+
+def _distill_cfg(args):
+    from .distill import student_config
+
+    return student_config(args.student, args.config, args.overrides)
 
 
 # --------------------------------------------------------------------------- data
@@ -72,13 +136,7 @@ def cmd_prepare(args) -> None:
 def cmd_pretrain(args) -> None:
     from .train import pretrain
 
-    cfg = _cfg(args)
-    if args.init and not args.resume:  # continued pre-training keeps the init's architecture (and says so)
-        from .export.hf_import import adopt_init_model
-
-        cfg, notes = adopt_init_model(cfg, args.init)
-        for note in notes:
-            print(f"note: {note}", file=sys.stderr)
+    cfg = _pretrain_cfg(args)
     from .distributed import end_distributed
 
     try:
@@ -111,9 +169,9 @@ def cmd_finetune(args) -> None:
 
 
 def cmd_distill(args) -> None:
-    from .distill import distill, report_markdown, student_config
+    from .distill import distill, report_markdown
 
-    cfg = student_config(args.student, args.config, args.overrides)
+    cfg = _distill_cfg(args)
     result = distill(args.teacher, args.student, args.texts, args.out, cfg, seeds=args.seeds, task=args.task,
                      tokenizer=args.tokenizer, resume=args.resume)
     print(report_markdown(result))
@@ -245,8 +303,11 @@ def cmd_benchmark(args) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="pretrainlab", description=__doc__)
-    p.add_argument("--help-config", action="store_true", help="list every setting with its default and doc")
+    p = _Parser(prog="pretrainlab", description=__doc__)
+    p.add_argument("--help-config", nargs="?", const="all", metavar="SECTION",
+                   help="every setting (or one section's: model, data, objective, train, finetune, distill) with the "
+                   "value a run uses when nothing is set, and its doc")
+    p.add_argument("--version", action="version", version=f"pretrainlab {__version__}")
     sub = p.add_subparsers(dest="command")
 
     data = sub.add_parser("data", help="real corpora and tasks: list, get").add_subparsers(dest="data_command")
@@ -261,24 +322,26 @@ def build_parser() -> argparse.ArgumentParser:
     t = tok.add_parser("train", help="train a tokenizer (HF tokenizers) on text files")
     t.add_argument("inputs", nargs="+", help="files, directories or globs (.txt .jsonl .csv .tsv, optionally .gz/.bz2/.xz)")
     t.add_argument("--out", required=True, help="directory (or .json path) for tokenizer.json")
-    _config_args(t)
-    t.set_defaults(func=cmd_tokenizer_train)
+    _config_args(t, *DATA_SETTINGS)
+    t.set_defaults(func=cmd_tokenizer_train, settings=_cfg)
 
     t = sub.add_parser("prepare", help="normalise, split, deduplicate and tokenize a corpus into shards")
     t.add_argument("inputs", nargs="+", help="files, directories or globs (also .parquet and "
                    "Hugging Face save_to_disk folders)")
     t.add_argument("--out", required=True, help="output directory for shards + manifest")
     t.add_argument("--tokenizer", help="tokenizer.json to use (default: train one on the corpus)")
-    _config_args(t)
-    t.set_defaults(func=cmd_prepare)
+    _config_args(t, *DATA_SETTINGS, *TASK_TEXT_SETTINGS, note=" (finetune.*: how a task:FILE input's columns and splits "
+                 "are read; only its training split is used)")
+    t.set_defaults(func=cmd_prepare, settings=_cfg)
 
     t = sub.add_parser("pretrain", help="pre-train a model on a prepared corpus")
     t.add_argument("--corpus", required=True, help="prepared corpus directory")
     t.add_argument("--out", required=True, help="run directory")
     t.add_argument("--resume", action="store_true", help="continue from the run directory's last checkpoint")
     t.add_argument("--init", help="start from this run directory or imported model (continued pre-training)")
-    _config_args(t)
-    t.set_defaults(func=cmd_pretrain)
+    _config_args(t, "model", "objective", "train", "data.seq_len",
+                 note=" (model.preset sets the sizes; a decoder's objective is clm, an encoder-decoder's infill + permute)")
+    t.set_defaults(func=cmd_pretrain, settings=_pretrain_cfg)
 
     t = sub.add_parser("finetune", help="fine-tune a pre-training run on a labelled task (several seeds)")
     t.add_argument("run", help="pre-training run directory (or a fine-tuned model, e.g. a distilled student: its backbone)")
@@ -288,8 +351,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", help="directory for the model and reports (default: RUN/finetune-TASK)")
     t.add_argument("--seeds", type=int, nargs="+", help="seeds to run (default: finetune.seeds)")
     t.add_argument("--random-init", action="store_true", help="same architecture, random weights (the baseline)")
-    _config_args(t)
-    t.set_defaults(func=cmd_finetune)
+    _config_args(t, "finetune", note=RUN_NOTE)
+    t.set_defaults(func=cmd_finetune, settings=_on_run_cfg)
 
     t = sub.add_parser("distill", help="train a small, fast student on a fine-tuned teacher's soft labels over "
                        "unlabelled text (the teacher's logits are cached)")
@@ -304,8 +367,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--task", help="the labelled task (default: the teacher's own, with its splits)")
     t.add_argument("--tokenizer", help="tokenizer.json for a preset student (default: the teacher's)")
     t.add_argument("--resume", action="store_true", help="continue the distillation in --out (finished seeds are kept)")
-    _config_args(t)
-    t.set_defaults(func=cmd_distill)
+    _config_args(t, "distill", "model.backbone", "model.preset", "finetune.seeds", "finetune.pooling",
+                 note=" (model.*: for a preset: student only)")
+    t.set_defaults(func=cmd_distill, settings=_distill_cfg)
 
     t = sub.add_parser("curve", help="learning curve: test accuracy vs number of labels, pretrained vs random init, "
                        "TF-IDF, majority (and a reference model)")
@@ -320,8 +384,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="only these of pretrained, random-init, tfidf, majority, reference (default: all; "
                    "reference when --reference is given), e.g. "
                    "--models pretrained to add runs of other lengths to baselines computed once")
-    _config_args(t)
-    t.set_defaults(func=cmd_curve)
+    _config_args(t, "finetune", note=RUN_NOTE)
+    t.set_defaults(func=cmd_curve, settings=_on_run_cfg)
 
     t = sub.add_parser("evaluate", help="score a fine-tuned model on a task: accuracy, macro-F1, confusion matrix")
     t.add_argument("model", help="fine-tuned model directory (from pretrainlab finetune)")
@@ -425,15 +489,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    if "--print-config" in argv:  # the settings need no --out, --corpus, --task (nor --texts)
+        _outputs_not_required(parser)
     args = parser.parse_args(argv)
     if args.help_config:
-        print(describe())
+        if args.help_config != "all" and args.help_config not in SECTIONS:
+            print(f"error: --help-config {args.help_config}: no such section; choose among {', '.join(SECTIONS)} "
+                  "(or give none for all)", file=sys.stderr)
+            return 2
+        print(describe(tuple(SECTIONS) if args.help_config == "all" else (args.help_config,)))
         return 0
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
     try:
         with _sigterm_as_interrupt():
+            if getattr(args, "print_config", False):
+                print(config_yaml(args.settings(args)), end="")
+                return 0
             args.func(args)
     except Interrupted as e:  # stopped on purpose; the message says whether and where a checkpoint was saved
         print(e, file=sys.stderr)
@@ -449,6 +523,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {os_error_message(e)}", file=sys.stderr)
         return 2
     return 0
+
+
+def _outputs_not_required(parser: argparse.ArgumentParser) -> None:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                _outputs_not_required(sub)
+        elif action.dest in ("out", "corpus", "task", "texts"):
+            action.required = False
 
 
 class _Terminated(KeyboardInterrupt):

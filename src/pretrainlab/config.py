@@ -11,6 +11,7 @@ import dataclasses
 import difflib
 import inspect
 import re
+import textwrap
 import types
 import typing
 from dataclasses import dataclass, field, fields, replace
@@ -795,7 +796,7 @@ def config_from_dict(d: dict[str, Any]) -> RunConfig:
 
 
 def save_config(cfg: RunConfig, path: str | Path) -> None:
-    Path(path).write_text(yaml.safe_dump(_plain(cfg.to_dict()), sort_keys=False), encoding="utf-8")
+    Path(path).write_text(config_yaml(cfg), encoding="utf-8")
 
 
 def _plain(x: Any) -> Any:
@@ -822,14 +823,44 @@ def field_docs(cls: type) -> dict[str, str]:
     return docs
 
 
-def describe(sections: tuple[str, ...] = tuple(SECTIONS)) -> str:
-    """Every settable field with its default and doc, for --help."""
+def describe(sections: tuple[str, ...] = tuple(SECTIONS), cfg: RunConfig | None = None) -> str:
+    """Every settable field of these sections with the value a run uses (cfg; default: nothing set, so the
+    model's sizes are model.preset's) and its whole doc, for --help-config."""
+    cfg = cfg or load_config()
     lines = []
     for s in sections:
-        cls = _SECTION_CLASSES[s]
-        docs = field_docs(cls)
+        section = getattr(cfg, s)
+        from_preset = set(preset_sizes(cfg.model.backbone, cfg.model.preset, {})) if s == "model" and cfg.model.preset \
+            else set()
+        docs = field_docs(_SECTION_CLASSES[s])
         lines.append(f"{s}:")
-        default = cls()
-        for f in fields(cls):
-            lines.append(f"  {s}.{f.name} = {getattr(default, f.name)!r}\n      {docs.get(f.name, '')}")
+        for f in fields(section):
+            note = f"  (from model.preset={cfg.model.preset})" if f.name in from_preset else ""
+            lines.append(f"  {s}.{f.name} = {_inline_yaml(getattr(section, f.name))}{note}\n"
+                         + textwrap.indent(inspect.cleandoc(docs.get(f.name, "")), "      "))
     return "\n".join(lines)
+
+
+def settings_help(keys: tuple[str, ...], cfg: RunConfig | None = None, width: int = 100) -> str:
+    """One entry per setting (`section` for all of a section's, or `section.key`): its value in a run with
+    nothing set and the first sentence of its doc, for a command's --help."""
+    cfg = cfg or load_config()
+    names = []
+    for k in keys:
+        names += [tuple(k.split(".", 1))] if "." in k else [(k, f.name) for f in fields(getattr(cfg, k))]
+    entries = []
+    for section, key in names:
+        doc = " ".join(field_docs(_SECTION_CLASSES[section]).get(key, "").split())
+        first = re.split(r"(?<=\.)\s+(?=[A-Z])", doc, maxsplit=1)[0]  # its first sentence
+        head = f"  {section}.{key}={_inline_yaml(getattr(getattr(cfg, section), key))}"
+        body = textwrap.wrap(first, width - 36, break_on_hyphens=False) or [""]
+        if len(body) > 4:  # the rest is in --help-config SECTION
+            body = body[:3] + [textwrap.shorten(" ".join(body[3:]), width - 36, placeholder=" ...")]
+        entries.append(f"{head:<34}  {body[0]}" if len(head) <= 34 else f"{head}\n{'':<36}{body[0]}")
+        entries += [f"{'':<36}{line}" for line in body[1:]]
+    return "\n".join(entries)
+
+
+def config_yaml(cfg: RunConfig) -> str:
+    """The settings as YAML: what `--print-config` prints, a run's config.yaml, and a valid --config file."""
+    return yaml.safe_dump(_plain(cfg.to_dict()), sort_keys=False)
