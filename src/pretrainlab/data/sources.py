@@ -166,6 +166,26 @@ def get_source(name: str, cache_dir: str | Path | None = None) -> Path:
     return final / source.result
 
 
+def corpus_by_name(name: str, cache_dir: str | Path | None = None) -> Path:
+    """A built-in corpus named where a path is taken (`pretrainlab prepare sotu task:mr`): its cached texts, fetched
+    as `data get` fetches them on first use. Any other name that is no path is refused, listing the corpora."""
+    bare = name.rstrip("/")
+    source = SOURCES.get(bare)
+    corpora = [s.name for s in SOURCES.values() if s.kind == "corpus"]
+    if source is not None and source.kind == "corpus":
+        return get_source(bare, cache_dir)
+    if source is not None:
+        raise CorpusError(f"{name}: no such file or directory; {bare} is a built-in task: pass task:{bare} for its "
+                          "training texts (never its validation or test texts)")
+    if "/" in bare or "\\" in bare or Path(bare).suffix:  # a path with a typo: say so plainly
+        raise CorpusError(f"{name}: no such file or directory")
+    close = difflib.get_close_matches(bare, corpora, n=1)
+    raise CorpusError(f"{name}: no such file or directory, nor a built-in corpus"
+                      + (f" (did you mean {close[0]!r}?)" if close else "")
+                      + f"; built-in corpora: {', '.join(corpora)} (`pretrainlab data list`); a task's training "
+                      "texts: task:NAME or task:FILE.csv")
+
+
 # --------------------------------------------------------------------------- download
 
 

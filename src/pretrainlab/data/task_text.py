@@ -71,6 +71,6 @@ def resolve_task_inputs(inputs: Iterable[str | Path], finetune_cfg, cache_dir: P
 
 
 def _cache_dir() -> Path:
-    from platformdirs import user_cache_dir
+    from .sources import cache_root
 
-    return Path(user_cache_dir("pretrainlab")) / "task-text"
+    return cache_root() / "task-text"  # $PRETRAINLAB_CACHE, else the user cache directory, as the built-in sources
