@@ -1,7 +1,8 @@
 """Checkpoints that are never half-written and never loaded unchecked.
 
 A checkpoint is a directory `checkpoints/step_0000123/` holding
-  model.safetensors   the weights (safetensors: no pickle)
+  model.safetensors   the weights (safetensors: no pickle); with a weight EMA (train.ema) their average
+  training_weights.safetensors   with a weight EMA only: the weights being trained (what --resume continues)
   optimizer.pt        optimizer + scheduler state (tensors and numbers only; loaded with weights_only=True)
   rng.safetensors     RNG states
   state.json          step, tokens, elapsed time, data position, hashes of the files above
@@ -30,10 +31,13 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, load_model, save_file, save_model
 
 from .distributed import is_sharded
+from .ema import WeightEMA
 from .errors import CheckpointError
 from .files import sha256_file
 
 KEEP = 2  # complete checkpoints kept on disk
+TRAINING_WEIGHTS = "training_weights.safetensors"
+"""With a weight EMA, the weights being trained; model.safetensors holds their average (what the run exports)."""
 
 
 def _fsync_dir(path: Path) -> None:
@@ -137,10 +141,11 @@ def _save_full_weights(model: torch.nn.Module, weights: dict[str, torch.Tensor],
 
 
 def save_checkpoint(run_dir: Path, model: torch.nn.Module, optimizer, scheduler, state: dict[str, Any],
-                    full: FullState | None = None) -> Path:
+                    full: FullState | None = None, ema: WeightEMA | None = None) -> Path:
     """Write a complete checkpoint atomically; returns its directory.
 
     For a sharded model, `full` is its state, gathered beforehand by every rank (gather_full_state).
+    With `ema`, model.safetensors holds the average and TRAINING_WEIGHTS the weights being trained.
     """
     ckpts = Path(run_dir) / "checkpoints"
     ckpts.mkdir(parents=True, exist_ok=True)
@@ -150,10 +155,14 @@ def save_checkpoint(run_dir: Path, model: torch.nn.Module, optimizer, scheduler,
         shutil.rmtree(tmp)
     tmp.mkdir()
     try:
-        if full is None:
+        if full is not None:
+            _save_full_weights(model, full.weights, tmp / "model.safetensors")
+        elif ema is None:
             save_model(_unwrap(model), str(tmp / "model.safetensors"))
         else:
-            _save_full_weights(model, full.weights, tmp / "model.safetensors")
+            save_model(_unwrap(model), str(tmp / TRAINING_WEIGHTS))
+            with ema.applied():
+                save_model(_unwrap(model), str(tmp / "model.safetensors"))
         optimizer_state = full.optimizer if full is not None else optimizer.state_dict() if optimizer is not None else {}
         torch.save({"optimizer": optimizer_state,
                     "scheduler": scheduler.state_dict() if scheduler is not None else {}}, tmp / "optimizer.pt")
@@ -161,7 +170,8 @@ def save_checkpoint(run_dir: Path, model: torch.nn.Module, optimizer, scheduler,
         if torch.cuda.is_available():
             rng.update({f"cuda{i}": s for i, s in enumerate(torch.cuda.get_rng_state_all())})
         save_file(rng, str(tmp / "rng.safetensors"))
-        files = {f: sha256_file(tmp / f) for f in ("model.safetensors", "optimizer.pt", "rng.safetensors")}
+        names = ("model.safetensors", "optimizer.pt", "rng.safetensors") + ((TRAINING_WEIGHTS,) if ema else ())
+        files = {f: sha256_file(tmp / f) for f in names}
         (tmp / "state.json").write_text(json.dumps({**state, "files": files}, indent=1), encoding="utf-8")
         for f in tmp.iterdir():
             with open(f, "rb") as fh:
@@ -231,10 +241,10 @@ def read_state(ckpt: Path, verify: bool = True) -> dict[str, Any]:
     return state
 
 
-def load_weights(ckpt: Path, model: torch.nn.Module, strict: bool = True) -> None:
-    f = Path(ckpt) / "model.safetensors"
+def load_weights(ckpt: Path, model: torch.nn.Module, strict: bool = True, name: str = "model.safetensors") -> None:
+    f = Path(ckpt) / name
     if not f.is_file():
-        raise CheckpointError(f"{ckpt}: no model.safetensors")
+        raise CheckpointError(f"{ckpt}: no {name}")
     try:
         missing, unexpected = load_model(_unwrap(model), str(f), strict=False)
     except SafetensorError as e:
@@ -282,14 +292,21 @@ def _load_sharded_optimizer(model: torch.nn.Module, optimizer, saved: dict[str, 
     set_optimizer_state_dict(model, optimizer, by_name, options=StateDictOptions(full_state_dict=True))
 
 
-def load_training_state(ckpt: Path, model, optimizer, scheduler) -> dict[str, Any]:
-    """Restore weights, optimizer, scheduler and RNG; returns state.json.
+def load_training_state(ckpt: Path, model, optimizer, scheduler, ema: WeightEMA | None = None) -> dict[str, Any]:
+    """Restore weights, optimizer, scheduler and RNG (and the weight average into `ema`); returns state.json.
 
     A sharded model (FSDP) takes its shards of the same whole state: every rank must call this.
     """
     state = read_state(ckpt)
     sharded = is_sharded(model)
-    if sharded:
+    if ema is not None:
+        if not (ckpt / TRAINING_WEIGHTS).is_file():
+            raise CheckpointError(f"{ckpt} was saved without a weight EMA (no {TRAINING_WEIGHTS}); resume it "
+                                  "with train.ema=0, as it was trained")
+        load_weights(ckpt, model)  # the average, taken into the EMA; then the weights being trained
+        ema.take_from_model(state["step"])
+        load_weights(ckpt, model, name=TRAINING_WEIGHTS)
+    elif sharded:
         _load_sharded_weights(ckpt, model)
     else:
         load_weights(ckpt, model)

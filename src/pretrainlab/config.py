@@ -348,6 +348,10 @@ class TrainConfig:
     """AdamW weight decay (not applied to biases and norms)."""
     clip: float = 1.0
     """Gradient-norm clipping; 0 disables it."""
+    ema: float = 0.0
+    """Weight EMA decay (GPT-BERT: 0.999); 0: off. The average of the weights over the last steps is what the
+    run validates and what its checkpoint holds as the model (finetune, export, curve, --init read it); the
+    decay warms up as min(ema, (1 + step) / (10 + step)) so a short run does not average in its initialisation."""
     precision: str = "auto"
     """auto (bf16 where the device supports it), bf16 or fp32."""
     device: str = "auto"
@@ -387,6 +391,8 @@ class TrainConfig:
             raise ConfigError(f"train.lr must be positive, got {self.lr}")
         if not 0 <= self.warmup < 1:
             raise ConfigError(f"train.warmup is a share of the budget in [0, 1), got {self.warmup}")
+        if not 0 <= self.ema < 1:
+            raise ConfigError(f"train.ema is a decay in [0, 1) (e.g. 0.999; 0: off), got {self.ema}")
 
 
 # --------------------------------------------------------------------------- fine-tuning

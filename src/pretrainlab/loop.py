@@ -27,6 +27,7 @@ from torch import nn
 from .checkpoint import gather_full_state, save_checkpoint
 from .config import Budget, ConfigError
 from .distributed import Dist, is_sharded
+from .ema import WeightEMA
 from .errors import Interrupted, TrainingError
 
 # --------------------------------------------------------------------------- device & precision
@@ -223,11 +224,14 @@ def accumulate(model: nn.Module, next_batch, step_loss, grad_accum: int, device:
     return _Accumulated(loss_sum, metrics, tokens)
 
 
-def update(model: nn.Module, optimizer: torch.optim.Optimizer, clip: float) -> None:
-    """One optimizer step on the accumulated gradients: clip (0: not), step, zero."""
+def update(model: nn.Module, optimizer: torch.optim.Optimizer, clip: float, ema: WeightEMA | None = None) -> None:
+    """One optimizer step on the accumulated gradients: clip (0: not), step, zero; then the weight average
+    (train.ema), which the checkpoints save as the model."""
     if clip > 0:
         torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
     optimizer.step()
+    if ema is not None:
+        ema.update()
     optimizer.zero_grad(set_to_none=True)
 
 
@@ -256,8 +260,8 @@ class _Checkpoints:
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, schedule: BudgetSchedule,
                  run_dir: Path | None, data_state: Callable[[], dict[str, Any]] | None,
-                 extra_state: dict[str, Any] | None, settings: LoopSettings):
-        self.model, self.optimizer, self.schedule, self.run_dir = model, optimizer, schedule, run_dir
+                 extra_state: dict[str, Any] | None, settings: LoopSettings, ema: WeightEMA | None = None):
+        self.model, self.optimizer, self.schedule, self.run_dir, self.ema = model, optimizer, schedule, run_dir, ema
         self.data_state = data_state or dict
         self.extra_state, self.settings = extra_state, settings
         self.sharded = is_sharded(model)
@@ -288,7 +292,7 @@ class _Checkpoints:
         state = {"step": sc.step_count, "tokens": sc.tokens, "elapsed": elapsed(),
                  "schedule": sc.state_dict(), "data": self.data_state() if data is None else data,
                  "nan_skipped": nan_skipped, **(self.extra_state or {})}
-        self.last = save_checkpoint(self.run_dir, self.model, self.optimizer, None, state, full=full)
+        self.last = save_checkpoint(self.run_dir, self.model, self.optimizer, None, state, full=full, ema=self.ema)
         return self.last
 
     def interrupted(self, signum: int, elapsed: Callable[[], float], nan_skipped: int, together: bool) -> Interrupted:
@@ -355,7 +359,7 @@ def fit(
     log: Callable[[dict[str, Any]], None] | None = None,
     count_tokens: Callable[[dict[str, torch.Tensor]], int] | None = None,
     desc: str = "train",
-    dist: Dist = Dist(),
+    dist: Dist = Dist(), ema: WeightEMA | None = None,
 ) -> LoopResult:
     """Run optimizer steps until the budget is spent (or `should_stop` after an evaluation).
 
@@ -373,7 +377,7 @@ def fit(
     nan_skipped = 0
     start_elapsed = schedule.elapsed
     t0 = time.perf_counter()
-    ckpts = _Checkpoints(model, optimizer, schedule, run_dir, data_state, extra_state, s)
+    ckpts = _Checkpoints(model, optimizer, schedule, run_dir, data_state, extra_state, s, ema)
     window_tokens, window_t = 0, t0
     bar = ProgressBar(schedule, desc) if s.progress and dist.main else None
 
@@ -401,7 +405,7 @@ def fit(
                     ckpts.phase = "between"  # the batch is consumed and counted as skipped
                     continue
                 ckpts.phase = "updating"
-                update(model, optimizer, s.clip)
+                update(model, optimizer, s.clip, ema)
                 step_tokens = int(dist.sum(acc.tokens)) if dist.enabled else acc.tokens
                 schedule.step(step_tokens, dist.max(elapsed()))
                 ckpts.phase = "between"

@@ -10,6 +10,7 @@ at the end. Under torchrun (DDP or FSDP) every rank runs it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import sys
@@ -23,6 +24,7 @@ from torch import nn
 from .checkpoint import latest_checkpoint, load_training_state
 from .config import Budget, ConfigError, RunConfig, TrainConfig, save_config
 from .distributed import Dist
+from .ema import WeightEMA
 from .errors import CheckpointError
 from .loop import (BudgetSchedule, LoopResult, LoopSettings, autocast, fit, make_optimizer, pick_device, pick_dtype,
                    set_seed, tune_allocator)
@@ -74,8 +76,9 @@ def pretrain(cfg: RunConfig, corpus: str | Path, out: str | Path, resume: bool =
               file=sys.stderr)
     optimizer = make_optimizer(model, tc.lr, tc.weight_decay, device)
     schedule = BudgetSchedule(optimizer, budget, tc.warmup, tc.batch_size * tc.grad_accum * seq_len)
+    ema = weight_ema(model, tc.ema, fsdp)
     if resume:  # the same whole-model checkpoint under one process, DDP or FSDP
-        state = load_training_state(ckpt, model, optimizer, None)
+        state = load_training_state(ckpt, model, optimizer, None, ema)
         schedule.load_state_dict(state["schedule"])
         loader.load_state_dict(state["data"])
         print(f"resuming from {ckpt} (step {state['step']})", file=sys.stderr)
@@ -102,7 +105,8 @@ def pretrain(cfg: RunConfig, corpus: str | Path, out: str | Path, resume: bool =
         return out.loss, out.metrics
 
     def evaluate(m):
-        return evaluate_pretrain(model, val_batches, device, dtype)
+        with ema.applied() if ema else contextlib.nullcontext():  # with a weight EMA, the average is validated
+            return evaluate_pretrain(model, val_batches, device, dtype)
 
     log = MetricsLog(run_dir, tc.tensorboard) if dist.main else MetricsLog(None)
     try:
@@ -110,7 +114,7 @@ def pretrain(cfg: RunConfig, corpus: str | Path, out: str | Path, resume: bool =
                      optimizer=optimizer, schedule=schedule, run_dir=run_dir if dist.main else None,
                      evaluate=evaluate if val_batches else None,
                      data_state=loader.state_dict, extra_state={"tokenizer_hash": data.tokenizer_hash},
-                     log=log, desc="pretrain", dist=dist)
+                     log=log, desc="pretrain", dist=dist, ema=ema)
     finally:
         log.close()
     if not dist.main:
@@ -118,6 +122,17 @@ def pretrain(cfg: RunConfig, corpus: str | Path, out: str | Path, resume: bool =
     plot_metrics(run_dir)
     _write_summary(run_dir, result, n_params)
     return run_dir
+
+
+def weight_ema(model: nn.Module, decay: float, fsdp: bool) -> WeightEMA | None:
+    """train.ema: the average of the model's weights (None when 0). Not under FSDP: each rank would hold the
+    average of its own shards, which the checkpoint does not gather."""
+    if decay == 0:
+        return None
+    if fsdp:
+        raise ConfigError("train.ema does not work with train.parallel=fsdp yet (the average would be sharded); "
+                          "use train.parallel=ddp, or train.ema=0")
+    return WeightEMA(model, decay)
 
 
 def loop_settings(tc: TrainConfig) -> LoopSettings:
@@ -259,6 +274,7 @@ def _print_model(cfg: RunConfig, model: nn.Module, n_params: int, device, dtype,
                }.get(m.backbone, "")
     print(f"model: {cfg.model.backbone}{variant} {n_params / 1e6:.2f}M backbone parameters, "
           f"objectives {', '.join(model.objectives)}, device {device}, precision {dtype or 'fp32'}"
+          + (f", weight EMA {tc.ema}" if tc.ema else "")
           + (f", {dist.world} processes ({tc.parallel})" if dist.enabled else ""), file=sys.stderr)
 
 
