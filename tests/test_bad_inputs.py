@@ -475,23 +475,23 @@ CASES: dict[str, Case] = {
     # ----------------------------------------------------------------- export
     "export-no-checkpoint": Case(
         "export", "a run with no checkpoint",
-        lambda fx, t: ["export", empty_run(fx, t), "--to", str(t / "hf")],
+        lambda fx, t: ["export", empty_run(fx, t), "--out", str(t / "hf")],
         "{tmp}/run has no checkpoint: nothing to export yet"),
     "export-target-not-empty": Case(
-        "export", "a --to directory that is not empty",
-        lambda fx, t: ["export", str(fx.model), "--to", str(Path(write(t / "hf" / "notes.txt", "mine")).parent)],
-        "--to {tmp}/hf is not empty; pass --overwrite to replace its contents"),
+        "export", "an --out directory that is not empty",
+        lambda fx, t: ["export", str(fx.model), "--out", str(Path(write(t / "hf" / "notes.txt", "mine")).parent)],
+        "--out {tmp}/hf is not empty; pass --overwrite to replace its contents"),
     "export-target-is-file": Case(
-        "export", "a --to that is a file",
-        lambda fx, t: ["export", str(fx.model), "--to", write(t / "hf.txt", "mine")],
-        "--to {tmp}/hf.txt is a file; give a directory"),
+        "export", "an --out that is a file",
+        lambda fx, t: ["export", str(fx.model), "--out", write(t / "hf.txt", "mine")],
+        "--out {tmp}/hf.txt is a file; give a directory"),
     "export-missing-source": Case(
         "export", "a source directory that does not exist",
-        lambda fx, t: ["export", str(t / "nothing"), "--to", str(t / "hf")],
+        lambda fx, t: ["export", str(t / "nothing"), "--out", str(t / "hf")],
         "{tmp}/nothing is neither a pre-training run (config.yaml + checkpoints/) nor a fine-tuned model"),
     "export-damaged-weights": Case(
         "export", "a model whose model.safetensors is not safetensors",
-        lambda fx, t: ["export", damaged_model(fx, t, "model.safetensors", b"\x00" * 64), "--to", str(t / "hf")],
+        lambda fx, t: ["export", damaged_model(fx, t, "model.safetensors", b"\x00" * 64), "--out", str(t / "hf")],
         "{tmp}/ft/model.safetensors is not a readable safetensors file"),
     # ----------------------------------------------------------------- explain
     "explain-empty-text": Case(
@@ -499,20 +499,20 @@ CASES: dict[str, Case] = {
         lambda fx, t: ["explain", str(fx.model), "--text", "", "--out", str(t / "r.html")],
         "--text number 1 is empty; give the sentence to explain, e.g. --text 'a gripping film'"),
     "explain-nothing": Case(
-        "explain", "neither --text nor --task-file",
+        "explain", "neither --text nor --file",
         lambda fx, t: ["explain", str(fx.model), "--out", str(t / "r.html")],
-        "nothing to explain: give --text (one or more) and/or --task-file"),
+        "nothing to explain: give --text (one or more) and/or --file (a labelled task file)"),
     "explain-missing-model": Case(
         "explain", "a model directory that does not exist",
         lambda fx, t: ["explain", str(t / "model"), "--text", "a fine film", "--out", str(t / "r.html")],
         "{tmp}/model: no such model directory; give a fine-tuned model directory or a pre-training run directory"),
     "explain-missing-task-file": Case(
-        "explain", "a --task-file that does not exist",
-        lambda fx, t: ["explain", str(fx.model), "--task-file", str(t / "t.csv"), "--out", str(t / "r.html")],
+        "explain", "a --file that does not exist",
+        lambda fx, t: ["explain", str(fx.model), "--file", str(t / "t.csv"), "--out", str(t / "r.html")],
         "{tmp}/t.csv: task file not found"),
     "explain-max-examples": Case(
         "explain", "--max-examples 0",
-        lambda fx, t: ["explain", str(fx.model), "--task-file", str(fx.task), "--max-examples", "0", "--out",
+        lambda fx, t: ["explain", str(fx.model), "--file", str(fx.task), "--max-examples", "0", "--out",
                        str(t / "r.html")],
         "--max-examples must be at least 1, got 0"),
 }

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import errno
+import json
 import signal
 import sys
 import textwrap
@@ -20,6 +21,7 @@ DATA_SETTINGS = ("data.text_field", "data.one_doc_per_line", "data.lowercase", "
 TASK_TEXT_SETTINGS = ("finetune.text_column", "finetune.text_pair_column", "finetune.label_column",
                       "finetune.group_column", "finetune.val_fraction", "finetune.test_fraction")
 """How a task file's columns and splits are read: its training texts are the ones prepare may use."""
+SEEDS_HELP = "seeds to run (default: finetune.seeds, 0 1 2 unless the run or --set says otherwise)"
 RUN_NOTE = " (the command starts from the run's own finetune settings, which --config and --set then change)"
 
 
@@ -57,13 +59,44 @@ def _precision_arg(p: argparse.ArgumentParser) -> None:
                    "default: the model's finetune.inference_precision")
 
 
+class _Renamed(argparse.Action):
+    """An option with its former names after the first (`--out`, `--to`): they still work, with a one-line notice."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        if option_string != self.option_strings[0]:
+            print(f"note: {option_string} is now {self.option_strings[0]}; the old name will go in a later release",
+                  file=sys.stderr)
+        setattr(namespace, self.dest, values)
+
+
+def _column_args(p: argparse.ArgumentParser, label: bool = True,
+                 defaults: tuple[str, str] = ("finetune.text_column: text", "finetune.label_column: label")) -> None:
+    """--text-column / --pair-column / --label-column: the same names on every command that reads a task file."""
+    p.add_argument("--text-column", help=f"the task file's column holding the text (default: {defaults[0]})")
+    p.add_argument("--pair-column", "--text-pair-column", action=_Renamed,
+                   help="the column holding the second text of a pair (default: none, single texts)")
+    if label:
+        p.add_argument("--label-column", help=f"the column holding the label (default: {defaults[1]})")
+
+
+def _columns(args):
+    from .data.tasks import Columns
+
+    return Columns(args.text_column, args.pair_column, getattr(args, "label_column", None))
+
+
+def _overrides(args) -> list[str]:
+    """--set, then the column flags (which win), as finetune.* settings."""
+    return [*args.overrides, *(f"finetune.{k}={json.dumps(v)}" for k, v in _columns(args).settings().items())]
+
+
 def _cfg(args):
     return load_config(args.config, args.overrides)
 
 
 def _run_cfg(args, pre):
     """For commands on a run: its own finetune settings, then --config, then --set."""
-    return load_config(args.config, args.overrides, base=pre.config, base_sections=("finetune",))
+    return load_config(args.config, _overrides(args), base=pre.config, base_sections=("finetune",))
 
 
 def _on_run_cfg(args):
@@ -76,7 +109,7 @@ def _on_run_cfg(args):
 
     run = Path(args.run)
     base = read_run_config(run) if (run / "config.yaml").is_file() else load_pretrained(run).config  # says what is wrong
-    return replace(base, finetune=load_config(args.config, args.overrides, base=base, base_sections=("finetune",)).finetune)
+    return replace(base, finetune=load_config(args.config, _overrides(args), base=base, base_sections=("finetune",)).finetune)
 
 
 def _pretrain_cfg(args):
@@ -187,7 +220,7 @@ def cmd_curve(args) -> None:
     ref_cfg = None
     if args.reference:
         ref_cfg = _run_cfg(args, load_pretrained(args.reference))
-    points = run_curve(pre, args.task, args.labels, args.seeds, args.out, cfg, reference=args.reference,
+    points = run_curve(pre, args.task, args.labels, args.seeds or cfg.finetune.seeds, args.out, cfg, reference=args.reference,
                        reference_cfg=ref_cfg, run_name=args.run, models=args.models)
     print(markdown_table(points))
     print(f"curve.csv, curve.md and curve.png written to {args.out}")
@@ -197,7 +230,8 @@ def cmd_evaluate(args) -> None:
     from .evaluate import evaluate
     from .reports import metrics_markdown
 
-    metrics = evaluate(args.model, args.task, out_dir=args.out, split=args.split, precision=args.precision)
+    metrics = evaluate(args.model, args.task, out_dir=args.out, split=args.split, precision=args.precision,
+                       columns=_columns(args))
     print(metrics_markdown(metrics))
 
 
@@ -208,7 +242,7 @@ def cmd_predict(args) -> None:
     if args.file:
         if args.texts or not args.out:
             raise TaskError("predict --file IN needs --out OUT.csv and no texts on the command line")
-        n = predict_file(args.model, args.file, args.out, args.text_column, args.text_pair_column,
+        n = predict_file(args.model, args.file, args.out, args.text_column or "text", args.pair_column,
                          precision=args.precision)
         print(f"labelled {n} rows of {args.file} -> {args.out}")
         return
@@ -222,7 +256,7 @@ def cmd_predict(args) -> None:
 def cmd_export(args) -> None:
     from .export import check_export, export, logits_fn
 
-    out = export(args.run, args.to, overwrite=args.overwrite)
+    out = export(args.run, args.out, overwrite=args.overwrite)
     print(f"exported {args.run} to {out}")
     if args.no_check:
         return
@@ -255,8 +289,9 @@ def cmd_explain(args) -> None:
     from .interpret import explain
 
     out = explain(
-        args.model, args.text, args.text_pair or None, args.task_file, args.out,
-        text_column=args.text_column, label_column=args.label_column, text_pair_column=args.pair_column,
+        args.model, args.text, args.text_pair or None, args.file, args.out,
+        text_column=args.text_column or "text", label_column=args.label_column or "label",
+        text_pair_column=args.pair_column,
         n_steps=args.steps, max_examples=args.max_examples,
     )
     print(f"report written to {out}")
@@ -282,14 +317,15 @@ def cmd_import(args) -> None:
 def cmd_probe(args) -> None:
     from .intrinsic import probe
 
-    result = probe(args.run, args.task, max_len=args.max_len, max_examples=args.max_examples, seed=args.seed)
+    result = probe(args.run, args.task, max_len=args.max_len, max_examples=args.max_examples, seed=args.seed,
+                   columns=_columns(args))
     print(result.markdown())
 
 
 def cmd_perplexity(args) -> None:
     from .intrinsic import perplexity, read_texts
 
-    result = perplexity(args.run, read_texts(args.text_file, args.max_texts), max_len=args.max_len,
+    result = perplexity(args.run, read_texts(args.file, args.max_texts), max_len=args.max_len,
                         batch_size=args.batch_size)
     print(result.summary())
 
@@ -349,10 +385,11 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("finetune", help="fine-tune a pre-training run on a labelled task (several seeds)")
     t.add_argument("run", help="pre-training run directory (or a fine-tuned model, e.g. a distilled student: its backbone)")
     t.add_argument("--task", required=True, help="built-in task (mr, tweets, wordnet-supersense, wordnet-pairs) "
-                   "a .csv/.tsv/.jsonl/.parquet file or a Hugging Face save_to_disk folder "
-                   "(columns: --set finetune.text_column=... etc.)")
+                   "a .csv/.tsv/.jsonl/.parquet file (a split column, train/validation/test, fixes the splits) or a "
+                   "Hugging Face save_to_disk folder")
+    _column_args(t)
     t.add_argument("--out", help="directory for the model and reports (default: RUN/finetune-TASK)")
-    t.add_argument("--seeds", type=int, nargs="+", help="seeds to run (default: finetune.seeds)")
+    t.add_argument("--seeds", type=int, nargs="+", help=SEEDS_HELP)
     t.add_argument("--random-init", action="store_true", help="same architecture, random weights (the baseline)")
     _config_args(t, "finetune", note=RUN_NOTE)
     t.set_defaults(func=cmd_finetune, settings=_on_run_cfg)
@@ -367,8 +404,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "corpora, built-in corpora by name (sotu), or task:NAME (a task's training texts); cut into pieces "
                    "of the task's typical length")
     t.add_argument("--out", required=True, help="directory for the student (a fine-tuned model directory) and its report")
-    t.add_argument("--seeds", type=int, nargs="+", help="seeds to run (default: finetune.seeds)")
-    t.add_argument("--task", help="the labelled task (default: the teacher's own, with its splits)")
+    t.add_argument("--seeds", type=int, nargs="+", help=SEEDS_HELP)
+    t.add_argument("--task", help="the labelled task (default: the teacher's own, with its splits and columns)")
     t.add_argument("--tokenizer", help="tokenizer.json for a preset student (default: the teacher's)")
     t.add_argument("--resume", action="store_true", help="continue the distillation in --out (finished seeds are kept)")
     _config_args(t, "distill", "model.backbone", "model.preset", "finetune.seeds", "finetune.pooling",
@@ -379,9 +416,10 @@ def build_parser() -> argparse.ArgumentParser:
                        "TF-IDF, majority (and a reference model)")
     t.add_argument("run", help="pre-training run directory (or a fine-tuned model, e.g. a distilled student: its backbone)")
     t.add_argument("--task", required=True, help="built-in task, a .csv/.tsv/.jsonl/.parquet file or a save_to_disk folder (as for finetune)")
+    _column_args(t)
     t.add_argument("--labels", nargs="+", default=["100", "300", "1000", "3000", "all"],
                    help="label counts: whole numbers and/or 'all' (default: 100 300 1000 3000 all)")
-    t.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds (default: 0 1 2)")
+    t.add_argument("--seeds", type=int, nargs="+", help=SEEDS_HELP)
     t.add_argument("--out", required=True, help="directory for curve.csv, curve.md, curve.png (resumable)")
     t.add_argument("--reference", help="another run directory (e.g. from pretrainlab import) to fine-tune alike")
     t.add_argument("--models", nargs="+", metavar="MODEL",
@@ -394,6 +432,7 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("evaluate", help="score a fine-tuned model on a task: accuracy, macro-F1, confusion matrix")
     t.add_argument("model", help="fine-tuned model directory (from pretrainlab finetune)")
     t.add_argument("--task", help="task name or file (default: the task it was fine-tuned on)")
+    _column_args(t, defaults=("the model's finetune.text_column", "the model's finetune.label_column"))
     t.add_argument("--split", default="test", choices=("train", "validation", "test"))
     t.add_argument("--out", help="report directory (default: MODEL/eval-TASK)")
     _precision_arg(t)
@@ -404,8 +443,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("texts", nargs="*", help="texts to label")
     t.add_argument("--pair", action="append", default=[], help="second text of a pair, one per text (repeatable)")
     t.add_argument("--file", help="label every row of a .csv (with a header) or .jsonl file instead; needs --out")
-    t.add_argument("--text-column", default="text", help="with --file: the column holding the text (default: text)")
-    t.add_argument("--text-pair-column", help="with --file: the column holding the second text of a pair")
+    _column_args(t, label=False, defaults=("text", ""))
     t.add_argument("--out", help="with --file: the CSV to write (text, label, one p_<label> column per class)")
     _precision_arg(t)
     t.set_defaults(func=cmd_predict)
@@ -414,7 +452,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("run", help="fine-tuned model directory (-> *ForSequenceClassification) or pre-training run "
                    "(-> *ForMaskedLM; a decoder's -> LlamaForCausalLM / GPT2LMHeadModel; an encoder-decoder's -> "
                    "BartForConditionalGeneration)")
-    t.add_argument("--to", required=True, help="target directory")
+    t.add_argument("--out", "--to", action=_Renamed, required=True, help="target directory (--to: its old name)")
     t.add_argument("--overwrite", action="store_true", help="replace a non-empty target directory")
     t.add_argument("--no-check", action="store_true", help="skip loading the export back in transformers")
     t.set_defaults(func=cmd_export)
@@ -438,10 +476,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("model", help="fine-tuned model directory (or a pre-training run directory)")
     t.add_argument("--text", action="append", default=[], help="a text to explain (repeatable)")
     t.add_argument("--text-pair", action="append", default=[], help="second text of a pair, one per --text")
-    t.add_argument("--task-file", help="labelled .csv/.tsv/.jsonl: layer probes and the most influential tokens per class")
-    t.add_argument("--text-column", default="text", help="task file: column with the text")
-    t.add_argument("--label-column", default="label", help="task file: column with the label")
-    t.add_argument("--pair-column", help="task file: column with the second text of a pair")
+    t.add_argument("--file", "--task-file", action=_Renamed, help="labelled .csv/.tsv/.jsonl task file: layer probes and "
+                   "the most influential tokens per class (--task-file: its old name)")
+    _column_args(t, defaults=("text", "label"))
     t.add_argument("--steps", type=int, default=50, help="integrated-gradients steps")
     t.add_argument("--max-examples", type=int, default=200, help="task examples to attribute for the per-class summary")
     t.add_argument("--out", default="report.html", help="the HTML file to write")
@@ -468,7 +505,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("probe", help="linear probe per layer (frozen backbone, mean-pooled) on a labelled task")
     t.add_argument("run", help="pre-training run directory (own or imported)")
-    t.add_argument("--task", required=True, help="built-in task, .csv/.tsv/.jsonl/.parquet file or save_to_disk folder (columns text, label)")
+    t.add_argument("--task", required=True, help="built-in task, .csv/.tsv/.jsonl/.parquet file or save_to_disk folder")
+    _column_args(t, defaults=("text", "label"))
     t.add_argument("--max-len", type=int, default=64, help="truncate inputs to this many tokens")
     t.add_argument("--max-examples", type=int, default=4000, help="at most this many train (and test) examples")
     t.add_argument("--seed", type=int, default=0, help="task split and subsampling seed")
@@ -477,7 +515,8 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("perplexity", help="perplexity on held-out text: true (next-token) for a decoder or an rnn "
                        "trained with clm, MLM pseudo-perplexity (each token masked in turn) for an encoder")
     t.add_argument("run", help="pre-training run directory (a decoder, an rnn with clm, or a model with an MLM head)")
-    t.add_argument("--text-file", required=True, help="text file, one text per line")
+    t.add_argument("--file", "--text-file", action=_Renamed, required=True, help="text file, one text per line "
+                   "(--text-file: its old name)")
     t.add_argument("--max-texts", type=int, default=0, help="use at most this many lines (0: all)")
     t.add_argument("--max-len", type=int, help="pseudo-perplexity: truncate each text to this many tokens (default "
                    "128); true perplexity: cut texts into pieces of this many (default: the run's data.seq_len)")

@@ -431,8 +431,8 @@ class FinetuneConfig:
     patience: int = 3
     """Early stopping: evaluations (one per epoch) without validation improvement before stopping,
     counted from step min_steps on (a pretrained model may sit on a plateau before it improves)."""
-    seeds: tuple[int, ...] = (0,)
-    """Seeds to run; mean, std and median are reported."""
+    seeds: tuple[int, ...] = (0, 1, 2)
+    """Seeds to run (finetune, curve and distill alike); mean, std and median are reported."""
     val_fraction: float = 0.1
     """Validation share when the task has no validation split."""
     test_fraction: float = 0.1

@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ from torch import Tensor, nn
 
 from .config import ConfigError
 from .data.encoding import Encoded, collate, encode
-from .data.tasks import Task, as_task, jsonl_row
+from .data.tasks import Columns, Task, as_task, jsonl_row
 from .errors import TaskError
 from .loop import autocast, pick_dtype
 from .metrics import Metrics, score
@@ -126,7 +127,7 @@ def predict_file(model: str | Path | FineTuned, path: str | Path, out: str | Pat
     if not path.is_file():
         raise TaskError(f"--file {path}: no such file")
     if text_pair_column is None and ftm.meta.get("pairs"):
-        raise TaskError("this model was fine-tuned on text pairs; name the second text's column (--text-pair-column)")
+        raise TaskError("this model was fine-tuned on text pairs; name the second text's column (--pair-column)")
     columns = [text_column] + ([text_pair_column] if text_pair_column else [])
     n = 0
 
@@ -148,7 +149,7 @@ def predict_file(model: str | Path | FineTuned, path: str | Path, out: str | Pat
             missing = [c for c in columns if row.get(c) is None]
             if missing:
                 raise TaskError(f"{path}: line {line_no} has no column {missing[0]!r} (it has {sorted(map(str, row))}); "
-                                "choose one with --text-column / --text-pair-column")
+                                "choose one with --text-column / --pair-column")
             batch.append(row)
             if len(batch) == batch_size:
                 flush(batch, writer)
@@ -160,16 +161,18 @@ def predict_file(model: str | Path | FineTuned, path: str | Path, out: str | Pat
 
 
 def evaluate(model: str | Path | FineTuned, task: str | Path | Task | None = None, out_dir: str | Path | None = None,
-             split: str = "test", precision: str | None = None) -> Metrics:
+             split: str = "test", precision: str | None = None, columns: Columns | None = None) -> Metrics:
     """Accuracy, macro-F1, per-class report and confusion matrix of a fine-tuned model on a task's split.
 
     A task given by name or file is read with the columns and split settings the model was
     fine-tuned with; its labels are matched to the model's by name. Reports go to out_dir
-    (default: <model>/eval-<task>). precision: as for predict.
+    (default: <model>/eval-<task>). precision: as for predict. columns: a file's columns, where they differ from
+    the ones the model was fine-tuned with.
     """
     ftm = _as_finetuned(model)
     dtype = _dtype(ftm, precision)
-    task = as_task(task if task is not None else ftm.meta["task_source"], ftm.config.finetune)
+    settings = replace(ftm.config.finetune, **(columns.settings() if columns else {}))
+    task = as_task(task if task is not None else ftm.meta["task_source"], settings)
     known = {str(x): i for i, x in enumerate(ftm.label_names)}
     remap = []
     for name in task.label_names:

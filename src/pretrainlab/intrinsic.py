@@ -87,11 +87,11 @@ def _subsample(split, n: int, seed: int):
 
 @torch.no_grad()
 def probe(run: str | Path | Pretrained, task, *, max_len: int = 64, max_examples: int = 4000, seed: int = 0,
-          batch_size: int = 64, C: float = 1.0) -> ProbeReport:
+          batch_size: int = 64, C: float = 1.0, columns=None) -> ProbeReport:
     """One logistic regression per layer: fitted on the task's train split, scored on its test split.
 
     task: a built-in name, a file (columns text / label) or a data.tasks.Task. max_examples caps
-    the train and the test split each (0: all).
+    the train and the test split each (0: all). columns: a data.tasks.Columns for a file's other column names.
     """
     from .data.tasks import Task, load_task
     from .data.encoding import collate, encode_split
@@ -99,7 +99,7 @@ def probe(run: str | Path | Pretrained, task, *, max_len: int = 64, max_examples
     from .interpret.probes import fit_probes, layer_features, layer_names
 
     pre = _as_pretrained(run)
-    task = task if isinstance(task, Task) else load_task(task, seed=seed)
+    task = task if isinstance(task, Task) else load_task(task, seed=seed, **(columns.settings() if columns else {}))
     segments = head_kind(pre.config.model) == "bert"
     if pre.config.model.backbone in ("transformer", "decoder", "encoder-decoder"):  # a context they were built for
         max_len = min(max_len, pre.config.model.max_len)
@@ -142,7 +142,7 @@ def read_texts(path: str | Path, max_texts: int = 0) -> list[str]:
     """Non-empty lines of a UTF-8 text file."""
     path = Path(path)
     if not path.is_file():
-        raise IntrinsicError(f"--text-file {path} does not exist")
+        raise IntrinsicError(f"--file {path} does not exist")
     texts = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     if not texts:
         raise IntrinsicError(f"{path} holds no text (only blank lines)")

@@ -44,6 +44,21 @@ SUFFIXES = (".csv", ".tsv", ".jsonl")
 COLUMNAR_SUFFIXES = (".parquet", ".arrow")
 
 
+@dataclass(frozen=True)
+class Columns:
+    """The columns of a task file holding the text, a pair's second text and the label (the CLI's --text-column,
+    --pair-column, --label-column); None: as the finetune settings (or the model's) say."""
+
+    text: str | None = None
+    pair: str | None = None
+    label: str | None = None
+
+    def settings(self) -> dict[str, str]:
+        """The given ones, as FinetuneConfig fields and load_task keywords."""
+        given = {"text_column": self.text, "text_pair_column": self.pair, "label_column": self.label}
+        return {k: v for k, v in given.items() if v is not None}
+
+
 @dataclass
 class TaskSplit:
     """One split: parallel lists, one entry per example."""

@@ -329,11 +329,11 @@ def export(src: str | Path, to_dir: str | Path, overwrite: bool = False) -> Path
 
     src, to_dir = Path(src), Path(to_dir)
     if to_dir.exists() and not to_dir.is_dir():
-        raise ExportError(f"--to {to_dir} is a file; give a directory")
+        raise ExportError(f"--out {to_dir} is a file; give a directory")
     if to_dir.resolve() == src.resolve() or src.resolve().is_relative_to(to_dir.resolve()):
-        raise ExportError(f"--to {to_dir} would replace the model being exported ({src}); choose another directory")
+        raise ExportError(f"--out {to_dir} would replace the model being exported ({src}); choose another directory")
     if to_dir.is_dir() and any(to_dir.iterdir()) and not overwrite:
-        raise ExportError(f"--to {to_dir} is not empty; pass --overwrite to replace its contents, "
+        raise ExportError(f"--out {to_dir} is not empty; pass --overwrite to replace its contents, "
                           "or choose another directory")
     try:
         source = load_source(src)

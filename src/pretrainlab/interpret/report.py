@@ -251,7 +251,7 @@ def build_report(
     if text_pairs is not None and len(text_pairs) != len(texts):
         raise ExplainError(f"{len(text_pairs)} --text-pair for {len(texts)} --text; give one pair per text (or none)")
     if not texts and task is None:
-        raise ExplainError("nothing to explain: give --text (one or more) and/or --task-file")
+        raise ExplainError("nothing to explain: give --text (one or more) and/or --file (a labelled task file)")
     if model.pairs and texts and text_pairs is None:
         raise ExplainError("this model was fine-tuned on text pairs; give the second text of each with --text-pair")
     if model.pairs and task is not None and task.pairs is None:
@@ -536,7 +536,7 @@ def explain(
         if not t or not t.strip():
             raise ExplainError(f"--text number {i + 1} is empty; give the sentence to explain, e.g. --text 'a gripping film'")
     if not texts and task_file is None:
-        raise ExplainError("nothing to explain: give --text (one or more) and/or --task-file")
+        raise ExplainError("nothing to explain: give --text (one or more) and/or --file (a labelled task file)")
     if text_pairs and len(text_pairs) != len(texts):
         raise ExplainError(f"{len(text_pairs)} --text-pair for {len(texts)} --text; give one pair per text (or none)")
     if n_steps < 1:
