@@ -10,7 +10,7 @@ from safetensors.torch import load_file
 from pretrainlab.baselines import majority_baseline, tfidf_baseline
 from pretrainlab.checkpoint import save_checkpoint
 from pretrainlab.cli import main
-from pretrainlab.config import load_config, save_config
+from pretrainlab.config import ConfigError, load_config, save_config
 from pretrainlab.data.encoding import collate, encode
 from pretrainlab.data.tasks import load_task
 from pretrainlab.errors import TaskError
@@ -116,6 +116,49 @@ def test_several_seeds_summary_reports_and_saved_model(run, task_file, tmp_path)
     preds = predict(out, texts)
     assert preds == predict(load_classifier(out), texts)
     assert all(label in ("neg", "pos") and 0.5 <= p <= 1.0 for label, p in preds)
+
+
+def test_a_killed_fine_tuning_resumes_its_seeds_to_the_same_model(run, task_file, tmp_path, monkeypatch, capsys):
+    from pretrainlab.errors import Interrupted
+    from pretrainlab.seeds import EpochBatches
+
+    c = cfg("finetune.epochs=2", "finetune.dropout=0.1", "train.deterministic=true", "train.checkpoint_every=5")
+    straight = finetune(run, task_file, c, out_dir=tmp_path / "straight", seeds=(0, 1), quiet=True)
+    steps = straight.seeds[0].steps
+    real, calls = EpochBatches.__call__, []
+
+    def dies_in_the_second_seed(self):
+        calls.append(1)
+        if len(calls) == steps + 7:
+            raise KeyboardInterrupt
+        return real(self)
+
+    killed = tmp_path / "killed"
+    monkeypatch.setattr(EpochBatches, "__call__", dies_in_the_second_seed)
+    with pytest.raises(Interrupted, match="continue with --resume"):
+        finetune(run, task_file, c, out_dir=killed, seeds=(0, 1), quiet=True)
+    monkeypatch.setattr(EpochBatches, "__call__", real)
+    assert (killed / "seeds" / "seed-0" / "result.json").is_file()  # the first seed finished
+    assert list((killed / "seeds" / "seed-1" / "checkpoints").glob("step_*"))  # the second has its checkpoint
+    with pytest.raises(ConfigError, match="finetune.lr: checkpoint 0.005 vs now 0.001"):
+        finetune(run, task_file, cfg("finetune.epochs=2", "finetune.dropout=0.1", "train.deterministic=true",
+                                     "train.checkpoint_every=5", "finetune.lr=1e-3"), out_dir=killed, seeds=(0, 1),
+                 quiet=True, resume=True)
+    calls.clear()
+    monkeypatch.setattr(EpochBatches, "__call__", dies_in_the_second_seed)  # counts the batches the resumed run draws
+    resumed = finetune(run, task_file, c, out_dir=killed, seeds=(0, 1), quiet=True, resume=True)
+    monkeypatch.setattr(EpochBatches, "__call__", real)
+    assert len(calls) == straight.seeds[1].steps - 6  # seed 0 read back; seed 1 continued after its 6 steps
+    assert [s.accuracy for s in resumed.seeds] == [s.accuracy for s in straight.seeds]
+    assert [s.val_loss for s in resumed.seeds] == [s.val_loss for s in straight.seeds]
+    a, b = load_file(str(tmp_path / "straight" / "model.safetensors")), load_file(str(killed / "model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert not (killed / "seeds").exists() and not (killed / "finetune-settings.json").exists()  # as before: the model
+    # the command line: --resume, and without it a fresh start that says so
+    assert main(["finetune", str(run), "--task", str(task_file), "--out", str(tmp_path / "cli"), "--seeds", "0",
+                 *[a for s in SETTINGS + ["finetune.epochs=1"] for a in ("--set", s) if not s.startswith("model.")],
+                 "--resume"]) == 0
+    assert "written to" in capsys.readouterr().out
 
 
 def test_pairs_get_segment_ids_and_integer_labels_are_kept(run, tmp_path):
@@ -238,7 +281,7 @@ def test_predict_file_equals_predict_on_the_same_texts(run, task_file, tmp_path,
 
 def test_early_stopping_counts_patience_only_from_min_steps():
     """Evaluations on a plateau before finetune.min_steps do not stop the run; after it they do."""
-    from pretrainlab.finetune import EarlyStopping
+    from pretrainlab.seeds import EarlyStopping
     from pretrainlab.metrics import Metrics
 
     model = torch.nn.Linear(1, 1)

@@ -195,7 +195,8 @@ def cmd_finetune(args) -> None:
     out = args.out or str(Path(args.run) / f"finetune-{Path(args.task).stem}{'-random' if args.random_init else ''}")
     print(f"model: {pre.config.model.backbone} {count_parameters(pre.backbone) / 1e6:.2f}M backbone parameters "
           f"({'random init' if args.random_init else args.run})", file=sys.stderr)
-    result = finetune(pre, args.task, cfg, out_dir=out, seeds=args.seeds, random_init=args.random_init)
+    result = finetune(pre, args.task, cfg, out_dir=out, seeds=args.seeds, random_init=args.random_init,
+                      resume=args.resume)
     print(f"{result.task}: test accuracy {result.accuracy} (median {result.accuracy.median:.4f}), "
           f"macro-F1 {result.macro_f1} over seeds {[s.seed for s in result.seeds]}")
     print(f"model (seed {result.best_seed}) and reports written to {out}")
@@ -391,6 +392,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", help="directory for the model and reports (default: RUN/finetune-TASK)")
     t.add_argument("--seeds", type=int, nargs="+", help=SEEDS_HELP)
     t.add_argument("--random-init", action="store_true", help="same architecture, random weights (the baseline)")
+    t.add_argument("--resume", action="store_true", help="continue the fine-tuning stopped in --out (finished seeds are "
+                   "read back, the others continue from their checkpoints; the same settings only)")
     _config_args(t, "finetune", note=RUN_NOTE)
     t.set_defaults(func=cmd_finetune, settings=_on_run_cfg)
 

@@ -56,7 +56,8 @@ from .data.tasks import Task, as_task
 from .errors import CheckpointError, CorpusError, TaskError
 from .evaluate import predict_logits
 from .files import sha256_file
-from .finetune import EarlyStopping, unknown_token_rate
+from .finetune import unknown_token_rate
+from .seeds import EarlyStopping
 from .loop import BudgetSchedule, LoopSettings, autocast, fit, make_optimizer, pick_device, pick_dtype, set_seed
 from .metrics import Metrics, SeedResult, Summary, score
 from .models import Classifier, build_classifier, head_kind, pool
