@@ -12,11 +12,14 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from pretrainlab import distill as D
+from pretrainlab.distill import teacher as T
+from pretrainlab.seeds import EpochBatches
 from pretrainlab.checkpoint import save_checkpoint
 from pretrainlab.cli import main
 from pretrainlab.config import ConfigError, load_config, save_config
 from pretrainlab.errors import CheckpointError, CorpusError, TaskError
 from pretrainlab.evaluate import evaluate, predict
+from pretrainlab.files import sha256_file
 from pretrainlab.finetune import finetune
 from pretrainlab.loop import Interrupted
 from pretrainlab.runs import build_pretrain_model, load_classifier
@@ -117,13 +120,13 @@ def test_pieces_follow_the_tasks_typical_length():
 def counting(monkeypatch):
     """Count the texts the teacher is run on."""
     seen = []
-    real = D.run_teacher
+    real = T.run_teacher
 
     def run(teacher, texts, *a, **kw):
         seen.append(len(texts))
         return real(teacher, texts, *a, **kw)
 
-    monkeypatch.setattr(D, "run_teacher", run)
+    monkeypatch.setattr(T, "run_teacher", run)
     return seen
 
 
@@ -167,14 +170,14 @@ def test_a_damaged_shard_is_refused_and_rebuilt(world, tmp_path, monkeypatch, ca
     assert len(again.refused) == 1 and "sha256 does not match" in again.refused[0]
     assert "refused" in capsys.readouterr().err
     torch.testing.assert_close(again.logits, first.logits, rtol=0, atol=0)  # the rebuilt values, not the damaged
-    assert D.sha256_file(shard)[:32] == shard.stem  # rebuilt: the same texts and logits give the same file
+    assert sha256_file(shard)[:32] == shard.stem  # rebuilt: the same texts and logits give the same file
     assert D.label_texts(teacher, texts, tmp_path, quiet=True).computed == 0
 
 
 def test_a_killed_labelling_resumes_at_the_first_missing_shard(world, tmp_path, monkeypatch):
     teacher = D.load_teacher(world / "teacher")
     texts = [t for t, _ in great_rows(50, seed=5)]
-    real, calls = D.run_teacher, []
+    real, calls = T.run_teacher, []
 
     def dies_on_the_third(*a, **kw):
         calls.append(1)
@@ -182,10 +185,10 @@ def test_a_killed_labelling_resumes_at_the_first_missing_shard(world, tmp_path, 
             raise KeyboardInterrupt
         return real(*a, **kw)
 
-    monkeypatch.setattr(D, "run_teacher", dies_on_the_third)
+    monkeypatch.setattr(T, "run_teacher", dies_on_the_third)
     with pytest.raises(KeyboardInterrupt):
         D.label_texts(teacher, texts, tmp_path, shard_texts=15, quiet=True)
-    monkeypatch.setattr(D, "run_teacher", real)
+    monkeypatch.setattr(T, "run_teacher", real)
     resumed = D.label_texts(teacher, texts, tmp_path, shard_texts=15, quiet=True)
     assert resumed.reused == 30 and resumed.computed == 20
 
@@ -229,7 +232,7 @@ def test_a_killed_distillation_resumes_to_the_same_weights(world, tmp_path, monk
     args = (world / "teacher", "preset:tiny", [world / "unlabelled.txt"])
     D.distill(*args, tmp_path / "straight", c, seeds=(0,), quiet=True)
 
-    real, calls = D.PoolBatches.__call__, []
+    real, calls = EpochBatches.__call__, []
 
     def dies_at_step_13(self):
         calls.append(1)
@@ -237,10 +240,10 @@ def test_a_killed_distillation_resumes_to_the_same_weights(world, tmp_path, monk
             raise KeyboardInterrupt
         return real(self)
 
-    monkeypatch.setattr(D.PoolBatches, "__call__", dies_at_step_13)
+    monkeypatch.setattr(EpochBatches, "__call__", dies_at_step_13)
     with pytest.raises(Interrupted):
         D.distill(*args, tmp_path / "killed", c, seeds=(0,), quiet=True)
-    monkeypatch.setattr(D.PoolBatches, "__call__", real)
+    monkeypatch.setattr(EpochBatches, "__call__", real)
     with pytest.raises(ConfigError, match="pass --resume"):
         D.distill(*args, tmp_path / "killed", c, seeds=(0,), quiet=True)
     D.distill(*args, tmp_path / "killed", c, seeds=(0,), resume=True, quiet=True)
@@ -264,6 +267,22 @@ def test_a_pretrained_student_with_the_hidden_state_loss(world, tmp_path):
     assert result.texts["labelled_dropped"] == 128 and result.texts["unlabelled"] == 240
     ftm = load_classifier(out)
     assert ftm.meta["source_run"] == str(world / "run") and "project.weight" not in load_file(str(out / "model.safetensors"))
+
+
+@pytest.mark.parametrize("student", [
+    ["model.backbone=decoder", "model.style=gpt2", "model.max_len=8", "data.seq_len=8", "model.dropout=0"],  # 8 positions
+    ["model.backbone=encoder-decoder", "model.style=bart", "model.dropout=0"],  # classifies from its last [SEP]
+], ids=["decoder", "encoder-decoder"])
+def test_decoder_and_encoder_decoder_students(world, tmp_path, student):
+    out = tmp_path / "student"
+    c = student_cfg(world, *student, "distill.epochs=1", "finetune.max_len=128")
+    result = D.distill(world / "teacher", "preset:tiny", [world / "unlabelled.txt"], out, c, seeds=(0,), quiet=True)
+    ftm = load_classifier(out)
+    assert ftm.config.model.backbone == c.model.backbone and result.seeds[0].steps > 0
+    # the input is capped where the backbone's positions end (finetune.max_len=128 asks for more)
+    assert ftm.meta["max_len"] == min(128, c.model.max_len)
+    assert evaluate(out).accuracy == pytest.approx(result.test.accuracy)
+    assert [label for label, _ in predict(out, ["a great film " * 20])][0] in ("neg", "pos")  # a long text is cut
 
 
 def test_a_prepared_corpus_is_read_back_as_text(tiny_corpus, world):

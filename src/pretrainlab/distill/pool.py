@@ -1,0 +1,148 @@
+"""The unlabelled texts: every input cut into pieces of the task's typical length, without the task's own texts.
+
+    pool = read_unlabelled(["task:mr", "sotu/"], task, cfg.finetune, cfg.data)
+    pool.texts, pool.held_out_dropped
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..data.tasks import Task
+from ..errors import CorpusError
+from ..tokenizer import load_tokenizer
+from .cache import text_hash
+
+
+@dataclass
+class TextPool:
+    """The unlabelled pieces and what became of the input on the way."""
+
+    texts: list[str]
+    piece_words: int
+    """The typical length: the median word count of the task's training texts."""
+    sources: dict[str, int]
+    """Each input -> the pieces cut from it (before duplicates and held-out texts were dropped)."""
+    held_out_dropped: int = 0
+    """Pieces equal to a validation or test text of the task: never trained on."""
+    labelled_dropped: int = 0
+    """Pieces equal to a labelled training text (which is in the pool with its label)."""
+    duplicates_dropped: int = 0
+    sampled_from: int = 0
+    """Pieces before distill.max_texts took a sample (0: no sample was taken)."""
+
+
+def typical_words(task: Task) -> int:
+    """The median word count of the task's training texts (at least 1)."""
+    return max(1, round(statistics.median(len(t.split()) for t in task.train.texts)))
+
+
+def pieces(sentences: Sequence[str], words: int) -> list[str]:
+    """Sentences of one document joined into pieces of about `words` words: whole sentences while they
+    fit; a sentence of more than twice `words` is cut into runs of `words`; pieces under a quarter of
+    `words` are dropped (a stray heading, the tail of a cut)."""
+    out, current = [], []
+    for sentence in sentences:
+        w = sentence.split()
+        if len(w) > 2 * words:
+            out += [" ".join(current)] if current else []
+            out += [" ".join(w[i:i + words]) for i in range(0, len(w), words)]
+            current = []
+            continue
+        if current and len(current) + len(w) > words:
+            out.append(" ".join(current))
+            current = []
+        current += w
+    if current:
+        out.append(" ".join(current))
+    least = max(1, words // 4)
+    return [p for p in out if len(p.split()) >= least]
+
+
+def input_documents(item: str, finetune_cfg, data_cfg) -> Iterator[list[str]]:
+    """The documents of one unlabelled input, each as its sentences: a task's training texts
+    (`task:NAME|FILE`, split as finetune_cfg splits it), a prepared corpus (decoded by its tokenizer) or text
+    files (files, directories, globs: data.readers, with data_cfg's reader settings)."""
+    from ..data.prepare import split_sentences
+    from ..data.readers import read_documents, resolve_inputs
+    from ..data.shards import MANIFEST
+    from ..data.task_text import is_task_input, training_texts
+    from ..data.text import normalize
+
+    if is_task_input(item):
+        for text in training_texts(item, finetune_cfg)[1]:
+            yield [normalize(text)]
+    elif Path(item).is_dir() and (Path(item) / MANIFEST).is_file():
+        yield from _corpus_documents(Path(item))
+    else:
+        paths = resolve_inputs([item])
+        for doc in read_documents(paths, data_cfg.text_field, data_cfg.one_doc_per_line, data_cfg.errors,
+                                  data_cfg.encoding):
+            yield split_sentences(normalize(doc))
+
+
+def _corpus_documents(path: Path) -> Iterator[list[str]]:
+    """Every document of a prepared corpus (all its splits), its sentences decoded back to text."""
+    import numpy as np
+
+    from ..data.corpus import open_corpus
+
+    corpus = open_corpus(path)
+    tok = load_tokenizer(corpus.tokenizer_path)
+    for name in corpus.splits:
+        split = corpus.split(name)
+        docs, sents = split.doc_offsets, split.sent_offsets
+        for d in range(split.n_docs):
+            lo, hi = int(docs[d]), int(docs[d + 1])
+            bounds = sents[np.searchsorted(sents, lo):np.searchsorted(sents, hi) + 1] - lo
+            ids = split.read(lo, hi).tolist()
+            yield tok.decode_batch([ids[a:b] for a, b in zip(bounds[:-1], bounds[1:])], skip_special_tokens=True)
+
+
+def read_unlabelled(inputs: Sequence[str | Path], task: Task, finetune_cfg, data_cfg, max_texts: int = 0) -> TextPool:
+    """The unlabelled pieces of every input, deduplicated, without the task's validation/test texts and
+    its labelled training texts (equal up to case and spaces); a CorpusError for an input with no text in
+    it, and for inputs whose every piece is one of the task's held-out texts."""
+    from ..data.text import normalize
+
+    if not inputs:
+        raise CorpusError("no unlabelled input given; pass --texts FILE|DIR|CORPUS|task:NAME")
+    words = typical_words(task)
+    held_out = {normalize(t).lower() for t in task.validation.texts + task.test.texts}  # equal up to case and spaces
+    labelled = {normalize(t).lower() for t in task.train.texts}
+    pool = TextPool([], words, {})
+    seen: set[str] = set()
+    for item in map(str, inputs):
+        n = 0
+        for sentences in input_documents(item, finetune_cfg, data_cfg):
+            for p in pieces(sentences, words):
+                n += 1
+                if p.lower() in held_out:
+                    pool.held_out_dropped += 1
+                elif p.lower() in labelled:
+                    pool.labelled_dropped += 1
+                elif p in seen:
+                    pool.duplicates_dropped += 1
+                else:
+                    seen.add(p)
+                    pool.texts.append(p)
+        if n == 0:
+            raise CorpusError(f"--texts {item}: no text in it (no piece of at least {max(1, words // 4)} words, "
+                              f"a quarter of {task.name}'s typical {words}); give files with text in them")
+        pool.sources[item] = n
+    if not pool.texts and pool.held_out_dropped:
+        raise CorpusError(f"--texts {' '.join(map(str, inputs))}: every piece is a text of {task.name} itself "
+                          f"({pool.labelled_dropped} training, {pool.held_out_dropped} validation/test texts, which "
+                          "are never trained on); give unlabelled text beyond the task's own")
+    if not pool.texts:  # e.g. task:NAME of the teacher's own task: its training split, labelled already
+        print(f"note: --texts {' '.join(map(str, inputs))} add no text to {task.name}'s labelled training split; the "
+              "student learns the teacher's soft labels on those texts alone", file=sys.stderr)
+    if max_texts and len(pool.texts) > max_texts:
+        keep = set(sorted(pool.texts, key=lambda t: text_hash(t))[:max_texts])
+        pool.sampled_from, pool.texts = len(pool.texts), [t for t in pool.texts if t in keep]
+    return pool
+

@@ -1,0 +1,281 @@
+"""The distillation recipe: checks, the teacher's labels, one student per seed, the best one saved and reported.
+
+    setup = prepare_distill(teacher, "preset:tiny", ["task:mr"], "runs/student", cfg)   # every check, then labels
+    run = distill_seed(setup, seed=0)                                               # seeds.train_seed
+    result = distill(teacher, "preset:tiny", ["task:mr"], "runs/student", cfg, seeds=(0, 1, 2))   # all of it
+
+`distill_setup` is the part after the inputs are read: a teacher, a task (e.g. a learning curve's
+subsample), a student and a pool of unlabelled texts -> the student's encodings and the teacher's
+logits; the learning curve's distilled and self-trained rows start there.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from ..config import Budget, ConfigError, RunConfig
+from ..data.encoding import Encoded, encode
+from ..data.tasks import Task
+from ..errors import TaskError
+from ..finetune import input_max_len
+from ..loop import pick_device, pick_dtype
+from ..metrics import Summary, score
+from ..models import head_kind
+from ..runs import FineTuned, count_parameters, load_classifier, save_classifier
+from ..seeds import EpochBatches, SeedRun, SeedScoring, SeedSettings, best_seed, hashed_shuffles, train_seed
+from . import teacher as _teacher
+from .cache import TeacherLabels, default_cache_dir, label_texts, teacher_hash
+from .loss import NO_LABEL, DistillModel, soft_label_step_loss
+from .pool import TextPool, read_unlabelled
+from .report import DistillResult, ModelFigures, report_markdown, speeds
+from .student import Student, check_unknown_tokens, load_student, student_classifier, student_config
+from .teacher import load_teacher, teacher_task
+
+# --------------------------------------------------------------------------- setting up
+
+
+@dataclass
+class DistillSetup:
+    """What every seed of one distillation shares."""
+
+    teacher: FineTuned
+    task: Task
+    student: Student
+    cfg: RunConfig
+    out: Path
+    head: str
+    segments: bool
+    max_len: int
+    device: torch.device
+    dtype: torch.dtype | None
+    texts: TextPool
+    train: Encoded
+    """The student's encodings of the labelled training texts, then the unlabelled pieces (label NO_LABEL)."""
+    targets: Tensor
+    """(N, K) the teacher's logits on each of them."""
+    teacher_pooled: Tensor | None
+    enc: dict[str, Encoded]
+    """validation and test, for the student (labels in the teacher's ids)."""
+    labels: TeacherLabels
+    unk_rate: float
+    budget: Budget
+    eval_every: int
+    settings: dict[str, Any]
+    quiet: bool = False
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return math.ceil(len(self.train) / self.cfg.distill.batch_size)
+
+
+def prepare_distill(teacher: str | Path | FineTuned, student: str | Path, inputs: Sequence[str | Path],
+                    out: str | Path, cfg: RunConfig, *, task: str | Path | Task | None = None,
+                    tokenizer: str | Path | None = None, resume: bool = False, quiet: bool = False) -> DistillSetup:
+    """Every check first (teacher, task labels, student, texts, [UNK] rate), then the teacher's labels."""
+    teacher = teacher if isinstance(teacher, FineTuned) else load_teacher(teacher)
+    task, _ = teacher_task(teacher, task)
+    stud = load_student(student, cfg, teacher, tokenizer)
+    pool = read_unlabelled(inputs, task, teacher.config.finetune, cfg.data, cfg.distill.max_texts)
+    return distill_setup(teacher, task, stud, pool, cfg, out, resume=resume, quiet=quiet)
+
+
+def distill_setup(teacher: FineTuned, task: Task, student: Student, pool: TextPool, cfg: RunConfig,
+                  out: str | Path, *, resume: bool = False, quiet: bool = False) -> DistillSetup:
+    """The student's encodings of the task's labelled training texts and the pool (checked for [UNK]), its
+    validation and test splits, `out` checked (resume: the same distillation's only), then the teacher's
+    logits on every training text (from the cache where it has them)."""
+    task, remap = teacher_task(teacher, task)
+    dc = cfg.distill
+    max_len = input_max_len(student.model_cfg, cfg.finetune.max_len)
+    head = head_kind(student.model_cfg)
+    texts = task.train.texts + pool.texts
+    labels = [remap[y] for y in task.train.labels] + [NO_LABEL] * len(pool.texts)
+    train = encode(student.tokenizer, texts, None, max_len, labels)
+    unk_rate = check_unknown_tokens(train, texts, student, dc.max_unk)
+    enc = {s: encode(student.tokenizer, task.split(s).texts, None, max_len, [remap[y] for y in task.split(s).labels])
+           for s in ("validation", "test")}
+    if len(enc["validation"]) == 0:
+        raise TaskError(f"task {task.name}: the validation split is empty; early stopping needs it "
+                        "(raise finetune.val_fraction and fine-tune the teacher with it)")
+    device = pick_device(cfg.train.device)
+    dtype = pick_dtype(cfg.train.precision, device)
+    key = teacher_hash(teacher)
+    settings = _settings(teacher, key, student, task, texts, cfg)
+    out = _check_out(Path(out), settings, resume)  # before the teacher's work: a wrong --out costs nothing
+    teacher.model.to(device)
+    got = label_texts(teacher, texts, Path(dc.cache) if dc.cache else default_cache_dir(),
+                      shard_texts=dc.shard_texts, batch_size=dc.teacher_batch_size, device=device, dtype=dtype,
+                      with_pooled=dc.hidden_weight > 0, quiet=quiet)
+    teacher.model.cpu()
+    budget = Budget.parse(dc.budget) if dc.budget else None
+    setup = DistillSetup(teacher, task, student, cfg, out, head, head == "bert", max_len, device, dtype, pool, train,
+                         got.logits, got.pooled, enc, got, unk_rate, Budget(steps=1), 1, settings, quiet)
+    setup.budget = budget or Budget(steps=dc.epochs * setup.steps_per_epoch)
+    setup.eval_every = dc.eval_every or setup.steps_per_epoch
+    return setup
+
+
+RESUMABLE = ("budget", "cache", "shard_texts", "teacher_batch_size", "throughput_texts", "seeds")
+"""distill settings that may change when a distillation is resumed."""
+
+
+def _settings(teacher: FineTuned, key: str, student: Student, task: Task, texts: list[str], cfg: RunConfig) -> dict:
+    """What a resumed distillation must share with the one it continues (the texts by their hash)."""
+    tc = cfg.train
+    return {"teacher": str(teacher.path), "teacher_hash": key, "student": student.source,
+            "student_model": asdict(student.model_cfg), "tokenizer": student.tokenizer_source, "task": task.name,
+            "texts": hashlib.sha256("\n".join(texts).encode()).hexdigest(), "n_texts": len(texts),
+            "distill": {k: v for k, v in asdict(cfg.distill).items() if k not in RESUMABLE},
+            "finetune": {k: getattr(cfg.finetune, k) for k in ("pooling", "dropout", "max_len")},
+            "train": {k: getattr(tc, k) for k in ("precision", "deterministic", "warmup", "weight_decay", "clip")}}
+
+
+SETTINGS_FILE = "distill-settings.json"
+
+
+def _check_out(out: Path, settings: dict, resume: bool) -> Path:
+    """A new --out, or with resume the same distillation's (its seeds' checkpoints continue)."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file; give a directory for the student and its report")
+    saved_file = out / SETTINGS_FILE
+    if saved_file.is_file():
+        from ..runs import config_diff
+
+        if not resume:
+            raise ConfigError(f"{out} already holds a distillation; pass --resume to continue it (or to redo its "
+                              "report), or choose another --out")
+        saved = json.loads(saved_file.read_text(encoding="utf-8"))
+        diff = config_diff(saved, json.loads(json.dumps(settings, default=str)))
+        if diff:
+            raise ConfigError(f"cannot resume {out}: it holds a distillation with other settings; give another "
+                              "--out, or the same settings:\n  " + "\n  ".join(diff))
+    elif out.is_dir() and any(out.iterdir()):
+        raise ConfigError(f"--out {out} is not empty and holds no distillation; choose another directory")
+    out.mkdir(parents=True, exist_ok=True)
+    saved_file.write_text(json.dumps(settings, indent=1, default=str), encoding="utf-8")
+    return out
+
+
+# --------------------------------------------------------------------------- training one seed
+
+
+def distill_seed(setup: DistillSetup, seed: int) -> SeedRun:
+    """Train one student with this seed (or continue its checkpoint, or read its finished result): the soft-label
+    loss on batches of the texts with the teacher's logits, in the one seed routine (seeds.train_seed)."""
+    dc, tc, ft = setup.cfg.distill, setup.cfg.train, setup.cfg.finetune
+    teacher_dim = setup.teacher_pooled.shape[1] if setup.teacher_pooled is not None else None
+    n_labels, pad_id = len(setup.teacher.label_names), setup.student.special.pad
+
+    def build() -> DistillModel:
+        return DistillModel(student_classifier(setup.student, n_labels, ft.pooling, ft.dropout), teacher_dim)
+
+    batches = EpochBatches(setup.train, dc.batch_size, pad_id, setup.segments, hashed_shuffles(len(setup.train), seed),
+                           {"teacher_logits": setup.targets, "teacher_pooled": setup.teacher_pooled})
+    settings = SeedSettings(dc.lr, setup.budget, dc.patience, dc.min_steps, setup.eval_every,
+                            max(1, setup.eval_every // 4), tc.weight_decay, tc.warmup, tc.clip, tc.on_nan,
+                            tc.deterministic, tc.checkpoint_every, tc.checkpoint_minutes, tc.progress)
+    scoring = SeedScoring(setup.enc["validation"], setup.enc["test"], list(setup.teacher.label_names), pad_id,
+                          setup.segments, setup.device, setup.dtype, classifier=lambda m: m.student)
+    step_loss = soft_label_step_loss(dc.temperature, dc.alpha, ft.pooling, dc.hidden_weight)
+    return train_seed(seed, build, step_loss, batches, settings, scoring, seed_dir=setup.out / "seeds" / f"seed-{seed}",
+                      desc=f"distill {setup.task.name} seed {seed}", quiet=setup.quiet)
+
+
+# --------------------------------------------------------------------------- the recipe
+
+
+def distill(teacher: str | Path | FineTuned, student: str | Path, inputs: Sequence[str | Path], out: str | Path,
+            cfg: RunConfig | None = None, seeds: Sequence[int] | None = None, *, task: str | Path | Task | None = None,
+            tokenizer: str | Path | None = None, resume: bool = False, quiet: bool = False) -> DistillResult:
+    """Distil the teacher into the student on the inputs' text and the task's labelled training split,
+    once per seed; save the best seed's student as a classifier directory in `out`, with report.md/json.
+
+    cfg: the settings (distill.*, finetune.pooling / dropout / max_len, train.* precision, device, warm-up,
+    checkpoints); for student preset:NAME its model section is the architecture (see student_config).
+    resume: continue the distillation in `out` (its finished seeds are read, the others' checkpoints resumed).
+    """
+    t0 = time.perf_counter()
+    cfg = cfg or student_config(str(student), None, [])
+    seeds = tuple(seeds if seeds is not None else cfg.finetune.seeds)
+    if not seeds:
+        raise ConfigError("--seeds is empty; give at least one seed")
+    setup = prepare_distill(teacher, student, inputs, out, cfg, task=task, tokenizer=tokenizer, resume=resume,
+                            quiet=quiet)
+    runs = [distill_seed(setup, seed) for seed in seeds]
+    best = best_seed(runs)
+    save_student(setup, best, seeds, setup.out)
+    result = _report(setup, runs, best)
+    result.seconds = round(time.perf_counter() - t0, 2)
+    (setup.out / "report.json").write_text(json.dumps(result.to_dict(), indent=1, default=str), encoding="utf-8")
+    (setup.out / "report.md").write_text(report_markdown(result), encoding="utf-8")
+    return result
+
+
+def save_student(setup: DistillSetup, run: SeedRun, seeds: tuple[int, ...], out: Path,
+                 extra_meta: dict[str, Any] | None = None) -> Path:
+    """A seed's student as a fine-tuned classifier directory (runs.save_classifier) in out."""
+    from ..data.tasks import BUILTIN_TASKS
+
+    st, task, ft = setup.student, setup.task, setup.cfg.finetune
+    model = student_classifier(replace(st, backbone=None), len(setup.teacher.label_names), ft.pooling, None)
+    model.load_state_dict(run.best_weights())
+    task_ref = task.name if task.name in BUILTIN_TASKS else task.source
+    base = st.run_config or setup.cfg
+    used = RunConfig(model=st.model_cfg, data=base.data, objective=base.objective, train=setup.cfg.train,
+                     finetune=replace(setup.teacher.config.finetune, task=task_ref, pooling=ft.pooling,
+                                      dropout=ft.dropout, max_len=setup.max_len, seeds=seeds),
+                     distill=setup.cfg.distill)
+    meta = {"task": task.name, "task_source": task_ref, "source_run": st.source, "init": "distilled",
+            "seed": run.result.seed, "head": setup.head, "pooling": ft.pooling, "max_len": setup.max_len,
+            "pairs": False, "segments": setup.segments, "split": task.split_kind, "teacher": str(setup.teacher.path),
+            "teacher_hash": setup.settings["teacher_hash"], **(extra_meta or {})}
+    return save_classifier(out, model, st.tokenizer, used, setup.teacher.label_names, meta)
+
+
+def _report(setup: DistillSetup, runs: list[SeedRun], best: SeedRun) -> DistillResult:
+    """Teacher against student on the test split, sizes and speeds measured now, on the same texts."""
+    teacher, task, test = setup.teacher, setup.task, setup.enc["test"]
+    names = teacher.label_names
+    teacher.model.to(setup.device)
+    t_logits, _ = _teacher.run_teacher(teacher, task.test.texts, setup.cfg.distill.teacher_batch_size, setup.device,
+                              setup.dtype, False)
+    teacher.model.cpu()
+    t_pred = t_logits.argmax(-1)
+    t_test = score(test.labels, t_pred.tolist(), names)
+    saved = load_classifier(setup.out)
+    timed = task.test.texts[:setup.cfg.distill.throughput_texts]
+    t_speed = speeds(teacher.model, teacher.tokenizer, teacher.meta["max_len"], teacher.special.pad,
+                      teacher.meta["segments"], timed)
+    s_speed = speeds(saved.model, saved.tokenizer, setup.max_len, saved.special.pad, setup.segments, timed)
+    seeds = [r.result for r in runs]
+    teacher_fig = ModelFigures(str(teacher.path), Summary.of([t_test.accuracy]), Summary.of([t_test.macro_f1]),
+                               count_parameters(teacher.model), (teacher.path / "model.safetensors").stat().st_size,
+                               *t_speed)
+    student_fig = ModelFigures(setup.student.source, Summary.of([s.accuracy for s in seeds]),
+                               Summary.of([s.macro_f1 for s in seeds]), count_parameters(saved.model),
+                               (setup.out / "model.safetensors").stat().st_size, *s_speed)
+    agreement = Summary.of([float((r.test_logits.argmax(-1) == t_pred).float().mean()) for r in runs])
+    pool, got = setup.texts, setup.labels
+    texts = {"labelled": len(task.train), "unlabelled": len(pool.texts), "piece_words": pool.piece_words,
+             "sources": pool.sources, "held_out_dropped": pool.held_out_dropped,
+             "labelled_dropped": pool.labelled_dropped, "duplicates_dropped": pool.duplicates_dropped,
+             "sampled_from": pool.sampled_from, "unk_rate": round(setup.unk_rate, 5)}
+    cache = {"dir": str(got.cache_dir), "computed": got.computed, "reused": got.reused, "refused": got.refused,
+             "seconds": got.seconds}
+    dc = setup.cfg.distill
+    settings = {"temperature": dc.temperature, "alpha": dc.alpha, "hidden_weight": dc.hidden_weight,
+                "budget": asdict(setup.budget), "batch_size": dc.batch_size, "lr": dc.lr,
+                "student_backbone": setup.student.model_cfg.backbone, "tokenizer": setup.student.tokenizer_source}
+    best_test = score(test.labels, best.test_logits.argmax(-1).tolist(), names)
+    return DistillResult(task.name, teacher_fig, student_fig, agreement, seeds, best.result.seed, best_test,
+                         list(names), texts, cache, settings, str(setup.out))

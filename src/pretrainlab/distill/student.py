@@ -1,0 +1,107 @@
+"""The student: what it starts from (a preset architecture with random weights, or a run's pretrained
+backbone), its tokenizer, and the classifier built on it.
+
+    cfg = student_config("preset:tiny", None, ["model.backbone=cnn"])
+    student = load_student("preset:tiny", cfg, teacher)          # the teacher's tokenizer, or tokenizer=FILE
+    model = student_classifier(student, n_labels, pooling="mean", dropout=0.1)
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from ..config import PRESETS, ConfigError, ModelConfig, RunConfig, load_config
+from ..data.encoding import Encoded
+from ..finetune import unknown_token_rate
+from ..models import build_classifier, head_kind
+from ..runs import FineTuned, load_pretrained
+from ..tokenizer import TokenizerError, load_tokenizer, special_ids
+
+PRESET_PREFIX = "preset:"
+
+
+@dataclass
+class Student:
+    """What the student starts from: an architecture, a tokenizer and, from a run, pretrained weights."""
+
+    source: str
+    """preset:NAME or the run directory."""
+    model_cfg: ModelConfig
+    tokenizer: Any
+    special: Any
+    tokenizer_source: str
+    """Where the tokenizer came from (for messages and the report)."""
+    backbone: nn.Module | None = None
+    """The run's pretrained backbone; None: random init."""
+    run_config: RunConfig | None = None
+
+
+def student_config(student: str, config_path: str | Path | None, overrides: Sequence[str]) -> RunConfig:
+    """The settings of a distillation: for preset:NAME, model.preset=NAME, then --config, then --set
+    (e.g. model.backbone=rnn); for a run, whose architecture is its own, no model.* setting may be given."""
+    if student.startswith(PRESET_PREFIX):
+        return load_config(config_path, [f"model.preset={student[len(PRESET_PREFIX):]}", *overrides])
+    given = [o for o in overrides if o.strip().startswith("model.")]
+    if given:
+        raise ConfigError(f"--set {given[0]}: the student {student} is a pre-training run, whose architecture is "
+                          "its own; model.* settings go with a random-init student (--student preset:tiny)")
+    return load_config(config_path, overrides)
+
+
+def load_student(spec: str | Path, cfg: RunConfig, teacher: FineTuned, tokenizer: str | Path | None = None) -> Student:
+    """preset:NAME (random init, cfg.model's architecture, the teacher's tokenizer or `tokenizer`), a run, or
+    a fine-tuned model directory (its backbone: e.g. a student distilled before)."""
+    spec = str(spec)
+    if spec.startswith(PRESET_PREFIX):
+        name = spec[len(PRESET_PREFIX):]
+        if name not in PRESETS:
+            raise ConfigError(f"--student {spec}: no preset {name!r}; choose "
+                              f"{', '.join(PRESET_PREFIX + p for p in PRESETS)} or a pre-training run directory")
+        if cfg.model.preset != name:
+            raise ConfigError(f"--student {spec} but model.preset={cfg.model.preset}; build the settings with "
+                              "distill.student_config (the CLI does)")
+        if tokenizer is not None:
+            tok, where = load_tokenizer(tokenizer), str(tokenizer)
+        else:
+            tok, where = teacher.tokenizer, f"the teacher's tokenizer, {teacher.path / 'tokenizer.json'}"
+        return Student(spec, cfg.model, tok, special_ids(tok, where), where)
+    if tokenizer is not None:
+        raise ConfigError("--tokenizer goes with a random-init student (--student preset:NAME); "
+                          f"the run {spec} brings its own tokenizer")
+    path = Path(spec)
+    pre = load_pretrained(path)  # a run, or a fine-tuned model's backbone
+    return Student(spec, pre.config.model, pre.tokenizer, pre.special, str(path / "tokenizer.json"),
+                   pre.backbone, pre.config)
+
+
+def student_classifier(student: Student, n_labels: int, pooling: str, dropout: float | None) -> nn.Module:
+    """A fresh classifier on a copy of the student's backbone (or a random one), with the fine-tuning dropout."""
+    from ..backbones import backbone_from_config
+
+    model_cfg = student.model_cfg if dropout is None else replace(student.model_cfg, dropout=dropout)
+    backbone = backbone_from_config(model_cfg, student.tokenizer.get_vocab_size(), pad_id=student.special.pad)
+    if student.backbone is not None:
+        backbone.load_state_dict(copy.deepcopy(student.backbone.state_dict()))
+    return build_classifier(backbone, n_labels, pooling, head_kind(student.model_cfg), model_cfg.dropout,
+                            eos_id=student.special.sep)
+
+
+
+def check_unknown_tokens(enc: Encoded, texts: Sequence[str], student: Student, max_unk: float) -> float:
+    """The share of the texts' tokens the student's tokenizer maps to [UNK]; a TokenizerError above max_unk."""
+    rate = unknown_token_rate(enc, student.special.unk)
+    if rate > max_unk:
+        worst = max(range(len(enc)), key=lambda i: enc.ids[i].count(student.special.unk))
+        raise TokenizerError(
+            f"the student's tokenizer ({student.tokenizer_source}) maps {rate:.1%} of the texts' tokens to [UNK] "
+            f"(more than distill.max_unk={max_unk:.0%}; e.g. {texts[worst][:80]!r}): it cannot encode these texts. "
+            "Give a tokenizer trained on such text (--tokenizer FILE for a preset student; for a run: one "
+            "prepared and pre-trained on such text)")
+    return rate
+
