@@ -87,3 +87,72 @@ def review_corpus(tmp_path_factory):
     out = tmp_path_factory.mktemp("corpus")
     prepare_corpus([str(raw)], out, load_config(None, ["data.vocab_size=120", "data.min_chars=5"]).data)
     return out
+
+
+# --------------------------------------------------------------------------- weights of a trained size
+
+FP32_PARITY = (2e-6, 1e-5)
+"""(rtol, atol) for a parity test on trained-size weights: |theirs - ours| <= atol + rtol * max |ours|. Both sides
+run the same float32 maths in another order (fused attention, other kernels); float32 rounds at 6e-8 of a value,
+and the logits measured in tests/test_export_trained.py differ by at most 4.3e-7 of their largest value (most
+by exactly 0). A mapping or module difference shows above it: a head normalising with eps 1e-12 where its twin
+uses 1e-5 moved them by 2.3e-5 to 4.4e-5 of it."""
+
+
+def assert_parity(theirs: torch.Tensor, ours: torch.Tensor, what: str = "logits") -> None:
+    """theirs equals ours within float32 noise relative to ours' scale (FP32_PARITY)."""
+    rtol, atol = FP32_PARITY
+    scale = float(ours.abs().max())
+    diff = float((theirs.float() - ours.float()).abs().max())
+    assert theirs.shape == ours.shape, (theirs.shape, ours.shape)
+    assert diff <= atol + rtol * scale, f"{what}: max |difference| {diff:.3g} for values up to {scale:.3g}"
+
+
+def trained_like(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    """Give every trainable parameter the size training gives it, in place (and return the model).
+
+    Fresh weights (N(0, 0.02), norms 1, biases 0) keep activations and logits so small that a mismatch between
+    two implementations (a norm's eps, the GELU form, rotary precision) hides under any tolerance. Here matrices
+    get N(0, 1 / fan_in) (activations of unit size, as after training), embeddings N(0, 1) (LM logits up to ~20
+    at d=32, as a trained tiny model's), a classifier's output layer (under 8 rows) N(0, 1) (logits of a few
+    units), norm gains U(0.5, 1.5) and biases N(0, 0.1). Frozen parameters (the modern style's all-zero segment
+    table) stay as they are; tied parameters are drawn once.
+    """
+    g = torch.Generator().manual_seed(seed)
+    embeddings = {id(m.weight) for m in model.modules() if isinstance(m, torch.nn.Embedding)}
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if not p.requires_grad:
+                continue
+            if id(p) in embeddings or (p.dim() == 2 and p.shape[0] < 8):
+                p.copy_(torch.randn(p.shape, generator=g))
+            elif p.dim() >= 2:
+                p.copy_(torch.randn(p.shape, generator=g) / p[0].numel() ** 0.5)
+            elif name.endswith("bias") or name == "bias" or not bool(p.count_nonzero()):
+                p.copy_(torch.randn(p.shape, generator=g) * 0.1)
+            else:
+                p.copy_(torch.rand(p.shape, generator=g) + 0.5)
+    return model
+
+
+def trained_like_dir(path, seed: int = 0):
+    """A pre-training run or fine-tuned model directory, its weights rewritten in place by `trained_like`
+    (a run's checkpoint keeps a valid sha256 in state.json). -> path"""
+    import json
+    from pathlib import Path
+
+    from safetensors.torch import save_model
+
+    from pretrainlab.files import sha256_file
+    from pretrainlab.runs import is_classifier_dir, load_classifier, load_pretrained
+
+    path = Path(path)
+    if is_classifier_dir(path):
+        save_model(trained_like(load_classifier(path).model, seed), str(path / "model.safetensors"))
+        return path
+    pre = load_pretrained(path)
+    save_model(trained_like(pre.model, seed), str(pre.checkpoint / "model.safetensors"))
+    state = json.loads((pre.checkpoint / "state.json").read_text(encoding="utf-8"))
+    state["files"]["model.safetensors"] = sha256_file(pre.checkpoint / "model.safetensors")
+    (pre.checkpoint / "state.json").write_text(json.dumps(state), encoding="utf-8")
+    return path

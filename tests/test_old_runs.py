@@ -15,6 +15,10 @@ from pretrainlab.runs import load_classifier, load_pretrained
 OLD = Path(__file__).parent / "data" / "old_runs"
 RUNS = ["encoder-mlm-untied", "encoder-mlm-tied", "decoder-clm", "seq2seq-infill-permute", "rnn-clm"]
 CLASSIFIERS = ["classifier-encoder", "classifier-seq2seq"]
+MLM_HEAD_EPS_THEN = {"encoder-mlm-untied": 1e-12}
+"""Runs whose MLM head normalised with another eps when they were saved: the modern style's head has since taken
+ModernBERT's 1e-5 for BERT's 1e-12 (issue #25 item 7: its exports matched only within 2.5e-5 of the logits' scale).
+The test checks the new eps, then sets the old one back to compare the weights' outputs exactly."""
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -39,7 +43,12 @@ def run_outputs(pre, ref) -> dict[str, torch.Tensor]:
 @pytest.mark.parametrize("name", RUNS)
 def test_an_old_run_loads_and_gives_the_same_outputs(name):
     ref = load_file(str(OLD / name / "reference.safetensors"))
-    got = run_outputs(load_pretrained(OLD / name), ref)
+    pre = load_pretrained(OLD / name)
+    if name in MLM_HEAD_EPS_THEN:
+        norm = pre.model.objectives["mlm"].head.norm
+        assert norm.eps == 1e-5
+        norm.eps = MLM_HEAD_EPS_THEN[name]
+    got = run_outputs(pre, ref)
     assert set(got) == set(ref) - {"input_ids", "mask", "decoder_input_ids"}
     for key, value in got.items():
         torch.testing.assert_close(value, ref[key], msg=f"{name}: {key}")

@@ -316,6 +316,8 @@ class TransformerBackbone(nn.Module):
         self.vocab_size, self.d_model, self.n_layers, self.n_heads = vocab_size, d_model, n_layers, n_heads
         self.d_ff, self.max_len, self.dropout, self.type_vocab_size = d_ff, max_len, dropout, type_vocab_size
         self.style, self.pad_id, self.rope_theta = style, pad_id, rope_theta
+        self.norm_eps = BERT_LN_EPS if style == "bert" else MODERN_LN_EPS
+        """The LayerNorms' eps; the MLM head on this backbone normalises with it too (as Bert/ModernBertForMaskedLM)."""
         self.attn_impl = attn_impl
         """auto | sdpa | explicit; may be changed after construction."""
 

@@ -113,7 +113,8 @@ def build_objectives(weights: dict[str, float], *, backbone: nn.Module, backbone
         if name == "mlm":
             from .mlm import MLM
 
-            objs[name] = MLM(d, vocab_size, emb, special.all, special.mask, mask_rate, whole_word)
+            eps = backbone.norm_eps if backbone_kind == "transformer" else 1e-12  # as the HF head's (rnn/cnn: remote/)
+            objs[name] = MLM(d, vocab_size, emb, special.all, special.mask, mask_rate, whole_word, eps)
         elif name == "nsp":
             from .nsp import NSP
 

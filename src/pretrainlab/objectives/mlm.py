@@ -90,7 +90,12 @@ def row_rand(row_seeds: Tensor, T: int) -> Tensor:
 
 
 class MLMHead(nn.Module):
-    """BERT's prediction head: dense -> GELU -> LayerNorm -> decoder tied to the embeddings."""
+    """BERT's prediction head: dense -> GELU -> LayerNorm -> decoder tied to the embeddings.
+
+    eps: the LayerNorm's, the backbone's own as in Hugging Face's heads (BERT 1e-12, ModernBERT 1e-5): with
+    trained weights a head normalising at 1e-12 under a ModernBERT export differs from it by ~2.5e-5 of the
+    logits' scale (issue #25 item 7).
+    """
 
     def __init__(self, d_model: int, vocab_size: int, embedding: nn.Embedding, eps: float = 1e-12):
         super().__init__()
@@ -113,9 +118,9 @@ class MLM(nn.Module):
     """(vocab,) bool from tokenizer.word_start_table; needed for whole-word masking."""
 
     def __init__(self, d_model: int, vocab_size: int, embedding: nn.Embedding, special_ids: tuple[int, ...],
-                 mask_id: int, rate: float = 0.15, whole_word: bool = False):
+                 mask_id: int, rate: float = 0.15, whole_word: bool = False, norm_eps: float = 1e-12):
         super().__init__()
-        self.head = MLMHead(d_model, vocab_size, embedding)
+        self.head = MLMHead(d_model, vocab_size, embedding, norm_eps)
         self.special_ids, self.mask_id, self.vocab_size = tuple(special_ids), mask_id, vocab_size
         self.rate, self.whole_word = rate, whole_word
 
