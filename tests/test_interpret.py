@@ -28,7 +28,7 @@ from pretrainlab.interpret import (
     read_task_file,
 )
 from pretrainlab.interpret.report import TaskData, prepare_inputs
-from pretrainlab.models import Classifier
+from pretrainlab.models import Classifier, ClassifierOutput
 from pretrainlab.tokenizer import special_ids, train_tokenizer
 
 POS = ["a good film", "great fun movie", "good plot and great acting", "fun and good"]
@@ -140,6 +140,70 @@ def test_integrated_gradients_completeness(tok, kind):
         for s, special in zip(a.scores, a.special):
             if special:  # [CLS]/[SEP] are the same in input and baseline
                 assert s == 0.0
+
+
+class PowerClassifier(nn.Module):
+    """Logits (0, s^p), s = the sum of the tokens' one-number embeddings ([PAD], [CLS], [SEP] embed to 0).
+    Along IG's straight path the target logit is (alpha s)^p: an n-point Gauss-Legendre sum (captum's
+    default) integrates its derivative exactly only for 2n - 1 >= p - 1, so the delta falls with the steps."""
+
+    def __init__(self, vocab: int, power: int):
+        super().__init__()
+        self.backbone = nn.Module()
+        self.backbone.emb = nn.Embedding(vocab, 1)
+        self.backbone.get_input_embeddings = lambda: self.backbone.emb
+        self.power = power
+        with torch.no_grad():
+            self.backbone.emb.weight.fill_(0.3)
+            self.backbone.emb.weight[:4] = 0.0
+
+    def forward(self, ids, mask, segment_ids=None):
+        s = (self.backbone.emb(ids).squeeze(-1) * (mask != 0)).sum(-1)  # (B,)
+        return ClassifierOutput(logits=torch.stack([torch.zeros_like(s), s ** self.power], -1))
+
+
+def test_integrated_gradients_take_steps_until_the_scores_add_up():
+    clf = PowerClassifier(vocab=10, power=20)
+    ids = torch.tensor([[2, 5, 6, 7, 8, 3], [2, 5, 3, 0, 0, 0]])  # 4 words (s = 1.2), 1 word (s = 0.3)
+    mask = (ids != 0).long()
+
+    def run(n_steps, max_steps):
+        return integrated_gradients(clf, ids, mask, pad_id=0, keep_ids=(2, 3), target=1, n_steps=n_steps,
+                                    max_steps=max_steps)
+
+    capped = run(2, 2)
+    assert [a.steps for a in capped] == [2, 2]
+    gap = 1.2 ** 20
+    assert abs(capped[0].logit - capped[0].baseline_logit - gap) < 1e-3 * gap
+    assert capped[0].relative_delta > 0.05 and not capped[0].converged  # 2 points cannot integrate a degree-19 curve
+    # the one-word text moves the logit by 0.3^20 (~3e-11): under the floor, nothing to refine
+    assert capped[1].converged and abs(capped[1].delta) < 1e-3
+
+    refined = run(2, 64)
+    a = refined[0]
+    assert a.converged and a.relative_delta <= 0.05 and 2 < a.steps <= 64
+    assert abs(sum(a.scores) - gap) <= abs(a.delta) + 1e-4 * gap  # completeness, within the delta it reports
+    halved = run(a.steps // 2, a.steps // 2)[0]
+    assert halved.relative_delta > 0.05, "it stops at the first doubling that is within 5%, not later"
+    assert refined[1].steps == 2  # only the texts still off get more steps
+    assert run(2, 4)[0].steps == 4 and not run(2, 4)[0].converged  # the cap holds
+
+
+def test_report_flags_attributions_that_do_not_add_up(tok):
+    clf = make_classifier("transformer", tok.get_vocab_size())
+    model = Explainable(clf.backbone, tok, clf, ["neg", "pos"], max_len=16, name="tiny")
+    texts = ["a good film and great fun", "bad plot and dull acting"]
+    sp = special_ids(tok)
+    enc = prepare_inputs(tok, texts, None, 16, sp.pad)
+    one_step = integrated_gradients(clf, enc.ids, enc.mask, pad_id=sp.pad, keep_ids=(sp.cls, sp.sep), n_steps=1,
+                                    max_steps=1)
+    assert all(not a.converged for a in one_step), [a.relative_delta for a in one_step]
+    page = build_report(model, texts, task=TaskData(POS + NEG, ["pos"] * 4 + ["neg"] * 4, None, "t.tsv"),
+                        n_steps=1, max_steps=1, max_examples=8)
+    check_page(page)
+    assert page.count("Warning: these scores do not add up") == 2 and "do not add up to the logit change" in page
+    page = build_report(model, texts, n_steps=8, max_steps=512)
+    assert "do not add up" not in page and "of the change) after" in page
 
 
 def test_aggregate_attributions_per_class():

@@ -293,7 +293,7 @@ def cmd_explain(args) -> None:
         args.model, args.text, args.text_pair or None, args.file, args.out,
         text_column=args.text_column or "text", label_column=args.label_column or "label",
         text_pair_column=args.pair_column,
-        n_steps=args.steps, max_examples=args.max_examples,
+        n_steps=args.steps, max_examples=args.max_examples, max_steps=args.max_steps,
     )
     print(f"report written to {out}")
 
@@ -482,7 +482,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--file", "--task-file", action=_Renamed, help="labelled .csv/.tsv/.jsonl task file: layer probes and "
                    "the most influential tokens per class (--task-file: its old name)")
     _column_args(t, defaults=("text", "label"))
-    t.add_argument("--steps", type=int, default=50, help="integrated-gradients steps")
+    t.add_argument("--steps", type=int, default=50, help="integrated-gradients steps to start from; doubled for a text "
+                   "until its scores add up to the logit change within 5%% (the report flags any that do not)")
+    t.add_argument("--max-steps", type=int, help="the most integrated-gradients steps for one text (default 800)")
     t.add_argument("--max-examples", type=int, default=200, help="task examples to attribute for the per-class summary")
     t.add_argument("--out", default="report.html", help="the HTML file to write")
     t.set_defaults(func=cmd_explain)

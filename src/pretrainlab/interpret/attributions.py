@@ -8,6 +8,11 @@ with every token replaced by [PAD], except [CLS] and [SEP] (and the mask unchang
 attributions explain what the words add over an empty sentence of the same length. Completeness:
 the token scores sum to logit(x) - logit(baseline), up to the reported convergence delta.
 
+How many steps: the integral is a sum over `n_steps` points of the path, and the sum of the scores
+misses f(x) - f(x') by the convergence delta. Each text starts at `n_steps`; a text whose |delta| is
+over `tolerance` (5%) of |f(x) - f(x')| is attributed again with twice the steps, up to `max_steps`.
+A text still over it at the cap is marked `converged=False`, and the report says so beside it.
+
 Uses captum's LayerIntegratedGradients on `backbone.get_input_embeddings()`: it needs only
 gradients, so it works for every backbone (Transformer, RNN, CNN) alike. An encoder-decoder's
 classifier (BART's) looks the text up twice, for the encoder and, shifted right, for the decoder:
@@ -25,6 +30,13 @@ import torch
 from torch import Tensor, nn
 
 from ..models import Seq2SeqClassifier
+
+TOLERANCE = 0.05
+"""Attributions are accepted when |delta| <= TOLERANCE x |f(x) - f(x')| (or <= FLOOR)."""
+FLOOR = 1e-3
+"""In logits: a text whose words move the logit by under FLOOR / TOLERANCE (0.02) needs no closer sum."""
+MAX_STEPS = 800
+"""The default cap on the steps of one text (50 doubled four times)."""
 
 
 @dataclass
@@ -50,6 +62,16 @@ class TokenAttribution:
     """True at [CLS]/[SEP] (kept in the baseline, so their score is 0)."""
     label: str = ""
     """Name of the target class, when known."""
+    steps: int = 0
+    """Integration steps taken for this text."""
+    converged: bool = True
+    """|delta| within the tolerance of |f(x) - f(x')| (integrated_gradients' `tolerance`)."""
+
+    @property
+    def relative_delta(self) -> float:
+        """|delta| as a share of |f(x) - f(x')| (inf when the input does not move the logit)."""
+        gap = abs(self.logit - self.baseline_logit)
+        return abs(self.delta) / gap if gap > 0 else (0.0 if self.delta == 0 else float("inf"))
 
 
 def integrated_gradients(
@@ -64,6 +86,8 @@ def integrated_gradients(
     tokens: list[list[str]] | None = None,
     label_names: list[str] | None = None,
     n_steps: int = 50,
+    max_steps: int = MAX_STEPS,
+    tolerance: float = TOLERANCE,
     max_tokens_per_pass: int = 32768,
 ) -> list[TokenAttribution]:
     """IG attributions of each example's target logit (default: the predicted class) to its tokens.
@@ -71,11 +95,13 @@ def integrated_gradients(
     classifier: a `models.Classifier` (anything with `.backbone` and forward(ids, mask, segment_ids) -> .logits).
     ids, mask, segment_ids: (B, T) as in the backbone contract.
     keep_ids: token ids left in place in the baseline ([CLS], [SEP]).
+    n_steps, max_steps, tolerance: start at n_steps; double them for the texts whose |delta| is over
+    tolerance x |f(x) - f(x')| (and over FLOOR), up to max_steps (see the module docstring).
     """
     from . import ExplainError
 
     try:
-        from captum.attr import LayerIntegratedGradients
+        import captum.attr  # noqa: F401
     except ImportError:
         raise ExplainError(
             "token attributions need captum; install it with `pip install 'pretrainlab[interpret]'`"
@@ -104,28 +130,24 @@ def integrated_gradients(
     else:
         target_t = torch.as_tensor(target, device=ids.device).long().expand(B)
     probs = logits.softmax(-1)
-
-    # sequences per forward/backward pass: all steps at once up to ~32k tokens (bounded memory, few passes)
-    chunk = max(B, min(B * n_steps, max_tokens_per_pass // T))
+    rows_all = torch.arange(B, device=ids.device)
+    gap = (logits[rows_all, target_t] - base_logits[rows_all, target_t]).cpu()
     embedding = classifier.backbone.get_input_embeddings()
-    if isinstance(classifier, Seq2SeqClassifier):  # one embedding per token feeds both sides (see the docstring)
-        from captum.attr import IntegratedGradients
 
-        def from_embeds(e, x, m):
-            return classifier(x, m, inputs_embeds=e).logits
+    def attribute(rows: Tensor, steps: int) -> tuple[Tensor, Tensor]:
+        return _ig_pass(classifier, logits_of, embedding, ids[rows], baseline[rows], target_t[rows],
+                        tuple(a[rows] for a in extra), steps, max_tokens_per_pass)
 
-        with torch.no_grad():
-            start, end = embedding(ids), embedding(baseline)
-        attr, delta = IntegratedGradients(from_embeds).attribute(
-            start, baselines=end, target=target_t, additional_forward_args=(ids, mask),
-            n_steps=n_steps, internal_batch_size=chunk, return_convergence_delta=True,
-        )
-    else:
-        attr, delta = LayerIntegratedGradients(logits_of, embedding).attribute(
-            ids, baselines=baseline, target=target_t, additional_forward_args=extra,
-            n_steps=n_steps, internal_batch_size=chunk, return_convergence_delta=True,
-        )  # attr: (B, T, D) like the embedding output
-    scores = attr.sum(-1).detach().float()  # (B, T)
+    scores, delta = attribute(rows_all, n_steps)  # (B, T), (B,)
+    taken = torch.full((B,), n_steps)
+    todo = delta.abs() > torch.clamp(tolerance * gap.abs(), min=FLOOR)
+    steps = n_steps
+    while todo.any() and steps < max_steps:  # only the texts whose sum is still off get more steps
+        steps = min(2 * steps, max_steps)
+        rows = todo.nonzero().flatten()
+        scores[rows], delta[rows] = attribute(rows.to(ids.device), steps)
+        taken[rows] = steps
+        todo[rows] = delta[rows].abs() > torch.clamp(tolerance * gap[rows].abs(), min=FLOOR)
 
     out = []
     for b in range(B):
@@ -142,8 +164,36 @@ def integrated_gradients(
             delta=float(delta[b]),
             special=[int(ids[b, i]) in keep_ids for i in real],
             label=label_names[t] if label_names and t < len(label_names) else str(t),
+            steps=int(taken[b]),
+            converged=not bool(todo[b]),
         ))
     return out
+
+
+def _ig_pass(classifier: nn.Module, logits_of, embedding: nn.Module, ids: Tensor, baseline: Tensor, target: Tensor,
+             extra: tuple, steps: int, max_tokens_per_pass: int) -> tuple[Tensor, Tensor]:
+    """One integration of `steps` points for a batch: (scores (B, T) summed over the embedding, delta (B,)), on CPU."""
+    from captum.attr import IntegratedGradients, LayerIntegratedGradients
+
+    B, T = ids.shape
+    # sequences per forward/backward pass: all steps at once up to ~32k tokens (bounded memory, few passes)
+    chunk = max(B, min(B * steps, max_tokens_per_pass // T))
+    if isinstance(classifier, Seq2SeqClassifier):  # one embedding per token feeds both sides (see the docstring)
+        def from_embeds(e, x, m):
+            return classifier(x, m, inputs_embeds=e).logits
+
+        with torch.no_grad():
+            start, end = embedding(ids), embedding(baseline)
+        attr, delta = IntegratedGradients(from_embeds).attribute(
+            start, baselines=end, target=target, additional_forward_args=(ids, extra[0]),
+            n_steps=steps, internal_batch_size=chunk, return_convergence_delta=True,
+        )
+    else:
+        attr, delta = LayerIntegratedGradients(logits_of, embedding).attribute(
+            ids, baselines=baseline, target=target, additional_forward_args=extra,
+            n_steps=steps, internal_batch_size=chunk, return_convergence_delta=True,
+        )  # attr: (B, T, D) like the embedding output
+    return attr.sum(-1).detach().float().cpu(), delta.detach().float().cpu()
 
 
 def attribution_html(a: TokenAttribution) -> str:

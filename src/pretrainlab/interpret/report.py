@@ -36,7 +36,14 @@ from .attention import (
     plot_rollout,
     seq2seq_attention,
 )
-from .attributions import TokenAttribution, aggregate_attributions, attribution_html, integrated_gradients
+from .attributions import (
+    MAX_STEPS,
+    TOLERANCE,
+    TokenAttribution,
+    aggregate_attributions,
+    attribution_html,
+    integrated_gradients,
+)
 from .probes import ProbeResult, plot_probes, probe_layers
 
 # --------------------------------------------------------------------------- inputs
@@ -225,6 +232,7 @@ h3{font-size:15px;margin-bottom:4px}
 table{border-collapse:collapse;margin:6px 0} td,th{border:1px solid #ddd;padding:2px 8px;text-align:left}
 th{background:#f6f8fa} .num{text-align:right;font-variant-numeric:tabular-nums}
 .note{color:#555;background:#f6f8fa;border-left:3px solid #bbb;padding:4px 10px}
+.warn{color:#7a4b00;background:#fff8e6;border-left:3px solid #e0a000;padding:4px 10px}
 .attr-text{line-height:2;margin:6px 0} .attr{padding:2px 3px;border-radius:3px}
 .example{border:1px solid #e5e5e5;border-radius:6px;padding:4px 14px 12px;margin:14px 0}
 img{max-width:100%;height:auto;display:block;margin:6px 0}
@@ -242,6 +250,7 @@ def build_report(
     max_examples: int = 200,
     max_probe_examples: int = 2000,
     seed: int = 0,
+    max_steps: int = MAX_STEPS,
 ) -> str:
     """The report as one HTML string (see the module docstring for what it holds)."""
     texts = list(texts)
@@ -269,9 +278,9 @@ def build_report(
         started = time.perf_counter()
         _header(page, model)
         if texts:
-            _texts_section(page, model, texts, text_pairs, special, n_steps)
+            _texts_section(page, model, texts, text_pairs, special, (n_steps, max_steps))
         if task is not None:
-            _task_section(page, model, task, special, n_steps, max_examples, max_probe_examples, seed)
+            _task_section(page, model, task, special, (n_steps, max_steps), max_examples, max_probe_examples, seed)
         _method_section(page, model)
         page.add(_p(f"Report made in {time.perf_counter() - started:.1f} s.", "note"))
     finally:
@@ -298,14 +307,15 @@ def _header(page: _Page, model: Explainable) -> None:
 
 
 def _texts_section(page: _Page, model: Explainable, texts: list[str], pairs: list[str] | None, special,
-                   n_steps: int) -> None:
+                   steps: tuple[int, int]) -> None:
+    """steps: integrated gradients' (first, most) steps of a text."""
     enc = prepare_inputs(model.tokenizer, texts, pairs, model.max_len, special.pad, model.segments)
     backbone, clf = model.backbone, model.classifier
     attrs: list[TokenAttribution] | None = None
     if clf is not None:
         attrs = integrated_gradients(
             clf, enc.ids, enc.mask, enc.segment_ids, pad_id=special.pad, keep_ids=(special.cls, special.sep),
-            tokens=enc.tokens, label_names=model.label_names, n_steps=n_steps,
+            tokens=enc.tokens, label_names=model.label_names, n_steps=steps[0], max_steps=steps[1],
         )
         with torch.no_grad():
             probs = clf(enc.ids, enc.mask, enc.segment_ids).logits.float().softmax(-1)
@@ -336,9 +346,7 @@ def _texts_section(page: _Page, model: Explainable, texts: list[str], pairs: lis
                 "<span style=\"background:rgba(220,38,38,.6)\">pushes away</span>hover a token for its score</div>"
             )
             page.add(attribution_html(a))
-            page.add(_p(
-                f"sum of scores {_num(sum(a.scores))} = logit {_num(a.logit)} - baseline logit {_num(a.baseline_logit)} "
-                f"({_num(a.logit - a.baseline_logit)}), convergence delta {a.delta:+.2e} ({n_steps} steps)", "note"))
+            page.add(_completeness(a))
         if isinstance(backbone, Seq2SeqTransformer):
             _seq2seq_attention_block(page, backbone, ids, mask, toks, special)
         else:
@@ -399,6 +407,18 @@ def _seq2seq_attention_block(page: _Page, backbone: Seq2SeqTransformer, ids: Ten
         page.add("</details>")
 
 
+def _completeness(a: TokenAttribution) -> str:
+    """How far the scores' sum is from the logit change; a warning where it is over the tolerance at the cap."""
+    share = f"{a.relative_delta:.1%}" if a.relative_delta != float("inf") else "all"
+    line = (f"sum of scores {_num(sum(a.scores))} vs logit {_num(a.logit)} - baseline logit {_num(a.baseline_logit)} "
+            f"= {_num(a.logit - a.baseline_logit)}: convergence delta {a.delta:+.2e} ({share} of the change) "
+            f"after {a.steps} steps")
+    if a.converged:
+        return _p(line, "note")
+    return _p(f"Warning: these scores do not add up. {line}, the most allowed (--max-steps), and still over "
+              f"{TOLERANCE:.0%} of the change: read the colours as rough, or raise --max-steps.", "warn")
+
+
 def _num(x: float) -> str:
     return f"{x:+.4f}" if x == 0 or abs(x) >= 1e-3 else f"{x:+.2e}"
 
@@ -411,7 +431,7 @@ def _shaded(tokens: list[str], values: list[float]) -> str:
     ) + "</div>"
 
 
-def _task_section(page: _Page, model: Explainable, task: TaskData, special, n_steps: int,
+def _task_section(page: _Page, model: Explainable, task: TaskData, special, steps: tuple[int, int],
                   max_examples: int, max_probe_examples: int, seed: int) -> None:
     page.add(f"<h2>Task: {html.escape(task.path or 'task')}</h2>")
     page.add(_p(f"{len(task.texts)} examples, labels: {', '.join(sorted(set(task.labels)))}"))
@@ -448,13 +468,19 @@ def _task_section(page: _Page, model: Explainable, task: TaskData, special, n_st
                    model.max_len, special.pad, model.segments)
         attrs += integrated_gradients(
             clf, e.ids, e.mask, e.segment_ids, pad_id=special.pad, keep_ids=(special.cls, special.sep),
-            target=gold[sl] if toward_gold else None, tokens=e.tokens, label_names=names, n_steps=n_steps,
+            target=gold[sl] if toward_gold else None, tokens=e.tokens, label_names=names, n_steps=steps[0],
+            max_steps=steps[1],
         )
     how = ("toward each example's gold label" if toward_gold else
            "toward each example's predicted label (the task's labels are not all among the model's classes)")
     page.add(_p(f"Integrated-gradients scores summed over {k} examples, {how}; "
                 "largest totals first. Mean |delta| "
                 f"{sum(abs(a.delta) for a in attrs) / len(attrs):.2e}."))
+    off = [a for a in attrs if not a.converged]
+    if off:
+        page.add(_p(f"Warning: for {len(off)} of these {k} examples the scores do not add up to the logit change "
+                    f"within {TOLERANCE:.0%} even after {steps[1]} steps (--max-steps); their tokens count in the "
+                    "totals below all the same.", "warn"))
     summary = aggregate_attributions(attrs, top_k=12)
     cells = []
     for label, rows in summary.items():
@@ -497,7 +523,9 @@ def _method_section(page: _Page, model: Explainable) -> None:
     if model.classifier is not None:
         page.add("<li>Integrated gradients (Sundararajan et al., 2017) on the token embeddings, baseline = the same "
                  "sequence with every word replaced by [PAD] ([CLS] and [SEP] kept). Scores sum to the change in the "
-                 "target logit from baseline to input, up to the convergence delta."
+                 "target logit from baseline to input, up to the convergence delta; a text's steps are doubled until "
+                 f"the delta is within {TOLERANCE:.0%} of that change (or the cap is reached, which the text's note "
+                 "flags)."
                  + (" The classifier feeds the text to the encoder and, shifted right, to the decoder: each token's "
                     "one embedding is interpolated on both sides at once, so its score is what it adds through both."
                     if seq2seq else "") + "</li>")
@@ -530,6 +558,7 @@ def explain(
     text_pair_column: str | None = None,
     n_steps: int = 50,
     max_examples: int = 200,
+    max_steps: int | None = None,
 ) -> Path:
     """Load a model directory, build the report and write it to `out`; returns the path written."""
     for i, t in enumerate(texts):  # fail before the (slow) model load
@@ -541,11 +570,14 @@ def explain(
         raise ExplainError(f"{len(text_pairs)} --text-pair for {len(texts)} --text; give one pair per text (or none)")
     if n_steps < 1:
         raise ExplainError(f"--steps must be at least 1, got {n_steps}")
+    max_steps = MAX_STEPS if max_steps is None else max_steps
+    if max_steps < n_steps:
+        raise ExplainError(f"--max-steps {max_steps} is below --steps {n_steps}; give at least as many")
     if max_examples < 1:
         raise ExplainError(f"--max-examples must be at least 1, got {max_examples}")
     task = read_task_file(task_file, text_column, label_column, text_pair_column) if task_file else None
     model = load_explainable(model_dir)
-    page = build_report(model, texts, text_pairs, task, n_steps=n_steps, max_examples=max_examples)
+    page = build_report(model, texts, text_pairs, task, n_steps=n_steps, max_examples=max_examples, max_steps=max_steps)
     out = Path(out)
     if out.is_dir():
         out = out / "report.html"
