@@ -9,7 +9,18 @@ import pytest
 
 from pretrainlab.cli import main
 from pretrainlab.config import ConfigError
-from pretrainlab.curve import CSV_COLUMNS, MODELS, parse_label_counts, read_csv, stratified_order, subsample
+from pretrainlab.curve import (
+    CSV_COLUMNS,
+    MODELS,
+    OLD_CSV_COLUMNS,
+    CurvePoint,
+    default_label_counts,
+    markdown_table,
+    parse_label_counts,
+    read_csv,
+    stratified_order,
+    subsample,
+)
 from pretrainlab.data.tasks import Task, TaskSplit
 
 
@@ -58,7 +69,8 @@ def test_subsamples_are_nested_and_a_fifth_is_validation():
 def test_label_counts_are_checked_against_the_task():
     task = toy_task()
     assert parse_label_counts(["20", "all", "50", "20"], task) == [20, 50, 100]
-    with pytest.raises(ConfigError, match=r"--labels 101: the training split of toy has only 100 examples"):
+    with pytest.raises(ConfigError, match=r"--labels 101: the training split of toy has only 100 examples; use at "
+                       r"most 100 \(or 'all'\), or leave --labels out for counts that fit \(100\)"):
         parse_label_counts(["101"], task)
     # the smallest class holds 10% of the examples: at least 20 labels give it 2 (train + validation)
     with pytest.raises(ConfigError, match=r"--labels 2: too small to stratify .*use at least 20"):
@@ -67,16 +79,49 @@ def test_label_counts_are_checked_against_the_task():
         parse_label_counts(["many"], task)
 
 
+def test_default_label_counts_fit_the_training_split():
+    assert default_label_counts(toy_task((200, 100, 100))) == [100, 300, 400]  # the 400 training examples of a 500-row CSV
+    assert parse_label_counts(None, toy_task((200, 100, 100))) == [100, 300, 400]
+    assert default_label_counts(toy_task((2500, 2000, 500))) == [100, 300, 1000, 3000, 5000]
+    assert default_label_counts(toy_task((1000, 500, 500))) == [100, 300, 1000, 2000]
+    assert default_label_counts(toy_task((30, 20, 10))) == [60]  # below 100: all of it
+    assert default_label_counts(toy_task((600, 390, 10))) == [300, 1000]  # 1% of one class: 100 cannot give it 2
+
+
 def test_csv_schema_is_exact(tmp_path):
     path = tmp_path / "curve.csv"
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(CSV_COLUMNS)
-        w.writerow([100, "tfidf", 0, "0.5", "0.4"])
+        w.writerow([100, "tfidf", 0, "0.5", "0.4", "0.45", "0.55"])
     (p,) = read_csv(path)
-    assert (p.labels, p.model, p.seed) == (100, "tfidf", 0)
-    assert CSV_COLUMNS == ("labels", "model", "seed", "accuracy", "macro_f1")
+    assert (p.labels, p.model, p.seed, p.ci_low, p.ci_high) == (100, "tfidf", 0, 0.45, 0.55)
+    assert CSV_COLUMNS == ("labels", "model", "seed", "accuracy", "macro_f1", "ci_low", "ci_high")
     assert MODELS == ("pretrained", "random-init", "tfidf", "majority", "reference")
+
+
+def test_a_curve_csv_from_before_the_intervals_is_read_and_resumed(tmp_path):
+    from pretrainlab.curve import _resume
+
+    out = tmp_path / "c"
+    out.mkdir()
+    with open(out / "curve.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(OLD_CSV_COLUMNS)
+        w.writerow([100, "tfidf", 0, "0.5", "0.4"])
+    (p,) = read_csv(out / "curve.csv")  # benchmarks/scaling/table.py reads old directories
+    assert (p.labels, p.accuracy, p.ci_low, p.ci_high) == (100, 0.5, None, None)
+    (out / "curve-settings.json").write_text('{"run": "r"}')
+    assert _resume(out, {"run": "r"}) == [p]
+    with open(out / "curve.csv", newline="") as f:  # new rows can follow: the header has the new columns
+        assert list(csv.reader(f)) == [list(CSV_COLUMNS), ["100", "tfidf", "0", "0.500000", "0.400000", "", ""]]
+    assert "| 0.5000 |" in markdown_table([p])  # no interval where none was measured
+
+
+def test_a_cell_shows_the_seeds_intervals():
+    points = [CurvePoint(100, "tfidf", s, acc, 0.5, acc - 0.1, acc + 0.1) for s, acc in ((0, 0.6), (1, 0.7))]
+    assert "| 0.6500 ± 0.0707 [0.550, 0.750] |" in markdown_table(points)
+    assert "[" not in markdown_table(points, "macro_f1")
 
 
 # --------------------------------------------------------------------------- end to end, tiny
@@ -104,8 +149,13 @@ def test_curve_writes_the_exact_schema_for_every_model_and_resumes(tiny_run, tmp
     got = {(int(r[0]), r[1], int(r[2])) for r in rows[1:]}
     assert got == {(n, m, s) for n in (20, n_all) for m in MODELS[:4] for s in (0, 1)}
     assert all(0.0 <= float(r[3]) <= 1.0 and 0.0 <= float(r[4]) <= 1.0 for r in rows[1:])
+    assert all(float(r[5]) <= float(r[3]) <= float(r[6]) for r in rows[1:])
     assert (out / "curve.png").stat().st_size > 0 and "| 20 |" in (out / "curve.md").read_text()
-    assert "pretrained - random-init" in capsys.readouterr().out
+    printed = capsys.readouterr()
+    assert "pretrained - random-init" in printed.out
+    assert "curve: great: 160 training examples, label counts 20 160 (a fifth of each for validation); " \
+           "20 test examples score every model" in printed.err
+    assert "warning: the test split has only 20 examples" in printed.err
     main(["curve", str(tiny_run), "--task", str(task), "--labels", "20", "all", "--seeds", "0", "1",
           "--out", str(out), *sets])  # everything done: nothing is added twice
     with open(out / "curve.csv", newline="") as f:

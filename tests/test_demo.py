@@ -50,7 +50,8 @@ def test_demo_end_to_end_on_tiny_local_data(tmp_path, monkeypatch, capsys):
     assert re.search(r"^\| labels \| pretrained \| random-init \| tfidf \| majority \| pretrained - random-init \|$",
                      results, re.M), results
     for n in (20, 80):  # 100 rows, 10% validation and 10% test held out by the task's split: 80 training
-        assert re.search(rf"^\| {n} \|( [01]\.\d{{4}} ± [01]\.\d{{4}} \|){{4}} [+-]\d\.\d{{4}} \|$", results, re.M), n
+        cell = r" [01]\.\d{4} ± [01]\.\d{4} \[[01]\.\d{3}, [01]\.\d{3}\] \|"  # mean ± std [95% interval]
+        assert re.search(rf"^\| {n} \|({cell}){{4}} [+-]\d\.\d{{4}} \|$", results, re.M), n
     assert re.search(r"What the figure shows: pre-training is ahead of its random-init twin on the mean at [0-2] of 2 "
                      r"label counts .*, and below TF-IDF \+ logistic regression at [0-2] of 2\.", results)
     assert (out / "curve" / "curve.png").stat().st_size > 0 and (out / "curve" / "curve.csv").exists()

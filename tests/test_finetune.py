@@ -161,6 +161,29 @@ def test_a_killed_fine_tuning_resumes_its_seeds_to_the_same_model(run, task_file
     assert "written to" in capsys.readouterr().out
 
 
+def test_split_sizes_a_small_test_split_and_intervals_are_reported(run, task_file, tmp_path, capsys):
+    from pretrainlab.metrics import bootstrap_interval
+
+    out = tmp_path / "ft"
+    r = finetune(run, task_file, cfg("finetune.epochs=1"), out_dir=out, seeds=(0, 1))
+    err = capsys.readouterr().err
+    assert "great: 128 training / 16 validation / 16 test examples (stratified split)" in err
+    width = 100 * bootstrap_interval([0, 1] * 8).width
+    assert f"warning: the test split has only 16 examples: an accuracy's 95% interval is up to {width:.0f} points" in err
+    assert r.splits == {"train": 128, "validation": 16, "test": 16}
+    for s in r.seeds:
+        assert s.accuracy_ci.n == 16 and s.accuracy_ci.low <= s.accuracy <= s.accuracy_ci.high
+    assert r.accuracy_ci.n == 16 and r.accuracy_ci.low <= r.accuracy.mean <= r.accuracy_ci.high
+    saved = json.loads((out / "results.json").read_text())
+    assert saved["accuracy_ci"]["low"] == r.accuracy_ci.low and saved["test"]["accuracy_ci"]["n"] == 16
+    assert f"95% interval {r.accuracy_ci} over the test examples" in (out / "results.md").read_text()
+    evaluate(out, task_file)
+    assert "great: scoring 16 test examples" in capsys.readouterr().err
+    finetune(run, task_file, cfg("finetune.epochs=1"), seeds=(0,), quiet=True)
+    err = capsys.readouterr().err
+    assert "test examples" not in err and "the test split has only" not in err
+
+
 def test_pairs_get_segment_ids_and_integer_labels_are_kept(run, tmp_path):
     tok = load_classifier_tokenizer(run)
     enc = encode(tok, ["the film"], ["was good"], max_len=16)

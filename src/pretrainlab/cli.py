@@ -197,8 +197,9 @@ def cmd_finetune(args) -> None:
           f"({'random init' if args.random_init else args.run})", file=sys.stderr)
     result = finetune(pre, args.task, cfg, out_dir=out, seeds=args.seeds, random_init=args.random_init,
                       resume=args.resume)
-    print(f"{result.task}: test accuracy {result.accuracy} (median {result.accuracy.median:.4f}), "
-          f"macro-F1 {result.macro_f1} over seeds {[s.seed for s in result.seeds]}")
+    print(f"{result.task}: test accuracy {result.accuracy} (median {result.accuracy.median:.4f}; 95% interval "
+          f"{result.accuracy_ci} over {result.accuracy_ci.n} test examples), macro-F1 {result.macro_f1} "
+          f"over seeds {[s.seed for s in result.seeds]}")
     print(f"model (seed {result.best_seed}) and reports written to {out}")
 
 
@@ -420,8 +421,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("run", help="pre-training run directory (or a fine-tuned model, e.g. a distilled student: its backbone)")
     t.add_argument("--task", required=True, help="built-in task, a .csv/.tsv/.jsonl/.parquet file or a save_to_disk folder (as for finetune)")
     _column_args(t)
-    t.add_argument("--labels", nargs="+", default=["100", "300", "1000", "3000", "all"],
-                   help="label counts: whole numbers and/or 'all' (default: 100 300 1000 3000 all)")
+    t.add_argument("--labels", nargs="+", help="label counts: whole numbers and/or 'all' (default: 100 300 1000 "
+                   "3000 ... while below the training split, then all)")
     t.add_argument("--seeds", type=int, nargs="+", help=SEEDS_HELP)
     t.add_argument("--out", required=True, help="directory for curve.csv, curve.md, curve.png (resumable)")
     t.add_argument("--reference", help="another run directory (e.g. from pretrainlab import) to fine-tune alike")

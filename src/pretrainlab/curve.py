@@ -34,10 +34,16 @@ from .config import ConfigError, RunConfig
 from .data.tasks import Task, as_task
 from .errors import TaskError
 from .finetune import finetune
+from .metrics import Interval, small_test_warning
 from .runs import Pretrained, load_pretrained
 
 MODELS = ("pretrained", "random-init", "tfidf", "majority", "reference")
-CSV_COLUMNS = ("labels", "model", "seed", "accuracy", "macro_f1")
+CSV_COLUMNS = ("labels", "model", "seed", "accuracy", "macro_f1", "ci_low", "ci_high")
+"""ci_low, ci_high: the accuracy's 95% bootstrap interval over the test examples (metrics.bootstrap_interval)."""
+OLD_CSV_COLUMNS = CSV_COLUMNS[:5]
+"""curve.csv before the intervals: still read, and given the new columns (empty) when a curve resumes."""
+LADDER = (1, 3)
+"""Default label counts: 100 x 1, 3, 10, 30, ... below the training split, then all of it."""
 VAL_EVERY = 5
 """Every VAL_EVERY-th example of a subsample is held out for validation (a fifth of the labels)."""
 
@@ -62,8 +68,23 @@ def stratified_order(labels: Sequence[int], seed: int) -> list[int]:
     return np.lexsort((tiebreak, keys)).tolist()
 
 
-def parse_label_counts(values: Sequence[str | int], task: Task) -> list[int]:
-    """`100 300 all` -> [100, 300, len(train)], checked against the task; sorted, unique."""
+def default_label_counts(task: Task) -> list[int]:
+    """100, 300, 1000, 3000, ... while below the training split (and not below what stratifying needs), then all."""
+    n_train, least = len(task.train), smallest_label_count(task)
+    counts, scale = [], 100
+    while True:
+        for k in LADDER:
+            if k * scale >= n_train:
+                return [n for n in counts if n >= least] + [n_train]
+            counts.append(k * scale)
+        scale *= 10
+
+
+def parse_label_counts(values: Sequence[str | int] | None, task: Task) -> list[int]:
+    """`100 300 all` -> [100, 300, len(train)], checked against the task; sorted, unique.
+    None: default_label_counts."""
+    if values is None:
+        return default_label_counts(task)
     n_train = len(task.train)
     counts = []
     for v in values:
@@ -76,7 +97,8 @@ def parse_label_counts(values: Sequence[str | int], task: Task) -> list[int]:
             raise ConfigError(f"--labels {v!r}: give whole numbers of labelled examples or 'all'") from None
         if n > n_train:
             raise ConfigError(f"--labels {n}: the training split of {task.name} has only {n_train} examples; "
-                              f"use at most {n_train} (or 'all')")
+                              f"use at most {n_train} (or 'all'), or leave --labels out for counts that fit "
+                              f"({' '.join(map(str, default_label_counts(task)))})")
         counts.append(n)
     if not counts:
         raise ConfigError("--labels: give at least one label count, e.g. --labels 100 300 1000 all")
@@ -130,9 +152,12 @@ class CurvePoint:
     seed: int
     accuracy: float
     macro_f1: float
+    ci_low: float | None = None
+    ci_high: float | None = None
+    """The accuracy's 95% bootstrap interval over the test examples (None in a curve.csv from before them)."""
 
 
-def run_curve(run: str | Path | Pretrained, task: str | Path | Task, labels: Sequence[str | int],
+def run_curve(run: str | Path | Pretrained, task: str | Path | Task, labels: Sequence[str | int] | None,
               seeds: Sequence[int], out: str | Path, cfg: RunConfig | None = None,
               reference: str | Path | None = None, reference_cfg: RunConfig | None = None,
               run_name: str | None = None, save_model: str | Path | None = None,
@@ -140,6 +165,7 @@ def run_curve(run: str | Path | Pretrained, task: str | Path | Task, labels: Seq
     """Fine-tune every model at every label count and seed; write curve.csv, curve.md, curve.png.
 
     Points already in OUT/curve.csv (from an interrupted run with the same settings) are kept.
+    labels: label counts and/or 'all'; None: default_label_counts (100, 300, 1000, ... below the split, and all).
     save_model: where to save the pretrained classifier of the largest label count and first seed.
     models: only these of MODELS (default: all of them, reference only with a reference run).
     """
@@ -161,6 +187,10 @@ def run_curve(run: str | Path | Pretrained, task: str | Path | Task, labels: Seq
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} is a file; give a directory for curve.csv, curve.md and curve.png")
     out.mkdir(parents=True, exist_ok=True)
+    print(f"curve: {task.name}: {len(task.train)} training examples, label counts {' '.join(map(str, counts))} "
+          f"(a fifth of each for validation); {len(task.test)} test examples score every model", file=sys.stderr)
+    if warning := small_test_warning(len(task.test)):
+        print(warning, file=sys.stderr)
     settings = {"run": run_name, "task": task.name, "task_source": task.source, "reference": str(reference or ""),
                 "finetune": _jsonable(cfg.finetune), "train_precision": cfg.train.precision}
     points = _resume(out, settings)
@@ -174,8 +204,8 @@ def run_curve(run: str | Path | Pretrained, task: str | Path | Task, labels: Seq
                     continue
                 print(f"curve: {n} labels, seed {seed}, {model}", file=sys.stderr, flush=True)
                 keep = save_model if (model == "pretrained" and n == counts[-1] and seed == seeds[0]) else None
-                acc, f1 = _score_one(model, pre, ref, sub, cfg, reference_cfg, seed, keep)
-                point = CurvePoint(n, model, seed, acc, f1)
+                acc, f1, ci = _score_one(model, pre, ref, sub, cfg, reference_cfg, seed, keep)
+                point = CurvePoint(n, model, seed, acc, f1, ci.low, ci.high)
                 points.append(point)
                 _append_csv(out / "curve.csv", point)
     write_markdown(points, out / "curve.md", task, seeds)
@@ -184,19 +214,18 @@ def run_curve(run: str | Path | Pretrained, task: str | Path | Task, labels: Seq
 
 
 def _score_one(model: str, pre: Pretrained, ref: Pretrained | None, sub: Task, cfg: RunConfig,
-               reference_cfg: RunConfig | None, seed: int, out_dir: str | Path | None = None) -> tuple[float, float]:
-    if model == "majority":
-        m = majority_baseline(sub)
-        return m.accuracy, m.macro_f1
-    if model == "tfidf":
-        m = tfidf_baseline(sub, seed=seed)
-        return m.accuracy, m.macro_f1
+               reference_cfg: RunConfig | None, seed: int, out_dir: str | Path | None = None
+               ) -> tuple[float, float, Interval]:
+    """Test accuracy, macro-F1 and the accuracy's interval of one model trained on the subsample."""
+    if model in ("majority", "tfidf"):
+        m = majority_baseline(sub) if model == "majority" else tfidf_baseline(sub, seed=seed)
+        return m.accuracy, m.macro_f1, m.accuracy_ci
     if model == "reference":
         assert ref is not None
         r = finetune(ref, sub, reference_cfg or ref.config, seeds=[seed], quiet=True)
     else:
         r = finetune(pre, sub, cfg, out_dir, seeds=[seed], random_init=model == "random-init", quiet=True)
-    return r.seeds[0].accuracy, r.seeds[0].macro_f1
+    return r.seeds[0].accuracy, r.seeds[0].macro_f1, r.seeds[0].accuracy_ci
 
 
 def _jsonable(obj) -> dict:
@@ -211,27 +240,48 @@ def _resume(out: Path, settings: dict) -> list[CurvePoint]:
         if json.loads(meta.read_text(encoding="utf-8")) != settings:
             raise ConfigError(f"{out} holds a learning curve with other settings ({meta}); "
                               "give another --out or delete the directory")
-        return read_csv(csv_path)
+        points = read_csv(csv_path)
+        if _columns(csv_path) != CSV_COLUMNS:  # a curve from before the intervals: the new columns, left empty
+            _write_csv(csv_path, points)
+        return points
     if csv_path.exists():
         raise ConfigError(f"{csv_path} exists without {meta.name}; give another --out or delete it")
     meta.write_text(json.dumps(settings, indent=1), encoding="utf-8")
-    with open(csv_path, "w", newline="", encoding="utf-8") as f:
-        csv.writer(f).writerow(CSV_COLUMNS)
+    _write_csv(csv_path, [])
     return []
+
+
+def _row(p: CurvePoint) -> list:
+    bound = lambda x: "" if x is None else f"{x:.6f}"  # noqa: E731
+    return [p.labels, p.model, p.seed, f"{p.accuracy:.6f}", f"{p.macro_f1:.6f}", bound(p.ci_low), bound(p.ci_high)]
+
+
+def _write_csv(path: Path, points: Sequence[CurvePoint]) -> None:
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(CSV_COLUMNS)
+        w.writerows(_row(p) for p in points)
 
 
 def _append_csv(path: Path, p: CurvePoint) -> None:
     with open(path, "a", newline="", encoding="utf-8") as f:
-        csv.writer(f).writerow([p.labels, p.model, p.seed, f"{p.accuracy:.6f}", f"{p.macro_f1:.6f}"])
+        csv.writer(f).writerow(_row(p))
+
+
+def _columns(path: Path) -> tuple[str, ...]:
+    with open(path, newline="", encoding="utf-8") as f:
+        return tuple(next(csv.reader(f), ()))
 
 
 def read_csv(path: Path) -> list[CurvePoint]:
+    """The points of a curve.csv, with or without the interval columns (OLD_CSV_COLUMNS)."""
     with open(path, newline="", encoding="utf-8") as f:
         reader = csv.DictReader(f)
-        if tuple(reader.fieldnames or ()) != CSV_COLUMNS:
+        if tuple(reader.fieldnames or ()) not in (CSV_COLUMNS, OLD_CSV_COLUMNS):
             raise ConfigError(f"{path}: expected the columns {','.join(CSV_COLUMNS)}, found {reader.fieldnames}")
-        return [CurvePoint(int(r["labels"]), r["model"], int(r["seed"]), float(r["accuracy"]), float(r["macro_f1"]))
-                for r in reader]
+        bound = lambda x: float(x) if x else None  # noqa: E731
+        return [CurvePoint(int(r["labels"]), r["model"], int(r["seed"]), float(r["accuracy"]), float(r["macro_f1"]),
+                           bound(r.get("ci_low")), bound(r.get("ci_high"))) for r in reader]
 
 
 # --------------------------------------------------------------------------- reports
@@ -250,6 +300,14 @@ def _mean_std(values: Sequence[float]) -> str:
     return f"{statistics.fmean(values):.4f} ± {statistics.stdev(values):.4f}"
 
 
+def _cell(points: Sequence[CurvePoint], metric: str) -> str:
+    """mean ± std over seeds; for accuracy also the seeds' 95% intervals, bounds averaged (where every seed has one)."""
+    text = _mean_std([getattr(p, metric) for p in points])
+    if metric == "accuracy" and all(p.ci_low is not None for p in points):
+        text += f" [{statistics.fmean(p.ci_low for p in points):.3f}, {statistics.fmean(p.ci_high for p in points):.3f}]"
+    return text
+
+
 def markdown_table(points: Sequence[CurvePoint], metric: str = "accuracy") -> str:
     by = cells(points)
     models = [m for m in MODELS if any(k[1] == m for k in by)]
@@ -257,7 +315,7 @@ def markdown_table(points: Sequence[CurvePoint], metric: str = "accuracy") -> st
     lines = ["| labels | " + " | ".join(models) + " | pretrained - random-init |",
              "|---:|" + "---:|" * (len(models) + 1)]
     for n in counts:
-        row = [_mean_std([getattr(p, metric) for p in by[(n, m)]]) if (n, m) in by else "-" for m in models]
+        row = [_cell(by[(n, m)], metric) if (n, m) in by else "-" for m in models]
         margin = "-"
         if (n, "pretrained") in by and (n, "random-init") in by:
             a = statistics.fmean(getattr(p, metric) for p in by[(n, "pretrained")])
@@ -269,7 +327,9 @@ def markdown_table(points: Sequence[CurvePoint], metric: str = "accuracy") -> st
 
 def write_markdown(points: Sequence[CurvePoint], path: Path, task: Task, seeds: Sequence[int]) -> Path:
     text = (f"# Learning curve: {task.name}\n\n"
-            f"Test accuracy ({len(task.test)} examples), mean ± std over seeds {list(seeds)}. Each label count N is "
+            f"Test accuracy ({len(task.test)} examples), mean ± std over seeds {list(seeds)}, and in brackets its 95% "
+            f"bootstrap interval over the test examples (each seed's, bounds averaged over the seeds): differences "
+            f"inside it are within what another draw of {len(task.test)} test examples could give. Each label count N is "
             f"a stratified subsample of the training split, nested across N and the same for every model of a "
             f"seed; a fifth of the N labels is the validation set for early stopping and TF-IDF's C (no other "
             f"labels are used).\n\n{markdown_table(points)}\nMacro-F1:\n\n{markdown_table(points, 'macro_f1')}")

@@ -90,7 +90,8 @@ def run_demo(out: str | Path = "runs/demo", minutes: float = 5.0, seeds: tuple[i
     check = check_export(hf_dir, logits_fn(model_dir))
 
     text = (f"# pretrainlab demo\n\nMR test split ({len(task.test)} sentences), accuracy, mean ± std over seeds "
-            f"{list(seeds)}, by number of labelled training examples (a fifth of them for validation):\n\n{table}\n"
+            f"{list(seeds)} [95% bootstrap interval over the test sentences, the seeds' bounds averaged], by number of "
+            f"labelled training examples (a fifth of them for validation):\n\n{table}\n"
             f"{reading(cells(points))}\n\nPlot: {out / 'curve' / 'curve.png'}\n\n"
             f"Pre-training: {pre_summary['steps']} steps, {pre_summary['tokens']:,} tokens, "
             f"{pre_summary['tok_per_s']:,.0f} tok/s, final validation MLM loss "

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import json
+import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -26,7 +27,7 @@ from .data.encoding import Encoded, collate, encode
 from .data.tasks import Columns, Task, as_task, jsonl_row
 from .errors import TaskError
 from .loop import autocast, pick_dtype
-from .metrics import Metrics, score
+from .metrics import Metrics, score, small_test_warning
 from .reports import metrics_markdown, plot_confusion
 from .runs import FineTuned, load_classifier
 
@@ -161,13 +162,14 @@ def predict_file(model: str | Path | FineTuned, path: str | Path, out: str | Pat
 
 
 def evaluate(model: str | Path | FineTuned, task: str | Path | Task | None = None, out_dir: str | Path | None = None,
-             split: str = "test", precision: str | None = None, columns: Columns | None = None) -> Metrics:
+             split: str = "test", precision: str | None = None, columns: Columns | None = None,
+             quiet: bool = False) -> Metrics:
     """Accuracy, macro-F1, per-class report and confusion matrix of a fine-tuned model on a task's split.
 
     A task given by name or file is read with the columns and split settings the model was
     fine-tuned with; its labels are matched to the model's by name. Reports go to out_dir
     (default: <model>/eval-<task>). precision: as for predict. columns: a file's columns, where they differ from
-    the ones the model was fine-tuned with.
+    the ones the model was fine-tuned with. quiet: no line on the split's size (and no warning when it is small).
     """
     ftm = _as_finetuned(model)
     dtype = _dtype(ftm, precision)
@@ -181,6 +183,10 @@ def evaluate(model: str | Path | FineTuned, task: str | Path | Task | None = Non
                             f"does not know (its labels: {ftm.label_names})")
         remap.append(known[str(name)])
     data = task.split(split)
+    if not quiet:
+        print(f"{task.name}: scoring {len(data)} {split} examples", file=sys.stderr)
+        if warning := small_test_warning(len(data), split):
+            print(warning, file=sys.stderr)
     enc = encode(ftm.tokenizer, data.texts, data.pairs, ftm.meta["max_len"], [remap[y] for y in data.labels])
     logits = predict_logits(ftm.model, enc, ftm.special.pad, ftm.meta["segments"], CPU, dtype)
     metrics = score(enc.labels, logits.argmax(-1).tolist(), ftm.label_names)

@@ -42,7 +42,7 @@ from .data.encoding import Encoded, encode_split
 from .data.tasks import BUILTIN_TASKS, Task, as_task
 from .errors import TaskError
 from .loop import pick_device, pick_dtype
-from .metrics import FinetuneResult, Summary, score
+from .metrics import FinetuneResult, Summary, bootstrap_interval, score, small_test_warning
 from .models import build_classifier, head_kind
 from .reports import write_reports
 from .runs import Pretrained, load_pretrained, save_classifier
@@ -109,6 +109,10 @@ def finetune(
         raise ConfigError("finetune.seeds is empty; give at least one seed")
     setup = prepare_finetune(pre, task if task is not None else cfg.finetune.task, cfg, eval_every)
     setup.quiet = quiet
+    if not quiet:
+        print(f"{setup.task.name}: {split_sizes(setup)}", file=sys.stderr)
+        if warning := small_test_warning(len(setup.enc["test"])):
+            print(warning, file=sys.stderr)
     seeds_dir = None
     if out_dir is not None:
         seeds_dir = _seeds_dir(Path(out_dir), _resume_settings(setup, run_name, random_init), resume, quiet)
@@ -120,12 +124,18 @@ def finetune(
         for r in runs:
             if r is not best:
                 r.weights = None  # only the best seed's weights are kept
+    y = torch.tensor(setup.enc["test"].labels)
+    for r in runs:  # a seed finished before the intervals (read back by --resume) has none: from its test logits
+        if r.result.accuracy_ci is None:
+            r.result.accuracy_ci = bootstrap_interval((r.test_logits.argmax(-1) == y).numpy())
     results = [r.result for r in runs]
-    test = score(setup.enc["test"].labels, best.test_logits.argmax(-1).tolist(), setup.task.label_names)
+    test = score(y.tolist(), best.test_logits.argmax(-1).tolist(), setup.task.label_names)
+    right = torch.stack([r.test_logits.argmax(-1) == y for r in runs]).double().mean(0)  # (N,) share of seeds right
     result = FinetuneResult(
         task=setup.task.name, run=run_name, init="random" if random_init else "pretrained", seeds=results,
         accuracy=Summary.of([r.accuracy for r in results]), macro_f1=Summary.of([r.macro_f1 for r in results]),
         best_seed=best.result.seed, test=test, label_names=list(setup.task.label_names),
+        accuracy_ci=bootstrap_interval(right.numpy()), splits={s: len(e) for s, e in setup.enc.items()},
     )
     if out_dir is not None:
         out = Path(out_dir)
@@ -199,6 +209,13 @@ def input_max_len(model_cfg, max_len: int) -> int:
     position embeddings (a Transformer of any kind; the RNN and the CNN read any length)."""
     has_positions = model_cfg.backbone in ("transformer", "decoder", "encoder-decoder")
     return min(max_len, model_cfg.max_len) if has_positions else max_len
+
+
+def split_sizes(setup: FinetuneSetup) -> str:
+    """'320 training / 40 validation / 40 test examples (stratified split)': what a result rests on."""
+    enc = setup.enc
+    return (f"{len(enc['train'])} training / {len(enc['validation'])} validation / {len(enc['test'])} test examples "
+            f"({setup.task.split_kind} split)")
 
 
 UNK_WARN_RATE = 0.05

@@ -36,7 +36,7 @@ from .data.encoding import Encoded, collate
 from .errors import CheckpointError
 from .evaluate import predict_logits
 from .loop import BudgetSchedule, LoopSettings, fit, make_optimizer, set_seed
-from .metrics import Metrics, SeedResult, score
+from .metrics import Interval, Metrics, SeedResult, score
 
 # --------------------------------------------------------------------------- early stopping
 
@@ -287,13 +287,13 @@ def train_seed(seed: int, build: Callable[[], nn.Module], step_loss, batches: Ep
     test_logits = scoring.logits(model, scoring.test)
     on_test = score(scoring.test.labels, test_logits.argmax(-1).tolist(), scoring.label_names)
     result = SeedResult(seed, on_test.accuracy, on_test.macro_f1, best.accuracy, best.macro_f1, best.loss, loop.steps,
-                        best.step, loop.stopped_early, round(loop.seconds, 2), loop.history)
+                        best.step, loop.stopped_early, round(loop.seconds, 2), loop.history, on_test.accuracy_ci)
     run = SeedRun(result, best.key, test_logits, {k: v.cpu() for k, v in best.weights.items()}, seed_dir)
     if seed_dir is not None:
         write_finished(run)
     if not quiet:
-        print(f"seed {seed}: test accuracy {on_test.accuracy:.4f}, macro-F1 {on_test.macro_f1:.4f} (best validation "
-              f"accuracy {best.accuracy:.4f} at step {best.step} of {loop.steps})", file=sys.stderr)
+        print(f"seed {seed}: test accuracy {on_test.accuracy:.4f} {on_test.accuracy_ci}, macro-F1 {on_test.macro_f1:.4f} "
+              f"(best validation accuracy {best.accuracy:.4f} at step {best.step} of {loop.steps})", file=sys.stderr)
     return run
 
 
@@ -326,7 +326,9 @@ def read_finished(seed_dir: Path) -> SeedRun | None:
         return None
     try:
         info = json.loads(f.read_text(encoding="utf-8"))
-        return SeedRun(SeedResult(**info["result"]), tuple(info["key"]), torch.tensor(info["test_logits"]),
-                       None, seed_dir)
+        result = SeedResult(**info["result"])
+        if result.accuracy_ci is not None:
+            result.accuracy_ci = Interval(**result.accuracy_ci)
+        return SeedRun(result, tuple(info["key"]), torch.tensor(info["test_logits"]), None, seed_dir)
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise CheckpointError(f"{f} is unreadable ({e}); delete {seed_dir} to train this seed again") from None
