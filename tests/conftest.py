@@ -156,3 +156,33 @@ def trained_like_dir(path, seed: int = 0):
     state["files"]["model.safetensors"] = sha256_file(pre.checkpoint / "model.safetensors")
     (pre.checkpoint / "state.json").write_text(json.dumps(state), encoding="utf-8")
     return path
+
+
+# --------------------------------------------------------------------------- interrupted runs
+
+
+def pretrain_interrupted(monkeypatch, cfg, corpus, out, step: int) -> None:
+    """pretrain(cfg, corpus, out) stopped by a KeyboardInterrupt inside the forward pass of training step `step`:
+    it saves the state after step - 1 (for --resume) and raises Interrupted saying so."""
+    from pretrainlab.loop import Interrupted
+    from pretrainlab.models import PretrainModel
+    from pretrainlab.train import pretrain
+
+    calls = {"n": 0}
+    real_forward = PretrainModel.forward
+
+    def forward(self, batch):
+        if self.training:
+            calls["n"] += 1
+            if calls["n"] == step:
+                raise KeyboardInterrupt
+        return real_forward(self, batch)
+
+    with monkeypatch.context() as m:
+        m.setattr(PretrainModel, "forward", forward)
+        with pytest.raises(Interrupted, match=f"at step {step - 1}; checkpoint saved"):
+            pretrain(cfg, corpus, out)
+
+
+def latest_checkpoint_dir(run):
+    return run / "checkpoints" / (run / "checkpoints" / "latest").read_text().strip()

@@ -11,10 +11,9 @@ from torch import nn
 from pretrainlab.checkpoint import TRAINING_WEIGHTS
 from pretrainlab.config import ConfigError, load_config
 from pretrainlab.ema import WeightEMA
-from pretrainlab.loop import Interrupted
 from pretrainlab.train import pretrain
 
-from conftest import FAST, TINY, TRANSFORMER
+from conftest import FAST, TINY, TRANSFORMER, latest_checkpoint_dir, pretrain_interrupted
 
 SETTINGS = TINY + TRANSFORMER + FAST + ["train.eval_every=0", "train.eval_batches=1", "train.deterministic=true",
                                         "train.ema=0.9"]
@@ -99,25 +98,10 @@ def test_validation_scores_the_average(review_corpus, tmp_path, monkeypatch):
 
 
 def test_resume_continues_the_average_exactly(review_corpus, tmp_path, monkeypatch):
-    from pretrainlab.models import PretrainModel
-
     straight = pretrain(cfg("train.budget=6"), review_corpus, tmp_path / "straight")
-    calls = {"n": 0}
-    real_forward = PretrainModel.forward
-
-    def stop_at_4(self, batch):
-        if self.training:
-            calls["n"] += 1
-            if calls["n"] == 4:
-                raise KeyboardInterrupt
-        return real_forward(self, batch)
-
-    with monkeypatch.context() as m:
-        m.setattr(PretrainModel, "forward", stop_at_4)
-        with pytest.raises(Interrupted, match="at step 3; checkpoint saved"):
-            pretrain(cfg("train.budget=6"), review_corpus, tmp_path / "resumed")
+    pretrain_interrupted(monkeypatch, cfg("train.budget=6"), review_corpus, tmp_path / "resumed", step=4)
     pretrain(cfg("train.budget=6"), review_corpus, tmp_path / "resumed", resume=True)
-    a, b = checkpoints(straight)[-1], checkpoints(tmp_path / "resumed")[-1]
+    a, b = latest_checkpoint_dir(straight), latest_checkpoint_dir(tmp_path / "resumed")
     assert json.loads((b / "state.json").read_text())["step"] == 6
     for name in ("model.safetensors", TRAINING_WEIGHTS):
         wa, wb = load_file(str(a / name)), load_file(str(b / name))

@@ -229,7 +229,11 @@ class ObjectiveConfig:
     the sentences, then infill) and one loss named infill+permute (weight 1; the two weights only switch
     the corruptions on)."""
     mask_rate: float = 0.15
-    """Share of tokens selected for MLM prediction (up to 0.4)."""
+    """Share of tokens selected for MLM prediction (up to 0.4); with mask_rate_end, the share at the start."""
+    mask_rate_end: float = 0.0
+    """The mask rate at the end of the budget (mlm, rtd): it moves linearly from mask_rate to this as the budget
+    is spent, as the learning rate's schedule does (GPT-BERT: mask_rate=0.3, mask_rate_end=0.15); 0: constant
+    mask_rate. Validation masks at this end rate."""
     whole_word: bool = False
     """Mask whole words (all pieces of a word together)."""
     plm_k: int = 6
@@ -268,6 +272,9 @@ class ObjectiveConfig:
                 raise ConfigError(f"objective.weights.{name} must be >= 0, got {w}")
         if not 0 < self.mask_rate <= 0.4:
             raise ConfigError(f"objective.mask_rate must be in (0, 0.4], got {self.mask_rate}")
+        if not 0 <= self.mask_rate_end <= 0.4:
+            raise ConfigError(f"objective.mask_rate_end must be in (0, 0.4], or 0 for a constant mask_rate; "
+                              f"got {self.mask_rate_end}")
         if self.plm_k < 1:
             raise ConfigError(f"objective.plm_k must be >= 1, got {self.plm_k}")
         if not 0 <= self.infill_mask_ratio < 1:

@@ -36,10 +36,11 @@ class PretrainModel(nn.Module):
         self.objectives = nn.ModuleDict(objectives)
         self.weights = dict(weights)
 
-    def prepare(self, batch: dict[str, Tensor], gen: torch.Generator) -> dict[str, Tensor]:
-        """Collator side (CPU, before the batch moves to the device): decide what to predict."""
+    def prepare(self, batch: dict[str, Tensor], gen: torch.Generator, progress: float = 1.0) -> dict[str, Tensor]:
+        """Collator side (CPU, before the batch moves to the device): decide what to predict. `progress`: the share
+        of the budget spent (objective.mask_rate_end); 1, the end, for validation."""
         for obj in self.objectives.values():
-            batch = obj.prepare(batch, gen)
+            batch = obj.prepare(batch, gen, progress)
         return batch
 
     def forward(self, batch: dict[str, Tensor]) -> PretrainOutput:

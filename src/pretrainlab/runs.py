@@ -40,7 +40,7 @@ def build_pretrain_model(cfg: RunConfig, vocab_size: int, special) -> nn.Module:
     o = cfg.objective
     objectives = build_objectives(
         o.weights, backbone=backbone, backbone_kind=cfg.model.backbone, vocab_size=vocab_size, special=special,
-        mask_rate=o.mask_rate, whole_word=o.whole_word, plm_k=o.plm_k,
+        mask_rate=o.mask_rate, mask_rate_end=o.mask_rate_end, whole_word=o.whole_word, plm_k=o.plm_k,
         rtd_generator_fraction=o.rtd_generator_fraction, rtd_weight=o.rtd_weight, tie_embeddings=o.tie_embeddings,
         make_backbone=lambda **kw: backbone_from_config(replace(cfg.model, preset=None, **kw), vocab_size, special.pad),
         infill_mask_ratio=o.infill_mask_ratio, infill_poisson_lambda=o.infill_poisson_lambda,

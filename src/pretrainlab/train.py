@@ -95,10 +95,11 @@ def pretrain(cfg: RunConfig, corpus: str | Path, out: str | Path, resume: bool =
     step_counter = {"n": schedule.step_count * tc.grad_accum}
 
     def next_batch():
-        # the masking RNG is a pure function of (seed, step, micro-batch): exact resume without replay
+        # the masking RNG is a pure function of (seed, step, micro-batch), the mask rate of the budget's progress
+        # (of the step, for a step budget): exact resume without replay
         gen = torch.Generator().manual_seed(tc.seed * 1_000_003 + step_counter["n"])
         step_counter["n"] += 1
-        return model.prepare(loader.next_batch(), gen)
+        return model.prepare(loader.next_batch(), gen, schedule.progress())
 
     def step_loss(m, batch):
         out = m(batch)
@@ -275,6 +276,7 @@ def _print_model(cfg: RunConfig, model: nn.Module, n_params: int, device, dtype,
     print(f"model: {cfg.model.backbone}{variant} {n_params / 1e6:.2f}M backbone parameters, "
           f"objectives {', '.join(model.objectives)}, device {device}, precision {dtype or 'fp32'}"
           + (f", weight EMA {tc.ema}" if tc.ema else "")
+          + (f", mask rate {cfg.objective.mask_rate} -> {cfg.objective.mask_rate_end}" if cfg.objective.mask_rate_end else "")
           + (f", {dist.world} processes ({tc.parallel})" if dist.enabled else ""), file=sys.stderr)
 
 

@@ -24,6 +24,7 @@ from torch import Tensor, nn
 
 from ..config import SEQ2SEQ_OBJECTIVES, ConfigError, check_objectives_fit
 from ..tokenizer import SpecialIds
+from .mlm import MaskRate
 
 
 class Objective(Protocol):
@@ -38,8 +39,10 @@ class Objective(Protocol):
     """(vocab,) bool, True for tokens that begin a word; the recipe sets it for whole-word masking
     (objective.whole_word), and only mlm reads it."""
 
-    def prepare(self, batch: dict[str, Tensor], gen: torch.Generator) -> dict[str, Tensor]:
-        """Collator side (CPU): add what to predict (masked ids, positions, labels) to the batch."""
+    def prepare(self, batch: dict[str, Tensor], gen: torch.Generator, progress: float = 1.0) -> dict[str, Tensor]:
+        """Collator side (CPU): add what to predict (masked ids, positions, labels) to the batch. `progress`: the
+        share of the budget spent (0 to 1), for what changes over the run (objective.mask_rate_end); validation
+        batches are prepared at 1, the end."""
         ...
 
     def loss(self, backbone: nn.Module, out, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
@@ -49,12 +52,13 @@ class Objective(Protocol):
 
 
 def build_objectives(weights: dict[str, float], *, backbone: nn.Module, backbone_kind: str, vocab_size: int,
-                     special: SpecialIds, mask_rate: float = 0.15, whole_word: bool = False, plm_k: int = 6,
-                     rtd_generator_fraction: float = 0.25, rtd_weight: float = 50.0, tie_embeddings: bool = True,
-                     make_backbone=None, infill_mask_ratio: float = 0.3, infill_poisson_lambda: float = 3.0,
-                     span_noise_density: float = 0.15, span_mean_length: float = 3.0,
+                     special: SpecialIds, mask_rate: float = 0.15, mask_rate_end: float = 0.0, whole_word: bool = False,
+                     plm_k: int = 6, rtd_generator_fraction: float = 0.25, rtd_weight: float = 50.0,
+                     tie_embeddings: bool = True, make_backbone=None, infill_mask_ratio: float = 0.3,
+                     infill_poisson_lambda: float = 3.0, span_noise_density: float = 0.15, span_mean_length: float = 3.0,
                      span_sentinels: int = 100) -> dict[str, nn.Module]:
     """Plain values in, {name: objective module (an `Objective`)} out (only objectives with weight > 0).
+    mask_rate_end: mlm's and rtd's mask rate moves linearly from mask_rate to it over the budget (0: constant).
 
     tie_embeddings: the mlm/plm/clm vocabulary projection is the input embedding (else one of its
     own, shared by those heads). RTD's generator always shares the discriminator's embedding.
@@ -101,6 +105,7 @@ def build_objectives(weights: dict[str, float], *, backbone: nn.Module, backbone
     if "rtd" in on and make_backbone is None:
         raise ValueError("objective rtd needs make_backbone(d_model=..., n_heads=..., d_ff=...) to build its generator")
     objs: dict[str, nn.Module] = {}
+    rate = MaskRate(mask_rate, mask_rate_end or mask_rate)
     d = backbone.d_model
     emb = backbone.get_input_embeddings()
     rtd_emb = emb
@@ -114,7 +119,7 @@ def build_objectives(weights: dict[str, float], *, backbone: nn.Module, backbone
             from .mlm import MLM
 
             eps = backbone.norm_eps if backbone_kind == "transformer" else 1e-12  # as the HF head's (rnn/cnn: remote/)
-            objs[name] = MLM(d, vocab_size, emb, special.all, special.mask, mask_rate, whole_word, eps)
+            objs[name] = MLM(d, vocab_size, emb, special.all, special.mask, rate, whole_word, eps)
         elif name == "nsp":
             from .nsp import NSP
 
@@ -133,7 +138,7 @@ def build_objectives(weights: dict[str, float], *, backbone: nn.Module, backbone
             d_gen, heads, d_ff = generator_size(d, getattr(backbone, "n_heads", None),
                                                 getattr(backbone, "d_ff", 4 * d), rtd_generator_fraction)
             generator = make_backbone(d_model=d_gen, n_heads=heads, d_ff=d_ff)
-            objs[name] = RTD(d, vocab_size, rtd_emb, generator, special.all, special.mask, mask_rate, rtd_weight)
+            objs[name] = RTD(d, vocab_size, rtd_emb, generator, special.all, special.mask, rate, rtd_weight)
         elif name == "clm" and backbone_kind == "decoder":
             from .clm import CLM
 

@@ -66,7 +66,7 @@ class CLM(nn.Module):
         super().__init__()
         self.head = LMHead(d_model, vocab_size, embedding)
 
-    def prepare(self, batch: dict[str, Tensor], gen: torch.Generator) -> dict[str, Tensor]:
+    def prepare(self, batch: dict[str, Tensor], gen: torch.Generator, progress: float = 1.0) -> dict[str, Tensor]:
         ids = batch.get("original_ids", batch["input_ids"])  # with a corrupting objective on, the real tokens
         labels = next_token_labels(ids, batch["mask"]).reshape(-1)
         positions = (labels != IGNORE).nonzero().squeeze(1)  # flat indices into (B * T)

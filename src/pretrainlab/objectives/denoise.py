@@ -149,7 +149,7 @@ class Denoiser(nn.Module):
     def pair(self, tokens: np.ndarray, offsets: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         raise NotImplementedError
 
-    def prepare(self, batch: dict[str, Tensor], gen: torch.Generator) -> dict[str, Tensor]:
+    def prepare(self, batch: dict[str, Tensor], gen: torch.Generator, progress: float = 1.0) -> dict[str, Tensor]:
         """Packed rows (input_ids, mask[, sent_start], row_seed) -> the encoder-decoder's batch (pack_pairs).
 
         `mask` stays the loader's (the loop counts the tokens read with it)."""

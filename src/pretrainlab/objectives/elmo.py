@@ -72,7 +72,7 @@ class ELMo(nn.Module):
         self.embedding = embedding  # tied: the softmax shares the token embedding's weight
         self.bias = nn.Parameter(torch.zeros(vocab_size))
 
-    def prepare(self, batch: dict[str, Tensor], gen: torch.Generator) -> dict[str, Tensor]:
+    def prepare(self, batch: dict[str, Tensor], gen: torch.Generator, progress: float = 1.0) -> dict[str, Tensor]:
         ids = batch.get("original_ids", batch["input_ids"])  # with mlm on, predict the real tokens
         fwd_pos, fwd_labels, bwd_pos, bwd_labels = neighbour_targets(ids, batch["mask"])
         return {**batch, "clm_fwd_positions": fwd_pos, "clm_fwd_labels": fwd_labels,

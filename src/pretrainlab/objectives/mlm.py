@@ -9,6 +9,8 @@ model's cost (../shared/PERF.md).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -89,6 +91,19 @@ def row_rand(row_seeds: Tensor, T: int) -> Tensor:
     return torch.stack([torch.rand(T, generator=torch.Generator().manual_seed(s)) for s in row_seeds.tolist()])
 
 
+@dataclass(frozen=True)
+class MaskRate:
+    """The share of tokens masked: `start` at the beginning of the budget, moving linearly to `end` at its end
+    (objective.mask_rate -> objective.mask_rate_end; GPT-BERT: 0.3 -> 0.15). A function of the budget's progress,
+    as the learning rate is: of the step for a step budget, so resumed runs mask exactly as uninterrupted ones."""
+
+    start: float
+    end: float
+
+    def at(self, progress: float) -> float:
+        return self.start + (self.end - self.start) * min(max(progress, 0.0), 1.0)
+
+
 class MLMHead(nn.Module):
     """BERT's prediction head: dense -> GELU -> LayerNorm -> decoder tied to the embeddings.
 
@@ -118,20 +133,21 @@ class MLM(nn.Module):
     """(vocab,) bool from tokenizer.word_start_table; needed for whole-word masking."""
 
     def __init__(self, d_model: int, vocab_size: int, embedding: nn.Embedding, special_ids: tuple[int, ...],
-                 mask_id: int, rate: float = 0.15, whole_word: bool = False, norm_eps: float = 1e-12):
+                 mask_id: int, rate: float | MaskRate = 0.15, whole_word: bool = False, norm_eps: float = 1e-12):
         super().__init__()
         self.head = MLMHead(d_model, vocab_size, embedding, norm_eps)
         self.special_ids, self.mask_id, self.vocab_size = tuple(special_ids), mask_id, vocab_size
-        self.rate, self.whole_word = rate, whole_word
+        self.rate = rate if isinstance(rate, MaskRate) else MaskRate(rate, rate)
+        self.whole_word = whole_word
 
-    def prepare(self, batch: dict[str, Tensor], gen: torch.Generator) -> dict[str, Tensor]:
+    def prepare(self, batch: dict[str, Tensor], gen: torch.Generator, progress: float = 1.0) -> dict[str, Tensor]:
         word_starts = None
         if self.whole_word:
             if self.word_start_table is None:
                 raise ValueError("whole-word masking needs MLM.word_start_table (tokenizer.word_start_table)")
             word_starts = self.word_start_table[batch["input_ids"]]
         masked, positions, labels = mask_tokens(
-            batch["input_ids"], batch["mask"], self.special_ids, self.mask_id, self.vocab_size, self.rate, gen,
+            batch["input_ids"], batch["mask"], self.special_ids, self.mask_id, self.vocab_size, self.rate.at(progress), gen,
             word_starts, batch.get("row_seed"),
         )
         return {**batch, "original_ids": batch["input_ids"], "input_ids": masked,

@@ -41,7 +41,7 @@ class NSP(nn.Module):
         super().__init__()
         self.head = PairHead(d_model)
 
-    def prepare(self, batch: dict[str, Tensor], gen: torch.Generator) -> dict[str, Tensor]:
+    def prepare(self, batch: dict[str, Tensor], gen: torch.Generator, progress: float = 1.0) -> dict[str, Tensor]:
         if f"{self.name}_labels" not in batch:
             raise ValueError(f"objective {self.name} needs sentence-pair batches with {self.name}_labels "
                              f"(data.pairs.PairLoader(kind={self.name!r})); got keys {sorted(batch)}")

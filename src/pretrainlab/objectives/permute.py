@@ -96,7 +96,7 @@ class Permute(Denoiser):
             shuffled = self.infill.noise(shuffled, rng, no_longer=True)
         return with_ends(shuffled, self.bos_id, self.eos_id), with_ends(tokens, self.bos_id, self.eos_id)
 
-    def prepare(self, batch: dict[str, Tensor], gen) -> dict[str, Tensor]:
+    def prepare(self, batch: dict[str, Tensor], gen, progress: float = 1.0) -> dict[str, Tensor]:
         if "sent_start" not in batch:
             raise ValueError("permute needs the packed loader's sentence starts: PackedLoader(..., sentences=True)")
-        return super().prepare(batch, gen)
+        return super().prepare(batch, gen, progress)

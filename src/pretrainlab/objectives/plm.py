@@ -84,7 +84,7 @@ class PLM(nn.Module):
         self.head = MLMHead(d_model, vocab_size, embedding)
         self.special_ids, self.mask_id, self.k = tuple(special_ids), mask_id, k
 
-    def prepare(self, batch: dict[str, Tensor], gen: torch.Generator) -> dict[str, Tensor]:
+    def prepare(self, batch: dict[str, Tensor], gen: torch.Generator, progress: float = 1.0) -> dict[str, Tensor]:
         ids = batch.get("original_ids", batch["input_ids"])  # unmasked, if MLM ran first
         rank, targets, valid = sample_order(ids, batch["mask"], self.special_ids, self.k, gen, batch.get("row_seed"))
         return {**batch, "plm_rank": rank, "plm_targets": targets, "plm_valid": valid}

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..distributed import global_count, world_size
-from .mlm import mask_tokens, row_rand, salted
+from .mlm import MaskRate, mask_tokens, row_rand, salted
 
 
 def generator_size(d_model: int, n_heads: int | None, d_ff: int, fraction: float) -> tuple[int, int, int]:
@@ -118,20 +118,22 @@ class RTD(nn.Module):
     word_start_table: Tensor | None = None  # unused: only mlm masks whole words
 
     def __init__(self, d_model: int, vocab_size: int, embedding: nn.Embedding, generator: nn.Module,
-                 special_ids: tuple[int, ...], mask_id: int, rate: float = 0.15, weight: float = 50.0):
+                 special_ids: tuple[int, ...], mask_id: int, rate: float | MaskRate = 0.15, weight: float = 50.0):
         super().__init__()
         share_token_embedding(generator, embedding)
         self.generator = generator
         self.generator_head = GeneratorHead(generator.d_model, embedding, vocab_size)
         self.discriminator_head = DiscriminatorHead(d_model)
         self.special_ids, self.mask_id, self.vocab_size = tuple(special_ids), mask_id, vocab_size
-        self.rate, self.weight = rate, weight
+        self.rate = rate if isinstance(rate, MaskRate) else MaskRate(rate, rate)
+        self.weight = weight
 
-    def prepare(self, batch: dict[str, Tensor], gen: torch.Generator) -> dict[str, Tensor]:
+    def prepare(self, batch: dict[str, Tensor], gen: torch.Generator, progress: float = 1.0) -> dict[str, Tensor]:
         ids = batch.get("original_ids", batch["input_ids"])
         rows = batch.get("row_seed")  # per-row draws: a row is corrupted the same on any rank
         masked, positions, labels = mask_tokens(ids, batch["mask"], self.special_ids, self.mask_id, self.vocab_size,
-                                                self.rate, gen, row_seeds=None if rows is None else salted(rows, 1))
+                                                self.rate.at(progress), gen,
+                                                row_seeds=None if rows is None else salted(rows, 1))
         uniform = (torch.rand(len(positions), generator=gen) if rows is None
                    else row_rand(salted(rows, 3), ids.shape[1]).reshape(-1)[positions])
         return {**batch, "rtd_input": masked, "rtd_positions": positions, "rtd_labels": labels,
