@@ -62,8 +62,8 @@ def test_the_checkpoint_model_is_the_average_and_is_what_exports(review_corpus, 
     run = pretrain(cfg("train.budget=5", "train.checkpoint_every=1", "model.style=modern"), review_corpus,
                    tmp_path / "run")
     before, last = checkpoints(run)
-    avg_before, avg, trained = (load_file(str(before / "model.safetensors")), load_file(str(last / "model.safetensors")),
-                                load_file(str(last / TRAINING_WEIGHTS)))
+    avg_before, avg = (load_file(str(ckpt / "model.safetensors")) for ckpt in (before, last))
+    trained = load_file(str(last / TRAINING_WEIGHTS))
     d = min(0.9, 6 / 15)  # step 5
     for k in avg:
         torch.testing.assert_close(avg[k], avg_before[k] + (1 - d) * (trained[k] - avg_before[k]), msg=k)

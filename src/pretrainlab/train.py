@@ -268,15 +268,14 @@ def _fsdp_blocks(model: nn.Module) -> list[nn.Module]:
 
 
 def _print_model(cfg: RunConfig, model: nn.Module, n_params: int, device, dtype, dist: Dist) -> None:
-    tc = cfg.train
-    m = cfg.model
+    tc, m, o = cfg.train, cfg.model, cfg.objective
     variant = {"transformer": f" ({m.style})", "decoder": f" ({m.style})", "rnn": f" (bi-{m.rnn_cell})",
                "encoder-decoder": f" ({m.style}, {m.n_layers} + {m.n_decoder_layers or m.n_layers} layers)",
                }.get(m.backbone, "")
     print(f"model: {cfg.model.backbone}{variant} {n_params / 1e6:.2f}M backbone parameters, "
           f"objectives {', '.join(model.objectives)}, device {device}, precision {dtype or 'fp32'}"
           + (f", weight EMA {tc.ema}" if tc.ema else "")
-          + (f", mask rate {cfg.objective.mask_rate} -> {cfg.objective.mask_rate_end}" if cfg.objective.mask_rate_end else "")
+          + (f", mask rate {o.mask_rate} -> {o.mask_rate_end}" if o.mask_rate_end else "")
           + (f", {dist.world} processes ({tc.parallel})" if dist.enabled else ""), file=sys.stderr)
 
 

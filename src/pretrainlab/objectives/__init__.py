@@ -55,8 +55,8 @@ def build_objectives(weights: dict[str, float], *, backbone: nn.Module, backbone
                      special: SpecialIds, mask_rate: float = 0.15, mask_rate_end: float = 0.0, whole_word: bool = False,
                      plm_k: int = 6, rtd_generator_fraction: float = 0.25, rtd_weight: float = 50.0,
                      tie_embeddings: bool = True, make_backbone=None, infill_mask_ratio: float = 0.3,
-                     infill_poisson_lambda: float = 3.0, span_noise_density: float = 0.15, span_mean_length: float = 3.0,
-                     span_sentinels: int = 100) -> dict[str, nn.Module]:
+                     infill_poisson_lambda: float = 3.0, span_noise_density: float = 0.15,
+                     span_mean_length: float = 3.0, span_sentinels: int = 100) -> dict[str, nn.Module]:
     """Plain values in, {name: objective module (an `Objective`)} out (only objectives with weight > 0).
     mask_rate_end: mlm's and rtd's mask rate moves linearly from mask_rate to it over the budget (0: constant).
 

@@ -147,8 +147,8 @@ class MLM(nn.Module):
                 raise ValueError("whole-word masking needs MLM.word_start_table (tokenizer.word_start_table)")
             word_starts = self.word_start_table[batch["input_ids"]]
         masked, positions, labels = mask_tokens(
-            batch["input_ids"], batch["mask"], self.special_ids, self.mask_id, self.vocab_size, self.rate.at(progress), gen,
-            word_starts, batch.get("row_seed"),
+            batch["input_ids"], batch["mask"], self.special_ids, self.mask_id, self.vocab_size,
+            self.rate.at(progress), gen, word_starts, batch.get("row_seed"),
         )
         return {**batch, "original_ids": batch["input_ids"], "input_ids": masked,
                 "mlm_positions": positions, "mlm_labels": labels}
