@@ -91,9 +91,9 @@ def test_tiny_model_overfits_one_batch(tiny_corpus, tmp_path, monkeypatch):
     fixed = {}
     real_prepare = PretrainModel.prepare
 
-    def same_masked_batch(self, batch, gen):  # one batch, one mask, every step
+    def same_masked_batch(self, batch, gen, progress=1.0):  # one batch, one mask, every step
         if "b" not in fixed:
-            fixed["b"] = real_prepare(self, batch, gen)
+            fixed["b"] = real_prepare(self, batch, gen, progress)
         return dict(fixed["b"])
 
     monkeypatch.setattr(PretrainModel, "prepare", same_masked_batch)
