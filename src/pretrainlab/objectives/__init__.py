@@ -58,7 +58,6 @@ def build_objectives(weights: dict[str, float], *, backbone: nn.Module, backbone
                      infill_poisson_lambda: float = 3.0, span_noise_density: float = 0.15,
                      span_mean_length: float = 3.0, span_sentinels: int = 100) -> dict[str, nn.Module]:
     """Plain values in, {name: objective module (an `Objective`)} out (only objectives with weight > 0).
-    mask_rate_end: mlm's and rtd's mask rate moves linearly from mask_rate to it over the budget (0: constant).
 
     tie_embeddings: the mlm/plm/clm vocabulary projection is the input embedding (else one of its
     own, shared by those heads). RTD's generator always shares the discriminator's embedding.
@@ -105,7 +104,7 @@ def build_objectives(weights: dict[str, float], *, backbone: nn.Module, backbone
     if "rtd" in on and make_backbone is None:
         raise ValueError("objective rtd needs make_backbone(d_model=..., n_heads=..., d_ff=...) to build its generator")
     objs: dict[str, nn.Module] = {}
-    rate = MaskRate(mask_rate, mask_rate_end or mask_rate)
+    rate = MaskRate(mask_rate, mask_rate_end or mask_rate)  # mlm's and rtd's, from start to end of the budget
     d = backbone.d_model
     emb = backbone.get_input_embeddings()
     rtd_emb = emb
