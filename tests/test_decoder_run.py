@@ -60,7 +60,7 @@ def test_clm_on_a_bidirectional_backbone_is_refused_at_load(backbone, why):
 
 
 def test_bad_decoder_settings_are_refused():
-    with pytest.raises(ConfigError, match="model.style='modern' is not a decoder style.*choose llama or gpt2"):
+    with pytest.raises(ConfigError, match="model.style='modern' is not a style of the decoder backbone.*choose llama or gpt2"):
         load_config(None, ["model.backbone=decoder", "model.style=modern"])
     with pytest.raises(ConfigError, match="data.seq_len=128 is longer than model.max_len=64"):
         load_config(None, ["model.backbone=decoder", "model.max_len=64", "data.seq_len=128"])

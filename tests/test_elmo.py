@@ -160,7 +160,7 @@ def test_rejected_for_backbones_that_are_not_directional(kind):
 
 
 def test_preset_gives_parameter_matched_rnn_and_cnn_sizes():
-    from pretrainlab.config import CNN_DIMS, RNN_DIMS
+    from pretrainlab.backbones.spec import CNN_DIMS, RNN_DIMS
 
     for preset in ("tiny", "mini", "small"):
         m = load_config(None, ["model.backbone=rnn", f"model.preset={preset}"]).model

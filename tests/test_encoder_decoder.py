@@ -73,7 +73,7 @@ def test_help_config_documents_the_encoder_decoder(capsys):
     (ENC_DEC + ["objective.weights={mlm: 1.0}"], "objective mlm scores the encoder's own states .* use infill"),
     (ENC_DEC + ["objective.weights={plm: 1.0}"], "objective plm scores the encoder's own states"),
     (ENC_DEC + ["objective.weights={span: 1.0, infill: 1.0}"], "keep span alone"),
-    (ENC_DEC + ["model.style=modern"], r"model.style \(of the encoder-decoder\)='modern' is not one of bart"),
+    (ENC_DEC + ["model.style=modern"], r"model.style='modern' is not a style of the encoder-decoder backbone.*choose bart"),
     (["objective.weights={infill: 1.0}"], "the transformer backbone has no such decoder. Use model.backbone=encoder-decoder"),
     (["model.backbone=rnn", "objective.weights={permute: 1.0}"], "the rnn backbone has no such decoder"),
     (["model.backbone=cnn", "objective.weights={span: 1.0}"], "the cnn backbone has no such decoder"),

@@ -21,6 +21,7 @@ from typing import Any
 
 import yaml
 
+from .backbones.spec import BACKBONES, PRESETS
 from .errors import PretrainlabError
 from .files import read_yaml
 
@@ -31,48 +32,8 @@ class ConfigError(PretrainlabError, ValueError):
 
 # --------------------------------------------------------------------------- model
 
-PRESETS: dict[str, dict[str, int]] = {
-    # name: layers / d_model / heads / feed-forward
-    "tiny": dict(n_layers=2, d_model=128, n_heads=2, d_ff=512),
-    "mini": dict(n_layers=4, d_model=256, n_heads=4, d_ff=1024),
-    "small": dict(n_layers=4, d_model=512, n_heads=8, d_ff=2048),
-    "medium": dict(n_layers=8, d_model=512, n_heads=8, d_ff=2048),
-    "base": dict(n_layers=12, d_model=768, n_heads=12, d_ff=3072),
-}
-# RNN (d_model, n_layers per direction) whose parameter count (embeddings included) matches the
-# Transformer preset of the same name at any vocabulary size: same d_model (so the same embedding
-# and tied head), layers chosen to match the non-embedding parameters. The recurrence makes this
-# slower than the Transformer it matches (mini: ~0.55x its tokens/s in a bf16 MLM step on 2
-# threads), so medium and base (24+ layers per direction) are not offered.
-RNN_DIMS: dict[str, dict[str, int]] = {
-    "tiny": dict(d_model=128, n_layers=6),
-    "mini": dict(d_model=256, n_layers=12),
-    "small": dict(d_model=512, n_layers=12),
-}
-# CNN sizes matched the same way (at kernel_size 5).
-CNN_DIMS: dict[str, dict[str, int]] = {
-    "tiny": dict(d_model=128, n_layers=3),
-    "mini": dict(d_model=256, n_layers=5),
-    "small": dict(d_model=512, n_layers=5),
-    "medium": dict(d_model=512, n_layers=10),
-}
-# Encoder-decoder sizes matched to the Transformer preset of the same name: the same width, heads and
-# feed-forward, half the layers on each side (an encoder layer holds ~12 d^2 weights, a decoder
-# layer ~16 d^2 with its cross-attention, so n/2 + n/2 layers hold ~14 d^2 n against the encoder's
-# 12 d^2 n). base is BART-base exactly: 6 + 6 layers, d 768, 12 heads, feed-forward 3072. The decoder
-# has as many layers as the encoder unless model.n_decoder_layers says otherwise.
-SEQ2SEQ_LAYERS: dict[str, dict[str, int]] = {
-    name: dict(n_layers=max(1, p["n_layers"] // 2)) for name, p in PRESETS.items()
-}
-BACKBONES = ("transformer", "rnn", "cnn", "decoder", "encoder-decoder")
-STYLES = ("bert", "modern")
-DECODER_STYLES = ("llama", "gpt2")
-SEQ2SEQ_STYLES = ("bart",)
-DEFAULT_STYLES = {"decoder": "llama", "encoder-decoder": "bart"}
-"""model.style when none is given, for backbones whose styles are not the Transformer's."""
-DEFAULT_OBJECTIVES = {"decoder": {"clm": 1.0}, "encoder-decoder": {"infill": 1.0, "permute": 1.0}}
-"""objective.weights when none is given, for backbones that cannot take the default {mlm: 1.0}: the decoder's
-next-token prediction, BART's infilling + permutation."""
+BACKBONE_NAMES = tuple(BACKBONES)
+"""model.backbone's accepted values: transformer, decoder, encoder-decoder, rnn, cnn (backbones/spec.py)."""
 
 
 @dataclass(frozen=True)
@@ -124,14 +85,9 @@ class ModelConfig:
     """CNN dilation per layer, repeated to n_layers."""
 
     def __post_init__(self) -> None:
-        _choice("model.backbone", self.backbone, BACKBONES)
-        if self.backbone == "decoder" and self.style not in DECODER_STYLES:
-            raise ConfigError(f"model.style={self.style!r} is not a decoder style; with model.backbone=decoder choose "
-                              f"{' or '.join(DECODER_STYLES)} (bert and modern are the encoder's)")
-        if self.backbone == "encoder-decoder":
-            _choice("model.style (of the encoder-decoder)", self.style, SEQ2SEQ_STYLES)
-        elif self.backbone != "decoder":
-            _choice("model.style", self.style, STYLES)
+        _choice("model.backbone", self.backbone, BACKBONE_NAMES)
+        spec = BACKBONES[self.backbone]
+        _check_style(self.backbone, self.style)
         _choice("model.rnn_cell", self.rnn_cell, ("lstm", "gru"))
         if self.preset is not None:
             _choice("model.preset", self.preset, tuple(PRESETS))
@@ -140,7 +96,7 @@ class ModelConfig:
                 raise ConfigError(f"model.{name} must be positive, got {getattr(self, name)}")
         if self.n_decoder_layers < 0:
             raise ConfigError(f"model.n_decoder_layers must be >= 0 (0: as many as model.n_layers), got {self.n_decoder_layers}")
-        if self.backbone in ("transformer", "decoder", "encoder-decoder") and self.d_model % self.n_heads:
+        if spec.has_attention and self.d_model % self.n_heads:
             raise ConfigError(
                 f"model.n_heads={self.n_heads} does not divide model.d_model={self.d_model}; "
                 f"choose n_heads among {[h for h in range(1, 17) if self.d_model % h == 0]}"
@@ -540,8 +496,7 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         self._check_encoder_decoder()
-        if self.data.seq_len > self.model.max_len and self.model.backbone in ("transformer", "decoder",
-                                                                              "encoder-decoder"):
+        if self.data.seq_len > self.model.max_len and BACKBONES[self.model.backbone].has_positions:
             raise ConfigError(
                 f"data.seq_len={self.data.seq_len} is longer than model.max_len={self.model.max_len} "
                 "(the position embeddings); raise model.max_len or lower data.seq_len"
@@ -717,20 +672,29 @@ def _to_type(ftype: Any, value: Any) -> Any:
 
 def preset_sizes(backbone: str, preset: str, given: dict[str, Any]) -> dict[str, Any]:
     """The sizes `preset` stands for with this backbone: the Transformer's, or the RNN / CNN / encoder-decoder
-    ones matched to it in parameters (RNN_DIMS, CNN_DIMS, SEQ2SEQ_LAYERS). Sizes in `given` win over them."""
-    if backbone == "encoder-decoder":
-        return {**PRESETS[preset], **SEQ2SEQ_LAYERS[preset]}
-    if backbone not in ("rnn", "cnn"):
-        return PRESETS[preset]
-    table = RNN_DIMS if backbone == "rnn" else CNN_DIMS
+    ones matched to it in parameters (its row's presets in backbones/spec.py). Sizes in `given` win over them."""
+    table = BACKBONES[backbone].presets
     if preset in table:
-        return table[preset]
+        return dict(table[preset])
     if {"d_model", "n_layers"} <= set(given):
         return {}
     raise ConfigError(
         f"model.preset={preset} has no {backbone.upper()} size matched to it; choose model.preset among "
         f"{', '.join(table)}, or give model.d_model and model.n_layers"
     )
+
+
+def _check_style(backbone: str, style: str) -> None:
+    """model.style must be one of the backbone's own (backbones/spec.py), else say which fit and whose it is."""
+    styles = BACKBONES[backbone].styles
+    if style in styles:
+        return
+    owner = next((k for k, s in BACKBONES.items() if style in s.styles), None)
+    whose = f" ({style} is the {owner}'s)" if owner else ""
+    hint = difflib.get_close_matches(str(style), styles, n=1)
+    also = f" (did you mean {hint[0]!r}?)" if hint else ""
+    raise ConfigError(f"model.style={style!r} is not a style of the {backbone} backbone{whose}; with "
+                      f"model.backbone={backbone} choose {' or '.join(styles)}{also}")
 
 
 def build_section(section: str, values: dict[str, Any]) -> Any:
@@ -744,10 +708,10 @@ def build_section(section: str, values: dict[str, Any]) -> Any:
     values = {k: _coerce(section, cls, k, v) for k, v in values.items()}
     if section == "model":
         backbone = values.get("backbone", ModelConfig.backbone)
-        if backbone in DEFAULT_STYLES and "style" not in values:  # the decoder's and bart's are not the encoder's
-            values["style"] = DEFAULT_STYLES[backbone]
+        if backbone in BACKBONES and "style" not in values:  # the decoder's and bart's are not the encoder's
+            values["style"] = BACKBONES[backbone].default_style
         preset = values.get("preset", ModelConfig.preset)
-        if preset is not None and preset in PRESETS:
+        if preset is not None and preset in PRESETS and backbone in BACKBONES:
             values = {**preset_sizes(backbone, preset, values), **values}
     return cls(**values)
 
@@ -797,8 +761,8 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
         else:
             raw.setdefault(section, {})[name] = parsed
     backbone = raw.get("model", {}).get("backbone", ModelConfig.backbone)
-    if isinstance(backbone, str) and backbone in DEFAULT_OBJECTIVES and "weights" not in raw.get("objective", {}):  # decoder: clm; enc-dec: BART's
-        raw.setdefault("objective", {})["weights"] = dict(DEFAULT_OBJECTIVES[backbone])
+    if isinstance(backbone, str) and backbone in BACKBONES and "weights" not in raw.get("objective", {}):
+        raw.setdefault("objective", {})["weights"] = dict(BACKBONES[backbone].default_objectives)  # decoder: clm ...
     parts = {s: build_section(s, raw.get(s, {})) for s in SECTIONS}
     return RunConfig(**parts)
 

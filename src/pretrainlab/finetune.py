@@ -37,6 +37,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from .backbones.spec import BACKBONES
 from .config import Budget, ConfigError, RunConfig
 from .data.encoding import Encoded, encode_split
 from .data.tasks import BUILTIN_TASKS, Task, as_task
@@ -206,9 +207,9 @@ def prepare_finetune(pre: Pretrained, task: str | Path | Task, cfg: RunConfig, e
 
 def input_max_len(model_cfg, max_len: int) -> int:
     """The classifier's input length: finetune.max_len, capped at model.max_len where the backbone has
-    position embeddings (a Transformer of any kind; the RNN and the CNN read any length)."""
-    has_positions = model_cfg.backbone in ("transformer", "decoder", "encoder-decoder")
-    return min(max_len, model_cfg.max_len) if has_positions else max_len
+    position embeddings (the kind's row in backbones/spec.py: a Transformer of any kind; the RNN and the CNN read
+    any length)."""
+    return BACKBONES[model_cfg.backbone].input_len(max_len, model_cfg.max_len)
 
 
 def split_sizes(setup: FinetuneSetup) -> str:

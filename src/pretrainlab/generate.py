@@ -31,6 +31,7 @@ import torch
 from torch import Tensor, nn
 
 from .backbones.decoder import DecoderBackbone, KVCache
+from .backbones.spec import BACKBONES
 from .errors import PretrainlabError
 from .objectives.clm import LMHead
 
@@ -220,9 +221,10 @@ def generate_run(run: str | Path, prompts: Sequence[str], settings: GenerationSe
         raise GenerateError(f"{run} is not a pretrainlab run directory (no config.yaml); give the --out of "
                             "`pretrainlab pretrain`")
     kind = read_run_config(run).model.backbone
-    if kind == "decoder":
+    lm = BACKBONES[kind].lm
+    if lm == "causal_lm":
         return generate_decoder(run, prompts, s, note)
-    if kind == "encoder-decoder":
+    if lm == "seq2seq_lm":
         return generate_seq2seq(run, prompts, s, note)
     raise GenerateError(
         f"{run} is a {kind} run, a bidirectional encoder (its states read both sides of each token): it does not "

@@ -38,6 +38,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .backbones.spec import BACKBONES
+
 from .interpret.probes import ProbeResult
 from .errors import PretrainlabError
 from .runs import Pretrained, load_pretrained
@@ -101,8 +103,7 @@ def probe(run: str | Path | Pretrained, task, *, max_len: int = 64, max_examples
     pre = _as_pretrained(run)
     task = task if isinstance(task, Task) else load_task(task, seed=seed, **(columns.settings() if columns else {}))
     segments = head_kind(pre.config.model) == "bert"
-    if pre.config.model.backbone in ("transformer", "decoder", "encoder-decoder"):  # a context they were built for
-        max_len = min(max_len, pre.config.model.max_len)
+    max_len = BACKBONES[pre.config.model.backbone].input_len(max_len, pre.config.model.max_len)  # their context
     train, test = _subsample(task.train, max_examples, seed), _subsample(task.test, max_examples, seed + 1)
     feats, ys = [], []
     backbone = pre.backbone.eval()
@@ -159,8 +160,7 @@ def pseudo_perplexity(run: str | Path | Pretrained, texts: Sequence[str], *, max
     if "mlm" not in pre.model.objectives:
         raise IntrinsicError(f"{pre.checkpoint or pre.run_dir}: the run has no MLM head (objectives: {', '.join(pre.model.objectives)}); "
                              "pseudo-perplexity needs one: use a run pre-trained with objective mlm")
-    if pre.config.model.backbone == "transformer":
-        max_len = min(max_len, pre.config.model.max_len)
+    max_len = BACKBONES[pre.config.model.backbone].input_len(max_len, pre.config.model.max_len)
     head, backbone = pre.model.objectives["mlm"].head.eval(), pre.backbone.eval()
     special = set(pre.special.all)
     enc = encode(pre.tokenizer, list(texts), None, max_len)
@@ -234,13 +234,12 @@ def causal_perplexity(run: str | Path | Pretrained, texts: Sequence[str], *, max
 
     pre = _as_pretrained(run)
     kind = pre.config.model.backbone
-    if "clm" not in pre.model.objectives or kind not in ("decoder", "rnn"):
+    if "clm" not in pre.model.objectives:  # clm fits only a decoder or an rnn (ELMo: its forward half)
         raise IntrinsicError(f"{pre.checkpoint}: a true perplexity needs a model that reads left to right: a decoder, "
                              f"or an rnn pre-trained with clm (this is a {kind} run with "
                              f"{', '.join(pre.model.objectives)})")
-    seq_len = max_len or pre.config.data.seq_len
-    if kind == "decoder":
-        seq_len = min(seq_len, pre.backbone.max_len)
+    spec = BACKBONES[kind]
+    seq_len = spec.input_len(max_len or pre.config.data.seq_len, pre.config.model.max_len)
     obj, backbone = pre.model.objectives["clm"].eval(), pre.backbone.eval()
     rows = sorted(_pieces(pre, texts, seq_len), key=len)  # length order keeps the padding small
     total, count = 0.0, 0
@@ -253,14 +252,11 @@ def causal_perplexity(run: str | Path | Pretrained, texts: Sequence[str], *, max
         labels = next_token_labels(ids, mask)  # (B, T): the token each position predicts, IGNORE past the end
         at = labels != IGNORE
         hidden = backbone(ids, mask, torch.zeros_like(ids)).hidden  # (B, T, D)
-        if kind == "decoder":
-            logits = obj.head(hidden[at]).float()  # (N, V)
-        else:  # the forward half of the RNN's state at t has read tokens <= t only (objectives/elmo.py)
-            logits = obj.logits(hidden[at][:, :hidden.shape[-1] // 2], obj.proj_fwd)
+        logits = obj.next_token_logits(hidden[at])  # (N, V)
         total += float(F.cross_entropy(logits, labels[at], reduction="sum"))
         count += int(at.sum())
     nll = total / count
-    model = "decoder" if kind == "decoder" else "rnn's forward LM (clm)"
+    model = kind if spec.causal else f"{kind}'s forward LM (clm)"
     return CausalPerplexity(math.exp(nll), nll, count, len(texts), pre.tokenizer.get_vocab_size(), model, seq_len)
 
 
@@ -269,7 +265,7 @@ def perplexity(run: str | Path | Pretrained, texts: Sequence[str], *, max_len: i
     """A true perplexity where the model reads left to right (decoder, rnn with clm), else the MLM
     pseudo-perplexity (max_len then truncates each text, default 128); the result says which."""
     pre = _as_pretrained(run)
-    if "clm" in pre.model.objectives and pre.config.model.backbone in ("decoder", "rnn"):
+    if "clm" in pre.model.objectives:  # a decoder's, or an rnn's forward + backward LM
         return causal_perplexity(pre, texts, max_len=max_len, batch_size=batch_size)
     if "mlm" not in pre.model.objectives:
         raise IntrinsicError(f"{pre.checkpoint}: the run has neither a left-to-right LM (clm on a decoder or rnn) nor "

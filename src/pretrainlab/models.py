@@ -212,11 +212,9 @@ def build_classifier(backbone: nn.Module, n_labels: int, pooling: str, head: str
 
 
 def head_kind(model_cfg) -> str:
-    """The classifier head and input convention a backbone gets: modern for the modern transformer style,
-    decoder for the decoder (last-token pooling, no segment ids), bart for the encoder-decoder (no segment
-    ids either), else bert."""
-    if model_cfg.backbone == "decoder":
-        return "decoder"
-    if model_cfg.backbone == "encoder-decoder":
-        return "bart"
-    return "modern" if model_cfg.backbone == "transformer" and model_cfg.style == "modern" else "bert"
+    """The classifier head and input convention a backbone gets (its row in backbones/spec.py): modern for the
+    modern transformer style, decoder for the decoder (last-token pooling, no segment ids), bart for the
+    encoder-decoder (no segment ids either), else bert."""
+    from .backbones.spec import BACKBONES
+
+    return BACKBONES[model_cfg.backbone].head(model_cfg.style)

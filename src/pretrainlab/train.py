@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .backbones.spec import BACKBONES
 from .checkpoint import latest_checkpoint, load_training_state
 from .config import Budget, ConfigError, RunConfig, TrainConfig, save_config
 from .distributed import Dist
@@ -70,7 +71,7 @@ def pretrain(cfg: RunConfig, corpus: str | Path, out: str | Path, resume: bool =
     if fsdp:  # in place: `model` is the sharded module from here on, and the optimizer holds its shards
         from .distributed import shard
 
-        shard(model, _fsdp_blocks(model), device)
+        shard(model, _fsdp_blocks(model, cfg.model.backbone), device)
     elif tc.parallel == "fsdp" and dist.main:
         print("train.parallel=fsdp in a single process: nothing to shard, training the whole model here",
               file=sys.stderr)
@@ -255,23 +256,16 @@ def _write_run_files(run_dir: Path, cfg: RunConfig, data: _Corpus, corpus: str |
         indent=1), encoding="utf-8")
 
 
-def _fsdp_blocks(model: nn.Module) -> list[nn.Module]:
-    """What FSDP shards as units of their own: each block of every backbone (the RTD generator's too).
-    The RNN's layers stay in the root unit."""
-    from .backbones.cnn import ConvBlock
-    from .backbones.decoder import GPT2Block, LlamaBlock
-    from .backbones.seq2seq import DecoderBlock
-    from .backbones.transformer import BertBlock, ModernBlock
-
-    blocks = (BertBlock, ModernBlock, ConvBlock, LlamaBlock, GPT2Block, DecoderBlock)
+def _fsdp_blocks(model: nn.Module, kind: str) -> list[nn.Module]:
+    """What FSDP shards as units of their own: each block of the backbone (the RTD generator's too), as the
+    kind's row in backbones/spec.py names them. The RNN's layers stay in the root unit."""
+    blocks = BACKBONES[kind].block_classes()
     return [m for m in model.modules() if isinstance(m, blocks)]
 
 
 def _print_model(cfg: RunConfig, model: nn.Module, n_params: int, device, dtype, dist: Dist) -> None:
     tc, m, o = cfg.train, cfg.model, cfg.objective
-    variant = {"transformer": f" ({m.style})", "decoder": f" ({m.style})", "rnn": f" (bi-{m.rnn_cell})",
-               "encoder-decoder": f" ({m.style}, {m.n_layers} + {m.n_decoder_layers or m.n_layers} layers)",
-               }.get(m.backbone, "")
+    variant = BACKBONES[m.backbone].describe(m)
     print(f"model: {cfg.model.backbone}{variant} {n_params / 1e6:.2f}M backbone parameters, "
           f"objectives {', '.join(model.objectives)}, device {device}, precision {dtype or 'fp32'}"
           + (f", weight EMA {tc.ema}" if tc.ema else "")

@@ -12,14 +12,19 @@ embedding, tied to the MLM head and used for attributions).
 
 The encoder-decoder (seq2seq.py) has its own contract: (ids, mask, decoder_ids, decoder_mask) ->
 Seq2SeqOutput; the factory builds it like the others.
+
+What the rest of pretrainlab knows about each kind (styles, presets, heads, export, ...) is its row in
+spec.py, `BACKBONES`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import torch
-from torch import Tensor
+if TYPE_CHECKING:  # torch is imported where it is used, so that config can read backbones.spec without it
+    import torch
+    from torch import Tensor
 
 
 @dataclass
@@ -34,6 +39,8 @@ class EncoderOutput:
 
 def positions_from_mask(mask: Tensor) -> Tensor:
     """(B, T) position of each token within its own document (0 at each document start)."""
+    import torch  # here, not at the top: config reads backbones.spec, and must not import torch for it
+
     B, T = mask.shape
     idx = torch.arange(T, device=mask.device).expand(B, T)
     starts = torch.ones_like(mask, dtype=torch.bool)
@@ -55,44 +62,16 @@ def build_backbone(
     # encoder-decoder only (0: as many decoder layers as n_layers)
     n_decoder_layers: int = 0,
 ) -> torch.nn.Module:
-    """The explicit factory: plain values in, a backbone out (keywords only, grouped by who reads them)."""
-    if kind == "transformer":
-        from .transformer import TransformerBackbone
+    """The explicit factory: plain values in (keywords only, grouped by who reads them), a backbone out; the
+    kind's row in spec.BACKBONES builds it."""
+    from .spec import BACKBONES
 
-        return TransformerBackbone(
-            vocab_size=vocab_size, d_model=d_model, n_layers=n_layers, n_heads=n_heads, d_ff=d_ff,
-            max_len=max_len, dropout=dropout, type_vocab_size=type_vocab_size, style=style, pad_id=pad_id,
-        )
-    elif kind == "rnn":
-        from .rnn import RNNBackbone
-
-        return RNNBackbone(
-            vocab_size=vocab_size, d_model=d_model, n_layers=n_layers, cell=rnn_cell, dropout=dropout,
-            type_vocab_size=type_vocab_size, pad_id=pad_id,
-        )
-    elif kind == "cnn":
-        from .cnn import CNNBackbone
-
-        return CNNBackbone(
-            vocab_size=vocab_size, d_model=d_model, n_layers=n_layers, kernel_size=kernel_size,
-            dilations=dilations, dropout=dropout, type_vocab_size=type_vocab_size, pad_id=pad_id,
-        )
-    elif kind == "decoder":
-        from .decoder import DecoderBackbone
-
-        return DecoderBackbone(
-            vocab_size=vocab_size, d_model=d_model, n_layers=n_layers, n_heads=n_heads, d_ff=d_ff,
-            max_len=max_len, dropout=dropout, style=style, pad_id=pad_id,
-        )
-    elif kind == "encoder-decoder":
-        from .seq2seq import Seq2SeqTransformer
-
-        return Seq2SeqTransformer(
-            vocab_size=vocab_size, d_model=d_model, n_layers=n_layers, n_decoder_layers=n_decoder_layers or None,
-            n_heads=n_heads, d_ff=d_ff, max_len=max_len, dropout=dropout, style=style, pad_id=pad_id,
-        )
-    else:
-        raise ValueError(f"unknown backbone {kind!r}; choose transformer, decoder, encoder-decoder, rnn or cnn")
+    if kind not in BACKBONES:
+        raise ValueError(f"unknown backbone {kind!r}; choose {', '.join(BACKBONES)}")
+    return BACKBONES[kind].build(
+        vocab_size=vocab_size, d_model=d_model, n_layers=n_layers, dropout=dropout, type_vocab_size=type_vocab_size,
+        pad_id=pad_id, n_heads=n_heads, d_ff=d_ff, max_len=max_len, style=style, rnn_cell=rnn_cell,
+        kernel_size=kernel_size, dilations=dilations, n_decoder_layers=n_decoder_layers)
 
 
 def backbone_from_config(model_cfg, vocab_size: int, pad_id: int = 0) -> torch.nn.Module:

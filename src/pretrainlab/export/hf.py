@@ -43,7 +43,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ..backbones.spec import BACKBONES
 from ..checkpoint import latest_checkpoint
+from ..config import ModelConfig
 from ..errors import ExportError, PretrainlabError
 
 CHECK_TEXT = "This is a great movie!"
@@ -123,8 +125,8 @@ class Source:
     label_names: list[Any] | None
     pooling: str | None
     path: Path
-    backbone_kind: str = "transformer"
-    """transformer, decoder, rnn, cnn (these two export as remote code) or encoder-decoder."""
+    backbone_kind: str = ModelConfig.backbone
+    """model.backbone: its row in backbones/spec.py says how it exports."""
 
 
 def load_source(src: str | Path) -> Source:
@@ -146,16 +148,11 @@ def load_source(src: str | Path) -> Source:
                               f"(pretrainlab pretrain --out {src}) or wait for its first checkpoint")
         _check_vocab(latest_checkpoint(src) / "model.safetensors", _embedding_key(kind), src / "tokenizer.json")
         pre = load_pretrained(src)
-        if kind == "decoder":
-            return Source("causal_lm", pre.model, pre.backbone, pre.tokenizer, pre.special, pre.config.model.style,
-                          None, None, src, kind)
-        if kind == "encoder-decoder":  # its pre-training objectives all train the decoder to write text
-            return Source("seq2seq_lm", pre.model, pre.backbone, pre.tokenizer, pre.special, pre.config.model.style,
-                          None, None, src, kind)
-        if "mlm" not in pre.model.objectives:
+        lm = BACKBONES[kind].lm  # a decoder's and an encoder-decoder's objectives all train it to write text
+        if lm == "masked_lm" and "mlm" not in pre.model.objectives:
             raise ExportError(f"{src} was pre-trained without the mlm objective ({', '.join(pre.model.objectives)}); "
                               "only an MLM head maps onto *ForMaskedLM: fine-tune it and export the classifier instead")
-        return Source("masked_lm", pre.model, pre.backbone, pre.tokenizer, pre.special, pre.config.model.style,
+        return Source(lm, pre.model, pre.backbone, pre.tokenizer, pre.special, pre.config.model.style,
                       None, None, src, kind)
     raise ExportError(f"{src} is neither a pre-training run (config.yaml + checkpoints/) "
                       "nor a fine-tuned model (classifier.json)")
@@ -194,42 +191,38 @@ def _read_model_section(src: Path) -> dict[str, Any]:
 
 
 def _check_backbone(src: Path, model_section: dict[str, Any]) -> str:
-    """The backbone kind: transformer, encoder-decoder (transformers classes), rnn or cnn (our remote code)."""
-    kind = model_section.get("backbone", "transformer")
-    if kind not in ("transformer", "rnn", "cnn", "decoder", "encoder-decoder"):
-        raise ExportError(f"{src}/config.yaml: model.backbone={kind!r} is not one of transformer, decoder, rnn, cnn, "
-                          "encoder-decoder; there is nothing to export it as")
+    """The backbone kind: one of backbones/spec.py's, exported as its row says."""
+    kind = model_section.get("backbone", ModelConfig.backbone)
+    if kind not in BACKBONES:
+        raise ExportError(f"{src}/config.yaml: model.backbone={kind!r} is not one of {', '.join(BACKBONES)}; there is "
+                          "nothing to export it as")
     return kind
 
 
 def _embedding_key(kind: str) -> str:
-    own = kind in ("transformer", "decoder", "encoder-decoder")
-    return "backbone.tok_emb.weight" if own else "backbone.embed_tokens.weight"
+    return f"backbone.{BACKBONES[kind].embedding_weight}"
 
 
 # --------------------------------------------------------------------------- weights
 
 
 def hf_model(source: Source) -> nn.Module:
-    """The transformers model holding our weights (fp32, eval mode)."""
-    from .hf_names import (classifier_head_to_hf, hf_config_kwargs, mlm_head_to_hf, to_hf_bert_state_dict,
-                           to_hf_modernbert_state_dict)
-
+    """The transformers model holding our weights (fp32, eval mode), made by the kind's exporter (backbones/spec.py)."""
     bb = source.backbone
     if source.tokenizer.get_vocab_size() != bb.vocab_size:
         n = source.tokenizer.get_vocab_size()
         raise ExportError(f"{source.path}: the tokenizer has {n} tokens but the model's embedding has {bb.vocab_size}; "
                           "they do not belong together: export the run's own tokenizer")
-    if source.backbone_kind in ("rnn", "cnn"):
-        from .remote import remote_model
+    return BACKBONES[source.backbone_kind].export_model(source)
 
-        return remote_model(source)
-    if source.backbone_kind == "decoder":
-        from .hf_decoder import decoder_hf_model
 
-        return decoder_hf_model(source)
-    if source.backbone_kind == "encoder-decoder":
-        return bart_model(source)
+def encoder_hf_model(source: Source) -> nn.Module:
+    """The Transformer encoder as BertFor* (style bert) or ModernBertFor* (style modern): a classifier, or the
+    run's MLM head."""
+    from .hf_names import (classifier_head_to_hf, hf_config_kwargs, mlm_head_to_hf, to_hf_bert_state_dict,
+                           to_hf_modernbert_state_dict)
+
+    bb = source.backbone
     kw = hf_config_kwargs(bb)
     sd = {k: v.detach().float() for k, v in bb.state_dict().items()}
     special = source.special
@@ -356,7 +349,7 @@ def export(src: str | Path, to_dir: str | Path, overwrite: bool = False) -> Path
         finally:
             if bars:
                 hf_logging.enable_progress_bar()
-        if source.backbone_kind in ("rnn", "cnn"):
+        if BACKBONES[source.backbone_kind].remote_code:
             from .remote import copy_remote_code
 
             copy_remote_code(tmp)
@@ -376,7 +369,7 @@ def export(src: str | Path, to_dir: str | Path, overwrite: bool = False) -> Path
         tc = json.loads(tc_path.read_text(encoding="utf-8"))
         side = "left" if causal else "right"
         tc.update(model_input_names=names, padding_side=side, truncation_side=side)
-        if source.backbone_kind == "decoder":
+        if causal:
             tc.update(bos_token=sp.name("cls"), eos_token=sp.name("sep"))
         tc_path.write_text(json.dumps(tc, indent=2), encoding="utf-8")
         (tmp / EXPORT_INFO).write_text(json.dumps(

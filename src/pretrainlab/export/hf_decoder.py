@@ -26,6 +26,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..backbones.spec import kind_of_hf_model_type
 from ..errors import ExportError
 from .hf_decoder_names import HF_DECODER_CLASSES, HF_LM_HEAD, hf_decoder_config_kwargs, to_hf_decoder_state_dict
 
@@ -138,7 +139,7 @@ def decoder_model_section(src: Path, hf: dict[str, Any], notes: list[str]) -> di
         eps = hf.get("rms_norm_eps", 1e-6)
         if abs(eps - 1e-6) > 1e-12:
             notes.append(f"rms_norm_eps={eps} in config.json; pretrainlab's llama style uses 1e-6 (tiny differences)")
-        return dict(backbone="decoder", style="llama", preset=None, d_model=d, n_layers=hf["num_hidden_layers"],
+        return dict(backbone=kind_of_hf_model_type(hf["model_type"]), style="llama", preset=None, d_model=d, n_layers=hf["num_hidden_layers"],
                     n_heads=heads, d_ff=hf["intermediate_size"], max_len=hf.get("max_position_embeddings", 2048),
                     dropout=float(hf.get("attention_dropout", 0.0)))
     d = hf["n_embd"]
@@ -149,6 +150,6 @@ def decoder_model_section(src: Path, hf: dict[str, Any], notes: list[str]) -> di
     eps = hf.get("layer_norm_epsilon", 1e-5)
     if abs(eps - 1e-5) > 1e-12:
         notes.append(f"layer_norm_epsilon={eps} in config.json; pretrainlab's gpt2 style uses 1e-5 (tiny differences)")
-    return dict(backbone="decoder", style="gpt2", preset=None, d_model=d, n_layers=hf["n_layer"], n_heads=hf["n_head"],
+    return dict(backbone=kind_of_hf_model_type(hf["model_type"]), style="gpt2", preset=None, d_model=d, n_layers=hf["n_layer"], n_heads=hf["n_head"],
                 d_ff=hf.get("n_inner") or 4 * d, max_len=hf.get("n_positions", 1024),
                 dropout=float(hf.get("resid_pdrop", 0.0)))

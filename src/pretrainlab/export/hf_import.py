@@ -43,10 +43,10 @@ from typing import Any
 
 import torch
 
+from ..backbones.spec import kind_of_hf_model_type
 from ..errors import ExportError
 
 IMPORT_INFO = "imported.json"
-MODEL_TYPES = ("bert", "modernbert", "bart")
 
 
 class ImportError_(ExportError):  # noqa: N801 (not the builtin ImportError)
@@ -150,7 +150,7 @@ def _prefix(sd: dict[str, torch.Tensor], marker: str, candidates: tuple[str, ...
 
 
 def _model_section(hf: dict[str, Any], model_type: str, notes: list[str]) -> dict[str, Any]:
-    common = dict(backbone="transformer", preset=None, d_model=hf["hidden_size"], n_layers=hf["num_hidden_layers"],
+    common = dict(backbone=kind_of_hf_model_type(model_type), preset=None, d_model=hf["hidden_size"], n_layers=hf["num_hidden_layers"],
                   n_heads=hf["num_attention_heads"], d_ff=hf["intermediate_size"])
     if model_type == "bert":
         act = hf.get("hidden_act", "gelu")
@@ -266,7 +266,8 @@ def _bart_run(src: Path, hf: dict[str, Any], sd: dict[str, torch.Tensor], model_
                            "they do not belong together")
     dec_layers = hf.get("decoder_layers", hf["encoder_layers"])
     model_cfg = build_section("model", dict(
-        backbone="encoder-decoder", style="bart", preset=None, d_model=hf["d_model"], n_layers=hf["encoder_layers"],
+        backbone=kind_of_hf_model_type(model_type), style="bart", preset=None, d_model=hf["d_model"],
+        n_layers=hf["encoder_layers"],
         n_decoder_layers=0 if dec_layers == hf["encoder_layers"] else dec_layers, n_heads=hf["encoder_attention_heads"],
         d_ff=hf["encoder_ffn_dim"], max_len=hf.get("max_position_embeddings", 1024), dropout=hf.get("dropout", 0.1)))
     kind = {"WordPiece": "wordpiece", "BPE": "bpe", "Unigram": "unigram"}.get(
@@ -291,12 +292,9 @@ def _bart_run(src: Path, hf: dict[str, Any], sd: dict[str, torch.Tensor], model_
 
 def import_hf(src: str | Path, out: str | Path, *, overwrite: bool = False, seq_len: int = 128,
               quiet: bool = False) -> ImportReport:
-    """Convert a local Hugging Face BERT / ModernBERT / BART / Llama / GPT-2 folder into a pretrainlab run."""
-    from .hf_decoder import DECODER_MODEL_TYPES
-    from ..checkpoint import save_checkpoint
-    from ..config import save_config
-    from ..tokenizer import TokenizerError, special_ids, tokenizer_hash
-    from ..runs import count_parameters
+    """Convert a local Hugging Face BERT / ModernBERT / BART / Llama / GPT-2 folder into a pretrainlab run: the
+    backbone kind whose row (backbones/spec.py) lists its model_type imports it."""
+    from ..backbones.spec import BACKBONES, kind_of_hf_model_type
 
     src = _check_source(src)
     out = Path(out)
@@ -306,12 +304,32 @@ def import_hf(src: str | Path, out: str | Path, *, overwrite: bool = False, seq_
         shutil.rmtree(out)
     hf = json.loads((src / "config.json").read_text(encoding="utf-8"))
     model_type = hf.get("model_type", "")
-    if model_type in DECODER_MODEL_TYPES:  # Llama / GPT-2: export/hf_decoder.py
-        return import_decoder(src, out, hf, seq_len=seq_len, quiet=quiet)
-    if model_type not in MODEL_TYPES:
+    kind = kind_of_hf_model_type(model_type)
+    if kind is None:
+        supported = "; ".join(f"{', '.join(s.hf_model_types)} ({s.name})" for s in BACKBONES.values() if s.hf_model_types)
         raise ImportError_(f"{src}/config.json: model_type {model_type!r} is not supported; pretrainlab imports "
-                           f"{', '.join(MODEL_TYPES)} checkpoints (BERT-family encoders, BART encoder-decoders) and "
-                           f"{' and '.join(DECODER_MODEL_TYPES)} ones (decoders)")
+                           f"{supported} checkpoints")
+    return BACKBONES[kind].import_folder(src, out, hf, seq_len=seq_len, quiet=quiet)
+
+
+def import_encoder(src: Path, out: Path, hf: dict[str, Any], *, seq_len: int = 128, quiet: bool = False) -> ImportReport:
+    """A local BERT / ModernBERT folder -> a pretrainlab run directory (objective mlm, its head if it has one)."""
+    return _import_converted(_encoder_run, src, out, hf, seq_len, quiet)
+
+
+def import_bart(src: Path, out: Path, hf: dict[str, Any], *, seq_len: int = 128, quiet: bool = False) -> ImportReport:
+    """A local BART folder -> a pretrainlab run directory (an encoder-decoder, objective infill+permute)."""
+    return _import_converted(_bart_run, src, out, hf, seq_len, quiet)
+
+
+def _import_converted(convert, src: Path, out: Path, hf: dict[str, Any], seq_len: int, quiet: bool) -> ImportReport:
+    """Tokenizer, weights through `convert` (-> run config, model, weights prefix, head state), then the run files."""
+    from ..checkpoint import save_checkpoint
+    from ..config import save_config
+    from ..runs import count_parameters
+    from ..tokenizer import TokenizerError, load_tokenizer, special_ids, tokenizer_hash
+
+    model_type = hf["model_type"]
     architecture = (hf.get("architectures") or [f"{model_type} (no architectures in config.json)"])[0]
     notes: list[str] = []
 
@@ -324,14 +342,11 @@ def import_hf(src: str | Path, out: str | Path, *, overwrite: bool = False, seq_
     n_tokens = tok.get_vocab_size()
 
     sd = read_hf_state_dict(src)
-    convert = _bart_run if model_type == "bart" else _encoder_run
     cfg, model, prefix, head_state = convert(src, hf, sd, model_type, architecture, n_tokens, special, seq_len, notes)
 
     out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out / "config.yaml")
     tok.save(str(out / "tokenizer.json"))
-    from ..tokenizer import load_tokenizer
-
     th = tokenizer_hash(load_tokenizer(out / "tokenizer.json"))  # the hash of the file as every reader sees it
     save_checkpoint(out, model, None, None, {"step": 0, "tokens": 0, "elapsed": 0.0, "tokenizer_hash": th,
                                              "imported_from": str(src.resolve())})
@@ -455,31 +470,30 @@ def adopt_init_model(cfg, init: str | Path):
     the init's architecture is taken (only dropout stays the user's) and every difference is named,
     so that `pretrain --init RUN --config other.yaml` reuses the rest of other.yaml.
     """
-    from ..config import DEFAULT_OBJECTIVES, ObjectiveConfig, build_section
+    from ..backbones.spec import BACKBONES
+    from ..config import ObjectiveConfig, build_section
 
     section = init_model_section(init)
     if section is None:
         return cfg, []
     theirs = build_section("model", {k: v for k, v in section.items() if k != "preset"} | {"preset": None})
+    spec = BACKBONES[theirs.backbone]
     ours = cfg.model
     keep_dropout = replace(theirs, dropout=ours.dropout)
-    relevant = ["backbone", "style", "d_model", "n_layers", "n_heads", "d_ff", "max_len", "type_vocab_size", "vocab_size"]
-    if theirs.backbone == "encoder-decoder":
-        relevant += ["n_decoder_layers"]
-    elif theirs.backbone != "transformer":
-        relevant += ["rnn_cell", "kernel_size", "dilations"]
+    relevant = ["backbone", "style", "d_model", "n_layers", "n_heads", "d_ff", "max_len", "type_vocab_size", "vocab_size",
+                *spec.architecture_fields]
     diffs = [f"model.{k}: config {getattr(ours, k)!r} -> init {getattr(theirs, k)!r}" for k in relevant
              if getattr(ours, k) != getattr(theirs, k) and not (k == "vocab_size" and getattr(ours, k) == 0)]
     notes = []
     if diffs:
         notes.append(f"--init {init}: its architecture is used, not the config's (" + "; ".join(diffs) + ")")
     objective = cfg.objective
-    if theirs.backbone in DEFAULT_OBJECTIVES and objective.weights == ObjectiveConfig().weights:  # decoder: clm ...
-        objective = replace(objective, weights=dict(DEFAULT_OBJECTIVES[theirs.backbone]))
+    default = dict(spec.default_objectives)
+    if default != ObjectiveConfig().weights and objective.weights == ObjectiveConfig().weights:  # decoder: clm ...
+        objective = replace(objective, weights=default)
         notes.append(f"--init {init} is a {theirs.backbone}: objective.weights={objective.weights} (its default)")
     new = replace(cfg, model=keep_dropout, objective=objective) if diffs or objective is not cfg.objective else cfg
-    if new.data.seq_len > keep_dropout.max_len and keep_dropout.backbone in ("transformer", "decoder",
-                                                                             "encoder-decoder"):
+    if new.data.seq_len > keep_dropout.max_len and spec.has_positions:
         new = replace(new, data=replace(new.data, seq_len=keep_dropout.max_len))
         notes.append(f"data.seq_len lowered to the init model's max_len {keep_dropout.max_len}")
     return new, notes

@@ -66,6 +66,10 @@ class CLM(nn.Module):
         super().__init__()
         self.head = LMHead(d_model, vocab_size, embedding)
 
+    def next_token_logits(self, hidden: Tensor) -> Tensor:
+        """(N, D) states -> (N, V) float logits of the token after each (intrinsic.causal_perplexity)."""
+        return self.head(hidden).float()
+
     def prepare(self, batch: dict[str, Tensor], gen: torch.Generator, progress: float = 1.0) -> dict[str, Tensor]:
         ids = batch.get("original_ids", batch["input_ids"])  # with a corrupting objective on, the real tokens
         labels = next_token_labels(ids, batch["mask"]).reshape(-1)

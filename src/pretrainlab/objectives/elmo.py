@@ -82,6 +82,11 @@ class ELMo(nn.Module):
         """(N, D/2) states of one direction -> (N, V) float logits."""
         return F.linear(projection(h), self.embedding.weight, self.bias).float()
 
+    def next_token_logits(self, hidden: Tensor) -> Tensor:
+        """(N, D) states -> (N, V) float logits of the token after each, from the forward half (it has read the
+        tokens up to and including t only): a true left-to-right LM (intrinsic.causal_perplexity)."""
+        return self.logits(hidden[:, : hidden.shape[-1] // 2], self.proj_fwd)
+
     def loss(self, backbone: nn.Module, out, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         D = out.hidden.shape[-1]
         # the halves `RNNBackbone.directional_states` returns, taken from the shared forward pass

@@ -38,6 +38,8 @@ except ImportError:  # transformers 4 initialises only what the checkpoint lacks
 # Copied from pretrainlab.backbones.positions_from_mask
 def positions_from_mask(mask: Tensor) -> Tensor:
     """(B, T) position of each token within its own document (0 at each document start)."""
+    import torch
+
     B, T = mask.shape
     idx = torch.arange(T, device=mask.device).expand(B, T)
     starts = torch.ones_like(mask, dtype=torch.bool)

@@ -1,0 +1,90 @@
+"""backbones/spec.py: each row says true things about the backbone it builds, and config reads the rows."""
+
+import pytest
+import torch
+
+from pretrainlab.backbones import build_backbone
+from pretrainlab.backbones.spec import BACKBONES, PRESETS, kind_of_hf_model_type
+from pretrainlab.config import ConfigError, load_config
+from pretrainlab.models import head_kind
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+KINDS = list(BACKBONES)
+SIZES = dict(vocab_size=40, d_model=32, n_layers=2, n_heads=4, d_ff=64, max_len=12, dropout=0.0)
+
+
+def tiny(kind, style=None):
+    return build_backbone(kind, **SIZES, style=style or BACKBONES[kind].default_style)
+
+
+def run(backbone, ids):
+    mask = torch.ones_like(ids)
+    if BACKBONES[backbone_kind(backbone)].lm == "seq2seq_lm":
+        return backbone(ids, mask, ids).decoder_hidden
+    return backbone(ids, mask).hidden
+
+
+def backbone_kind(backbone):
+    return next(k for k in KINDS if type(backbone) is type(tiny(k)))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_each_row_builds_its_kind_in_every_style(kind):
+    spec = BACKBONES[kind]
+    assert spec.name == kind and set(spec.heads) == set(spec.styles)
+    for style in spec.styles:
+        bb = tiny(kind, style)
+        assert spec.embedding_weight in bb.state_dict()
+        assert bb.state_dict()[spec.embedding_weight].shape[0] == SIZES["vocab_size"]
+        blocks = [m for m in bb.modules() if isinstance(m, spec.block_classes())] if spec.fsdp_blocks else []
+        assert len(blocks) == (0 if not spec.fsdp_blocks else 2 * SIZES["n_layers"] if spec.lm == "seq2seq_lm"
+                               else SIZES["n_layers"])
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_has_positions_is_whether_the_backbone_has_a_context_length(kind):
+    """A backbone with positions knows its max_len (learned positions refuse a longer input); one without runs any."""
+    for style in BACKBONES[kind].styles:
+        bb = tiny(kind, style).eval()
+        assert (getattr(bb, "max_len", None) == SIZES["max_len"]) == BACKBONES[kind].has_positions
+        if not BACKBONES[kind].has_positions:
+            ids = torch.randint(5, 40, (1, SIZES["max_len"] + 4))
+            assert run(bb, ids).shape[:2] == ids.shape
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_causal_is_whether_a_state_ignores_the_tokens_after_it(kind):
+    bb = tiny(kind).eval()
+    a = torch.randint(5, 40, (1, 8))
+    b = a.clone()
+    b[0, -1] = 4 if a[0, -1] != 4 else 5
+    with torch.no_grad():
+        same = torch.allclose(run(bb, a)[0, :-1], run(bb, b)[0, :-1], atol=1e-6)
+    assert same == BACKBONES[kind].causal
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_config_reads_the_row(kind):
+    spec = BACKBONES[kind]
+    cfg = load_config(None, [f"model.backbone={kind}"])
+    assert cfg.model.style == spec.default_style
+    assert cfg.objective.weights == dict(spec.default_objectives)
+    assert head_kind(cfg.model) == spec.head(spec.default_style)
+    for preset in PRESETS:
+        if preset in spec.presets:
+            m = load_config(None, [f"model.backbone={kind}", f"model.preset={preset}"]).model
+            assert {k: getattr(m, k) for k in spec.presets[preset]} == dict(spec.presets[preset])
+    with pytest.raises(ConfigError, match=f"is not a style of the {kind} backbone"):
+        load_config(None, [f"model.backbone={kind}", "model.style=nostyle"])
+    if spec.has_positions:
+        with pytest.raises(ConfigError, match="longer than model.max_len"):
+            load_config(None, [f"model.backbone={kind}", "model.max_len=16", "data.seq_len=32"])
+    else:
+        assert load_config(None, [f"model.backbone={kind}", "model.max_len=16", "data.seq_len=32"]).data.seq_len == 32
+
+
+def test_every_imported_model_type_has_one_kind():
+    types = [t for s in BACKBONES.values() for t in s.hf_model_types]
+    assert len(types) == len(set(types))
+    assert all(kind_of_hf_model_type(t) in BACKBONES for t in types) and kind_of_hf_model_type("mistral") is None
+    assert all(BACKBONES[k].importer for k in map(kind_of_hf_model_type, types))
