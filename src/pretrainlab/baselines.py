@@ -23,6 +23,11 @@ def tfidf_baseline(task: Task, seed: int = 0) -> Metrics:
 
     Pairs: the features of A, of B and their elementwise product (the words they share).
     """
+    return tfidf_scores(task, seed)[0]
+
+
+def tfidf_scores(task: Task, seed: int = 0) -> tuple[Metrics, float]:
+    """tfidf_baseline's test metrics and the validation accuracy of the C it picked."""
     from scipy.sparse import hstack
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
@@ -49,4 +54,4 @@ def tfidf_baseline(task: Task, seed: int = 0) -> Metrics:
         if best is None or acc > best[0]:
             best = (acc, clf)
     assert best is not None
-    return score(task.test.labels, best[1].predict(X["test"]).tolist(), task.label_names)
+    return score(task.test.labels, best[1].predict(X["test"]).tolist(), task.label_names), best[0]

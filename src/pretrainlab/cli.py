@@ -11,7 +11,8 @@ import sys
 import textwrap
 
 from . import __version__
-from .config import SECTIONS, config_yaml, describe, load_config
+from .config import (DAPT_LR, DEFAULT_STUDENT_BACKBONE, SECTIONS, STUDENT_BACKBONES, config_yaml, describe,
+                     load_config)
 from .errors import Interrupted, PretrainlabError
 
 DATA_SETTINGS = ("data.text_field", "data.one_doc_per_line", "data.lowercase", "data.min_chars", "data.dedup",
@@ -45,7 +46,7 @@ class _Parser(argparse.ArgumentParser):
 
 def _config_args(p: _Parser, *settings: str, note: str = "") -> None:
     """--config, --set and --print-config; `settings` are the ones listed in the command's --help."""
-    p.add_argument("--config", help="YAML file with sections model, data, objective, train, finetune, distill")
+    p.add_argument("--config", help=f"YAML file with sections {', '.join(SECTIONS)}")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override one setting, e.g. --set train.lr=3e-4 (listed below; all: --help-config)")
     p.add_argument("--print-config", action="store_true", help="print the settings this command would use (YAML, "
@@ -215,6 +216,7 @@ def cmd_distill(args) -> None:
 
 def cmd_curve(args) -> None:
     from .curve import markdown_table, run_curve
+    from .curve_rows import CurveExtras
     from .runs import load_pretrained
 
     pre = load_pretrained(args.run)
@@ -222,8 +224,11 @@ def cmd_curve(args) -> None:
     ref_cfg = None
     if args.reference:
         ref_cfg = _run_cfg(args, load_pretrained(args.reference))
+    extras = CurveExtras(self_train=args.self_train, student=args.student, student_backbone=args.student_backbone,
+                         unlabelled=tuple(args.unlabelled or ()), reference_dapt=args.reference_dapt,
+                         dapt_lr=args.reference_dapt_lr)
     points = run_curve(pre, args.task, args.labels, args.seeds or cfg.finetune.seeds, args.out, cfg, reference=args.reference,
-                       reference_cfg=ref_cfg, run_name=args.run, models=args.models)
+                       reference_cfg=ref_cfg, run_name=args.run, models=args.models, extras=extras)
     print(markdown_table(points))
     print(f"curve.csv, curve.md and curve.png written to {args.out}")
 
@@ -427,10 +432,24 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", required=True, help="directory for curve.csv, curve.md, curve.png (resumable)")
     t.add_argument("--reference", help="another run directory (e.g. from pretrainlab import) to fine-tune alike")
     t.add_argument("--models", nargs="+", metavar="MODEL",
-                   help="only these of pretrained, random-init, tfidf, majority, reference (default: all; "
-                   "reference when --reference is given), e.g. "
+                   help="only these of pretrained, random-init, tfidf, majority, reference, and the rows the options "
+                   "below add (default: all; reference when --reference is given), e.g. "
                    "--models pretrained to add runs of other lengths to baselines computed once")
-    _config_args(t, "finetune", note=RUN_NOTE)
+    t.add_argument("--self-train", action="store_true", help="add X+self-train for every fine-tuned X (pretrained, "
+                   "reference, reference+dapt): X labels the pool (the training texts outside the N labels, labels "
+                   "hidden, + --unlabelled), a student from X's pre-trained weights learns its soft labels and the N "
+                   "(selftrain.*)")
+    t.add_argument("--student", metavar="preset:NAME", help="add X->student: a small random-init student (e.g. "
+                   "preset:tiny, the run's tokenizer) distilled from X's soft labels over the same pool (distill.*)")
+    t.add_argument("--student-backbone", choices=STUDENT_BACKBONES, default=DEFAULT_STUDENT_BACKBONE,
+                   help=f"the student's backbone (default: {DEFAULT_STUDENT_BACKBONE}, measured best on MR)")
+    t.add_argument("--unlabelled", nargs="+", metavar="INPUT", help="more unlabelled text for the pool: files, "
+                   "directories, prepared corpora, task:NAME (never one holding a test text)")
+    t.add_argument("--reference-dapt", metavar="BUDGET", help="add reference+dapt: the --reference pre-trained further "
+                   "on the run's corpus for BUDGET (e.g. 10m, 2000), then fine-tuned like the others")
+    t.add_argument("--reference-dapt-lr", type=float, default=DAPT_LR,
+                   help=f"peak learning rate of that continued pre-training (default: {DAPT_LR:g})")
+    _config_args(t, "finetune", "selftrain", note=RUN_NOTE)
     t.set_defaults(func=cmd_curve, settings=_on_run_cfg)
 
     t = sub.add_parser("evaluate", help="score a fine-tuned model on a task: accuracy, macro-F1, confusion matrix")

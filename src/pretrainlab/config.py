@@ -311,6 +311,10 @@ class TrainConfig:
     """AdamW weight decay (not applied to biases and norms)."""
     clip: float = 1.0
     """Gradient-norm clipping; 0 disables it."""
+    head_warmup: float = 0.1
+    """Continued pre-training from an imported model whose MLM head was initialised fresh (all-MiniLM-L6-v2 ships
+    none; `import` says so): this share of the budget trains the head alone, the body frozen, so that a random head
+    does not scramble the body in its first steps; 0: the body moves from the start."""
     ema: float = 0.0
     """Weight EMA decay (GPT-BERT: 0.999); 0: off. The average of the weights over the last steps is what the
     run validates and what its checkpoint holds as the model (finetune, export, curve, --init read it); the
@@ -354,6 +358,8 @@ class TrainConfig:
             raise ConfigError(f"train.lr must be positive, got {self.lr}")
         if not 0 <= self.warmup < 1:
             raise ConfigError(f"train.warmup is a share of the budget in [0, 1), got {self.warmup}")
+        if not 0 <= self.head_warmup < 1:
+            raise ConfigError(f"train.head_warmup is a share of the budget in [0, 1), got {self.head_warmup}")
         if not 0 <= self.ema < 1:
             raise ConfigError(f"train.ema is a decay in [0, 1) (e.g. 0.999; 0: off), got {self.ema}")
 
@@ -482,6 +488,47 @@ class DistillConfig:
             raise ConfigError(f"distill.max_unk is a share in [0, 1], got {self.max_unk}")
 
 
+# --------------------------------------------------------------------------- self-training
+
+STUDENT_BACKBONES = ("transformer", "rnn", "cnn")
+"""The backbones a learning curve distils its students into (`curve --student-backbone`): small, fast classifiers."""
+DEFAULT_STUDENT_BACKBONE = "cnn"
+"""The best of the three measured on MR (benchmarks/results/distill.md: CNN 0.824, RNN 0.816, Transformer 0.799)."""
+DAPT_LR = 1e-4
+"""Peak learning rate of a reference's continued pre-training in a curve (`--reference-dapt`): BERT's fine-tuning
+scale, for a trained model (train.lr's 2e-3 is a from-scratch rate and would scramble it)."""
+
+
+@dataclass(frozen=True)
+class SelfTrainConfig:
+    """Self-training in the learning curve (`curve --self-train`): a fine-tuned model labels the unlabelled pool
+    and a student with its pre-trained starting weights learns the soft labels plus the gold ones (noisy student:
+    the student trains with dropout, the teacher labels without). It trains with finetune.lr, batch_size,
+    patience and min_steps, and stops on the same validation fifth of the labels."""
+
+    rounds: int = 1
+    """Teacher -> student rounds; each later round's teacher is the previous round's student. The round best on
+    validation is the row's model."""
+    temperature: float = 1.0
+    """Softmax temperature of the KL(teacher || student) term (scaled by T^2, as distill.temperature)."""
+    alpha: float = 1.0
+    """Weight of the cross-entropy on the gold labels, added to their KL term (pool texts have the KL term only)."""
+    epochs: int = 3
+    """Passes over the gold labels and the pool per round (at least finetune.min_steps steps)."""
+    dropout: float | None = None
+    """The student's dropout (its noise); null: finetune.dropout."""
+
+    def __post_init__(self) -> None:
+        if self.rounds < 1 or self.epochs < 1:
+            raise ConfigError(f"selftrain.rounds and selftrain.epochs must be >= 1, got {self.rounds} and {self.epochs}")
+        if self.temperature <= 0:
+            raise ConfigError(f"selftrain.temperature must be positive, got {self.temperature}")
+        if self.alpha < 0:
+            raise ConfigError(f"selftrain.alpha must be >= 0, got {self.alpha}")
+        if self.dropout is not None and not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"selftrain.dropout={self.dropout} must be in [0, 1), or null for finetune.dropout")
+
+
 # --------------------------------------------------------------------------- the whole run
 
 
@@ -493,6 +540,7 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     distill: DistillConfig = field(default_factory=DistillConfig)
+    selftrain: SelfTrainConfig = field(default_factory=SelfTrainConfig)
 
     def __post_init__(self) -> None:
         self._check_encoder_decoder()
@@ -584,6 +632,7 @@ _SECTION_CLASSES = {
     "train": TrainConfig,
     "finetune": FinetuneConfig,
     "distill": DistillConfig,
+    "selftrain": SelfTrainConfig,
 }
 
 

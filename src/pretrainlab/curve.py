@@ -19,23 +19,27 @@ validation split is not used at all; the test split scores every model.
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import math
+import shutil
 import statistics
 import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
-from .baselines import majority_baseline, tfidf_baseline
-from .config import ConfigError, RunConfig
+from .config import Budget, ConfigError, RunConfig
+from .curve_rows import (ALL_MODELS, BASE_OF, SELF_TRAINED, TEACHERS, CurveExtras, CurveRows, available_models,
+                         teacher_of)
 from .data.tasks import Task, as_task
+from .distill import TextPool, typical_words
 from .errors import TaskError
-from .finetune import finetune
-from .metrics import Interval, small_test_warning
+from .metrics import small_test_warning
 from .runs import Pretrained, load_pretrained
+from .semisup import check_student, preset_student, unlabelled_inputs
 
 MODELS = ("pretrained", "random-init", "tfidf", "majority", "reference")
 CSV_COLUMNS = ("labels", "model", "seed", "accuracy", "macro_f1", "ci_low", "ci_high")
@@ -128,9 +132,14 @@ def _shares(task: Task) -> str:
     return ", ".join(f"{task.label_names[i]} {c / counts.sum():.0%}" for i, c in enumerate(counts))
 
 
+def picked_examples(task: Task, n: int, seed: int) -> list[int]:
+    """The indices (into the training split) of the N stratified examples of this seed."""
+    return stratified_order(task.train.labels, seed)[:n]
+
+
 def subsample(task: Task, n: int, seed: int) -> Task:
     """The task with its training split cut to N stratified examples, a fifth of them as validation."""
-    picked = stratified_order(task.train.labels, seed)[:n]
+    picked = picked_examples(task, n, seed)
     val = [i for k, i in enumerate(picked) if k % VAL_EVERY == VAL_EVERY - 1]
     train = [i for k, i in enumerate(picked) if k % VAL_EVERY != VAL_EVERY - 1]
     present = set(task.train.labels[i] for i in train)
@@ -161,13 +170,16 @@ def run_curve(run: str | Path | Pretrained, task: str | Path | Task, labels: Seq
               seeds: Sequence[int], out: str | Path, cfg: RunConfig | None = None,
               reference: str | Path | None = None, reference_cfg: RunConfig | None = None,
               run_name: str | None = None, save_model: str | Path | None = None,
-              models: Sequence[str] | None = None) -> list[CurvePoint]:
+              models: Sequence[str] | None = None, extras: CurveExtras | None = None) -> list[CurvePoint]:
     """Fine-tune every model at every label count and seed; write curve.csv, curve.md, curve.png.
 
-    Points already in OUT/curve.csv (from an interrupted run with the same settings) are kept.
+    Points already in OUT/curve.csv (from an interrupted run with the same settings) are kept; a row stopped
+    while it trained continues from its checkpoint.
     labels: label counts and/or 'all'; None: default_label_counts (100, 300, 1000, ... below the split, and all).
     save_model: where to save the pretrained classifier of the largest label count and first seed.
-    models: only these of MODELS (default: all of them, reference only with a reference run).
+    models: only these rows (default: every row the curve has; see curve_rows.available_models).
+    extras: self-trained, distilled and adapted-reference rows (curve_rows.CurveExtras); every check of them
+    (the student, the unlabelled inputs, the reference) is made before any training.
     """
     pre = run if isinstance(run, Pretrained) else load_pretrained(run)
     run_name = run_name or (str(run) if not isinstance(run, Pretrained) else str(pre.run_dir))
@@ -176,56 +188,113 @@ def run_curve(run: str | Path | Pretrained, task: str | Path | Task, labels: Seq
     counts = parse_label_counts(labels, task)
     if not seeds:
         raise ConfigError("--seeds: give at least one seed")
-    if models is not None:
-        unknown = [m for m in models if m not in MODELS]
-        if unknown or not models:
-            raise ConfigError(f"--models {' '.join(models)}: choose among {', '.join(MODELS)}")
-        if "reference" in models and reference is None:
-            raise ConfigError("--models reference needs --reference RUN (the run to fine-tune as the reference)")
-    ref = load_pretrained(reference) if reference is not None else None
+    extras = extras or CurveExtras()
+    names = _requested(models, available_models(reference is not None, extras), reference, extras)
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} is a file; give a directory for curve.csv, curve.md and curve.png")
+    inputs = _check_extras(extras, task, cfg, pre, reference)  # before any training: bad input costs nothing
+    ref = load_pretrained(reference) if reference is not None else None
     out.mkdir(parents=True, exist_ok=True)
     print(f"curve: {task.name}: {len(task.train)} training examples, label counts {' '.join(map(str, counts))} "
           f"(a fifth of each for validation); {len(task.test)} test examples score every model", file=sys.stderr)
     if warning := small_test_warning(len(task.test)):
         print(warning, file=sys.stderr)
     settings = {"run": run_name, "task": task.name, "task_source": task.source, "reference": str(reference or ""),
-                "finetune": _jsonable(cfg.finetune), "train_precision": cfg.train.precision}
+                "finetune": _jsonable(cfg.finetune), "train_precision": cfg.train.precision,
+                **_extra_settings(extras, cfg, ref_cfg=reference_cfg, inputs=inputs)}
     points = _resume(out, settings)
+    dapt = None
+    if extras.reference_dapt:
+        from .dapt import adapt_reference
+
+        dapt = load_pretrained(adapt_reference(Path(reference), pre, extras.reference_dapt, out / "reference-dapt",
+                                               reference_cfg or ref.config, extras.dapt_lr))
+    cfg = replace(cfg, distill=replace(cfg.distill, cache=cfg.distill.cache or str(out / "teacher-logits")))
+    rows = CurveRows(pre, ref, dapt, task, cfg, reference_cfg, out, extras, inputs, typical_words(task),
+                     (Path(save_model), counts[-1], seeds[0]) if save_model is not None else None)
     done = {(p.labels, p.model, p.seed) for p in points}
-    models = [m for m in MODELS if (m != "reference" or ref is not None) and (models is None or m in models)]
     for n in counts:
         for seed in seeds:
-            sub = subsample(task, n, seed)
-            for model in models:
+            sub, picked = subsample(task, n, seed), picked_examples(task, n, seed)
+            for model in names:
                 if (n, model, seed) in done:
                     continue
                 print(f"curve: {n} labels, seed {seed}, {model}", file=sys.stderr, flush=True)
-                keep = save_model if (model == "pretrained" and n == counts[-1] and seed == seeds[0]) else None
-                acc, f1, ci = _score_one(model, pre, ref, sub, cfg, reference_cfg, seed, keep)
-                point = CurvePoint(n, model, seed, acc, f1, ci.low, ci.high)
+                teaches = any(teacher_of(m) == model and (n, m, seed) not in done for m in names)
+                row = rows.score(n, seed, sub, picked, model, teaches)
+                point = CurvePoint(n, model, seed, row.accuracy, row.macro_f1, row.ci.low, row.ci.high)
+                _append_details(out / DETAILS_FILE, point, row.details)
                 points.append(point)
+                done.add((n, model, seed))
                 _append_csv(out / "curve.csv", point)
-    write_markdown(points, out / "curve.md", task, seeds)
+            for model in TEACHERS:  # a teacher goes once every row it teaches is scored
+                if all((n, m, seed) in done for m in names if teacher_of(m) == model):
+                    shutil.rmtree(rows.teacher_dir(n, model, seed), ignore_errors=True)
+    details = read_details(out / DETAILS_FILE)
+    write_markdown(points, out / "curve.md", task, seeds, details)
     plot_curve(points, out / "curve.png", title=f"{task.name}: accuracy vs labelled examples ({Path(run_name).name})")
     return points
 
 
-def _score_one(model: str, pre: Pretrained, ref: Pretrained | None, sub: Task, cfg: RunConfig,
-               reference_cfg: RunConfig | None, seed: int, out_dir: str | Path | None = None
-               ) -> tuple[float, float, Interval]:
-    """Test accuracy, macro-F1 and the accuracy's interval of one model trained on the subsample."""
-    if model in ("majority", "tfidf"):
-        m = majority_baseline(sub) if model == "majority" else tfidf_baseline(sub, seed=seed)
-        return m.accuracy, m.macro_f1, m.accuracy_ci
-    if model == "reference":
-        assert ref is not None
-        r = finetune(ref, sub, reference_cfg or ref.config, seeds=[seed], quiet=True)
-    else:
-        r = finetune(pre, sub, cfg, out_dir, seeds=[seed], random_init=model == "random-init", quiet=True)
-    return r.seeds[0].accuracy, r.seeds[0].macro_f1, r.seeds[0].accuracy_ci
+def _requested(models: Sequence[str] | None, available: list[str], reference, extras: CurveExtras) -> list[str]:
+    """The rows to score, in table order: the ones asked for (default: all available) and the teachers of those
+    that are taught."""
+    if models is None:
+        return available
+    unknown = [m for m in models if m not in ALL_MODELS]
+    if unknown or not models:
+        raise ConfigError(f"--models {' '.join(models)}: choose among {', '.join(available)}")
+    for m in models:
+        if m in available:
+            continue
+        needs = ("--reference RUN (the run to fine-tune as the reference)" if reference is None and "reference" in m
+                 else "--reference-dapt BUDGET" if m.startswith("reference+dapt") and not extras.reference_dapt
+                 else "--self-train" if m.endswith(SELF_TRAINED) else "--student preset:NAME")
+        raise ConfigError(f"--models {m} needs {needs}")
+    wanted = set(models) | {teacher_of(m) for m in models if teacher_of(m)}
+    return [m for m in available if m in wanted]
+
+
+def _check_extras(extras: CurveExtras, task: Task, cfg: RunConfig, pre: Pretrained, reference) -> TextPool | None:
+    """Every check of the extra rows, before any work; the unlabelled inputs' pieces (None without them)."""
+    if extras.unlabelled and not extras.semi:
+        raise ConfigError("--unlabelled feeds the pool of the --self-train and --student rows; add one of them")
+    if extras.reference_dapt:
+        if reference is None:
+            raise ConfigError("--reference-dapt BUDGET adapts the --reference checkpoint to the run's corpus; give "
+                              "--reference DIR (e.g. a model from pretrainlab import)")
+        Budget.parse(extras.reference_dapt, "--reference-dapt")
+    if not extras.semi:
+        return None
+    if task.has_pairs:
+        raise ConfigError(f"--self-train and --student label single texts, and task {task.name} has text pairs; "
+                          "drop them for this task")
+    if extras.student is not None:
+        check_student(extras.student, extras.student_backbone)
+        preset_student(extras.student, extras.student_backbone, cfg, Path(str(pre.run_dir)) / "tokenizer.json")
+    return unlabelled_inputs(extras.unlabelled, task, cfg.finetune, cfg.data, cfg.distill.max_texts)
+
+
+def _extra_settings(extras: CurveExtras, cfg: RunConfig, ref_cfg: RunConfig | None,
+                    inputs: TextPool | None) -> dict[str, Any]:
+    """What the extra rows must share with the rows of them already in the curve (none: nothing)."""
+    settings: dict[str, Any] = {}
+    if extras.self_train:
+        settings["self_train"] = {"selftrain": _jsonable(cfg.selftrain),
+                                  "reference_selftrain": _jsonable(ref_cfg.selftrain) if ref_cfg else None}
+    if extras.student is not None:
+        skip = ("cache", "shard_texts", "teacher_batch_size", "throughput_texts")
+        settings["student"] = {"student": extras.student, "backbone": extras.student_backbone,
+                               "distill": {k: v for k, v in _jsonable(cfg.distill).items() if k not in skip}}
+    if extras.semi:
+        texts = inputs.texts if inputs is not None else []
+        settings["unlabelled"] = {"inputs": list(extras.unlabelled), "max_texts": cfg.distill.max_texts,
+                                  "texts": hashlib.sha256("\n".join(texts).encode()).hexdigest()}
+    if extras.reference_dapt:
+        settings["reference_dapt"] = {"budget": extras.reference_dapt, "lr": extras.dapt_lr,
+                                      "head_warmup": (ref_cfg or cfg).train.head_warmup}
+    return settings
 
 
 def _jsonable(obj) -> dict:
@@ -235,11 +304,18 @@ def _jsonable(obj) -> dict:
 
 
 def _resume(out: Path, settings: dict) -> list[CurvePoint]:
+    """The points of a curve in `out` with the same settings; a curve's extra rows may join it later (their
+    settings are added), but a setting that differs from the one its rows were scored with is refused."""
     meta, csv_path = out / "curve-settings.json", out / "curve.csv"
     if csv_path.exists() and meta.exists():
-        if json.loads(meta.read_text(encoding="utf-8")) != settings:
-            raise ConfigError(f"{out} holds a learning curve with other settings ({meta}); "
-                              "give another --out or delete the directory")
+        saved = json.loads(meta.read_text(encoding="utf-8"))
+        differ = sorted(k for k in set(saved) & set(settings) if saved[k] != settings[k])
+        base = [k for k in settings if k not in EXTRA_SETTINGS]
+        if differ or any(k not in saved for k in base):
+            raise ConfigError(f"{out} holds a learning curve with other settings ({meta}: {', '.join(differ) or 'keys'}"
+                              "); give another --out or delete the directory")
+        if any(k not in saved for k in settings):
+            meta.write_text(json.dumps({**saved, **settings}, indent=1), encoding="utf-8")
         points = read_csv(csv_path)
         if _columns(csv_path) != CSV_COLUMNS:  # a curve from before the intervals: the new columns, left empty
             _write_csv(csv_path, points)
@@ -263,6 +339,12 @@ def _write_csv(path: Path, points: Sequence[CurvePoint]) -> None:
         w.writerows(_row(p) for p in points)
 
 
+EXTRA_SETTINGS = ("self_train", "student", "unlabelled", "reference_dapt")
+DETAILS_FILE = "curve-details.jsonl"
+"""Beside curve.csv, one JSON line a row: validation accuracy (what a choice may use), steps, seconds, parameters
+and CPU texts/s of its model, and for a taught row its teacher and pool."""
+
+
 def _append_csv(path: Path, p: CurvePoint) -> None:
     with open(path, "a", newline="", encoding="utf-8") as f:
         csv.writer(f).writerow(_row(p))
@@ -271,6 +353,22 @@ def _append_csv(path: Path, p: CurvePoint) -> None:
 def _columns(path: Path) -> tuple[str, ...]:
     with open(path, newline="", encoding="utf-8") as f:
         return tuple(next(csv.reader(f), ()))
+
+
+def _append_details(path: Path, p: CurvePoint, details: dict[str, Any]) -> None:
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps({"labels": p.labels, "model": p.model, "seed": p.seed, **details}) + "\n")
+
+
+def read_details(path: Path) -> dict[tuple[int, str, int], dict[str, Any]]:
+    """(labels, model, seed) -> the row's details (the last line of a row written twice)."""
+    out: dict[tuple[int, str, int], dict[str, Any]] = {}
+    if path.is_file():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                d = json.loads(line)
+                out[(d["labels"], d["model"], d["seed"])] = d
+    return out
 
 
 def read_csv(path: Path) -> list[CurvePoint]:
@@ -289,7 +387,7 @@ def read_csv(path: Path) -> list[CurvePoint]:
 
 def cells(points: Sequence[CurvePoint]) -> dict[tuple[int, str], list[CurvePoint]]:
     out: dict[tuple[int, str], list[CurvePoint]] = {}
-    for p in sorted(points, key=lambda p: (p.labels, MODELS.index(p.model), p.seed)):
+    for p in sorted(points, key=lambda p: (p.labels, ALL_MODELS.index(p.model), p.seed)):
         out.setdefault((p.labels, p.model), []).append(p)
     return out
 
@@ -310,7 +408,7 @@ def _cell(points: Sequence[CurvePoint], metric: str) -> str:
 
 def markdown_table(points: Sequence[CurvePoint], metric: str = "accuracy") -> str:
     by = cells(points)
-    models = [m for m in MODELS if any(k[1] == m for k in by)]
+    models = [m for m in ALL_MODELS if any(k[1] == m for k in by)]
     counts = sorted({k[0] for k in by})
     lines = ["| labels | " + " | ".join(models) + " | pretrained - random-init |",
              "|---:|" + "---:|" * (len(models) + 1)]
@@ -325,7 +423,8 @@ def markdown_table(points: Sequence[CurvePoint], metric: str = "accuracy") -> st
     return "\n".join(lines) + "\n"
 
 
-def write_markdown(points: Sequence[CurvePoint], path: Path, task: Task, seeds: Sequence[int]) -> Path:
+def write_markdown(points: Sequence[CurvePoint], path: Path, task: Task, seeds: Sequence[int],
+                   details: dict[tuple[int, str, int], dict[str, Any]] | None = None) -> Path:
     text = (f"# Learning curve: {task.name}\n\n"
             f"Test accuracy ({len(task.test)} examples), mean ± std over seeds {list(seeds)}, and in brackets its 95% "
             f"bootstrap interval over the test examples (each seed's, bounds averaged over the seeds): differences "
@@ -333,8 +432,42 @@ def write_markdown(points: Sequence[CurvePoint], path: Path, task: Task, seeds: 
             f"a stratified subsample of the training split, nested across N and the same for every model of a "
             f"seed; a fifth of the N labels is the validation set for early stopping and TF-IDF's C (no other "
             f"labels are used).\n\n{markdown_table(points)}\nMacro-F1:\n\n{markdown_table(points, 'macro_f1')}")
+    if any(p.model not in MODELS for p in points):
+        text += ("\nWhat each stage adds (the row against the one it builds on: pre-training against random init, "
+                 "self-training or a student against its teacher, adaptation against the reference), with the "
+                 "validation accuracy a choice may use and each model's size and CPU speed (fp32, batch 32):\n\n"
+                 + stages_table(points, details or {}))
     path.write_text(text, encoding="utf-8")
     return path
+
+
+def _mean(points: Sequence[CurvePoint], details: dict, key: str) -> float | None:
+    values = [details[(p.labels, p.model, p.seed)][key] for p in points
+              if key in details.get((p.labels, p.model, p.seed), {})]
+    return statistics.fmean(values) if values else None
+
+
+def stages_table(points: Sequence[CurvePoint], details: dict[tuple[int, str, int], dict[str, Any]]) -> str:
+    """One line per label count and model: test accuracy, the gain over the row it builds on, validation accuracy,
+    parameters, texts/s and minutes (means over seeds)."""
+    by = cells(points)
+    lines = ["| labels | model | test accuracy | vs | gain | validation | parameters | texts/s | minutes |",
+             "|---:|---|---:|---|---:|---:|---:|---:|---:|"]
+
+    def fmt(v: float | None, f: str) -> str:
+        return "-" if v is None else format(v, f)
+
+    for (n, model), ps in by.items():
+        base = BASE_OF.get(model)
+        gain = None
+        if base is not None and (n, base) in by:
+            gain = statistics.fmean(p.accuracy for p in ps) - statistics.fmean(p.accuracy for p in by[(n, base)])
+        params, speed, secs = (_mean(ps, details, k) for k in ("parameters", "texts_per_s", "seconds"))
+        lines.append(f"| {n} | {model} | {_mean_std([p.accuracy for p in ps])} | {base or '-'} | {fmt(gain, '+.4f')} | "
+                     f"{fmt(_mean(ps, details, 'val_accuracy'), '.4f')} | "
+                     f"{'-' if params is None else f'{params / 1e6:.2f}M'} | {fmt(speed, ',.0f')} | "
+                     f"{fmt(None if secs is None else secs / 60, '.1f')} |")
+    return "\n".join(lines) + "\n"
 
 
 def plot_curve(points: Sequence[CurvePoint], path: Path, title: str) -> Path:
@@ -345,15 +478,18 @@ def plot_curve(points: Sequence[CurvePoint], path: Path, title: str) -> Path:
 
     by = cells(points)
     fig, ax = plt.subplots(figsize=(8, 5))
-    styles = {"pretrained": "-", "random-init": "-.", "tfidf": "--", "majority": ":", "reference": (0, (3, 1, 1, 1))}
-    for model in MODELS:
+    styles = {"pretrained": "-", "random-init": "-.", "tfidf": "--", "majority": ":", "reference": (0, (3, 1, 1, 1)),
+              "reference+dapt": (0, (5, 1))}
+    for model in ALL_MODELS:
         keys = sorted(k for k in by if k[1] == model)
         if not keys:
             continue
         xs = [k[0] for k in keys]
         vals = [[p.accuracy for p in by[k]] for k in keys]
         mean = [statistics.fmean(v) for v in vals]
-        line, = ax.plot(xs, mean, linestyle=styles[model], marker="o", label=model)
+        taught = "o" if teacher_of(model) is None else "s" if model.endswith(SELF_TRAINED) else "^"
+        line, = ax.plot(xs, mean, linestyle=styles.get(model, styles.get(teacher_of(model) or "", "-")),
+                        marker=taught, label=model)
         if any(len(v) > 1 for v in vals):
             ax.fill_between(xs, [min(v) for v in vals], [max(v) for v in vals], color=line.get_color(), alpha=0.15)
     ax.set_xscale("log")

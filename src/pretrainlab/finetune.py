@@ -267,9 +267,7 @@ def save_finetuned(out: Path, setup: FinetuneSetup, weights: dict[str, Tensor], 
     """A classifier with these weights, as a fine-tuned model directory (runs.save_classifier)."""
     pre, task, ft = setup.pre, setup.task, setup.cfg.finetune
     model_cfg = pre.config.model
-    model = build_classifier(_fresh_backbone(pre, True), task.n_labels, ft.pooling, setup.head, model_cfg.dropout,
-                             eos_id=pre.special.sep)
-    model.load_state_dict(weights)
+    model = classifier_with(setup, weights)
     task_ref = task.name if task.name in BUILTIN_TASKS else task.source
     used = RunConfig(model=model_cfg, data=pre.config.data, objective=pre.config.objective, train=setup.cfg.train,
                      finetune=replace(ft, task=task_ref, max_len=setup.max_len, seeds=seeds))
@@ -277,6 +275,15 @@ def save_finetuned(out: Path, setup: FinetuneSetup, weights: dict[str, Tensor], 
             "init": init, "seed": seed, "head": setup.head, "pooling": model.pooling, "max_len": setup.max_len,
             "pairs": task.has_pairs, "segments": setup.segments, "split": task.split_kind, **(extra_meta or {})}
     return save_classifier(out, model, pre.tokenizer, used, task.label_names, meta)
+
+
+def classifier_with(setup: FinetuneSetup, weights: dict[str, Tensor]) -> nn.Module:
+    """The setup's classifier (the run's architecture, its pre-training dropout) holding these weights."""
+    pre = setup.pre
+    model = build_classifier(_fresh_backbone(pre, True), setup.task.n_labels, setup.cfg.finetune.pooling, setup.head,
+                             pre.config.model.dropout, eos_id=pre.special.sep)
+    model.load_state_dict(weights)
+    return model
 
 
 def _fresh_backbone(pre: Pretrained, random_init: bool, dropout: float | None = None) -> nn.Module:

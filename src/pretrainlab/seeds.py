@@ -246,7 +246,8 @@ RESULT_FILE = "result.json"
 
 
 def train_seed(seed: int, build: Callable[[], nn.Module], step_loss, batches: EpochBatches, settings: SeedSettings,
-               scoring: SeedScoring, *, seed_dir: Path | None = None, desc: str = "train", quiet: bool = False) -> SeedRun:
+               scoring: SeedScoring, *, seed_dir: Path | None = None, desc: str = "train",
+               quiet: bool = False) -> SeedRun:
     """Train `build()` with this seed (or continue seed_dir's checkpoint, or read its finished result); the
     best-validation weights restored and scored on the test split."""
     if seed_dir is not None and (finished := read_finished(seed_dir)) is not None:

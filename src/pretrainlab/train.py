@@ -55,6 +55,9 @@ def pretrain(cfg: RunConfig, corpus: str | Path, out: str | Path, resume: bool =
     model = build_pretrain_model(cfg, data.vocab_size, data.special)
     if init is not None:
         init_from(model, Path(init), data.tokenizer_hash)
+    head_only = head_warmup_share(tc, init if init is not None else recorded_init(run_dir), dist)
+    if head_only and not resume:
+        start_fresh_head(model)
     fsdp = tc.parallel == "fsdp" and dist.enabled
     if not fsdp:  # FSDP moves the model to the device unit by unit, as it shards it
         model.to(device)
@@ -102,7 +105,10 @@ def pretrain(cfg: RunConfig, corpus: str | Path, out: str | Path, resume: bool =
         step_counter["n"] += 1
         return model.prepare(loader.next_batch(), gen, schedule.progress())
 
+    warm_head = HeadWarmup(model, head_only, schedule)
+
     def step_loss(m, batch):
+        warm_head.apply()  # the body frozen while a fresh MLM head warms up
         out = m(batch)
         return out.loss, out.metrics
 
@@ -135,6 +141,59 @@ def weight_ema(model: nn.Module, decay: float, fsdp: bool) -> WeightEMA | None:
         raise ConfigError("train.ema does not work with train.parallel=fsdp yet (the average would be sharded); "
                           "use train.parallel=ddp, or train.ema=0")
     return WeightEMA(model, decay)
+
+
+def recorded_init(run_dir: Path) -> Path | None:
+    """The model a run was started from (its corpus.json), so that a resumed run treats it as the first did."""
+    info = run_dir / "corpus.json"
+    init = json.loads(info.read_text(encoding="utf-8")).get("init") if info.is_file() else None
+    return Path(init) if init else None
+
+
+def head_warmup_share(tc: TrainConfig, init: str | Path | None, dist: Dist) -> float:
+    """train.head_warmup when the init is an imported model whose MLM head was initialised fresh (imported.json
+    says so: all-MiniLM-L6-v2 ships none), else 0."""
+    info = Path(init) / "imported.json" if init is not None else None
+    if not tc.head_warmup or info is None or not info.is_file():
+        return 0.0
+    if json.loads(info.read_text(encoding="utf-8")).get("mlm_head") != "initialised":
+        return 0.0
+    if dist.enabled:
+        if dist.main:
+            print("note: train.head_warmup runs in one process only; under torchrun the body moves from the start",
+                  file=sys.stderr)
+        return 0.0
+    return tc.head_warmup
+
+
+def start_fresh_head(model: nn.Module) -> None:
+    """A fresh MLM head's starting point: its transform the identity on the body's output (dense = I, bias 0;
+    then GELU and the LayerNorm), its decoder the word embeddings it is tied to, so that it first scores a token
+    by how well its embedding matches the normalised output, rather than through a random projection."""
+    head = model.objectives["mlm"].head if "mlm" in model.objectives else None
+    if head is None:
+        return
+    with torch.no_grad():
+        head.dense.weight.copy_(torch.eye(head.dense.weight.shape[0]))
+        head.dense.bias.zero_()
+
+
+class HeadWarmup:
+    """For the first `share` of the budget only the heads train: the body's parameters stop requiring gradients,
+    so that AdamW skips them (no update, no weight decay) and a random head cannot scramble the trained body in
+    its first steps; then the body moves too. A function of the schedule's progress: a resumed run agrees."""
+
+    def __init__(self, model: nn.Module, share: float, schedule: BudgetSchedule):
+        self.body, self.share, self.schedule = model.backbone, share, schedule
+        self.frozen: bool | None = None
+
+    def apply(self) -> None:
+        if not self.share:
+            return
+        frozen = self.schedule.progress() < self.share
+        if frozen != self.frozen:
+            self.body.requires_grad_(not frozen)
+            self.frozen = frozen
 
 
 def loop_settings(tc: TrainConfig) -> LoopSettings:

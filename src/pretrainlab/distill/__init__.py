@@ -37,12 +37,13 @@ from .loss import NO_LABEL, DistillLoss, DistillModel, distill_loss, soft_label_
 from .pool import TextPool, input_documents, pieces, read_unlabelled, typical_words
 from .recipe import SETTINGS_FILE, DistillSetup, distill, distill_seed, distill_setup, prepare_distill, save_student
 from .report import DistillResult, ModelFigures, report_markdown, texts_per_second
-from .student import PRESET_PREFIX, Student, load_student, student_classifier, student_config
+from .student import PRESET_PREFIX, Student, load_student, student_classifier, student_config, student_from_run
 from .teacher import load_teacher, run_teacher, teacher_task
 
 __all__ = ["NO_LABEL", "PRESET_PREFIX", "SETTINGS_FILE", "DistillLoss", "DistillModel", "DistillResult", "DistillSetup",
            "LogitsCache", "ModelFigures", "Student", "TeacherLabels", "TextPool", "default_cache_dir", "distill",
            "distill_loss", "distill_seed", "distill_setup", "input_documents", "label_texts", "load_student",
            "load_teacher", "pieces", "prepare_distill", "read_unlabelled", "report_markdown", "run_teacher",
-           "save_student", "soft_label_step_loss", "student_classifier", "student_config", "teacher_hash",
+           "save_student", "soft_label_step_loss", "student_classifier", "student_config", "student_from_run",
+           "teacher_hash",
            "teacher_task", "text_hash", "texts_per_second", "typical_words"]

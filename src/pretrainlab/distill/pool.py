@@ -77,7 +77,7 @@ def input_documents(item: str, finetune_cfg, data_cfg) -> Iterator[list[str]]:
         for text in training_texts(item, finetune_cfg)[1]:
             yield [normalize(text)]
     elif Path(item).is_dir() and (Path(item) / MANIFEST).is_file():
-        yield from _corpus_documents(Path(item))
+        yield from corpus_documents(Path(item))
     else:
         paths = resolve_inputs([item])
         for doc in read_documents(paths, data_cfg.text_field, data_cfg.one_doc_per_line, data_cfg.errors,
@@ -85,7 +85,7 @@ def input_documents(item: str, finetune_cfg, data_cfg) -> Iterator[list[str]]:
             yield split_sentences(normalize(doc))
 
 
-def _corpus_documents(path: Path) -> Iterator[list[str]]:
+def corpus_documents(path: Path) -> Iterator[list[str]]:
     """Every document of a prepared corpus (all its splits), its sentences decoded back to text."""
     import numpy as np
 
@@ -103,26 +103,35 @@ def _corpus_documents(path: Path) -> Iterator[list[str]]:
             yield tok.decode_batch([ids[a:b] for a, b in zip(bounds[:-1], bounds[1:])], skip_special_tokens=True)
 
 
-def read_unlabelled(inputs: Sequence[str | Path], task: Task, finetune_cfg, data_cfg, max_texts: int = 0) -> TextPool:
+def read_unlabelled(inputs: Sequence[str | Path], task: Task, finetune_cfg, data_cfg, max_texts: int = 0, *,
+                    strict: bool = False, flag: str = "--texts") -> TextPool:
     """The unlabelled pieces of every input, deduplicated, without the task's validation/test texts and
     its labelled training texts (equal up to case and spaces); a CorpusError for an input with no text in
-    it, and for inputs whose every piece is one of the task's held-out texts."""
+    it, and for inputs whose every piece is one of the task's held-out texts.
+
+    strict (the learning curve's pool): also a CorpusError for an input that holds one of the task's test texts
+    (a whole document, a sentence or a piece equal to it after normalisation) and for one that adds no text.
+    flag: the command-line option the inputs came from, for the messages."""
     from ..data.text import normalize
 
     if not inputs:
-        raise CorpusError("no unlabelled input given; pass --texts FILE|DIR|CORPUS|task:NAME")
+        raise CorpusError(f"no unlabelled input given; pass {flag} FILE|DIR|CORPUS|task:NAME")
     words = typical_words(task)
-    held_out = {normalize(t).lower() for t in task.validation.texts + task.test.texts}  # equal up to case and spaces
+    test = {normalize(t).lower() for t in task.test.texts}
+    held_out = test | {normalize(t).lower() for t in task.validation.texts}  # equal up to case and spaces
     labelled = {normalize(t).lower() for t in task.train.texts}
     pool = TextPool([], words, {})
     seen: set[str] = set()
     for item in map(str, inputs):
-        n = 0
+        n, kept, found = 0, len(pool.texts), set()
         for sentences in input_documents(item, finetune_cfg, data_cfg):
+            if strict:
+                found |= {t for t in (" ".join(sentences), *sentences) if t.lower() in test}
             for p in pieces(sentences, words):
                 n += 1
                 if p.lower() in held_out:
                     pool.held_out_dropped += 1
+                    found |= {p} if p.lower() in test else set()
                 elif p.lower() in labelled:
                     pool.labelled_dropped += 1
                 elif p in seen:
@@ -131,18 +140,32 @@ def read_unlabelled(inputs: Sequence[str | Path], task: Task, finetune_cfg, data
                     seen.add(p)
                     pool.texts.append(p)
         if n == 0:
-            raise CorpusError(f"--texts {item}: no text in it (no piece of at least {max(1, words // 4)} words, "
+            raise CorpusError(f"{flag} {item}: no text in it (no piece of at least {max(1, words // 4)} words, "
                               f"a quarter of {task.name}'s typical {words}); give files with text in them")
+        if strict:
+            _check_strict(item, flag, task, n, len(pool.texts) - kept, {t.lower() for t in found})
         pool.sources[item] = n
     if not pool.texts and pool.held_out_dropped:
-        raise CorpusError(f"--texts {' '.join(map(str, inputs))}: every piece is a text of {task.name} itself "
+        raise CorpusError(f"{flag} {' '.join(map(str, inputs))}: every piece is a text of {task.name} itself "
                           f"({pool.labelled_dropped} training, {pool.held_out_dropped} validation/test texts, which "
                           "are never trained on); give unlabelled text beyond the task's own")
     if not pool.texts:  # e.g. task:NAME of the teacher's own task: its training split, labelled already
-        print(f"note: --texts {' '.join(map(str, inputs))} add no text to {task.name}'s labelled training split; the "
+        print(f"note: {flag} {' '.join(map(str, inputs))} add no text to {task.name}'s labelled training split; the "
               "student learns the teacher's soft labels on those texts alone", file=sys.stderr)
     if max_texts and len(pool.texts) > max_texts:
         keep = set(sorted(pool.texts, key=lambda t: text_hash(t))[:max_texts])
         pool.sampled_from, pool.texts = len(pool.texts), [t for t in pool.texts if t in keep]
     return pool
 
+
+def _check_strict(item: str, flag: str, task: Task, n: int, added: int, test_found: set[str]) -> None:
+    """The learning curve's checks of one unlabelled input: none of the test texts, and some text of its own."""
+    if test_found:
+        example = sorted(test_found)[0]
+        raise CorpusError(f"{flag} {item}: it holds {len(test_found)} of {task.name}'s {len(task.test)} test texts "
+                          f"(exact match after normalisation, e.g. {example[:80]!r}); the curve scores every model on "
+                          "them, so no model may see them: remove them from the input")
+    if added == 0:
+        raise CorpusError(f"{flag} {item}: no usable text: none of its {n} pieces adds to the pool (each is one of "
+                          f"{task.name}'s own texts, whose training ones are in the pool already with their labels "
+                          "hidden, or a repeat); give text beyond the task's own")

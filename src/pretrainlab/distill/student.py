@@ -20,7 +20,7 @@ from ..config import PRESETS, ConfigError, ModelConfig, RunConfig, load_config
 from ..data.encoding import Encoded
 from ..finetune import unknown_token_rate
 from ..models import build_classifier, head_kind
-from ..runs import FineTuned, load_pretrained
+from ..runs import FineTuned, Pretrained, load_pretrained
 from ..tokenizer import TokenizerError, load_tokenizer, special_ids
 
 PRESET_PREFIX = "preset:"
@@ -74,9 +74,13 @@ def load_student(spec: str | Path, cfg: RunConfig, teacher: FineTuned, tokenizer
     if tokenizer is not None:
         raise ConfigError("--tokenizer goes with a random-init student (--student preset:NAME); "
                           f"the run {spec} brings its own tokenizer")
-    path = Path(spec)
-    pre = load_pretrained(path)  # a run, or a fine-tuned model's backbone
-    return Student(spec, pre.config.model, pre.tokenizer, pre.special, str(path / "tokenizer.json"),
+    return student_from_run(load_pretrained(Path(spec)), spec)  # a run, or a fine-tuned model's backbone
+
+
+def student_from_run(pre: Pretrained, source: str | None = None) -> Student:
+    """A student that starts from a loaded run's pretrained backbone, with its tokenizer (self-training's)."""
+    path = Path(str(pre.run_dir))
+    return Student(source or str(path), pre.config.model, pre.tokenizer, pre.special, str(path / "tokenizer.json"),
                    pre.backbone, pre.config)
 
 
@@ -90,7 +94,6 @@ def student_classifier(student: Student, n_labels: int, pooling: str, dropout: f
         backbone.load_state_dict(copy.deepcopy(student.backbone.state_dict()))
     return build_classifier(backbone, n_labels, pooling, head_kind(student.model_cfg), model_cfg.dropout,
                             eos_id=student.special.sep)
-
 
 
 def check_unknown_tokens(enc: Encoded, texts: Sequence[str], student: Student, max_unk: float) -> float:

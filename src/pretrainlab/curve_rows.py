@@ -1,0 +1,233 @@
+"""The rows of a learning curve: how each model is trained on one label count's subsample and scored.
+
+    rows = CurveRows(pre, ref, dapt, task, cfg, ref_cfg, out, extras, inputs)
+    row = rows.score(n, seed, sub, picked, "pretrained+self-train")   # -> Row: test scores and details
+
+The rows (curve.py's module doc has the plain ones):
+
+    pretrained, reference, reference+dapt      fine-tuned on the N labels (finetune_seed): the teachers
+    X+self-train, X->student                   taught by teacher X of the same N and seed (semisup.py)
+    random-init, tfidf, majority               the baselines
+
+A fine-tuned row checkpoints into OUT/work/N-MODEL-seedS while it trains (a killed curve continues it) and,
+while rows that it teaches are still to come, keeps its classifier in OUT/teachers/N-MODEL-seedS (labelled
+as a distillation teacher is: its logits cached in distill.cache, default OUT/teacher-logits).
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from .baselines import majority_baseline, tfidf_scores
+from .config import DAPT_LR, DEFAULT_STUDENT_BACKBONE, RunConfig
+from .data.encoding import encode
+from .data.tasks import Task
+from .distill import DistillSetup, TextPool, save_student, student_classifier, student_from_run
+from .distill.report import texts_per_second
+from .finetune import classifier_with, finetune, finetune_seed, prepare_finetune, save_finetuned
+from .metrics import Interval
+from .runs import Pretrained, count_parameters, is_classifier_dir, load_classifier
+from .seeds import SeedRun
+from .semisup import curve_pool, distil_student, preset_student, self_train
+
+TEACHERS = ("pretrained", "reference", "reference+dapt")
+"""The fine-tuned rows that teach self-trained and distilled rows."""
+SELF_TRAINED, DISTILLED = "+self-train", "->student"
+ALL_MODELS = ("pretrained", "pretrained+self-train", "pretrained->student", "random-init", "tfidf", "majority",
+              "reference", "reference+self-train", "reference->student",
+              "reference+dapt", "reference+dapt+self-train", "reference+dapt->student")
+"""Every row a curve can have, in the order of its tables."""
+BASE_OF = {"pretrained": "random-init", "reference+dapt": "reference",
+           **{t + s: t for t in TEACHERS for s in (SELF_TRAINED, DISTILLED)}}
+"""What each row adds to: the stage that pays is the difference (pre-training, adaptation, self-training, a student)."""
+
+
+def teacher_of(model: str) -> str | None:
+    """The fine-tuned row that teaches this one (None: it learns from the labels alone)."""
+    for suffix in (SELF_TRAINED, DISTILLED):
+        if model.endswith(suffix):
+            return model[:-len(suffix)]
+    return None
+
+
+@dataclass(frozen=True)
+class CurveExtras:
+    """The rows beyond fine-tuning each model on the N labels (the CLI's flags; plain values)."""
+
+    self_train: bool = False
+    """X+self-train for every fine-tuned teacher X."""
+    student: str | None = None
+    """preset:NAME: the X->student rows."""
+    student_backbone: str = DEFAULT_STUDENT_BACKBONE
+    unlabelled: tuple[str, ...] = ()
+    """Inputs whose texts join each pool (files, directories, prepared corpora, task:NAME)."""
+    reference_dapt: str | None = None
+    """A budget: the reference+dapt row (the reference pre-trained further on the run's corpus for it)."""
+    dapt_lr: float = DAPT_LR
+    keep_models: bool = False
+    """Save every model row's classifier in OUT/models/MODEL/seed-S (what `pipeline` chooses from)."""
+
+    @property
+    def semi(self) -> bool:
+        return self.self_train or self.student is not None
+
+
+def available_models(reference: bool, extras: CurveExtras) -> list[str]:
+    """The rows this curve can have, in table order."""
+    teachers = ["pretrained", *(["reference"] if reference else []),
+                *(["reference+dapt"] if extras.reference_dapt else [])]
+    out = []
+    for m in ALL_MODELS:
+        base = teacher_of(m)
+        if m in teachers or m in ("random-init", "tfidf", "majority"):
+            out.append(m)
+        elif base in teachers and ((m.endswith(SELF_TRAINED) and extras.self_train) or
+                                   (m.endswith(DISTILLED) and extras.student is not None)):
+            out.append(m)
+    return out
+
+
+@dataclass
+class Row:
+    """One model's scores on one subsample, and what the details file keeps of it."""
+
+    accuracy: float
+    macro_f1: float
+    ci: Interval
+    """The accuracy's 95% bootstrap interval over the test examples."""
+    details: dict[str, Any]
+
+
+class CurveRows:
+    """Trains and scores the rows of one curve (`score`); holds what they share."""
+
+    def __init__(self, pre: Pretrained, ref: Pretrained | None, dapt: Pretrained | None, task: Task, cfg: RunConfig,
+                 ref_cfg: RunConfig | None, out: Path, extras: CurveExtras, inputs: TextPool | None,
+                 piece_words: int, save_model: tuple[Path, int, int] | None = None):
+        self.pre, self.ref, self.dapt, self.task, self.cfg, self.ref_cfg = pre, ref, dapt, task, cfg, ref_cfg
+        self.out, self.extras, self.inputs, self.piece_words = out, extras, inputs, piece_words
+        self.save_model = save_model
+        """(directory, label count, seed) of the pretrained row saved with its reports (the demo's model)."""
+        self.timed = task.test.texts[:cfg.distill.throughput_texts]
+
+    def source(self, model: str) -> tuple[Pretrained, RunConfig]:
+        """The run a fine-tuned row starts from, and its settings."""
+        if model in ("pretrained", "random-init"):
+            return self.pre, self.cfg
+        run = self.ref if model == "reference" else self.dapt
+        assert run is not None
+        return run, self.ref_cfg or run.config
+
+    def work(self, n: int, model: str, seed: int) -> Path:
+        return self.out / "work" / f"{n}-{model.replace('>', '')}-seed{seed}"
+
+    def teacher_dir(self, n: int, model: str, seed: int) -> Path:
+        return self.out / "teachers" / f"{n}-{model}-seed{seed}"
+
+    def score(self, n: int, seed: int, sub: Task, picked: list[int], model: str, teaches: bool) -> Row:
+        """Train (or continue) and score one row; teaches: keep a fine-tuned row's classifier as a teacher."""
+        if model == "majority":
+            m = majority_baseline(sub)
+            return Row(m.accuracy, m.macro_f1, m.accuracy_ci, {})
+        if model == "tfidf":
+            m, val = tfidf_scores(sub, seed=seed)
+            return Row(m.accuracy, m.macro_f1, m.accuracy_ci, {"val_accuracy": val})
+        if teacher_of(model) is None:
+            row = self.finetuned(n, seed, sub, model, teaches)
+        else:
+            row = self.taught(n, seed, sub, picked, model)
+        shutil.rmtree(self.work(n, model, seed), ignore_errors=True)
+        return row
+
+    # ----------------------------------------------------------------------- fine-tuned rows
+
+    def finetuned(self, n: int, seed: int, sub: Task, model: str, teaches: bool) -> Row:
+        pre, cfg = self.source(model)
+        if self.save_model is not None and model == "pretrained" and self.save_model[1:] == (n, seed):
+            return self._saved(n, seed, sub, model, teaches)
+        setup = prepare_finetune(pre, sub, cfg, None)
+        setup.quiet = True
+        run = finetune_seed(setup, seed, model == "random-init", self.work(n, model, seed))
+        weights = run.best_weights()
+        meta = {"curve": {"labels": n, "model": model, "seed": seed}}
+        init = "random" if model == "random-init" else "pretrained"
+        if teaches:
+            save_finetuned(self.teacher_dir(n, model, seed), setup, weights, init, seed, (seed,), meta)
+        if self.extras.keep_models:
+            save_finetuned(self.out / "models" / model / f"seed-{seed}", setup, weights, init, seed, (seed,), meta)
+        classifier = classifier_with(setup, weights)
+        return Row(run.result.accuracy, run.result.macro_f1, run.result.accuracy_ci,
+                   self._details(run, classifier, pre.tokenizer, pre.special.pad, setup.max_len, setup.segments))
+
+    def _saved(self, n: int, seed: int, sub: Task, model: str, teaches: bool) -> Row:
+        """The pretrained row whose classifier is saved with its reports (finetune with out_dir)."""
+        out = self.save_model[0]
+        r = finetune(self.pre, sub, self.cfg, out, seeds=[seed], quiet=True)
+        for dest, wanted in ((self.teacher_dir(n, model, seed), teaches),
+                             (self.out / "models" / model / f"seed-{seed}", self.extras.keep_models)):
+            if wanted:
+                shutil.rmtree(dest, ignore_errors=True)
+                shutil.copytree(out, dest)
+        ftm = load_classifier(out)
+        s = r.seeds[0]
+        details = {"val_accuracy": s.val_accuracy, "val_loss": s.val_loss, "steps": s.steps, "best_step": s.best_step,
+                   "seconds": s.seconds, **self._speed(ftm.model, ftm.tokenizer, ftm.special.pad, ftm.meta["max_len"],
+                                                       ftm.meta["segments"])}
+        return Row(s.accuracy, s.macro_f1, s.accuracy_ci, details)
+
+    # ----------------------------------------------------------------------- taught rows
+
+    def taught(self, n: int, seed: int, sub: Task, picked: list[int], model: str) -> Row:
+        """X+self-train or X->student: X's classifier of this N and seed labels the pool."""
+        base = teacher_of(model)
+        teacher = self.teacher_dir(n, base, seed)
+        if not is_classifier_dir(teacher):  # its row was scored before, without a teacher kept: train it again
+            print(f"curve: {n} labels, seed {seed}: fine-tuning {base} again as the teacher of {model}",
+                  file=sys.stderr)
+            self.finetuned(n, seed, sub, base, teaches=True)
+        pool = curve_pool(self.task.train.texts, picked, self.inputs, self.piece_words)
+        work = self.work(n, model, seed)
+        if model.endswith(SELF_TRAINED):
+            run, setup = self_train(teacher, student_from_run(self.source(base)[0]), sub, pool, self.source(base)[1],
+                                    work, seed)
+        else:
+            cfg = self.cfg
+            student = preset_student(self.extras.student, self.extras.student_backbone, cfg,
+                                     Path(str(self.pre.run_dir)) / "tokenizer.json")
+            run, setup = distil_student(teacher, student, sub, pool, cfg, work, seed)
+        if self.extras.keep_models:
+            save_student(setup, run, (seed,), self.out / "models" / model / f"seed-{seed}",
+                         {"curve": {"labels": n, "model": model, "seed": seed}})
+        classifier = student_classifier(setup.student, len(setup.teacher.label_names), setup.cfg.finetune.pooling, None)
+        classifier.load_state_dict(run.best_weights())
+        details = self._details(run, classifier, setup.student.tokenizer, setup.student.special.pad, setup.max_len,
+                                setup.segments)
+        details.update(self._teaching(setup, pool))
+        return Row(run.result.accuracy, run.result.macro_f1, run.result.accuracy_ci, details)
+
+    def _teaching(self, setup: DistillSetup, pool: TextPool) -> dict[str, Any]:
+        """Who taught the row and on how many texts (the teacher's logits: computed now or read from the cache)."""
+        return {"teacher": str(setup.teacher.path), "teacher_hash": setup.settings["teacher_hash"],
+                "pool": len(pool.texts), "labelled": len(setup.task.train), "teacher_logits": setup.labels.computed,
+                "teacher_logits_reused": setup.labels.reused, "teacher_seconds": setup.labels.seconds}
+
+    # ----------------------------------------------------------------------- details
+
+    def _details(self, run: SeedRun, classifier: nn.Module, tokenizer, pad_id: int, max_len: int,
+                 segments: bool) -> dict[str, Any]:
+        r = run.result
+        return {"val_accuracy": r.val_accuracy, "val_loss": r.val_loss, "steps": r.steps, "best_step": r.best_step,
+                "seconds": r.seconds, **self._speed(classifier, tokenizer, pad_id, max_len, segments)}
+
+    def _speed(self, classifier: nn.Module, tokenizer, pad_id: int, max_len: int, segments: bool) -> dict[str, Any]:
+        """Parameters and CPU fp32 texts/s at batch 32 on the first test texts (as distill's report times them)."""
+        enc = encode(tokenizer, self.timed, None, max_len)
+        classifier = classifier.cpu()
+        return {"parameters": count_parameters(classifier),
+                "texts_per_s": round(texts_per_second(classifier, enc, pad_id, segments, 32), 1)}

@@ -1,0 +1,125 @@
+"""The learning curve's semi-supervised rows: where the unlabelled text pays a second time.
+
+For a label count N and a seed, a model X fine-tuned on those N labels (the teacher: the pretrained run, the
+reference, the adapted reference) labels the pool, and
+
+    X+self-train   a student with X's own pre-trained starting weights learns the teacher's soft labels on the
+                   pool plus the gold labels (Du et al. 2021; noisy student: the student trains with dropout,
+                   the teacher labels without), for selftrain.rounds rounds (a later round's teacher is the
+                   previous round's student); the round best on validation is the row's model
+    X->student     a small student (preset:NAME, backbone transformer, rnn or cnn, random init, the run's
+                   tokenizer) learns the same soft labels, as `pretrainlab distill` trains one (distill.*)
+
+Both are distillations (distill.distill_setup / distill_seed: the soft-label loss, the teacher-logits cache,
+checkpoints that resume), stopped early on the curve's validation fifth of the N labels.
+
+    inputs = unlabelled_inputs(["sotu/"], task, cfg.finetune, cfg.data, max_texts=0)   # once: errors first
+    pool = curve_pool(task.train.texts, picked, inputs)      # texts only: the labels outside the N never come in
+    run, setup = self_train(teacher_dir, student_from_run(pre), sub, pool, selftrain_config(cfg, cache), work, seed)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Collection, Sequence
+from dataclasses import replace
+from pathlib import Path
+
+from .config import PRESETS, STUDENT_BACKBONES, ConfigError, RunConfig, load_config
+from .data.tasks import Task
+from .distill import (PRESET_PREFIX, DistillSetup, Student, TextPool, distill_seed, distill_setup, load_student,
+                      load_teacher, read_unlabelled, save_student)
+from .seeds import SeedRun
+
+# --------------------------------------------------------------------------- the pool
+
+
+def unlabelled_inputs(inputs: Sequence[str], task: Task, finetune_cfg, data_cfg, max_texts: int) -> TextPool | None:
+    """The pieces of the --unlabelled inputs (none: None), read once before any training: a CorpusError names an
+    input with no usable text, or one that holds any of the task's test texts."""
+    if not inputs:
+        return None
+    return read_unlabelled(inputs, task, finetune_cfg, data_cfg, max_texts, strict=True, flag="--unlabelled")
+
+
+def curve_pool(train_texts: Sequence[str], picked: Collection[int], inputs: TextPool | None,
+               piece_words: int) -> TextPool:
+    """The pool of one label count and seed: the training split's texts outside the N picked ones (their labels
+    are not even passed in), then the unlabelled inputs' pieces (which hold none of the task's texts)."""
+    chosen = set(picked)
+    own = [t for i, t in enumerate(train_texts) if i not in chosen]
+    extra = inputs.texts if inputs is not None else []
+    sources = {"the training split outside the labels": len(own), **(inputs.sources if inputs is not None else {})}
+    return TextPool(own + extra, piece_words, sources)
+
+
+# --------------------------------------------------------------------------- students and their settings
+
+
+def check_student(spec: str, backbone: str) -> None:
+    """A curve's --student / --student-backbone, refused before any work with what fits."""
+    fits = ", ".join(PRESET_PREFIX + p for p in PRESETS)
+    if not spec.startswith(PRESET_PREFIX) or spec[len(PRESET_PREFIX):] not in PRESETS:
+        raise ConfigError(f"--student {spec}: a curve distils into a small random-init student named by its size; "
+                          f"choose {fits} (with --student-backbone {' | '.join(STUDENT_BACKBONES)})")
+    if backbone not in STUDENT_BACKBONES:
+        raise ConfigError(f"--student-backbone {backbone}: a student classifies fast with "
+                          f"{', '.join(STUDENT_BACKBONES)}; choose one of them")
+
+
+def student_run_config(cfg: RunConfig, spec: str, backbone: str) -> RunConfig:
+    """The curve's settings with the student's architecture (model.preset and model.backbone)."""
+    model = load_config(None, [f"model.preset={spec[len(PRESET_PREFIX):]}", f"model.backbone={backbone}"]).model
+    return replace(cfg, model=model)
+
+
+def preset_student(spec: str, backbone: str, cfg: RunConfig, tokenizer: Path) -> Student:
+    """A random-init student of this preset and backbone, with the given tokenizer (the run's)."""
+    return load_student(spec, student_run_config(cfg, spec, backbone), None, tokenizer)
+
+
+def selftrain_config(cfg: RunConfig, steps: int) -> RunConfig:
+    """Self-training as a distillation: selftrain.* for the loss, rounds' length and dropout; finetune.* for the
+    learning rate, batch, patience and step floor; `steps` optimizer steps a round."""
+    st, ft = cfg.selftrain, cfg.finetune
+    # max_unk 1: the student reads with the tokenizer its teacher was fine-tuned with (fine-tuning warned already)
+    dc = replace(cfg.distill, temperature=st.temperature, alpha=st.alpha, hidden_weight=0.0, budget=str(steps),
+                 batch_size=ft.batch_size, lr=ft.lr, patience=ft.patience, min_steps=ft.min_steps, eval_every=0,
+                 max_unk=1.0)
+    dropout = st.dropout if st.dropout is not None else ft.dropout
+    return replace(cfg, distill=dc, finetune=replace(ft, dropout=dropout))
+
+
+def selftrain_steps(cfg: RunConfig, n_texts: int) -> int:
+    """selftrain.epochs passes over n_texts at finetune.batch_size, at least finetune.min_steps."""
+    return max(cfg.selftrain.epochs * math.ceil(n_texts / cfg.finetune.batch_size), cfg.finetune.min_steps)
+
+
+# --------------------------------------------------------------------------- the rows
+
+
+def self_train(teacher: Path, student: Student, sub: Task, pool: TextPool, cfg: RunConfig, work: Path, seed: int,
+               quiet: bool = True) -> tuple[SeedRun, DistillSetup]:
+    """selftrain.rounds rounds of teacher -> student (X's pre-trained weights each time); the round best on the
+    validation fifth, with its setup. Every round checkpoints into work/round-R and resumes there."""
+    cfg = selftrain_config(cfg, selftrain_steps(cfg, len(sub.train) + len(pool.texts)))
+    best: tuple[SeedRun, DistillSetup] | None = None
+    for r in range(1, cfg.selftrain.rounds + 1):
+        setup = distill_setup(load_teacher(teacher), sub, student, pool, cfg, work / f"round-{r}", resume=True,
+                              quiet=quiet)
+        run = distill_seed(setup, seed)
+        if best is None or run.key > best[0].key:
+            best = (run, setup)
+        if r < cfg.selftrain.rounds:  # the next round's teacher: this round's student
+            teacher = work / f"round-{r}" / "student"
+            if not (teacher / "classifier.json").is_file():
+                save_student(setup, run, (seed,), teacher)
+    assert best is not None
+    return best
+
+
+def distil_student(teacher: Path, student: Student, sub: Task, pool: TextPool, cfg: RunConfig, work: Path, seed: int,
+                   quiet: bool = True) -> tuple[SeedRun, DistillSetup]:
+    """The small student learns the teacher's soft labels on the pool plus the gold labels (distill.*)."""
+    setup = distill_setup(load_teacher(teacher), sub, student, pool, cfg, work, resume=True, quiet=quiet)
+    return distill_seed(setup, seed), setup
