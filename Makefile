@@ -1,5 +1,6 @@
-# Two commands on a fresh machine: `make demo` (the main job) and `make test` (the tests).
-PYTHON ?= python3.11
+# Two commands on a fresh machine: `make demo` (the main job) and `make test` (the tests); `make venv` only installs.
+# Any Python >= 3.11: python3.11 when there is one, else python3; or say which: `make venv PYTHON=python3.12`.
+PYTHON ?= $(shell command -v python3.11 >/dev/null 2>&1 && echo python3.11 || echo python3)
 VENV ?= .venv
 # Override for a GPU build, e.g. `make test TORCH_SPEC="torch==2.13.0" PIP_EXTRA="--index-url ..."`.
 TORCH_SPEC ?= torch==2.13.0
@@ -8,6 +9,9 @@ PY := $(VENV)/bin/python
 .PHONY: venv test test-all demo bench clean
 
 $(VENV)/.installed: pyproject.toml Makefile
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || { \
+	  echo "pretrainlab needs Python >= 3.11, and $(PYTHON) is older or missing; name one: make venv PYTHON=python3.12" >&2; \
+	  exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet $(PIP_EXTRA) "$(TORCH_SPEC)"
