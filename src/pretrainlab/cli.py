@@ -233,6 +233,32 @@ def cmd_curve(args) -> None:
     print(f"curve.csv, curve.md and curve.png written to {args.out}")
 
 
+def _pipeline_cfg(args):
+    """The pipeline's settings: --config, then --set and the column flags, then --budget (train.budget)."""
+    budget = [f"train.budget={args.budget}"] if args.budget else []
+    return load_config(args.config, _overrides(args) + budget)
+
+
+def cmd_pipeline(args) -> None:
+    from pathlib import Path
+
+    from .pipeline import pipeline
+    from .runs import load_pretrained
+
+    cfg = _pipeline_cfg(args)
+    ref_cfg = None
+    if args.reference:
+        ref_cfg = load_config(args.config, _overrides(args), base=load_pretrained(args.reference).config,
+                              base_sections=("finetune",))
+    result = pipeline(args.corpus, args.task, args.out, cfg, reference=args.reference,
+                      reference_cfg=ref_cfg, reference_dapt=args.reference_dapt,
+                      student=None if args.student == "none" else args.student, student_backbone=args.student_backbone,
+                      seeds=args.seeds, max_parameters=args.max_parameters, pool_texts=args.pool_texts)
+    print((Path(args.out) / "pipeline.md").read_text(encoding="utf-8"))
+    print(f"the chosen model ({result.chosen.model}, seed {result.chosen.seed}) is {result.model_dir}: "
+          f"pretrainlab predict / evaluate / export take it")
+
+
 def cmd_evaluate(args) -> None:
     from .evaluate import evaluate
     from .reports import metrics_markdown
@@ -451,6 +477,32 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"peak learning rate of that continued pre-training (default: {DAPT_LR:g})")
     _config_args(t, "finetune", "selftrain", note=RUN_NOTE)
     t.set_defaults(func=cmd_curve, settings=_on_run_cfg)
+
+    t = sub.add_parser("pipeline", help="your corpus + a few labels (+ a checkpoint) -> the best small model on "
+                       "validation, and a curve of what each stage paid: prepare, pretrain, curve with self-training, "
+                       "distilled students and the checkpoint, choose")
+    t.add_argument("--corpus", nargs="+", required=True, metavar="INPUT", help="unlabelled text: files, directories, "
+                   "globs or built-in names (pre-training and the self-training pool; never a test text)")
+    t.add_argument("--task", required=True, help="your labelled examples: .csv/.tsv/.jsonl/.parquet (a split column, "
+                   "or validation and test drawn by finetune.val_fraction / test_fraction)")
+    _column_args(t)
+    t.add_argument("--out", required=True, help="directory for corpus/, run/, curve/, model/ (the chosen one) and "
+                   "pipeline.md (resumable: run the same command again)")
+    t.add_argument("--budget", help="pre-training budget, e.g. 10m, 2000 steps, 3Mtok (default: train.budget)")
+    t.add_argument("--reference", help="an imported checkpoint (pretrainlab import) to fine-tune, self-train and distil "
+                   "alike")
+    t.add_argument("--reference-dapt", metavar="BUDGET", help="also adapt the checkpoint to your corpus for BUDGET")
+    t.add_argument("--student", default="preset:tiny", help="the distilled students' size: preset:NAME, or none "
+                   "(default: preset:tiny)")
+    t.add_argument("--student-backbone", choices=STUDENT_BACKBONES, default=DEFAULT_STUDENT_BACKBONE,
+                   help=f"the students' backbone (default: {DEFAULT_STUDENT_BACKBONE})")
+    t.add_argument("--seeds", type=int, nargs="+", help=SEEDS_HELP)
+    t.add_argument("--max-parameters", type=int, default=0, help="choose only among models of at most this many "
+                   "parameters (default: any)")
+    t.add_argument("--pool-texts", type=int, default=20_000, help="at most this many corpus pieces in the "
+                   "self-training and distillation pool (default: 20000; distill.max_texts wins when set)")
+    _config_args(t, "train.budget", "finetune", "selftrain", "distill")
+    t.set_defaults(func=cmd_pipeline, settings=_pipeline_cfg)
 
     t = sub.add_parser("evaluate", help="score a fine-tuned model on a task: accuracy, macro-F1, confusion matrix")
     t.add_argument("model", help="fine-tuned model directory (from pretrainlab finetune)")
