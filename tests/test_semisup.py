@@ -85,6 +85,8 @@ def test_the_pool_never_holds_a_validation_test_or_in_budget_text(world, tmp_pat
     assert not {norm(t) for t in pool.texts} & forbidden
     assert len(pool.texts) == (120 - 40) + 10 + 40  # the training split outside the N, then the new texts
     assert inputs.labelled_dropped == 5 and inputs.held_out_dropped == 2
+    capped = curve_pool(task.train.texts, picked, inputs, 7, max_texts=50)  # distill.max_texts: a sample by hash
+    assert len(capped.texts) == 50 and set(capped.texts) <= set(pool.texts) and capped.sampled_from == len(pool.texts)
 
     # a test text anywhere in an input: refused, naming the input and the count
     leaky = tmp_path / "leaky.txt"

@@ -456,7 +456,9 @@ class DistillConfig:
     eval_every: int = 0
     """Validate every N optimizer steps; 0: once per pass over the texts."""
     max_texts: int = 0
-    """Use at most this many unlabelled pieces (a fixed sample, ordered by text hash); 0: all."""
+    """Use at most this many unlabelled pieces (a fixed sample, ordered by text hash); 0: all. In a learning curve
+    (`--self-train`, `--student`): at most this many texts in each pool, the training texts outside the labels
+    included."""
     cache: str = ""
     """Directory of the teacher-logits cache; empty: the user cache directory (pretrainlab/teacher-logits)."""
     shard_texts: int = 4096

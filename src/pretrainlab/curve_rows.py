@@ -191,7 +191,8 @@ class CurveRows:
             print(f"curve: {n} labels, seed {seed}: fine-tuning {base} again as the teacher of {model}",
                   file=sys.stderr)
             self.finetuned(n, seed, sub, base, teaches=True)
-        pool = curve_pool(self.task.train.texts, picked, self.inputs, self.piece_words)
+        pool = curve_pool(self.task.train.texts, picked, self.inputs, self.piece_words,
+                          self.cfg.distill.max_texts)
         work = self.work(n, model, seed)
         if model.endswith(SELF_TRAINED):
             run, setup = self_train(teacher, student_from_run(self.source(base)[0]), sub, pool, self.source(base)[1],

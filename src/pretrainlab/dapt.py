@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -42,7 +43,7 @@ def adapt_reference(reference: Path, pre: Pretrained, budget: str, out: Path, cf
     cfg = replace(cfg, train=replace(cfg.train, budget=budget, lr=lr))
     cfg, notes = adopt_init_model(cfg, reference)
     for note in notes:
-        print(f"note: {note}")
+        print(f"note: {note}", file=sys.stderr)
     return pretrain(cfg, out / "corpus", run, resume=run.is_dir(), init=reference)
 
 

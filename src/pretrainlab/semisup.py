@@ -28,7 +28,7 @@ from pathlib import Path
 from .config import PRESETS, STUDENT_BACKBONES, ConfigError, RunConfig, load_config
 from .data.tasks import Task
 from .distill import (PRESET_PREFIX, DistillSetup, Student, TextPool, distill_seed, distill_setup, load_student,
-                      load_teacher, read_unlabelled, save_student)
+                      load_teacher, read_unlabelled, save_student, text_hash)
 from .seeds import SeedRun
 
 # --------------------------------------------------------------------------- the pool
@@ -36,21 +36,26 @@ from .seeds import SeedRun
 
 def unlabelled_inputs(inputs: Sequence[str], task: Task, finetune_cfg, data_cfg, max_texts: int) -> TextPool | None:
     """The pieces of the --unlabelled inputs (none: None), read once before any training: a CorpusError names an
-    input with no usable text, or one that holds any of the task's test texts."""
+    input with no usable text, or one that holds any of the task's test texts. max_texts: a sample by text hash."""
     if not inputs:
         return None
     return read_unlabelled(inputs, task, finetune_cfg, data_cfg, max_texts, strict=True, flag="--unlabelled")
 
 
-def curve_pool(train_texts: Sequence[str], picked: Collection[int], inputs: TextPool | None,
-               piece_words: int) -> TextPool:
+def curve_pool(train_texts: Sequence[str], picked: Collection[int], inputs: TextPool | None, piece_words: int,
+               max_texts: int = 0) -> TextPool:
     """The pool of one label count and seed: the training split's texts outside the N picked ones (their labels
-    are not even passed in), then the unlabelled inputs' pieces (which hold none of the task's texts)."""
+    are not even passed in), then the unlabelled inputs' pieces (which hold none of the task's texts); at most
+    max_texts of them (0: all), a fixed sample by text hash (the teacher labels every pool text once)."""
     chosen = set(picked)
     own = [t for i, t in enumerate(train_texts) if i not in chosen]
     extra = inputs.texts if inputs is not None else []
     sources = {"the training split outside the labels": len(own), **(inputs.sources if inputs is not None else {})}
-    return TextPool(own + extra, piece_words, sources)
+    pool = TextPool(own + extra, piece_words, sources)
+    if max_texts and len(pool.texts) > max_texts:
+        keep = set(sorted(pool.texts, key=text_hash)[:max_texts])
+        pool.sampled_from, pool.texts = len(pool.texts), [t for t in pool.texts if t in keep]
+    return pool
 
 
 # --------------------------------------------------------------------------- students and their settings
