@@ -27,10 +27,13 @@ def say(msg: str) -> None:
 def run_demo(out: str | Path = "runs/demo", minutes: float = 5.0, seeds: tuple[int, ...] = (0, 1, 2),
              preset: str = "tiny", epochs: int | None = 3, task_text: bool = True, corpus: str | Path | None = None,
              task_file: str | Path | None = None, settings: tuple[str, ...] = (),
-             labels: tuple[str, ...] = ("300", "1000", "all")) -> Path:
+             labels: tuple[str, ...] = ("300", "1000", "all"), self_train: bool = False,
+             student: str | None = None) -> Path:
     """The demo into `out`. `corpus` (raw text) and `task_file` replace SOTU and MR (no download);
-    `settings` (`section.key=value`) come after the demo's own and win. Tests use all three for a tiny run."""
+    `settings` (`section.key=value`) come after the demo's own and win. Tests use all three for a tiny run.
+    self_train, student (preset:NAME): the curve's pretrained+self-train and pretrained->student rows too."""
     from .curve import cells, markdown_table, run_curve
+    from .curve_rows import CurveExtras
     from .data.prepare import prepare_corpus
     from .data.sources import get_source
     from .data.tasks import builtin_task_file, task_from_config
@@ -81,7 +84,8 @@ def run_demo(out: str | Path = "runs/demo", minutes: float = 5.0, seeds: tuple[i
     say(f"[4/5] the learning curve on MR: {', '.join(labels)} labels x seeds {list(seeds)}; pretrained, random init, "
         "TF-IDF + logistic regression, majority class, each on the same labels")
     model_dir = out / "finetune-pretrained"
-    points = run_curve(run_dir, task, labels, seeds, out / "curve", cfg, save_model=model_dir)
+    extras = CurveExtras(self_train=self_train, student=student)
+    points = run_curve(run_dir, task, labels, seeds, out / "curve", cfg, save_model=model_dir, extras=extras)
     table = markdown_table(points)
 
     say("[5/5] exporting the pretrained classifier (all labels) to Hugging Face format and running the snippet")
