@@ -566,7 +566,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", default="runs/demo", help="where everything goes")
     t.add_argument("--minutes", type=float, default=5.0, help="pre-training budget in minutes")
     t.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="fine-tuning seeds")
-    t.add_argument("--preset", default="tiny", help="model size preset")
+    t.add_argument("--preset", default="auto", help="model size preset (auto: chosen from the budget and the corpus)")
     t.add_argument("--epochs", type=int, default=3, help="maximum fine-tuning epochs (early stopping may end "
                    "sooner; small label counts get finetune.min_steps)")
     t.add_argument("--labels", nargs="+", default=["300", "1000", "all"], help="label counts of the learning curve")

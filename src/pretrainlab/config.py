@@ -34,6 +34,10 @@ class ConfigError(PretrainlabError, ValueError):
 
 BACKBONE_NAMES = tuple(BACKBONES)
 """model.backbone's accepted values: transformer, decoder, encoder-decoder, rnn, cnn (backbones/spec.py)."""
+AUTO = "auto"
+"""model.preset=auto: pretrain chooses the preset from the budget and the corpus (sizing.py)."""
+SIZE_FIELDS = ("d_model", "n_layers", "n_heads", "d_ff")
+"""The model settings a preset sets; given explicitly, they switch auto off."""
 
 
 @dataclass(frozen=True)
@@ -48,8 +52,12 @@ class ModelConfig:
     one that has read the whole text (an encoder's every token has). Choose the encoder-decoder to write a
     text from another (pre-trained with infill, permute or span, BART's and T5's denoising; exports as
     BartForConditionalGeneration); it classifies from its decoder's last [SEP], as BART does."""
-    preset: str | None = "tiny"
-    """Size preset (tiny, mini, small, medium, base); explicit sizes given with it win."""
+    preset: str | None = "auto"
+    """Size preset: auto (the default), tiny, mini, small, medium or base; explicit sizes given with it win.
+    auto: `pretrain` chooses the preset from the budget, the corpus's size and the speed it measures in its first
+    seconds (the largest preset that still trains on enough tokens per parameter; sizing.py holds the rule), says
+    why, and records the chosen preset in the run's config.yaml. With explicit sizes (d_model, n_layers, n_heads,
+    d_ff) auto stands for tiny, as the default did before it."""
     style: str = "modern"
     """Transformer style. modern (pre-LN, rotary, GeGLU; exports as ModernBertFor*): the default, it learns
     within CPU minutes. bert (post-LN, learned positions, GELU; exports as BertFor*): choose it to match or
@@ -90,7 +98,7 @@ class ModelConfig:
         _check_style(self.backbone, self.style)
         _choice("model.rnn_cell", self.rnn_cell, ("lstm", "gru"))
         if self.preset is not None:
-            _choice("model.preset", self.preset, tuple(PRESETS))
+            _choice("model.preset", self.preset, (AUTO, *PRESETS))
         for name in ("d_model", "n_layers", "n_heads", "d_ff", "max_len", "kernel_size"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"model.{name} must be positive, got {getattr(self, name)}")
@@ -587,7 +595,10 @@ class RunConfig:
             )
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        d = dataclasses.asdict(self)
+        if self.model.preset == AUTO:  # no sizes yet: pretrain chooses them (so a printed config loads back as auto)
+            d["model"] = {k: v for k, v in d["model"].items() if k not in SIZE_FIELDS}
+        return d
 
 
 DECODER_CANNOT = {
@@ -723,7 +734,10 @@ def _to_type(ftype: Any, value: Any) -> Any:
 
 def preset_sizes(backbone: str, preset: str, given: dict[str, Any]) -> dict[str, Any]:
     """The sizes `preset` stands for with this backbone: the Transformer's, or the RNN / CNN / encoder-decoder
-    ones matched to it in parameters (its row's presets in backbones/spec.py). Sizes in `given` win over them."""
+    ones matched to it in parameters (its row's presets in backbones/spec.py). Sizes in `given` win over them.
+    auto stands for tiny until `pretrain` chooses (sizing.py)."""
+    if preset == AUTO:
+        preset = "tiny"
     table = BACKBONES[backbone].presets
     if preset in table:
         return dict(table[preset])
@@ -762,7 +776,9 @@ def build_section(section: str, values: dict[str, Any]) -> Any:
         if backbone in BACKBONES and "style" not in values:  # the decoder's and bart's are not the encoder's
             values["style"] = BACKBONES[backbone].default_style
         preset = values.get("preset", ModelConfig.preset)
-        if preset is not None and preset in PRESETS and backbone in BACKBONES:
+        if preset == AUTO and any(k in values for k in SIZE_FIELDS):  # explicit sizes: nothing left to choose
+            preset = values["preset"] = "tiny"
+        if preset is not None and (preset in PRESETS or preset == AUTO) and backbone in BACKBONES:
             values = {**preset_sizes(backbone, preset, values), **values}
     return cls(**values)
 
@@ -864,6 +880,8 @@ def describe(sections: tuple[str, ...] = tuple(SECTIONS), cfg: RunConfig | None 
         lines.append(f"{s}:")
         for f in fields(section):
             note = f"  (from model.preset={cfg.model.preset})" if f.name in from_preset else ""
+            if note and cfg.model.preset == AUTO:
+                note = "  (model.preset=auto: pretrain chooses; tiny's until then)"
             lines.append(f"  {s}.{f.name} = {_inline_yaml(getattr(section, f.name))}{note}\n"
                          + textwrap.indent(inspect.cleandoc(docs.get(f.name, "")), "      "))
     return "\n".join(lines)

@@ -25,7 +25,7 @@ def say(msg: str) -> None:
 
 
 def run_demo(out: str | Path = "runs/demo", minutes: float = 5.0, seeds: tuple[int, ...] = (0, 1, 2),
-             preset: str = "tiny", epochs: int | None = 3, task_text: bool = True, corpus: str | Path | None = None,
+             preset: str = "auto", epochs: int | None = 3, task_text: bool = True, corpus: str | Path | None = None,
              task_file: str | Path | None = None, settings: tuple[str, ...] = (),
              labels: tuple[str, ...] = ("300", "1000", "all"), self_train: bool = False,
              student: str | None = None) -> Path:
@@ -77,7 +77,8 @@ def run_demo(out: str | Path = "runs/demo", minutes: float = 5.0, seeds: tuple[i
     if (run_dir / "summary.json").exists():
         say(f"[3/5] pre-training: already done in {run_dir} (delete it to train again)")
     else:
-        say(f"[3/5] pre-training a {preset} Transformer ({cfg.model.style} style) with masked LM for {minutes:g} minutes")
+        say(f"[3/5] pre-training a Transformer (model.preset={preset}, {cfg.model.style} style) with masked LM for "
+            f"{minutes:g} minutes")
         pretrain(cfg, prepared, run_dir, resume=(run_dir / "checkpoints" / "latest").exists())
     pre_summary = json.loads((run_dir / "summary.json").read_text())
 

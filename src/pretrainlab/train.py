@@ -11,6 +11,7 @@ at the end. Under torchrun (DDP or FSDP) every rank runs it.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import shutil
 import sys
@@ -23,13 +24,14 @@ from torch import nn
 
 from .backbones.spec import BACKBONES
 from .checkpoint import latest_checkpoint, load_training_state
-from .config import Budget, ConfigError, RunConfig, TrainConfig, save_config
+from .config import SIZE_FIELDS, Budget, ConfigError, RunConfig, TrainConfig, save_config
 from .distributed import Dist
 from .ema import WeightEMA
 from .errors import CheckpointError
 from .loop import (BudgetSchedule, LoopResult, LoopSettings, autocast, fit, make_optimizer, pick_device, pick_dtype,
                    set_seed, tune_allocator)
-from .runs import build_pretrain_model, check_resumable, count_parameters, init_from
+from .runs import build_pretrain_model, check_resumable, count_parameters, init_from, read_run_config
+from .sizing import Sizing
 
 # --------------------------------------------------------------------------- pre-training
 
@@ -47,11 +49,13 @@ def pretrain(cfg: RunConfig, corpus: str | Path, out: str | Path, resume: bool =
     budget = Budget.parse(tc.budget)
     run_dir = Path(out)
     data = _open_corpus(cfg, corpus)
+    device, dtype = _setup(tc, dist)
+    # model.preset=auto chooses the size here; continued pre-training (--init) keeps the init's architecture
+    cfg, sizing = size_model(cfg, data, run_dir, resume, device, dtype, dist) if init is None else (cfg, None)
     check_objective_data(cfg, data.train, dist.main)
     ckpt, resume = resume_policy(run_dir, resume, cfg, data.tokenizer_hash, dist)
     dist.barrier()  # every rank has checked the run directory before rank 0 writes into it
 
-    device, dtype = _setup(tc, dist)
     model = build_pretrain_model(cfg, data.vocab_size, data.special)
     if init is not None:
         init_from(model, Path(init), data.tokenizer_hash)
@@ -64,7 +68,7 @@ def pretrain(cfg: RunConfig, corpus: str | Path, out: str | Path, resume: bool =
     if dist.main:
         run_dir.mkdir(parents=True, exist_ok=True)
     if dist.main and not resume:
-        _write_run_files(run_dir, cfg, data, corpus, init)
+        _write_run_files(run_dir, cfg, data, corpus, init, sizing)
 
     if cfg.objective.whole_word:
         _set_word_starts(model, data.tokenizer, data.train)
@@ -196,6 +200,44 @@ class HeadWarmup:
             self.frozen = frozen
 
 
+SIZING_FILE = "sizing.json"
+"""In a run directory: what model.preset=auto chose and why (sizing.Sizing.to_dict); summary.json repeats it."""
+
+
+def size_model(cfg: RunConfig, data: _Corpus, run_dir: Path, resume: bool, device: torch.device,
+               dtype: torch.dtype | None, dist: Dist) -> tuple[RunConfig, Sizing | None]:
+    """model.preset=auto: -> (cfg sized by the preset chosen for this budget and corpus, the choice: sizing.py).
+    --resume takes the preset the run chose at its start (its config.yaml), so it continues the same model."""
+    from .sizing import RULE, auto_size, is_auto, probe_throughput, say
+
+    if not is_auto(cfg):
+        return cfg, None
+    if resume and (run_dir / "config.yaml").is_file():
+        saved = read_run_config(run_dir).model
+        sizes = {k: getattr(saved, k) for k in SIZE_FIELDS}
+        return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, preset=saved.preset, **sizes)), None
+
+    def measure(c: RunConfig) -> tuple[int, float | None]:
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):  # the run's init stays
+            model = build_pretrain_model(c, data.vocab_size, data.special)
+            params = count_parameters(model.backbone)
+            if Budget.parse(c.train.budget).seconds is None:
+                return params, None
+            if c.objective.whole_word:
+                _set_word_starts(model, data.tokenizer, data.train)
+            loader = batch_source(data.train, c.data.seq_len, c.train.batch_size, data.special, model.objectives,
+                                  seed=c.train.seed, rank=dist.rank, world=dist.world)
+            gen = torch.Generator().manual_seed(c.train.seed)
+            rate = probe_throughput(model, lambda: model.prepare(loader.next_batch(), gen, 0.0), device=device,
+                                    dtype=dtype, lr=c.train.lr, seconds=RULE.probe_seconds)
+        return params, dist.sum(rate) / dist.world  # every rank the same figure, so the same choice
+
+    cfg, sizing = auto_size(cfg, data.train.n_tokens, measure, dist.world)
+    if dist.main:
+        say(sizing)
+    return cfg, sizing
+
+
 def loop_settings(tc: TrainConfig) -> LoopSettings:
     """The train section's settings that the loop itself uses."""
     return LoopSettings(grad_accum=tc.grad_accum, clip=tc.clip, on_nan=tc.on_nan, log_every=tc.log_every,
@@ -302,9 +344,13 @@ def _setup(tc: TrainConfig, dist: Dist) -> tuple[torch.device, torch.dtype | Non
     return device, pick_dtype(tc.precision, device)
 
 
-def _write_run_files(run_dir: Path, cfg: RunConfig, data: _Corpus, corpus: str | Path, init) -> None:
-    """What makes the run directory self-describing: config.yaml, tokenizer.json, corpus.json."""
+def _write_run_files(run_dir: Path, cfg: RunConfig, data: _Corpus, corpus: str | Path, init,
+                     sizing: Sizing | None) -> None:
+    """What makes the run directory self-describing: config.yaml, tokenizer.json, corpus.json (and sizing.json:
+    what model.preset=auto chose and why)."""
     save_config(cfg, run_dir / "config.yaml")
+    if sizing is not None:
+        (run_dir / SIZING_FILE).write_text(json.dumps(sizing.to_dict(), indent=1), encoding="utf-8")
     if data.tokenizer_changed:
         data.tokenizer.save(str(run_dir / "tokenizer.json"))
     else:
@@ -362,6 +408,8 @@ def _write_summary(run_dir: Path, result: LoopResult, n_params: int) -> None:
     summary = {"steps": result.steps, "tokens": result.tokens, "seconds": round(result.seconds, 1),
                "tok_per_s": round(result.tokens / max(result.seconds, 1e-9), 1),
                "backbone_parameters": n_params, **(final[-1] if final else {})}
+    if (run_dir / SIZING_FILE).is_file():
+        summary["sizing"] = json.loads((run_dir / SIZING_FILE).read_text(encoding="utf-8"))
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=1), encoding="utf-8")
     print(f"pretrained {result.steps} steps, {result.tokens:,} tokens in {result.seconds:.0f}s "
           f"({summary['tok_per_s']:,.0f} tok/s); " +
