@@ -319,7 +319,7 @@ CASES: dict[str, Case] = {
     "pretrain-optional-text-as-list": Case(
         "pretrain", "a list for a setting that takes a name or null",
         lambda fx, t: pretrain_argv(fx, t, "model.preset=[tiny, mini]"),
-        "model.preset expects str or null, got ['tiny', 'mini']; e.g. --set model.preset=tiny"),
+        "model.preset expects str or null, got ['tiny', 'mini']; e.g. --set model.preset=auto"),
     "pretrain-ambiguous-budget": Case(
         "pretrain", "a budget in M (minutes or million tokens?)",
         lambda fx, t: pretrain_argv(fx, t, "train.budget=10M"),

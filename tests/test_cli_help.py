@@ -58,7 +58,8 @@ def test_every_command_with_settings_lists_its_own(capsys, command, section):
 def test_help_config_shows_the_values_a_run_uses(capsys):
     assert main(["--help-config", "model"]) == 0
     out = capsys.readouterr().out
-    assert "model.d_model = 128  (from model.preset=tiny)" in out and "model.n_layers = 2  (from model.preset=tiny)" in out
+    auto = "(model.preset=auto: pretrain chooses; tiny's until then)"
+    assert f"model.d_model = 128  {auto}" in out and f"model.n_layers = 2  {auto}" in out
     assert "train." not in out and "Hidden size." in out
     assert main(["--help-config"]) == 0
     out = capsys.readouterr().out
