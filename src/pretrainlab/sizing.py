@@ -51,7 +51,7 @@ class SizingRule:
     probe_seconds: float = 1.5
     """Timed training per candidate preset (after one untimed warm-up step), for a time budget."""
     candidates: tuple[str, ...] = tuple(PRESETS)
-    """Presets considered, smallest first (a backbone without a size for one skips it: RNN_DIMS, CNN_DIMS)."""
+    """Presets considered, smallest first (a backbone without a size for one skips it: backbones/spec.py)."""
 
 
 RULE = SizingRule()
