@@ -244,7 +244,7 @@ def test_defaults_build_the_measured_cpu_recipe():
 
     c = load_config(None, [])
     assert (c.model.preset, c.model.style, c.model.dropout) == ("auto", "modern", 0.0)  # auto: tiny at 5 minutes
-    assert (c.data.seq_len, c.data.vocab_size, c.objective.tie_embeddings, c.objective.mask_rate) == (64, 8192, False, 0.15)
+    assert (c.data.seq_len, c.data.vocab_size, c.objective.tie_embeddings, c.objective.mask_rate) == (64, 0, False, 0.15)
     assert c.train.lr == 2e-3 and Budget.parse(c.train.budget).seconds == 300
     f = c.finetune
     assert (f.pooling, f.dropout, f.lr, f.epochs, f.patience, f.min_steps, f.steps) == ("mean", 0.1, 1e-3, 20, 3, 200, 0)

@@ -128,8 +128,10 @@ class DataConfig:
     """Tokens per training sequence (packed, [CLS]/[SEP] included)."""
     tokenizer_kind: str = "wordpiece"
     """Tokenizer model: wordpiece, bpe (byte-level) or unigram."""
-    vocab_size: int = 8192
-    """Tokenizer vocabulary size."""
+    vocab_size: int = 0
+    """Tokenizer vocabulary size; 0 (the default): `prepare` proposes one from the corpus's word count, ELC-BERT's
+    choices scaled (6,144 tokens at 10M words, 16,384 at 100M; data/vocab.py), prints it and records it in the
+    manifest."""
     lowercase: bool = True
     """Lowercase text before tokenizing."""
     text_field: str = "text"
@@ -167,8 +169,8 @@ class DataConfig:
                               f"pass off), got {self.near_dup_threshold}")
         if self.seq_len < 8:
             raise ConfigError(f"data.seq_len must be at least 8, got {self.seq_len}")
-        if self.vocab_size < 16:
-            raise ConfigError(f"data.vocab_size must be at least 16, got {self.vocab_size}")
+        if 0 < self.vocab_size < 16 or self.vocab_size < 0:
+            raise ConfigError(f"data.vocab_size must be at least 16 (or 0: proposed from the corpus), got {self.vocab_size}")
         if not 0 <= self.val_fraction < 1:
             raise ConfigError(f"data.val_fraction must be in [0, 1), got {self.val_fraction}")
         if self.shard_tokens < 1:

@@ -31,6 +31,7 @@ import json
 import os
 import re
 import shutil
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -50,8 +51,11 @@ from .readers import ReadStats, resolve_inputs
 from .shards import (DOCS, FORMAT, IDS, MANIFEST, PROGRESS, SENTS, SPLITS, TOKENIZER, ids_dtype, read_shard,
                      shard_stem)
 from .text import normalized_documents, text_key
+from .vocab import VocabProposal, propose_vocab_size
 
 DROPPED = "dropped.jsonl"
+VOCAB_PROPOSAL = "vocab_proposal.json"
+"""With data.vocab_size=0: the size proposed (data/vocab.py); the manifest repeats it."""
 """In the prepared corpus: every document dropped, where it came from, why and (a duplicate) of what."""
 DEDUP_DIR = "dedup.tmp"
 """Where the first pass keeps its partitions and flags (data/dedup.py) while a run lasts."""
@@ -86,6 +90,8 @@ class PrepareReport:
     tokenizer_hash: str
     tokenizer_trained: bool
     seconds: float
+    vocab_proposal: dict | None = None
+    """With data.vocab_size=0: the size proposed from the corpus and its word count (data/vocab.py)."""
 
     @property
     def n_docs(self) -> int:
@@ -117,6 +123,9 @@ class PrepareReport:
             f"  tokenizer {self.tokenizer_path} ({'trained on this corpus' if self.tokenizer_trained else 'given'}, "
             f"hash {self.tokenizer_hash})",
         ]
+        if self.vocab_proposal:
+            p = self.vocab_proposal
+            lines.append(VocabProposal(p["size"], p["words"]).line().replace("vocabulary: ", "  vocabulary ", 1))
         return "\n".join(lines)
 
 
@@ -186,11 +195,12 @@ def train_tokenizer_on_files(inputs: Iterable[str | Path], out: str | Path, data
     """Train data_cfg.tokenizer_kind on the normalised, deduplicated documents; -> path of tokenizer.json."""
     paths = resolve_inputs(inputs)
     with tempfile.TemporaryDirectory(prefix="pretrainlab-dedup-") as work:
-        tok = _train_on(paths, data_cfg, find_duplicates(paths, data_cfg, Path(work)))
+        tok, _ = _train_on(paths, data_cfg, find_duplicates(paths, data_cfg, Path(work)))
     return save_tokenizer(tok, out)
 
 
-def _train_on(paths: list[Path], cfg: DataConfig, repeats: Path) -> Tokenizer:
+def _train_on(paths: list[Path], cfg: DataConfig, repeats: Path) -> tuple[Tokenizer, VocabProposal | None]:
+    """The tokenizer, and with data.vocab_size=0 the size proposed for it (an extra pass that counts the words)."""
     stats, counts = ReadStats(), {"short_dropped": 0, "duplicates_dropped": 0, "near_duplicates_dropped": 0}
     kept = 0
 
@@ -200,8 +210,14 @@ def _train_on(paths: list[Path], cfg: DataConfig, repeats: Path) -> Tokenizer:
             kept += 1
             yield text
 
+    proposal = None
+    if cfg.vocab_size == 0:
+        scratch = dict(counts)  # this pass's counts are not the report's
+        proposal = propose_vocab_size(text for text, _ in _documents(paths, cfg, ReadStats(), scratch, repeats))
+        print(proposal.line(), file=sys.stderr)
     try:
-        return train_tokenizer(texts(), cfg.tokenizer_kind, cfg.vocab_size, cfg.lowercase)
+        size = proposal.size if proposal else cfg.vocab_size
+        return train_tokenizer(texts(), cfg.tokenizer_kind, size, cfg.lowercase), proposal
     except TokenizerError:
         if kept == 0:
             raise _nothing_left(counts, stats, cfg) from None
@@ -429,12 +445,16 @@ def _prepare_corpus(inputs: Iterable[str | Path], out_dir: Path, data_cfg: DataC
         tok = load_tokenizer(out / TOKENIZER)
         resume = tokenizer_hash(tok) == progress.get("tokenizer_hash")
     if not resume:
-        (out / PROGRESS).unlink(missing_ok=True)
+        for stale in (PROGRESS, VOCAB_PROPOSAL):
+            (out / stale).unlink(missing_ok=True)
         _remove_outputs(out)
         if given_bytes is not None:
             _write_atomic(out / TOKENIZER, given_bytes)
         else:
-            save_tokenizer(_train_on(paths, cfg, repeats), out / TOKENIZER)
+            tok, proposal = _train_on(paths, cfg, repeats)
+            save_tokenizer(tok, out / TOKENIZER)
+            if proposal is not None:  # read back into the manifest at the end (also after a resumed run)
+                _write_atomic(out / VOCAB_PROPOSAL, json.dumps(proposal.to_dict()).encode())
         tok = load_tokenizer(out / TOKENIZER)  # the file, as every later reader will see it
     tok_hash = tokenizer_hash(tok)
     vocab_size = max(tok.get_vocab().values()) + 1  # ids, not entries, decide the dtype
@@ -475,7 +495,7 @@ def _prepare_corpus(inputs: Iterable[str | Path], out_dir: Path, data_cfg: DataC
         "sources": sources,
         "settings": asdict(cfg),
         "tokenizer": {"file": TOKENIZER, "hash": tok_hash, "vocab_size": vocab_size,
-                      "trained": tokenizer_path is None},
+                      "trained": tokenizer_path is None, "proposal": _read_json(out / VOCAB_PROPOSAL)},
         "dtype": dtype.name,
         "counts": {
             "docs_read": stats.documents,
@@ -575,6 +595,7 @@ def _report(out: Path, manifest: dict, status: str, seconds: float) -> PrepareRe
                 for name, s in manifest["splits"].items()},
         dtype=manifest["dtype"], tokenizer_path=out / TOKENIZER, tokenizer_hash=manifest["tokenizer"]["hash"],
         tokenizer_trained=manifest["tokenizer"]["trained"], seconds=seconds,
+        vocab_proposal=manifest["tokenizer"].get("proposal"),
     )
 
 
