@@ -83,6 +83,10 @@ class ModelConfig:
     """Largest sequence length the position embeddings cover."""
     dropout: float = 0.0
     """Dropout probability while pre-training (short CPU budgets underfit: 0; fine-tuning has its own)."""
+    extra_norms: bool = False
+    """LTG-BERT's extra layer norms (Samuel et al. 2023, as NormFormer), style modern only: each layer also
+    normalises its attention heads' output before their projection and its feed-forward's gated activation before
+    its output projection (parameter-free norms). No Hugging Face class has them: export refuses such a run."""
     type_vocab_size: int = 2
     """Number of segment (token type) ids; 2 for sentence pairs."""
     rnn_cell: str = "lstm"
@@ -96,6 +100,10 @@ class ModelConfig:
         _choice("model.backbone", self.backbone, BACKBONE_NAMES)
         spec = BACKBONES[self.backbone]
         _check_style(self.backbone, self.style)
+        if self.extra_norms and (self.backbone, self.style) != ("transformer", "modern"):
+            raise ConfigError(f"model.extra_norms (LTG-BERT's) adds norms to the modern Transformer's layers; the "
+                              f"{self.backbone} backbone in style {self.style} has none to add: use model.backbone="
+                              "transformer with model.style=modern, or extra_norms=false")
         _choice("model.rnn_cell", self.rnn_cell, ("lstm", "gru"))
         if self.preset is not None:
             _choice("model.preset", self.preset, (AUTO, *PRESETS))

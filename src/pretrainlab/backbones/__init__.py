@@ -55,8 +55,8 @@ def build_backbone(
     *,
     # every backbone
     vocab_size: int, d_model: int, n_layers: int, dropout: float = 0.1, type_vocab_size: int = 2, pad_id: int = 0,
-    # transformer and decoder (style: bert | modern, or llama | gpt2)
-    n_heads: int = 4, d_ff: int = 1024, max_len: int = 512, style: str = "bert",
+    # transformer and decoder (style: bert | modern, or llama | gpt2); transformer modern only: LTG-BERT's norms
+    n_heads: int = 4, d_ff: int = 1024, max_len: int = 512, style: str = "bert", extra_norms: bool = False,
     # rnn only / cnn only
     rnn_cell: str = "lstm", kernel_size: int = 5, dilations: tuple[int, ...] = (1, 2, 4, 8),
     # encoder-decoder only (0: as many decoder layers as n_layers)
@@ -71,7 +71,7 @@ def build_backbone(
     return BACKBONES[kind].build(
         vocab_size=vocab_size, d_model=d_model, n_layers=n_layers, dropout=dropout, type_vocab_size=type_vocab_size,
         pad_id=pad_id, n_heads=n_heads, d_ff=d_ff, max_len=max_len, style=style, rnn_cell=rnn_cell,
-        kernel_size=kernel_size, dilations=dilations, n_decoder_layers=n_decoder_layers)
+        kernel_size=kernel_size, dilations=dilations, n_decoder_layers=n_decoder_layers, extra_norms=extra_norms)
 
 
 def backbone_from_config(model_cfg, vocab_size: int, pad_id: int = 0) -> torch.nn.Module:
@@ -82,5 +82,5 @@ def backbone_from_config(model_cfg, vocab_size: int, pad_id: int = 0) -> torch.n
         n_heads=m.n_heads, d_ff=m.d_ff, max_len=m.max_len, dropout=m.dropout,
         type_vocab_size=m.type_vocab_size, style=m.style, rnn_cell=m.rnn_cell,
         kernel_size=m.kernel_size, dilations=tuple(m.dilations), pad_id=pad_id,
-        n_decoder_layers=m.n_decoder_layers,
+        n_decoder_layers=m.n_decoder_layers, extra_norms=m.extra_norms,
     )

@@ -26,12 +26,12 @@ if TYPE_CHECKING:
 
 
 def _transformer(*, vocab_size, d_model, n_layers, n_heads, d_ff, max_len, dropout, type_vocab_size, style, pad_id,
-                 **_) -> nn.Module:
+                 extra_norms=False, **_) -> nn.Module:
     from .transformer import TransformerBackbone
 
     return TransformerBackbone(vocab_size=vocab_size, d_model=d_model, n_layers=n_layers, n_heads=n_heads, d_ff=d_ff,
                                max_len=max_len, dropout=dropout, type_vocab_size=type_vocab_size, style=style,
-                               pad_id=pad_id)
+                               pad_id=pad_id, extra_norms=extra_norms)
 
 
 def _decoder(*, vocab_size, d_model, n_layers, n_heads, d_ff, max_len, dropout, style, pad_id, **_) -> nn.Module:

@@ -46,13 +46,19 @@ MODERN_LN_EPS = 1e-5  # ModernBertConfig.norm_eps
 # --------------------------------------------------------------------------- masks and positions
 
 
-def attention_bias(mask: Tensor, n_heads: int, dtype: torch.dtype) -> Tensor:
+def attention_bias(mask: Tensor, n_heads: int, dtype: torch.dtype, causal_rows: Tensor | None = None) -> Tensor:
     """(B, H, T, T) additive bias: 0 where query and key share a document id, -inf elsewhere.
 
     Padding (id 0) forms its own block, so padding queries attend to padding keys only: every row
     keeps at least itself, no NaN, and real tokens never see padding or other documents.
+    causal_rows: (B,) bool, rows whose tokens see only themselves and earlier tokens (GPT-BERT's causal rows).
     """
-    return visibility_bias(mask[:, :, None] == mask[:, None, :], n_heads, dtype)
+    visible = mask[:, :, None] == mask[:, None, :]
+    if causal_rows is not None:
+        T = mask.shape[1]
+        earlier = torch.ones(T, T, dtype=torch.bool, device=mask.device).tril()  # a causal row's mask
+        visible = visible & (earlier | ~causal_rows.to(mask.device)[:, None, None])
+    return visibility_bias(visible, n_heads, dtype)
 
 
 def visibility_bias(visible: Tensor, n_heads: int, dtype: torch.dtype) -> Tensor:
@@ -141,12 +147,14 @@ class SelfAttention(nn.Module):
     first d_model rows of `qkv`) and its own bias (`visibility_bias`).
     """
 
-    def __init__(self, d_model: int, n_heads: int, dropout: float, bias: bool) -> None:
+    def __init__(self, d_model: int, n_heads: int, dropout: float, bias: bool, out_norm: bool = False) -> None:
         super().__init__()
         self.n_heads = n_heads
         self.head_dim = d_model // n_heads
         self.dropout = dropout
         self.qkv = nn.Linear(d_model, 3 * d_model, bias=bias)  # rows: [q; k; v], heads contiguous
+        # LTG-BERT's extra norm (model.extra_norms): the heads' output normalised before the output projection
+        self.out_norm = LayerNorm(d_model, eps=MODERN_LN_EPS, elementwise_affine=False) if out_norm else nn.Identity()
         self.out = nn.Linear(d_model, d_model, bias=bias)
 
     def forward(
@@ -167,7 +175,7 @@ class SelfAttention(nn.Module):
             v = qkv[:, :, 2].transpose(1, 2).contiguous()
         ctx, weights = self.attend(q, k, v, attn_bias, use_sdpa, need_weights)
         ctx = ctx.transpose(1, 2).reshape(B, T, D)  # (B, T, H * Dh)
-        return self.out(ctx), weights
+        return self.out(self.out_norm(ctx)), weights
 
     def attend(
         self, q: Tensor, k: Tensor, v: Tensor, attn_bias: Tensor, use_sdpa: bool, need_weights: bool
@@ -209,7 +217,8 @@ class SelfAttention(nn.Module):
         qg = qg[:, :, 0].transpose(1, 2).contiguous()  # (B, H, P, Dh)
         ctx_h, _ = self.attend(q, k, v, h_bias, use_sdpa, False)
         ctx_g, _ = self.attend(qg, k, v, g_bias, use_sdpa, False)
-        return self.out(ctx_h.transpose(1, 2).reshape(B, T, D)), self.out(ctx_g.transpose(1, 2).reshape(B, P, D))
+        out_h, out_g = (self.out_norm(c.transpose(1, 2).reshape(B, -1, D)) for c in (ctx_h, ctx_g))
+        return self.out(out_h), self.out(out_g)
 
 
 # --------------------------------------------------------------------------- blocks
@@ -244,24 +253,31 @@ class BertBlock(nn.Module):
 class ModernBlock(nn.Module):
     """Pre-LN: x = x + drop(attn(LN(x))); x = x + W_o drop(gelu(a) * g), [a; g] = W_i LN(x)  (ModernBertEncoderLayer).
 
-    Layer 0 has no attention norm: the embedding norm right before it plays that role.
+    Layer 0 has no attention norm: the embedding norm right before it plays that role. extra_norms (LTG-BERT,
+    as NormFormer): two more parameter-free norms, on the attention heads' output before W_o and on gelu(a) * g
+    before W_o; no Hugging Face class has them (export refuses such a model).
     """
 
-    def __init__(self, d_model: int, n_heads: int, d_ff: int, dropout: float, first: bool) -> None:
+    def __init__(self, d_model: int, n_heads: int, d_ff: int, dropout: float, first: bool,
+                 extra_norms: bool = False) -> None:
         super().__init__()
         self.attn_norm = nn.Identity() if first else LayerNorm(d_model, eps=MODERN_LN_EPS, bias=False)
-        self.attn = SelfAttention(d_model, n_heads, dropout, bias=False)
+        self.attn = SelfAttention(d_model, n_heads, dropout, bias=False, out_norm=extra_norms)
         self.ff_norm = LayerNorm(d_model, eps=MODERN_LN_EPS, bias=False)
         self.ff_in = nn.Linear(d_model, 2 * d_ff, bias=False)  # rows: [input; gate]
+        self.ff_mid_norm = (LayerNorm(d_ff, eps=MODERN_LN_EPS, elementwise_affine=False) if extra_norms
+                            else nn.Identity())
         self.ff_out = nn.Linear(d_ff, d_model, bias=False)
         self.drop = Dropout(dropout)
+
+    def feed_forward(self, x: Tensor) -> Tensor:
+        h, gate = self.ff_in(self.ff_norm(x)).chunk(2, dim=-1)
+        return self.ff_out(self.drop(self.ff_mid_norm(F.gelu(h) * gate)))
 
     def forward(self, x, attn_bias, rope=None, use_sdpa=False, need_weights=False):
         a, weights = self.attn(self.attn_norm(x), attn_bias, rope, use_sdpa, need_weights)
         x = x + self.drop(a)
-        h, gate = self.ff_in(self.ff_norm(x)).chunk(2, dim=-1)
-        x = x + self.ff_out(self.drop(F.gelu(h) * gate))
-        return x, weights
+        return x + self.feed_forward(x), weights
 
     def two_stream(self, h, g, h_bias, g_bias, rope_h=None, rope_g=None, use_sdpa=False):
         """This layer for XLNet's content stream h and query stream g (g's attention reads h)."""
@@ -269,8 +285,7 @@ class ModernBlock(nn.Module):
         out = []
         for x, a in ((h, a_h), (g, a_g)):
             x = x + self.drop(a)
-            y, gate = self.ff_in(self.ff_norm(x)).chunk(2, dim=-1)
-            out.append(x + self.ff_out(self.drop(F.gelu(y) * gate)))
+            out.append(x + self.feed_forward(x))
         return out[0], out[1]
 
 
@@ -308,10 +323,14 @@ class TransformerBackbone(nn.Module):
         pad_id: int = 0,
         rope_theta: float = 10_000.0,
         attn_impl: str = "auto",
+        extra_norms: bool = False,
     ) -> None:
         super().__init__()
         if style not in STYLES:
             raise ValueError(f"unknown transformer style {style!r}; choose bert or modern")
+        if extra_norms and style != "modern":
+            raise ValueError("extra_norms (LTG-BERT's) go with the modern style")
+        self.extra_norms = extra_norms
         check_heads(d_model, n_heads, rotary=style == "modern")
         self.vocab_size, self.d_model, self.n_layers, self.n_heads = vocab_size, d_model, n_layers, n_heads
         self.d_ff, self.max_len, self.dropout, self.type_vocab_size = d_ff, max_len, dropout, type_vocab_size
@@ -338,7 +357,8 @@ class TransformerBackbone(nn.Module):
             self.pos_emb = None
             self.emb_norm = LayerNorm(d_model, eps=MODERN_LN_EPS, bias=False)
             self.layers = nn.ModuleList(
-                ModernBlock(d_model, n_heads, d_ff, dropout, first=i == 0) for i in range(n_layers)
+                ModernBlock(d_model, n_heads, d_ff, dropout, first=i == 0, extra_norms=extra_norms)
+                for i in range(n_layers)
             )
             self.final_norm = LayerNorm(d_model, eps=MODERN_LN_EPS, bias=False)
             head_dim = d_model // n_heads
@@ -357,7 +377,7 @@ class TransformerBackbone(nn.Module):
                 nn.init.normal_(m.weight, std=0.02)
                 if isinstance(m, nn.Linear) and m.bias is not None:
                     nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.LayerNorm):
+            elif isinstance(m, nn.LayerNorm) and m.weight is not None:  # extra_norms' have no parameters
                 nn.init.ones_(m.weight)
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
@@ -376,7 +396,9 @@ class TransformerBackbone(nn.Module):
         segment_ids: Tensor | None = None,
         output_attentions: bool = False,
         output_hidden_states: bool = False,
+        causal_rows: Tensor | None = None,
     ) -> EncoderOutput:
+        """causal_rows: (B,) bool, rows that attend causally (objective hybrid's causal LM rows); None: none."""
         B, T = ids.shape
         positions = positions_from_mask(mask)  # (B, T), restarting at each document
 
@@ -401,7 +423,7 @@ class TransformerBackbone(nn.Module):
         dtype = torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else x.dtype
         rope = rotary_cos_sin(positions, self.inv_freq, dtype) if self.style == "modern" else None
         use_sdpa = self._use_sdpa(dev, dtype)
-        attn_bias = attention_bias(mask, self.n_heads, dtype)  # once per forward, shared by all layers
+        attn_bias = attention_bias(mask, self.n_heads, dtype, causal_rows)  # once per forward, shared by all layers
 
         attentions: list[Tensor] | None = [] if output_attentions else None
         hidden_states: list[Tensor] | None = [x] if output_hidden_states else None

@@ -196,6 +196,11 @@ def _check_backbone(src: Path, model_section: dict[str, Any]) -> str:
     if kind not in BACKBONES:
         raise ExportError(f"{src}/config.yaml: model.backbone={kind!r} is not one of {', '.join(BACKBONES)}; there is "
                           "nothing to export it as")
+    if model_section.get("extra_norms"):
+        raise ExportError(f"{src} was trained with model.extra_norms=true (LTG-BERT's two extra layer norms per "
+                          "layer), which no Hugging Face class has: ModernBert* would compute other logits. Use it "
+                          "with pretrainlab (finetune, evaluate, predict, explain), or pre-train without extra_norms "
+                          "to export")
     return kind
 
 
