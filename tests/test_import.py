@@ -178,8 +178,11 @@ def test_continued_pretraining_starts_from_the_weights(tiny_corpus, tmp_path):
     end_of_first = sum(_losses(first)[-5:]) / 5
     start_cont, start_fresh = _losses(cont)[0], _losses(fresh)[0]  # the same first batch and mask
     assert start_fresh > end_of_first + 0.4  # a fresh model starts far from where the first run ended
-    # one batch against a 5-step mean: batch-to-batch noise alone reached 0.47 in a full-suite run
-    assert start_cont < start_fresh - 0.4 and abs(start_cont - end_of_first) < 0.6
+    # One batch against a 5-step mean. The figures are fixed (here 0.04, and 0.91 below a fresh model): they
+    # varied from session to session (0.28 to 0.47) only because tiny_corpus's WordPiece vocabulary did
+    # (test_tokenizer.py::test_the_same_texts_give_the_same_tokenizer); another train.seed draws other batches
+    # and moves this one by up to 0.55, so a change to batching or masking may have to revisit the bound.
+    assert start_cont < start_fresh - 0.4 and abs(start_cont - end_of_first) < 0.2
     # exactly: with a vanishing learning rate the continued run still holds the first run's weights
     still = pretrain(load_config(None, SETTINGS + ["train.budget=1", "train.lr=1e-12"]), tiny_corpus, tmp_path / "still",
                      init=first)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -109,16 +109,26 @@ def build_tokenizer(kind: str = "wordpiece", lowercase: bool = True) -> tuple[To
 
 
 def train_tokenizer(
-    texts: Iterable[str], kind: str = "wordpiece", vocab_size: int = 8192, lowercase: bool = True
+    texts: Iterable[str] | Callable[[], Iterable[str]], kind: str = "wordpiece", vocab_size: int = 8192,
+    lowercase: bool = True,
 ) -> Tokenizer:
-    """Fit a tokenizer on an iterator of texts; adds the [CLS] A [SEP] (B [SEP]) template."""
+    """Fit a tokenizer on texts; adds the [CLS] A [SEP] (B [SEP]) template. The same texts give the same tokenizer.
+
+    texts: the texts (NFC, as `prepare` gives them), or a function that yields them afresh each call: WordPiece
+    reads them twice (see `_word_pieces`), and a one-shot iterator is held in memory for that.
+    """
+    if not callable(texts):
+        kept = texts if kind != "wordpiece" or isinstance(texts, (list, tuple)) else list(texts)
+        texts = lambda: kept  # noqa: E731
     tok, trainer = build_tokenizer(kind, lowercase)
     trainer.vocab_size = vocab_size
     trainer.show_progress = False
+    pieces = _word_pieces(tok, texts()) if kind == "wordpiece" else []
     if kind != "unigram":
         trainer.min_frequency = 2
+        trainer.special_tokens = list(SPECIAL_TOKENS) + pieces
     chars: set[str] = set()  # unigram must hold every character: counted for the error below
-    stream = _nonempty(texts) if kind != "unigram" else (chars.update(t) or t for t in _nonempty(texts))
+    stream = _nonempty(texts()) if kind != "unigram" else (chars.update(t) or t for t in _nonempty(texts()))
     try:
         tok.train_from_iterator(stream, trainer=trainer)
     except Exception as e:
@@ -129,12 +139,35 @@ def train_tokenizer(
         raise TokenizerError(f"a unigram vocabulary must hold every character of the text: it has {n:,} distinct "
                              f"characters, more than vocab_size={vocab_size:,}; raise data.vocab_size to at least "
                              f"{n:,} (a few times that to learn words), or use tokenizer_kind=bpe or wordpiece") from None
-    if tok.get_vocab_size() <= len(SPECIAL_TOKENS):
+    if tok.get_vocab_size() <= len(SPECIAL_TOKENS) + len(pieces):
         raise TokenizerError("the tokenizer learned no vocabulary: the training text is empty")
     set_template(tok)
-    # Unigram scores change in their last digit on the first save/load; round-trip once so that the
-    # tokenizer returned here has the same tokenizer_hash as the file it is saved to.
-    return Tokenizer.from_str(tok.to_str())
+    # the pieces were registered as special tokens only to fix their ids: plain vocabulary from here on.
+    # Unigram scores change in their last digit on the first save/load; round-tripping the JSON once makes
+    # the tokenizer returned here have the same tokenizer_hash as the file it is saved to.
+    spec = json.loads(tok.to_str())
+    spec["added_tokens"] = [a for a in spec["added_tokens"] if a["content"] not in set(pieces)]
+    return Tokenizer.from_str(json.dumps(spec))
+
+
+def _word_pieces(tok: Tokenizer, texts: Iterable[str]) -> list[str]:
+    """WordPiece's single-character continuations ("##c") for every character that may continue a word of
+    `texts`, in code point order.
+
+    The trainer (tokenizers 0.23) numbers these pieces as it meets them while iterating a hash map of the words,
+    an order that changes with every map; merges of equal count are chosen by those numbers, so the same corpus
+    gave another vocabulary each time (huggingface/tokenizers#1794). Registered before training (as special
+    tokens, plain vocabulary afterwards), they get fixed numbers and training is deterministic. A character
+    that could continue a word but never does adds one piece the trainer would not have made (and that a
+    later text may use instead of [UNK]).
+    """
+    chars: set[str] = set()
+    for t in texts:
+        chars.update(t)
+    norm, pre = tok.normalizer, tok.pre_tokenizer
+    normal = {n for c in chars for n in norm.normalize_str(c)}  # per character: the texts are NFC already
+    return [f"##{c}" for c in sorted(normal)
+            if not c.isspace() and len(pre.pre_tokenize_str(norm.normalize_str(f"a{c}"))) == 1]
 
 
 def set_template(tok: Tokenizer, prompt: bool = False) -> Tokenizer:

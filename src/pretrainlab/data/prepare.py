@@ -199,25 +199,29 @@ def train_tokenizer_on_files(inputs: Iterable[str | Path], out: str | Path, data
     return save_tokenizer(tok, out)
 
 
+def _no_drops() -> dict[str, int]:
+    """What a pass over the documents counts as it drops them, all 0 before it starts."""
+    return {"short_dropped": 0, "duplicates_dropped": 0, "near_duplicates_dropped": 0}
+
+
 def _train_on(paths: list[Path], cfg: DataConfig, repeats: Path) -> tuple[Tokenizer, VocabProposal | None]:
     """The tokenizer, and with data.vocab_size=0 the size proposed for it (an extra pass that counts the words)."""
-    stats, counts = ReadStats(), {"short_dropped": 0, "duplicates_dropped": 0, "near_duplicates_dropped": 0}
-    kept = 0
+    stats, counts, kept = ReadStats(), _no_drops(), 0
 
-    def texts() -> Iterator[str]:
-        nonlocal kept
+    def texts() -> Iterator[str]:  # one pass over the documents (WordPiece's training makes two)
+        nonlocal stats, counts, kept  # what the latest pass read, for the error below
+        stats, counts, kept = ReadStats(), _no_drops(), 0
         for text, _ in _documents(paths, cfg, stats, counts, repeats):
             kept += 1
             yield text
 
     proposal = None
     if cfg.vocab_size == 0:
-        scratch = dict(counts)  # this pass's counts are not the report's
-        proposal = propose_vocab_size(text for text, _ in _documents(paths, cfg, ReadStats(), scratch, repeats))
+        proposal = propose_vocab_size(text for text, _ in _documents(paths, cfg, ReadStats(), _no_drops(), repeats))
         print(proposal.line(), file=sys.stderr)
     try:
         size = proposal.size if proposal else cfg.vocab_size
-        return train_tokenizer(texts(), cfg.tokenizer_kind, size, cfg.lowercase), proposal
+        return train_tokenizer(texts, cfg.tokenizer_kind, size, cfg.lowercase), proposal
     except TokenizerError:
         if kept == 0:
             raise _nothing_left(counts, stats, cfg) from None
@@ -471,7 +475,7 @@ def _prepare_corpus(inputs: Iterable[str | Path], out_dir: Path, data_cfg: DataC
 
     writers = {s: _ShardWriter(out, s, dtype, cfg.shard_tokens, done[s], on_close=save_progress) for s in SPLITS}
     save_progress()
-    stats, counts = ReadStats(), {"short_dropped": 0, "duplicates_dropped": 0, "near_duplicates_dropped": 0}
+    stats, counts = ReadStats(), _no_drops()
     kept = _tokenize_documents(_documents(paths, cfg, stats, counts, repeats), cfg.val_fraction, tok, dtype, writers)
     if kept == 0:
         raise _nothing_left(counts, stats, cfg)
