@@ -123,3 +123,19 @@ def test_word_start_table_from_offsets_keeps_words_whole_for_wordpiece_and_bpe()
             for w in word.unique():
                 assert len(words[word == w].unique()) == 1, (kind, enc.tokens)
             assert len(word.unique()) == len(words.unique()), (kind, enc.tokens)
+
+
+def test_row_seeded_masks_of_a_batch_split_in_two_equal_the_whole_batch():
+    """With row seeds a row's mask is the row's alone, also where a half has nothing picked: the half gets no
+    token forced on it (one process of two, with a batch of short rows, did, and then trained otherwise than
+    one process with the whole batch: tests/test_distributed.py)."""
+    ids, mask = batch(B=8, T=8)
+    seeds = torch.arange(8, dtype=torch.int64) * 7  # a draw whose second half picks nothing
+    g = torch.Generator()
+    whole = mask_tokens(ids, mask, SPECIAL, 4, V, 0.1, g, row_seeds=seeds)
+    halves = [mask_tokens(ids[i:i + 4], mask[i:i + 4], SPECIAL, 4, V, 0.1, g, row_seeds=seeds[i:i + 4]) for i in (0, 4)]
+    assert len(halves[0][1]) > 0 and len(halves[1][1]) == 0
+    assert torch.equal(whole[0], torch.cat([h[0] for h in halves]))
+    assert torch.equal(whole[1], torch.cat([halves[0][1], halves[1][1] + 4 * 8]))
+    # without row seeds a batch still always has something to predict
+    assert len(mask_tokens(ids[:1], mask[:1], SPECIAL, 4, V, 1e-9, g)[1]) == 1

@@ -33,8 +33,9 @@ def mask_tokens(
 
     ids, mask: (B, T). word_starts: (B, T) bool, True where a token begins a word (for
     whole-word masking); None masks single tokens. row_seeds: (B,) int64, one seed per row, so
-    that a row's mask depends on the row alone (not on which process or batch it lands in);
-    without them every draw comes from `gen`.
+    that a row's mask depends on the row alone (not on which process or batch it lands in): a batch
+    may then have nothing to predict (a process's share of a batch of short rows). Without them every
+    draw comes from `gen`, and a batch with nothing picked gets one token picked (its lowest draw).
     """
     B, T = ids.shape
     n_special = max(special_ids) + 1
@@ -58,7 +59,7 @@ def mask_tokens(
         pick_word = torch.zeros(int(word_id[-1]) + 1, dtype=torch.bool)
         pick_word[word_id[starts]] = select.reshape(-1)[starts] < rate
         picked = pick_word[word_id].reshape(B, T) & candidate
-    if not picked.any():  # always predict something, so every batch has a loss
+    if row_seeds is None and not picked.any():  # always predict something, so every batch has a loss
         flat_cand = candidate.reshape(-1).nonzero().squeeze(1)
         if len(flat_cand) == 0:
             raise ValueError("batch has no maskable tokens (only special tokens or padding)")
@@ -159,7 +160,8 @@ class MLM(nn.Module):
         logits = self.head(h).float()  # (N, V)
         # mean over the masked tokens of the GLOBAL batch (all ranks), so data parallelism
         # over N processes trains exactly like one process with an N times larger batch
-        n_all = global_count(len(batch["mlm_labels"]), logits.device)
-        loss = F.cross_entropy(logits, batch["mlm_labels"], reduction="sum") * (world_size() / n_all)
-        acc = (logits.argmax(-1) == batch["mlm_labels"]).float().mean()
+        # (a process may have no masked token of its own: its share is 0, not a NaN)
+        n, n_all = len(batch["mlm_labels"]), global_count(len(batch["mlm_labels"]), logits.device)
+        loss = F.cross_entropy(logits, batch["mlm_labels"], reduction="sum") * (world_size() / max(n_all, 1))
+        acc = (logits.argmax(-1) == batch["mlm_labels"]).float().sum() / max(n, 1)
         return loss, {"mlm_loss": loss.detach(), "mlm_acc": acc.detach()}
