@@ -234,9 +234,9 @@ def cmd_curve(args) -> None:
 
 
 def _pipeline_cfg(args):
-    """The pipeline's settings: --config, then --set and the column flags, then --budget (train.budget)."""
+    """The pipeline's settings: --config, then --budget (train.budget), then --set and the column flags."""
     budget = [f"train.budget={args.budget}"] if args.budget else []
-    return load_config(args.config, _overrides(args) + budget)
+    return load_config(args.config, budget + _overrides(args))
 
 
 def cmd_pipeline(args) -> None:
@@ -488,7 +488,8 @@ def build_parser() -> argparse.ArgumentParser:
     _column_args(t)
     t.add_argument("--out", required=True, help="directory for corpus/, run/, curve/, model/ (the chosen one) and "
                    "pipeline.md (resumable: run the same command again)")
-    t.add_argument("--budget", help="pre-training budget, e.g. 10m, 2000 steps, 3Mtok (default: train.budget)")
+    t.add_argument("--budget", help="pre-training budget, e.g. 10m, 2000 steps, 3Mtok (default: train.budget; "
+                   "--set train.budget wins)")
     t.add_argument("--reference", help="an imported checkpoint (pretrainlab import) to fine-tune, self-train and distil "
                    "alike")
     t.add_argument("--reference-dapt", metavar="BUDGET", help="also adapt the checkpoint to your corpus for BUDGET")

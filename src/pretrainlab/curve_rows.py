@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import shutil
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -191,14 +191,15 @@ class CurveRows:
             print(f"curve: {n} labels, seed {seed}: fine-tuning {base} again as the teacher of {model}",
                   file=sys.stderr)
             self.finetuned(n, seed, sub, base, teaches=True)
+            shutil.rmtree(self.work(n, base, seed), ignore_errors=True)
         pool = curve_pool(self.task.train.texts, picked, self.inputs, self.piece_words,
                           self.cfg.distill.max_texts)
         work = self.work(n, model, seed)
         if model.endswith(SELF_TRAINED):
             run, setup = self_train(teacher, student_from_run(self.source(base)[0]), sub, pool, self.source(base)[1],
                                     work, seed)
-        else:
-            cfg = self.cfg
+        else:  # the student reads with the run's tokenizer, as the fine-tuned rows do (which only warn about [UNK])
+            cfg = replace(self.cfg, distill=replace(self.cfg.distill, max_unk=1.0))
             student = preset_student(self.extras.student, self.extras.student_backbone, cfg,
                                      Path(str(self.pre.run_dir)) / "tokenizer.json")
             run, setup = distil_student(teacher, student, sub, pool, cfg, work, seed)
