@@ -16,7 +16,8 @@ TINY = ["model.preset=tiny", "model.n_layers=2", "model.d_model=32", "data.seq_l
             # tests of the new defaults say so themselves (test_curve.py)
             "model.style=bert", "model.dropout=0.1", "objective.tie_embeddings=true", "train.budget=1000",
             "train.lr=1e-3", "finetune.pooling=cls", "finetune.dropout=null", "finetune.epochs=3",
-            "finetune.lr=5e-4", "finetune.patience=2", "finetune.min_steps=0", "finetune.inference_precision=fp32"]]
+            "finetune.lr=5e-4", "finetune.patience=2", "finetune.min_steps=0", "finetune.inference_precision=fp32",
+            "finetune.evals=0", "finetune.max_minutes=0"]]
 """Every test's base: a 2-layer d=32 model on 16-token sequences, fp32, no progress bar. Each test file adds
 what it needs (`SETTINGS = TINY + TRANSFORMER + [...]`), so that the additions are visible where they matter."""
 TRANSFORMER = ["model.n_heads=4", "model.d_ff=64", "model.max_len=64"]

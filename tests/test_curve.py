@@ -247,7 +247,8 @@ def test_defaults_build_the_measured_cpu_recipe():
     assert (c.data.seq_len, c.data.vocab_size, c.objective.tie_embeddings, c.objective.mask_rate) == (64, 0, False, 0.15)
     assert c.train.lr == 2e-3 and Budget.parse(c.train.budget).seconds == 300
     f = c.finetune
-    assert (f.pooling, f.dropout, f.lr, f.epochs, f.patience, f.min_steps, f.steps) == ("mean", 0.1, 1e-3, 20, 3, 200, 0)
+    assert (f.pooling, f.dropout, f.lr, f.epochs, f.min_steps, f.steps) == ("mean", 0.1, 1e-3, 20, 200, 0)
+    assert (f.budget, f.max_minutes, f.evals, f.patience) == ("auto", 5.0, 20, 0)  # docs/finetuning.md
 
 
 def test_fine_tuning_budget_has_a_floor_for_small_tasks(tiny_run, tmp_path):

@@ -6,7 +6,7 @@ set -u
 name=$1; corpus=$2; pargs=$3; fargs=${4:-}
 PL="env OMP_NUM_THREADS=${THREADS:-1} ${PL:-.venv/bin/pretrainlab}"
 BASE="--set model.preset=tiny --set model.style=modern --set model.max_len=128 --set model.dropout=0 --set data.seq_len=64 --set objective.tie_embeddings=false --set train.batch_size=32 --set train.lr=2e-3 --set train.warmup=0.06 --set train.eval_every=500 --set train.eval_batches=8 --set train.budget=${TOK:-4Mtok}"
-FT="--set finetune.max_train=1000 --set finetune.epochs=20 --set finetune.patience=3 --set finetune.pooling=mean --set finetune.lr=1e-3 --set finetune.dropout=0.1 --set finetune.max_len=64"
+FT="--set finetune.max_train=1000 --set finetune.epochs=20 --set finetune.patience=3 --set finetune.evals=0 --set finetune.max_minutes=0 --set finetune.pooling=mean --set finetune.lr=1e-3 --set finetune.dropout=0.1 --set finetune.max_len=64"
 mkdir -p runs logs
 if [ ! -f runs/$name/summary.json ]; then
   $PL pretrain --corpus $corpus --out runs/$name $BASE $pargs > logs/$name.pre.log 2>&1 || { echo "$name pretrain failed"; exit 1; }

@@ -17,7 +17,7 @@ PL=${PL:-$(cd "$(dirname "$0")/../.." && pwd)/.venv/bin/pretrainlab}
 mkdir -p "$WORK" && cd "$WORK"
 SOTU=$($PL data get sotu | sed 's/^sotu: //')
 [ -d corpus ] || $PL prepare "$SOTU" task:mr task:tweets --out corpus
-FT="--labels 300 1000 all --seeds 0 1 2 --set finetune.max_len=64"
+FT="--labels 300 1000 all --seeds 0 1 2 --set finetune.max_len=64 --set finetune.patience=3 --set finetune.evals=0 --set finetune.max_minutes=0"  # the fine-tuning rule of results/scaling.md (before issue #26)
 [ -d runs/twin ] || $PL pretrain --corpus corpus --out runs/twin --set train.budget=1
 for task in mr tweets; do
   $PL curve runs/twin --task $task $FT --models random-init tfidf majority --out curves/base-$task

@@ -273,7 +273,8 @@ _TIME = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600}
 
 @dataclass(frozen=True)
 class Budget:
-    """How long to train: exactly one of steps, tokens or seconds."""
+    """How long to train: steps, tokens or seconds (`parse` gives one); with more than one set, training
+    ends at whichever runs out first (finetune's auto budget: steps within a wall-clock cap)."""
 
     steps: int | None = None
     tokens: int | None = None
@@ -404,20 +405,33 @@ class FinetuneConfig:
     """Dropout while fine-tuning (backbone and head); null: the pre-training run's model.dropout."""
     max_len: int = 128
     """Truncate inputs to this many tokens."""
+    budget: str = "auto"
+    """Per seed: steps (2000), wall clock (5m) or tokens (3Mtok), as train.budget; the LR schedule (warm-up,
+    linear decay to 0) spans it. auto: finetune.epochs passes over the training split, at least
+    finetune.min_steps steps, and at most finetune.max_minutes."""
+    max_minutes: float = 5.0
+    """Wall-clock cap of an auto budget, per seed (0: none): the LR schedule ends at whichever of the steps and
+    the minutes runs out first, so that a 10k-example task fine-tunes in about 5 minutes on 2 cores."""
     epochs: int = 20
-    """Maximum epochs; early stopping usually ends sooner (see steps and min_steps)."""
+    """Passes over the training split of an auto budget."""
     steps: int = 0
-    """Optimizer steps of the budget; 0: epochs x steps per epoch, at least min_steps."""
+    """Optimizer steps of the budget (the older spelling of finetune.budget=N); 0: finetune.budget."""
     min_steps: int = 200
-    """Floor of the step budget, so that a small task (300 labels: 8 steps an epoch) is not cut short;
+    """Floor of an auto budget, so that a small task (300 labels: 8 steps an epoch) is not cut short;
     early stopping counts no evaluation before this step against the patience."""
+    evals: int = 20
+    """Validations in a budget of steps: every budget/evals steps, so that their number (and the chance that
+    one of them is best by luck) does not grow with the task; 0: once per epoch. A time or token budget
+    validates once per epoch."""
     batch_size: int = 32
     """Examples per step."""
     lr: float = 1e-3
     """Peak learning rate (measured on MR, 1,000 labels: 1e-3 > 3e-4 for pretrained and random init)."""
-    patience: int = 3
-    """Early stopping: evaluations (one per epoch) without validation improvement before stopping,
-    counted from step min_steps on (a pretrained model may sit on a plateau before it improves)."""
+    patience: int = 0
+    """Early stopping: validations without a better accuracy before stopping, counted from step min_steps on;
+    0: train the whole budget (the LR decays to 0) and keep the best validation's weights. Stopping early ends
+    a run while its LR is still high (docs/finetuning.md); patience 3, evals 0 and max_minutes 0 is the rule
+    before issue #26."""
     seeds: tuple[int, ...] = (0, 1, 2)
     """Seeds to run (finetune, curve and distill alike); mean, std and median are reported."""
     val_fraction: float = 0.1
@@ -441,6 +455,14 @@ class FinetuneConfig:
         if self.steps < 0 or self.min_steps < 0:
             raise ConfigError(f"finetune.steps={self.steps} and finetune.min_steps={self.min_steps} must be >= 0 "
                               "(0: no fixed budget / no floor)")
+        if self.budget != "auto":
+            Budget.parse(self.budget, "finetune.budget")
+            if self.steps:
+                raise ConfigError(f"finetune.steps={self.steps} and finetune.budget={self.budget} both set the budget; "
+                                  "keep one")
+        if self.max_minutes < 0 or self.evals < 0 or self.patience < 0:
+            raise ConfigError(f"finetune.max_minutes={self.max_minutes}, finetune.evals={self.evals} and "
+                              f"finetune.patience={self.patience} must be >= 0 (0: no cap / once per epoch / never stop)")
 
 
 # --------------------------------------------------------------------------- distillation

@@ -25,6 +25,7 @@ import math
 import shutil
 import statistics
 import sys
+import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Sequence
@@ -37,6 +38,7 @@ from .curve_rows import (ALL_MODELS, BASE_OF, SELF_TRAINED, TEACHERS, CurveExtra
 from .data.tasks import Task, as_task
 from .distill import TextPool, typical_words
 from .errors import TaskError
+from .finetune import clock, finetune_budget
 from .metrics import small_test_warning
 from .runs import Pretrained, load_pretrained
 from .semisup import check_student, preset_student, unlabelled_inputs
@@ -46,6 +48,9 @@ CSV_COLUMNS = ("labels", "model", "seed", "accuracy", "macro_f1", "ci_low", "ci_
 """ci_low, ci_high: the accuracy's 95% bootstrap interval over the test examples (metrics.bootstrap_interval)."""
 OLD_CSV_COLUMNS = CSV_COLUMNS[:5]
 """curve.csv before the intervals: still read, and given the new columns (empty) when a curve resumes."""
+BEFORE_BUDGETS = {"budget": "auto", "max_minutes": 0.0, "evals": 0}
+"""The finetune settings a curve-settings.json from before finetune.budget lacks, at the values that give the
+rule it was made with: such a curve resumes when run with them (and finetune.patience=3)."""
 LADDER = (1, 3)
 """Default label counts: 100 x 1, 3, 10, 30, ... below the training split, then all of it."""
 VAL_EVERY = 5
@@ -214,15 +219,22 @@ def run_curve(run: str | Path | Pretrained, task: str | Path | Task, labels: Seq
     rows = CurveRows(pre, ref, dapt, task, cfg, reference_cfg, out, extras, inputs, typical_words(task),
                      (Path(save_model), counts[-1], seeds[0]) if save_model is not None else None)
     done = {(p.labels, p.model, p.seed) for p in points}
+    fine_tuned = [m for m in names if m not in ("majority", "tfidf") and teacher_of(m) is None]
+    jobs = [(n, seed, m) for n in counts for seed in seeds for m in names if (n, m, seed) not in done]
+    eta = Eta([_budget(n, rows.source(m)[1]) if m in fine_tuned else None for n, _, m in jobs])
     for n in counts:
         for seed in seeds:
             sub, picked = subsample(task, n, seed), picked_examples(task, n, seed)
             for model in names:
                 if (n, model, seed) in done:
                     continue
-                print(f"curve: {n} labels, seed {seed}, {model}", file=sys.stderr, flush=True)
+                left = eta.left()
+                print(f"curve: {n} labels, seed {seed}, {model} [{eta.k + 1}/{len(jobs)}"
+                      f"{f', ~{clock(left)} left' if left is not None else ''}]", file=sys.stderr, flush=True)
                 teaches = any(teacher_of(m) == model and (n, m, seed) not in done for m in names)
+                started = time.perf_counter()
                 row = rows.score(n, seed, sub, picked, model, teaches)
+                eta.done(time.perf_counter() - started)
                 point = CurvePoint(n, model, seed, row.accuracy, row.macro_f1, row.ci.low, row.ci.high)
                 _append_details(out / DETAILS_FILE, point, row.details)
                 points.append(point)
@@ -297,6 +309,37 @@ def _extra_settings(extras: CurveExtras, cfg: RunConfig, ref_cfg: RunConfig | No
     return settings
 
 
+def _budget(n: int, cfg: RunConfig) -> Budget:
+    """The budget of a row fine-tuned on N labels (a fifth of them for validation)."""
+    ft = cfg.finetune
+    return finetune_budget(ft, math.ceil((n - n // VAL_EVERY) / ft.batch_size))
+
+
+class Eta:
+    """The time a curve has left: the seconds per budgeted step of the rows done so far, times the steps
+    budgeted for the fine-tuned rows to come (each at most its time cap). A row without a budget (None: a
+    baseline, or a self-trained or distilled row) is neither counted nor foreseen."""
+
+    def __init__(self, budgets: Sequence[Budget | None]):
+        self.budgets, self.k = list(budgets), 0  # every job's budget; the jobs done
+        self.steps, self.seconds = 0, 0.0  # the budgeted steps of the fine-tunes done, and the seconds they took
+
+    def done(self, seconds: float) -> None:
+        b = self.budgets[self.k]
+        if b is not None and b.steps is not None:
+            self.steps, self.seconds = self.steps + b.steps, self.seconds + seconds
+        self.k += 1
+
+    def left(self) -> float | None:
+        """Seconds, or None before a fine-tune of steps has finished (nothing to go by)."""
+        if self.steps == 0:
+            return None
+        rate = self.seconds / self.steps
+        est = [min(b.steps * rate if b.steps is not None else math.inf, b.seconds or math.inf)
+               for b in self.budgets[self.k:] if b is not None]
+        return sum(x for x in est if x != math.inf)
+
+
 def _jsonable(obj) -> dict:
     from dataclasses import asdict
 
@@ -309,6 +352,8 @@ def _resume(out: Path, settings: dict) -> list[CurvePoint]:
     meta, csv_path = out / "curve-settings.json", out / "curve.csv"
     if csv_path.exists() and meta.exists():
         saved = json.loads(meta.read_text(encoding="utf-8"))
+        if isinstance(saved.get("finetune"), dict):  # a curve from before finetune.budget: the rule it had
+            saved["finetune"] = {**BEFORE_BUDGETS, **saved["finetune"]}
         differ = sorted(k for k in set(saved) & set(settings) if saved[k] != settings[k])
         base = [k for k in settings if k not in EXTRA_SETTINGS]
         if differ or any(k not in saved for k in base):

@@ -53,10 +53,10 @@ def run_demo(out: str | Path = "runs/demo", minutes: float = 5.0, seeds: tuple[i
     # The package defaults are the recipe measured best for a CPU budget (benchmarks/results/recipe.md):
     # tiny modern Transformer, untied MLM softmax, no dropout, lr 2e-3, 64-token packed sequences,
     # WordPiece 8k; fine-tuning with mean pooling, dropout 0.1, lr 1e-3, a step floor for few labels.
-    # The demo's own fine-tuning budget (3 epochs, patience 2) keeps the whole job within 15 minutes on
-    # 2 cores; small label counts still get finetune.min_steps.
+    # The demo's own fine-tuning budget (3 epochs, patience 2, one validation an epoch) keeps the whole job
+    # within 15 minutes on 2 cores; small label counts still get finetune.min_steps.
     overrides = [f"model.preset={preset}", f"train.budget={minutes * 60:.0f}s", "train.eval_batches=8",
-                 f"finetune.task={task_file or 'mr'}", "finetune.max_len=64", "finetune.patience=2"]
+                 f"finetune.task={task_file or 'mr'}", "finetune.max_len=64", "finetune.patience=2", "finetune.evals=0"]
     if epochs is not None:
         overrides.append(f"finetune.epochs={epochs}")
     cfg = load_config(None, overrides + list(settings))

@@ -4,13 +4,20 @@
     result.accuracy.mean, result.macro_f1.std       # over seeds; the best-validation seed's model is saved
 
 Per seed (`finetune_seed`): a fresh copy of the run's backbone + a head (models.build_classifier),
-trained by the one loop `loop.fit` for a budget of optimizer steps (finetune.steps, or finetune.epochs
-epochs with a floor of finetune.min_steps for small tasks), validated every epoch, stopped early
-after finetune.patience evaluations without a better validation accuracy; the best-validation weights
-are restored before the test split is scored (`seeds.train_seed`, which distillation shares). With an
-output directory every seed checkpoints there and a killed fine-tuning continues (`resume=True`,
-`pretrainlab finetune --resume`). `random_init=True` trains the same architecture from scratch (what
-pre-training buys is the difference).
+trained by the one loop `loop.fit` for a budget (`finetune_budget`: finetune.budget in steps, time or
+tokens; by default finetune.epochs epochs with a floor of finetune.min_steps for small tasks and a
+finetune.max_minutes cap for large ones, the LR schedule ending with whichever comes first), validated
+finetune.evals times (`validation_interval`), and, with finetune.patience, stopped early after that many
+validations without a better accuracy; the best-validation weights are restored before the test split
+is scored (`seeds.train_seed`, which distillation shares). With an output directory every seed
+checkpoints there and a killed fine-tuning continues (`resume=True`, `pretrainlab finetune --resume`).
+`random_init=True` trains the same architecture from scratch (what pre-training buys is the difference).
+
+Why the whole budget by default: the schedule decays the LR to 0 at the budget's end, and early
+stopping cut it while the LR was still high, the more so the more labels (at 300 labels the 200-step
+floor left patience nothing to cut; at 1,000 it could stop from step 250 of 500 on, at about half the
+peak LR), so a curve compared annealed models at few labels with unannealed ones at more
+(docs/finetuning.md).
 
 Inputs are the run's tokenizer output (data/encoding.py): `[CLS] A [SEP]`, or `[CLS] A [SEP] B [SEP]`
 for pairs with segment ids 0 then 1, cut to finetune.max_len tokens. The modern style gets no
@@ -29,6 +36,7 @@ import json
 import math
 import shutil
 import sys
+import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -38,7 +46,7 @@ import torch
 from torch import Tensor, nn
 
 from .backbones.spec import BACKBONES
-from .config import Budget, ConfigError, RunConfig
+from .config import Budget, ConfigError, FinetuneConfig, RunConfig
 from .data.encoding import Encoded, encode_split
 from .data.tasks import BUILTIN_TASKS, Task, as_task
 from .errors import TaskError
@@ -68,15 +76,29 @@ class FinetuneSetup:
     enc: dict[str, Encoded]
     """train, validation and test, encoded."""
     steps_per_epoch: int
+    budget: Budget
+    """Of each seed (finetune_budget)."""
     eval_every: int
 
     quiet: bool = False
 
-    @property
-    def total_steps(self) -> int:
-        """finetune.steps, or epochs x steps per epoch with a floor of finetune.min_steps (small tasks)."""
-        ft = self.cfg.finetune
-        return ft.steps or max(ft.epochs * self.steps_per_epoch, ft.min_steps)
+
+def finetune_budget(ft: FinetuneConfig, steps_per_epoch: int) -> Budget:
+    """finetune.steps or finetune.budget as given; auto: epochs x steps per epoch, at least min_steps (a small
+    task), ended sooner by the max_minutes cap (a large one). The LR schedule spans whichever ends first."""
+    if ft.steps:
+        return Budget(steps=ft.steps)
+    if ft.budget != "auto":
+        return Budget.parse(ft.budget, "finetune.budget")
+    return Budget(steps=max(ft.epochs * steps_per_epoch, ft.min_steps), seconds=ft.max_minutes * 60 or None)
+
+
+def validation_interval(ft: FinetuneConfig, budget: Budget, steps_per_epoch: int) -> int:
+    """Steps between validations: the budget's steps / finetune.evals (the same number of them at every task
+    size), or one epoch (finetune.evals=0, or a budget of time or tokens only)."""
+    if ft.evals and budget.steps is not None:
+        return max(1, budget.steps // ft.evals)
+    return steps_per_epoch
 
 
 def finetune(
@@ -95,7 +117,7 @@ def finetune(
 
     cfg supplies the finetune section (columns, epochs, lr, ...) and train settings (precision,
     device, warm-up, weight decay, clipping); the architecture always comes from the run.
-    eval_every: validate every N steps (default: once per epoch). quiet: no progress bar, no per-seed line.
+    eval_every: validate every N steps (default: validation_interval). quiet: no progress bar, no per-seed line.
     With out_dir, every seed checkpoints into out_dir/seeds/ (train.checkpoint_minutes / checkpoint_every,
     and when it is stopped); resume: continue the fine-tuning killed there (finished seeds are read back,
     the others continue from their checkpoints); the seeds' files go once the model is saved.
@@ -111,7 +133,7 @@ def finetune(
     setup = prepare_finetune(pre, task if task is not None else cfg.finetune.task, cfg, eval_every)
     setup.quiet = quiet
     if not quiet:
-        print(f"{setup.task.name}: {split_sizes(setup)}", file=sys.stderr)
+        print(f"{setup.task.name}: {split_sizes(setup)}\n{describe_budget(setup)}", file=sys.stderr)
         if warning := small_test_warning(len(setup.enc["test"])):
             print(warning, file=sys.stderr)
     seeds_dir = None
@@ -119,12 +141,16 @@ def finetune(
         seeds_dir = _seeds_dir(Path(out_dir), _resume_settings(setup, run_name, random_init), resume, quiet)
 
     runs: list[SeedRun] = []
-    for seed in seeds:
+    t0 = time.perf_counter()
+    for i, seed in enumerate(seeds):
         runs.append(finetune_seed(setup, seed, random_init, seeds_dir / f"seed-{seed}" if seeds_dir else None))
         best = best_seed(runs)
         for r in runs:
             if r is not best:
                 r.weights = None  # only the best seed's weights are kept
+        if not quiet and i + 1 < len(seeds):
+            left = len(seeds) - i - 1
+            print(f"~{clock((time.perf_counter() - t0) / (i + 1) * left)} left for {left} more seed(s)", file=sys.stderr)
     y = torch.tensor(setup.enc["test"].labels)
     for r in runs:  # a seed finished before the intervals (read back by --resume) has none: from its test logits
         if r.result.accuracy_ci is None:
@@ -201,8 +227,9 @@ def prepare_finetune(pre: Pretrained, task: str | Path | Task, cfg: RunConfig, e
         raise TaskError(f"task {task.name}: the validation split is empty; raise finetune.val_fraction")
     warn_unknown_tokens(enc["train"], pre.special.unk, task.name)
     steps_per_epoch = math.ceil(len(enc["train"]) / ft.batch_size)
-    return FinetuneSetup(pre, task, cfg, head, head == "bert", max_len, device, dtype, enc, steps_per_epoch,
-                         eval_every or steps_per_epoch)
+    budget = finetune_budget(ft, steps_per_epoch)
+    return FinetuneSetup(pre, task, cfg, head, head == "bert", max_len, device, dtype, enc, steps_per_epoch, budget,
+                         eval_every or validation_interval(ft, budget, steps_per_epoch))
 
 
 def input_max_len(model_cfg, max_len: int) -> int:
@@ -217,6 +244,26 @@ def split_sizes(setup: FinetuneSetup) -> str:
     enc = setup.enc
     return (f"{len(enc['train'])} training / {len(enc['validation'])} validation / {len(enc['test'])} test examples "
             f"({setup.task.split_kind} split)")
+
+
+def describe_budget(setup: FinetuneSetup) -> str:
+    """'budget per seed: 500 steps (20.0 epochs of 25) or 5m 00s, whichever ends first; ...': what a seed will do."""
+    b, ft, per_epoch = setup.budget, setup.cfg.finetune, setup.steps_per_epoch
+    limits = [f"{b.steps} steps ({b.steps / per_epoch:.1f} epochs of {per_epoch})" if b.steps is not None else "",
+              f"{b.tokens:,} tokens" if b.tokens is not None else "", clock(b.seconds) if b.seconds is not None else ""]
+    limits = [x for x in limits if x]
+    stop = (f"early stopping after {ft.patience} validations without a better accuracy" if ft.patience else
+            "no early stopping (the LR decays to 0; the best validation's weights are kept)")
+    return (f"budget per seed: {' or '.join(limits)}{', whichever ends first' if len(limits) > 1 else ''}; "
+            f"validation every {setup.eval_every} steps; {stop}")
+
+
+def clock(seconds: float) -> str:
+    """90 -> '1m 30s'; 4000 -> '1h 6m'."""
+    s = round(seconds)
+    if s < 3600:
+        return f"{s // 60}m {s % 60:02d}s" if s >= 60 else f"{s}s"
+    return f"{s // 3600}h {s % 3600 // 60}m"
 
 
 UNK_WARN_RATE = 0.05
@@ -252,7 +299,7 @@ def finetune_seed(setup: FinetuneSetup, seed: int, random_init: bool = False, se
         out = m(batch["input_ids"], batch["mask"], batch.get("segment_ids"), batch["labels"])
         return out.loss, {"acc": (out.logits.argmax(-1) == batch["labels"]).float().mean().detach()}
 
-    settings = SeedSettings(ft.lr, Budget(steps=setup.total_steps), ft.patience, ft.min_steps, setup.eval_every,
+    settings = SeedSettings(ft.lr, setup.budget, ft.patience, ft.min_steps, setup.eval_every,
                             max(1, setup.steps_per_epoch // 4), tc.weight_decay, tc.warmup, tc.clip, tc.on_nan,
                             tc.deterministic, tc.checkpoint_every, tc.checkpoint_minutes, tc.progress)
     scoring = SeedScoring(enc["validation"], enc["test"], list(task.label_names), pad_id, setup.segments,

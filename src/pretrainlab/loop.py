@@ -117,7 +117,8 @@ class BudgetSchedule:
     """LR schedule stretched over a budget of steps, tokens or seconds (as Cramming does).
 
     `progress()` is the share of the budget spent; for a time budget it is elapsed / total,
-    so the schedule ends exactly when the time does.
+    so the schedule ends exactly when the time does. A budget of several limits (steps and seconds)
+    takes the largest share: the schedule ends with whichever runs out first.
     """
 
     def __init__(self, optimizer: torch.optim.Optimizer, budget: Budget, warmup: float, tokens_per_step: int):
@@ -130,11 +131,9 @@ class BudgetSchedule:
 
     def progress(self) -> float:
         b = self.budget
-        if b.steps is not None:
-            return self.step_count / b.steps
-        if b.tokens is not None:
-            return self.tokens / b.tokens
-        return self.elapsed / b.seconds
+        shares = [done / limit for done, limit in ((self.step_count, b.steps), (self.tokens, b.tokens),
+                                                   (self.elapsed, b.seconds)) if limit is not None]
+        return max(shares)
 
     def done(self) -> bool:
         return self.progress() >= 1.0
@@ -444,13 +443,14 @@ def fit(
 
 
 class ProgressBar:
-    """tqdm over the budget's share (works for steps, tokens and time alike)."""
+    """tqdm over the budget's share (works for steps, tokens and time alike), with the time left at the
+    rate so far (at most that when early stopping may end the run sooner)."""
 
     def __init__(self, schedule: BudgetSchedule, desc: str):
         from tqdm import tqdm
 
         self.bar = tqdm(total=1000, desc=desc, dynamic_ncols=True, mininterval=1.0, file=sys.stderr,
-                        bar_format="{desc} {percentage:3.0f}%|{bar:20}| {elapsed}<{remaining} {postfix}")
+                        bar_format="{desc} {percentage:3.0f}%|{bar:20}| {elapsed} elapsed, {remaining} left {postfix}")
         self.bar.n = int(1000 * min(schedule.progress(), 1.0))
         self.t0, self.tok0 = time.perf_counter(), schedule.tokens
 
