@@ -30,13 +30,17 @@ recurrence runs over more, shorter rows): ~0.5x the tokens/s for 32 x 128 holdin
 documents of 10-60 tokens.
 
 Mixed precision: under `torch.autocast("cpu", dtype=torch.bfloat16)` the LSTM/GRU runs in bf16
-(autocast casts it; the gradients of the fp32 weights stay fp32), so nothing here casts.
+(autocast casts it; the gradients of the fp32 weights stay fp32), so nothing here casts; on a CPU
+without native bf16 (AVX2 only) oneDNN has no bf16 LSTM ("could not create a primitive descriptor"),
+and there the recurrence runs in fp32 (`_recurrence_precision`).
 Measured as above (32 x 128, padded): LSTM fp32 ~150-170 ms, bf16 ~86-94 ms; GRU ~ the same
 either way (~155 ms). bf16 outputs differ from fp32 by ~4e-4 (LSTM) / ~1e-3 (GRU) on average
 at values ~0.1-0.3, and the error does not grow along the sequence (t = 0, 64, 127 alike).
 """
 
 from __future__ import annotations
+
+import contextlib
 
 import torch
 from torch import Tensor, nn
@@ -118,7 +122,8 @@ class RNNBackbone(nn.Module):
         h_bwd = x.new_zeros(N, L, self.d_model).index_put((doc, rpos), x[real])  # the same, reversed
 
         for i, (rnn_fwd, rnn_bwd) in enumerate(zip(self.fwd, self.bwd)):
-            out_fwd, out_bwd = rnn_fwd(h_fwd)[0], rnn_bwd(h_bwd)[0]  # (N, L, D/2) each
+            with _recurrence_precision(h_fwd) as cast:
+                out_fwd, out_bwd = rnn_fwd(cast(h_fwd))[0], rnn_bwd(cast(h_bwd))[0]  # (N, L, D/2) each
             if i > 0:  # residual
                 out_fwd, out_bwd = out_fwd + h_fwd, out_bwd + h_bwd
             if i < self.n_layers - 1:
@@ -142,3 +147,19 @@ class RNNBackbone(nn.Module):
         fwd[t] predicts token t+1, bwd[t] predicts token t-1."""
         hidden = self(ids, mask, segment_ids).hidden
         return hidden[..., : self.d_model // 2], hidden[..., self.d_model // 2 :]
+
+
+@contextlib.contextmanager
+def _recurrence_precision(x: Tensor):
+    """Autocast's bf16 for the LSTM/GRU where the CPU runs it natively; elsewhere (a CPU without avx512_bf16
+    or AMX, where oneDNN has no bf16 recurrence) the recurrence leaves autocast and runs in fp32. Yields the
+    cast for its inputs."""
+    if x.device.type == "cpu" and torch.is_autocast_enabled("cpu") and not _cpu_has_bf16():
+        with torch.autocast("cpu", enabled=False):
+            yield lambda t: t.float()
+    else:
+        yield lambda t: t
+
+
+def _cpu_has_bf16() -> bool:
+    return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
