@@ -70,6 +70,9 @@ def test_two_ranks_equal_one_process_with_twice_the_batch_and_resume_under_anoth
     # rank 0 alone wrote the run directory
     metrics = (tmp_path / "two" / "metrics.jsonl").read_text().splitlines()
     assert len([m for m in metrics if '"loss"' in m]) == 6
+    # with every rank's CPU generator (rank 0's under "torch"), not rank 0's alone
+    rng = load_file(str(tmp_path / "two" / "checkpoints" / "step_0000006" / "rng.safetensors"))
+    assert set(rng) == {"torch", "rank1.torch"}
 
     # resume the 2-process run's step-3 checkpoint in ONE process (batch 4): same end point
     resumed = resume_from(tmp_path / "two", 3, tmp_path / "resumed")
@@ -94,6 +97,16 @@ def test_fsdp_two_ranks_equal_one_process_and_checkpoints_cross_between_them(tin
     resumed = resume_from(one, 3, tmp_path / "one_then_fsdp")
     torchrun(tiny_corpus, resumed, batch=2, settings=["train.parallel=fsdp"], resume=True)
     assert_same(weights(one), weights(resumed), atol=1e-5)
+
+
+@pytest.mark.parametrize("parallel", ["ddp", pytest.param("fsdp", marks=pytest.mark.slow)])
+def test_gradient_accumulation_reduces_once_per_step_and_trains_like_one_process(tiny_corpus, tmp_path, parallel):
+    """2 ranks x 2 micro-batches of 2 (gradients reduced across ranks on the second only: DDP's no_sync,
+    FSDP's set_requires_gradient_sync) end where 1 process x 2 micro-batches of 4 does."""
+    one = pretrain(load_config(None, SETTINGS + ["train.batch_size=4", "train.grad_accum=2"]), tiny_corpus,
+                   tmp_path / "one")
+    torchrun(tiny_corpus, tmp_path / "two", batch=2, settings=["train.grad_accum=2", f"train.parallel={parallel}"])
+    assert_same(weights(one), weights(tmp_path / "two"), atol=1e-5)
 
 
 @pytest.mark.parametrize("objective", ["plm", "rtd", "mlm+nsp"])

@@ -141,11 +141,14 @@ def _save_full_weights(model: torch.nn.Module, weights: dict[str, torch.Tensor],
 
 
 def save_checkpoint(run_dir: Path, model: torch.nn.Module, optimizer, scheduler, state: dict[str, Any],
-                    full: FullState | None = None, ema: WeightEMA | None = None) -> Path:
+                    full: FullState | None = None, ema: WeightEMA | None = None,
+                    rng: dict[str, torch.Tensor] | None = None, scaler=None) -> Path:
     """Write a complete checkpoint atomically; returns its directory.
 
     For a sharded model, `full` is its state, gathered beforehand by every rank (gather_full_state).
     With `ema`, model.safetensors holds the average and TRAINING_WEIGHTS the weights being trained.
+    `rng`: the RNG states to save (`gather_rng_states`: every rank's); None saves this process's CPU
+    generator. `scaler`: fp16's gradient scaler, whose state is saved beside the optimizer's.
     """
     ckpts = Path(run_dir) / "checkpoints"
     ckpts.mkdir(parents=True, exist_ok=True)
@@ -165,11 +168,9 @@ def save_checkpoint(run_dir: Path, model: torch.nn.Module, optimizer, scheduler,
                 save_model(_unwrap(model), str(tmp / "model.safetensors"))
         optimizer_state = full.optimizer if full is not None else optimizer.state_dict() if optimizer is not None else {}
         torch.save({"optimizer": optimizer_state,
-                    "scheduler": scheduler.state_dict() if scheduler is not None else {}}, tmp / "optimizer.pt")
-        rng = {"torch": torch.get_rng_state()}
-        if torch.cuda.is_available():
-            rng.update({f"cuda{i}": s for i, s in enumerate(torch.cuda.get_rng_state_all())})
-        save_file(rng, str(tmp / "rng.safetensors"))
+                    "scheduler": scheduler.state_dict() if scheduler is not None else {},
+                    "scaler": scaler.state_dict() if scaler is not None else {}}, tmp / "optimizer.pt")
+        save_file(rng if rng is not None else {"torch": torch.get_rng_state()}, str(tmp / "rng.safetensors"))
         names = ("model.safetensors", "optimizer.pt", "rng.safetensors") + ((TRAINING_WEIGHTS,) if ema else ())
         files = {f: sha256_file(tmp / f) for f in names}
         (tmp / "state.json").write_text(json.dumps({**state, "files": files}, indent=1), encoding="utf-8")
@@ -292,8 +293,11 @@ def _load_sharded_optimizer(model: torch.nn.Module, optimizer, saved: dict[str, 
     set_optimizer_state_dict(model, optimizer, by_name, options=StateDictOptions(full_state_dict=True))
 
 
-def load_training_state(ckpt: Path, model, optimizer, scheduler, ema: WeightEMA | None = None) -> dict[str, Any]:
-    """Restore weights, optimizer, scheduler and RNG (and the weight average into `ema`); returns state.json.
+def load_training_state(ckpt: Path, model, optimizer, scheduler, ema: WeightEMA | None = None, *,
+                        device: torch.device | None = None, rank: int = 0, scaler=None) -> dict[str, Any]:
+    """Restore weights, optimizer, scheduler (and fp16's gradient scaler) and this rank's RNG states (and the
+    weight average into `ema`); returns state.json. `device`: where this rank trains (its GPU's generator is
+    restored).
 
     A sharded model (FSDP) takes its shards of the same whole state: every rank must call this.
     """
@@ -321,10 +325,66 @@ def load_training_state(ckpt: Path, model, optimizer, scheduler, ema: WeightEMA 
         optimizer.load_state_dict(opt["optimizer"])
     if scheduler is not None and opt.get("scheduler"):
         scheduler.load_state_dict(opt["scheduler"])
-    rng = load_file(str(ckpt / "rng.safetensors"))
-    torch.set_rng_state(rng["torch"])
-    if torch.cuda.is_available():
-        cuda = [rng[k] for k in sorted(rng) if k.startswith("cuda")]
-        if cuda:
-            torch.cuda.set_rng_state_all(cuda)
+    if scaler is not None and opt.get("scaler"):
+        scaler.load_state_dict(opt["scaler"])
+    restore_rng(rank_rng(load_file(str(ckpt / "rng.safetensors")), rank, device), device)
     return state
+
+
+# --------------------------------------------------------------------------- RNG states
+# rng.safetensors holds "torch" (rank 0's CPU generator, what a single process restores), "rank{r}.torch"
+# for the other ranks, and "rank{r}.cuda" for each rank that trained on a GPU (that GPU's generator).
+# Checkpoints written before per-rank states hold "cuda0", "cuda1", ...: every GPU rank 0's process saw.
+
+
+def rng_state(device: torch.device | None) -> dict[str, torch.Tensor]:
+    """This process's generators that training draws from: the CPU's, and its GPU's when it trains on one."""
+    rng = {"torch": torch.get_rng_state()}
+    if device is not None and device.type == "cuda":
+        rng["cuda"] = torch.cuda.get_rng_state(device)
+    return rng
+
+
+def restore_rng(rng: dict[str, torch.Tensor], device: torch.device | None) -> None:
+    """Set the generators `rng_state` read. A GPU state is restored only when this process trains on a GPU
+    (a GPU run continues on the CPU without it)."""
+    torch.set_rng_state(rng["torch"])
+    if "cuda" in rng and device is not None and device.type == "cuda":
+        torch.cuda.set_rng_state(rng["cuda"], device)
+
+
+def rank_rng(saved: dict[str, torch.Tensor], rank: int, device: torch.device | None) -> dict[str, torch.Tensor]:
+    """Rank `rank`'s states among a checkpoint's, as `rng_state` gives them. A rank the checkpoint has no
+    states for (more ranks now than then) takes rank 0's CPU state; a GPU whose state is missing keeps its
+    own (a checkpoint from a machine with fewer GPUs, or from the CPU)."""
+    rng = {"torch": saved.get(f"rank{rank}.torch", saved["torch"])}
+    if device is not None and device.type == "cuda":
+        cuda = saved.get(f"rank{rank}.cuda")
+        if cuda is None:  # an older checkpoint: rank 0's copy of every GPU it saw, "cuda0", "cuda1", ...
+            cuda = saved.get(f"cuda{device.index if device.index is not None else torch.cuda.current_device()}")
+        if cuda is not None:
+            rng["cuda"] = cuda
+    return rng
+
+
+def rank_rng_states(rng: dict[str, torch.Tensor], rank: int) -> dict[str, torch.Tensor]:
+    """One rank's states (`rng_state`) as a checkpoint stores them."""
+    return {"torch" if (rank, k) == (0, "torch") else f"rank{rank}.{k}": v for k, v in rng.items()}
+
+
+def gather_rng_states(rng: dict[str, torch.Tensor], dist) -> dict[str, torch.Tensor]:
+    """Every rank's states (`rng_state`), as a checkpoint stores them: one collective that every rank calls
+    (a single process: its own)."""
+    if not dist.enabled:
+        return rank_rng_states(rng, 0)
+    names = sorted(rng)
+    flat = torch.cat([rng[k].reshape(-1) for k in names])  # uint8, the same layout on every rank
+    rows = dist.gather(flat).cpu()  # (world, n)
+    out: dict[str, torch.Tensor] = {}
+    for r in range(dist.world):
+        at = 0
+        for k in names:
+            n = rng[k].numel()
+            out.update(rank_rng_states({k: rows[r, at:at + n].clone()}, r))
+            at += n
+    return out

@@ -339,7 +339,9 @@ class TrainConfig:
     run validates and what its checkpoint holds as the model (finetune, export, curve, --init read it); the
     decay warms up as min(ema, (1 + step) / (10 + step)) so a short run does not average in its initialisation."""
     precision: str = "auto"
-    """auto (bf16 where the device supports it), bf16 or fp32."""
+    """auto (bf16 where the device computes it natively: CPUs with AVX512-BF16 or AMX, GPUs from Ampere on;
+    fp16 with loss scaling on older GPUs with tensor cores; else fp32), bf16, fp16 (with loss scaling) or fp32
+    (on Ampere and newer GPUs its matmuls run in TF32)."""
     device: str = "auto"
     """auto, cpu, cuda or cuda:N."""
     parallel: str = "ddp"
@@ -367,7 +369,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         Budget.parse(self.budget)
-        _choice("train.precision", self.precision, ("auto", "bf16", "fp32"))
+        _choice("train.precision", self.precision, ("auto", "bf16", "fp16", "fp32"))
         _choice("train.on_nan", self.on_nan, ("stop", "skip"))
         _choice("train.parallel", self.parallel, ("ddp", "fsdp"))
         for name in ("batch_size", "grad_accum"):

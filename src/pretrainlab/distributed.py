@@ -12,7 +12,9 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
-from torch import nn
+from torch import Tensor, nn
+
+from .config import ConfigError
 
 
 @dataclass(frozen=True)
@@ -20,6 +22,9 @@ class Dist:
     rank: int = 0
     world: int = 1
     local_rank: int = 0
+    device: torch.device = torch.device("cpu")
+    """This rank's device: where it trains and where its collectives' tensors live (a GPU under nccl,
+    the CPU under gloo)."""
 
     @property
     def main(self) -> bool:
@@ -28,13 +33,6 @@ class Dist:
     @property
     def enabled(self) -> bool:
         return self.world > 1
-
-    @property
-    def device(self) -> torch.device:
-        """Where collectives' tensors live: the GPU for nccl, the CPU for gloo."""
-        if self.enabled and dist.get_backend() == "nccl":
-            return torch.device("cuda", self.local_rank)
-        return torch.device("cpu")
 
     def barrier(self) -> None:
         if self.enabled:
@@ -48,38 +46,64 @@ class Dist:
         dist.all_reduce(t, op=dist.ReduceOp.MAX)
         return float(t)
 
-    def sum(self, x: float) -> float:
-        """x summed over all ranks (all ranks must call it)."""
+    def gather(self, t: Tensor) -> Tensor:
+        """(world, *t.shape): every rank's t, in rank order, on t's device (all ranks must call it, with
+        tensors of one shape and dtype). One collective, however many values t carries."""
         if not self.enabled:
-            return x
-        t = torch.tensor([float(x)], dtype=torch.float64, device=self.device)
-        dist.all_reduce(t)
-        return float(t)
+            return t[None]
+        local = t.to(self.device).reshape(-1)
+        out = torch.empty(self.world * local.numel(), dtype=t.dtype, device=self.device)
+        dist.all_gather_into_tensor(out, local)
+        return out.view(self.world, *t.shape).to(t.device)
 
 
-def init_from_env() -> Dist:
-    """Join the process group torchrun describes in the environment; a single process otherwise."""
+def choose_backend(device: torch.device, local_rank: int, local_world: int, n_gpus: int) -> tuple[str, torch.device]:
+    """-> (the process group's backend, this rank's device) for a rank that trains on `device`'s type.
+
+    The backend follows the device, not what the host has: gloo for the CPU (also on a GPU host),
+    nccl for GPUs. A rank's GPU is its local rank's when the node shows every rank its GPUs, and the
+    one it sees when it sees one (one GPU per process, SLURM-style CUDA_VISIBLE_DEVICES).
+    """
+    if device.type != "cuda":
+        return "gloo", torch.device("cpu")
+    if n_gpus == 1:
+        return "nccl", torch.device("cuda", 0)
+    if local_world <= n_gpus:
+        return "nccl", torch.device("cuda", local_rank)
+    raise ConfigError(f"{local_world} processes on this node but {n_gpus} GPUs visible to each: NCCL needs one GPU "
+                      f"per process; start at most {n_gpus} (torchrun --nproc_per_node {n_gpus}), show each process "
+                      "its own GPU with CUDA_VISIBLE_DEVICES, or train on the CPU with --set train.device=cpu")
+
+
+def init_from_env(device: torch.device = torch.device("cpu")) -> Dist:
+    """Join the process group torchrun describes in the environment; a single process otherwise.
+    `device`: where the run trains (loop.pick_device of train.device), which decides the backend."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
-        return Dist()
+        return Dist(device=device)
     rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    local_world = int(os.environ.get("LOCAL_WORLD_SIZE", str(world)))
+    n_gpus = torch.cuda.device_count() if device.type == "cuda" else 0
+    backend, mine = choose_backend(device, local, local_world, n_gpus)
     if not dist.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
         if backend == "nccl":
-            torch.cuda.set_device(local)
+            torch.cuda.set_device(mine)
         dist.init_process_group(backend=backend)
-    return Dist(rank, world, local)
+    return Dist(rank, world, local, mine)
 
 
-def global_count(n: int, device: torch.device) -> int:
-    """Sum of n over all ranks (n itself when not distributed): for losses averaged over the
-    whole global batch, so that N ranks x batch B train exactly like 1 process x batch N*B."""
+def global_count(n: int, device: torch.device) -> int | Tensor:
+    """Sum of n over all ranks, at least 1 (max(n, 1) when not distributed): for losses averaged over the
+    whole global batch, so that N ranks x batch B train exactly like 1 process x batch N*B.
+
+    Distributed, a tensor on `device`, all-reduced without waiting for it: the host never waits for the
+    device here (torch.full launches a fill, no copy from host memory)."""
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return n
+        return max(n, 1)
     backend_device = device if dist.get_backend() == "nccl" else torch.device("cpu")
-    t = torch.tensor([n], dtype=torch.int64, device=backend_device)
+    t = torch.full((), n, dtype=torch.int64, device=backend_device)
     dist.all_reduce(t)
-    return int(t)
+    return t.to(device, non_blocking=True).clamp_min(1)
 
 
 def end_distributed(wait: bool = True) -> None:

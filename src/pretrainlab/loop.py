@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import math
 import os
 import signal
 import sys
@@ -24,7 +25,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from .checkpoint import gather_full_state, save_checkpoint
+from .checkpoint import (gather_full_state, gather_rng_states, rank_rng_states, restore_rng, rng_state,
+                         save_checkpoint)
 from .config import Budget, ConfigError
 from .distributed import Dist, is_sharded
 from .ema import WeightEMA
@@ -42,16 +44,50 @@ def pick_device(name: str = "auto") -> torch.device:
 
 
 def pick_dtype(precision: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype, or None for plain fp32."""
+    """The autocast dtype, or None for plain fp32.
+
+    auto: bf16 where the device computes it natively (a CPU with AVX512-BF16 or AMX, a GPU of compute
+    capability 8.0 or newer: Ampere, Hopper), else fp16 on a GPU with tensor cores (7.x: V100, T4; with a
+    gradient scaler, `grad_scaler`), else fp32. bf16 that a GPU only emulates is never picked.
+    """
     if precision == "fp32":
         return None
+    bf16 = native_bf16(device)
+    if precision == "bf16" and not bf16:
+        raise ConfigError(f"train.precision=bf16 but this {device.type} has no native bf16 (it would be emulated, "
+                          "slower than fp32); use train.precision=auto" +
+                          (" or fp16" if device.type == "cuda" else ""))
+    if precision == "fp16":
+        return torch.float16
+    if bf16:
+        return torch.bfloat16
+    if device.type == "cuda" and torch.cuda.get_device_capability(device)[0] >= 7:
+        return torch.float16
+    return None
+
+
+def native_bf16(device: torch.device) -> bool:
+    """bf16 arithmetic in hardware: AVX512-BF16 or AMX on a CPU, compute capability >= 8.0 on a GPU
+    (torch.cuda.is_bf16_supported() alone also says yes where it is emulated: V100, T4)."""
     if device.type == "cuda":
-        ok = torch.cuda.is_bf16_supported()
-    else:
-        ok = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
-    if precision == "bf16" and not ok:
-        raise ConfigError(f"train.precision=bf16 but this {device.type} has no fast bf16; use train.precision=auto")
-    return torch.bfloat16 if ok else None
+        return torch.cuda.get_device_capability(device)[0] >= 8
+    if device.type == "cpu":
+        return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    return False
+
+
+def grad_scaler(dtype: torch.dtype | None, device: torch.device) -> torch.amp.GradScaler | None:
+    """fp16 training needs its loss scaled (small gradients underflow in fp16); bf16 and fp32 do not."""
+    return torch.amp.GradScaler(device.type) if dtype == torch.float16 else None
+
+
+def enable_tf32(device: torch.device) -> None:
+    """fp32 matmuls and convolutions on TF32 tensor cores on a GPU of compute capability >= 8.0 (10-bit
+    mantissa products, fp32 sums: what Ampere and newer are fast at); nothing elsewhere. For training
+    only: inference in fp32 stays exactly what the exported Hugging Face model computes."""
+    if device.type == "cuda" and torch.cuda.get_device_capability(device)[0] >= 8:
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
 
 
 def autocast(device: torch.device, dtype: torch.dtype | None):
@@ -63,8 +99,8 @@ def autocast(device: torch.device, dtype: torch.dtype | None):
 def tune_allocator() -> None:
     """Keep large activation buffers on the heap instead of mmap/munmap every step (glibc).
 
-    Measured on the project's 2-core CPU (../shared/PERF.md): ~1.5x for a bf16 training step.
-    Opt out with PRETRAINLAB_MALLOC=0.
+    Measured on the project's 2-core CPU (../shared/PERF.md): ~1.5x for a bf16 training step. For runs
+    that train on the CPU (a GPU's activations are not on this heap). Opt out with PRETRAINLAB_MALLOC=0.
     """
     if os.environ.get("PRETRAINLAB_MALLOC", "1") == "0" or not sys.platform.startswith("linux"):
         return
@@ -194,41 +230,102 @@ class LoopSettings:
 
 @dataclass
 class _Accumulated:
-    """One optimizer step's micro-batches, forward and backward."""
+    """One optimizer step's micro-batches, forward and backward: still on the device, nothing read yet."""
 
-    loss: float
-    """Mean loss over the micro-batches."""
+    losses: torch.Tensor
+    """(grad_accum,) each micro-batch's loss, fp32."""
     metrics: dict[str, torch.Tensor]
-    """Of the last micro-batch."""
+    """Of the last micro-batch (detached scalars)."""
     tokens: int
-    bad_loss: float | None = None
-    """The non-finite loss (on this or another rank) that stopped the step; None when all were finite."""
 
 
 def accumulate(model: nn.Module, next_batch, step_loss, grad_accum: int, device: torch.device,
-               dtype: torch.dtype | None, count_tokens, dist: Dist) -> _Accumulated:
-    """Forward and backward over grad_accum micro-batches; stops at the first non-finite loss on any rank."""
-    tokens, loss_sum = 0, 0.0
+               dtype: torch.dtype | None, count_tokens, dist: Dist,
+               scaler: torch.amp.GradScaler | None = None) -> _Accumulated:
+    """Forward and backward over grad_accum micro-batches. Nothing here waits for the device (`settle`
+    reads the losses once per step), and under DDP / FSDP the gradients are reduced across ranks after
+    the last micro-batch only. A non-finite loss is found by `settle`; its gradients are then dropped."""
+    tokens = 0
+    losses: list[torch.Tensor] = []
     metrics: dict[str, torch.Tensor] = {}
-    for _ in range(grad_accum):
+    for i in range(grad_accum):
         batch = next_batch()
         tokens += count_tokens(batch)
         batch = {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
-        with autocast(device, dtype):
-            loss, metrics = step_loss(model, batch)
-        if dist.max(0.0 if torch.isfinite(loss) else 1.0) > 0:
-            return _Accumulated(loss_sum, metrics, tokens, bad_loss=float(loss.detach()))
-        (loss / grad_accum).backward()
-        loss_sum += float(loss.detach()) / grad_accum
-    return _Accumulated(loss_sum, metrics, tokens)
+        with gradient_sync(model, i == grad_accum - 1):
+            with autocast(device, dtype):
+                loss, metrics = step_loss(model, batch)
+            scaled = loss / grad_accum
+            (scaler.scale(scaled) if scaler is not None else scaled).backward()
+        losses.append(loss.detach().float())
+    return _Accumulated(torch.stack(losses), metrics, tokens)
 
 
-def update(model: nn.Module, optimizer: torch.optim.Optimizer, clip: float, ema: WeightEMA | None = None) -> None:
+def gradient_sync(model: nn.Module, last: bool):
+    """Around one micro-batch's forward and backward: DDP / FSDP reduce the gradients across ranks only on
+    the last micro-batch of a step (the others accumulate locally: DDP's no_sync)."""
+    if last:
+        if hasattr(model, "set_requires_gradient_sync"):  # FSDP2: on again for the step's last micro-batch
+            model.set_requires_gradient_sync(True)
+        return contextlib.nullcontext()
+    if hasattr(model, "no_sync"):  # DDP
+        return model.no_sync()
+    if hasattr(model, "set_requires_gradient_sync"):
+        model.set_requires_gradient_sync(False)
+    return contextlib.nullcontext()
+
+
+@dataclass
+class _Agreed:
+    """What every rank knows after a step's one read of the device (`settle`)."""
+
+    loss: float
+    """This rank's mean loss over the micro-batches."""
+    metrics: dict[str, float]
+    tokens: int
+    """Summed over the ranks."""
+    elapsed: float
+    """The largest over the ranks."""
+    stop: int
+    """A signal received by any rank (0: none)."""
+    bad_loss: float | None
+    """The first non-finite loss on any rank; None when all were finite."""
+
+
+def settle(acc: _Accumulated, dist: Dist, signal_received: int, elapsed: float) -> _Agreed:
+    """The step's one host sync: read the losses and metrics; under data parallelism agree on tokens, time,
+    signals and non-finite losses in the same single collective (every rank's values gathered)."""
+    names = list(acc.metrics)
+    on_device = torch.cat([acc.losses.double(), *(acc.metrics[k].detach().double().reshape(1) for k in names)])
+    host = [float(acc.tokens), elapsed, float(signal_received)]
+    if dist.enabled:
+        mine = torch.cat((on_device.to(dist.device), torch.tensor(host, dtype=torch.float64).to(dist.device)))
+        rows = dist.gather(mine).tolist()  # (world, n): the one sync, after the one collective
+    else:
+        rows = [on_device.tolist() + host]  # the one sync
+    n = len(acc.losses)
+    mine = rows[dist.rank]
+    bad = [x for row in rows for x in row[:n] if not math.isfinite(x)]
+    return _Agreed(loss=sum(x / n for x in mine[:n]), metrics=dict(zip(names, mine[n:n + len(names)])),
+                   tokens=int(sum(row[-3] for row in rows)), elapsed=max(row[-2] for row in rows),
+                   stop=int(max(row[-1] for row in rows)), bad_loss=bad[0] if bad else None)
+
+
+def update(model: nn.Module, optimizer: torch.optim.Optimizer, clip: float, ema: WeightEMA | None = None,
+           scaler: torch.amp.GradScaler | None = None) -> None:
     """One optimizer step on the accumulated gradients: clip (0: not), step, zero; then the weight average
-    (train.ema), which the checkpoints save as the model."""
+    (train.ema), which the checkpoints save as the model. With a gradient scaler (fp16) the gradients are
+    unscaled first, and the step is skipped where they overflowed (the fused optimizer reads the scaler's
+    flag on the device: no sync)."""
+    if scaler is not None:
+        scaler.unscale_(optimizer)
     if clip > 0:
         torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
-    optimizer.step()
+    if scaler is not None:
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        optimizer.step()
     if ema is not None:
         ema.update()
     optimizer.zero_grad(set_to_none=True)
@@ -259,20 +356,23 @@ class _Checkpoints:
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, schedule: BudgetSchedule,
                  run_dir: Path | None, data_state: Callable[[], dict[str, Any]] | None,
-                 extra_state: dict[str, Any] | None, settings: LoopSettings, ema: WeightEMA | None = None):
+                 extra_state: dict[str, Any] | None, settings: LoopSettings, device: torch.device, dist: Dist,
+                 ema: WeightEMA | None = None, scaler: torch.amp.GradScaler | None = None):
         self.model, self.optimizer, self.schedule, self.run_dir, self.ema = model, optimizer, schedule, run_dir, ema
         self.data_state = data_state or dict
-        self.extra_state, self.settings = extra_state, settings
+        self.extra_state, self.settings, self.device, self.dist = extra_state, settings, device, dist
+        self.scaler = scaler
         self.sharded = is_sharded(model)
-        self.joins = run_dir is not None or self.sharded  # gathering a sharded model's state takes every rank
+        # every rank takes part: gathering a sharded model's state, and every rank's RNG states
+        self.joins = run_dir is not None or self.sharded or dist.enabled
         self.last: Path | None = None
         self.last_elapsed = schedule.elapsed
         self.phase = "between"
-        self.before: tuple[dict[str, Any], torch.Tensor] = ({}, torch.get_rng_state())
+        self.before: tuple[dict[str, Any], dict[str, torch.Tensor]] = ({}, rng_state(device))
 
     def drawing(self) -> None:
-        """A step begins: note the data position and RNG state it starts from (a few numbers and 5 kB)."""
-        self.before = (self.data_state(), torch.get_rng_state())
+        """A step begins: note the data position and RNG states it starts from (a few numbers and 5 kB)."""
+        self.before = (self.data_state(), rng_state(self.device))
         self.phase = "drawing"
 
     def due(self, step: int) -> bool:
@@ -282,16 +382,21 @@ class _Checkpoints:
         due_step = s.checkpoint_every > 0 and step % s.checkpoint_every == 0
         return self.joins and (due_time or due_step)
 
-    def save(self, elapsed: Callable[[], float], nan_skipped: int, data: dict[str, Any] | None = None) -> Path | None:
-        """Every rank of a sharded model calls this at the same point; only the one with a run_dir writes."""
+    def save(self, elapsed: Callable[[], float], nan_skipped: int, data: dict[str, Any] | None = None,
+             rng: dict[str, torch.Tensor] | None = None, together: bool = True) -> Path | None:
+        """Every rank calls this at the same point (`together`); only the one with a run_dir writes. Alone
+        (a rank stopped by a second signal), only its own RNG states are saved, and a sharded model cannot be."""
         full = gather_full_state(self.model, self.optimizer) if self.sharded else None  # a collective
+        rng = rng if rng is not None else rng_state(self.device)
+        states = gather_rng_states(rng, self.dist) if together else rank_rng_states(rng, self.dist.rank)
         if self.run_dir is None:
             return None
         sc = self.schedule
         state = {"step": sc.step_count, "tokens": sc.tokens, "elapsed": elapsed(),
                  "schedule": sc.state_dict(), "data": self.data_state() if data is None else data,
                  "nan_skipped": nan_skipped, **(self.extra_state or {})}
-        self.last = save_checkpoint(self.run_dir, self.model, self.optimizer, None, state, full=full, ema=self.ema)
+        self.last = save_checkpoint(self.run_dir, self.model, self.optimizer, None, state, full=full, ema=self.ema,
+                                    rng=states, scaler=self.scaler)
         return self.last
 
     def interrupted(self, signum: int, elapsed: Callable[[], float], nan_skipped: int, together: bool) -> Interrupted:
@@ -302,11 +407,11 @@ class _Checkpoints:
             why = "inside an optimizer step" if self.phase == "updating" else "with the ranks at different points"
             where = f"; --resume continues from the last checkpoint, {self.last}" if self.last else ""
             return Interrupted(f"{how}, {why}: no checkpoint saved{where}", signum)
-        data = None
+        data, rng = None, None
         if self.phase == "drawing":  # the step had drawn its batches but is not counted: undo the draws
             data, rng = self.before
-            torch.set_rng_state(rng)  # (the CPU generator: dropout; a GPU's generator is not rewound)
-        path = self.save(elapsed, nan_skipped, data)
+            restore_rng(rng, self.device)  # the CPU generator (dropout, masks) and the GPU's
+        path = self.save(elapsed, nan_skipped, data, rng, together)
         return Interrupted(f"{how}; checkpoint saved at {path}; continue with --resume" if path else how, signum)
 
 
@@ -359,87 +464,109 @@ def fit(
     count_tokens: Callable[[dict[str, torch.Tensor]], int] | None = None,
     desc: str = "train",
     dist: Dist = Dist(), ema: WeightEMA | None = None,
+    scaler: torch.amp.GradScaler | None = None,
 ) -> LoopResult:
     """Run optimizer steps until the budget is spent (or `should_stop` after an evaluation).
 
-    Under data parallelism (`dist`), every rank takes the same decisions: a NaN anywhere skips
-    or stops the step everywhere, and tokens and elapsed time are agreed on before the budget
-    is checked. Only the rank given a run_dir writes checkpoints; a sharded (FSDP) model's state
-    is gathered for them by every rank, at the same steps.
+    Each step reads the device once (`settle`: the losses, whether they are finite); nothing else in it
+    waits for a GPU. Under data parallelism (`dist`), every rank takes the same decisions: a NaN anywhere
+    skips or stops the step everywhere, and tokens and elapsed time are agreed on before the budget is
+    checked, in that same read. Only the rank given a run_dir writes checkpoints; every rank takes part in
+    saving them (its RNG states; a sharded (FSDP) model's state), at the same steps. `scaler`: fp16's
+    gradient scaler (`grad_scaler`), saved in the checkpoints.
 
     Ctrl-C or SIGTERM stops at the next step boundary (agreed by all ranks), saves and raises `Interrupted`;
     an interrupt inside a step saves the state from before it (`_Checkpoints.phase`): resumed runs are exact.
     """
     s = settings
     count_tokens = count_tokens or (lambda b: int((b["mask"] != 0).sum()) if "mask" in b else 0)
-    history: list[dict[str, Any]] = []
-    nan_skipped = 0
     start_elapsed = schedule.elapsed
     t0 = time.perf_counter()
-    ckpts = _Checkpoints(model, optimizer, schedule, run_dir, data_state, extra_state, s, ema)
-    window_tokens, window_t = 0, t0
-    bar = ProgressBar(schedule, desc) if s.progress and dist.main else None
 
     def elapsed() -> float:
         return start_elapsed + time.perf_counter() - t0
 
-    def emit(record: dict[str, Any]) -> None:
-        history.append(record)
-        if log:
-            log(record)
-
+    ckpts = _Checkpoints(model, optimizer, schedule, run_dir, data_state, extra_state, s, device, dist, ema, scaler)
+    run = _Run(s, schedule, ckpts, elapsed, log, ProgressBar(schedule, desc) if s.progress and dist.main else None)
     model.train()
-    stopped_early = False
     with _Signals() as signals:
         try:
             while not schedule.done():
-                if stop := int(dist.max(signals.received)):  # every rank stops at the same step boundary
-                    raise ckpts.interrupted(stop, elapsed, nan_skipped, together=True)
                 ckpts.drawing()
                 lr = schedule.apply()
-                acc = accumulate(model, next_batch, step_loss, s.grad_accum, device, dtype, count_tokens, dist)
-                if acc.bad_loss is not None:
+                acc = accumulate(model, next_batch, step_loss, s.grad_accum, device, dtype, count_tokens, dist, scaler)
+                agreed = settle(acc, dist, signals.received, elapsed())
+                if agreed.bad_loss is not None:
                     optimizer.zero_grad(set_to_none=True)
-                    nan_skipped = skip_or_stop(s.on_nan, acc.bad_loss, schedule.step_count, nan_skipped, ckpts.last)
+                    run.nan_skipped = skip_or_stop(s.on_nan, agreed.bad_loss, schedule.step_count, run.nan_skipped,
+                                                   ckpts.last)
                     ckpts.phase = "between"  # the batch is consumed and counted as skipped
-                    continue
-                ckpts.phase = "updating"
-                update(model, optimizer, s.clip, ema)
-                step_tokens = int(dist.sum(acc.tokens)) if dist.enabled else acc.tokens
-                schedule.step(step_tokens, dist.max(elapsed()))
-                ckpts.phase = "between"
-                window_tokens += step_tokens
-                step = schedule.step_count
-                if bar is not None:
-                    bar.update(step, schedule, acc.loss)
-                if s.log_every and step % s.log_every == 0:
-                    now = time.perf_counter()
-                    emit({"step": step, "tokens": schedule.tokens, "elapsed": round(elapsed(), 2), "lr": lr,
-                          "loss": acc.loss, **{k: float(v) for k, v in acc.metrics.items()},
-                          "tok_per_s": round(window_tokens / max(now - window_t, 1e-9), 1)})
-                    window_tokens, window_t = 0, now
-                if evaluate and s.eval_every and step % s.eval_every == 0 and not schedule.done():
-                    result = evaluate(model)
-                    model.train()
-                    emit({"step": step, "tokens": schedule.tokens, "elapsed": round(elapsed(), 2), **result})
-                    if should_stop and should_stop(result):
-                        stopped_early = True
+                else:
+                    ckpts.phase = "updating"
+                    update(model, optimizer, s.clip, ema, scaler)
+                    schedule.step(agreed.tokens, agreed.elapsed if dist.enabled else elapsed())
+                    ckpts.phase = "between"
+                    if run.after_step(agreed, lr, model, evaluate, should_stop):
                         break
-                if ckpts.due(step):
-                    ckpts.save(elapsed, nan_skipped)
-                    ckpts.last_elapsed = schedule.elapsed
+                # every rank stops at the same step boundary: a signal any rank had by `settle` (one process:
+                # any signal so far)
+                if stop := agreed.stop if dist.enabled else signals.received:
+                    raise ckpts.interrupted(stop, elapsed, run.nan_skipped, together=True)
             if evaluate:
                 result = evaluate(model)
-                emit({"step": schedule.step_count, "tokens": schedule.tokens, "elapsed": round(elapsed(), 2),
-                      "final": True, **result})
+                run.emit({"step": schedule.step_count, "tokens": schedule.tokens, "elapsed": round(elapsed(), 2),
+                          "final": True, **result})
         except KeyboardInterrupt:  # a second signal, or raised by the code itself: at any point of a step
-            raise ckpts.interrupted(signal.SIGINT, elapsed, nan_skipped, together=False) from None
+            raise ckpts.interrupted(signal.SIGINT, elapsed, run.nan_skipped, together=False) from None
         finally:
-            if bar is not None:
-                bar.close()
+            if run.bar is not None:
+                run.bar.close()
         if ckpts.joins:
-            ckpts.save(elapsed, nan_skipped)
-    return LoopResult(schedule.step_count, schedule.tokens, elapsed(), ckpts.last, nan_skipped, history, stopped_early)
+            ckpts.save(elapsed, run.nan_skipped)
+    return LoopResult(schedule.step_count, schedule.tokens, elapsed(), ckpts.last, run.nan_skipped, run.history,
+                      run.stopped_early)
+
+
+class _Run:
+    """What `fit` does between optimizer steps: count, log, show progress, evaluate, checkpoint."""
+
+    def __init__(self, settings: LoopSettings, schedule: BudgetSchedule, ckpts: _Checkpoints,
+                 elapsed: Callable[[], float], log, bar: ProgressBar | None):
+        self.s, self.schedule, self.ckpts, self.elapsed, self.log, self.bar = settings, schedule, ckpts, elapsed, log, bar
+        self.history: list[dict[str, Any]] = []
+        self.nan_skipped = 0
+        self.stopped_early = False
+        self.window_tokens, self.window_t = 0, time.perf_counter()
+
+    def emit(self, record: dict[str, Any]) -> None:
+        self.history.append(record)
+        if self.log:
+            self.log(record)
+
+    def after_step(self, agreed: _Agreed, lr: float, model: nn.Module, evaluate, should_stop) -> bool:
+        """-> True when an evaluation says to stop early."""
+        s, schedule = self.s, self.schedule
+        self.window_tokens += agreed.tokens
+        step = schedule.step_count
+        if self.bar is not None:
+            self.bar.update(step, schedule, agreed.loss)
+        if s.log_every and step % s.log_every == 0:
+            now = time.perf_counter()
+            self.emit({"step": step, "tokens": schedule.tokens, "elapsed": round(self.elapsed(), 2), "lr": lr,
+                       "loss": agreed.loss, **agreed.metrics,
+                       "tok_per_s": round(self.window_tokens / max(now - self.window_t, 1e-9), 1)})
+            self.window_tokens, self.window_t = 0, now
+        if evaluate and s.eval_every and step % s.eval_every == 0 and not schedule.done():
+            result = evaluate(model)
+            model.train()
+            self.emit({"step": step, "tokens": schedule.tokens, "elapsed": round(self.elapsed(), 2), **result})
+            if should_stop and should_stop(result):
+                self.stopped_early = True
+                return True
+        if self.ckpts.due(step):
+            self.ckpts.save(self.elapsed, self.nan_skipped)
+            self.ckpts.last_elapsed = schedule.elapsed
+        return False
 
 
 class ProgressBar:

@@ -35,7 +35,7 @@ from .config import Budget
 from .data.encoding import Encoded, collate
 from .errors import CheckpointError
 from .evaluate import predict_logits
-from .loop import BudgetSchedule, LoopSettings, fit, make_optimizer, set_seed
+from .loop import BudgetSchedule, LoopSettings, enable_tf32, fit, grad_scaler, make_optimizer, set_seed
 from .metrics import Interval, Metrics, SeedResult, score
 
 # --------------------------------------------------------------------------- early stopping
@@ -254,6 +254,8 @@ def train_seed(seed: int, build: Callable[[], nn.Module], step_loss, batches: Ep
         return finished
     s, device = settings, scoring.device
     set_seed(seed, s.deterministic)
+    enable_tf32(device)
+    scaler = grad_scaler(scoring.dtype, device)
     model = build().to(device)
     optimizer = make_optimizer(model, s.lr, s.weight_decay, device)
     schedule = BudgetSchedule(optimizer, s.budget, s.warmup, tokens_per_step=0)
@@ -261,7 +263,7 @@ def train_seed(seed: int, build: Callable[[], nn.Module], step_loss, batches: Ep
     kept = BestSoFar(seed_dir, best) if seed_dir is not None else None
     ckpt = latest_checkpoint(seed_dir) if seed_dir is not None else None
     if ckpt is not None:
-        state = load_training_state(ckpt, model, optimizer, None)
+        state = load_training_state(ckpt, model, optimizer, None, device=device, scaler=scaler)
         schedule.load_state_dict(state["schedule"])
         batches.load_state_dict(state["data"]["batches"])
         kept.restore(state["data"]["best"])
@@ -282,7 +284,7 @@ def train_seed(seed: int, build: Callable[[], nn.Module], step_loss, batches: Ep
     data_state = (lambda: {"batches": batches.state_dict(), "best": kept.state()}) if kept is not None else None
     loop = fit(model, batches, step_loss, loop_settings, device=device, dtype=scoring.dtype, optimizer=optimizer,
                schedule=schedule, run_dir=seed_dir, evaluate=validate, should_stop=best.should_stop,
-               data_state=data_state, desc=desc)
+               data_state=data_state, desc=desc, scaler=scaler)
     classifier = scoring.classifier(model)
     classifier.load_state_dict(best.weights)  # the best-validation weights
     test_logits = scoring.logits(model, scoring.test)

@@ -28,8 +28,8 @@ from .config import SIZE_FIELDS, Budget, ConfigError, RunConfig, TrainConfig, sa
 from .distributed import Dist
 from .ema import WeightEMA
 from .errors import CheckpointError
-from .loop import (BudgetSchedule, LoopResult, LoopSettings, autocast, fit, make_optimizer, pick_device, pick_dtype,
-                   set_seed, tune_allocator)
+from .loop import (BudgetSchedule, LoopResult, LoopSettings, autocast, enable_tf32, fit, grad_scaler, make_optimizer,
+                   pick_device, pick_dtype, set_seed, tune_allocator)
 from .runs import build_pretrain_model, check_resumable, count_parameters, init_from, read_run_config
 from .sizing import Sizing
 
@@ -44,12 +44,13 @@ def pretrain(cfg: RunConfig, corpus: str | Path, out: str | Path, resume: bool =
     """
     from .distributed import init_from_env
 
-    dist = init_from_env()
     tc = cfg.train
+    dist = init_from_env(pick_device(tc.device))  # the backend follows the device: gloo on the CPU, nccl on GPUs
     budget = Budget.parse(tc.budget)
     run_dir = Path(out)
     data = _open_corpus(cfg, corpus)
     device, dtype = _setup(tc, dist)
+    scaler = grad_scaler(dtype, device)
     # model.preset=auto chooses the size here; continued pre-training (--init) keeps the init's architecture
     cfg, sizing = size_model(cfg, data, run_dir, resume, device, dtype, dist) if init is None else (cfg, None)
     check_objective_data(cfg, data.train, dist.main)
@@ -86,7 +87,7 @@ def pretrain(cfg: RunConfig, corpus: str | Path, out: str | Path, resume: bool =
     schedule = BudgetSchedule(optimizer, budget, tc.warmup, tc.batch_size * tc.grad_accum * seq_len)
     ema = weight_ema(model, tc.ema, fsdp)
     if resume:  # the same whole-model checkpoint under one process, DDP or FSDP
-        state = load_training_state(ckpt, model, optimizer, None, ema)
+        state = load_training_state(ckpt, model, optimizer, None, ema, device=device, rank=dist.rank, scaler=scaler)
         schedule.load_state_dict(state["schedule"])
         loader.load_state_dict(state["data"])
         print(f"resuming from {ckpt} (step {state['step']})", file=sys.stderr)
@@ -126,7 +127,7 @@ def pretrain(cfg: RunConfig, corpus: str | Path, out: str | Path, resume: bool =
                      optimizer=optimizer, schedule=schedule, run_dir=run_dir if dist.main else None,
                      evaluate=evaluate if val_batches else None,
                      data_state=loader.state_dict, extra_state={"tokenizer_hash": data.tokenizer_hash},
-                     log=log, desc="pretrain", dist=dist, ema=ema)
+                     log=log, desc="pretrain", dist=dist, ema=ema, scaler=scaler)
     finally:
         log.close()
     if not dist.main:
@@ -335,12 +336,13 @@ def resume_policy(run_dir: Path, resume: bool, cfg: RunConfig, tokenizer_hash: s
 
 
 def _setup(tc: TrainConfig, dist: Dist) -> tuple[torch.device, torch.dtype | None]:
-    """Allocator, seed, device (this rank's GPU under torchrun) and autocast dtype."""
-    tune_allocator()
+    """Seed, device (this rank's under torchrun), its settings (the allocator on a CPU, TF32 on a GPU)
+    and autocast dtype."""
     set_seed(tc.seed, tc.deterministic)
-    device = pick_device(tc.device)
-    if dist.enabled and device.type == "cuda":
-        device = torch.device("cuda", dist.local_rank)
+    device = dist.device if dist.enabled else pick_device(tc.device)
+    if device.type == "cpu":
+        tune_allocator()
+    enable_tf32(device)
     return device, pick_dtype(tc.precision, device)
 
 

@@ -83,7 +83,7 @@ class CLM(nn.Module):
         labels = batch["clm_labels"]
         # mean over the targets of the GLOBAL batch (all ranks), so data parallelism over N
         # processes trains exactly like one process with an N times larger batch
-        n_all = max(global_count(len(labels), logits.device), 1)
+        n_all = global_count(len(labels), logits.device)
         loss = F.cross_entropy(logits, labels, reduction="sum") * (world_size() / n_all)
         acc = (logits.argmax(-1) == labels).float().mean() if len(labels) else logits.new_zeros(())
         return loss, {"clm_loss": loss.detach(), "clm_acc": acc.detach()}

@@ -65,7 +65,7 @@ def denoising_loss(logits: Tensor, labels: Tensor, name: str) -> tuple[Tensor, d
     """
     logits, labels = logits.reshape(-1, logits.shape[-1]).float(), labels.reshape(-1)
     real = labels != IGNORE
-    n_all = max(global_count(int(real.sum()), logits.device), 1)
+    n_all = global_count(int(real.sum()), logits.device)
     loss = F.cross_entropy(logits, labels, ignore_index=IGNORE, reduction="sum") * (world_size() / n_all)
     acc = (logits.argmax(-1)[real] == labels[real]).float().mean()
     return loss, {f"{name}_loss": loss.detach(), f"{name}_acc": acc.detach()}

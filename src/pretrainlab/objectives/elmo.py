@@ -99,7 +99,7 @@ class ELMo(nn.Module):
         # mean over the targets of the GLOBAL batch (all ranks), both directions together, so data
         # parallelism over N processes trains like one process with an N times larger batch
         n_local = len(fwd_labels) + len(bwd_labels)
-        n_all = max(global_count(n_local, fwd_logits.device), 1)
+        n_all = global_count(n_local, fwd_logits.device)
         loss = (fwd_sum + bwd_sum) * (world_size() / n_all)
         n = max(len(fwd_labels), 1)
         correct = (fwd_logits.argmax(-1) == fwd_labels).sum() + (bwd_logits.argmax(-1) == bwd_labels).sum()

@@ -103,7 +103,7 @@ class PLM(nn.Module):
         ids = batch.get("original_ids", batch["input_ids"])
         labels = ids.gather(1, batch["plm_targets"])[scored]
         # mean over the scored targets of the GLOBAL batch (all ranks), as MLM does
-        n_all = max(global_count(len(labels), logits.device), 1)
+        n_all = global_count(len(labels), logits.device)
         loss = F.cross_entropy(logits, labels, reduction="sum") * (world_size() / n_all)
         acc = (logits.argmax(-1) == labels).float().mean()
         return loss, {"plm_loss": loss.detach(), "plm_acc": acc.detach()}

@@ -153,13 +153,13 @@ class RTD(nn.Module):
     def loss(self, backbone: nn.Module, out, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         gen_logits, corrupted, labels = self.corrupt(batch)
         # both means over the GLOBAL batch (all ranks), as MLM's: masked tokens, then real tokens
-        scale = world_size() / max(global_count(len(gen_logits), gen_logits.device), 1)
+        scale = world_size() / global_count(len(gen_logits), gen_logits.device)
         gen_loss = F.cross_entropy(gen_logits, batch["rtd_labels"], reduction="sum") * scale
         mask = batch["mask"]
         hidden = backbone(corrupted, mask, batch.get("segment_ids")).hidden
         real = mask != 0
         disc_logits = self.discriminator_head(hidden[real]).float()  # (n_real,)
-        scale = world_size() / max(global_count(len(disc_logits), disc_logits.device), 1)
+        scale = world_size() / global_count(len(disc_logits), disc_logits.device)
         disc_loss = F.binary_cross_entropy_with_logits(disc_logits, labels[real], reduction="sum") * scale
         loss = gen_loss + self.weight * disc_loss
         return loss, {

@@ -1,0 +1,356 @@
+"""The GPU and multi-GPU paths, checked on a CPU (issue #27): what a GPU host changes is patched in
+(torch.cuda's answers), what runs is the real code.
+
+- a checkpoint holding more GPU RNG states than the machine has GPUs resumes (each rank restores its own);
+- the process group's backend follows train.device, and each rank finds its GPU however many it sees;
+- precision=auto picks bf16 only where it is native, fp16 with a gradient scaler on older tensor-core GPUs;
+  fp16 training resumes exactly (the scaler's state is in the checkpoint); TF32 for fp32 on Ampere and newer;
+- the glibc allocator settings only for CPU runs;
+- gradient accumulation reduces gradients across ranks on the last micro-batch only;
+- a training step reads the device once (counted).
+"""
+
+import contextlib
+import shutil
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from pretrainlab import checkpoint, distributed, loop
+from pretrainlab.config import ConfigError, load_config
+from pretrainlab.distributed import Dist, choose_backend
+from pretrainlab.train import pretrain
+
+from conftest import TINY, TRANSFORMER
+
+SETTINGS = TINY + TRANSFORMER + ["train.batch_size=4", "train.eval_every=0", "train.eval_batches=1",
+                                 "train.log_every=1", "train.deterministic=true", "train.lr=3e-3"]
+CUDA0 = torch.device("cuda", 0)
+
+
+class FakeCuda:
+    """torch.cuda's answers on a host with `n` GPUs of compute capability `cc`; RNG states kept per GPU."""
+
+    def __init__(self, monkeypatch, n=1, cc=(9, 0)):
+        self.n, self.cc, self.states, self.set_calls = n, cc, {}, []
+        for name in ("is_available", "device_count", "get_device_capability", "get_rng_state", "set_rng_state",
+                     "current_device"):
+            monkeypatch.setattr(torch.cuda, name, getattr(self, name))
+
+    def is_available(self):
+        return True
+
+    def device_count(self):
+        return self.n
+
+    def current_device(self):
+        return 0
+
+    def get_device_capability(self, device=None):
+        return self.cc
+
+    def _index(self, device):
+        index = torch.device(device).index if not isinstance(device, int) else device
+        index = 0 if index is None else index
+        if index >= self.n:
+            raise RuntimeError(f"CUDA error: invalid device ordinal {index}")
+        return index
+
+    def get_rng_state(self, device="cuda"):
+        return self.states.get(self._index(device), torch.zeros(16, dtype=torch.uint8)).clone()
+
+    def set_rng_state(self, state, device="cuda"):
+        index = self._index(device)
+        self.set_calls.append(index)
+        self.states[index] = state.clone()
+
+
+def tiny_checkpoint(tmp_path, rng):
+    model = nn.Linear(2, 2)
+    return checkpoint.save_checkpoint(tmp_path, model, None, None, {"step": 1}, rng=rng), model
+
+
+def state(i):
+    return torch.full((16,), i, dtype=torch.uint8)
+
+
+# --------------------------------------------------------------------------- 1. RNG states
+
+
+def test_a_checkpoint_with_more_gpu_rng_states_than_gpus_resumes(tmp_path, monkeypatch):
+    """Written by the old code on an 8-GPU host (every visible GPU's state): on a 1-GPU host the one GPU
+    takes its own state and nothing else is touched (it raised IndexError before)."""
+    cuda = FakeCuda(monkeypatch, n=1)
+    cpu = torch.get_rng_state()
+    ckpt, model = tiny_checkpoint(tmp_path / "old", {"torch": cpu, **{f"cuda{i}": state(i) for i in range(8)}})
+    checkpoint.load_training_state(ckpt, model, None, None, device=CUDA0)
+    assert cuda.set_calls == [0] and torch.equal(cuda.states[0], state(0))
+    assert torch.equal(torch.get_rng_state(), cpu)
+
+
+def test_each_rank_saves_and_restores_its_own_rng_states(tmp_path, monkeypatch):
+    """Per-rank states: rank r takes rank r's CPU and GPU generators, whatever GPU it trains on now; a
+    rank the checkpoint has no states for keeps its GPU's own and takes rank 0's CPU state."""
+    cuda = FakeCuda(monkeypatch, n=2)
+    cpu = [torch.get_rng_state(), torch.Generator().manual_seed(1).get_state()]
+    saved = {**checkpoint.rank_rng_states({"torch": cpu[0], "cuda": state(10)}, 0),
+             **checkpoint.rank_rng_states({"torch": cpu[1], "cuda": state(11)}, 1)}
+    assert set(saved) == {"torch", "rank0.cuda", "rank1.torch", "rank1.cuda"}
+    ckpt, model = tiny_checkpoint(tmp_path / "new", saved)
+    checkpoint.load_training_state(ckpt, model, None, None, device=CUDA0, rank=1)  # rank 1, now on GPU 0
+    assert cuda.set_calls == [0] and torch.equal(cuda.states[0], state(11))
+    assert torch.equal(torch.get_rng_state(), cpu[1])
+    checkpoint.load_training_state(ckpt, model, None, None, device=torch.device("cuda", 1), rank=3)
+    assert cuda.set_calls == [0] and torch.equal(torch.get_rng_state(), cpu[0])
+    # and on the CPU a GPU run's states are left aside
+    checkpoint.load_training_state(ckpt, model, None, None, device=torch.device("cpu"), rank=1)
+    assert cuda.set_calls == [0]
+
+
+def test_rng_states_gathered_from_every_rank_in_one_collective():
+    """gather_rng_states lays each rank's states out flat and splits them back (here: one process, as a
+    2-rank gather would hand them over)."""
+
+    class TwoRanks(Dist):
+        def gather(self, t):
+            return torch.stack([t, t.flip(0)])
+
+    mine = {"torch": torch.get_rng_state(), "cuda": state(5)}
+    got = checkpoint.gather_rng_states(mine, TwoRanks(rank=0, world=2))
+    flat = torch.cat([mine["cuda"], mine["torch"]]).flip(0)  # rank 1's row: names in sorted order, reversed
+    assert torch.equal(got["torch"], mine["torch"]) and torch.equal(got["rank0.cuda"], mine["cuda"])
+    assert torch.equal(got["rank1.cuda"], flat[:16]) and torch.equal(got["rank1.torch"], flat[16:])
+
+
+# --------------------------------------------------------------------------- 2. backend and device per rank
+
+
+def test_backend_follows_the_device_and_each_rank_finds_its_gpu():
+    cpu = torch.device("cpu")
+    assert choose_backend(cpu, 1, 2, n_gpus=8) == ("gloo", cpu)  # train.device=cpu on a GPU host
+    assert choose_backend(torch.device("cuda"), 1, 2, n_gpus=8) == ("nccl", torch.device("cuda", 1))
+    assert choose_backend(torch.device("cuda"), 3, 4, n_gpus=1) == ("nccl", CUDA0)  # one GPU shown per process
+    with pytest.raises(ConfigError, match="4 processes on this node but 2 GPUs.*nproc_per_node 2"):
+        choose_backend(torch.device("cuda"), 0, 4, n_gpus=2)
+
+
+def test_init_under_torchrun_with_train_device_cpu_on_a_gpu_host_uses_gloo(monkeypatch):
+    FakeCuda(monkeypatch, n=8)
+    joined, set_device = [], []
+    monkeypatch.setattr(distributed.dist, "is_initialized", lambda: False)
+    monkeypatch.setattr(distributed.dist, "init_process_group", lambda backend: joined.append(backend))
+    monkeypatch.setattr(torch.cuda, "set_device", set_device.append)
+    for k, v in {"WORLD_SIZE": "2", "RANK": "1", "LOCAL_RANK": "1", "LOCAL_WORLD_SIZE": "2"}.items():
+        monkeypatch.setenv(k, v)
+    d = distributed.init_from_env(loop.pick_device("cpu"))
+    assert (joined, set_device, d.device, d.rank, d.world) == (["gloo"], [], torch.device("cpu"), 1, 2)
+    d = distributed.init_from_env(loop.pick_device("auto"))
+    assert (joined[-1], set_device, d.device) == ("nccl", [torch.device("cuda", 1)], torch.device("cuda", 1))
+
+
+# --------------------------------------------------------------------------- 3. precision, 12. allocator
+
+
+@pytest.mark.parametrize("cc, auto, bf16", [((9, 0), torch.bfloat16, True), ((8, 0), torch.bfloat16, True),
+                                             ((7, 5), torch.float16, False), ((6, 1), None, False)])
+def test_auto_precision_takes_bf16_only_where_native(monkeypatch, cc, auto, bf16):
+    """H100/A100: bf16; T4 (7.5), where torch.cuda.is_bf16_supported() says yes by emulation: fp16 with
+    a gradient scaler; a GPU without tensor cores: fp32."""
+    FakeCuda(monkeypatch, cc=cc)
+    gpu = torch.device("cuda", 0)
+    assert loop.pick_dtype("auto", gpu) == auto
+    assert loop.pick_dtype("fp16", gpu) == torch.float16 and loop.pick_dtype("fp32", gpu) is None
+    if bf16:
+        assert loop.pick_dtype("bf16", gpu) == torch.bfloat16
+    else:
+        with pytest.raises(ConfigError, match="no native bf16"):
+            loop.pick_dtype("bf16", gpu)
+    assert (loop.grad_scaler(auto, torch.device("cpu")) is not None) == (auto == torch.float16)
+
+
+def test_tf32_for_fp32_training_on_ampere_and_newer_only(monkeypatch):
+    before = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    try:
+        torch.backends.cuda.matmul.allow_tf32 = False
+        FakeCuda(monkeypatch, cc=(7, 0))
+        loop.enable_tf32(torch.device("cuda", 0))
+        loop.enable_tf32(torch.device("cpu"))
+        assert not torch.backends.cuda.matmul.allow_tf32
+        FakeCuda(monkeypatch, cc=(8, 0))
+        loop.enable_tf32(torch.device("cuda", 0))
+        assert torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
+
+
+def test_allocator_settings_only_for_cpu_runs(monkeypatch):
+    from pretrainlab import train
+
+    FakeCuda(monkeypatch, cc=(9, 0))
+    tuned = []
+    monkeypatch.setattr(train, "tune_allocator", lambda: tuned.append(1))
+    tc = load_config(None, SETTINGS + ["train.device=cpu"]).train
+    assert train._setup(tc, Dist())[0] == torch.device("cpu") and tuned == [1]
+    tc = load_config(None, SETTINGS).train  # device auto: the GPU
+    gpu = Dist(rank=0, world=2, device=CUDA0)
+    assert train._setup(tc, gpu) == (CUDA0, None) and tuned == [1]  # fp32 (TINY), no allocator settings
+
+
+def test_fp16_training_resumes_exactly_with_its_gradient_scaler(tiny_corpus, tmp_path):
+    """fp16 autocast with a GradScaler (here on the CPU, where torch has both): the scaler's scale and
+    growth count are saved, and the resumed run ends at the uninterrupted run's weights."""
+    settings = ["train.precision=fp16", "train.checkpoint_every=3"]
+    straight = pretrain(load_config(None, SETTINGS + settings + ["train.budget=6"]), tiny_corpus, tmp_path / "a")
+    half = pretrain(load_config(None, SETTINGS + settings + ["train.budget=6"]), tiny_corpus, tmp_path / "b")
+    (half / "checkpoints" / "latest").write_text("step_0000003\n")
+    def scaler(run, step):
+        return torch.load(run / "checkpoints" / f"step_{step:07d}" / "optimizer.pt", weights_only=True)["scaler"]
+
+    assert scaler(half, 3)["scale"] < 65536.0  # it backed off from its initial scale: a fresh one would differ
+
+    shutil.rmtree(half / "checkpoints" / "step_0000006")
+    pretrain(load_config(None, SETTINGS + settings + ["train.budget=6"]), tiny_corpus, half, resume=True)
+    assert scaler(half, 6) == scaler(straight, 6)
+    a = load_file(str(straight / "checkpoints" / "step_0000006" / "model.safetensors"))
+    b = load_file(str(half / "checkpoints" / "step_0000006" / "model.safetensors"))
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0, msg=k)
+
+
+# --------------------------------------------------------------------------- 7. no_sync
+
+
+class Wrapped(nn.Module):
+    """A data-parallel wrapper's gradient-sync switches, recorded per forward (DDP: no_sync(); FSDP2:
+    set_requires_gradient_sync)."""
+
+    def __init__(self, kind):
+        super().__init__()
+        self.lin, self.kind, self.sync, self.seen = nn.Linear(4, 1), kind, True, []
+        if kind == "ddp":
+            self.no_sync = self._no_sync
+        else:
+            self.set_requires_gradient_sync = self._set
+
+    @contextlib.contextmanager
+    def _no_sync(self):
+        self.sync = False
+        yield
+        self.sync = True
+
+    def _set(self, on):
+        self.sync = on
+
+    def forward(self, x):
+        self.seen.append(self.sync)
+        return self.lin(x).pow(2).mean()
+
+
+@pytest.mark.parametrize("kind", ["ddp", "fsdp"])
+def test_gradients_are_reduced_across_ranks_on_the_last_micro_batch_only(kind):
+    model = Wrapped(kind)
+    batches = iter([{"x": torch.randn(2, 4)} for _ in range(6)])
+    for _ in range(2):
+        loop.accumulate(model, lambda: next(batches), lambda m, b: (m(b["x"]), {}), 3, torch.device("cpu"), None,
+                        lambda b: 2, Dist())
+    assert model.seen == [False, False, True] * 2
+
+
+# --------------------------------------------------------------------------- 4. host syncs per step
+
+READS = ("item", "tolist", "__bool__", "__float__", "__int__", "__index__", "nonzero")
+
+
+def count_reads(monkeypatch):
+    """Patch every way Python reads a tensor's values on the host (a sync on a GPU), and boolean-mask
+    indexing (a nonzero inside); -> the counter, and a switch to pause counting."""
+    counts = {"n": 0, "on": True, "where": []}
+
+    def counting(name, real):
+        def read(self, *args, **kwargs):
+            if counts["on"] and counts["depth"] == 0:
+                counts["n"] += 1
+                counts["where"].append(name)
+            counts["depth"] += 1
+            try:
+                return real(self, *args, **kwargs)
+            finally:
+                counts["depth"] -= 1
+        return read
+
+    counts["depth"] = 0
+    for name in READS:
+        monkeypatch.setattr(torch.Tensor, name, counting(name, getattr(torch.Tensor, name)))
+    real_getitem = torch.Tensor.__getitem__
+
+    def getitem(self, index):
+        parts = index if isinstance(index, tuple) else (index,)
+        if counts["on"] and counts["depth"] == 0 and any(torch.is_tensor(p) and p.dtype == torch.bool for p in parts):
+            counts["n"] += 1
+            counts["where"].append("bool index")
+        counts["depth"] += 1
+        try:
+            return real_getitem(self, index)
+        finally:
+            counts["depth"] -= 1
+
+    monkeypatch.setattr(torch.Tensor, "__getitem__", getitem)
+    return counts
+
+
+FAMILIES = {
+    "mlm": ["model.backbone=transformer"],
+    "clm": ["model.backbone=decoder", "model.style=llama", "objective.weights={clm: 1.0}"],
+}
+
+
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_a_training_step_reads_the_device_once(tiny_corpus, tmp_path, monkeypatch, family):
+    """Outside the collator (next_batch, on the CPU before the batch moves) and the token count, a step
+    reads a tensor's values on the host once: `settle`'s. Logging every step adds no read."""
+    counts = count_reads(monkeypatch)
+    real_accumulate, per_step = loop.accumulate, []
+
+    def accumulate(model, next_batch, *args, **kwargs):
+        def collate():
+            counts["on"] = False
+            try:
+                return next_batch()
+            finally:
+                counts["on"] = True
+        return real_accumulate(model, collate, *args, **kwargs)
+
+    real_settle = loop.settle
+
+    def settle(*args):
+        agreed = real_settle(*args)
+        per_step.append(counts["n"])
+        counts["n"] = 0
+        return agreed
+
+    counts["on"] = False
+    monkeypatch.setattr(loop, "accumulate", accumulate)
+    monkeypatch.setattr(loop, "settle", settle)
+    real_fit = loop.fit
+
+    def fit(*args, count_tokens=None, **kwargs):
+        def quiet_count(b):
+            counts["on"] = False
+            try:
+                return int((b["mask"] != 0).sum())
+            finally:
+                counts["on"] = True
+
+        counts["on"], counts["n"] = True, 0
+        return real_fit(*args, count_tokens=quiet_count, **kwargs)
+
+    from pretrainlab import train
+
+    monkeypatch.setattr(train, "fit", fit)
+    pretrain(load_config(None, SETTINGS + FAMILIES[family] + ["train.budget=4", "train.checkpoint_every=0",
+                                                             "train.checkpoint_minutes=0"]),
+             tiny_corpus, tmp_path / "run")
+    # the first count covers the step before the first settle; later ones the update, logging and the next step
+    assert per_step == [1, 1, 1, 1], counts["where"]
