@@ -354,3 +354,60 @@ def test_a_training_step_reads_the_device_once(tiny_corpus, tmp_path, monkeypatc
              tiny_corpus, tmp_path / "run")
     # the first count covers the step before the first settle; later ones the update, logging and the next step
     assert per_step == [1, 1, 1, 1], counts["where"]
+
+
+# --------------------------------------------------------------------------- 5. batches built ahead
+
+
+def test_batches_built_ahead_are_those_built_in_turn(tiny_corpus, tmp_path):
+    """train.prefetch=3 (a background thread packs and masks 3 micro-batches ahead) trains to the very weights
+    and losses of prefetch=0 (with gradient accumulation and dropout)."""
+    settings = ["train.budget=8", "train.grad_accum=2", "train.checkpoint_every=4", "model.dropout=0.1"]
+    inline = pretrain(load_config(None, SETTINGS + settings + ["train.prefetch=0"]), tiny_corpus, tmp_path / "a")
+    ahead = pretrain(load_config(None, SETTINGS + settings + ["train.prefetch=3"]), tiny_corpus, tmp_path / "b")
+    losses = [(tmp_path / r / "metrics.jsonl").read_text() for r in ("a", "b")]
+    assert [line.split('"elapsed"')[0] for line in losses[0].splitlines()] == \
+           [line.split('"elapsed"')[0] for line in losses[1].splitlines()]
+    a, b = load_file(str(inline / "checkpoints" / "step_0000008" / "model.safetensors")), \
+        load_file(str(ahead / "checkpoints" / "step_0000008" / "model.safetensors"))
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0, msg=k)
+
+
+@pytest.mark.parametrize("moment", ["before the draw", "inside the step"])
+def test_a_run_with_batches_built_ahead_resumes_exactly(tiny_corpus, tmp_path, monkeypatch, moment):
+    """Interrupted while the thread is batches ahead of the step: the checkpoint holds the position of the
+    batches the steps took, not of those built, and the resumed run ends at the uninterrupted run's weights."""
+    from test_train import final_weights, interrupt_at_step_5, read_checkpoint_state
+
+    settings = SETTINGS + ["train.budget=8", "train.prefetch=3", "model.dropout=0.1"]
+    straight = pretrain(load_config(None, settings), tiny_corpus, tmp_path / "straight")
+    with monkeypatch.context() as m:
+        saved_step = interrupt_at_step_5(m, moment)
+        with pytest.raises(loop.Interrupted, match=f"at step {saved_step}; checkpoint saved"):
+            pretrain(load_config(None, settings), tiny_corpus, tmp_path / "resumed")
+    assert read_checkpoint_state(tmp_path / "resumed")["data"]["row"] == 4 * saved_step
+    pretrain(load_config(None, settings), tiny_corpus, tmp_path / "resumed", resume=True)
+    a, b = final_weights(straight), final_weights(tmp_path / "resumed")
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0, msg=k)
+
+
+def test_the_batch_thread_hands_over_in_order_pins_for_a_gpu_and_passes_errors_on(monkeypatch):
+    from pretrainlab.data.prefetch import Prefetcher
+
+    pinned = []
+    monkeypatch.setattr(torch.Tensor, "pin_memory", lambda t: pinned.append(int(t)) or t)
+
+    def make(i):
+        if i == 6:
+            raise ValueError("batch 6 is broken")
+        return {"x": torch.tensor(i)}, {"row": i + 1}
+
+    with Prefetcher(make, start=2, state={"row": 2}, depth=2, pin=True) as batches:
+        assert [int(batches()["x"]) for _ in range(4)] == [2, 3, 4, 5] and batches.state == {"row": 6}
+        with pytest.raises(ValueError, match="batch 6"):
+            batches()
+    assert pinned[:4] == [2, 3, 4, 5]
+    inline = Prefetcher(make, start=0, state={}, depth=0)
+    assert [int(inline()["x"]) for _ in range(3)] == [0, 1, 2] and inline.thread is None

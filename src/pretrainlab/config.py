@@ -348,6 +348,10 @@ class TrainConfig:
     """Under torchrun: ddp (each process holds the whole model) or fsdp (shards it, for a model too large for one device)."""
     seed: int = 0
     """Random seed."""
+    prefetch: int = -1
+    """Micro-batches packed and masked ahead on a background thread while the model trains (into pinned memory
+    for a GPU); 0: each built when the step asks for it. -1 (auto): 2 on a GPU, 0 on a CPU. The batches are
+    the same either way (resumed runs too)."""
     deterministic: bool = False
     """Same seed, same result: deterministic kernels, one thread order."""
     eval_every: int = 200
@@ -377,6 +381,8 @@ class TrainConfig:
                 raise ConfigError(f"train.{name} must be >= 1, got {getattr(self, name)}")
         if self.lr <= 0:
             raise ConfigError(f"train.lr must be positive, got {self.lr}")
+        if self.prefetch < -1:
+            raise ConfigError(f"train.prefetch is a number of batches (0: none ahead, -1: auto), got {self.prefetch}")
         if not 0 <= self.warmup < 1:
             raise ConfigError(f"train.warmup is a share of the budget in [0, 1), got {self.warmup}")
         if not 0 <= self.head_warmup < 1:

@@ -140,7 +140,7 @@ def init_from(model: nn.Module, init: Path, tokenizer_hash: str) -> None:
 # --------------------------------------------------------------------------- resuming a run
 
 RESUMABLE = {"budget", "progress", "log_every", "eval_every", "eval_batches", "checkpoint_minutes",
-             "checkpoint_every", "tensorboard", "device", "parallel"}
+             "checkpoint_every", "tensorboard", "device", "parallel", "prefetch"}
 """Settings that may change between a run and its resumption."""
 
 

@@ -25,6 +25,7 @@ from torch import nn
 from .backbones.spec import BACKBONES
 from .checkpoint import latest_checkpoint, load_training_state
 from .config import SIZE_FIELDS, Budget, ConfigError, RunConfig, TrainConfig, save_config
+from .data.prefetch import Prefetcher
 from .distributed import Dist
 from .ema import WeightEMA
 from .errors import CheckpointError
@@ -101,14 +102,7 @@ def pretrain(cfg: RunConfig, corpus: str | Path, out: str | Path, resume: bool =
     if dist.main:
         _print_model(cfg, model, n_params, device, dtype, dist)
     val_batches = _fixed_batches(model, data.val, seq_len, tc.batch_size, data.special, tc.eval_batches, tc.seed)
-    step_counter = {"n": schedule.step_count * tc.grad_accum}
-
-    def next_batch():
-        # the masking RNG is a pure function of (seed, step, micro-batch), the mask rate of the budget's progress
-        # (of the step, for a step budget): exact resume without replay
-        gen = torch.Generator().manual_seed(tc.seed * 1_000_003 + step_counter["n"])
-        step_counter["n"] += 1
-        return model.prepare(loader.next_batch(), gen, schedule.progress())
+    batches = training_batches(model, loader, tc, schedule, device, varying_mask_rate=cfg.objective.mask_rate_end > 0)
 
     warm_head = HeadWarmup(model, head_only, schedule)
 
@@ -123,18 +117,49 @@ def pretrain(cfg: RunConfig, corpus: str | Path, out: str | Path, resume: bool =
 
     log = MetricsLog(run_dir, tc.tensorboard) if dist.main else MetricsLog(None)
     try:
-        result = fit(trained, next_batch, step_loss, loop_settings(tc), device=device, dtype=dtype,
+        result = fit(trained, batches, step_loss, loop_settings(tc), device=device, dtype=dtype,
                      optimizer=optimizer, schedule=schedule, run_dir=run_dir if dist.main else None,
                      evaluate=evaluate if val_batches else None,
-                     data_state=loader.state_dict, extra_state={"tokenizer_hash": data.tokenizer_hash},
+                     data_state=lambda: batches.state, extra_state={"tokenizer_hash": data.tokenizer_hash},
                      log=log, desc="pretrain", dist=dist, ema=ema, scaler=scaler)
     finally:
+        batches.close()
         log.close()
     if not dist.main:
         return run_dir
     plot_metrics(run_dir)
     _write_summary(run_dir, result, n_params)
     return run_dir
+
+
+def training_batches(model: nn.Module, loader, tc: TrainConfig, schedule: BudgetSchedule, device: torch.device,
+                     varying_mask_rate: bool) -> Prefetcher:
+    """fit's micro-batches: packed rows, masked by the objectives; built train.prefetch ahead on a background
+    thread (`prefetch_depth`), into pinned memory for a GPU.
+
+    Micro-batch i's masking RNG is a pure function of (seed, i) and its mask rate of the budget's progress at its
+    step (of i itself for a step budget): exact resume without replay, and the same batches built ahead or not.
+    A mask rate that moves with a token or time budget reads the live progress, so those are built in turn.
+    """
+    steps, grad_accum = schedule.budget.steps, tc.grad_accum
+
+    def make(i: int):
+        gen = torch.Generator().manual_seed(tc.seed * 1_000_003 + i)
+        progress = (i // grad_accum) / steps if steps is not None else schedule.progress()
+        return model.prepare(loader.next_batch(), gen, progress), loader.state_dict()
+
+    depth = prefetch_depth(tc.prefetch, device)
+    if depth and varying_mask_rate and steps is None:
+        depth = 0
+    return Prefetcher(make, schedule.step_count * grad_accum, loader.state_dict(), depth, pin=device.type == "cuda")
+
+
+def prefetch_depth(prefetch: int, device: torch.device) -> int:
+    """train.prefetch: -1 (auto) builds 2 batches ahead for a GPU, none for a CPU run (whose cores the
+    training step already uses); N >= 0 as given."""
+    if prefetch >= 0:
+        return prefetch
+    return 2 if device.type == "cuda" else 0
 
 
 def weight_ema(model: nn.Module, decay: float, fsdp: bool) -> WeightEMA | None:
