@@ -53,18 +53,27 @@ NOISY = 0.10
 # --------------------------------------------------------------------------- the machine
 
 
-def matmul_peak(dtype: torch.dtype, n: int = 2048, iters: int = 10, bursts: int = 3) -> float:
+def matmul_peak(dtype: torch.dtype, n: int = 2048, iters: int = 10, bursts: int = 3,
+                device: torch.device = torch.device("cpu")) -> float:
     """FLOP/s of the best of `bursts` timed bursts of n x n matmuls."""
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    a, b = torch.randn(n, n, dtype=dtype, device=device), torch.randn(n, n, dtype=dtype, device=device)
     for _ in range(2):
         a @ b
     best = 0.0
     for _ in range(bursts):
+        wait(device)
         t = time.perf_counter()
         for _ in range(iters):
             a @ b
+        wait(device)
         best = max(best, 2 * n**3 * iters / (time.perf_counter() - t))
     return best
+
+
+def wait(device: torch.device) -> None:
+    """Until the device has done what was queued (a GPU runs behind the host; a CPU does not)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def cpu_name() -> str:
@@ -138,7 +147,7 @@ class Row:
     precision: str
 
 
-def make_batches(n: int, B: int, T: int, V: int, seed: int = 0):
+def make_batches(n: int, B: int, T: int, V: int, seed: int = 0, device: torch.device = torch.device("cpu")):
     """n batches of random ids, one document per row: (masked ids, mask, positions, labels, HF labels)."""
     gen = torch.Generator().manual_seed(seed)
     out = []
@@ -149,7 +158,7 @@ def make_batches(n: int, B: int, T: int, V: int, seed: int = 0):
         masked, pos, labels = mask_tokens(ids, mask, SPECIAL.all, SPECIAL.mask, V, MASK_RATE, gen)
         hf_labels = torch.full((B * T,), -100)
         hf_labels[pos] = labels
-        out.append((masked, mask, pos, labels, hf_labels.view(B, T)))
+        out.append(tuple(t.to(device) for t in (masked, mask, pos, labels, hf_labels.view(B, T))))
     return out
 
 
@@ -189,8 +198,8 @@ def peer(row: Row, dropout: float, sparse: bool):
     return model, step
 
 
-def timed_steps(model, step, opt, batches, dtype) -> float:
-    dev = torch.device("cpu")
+def timed_steps(model, step, opt, batches, dtype, dev: torch.device = torch.device("cpu")) -> float:
+    wait(dev)
     t = time.perf_counter()
     for batch in batches:
         with autocast(dev, dtype):
@@ -199,6 +208,7 @@ def timed_steps(model, step, opt, batches, dtype) -> float:
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         opt.zero_grad(set_to_none=True)
+    wait(dev)
     return time.perf_counter() - t
 
 
@@ -206,16 +216,17 @@ def measure(row: Row, args) -> tuple[float, float, float]:
     """-> (our tokens/s, the peer's tokens/s, masked positions per batch) for one row."""
     dtype = torch.bfloat16 if row.precision == "bf16" else None
     dropout = args.dropout if args.dropout is not None else DEFAULT_DROPOUT[row.style]
-    batches = make_batches(args.steps, args.batch, row.seq, row.vocab)
+    dev = torch.device(args.device)
+    batches = make_batches(args.steps, args.batch, row.seq, row.vocab, device=dev)
     sides = {}
     for name, make in (("pretrainlab", lambda: ours(row, dropout, not args.untied)),
                        ("transformers", lambda: peer(row, dropout, args.hf_sparse))):
         torch.manual_seed(0)
         model, step = make()
-        model.train()
-        opt = make_optimizer(model, 1e-4, 0.01, torch.device("cpu"))
-        timed_steps(model, step, opt, batches[:2], dtype)  # warm-up
-        sides[name] = partial(timed_steps, model, step, opt, batches, dtype)
+        model.to(dev).train()
+        opt = make_optimizer(model, 1e-4, 0.01, dev)
+        timed_steps(model, step, opt, batches[:2], dtype, dev)  # warm-up
+        sides[name] = partial(timed_steps, model, step, opt, batches, dtype, dev)
     times = alternate(sides, args.repeats)
     tokens = args.batch * row.seq * args.steps
     ours_tps, peer_tps = (tokens / statistics.median(times[n]) for n in sides)
@@ -270,6 +281,7 @@ def parse_args(argv=None):
     ap.add_argument("--hf-sparse", action="store_true",
                     help="ModernBertForMaskedLM with sparse_prediction=True (projects only the masked positions)")
     ap.add_argument("--peak-n", type=int, default=2048, help="matmul size of the peak measurement")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda (benchmarks/gpu_smoke.py measures a GPU with it)")
     ap.add_argument("--out", help="also write the table to this Markdown file (e.g. benchmarks/results/throughput.md)")
     ap.add_argument("--quick", action="store_true",
                     help="smoke run: tiny, vocab 8192, seq 64, bf16, 2 steps x 1 repeat, a small peak matmul")
