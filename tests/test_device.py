@@ -302,14 +302,22 @@ def count_reads(monkeypatch):
 
 FAMILIES = {
     "mlm": ["model.backbone=transformer"],
+    "mlm+nsp": ["objective.weights={mlm: 1.0, nsp: 1.0}"],
+    "plm": ["objective.weights={plm: 1.0}"],
+    "rtd": ["objective.weights={rtd: 1.0}"],
     "clm": ["model.backbone=decoder", "model.style=llama", "objective.weights={clm: 1.0}"],
+    "infill+permute": ["model.backbone=encoder-decoder", "model.style=bart"],
+    "span": ["model.backbone=encoder-decoder", "model.style=bart", "objective.weights={span: 1.0}"],
 }
+"""Every attention backbone's objectives. The RNN and the CNN are not here: they lay each packed document out
+as a sequence of its own, whose lengths (an RNN's packed sequence, a CNN's row width) the host must read."""
 
 
 @pytest.mark.parametrize("family", list(FAMILIES))
 def test_a_training_step_reads_the_device_once(tiny_corpus, tmp_path, monkeypatch, family):
     """Outside the collator (next_batch, on the CPU before the batch moves) and the token count, a step
-    reads a tensor's values on the host once: `settle`'s. Logging every step adds no read."""
+    reads a tensor's values on the host once: `settle`'s. Logging every step adds no read. (On a GPU,
+    benchmarks/gpu_smoke.sh counts the syncs themselves, with torch.cuda.set_sync_debug_mode.)"""
     counts = count_reads(monkeypatch)
     real_accumulate, per_step = loop.accumulate, []
 

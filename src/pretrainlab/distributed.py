@@ -92,16 +92,18 @@ def init_from_env(device: torch.device = torch.device("cpu")) -> Dist:
     return Dist(rank, world, local, mine)
 
 
-def global_count(n: int, device: torch.device) -> int | Tensor:
+def global_count(n: int | Tensor, device: torch.device) -> int | Tensor:
     """Sum of n over all ranks, at least 1 (max(n, 1) when not distributed): for losses averaged over the
     whole global batch, so that N ranks x batch B train exactly like 1 process x batch N*B.
 
-    Distributed, a tensor on `device`, all-reduced without waiting for it: the host never waits for the
-    device here (torch.full launches a fill, no copy from host memory)."""
+    n a number (a length: known on the host), or a count still on the device. Distributed, or given a
+    tensor, the answer is a tensor on `device`, all-reduced without waiting for it: the host never waits
+    for the device here (torch.full launches a fill, no copy from host memory)."""
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return max(n, 1)
+        return n.clamp_min(1) if torch.is_tensor(n) else max(n, 1)
     backend_device = device if dist.get_backend() == "nccl" else torch.device("cpu")
-    t = torch.full((), n, dtype=torch.int64, device=backend_device)
+    t = n.to(backend_device, torch.int64) if torch.is_tensor(n) else torch.full((), n, dtype=torch.int64,
+                                                                               device=backend_device)
     dist.all_reduce(t)
     return t.to(device, non_blocking=True).clamp_min(1)
 

@@ -65,9 +65,10 @@ def denoising_loss(logits: Tensor, labels: Tensor, name: str) -> tuple[Tensor, d
     """
     logits, labels = logits.reshape(-1, logits.shape[-1]).float(), labels.reshape(-1)
     real = labels != IGNORE
-    n_all = global_count(int(real.sum()), logits.device)
+    n_real = real.sum()  # on the device: nothing here waits for it
+    n_all = global_count(n_real, logits.device)
     loss = F.cross_entropy(logits, labels, ignore_index=IGNORE, reduction="sum") * (world_size() / n_all)
-    acc = (logits.argmax(-1)[real] == labels[real]).float().mean()
+    acc = ((logits.argmax(-1) == labels) & real).sum() / n_real.clamp_min(1)
     return loss, {f"{name}_loss": loss.detach(), f"{name}_acc": acc.detach()}
 
 
@@ -160,7 +161,9 @@ class Denoiser(nn.Module):
             rng = row_rng(batch, b, gen)
             docs = row_documents(ids[b], mask[b], starts[b] if starts is not None else None)
             rows.append([self.pair(tokens, offsets, rng) for tokens, offsets in docs])
-        return {**batch, **pack_pairs(rows, pad_id=self.pad_id, decoder_start_id=self.decoder_start_id)}
+        pairs = pack_pairs(rows, pad_id=self.pad_id, decoder_start_id=self.decoder_start_id)
+        target_positions = (pairs["labels"] != IGNORE).reshape(-1).nonzero().squeeze(1)  # flat, found on the CPU
+        return {**batch, **pairs, "target_positions": target_positions}
 
     def loss(self, backbone: nn.Module, out, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         """Cross-entropy of the decoder's logits at the target tokens. With out=None (PretrainModel: no
@@ -170,5 +173,6 @@ class Denoiser(nn.Module):
             return denoising_loss(out.logits, labels, self.name)
         out = backbone(batch["input_ids"], batch["attention_mask"], batch["decoder_input_ids"],
                        batch.get("decoder_attention_mask"), return_logits=False)
-        real = labels != IGNORE
-        return denoising_loss(backbone.lm_logits(out.decoder_hidden[real]), labels[real], self.name)
+        at = batch["target_positions"]  # the real target tokens, (N,) flat indices into (B * T)
+        hidden = out.decoder_hidden.reshape(-1, out.decoder_hidden.shape[-1]).index_select(0, at)
+        return denoising_loss(backbone.lm_logits(hidden), labels.reshape(-1).index_select(0, at), self.name)

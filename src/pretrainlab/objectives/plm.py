@@ -87,7 +87,9 @@ class PLM(nn.Module):
     def prepare(self, batch: dict[str, Tensor], gen: torch.Generator, progress: float = 1.0) -> dict[str, Tensor]:
         ids = batch.get("original_ids", batch["input_ids"])  # unmasked, if MLM ran first
         rank, targets, valid = sample_order(ids, batch["mask"], self.special_ids, self.k, gen, batch.get("row_seed"))
-        return {**batch, "plm_rank": rank, "plm_targets": targets, "plm_valid": valid}
+        scored = two_stream_visibility(batch["mask"], rank, targets, valid)[2]
+        return {**batch, "plm_rank": rank, "plm_targets": targets, "plm_valid": valid,
+                "plm_scored_at": scored.reshape(-1).nonzero().squeeze(1)}  # (N,) flat into (B * P), on the CPU
 
     def target_logits(self, backbone: nn.Module, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
         """-> logits (N, V) of the scored targets, scored (B, P)."""
@@ -96,12 +98,13 @@ class PLM(nn.Module):
                                                                        batch["plm_valid"])
         _, g = backbone.forward_two_stream(ids, mask, batch.get("segment_ids"), content_visible, targets,
                                            query_visible, self.mask_id)  # g: (B, P, D)
-        return self.head(g[scored]).float(), scored
+        g = g.reshape(-1, g.shape[-1]).index_select(0, batch["plm_scored_at"])  # the scored targets' (N, D)
+        return self.head(g).float(), scored
 
     def loss(self, backbone: nn.Module, out, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
-        logits, scored = self.target_logits(backbone, batch)
+        logits, _ = self.target_logits(backbone, batch)
         ids = batch.get("original_ids", batch["input_ids"])
-        labels = ids.gather(1, batch["plm_targets"])[scored]
+        labels = ids.gather(1, batch["plm_targets"]).reshape(-1).index_select(0, batch["plm_scored_at"])
         # mean over the scored targets of the GLOBAL batch (all ranks), as MLM does
         n_all = global_count(len(labels), logits.device)
         loss = F.cross_entropy(logits, labels, reduction="sum") * (world_size() / n_all)

@@ -136,8 +136,9 @@ class RTD(nn.Module):
                                                 row_seeds=None if rows is None else salted(rows, 1))
         uniform = (torch.rand(len(positions), generator=gen) if rows is None
                    else row_rand(salted(rows, 3), ids.shape[1]).reshape(-1)[positions])
+        real = (batch["mask"] != 0).reshape(-1).nonzero().squeeze(1)  # (n_real,) flat, found on the CPU
         return {**batch, "rtd_input": masked, "rtd_positions": positions, "rtd_labels": labels,
-                "rtd_uniform": uniform}
+                "rtd_uniform": uniform, "rtd_real": real}
 
     def corrupt(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor, Tensor]:
         """Generator pass -> (generator logits (N, V) at the masked positions, corrupted ids (B, T), labels (B, T))."""
@@ -157,15 +158,16 @@ class RTD(nn.Module):
         gen_loss = F.cross_entropy(gen_logits, batch["rtd_labels"], reduction="sum") * scale
         mask = batch["mask"]
         hidden = backbone(corrupted, mask, batch.get("segment_ids")).hidden
-        real = mask != 0
-        disc_logits = self.discriminator_head(hidden[real]).float()  # (n_real,)
+        real = batch["rtd_real"]  # the real tokens, flat indices into (B * T)
+        disc_logits = self.discriminator_head(hidden.reshape(-1, hidden.shape[-1]).index_select(0, real)).float()
+        labels = labels.reshape(-1).index_select(0, real)  # (n_real,)
         scale = world_size() / global_count(len(disc_logits), disc_logits.device)
-        disc_loss = F.binary_cross_entropy_with_logits(disc_logits, labels[real], reduction="sum") * scale
+        disc_loss = F.binary_cross_entropy_with_logits(disc_logits, labels, reduction="sum") * scale
         loss = gen_loss + self.weight * disc_loss
         return loss, {
             "rtd_gen_loss": gen_loss.detach(),
             "rtd_gen_acc": (gen_logits.argmax(-1) == batch["rtd_labels"]).float().mean().detach(),
             "rtd_disc_loss": disc_loss.detach(),
-            "rtd_disc_acc": ((disc_logits > 0).float() == labels[real]).float().mean().detach(),
-            "rtd_replaced": labels[real].mean().detach(),
+            "rtd_disc_acc": ((disc_logits > 0).float() == labels).float().mean().detach(),
+            "rtd_replaced": labels.mean().detach(),
         }
