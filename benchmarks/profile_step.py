@@ -11,8 +11,8 @@ After --warmup steps, --steps steps are timed without the profiler (the step tim
 steps are profiled. Each operator's self CPU time (its time minus its children's) is put in one
 category, found from its name and those of the operators it runs inside (`category_of`):
     matmul                  aten::mm / addmm / bmm / baddbmm / linear / matmul, SDPA, their backward nodes
-    attention bias/masking  what backbones.transformer.attention_bias runs (the (B, H, T, T) bias built
-                            once per forward: eq, zeros, masked_fill_): wrapped in a record_function range
+    attention bias/masking  what backbones.transformer.visibility_bias runs (the explicit path's (B, H, T, T)
+                            bias, built once per forward: zeros, masked_fill_): wrapped in a record_function range
     embedding backward      EmbeddingBackward0 / embedding_dense_backward and what they call
     optimizer               Optimizer.step / zero_grad (AdamW, fused or foreach), every aten::_foreach_* (clipping too)
                             and aten::_fused_adamw_*
@@ -61,7 +61,7 @@ from throughput import SPECIAL, cpu_name, needed_flops, noted_peaks, peak_line, 
 
 CPU = torch.device("cpu")
 STEP = "step"  # the record_function range around each profiled step
-BIAS_RANGE = "attention_bias"  # the range label_calls puts around backbones.transformer.attention_bias
+BIAS_RANGE = "attention_bias"  # the range label_calls puts around backbones.transformer.visibility_bias
 
 # --------------------------------------------------------------------------- operator -> category
 
@@ -113,7 +113,7 @@ def category_of(event) -> str:
 
 def label_calls(module, name: str, label: str) -> None:
     """Make `module.name` run inside record_function(label): the profiler then shows what it runs under one
-    parent. For a function the backbone calls by its module-global name (attention_bias, once per forward)."""
+    parent. For a function the backbone calls by its module-global name (visibility_bias, once per forward)."""
     fn = getattr(module, name)
 
     @functools.wraps(fn)
@@ -270,7 +270,7 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
     tune_allocator()  # as pretrain does
-    label_calls(transformer, "attention_bias", BIAS_RANGE)
+    label_calls(transformer, "visibility_bias", BIAS_RANGE)
     precision = "bf16" if pick_dtype("auto", CPU) is not None else "fp32"
     before = noted_peaks([precision], args, "before")
     results = []

@@ -419,3 +419,81 @@ def test_the_batch_thread_hands_over_in_order_pins_for_a_gpu_and_passes_errors_o
     assert pinned[:4] == [2, 3, 4, 5]
     inline = Prefetcher(make, start=0, state={}, depth=0)
     assert [int(inline()["x"]) for _ in range(3)] == [0, 1, 2] and inline.thread is None
+
+
+# --------------------------------------------------------------------------- 6. attention without a dense bias
+
+
+def packed_mask(B=3, T=12):
+    """Rows of 1-3 documents and some padding: what packing makes."""
+    mask = torch.zeros(B, T, dtype=torch.long)
+    mask[0, :5], mask[0, 5:12] = 1, 2
+    mask[1, :4], mask[1, 4:7], mask[1, 7:10] = 1, 2, 3
+    mask[2, :9] = 1
+    return mask
+
+
+def backbones():
+    from pretrainlab.backbones import build_backbone
+
+    torch.manual_seed(0)
+    common = dict(vocab_size=40, d_model=32, n_layers=2, n_heads=4, d_ff=64, max_len=32, dropout=0.0)
+    return {
+        "bert": build_backbone("transformer", style="bert", **common),
+        "modern": build_backbone("transformer", style="modern", **common),
+        "llama": build_backbone("decoder", style="llama", **common),
+        "gpt2": build_backbone("decoder", style="gpt2", **common),
+        "bart": build_backbone("encoder-decoder", style="bart", **common),
+    }
+
+
+def run(model, name, ids, mask):
+    if name == "bart":
+        return model(ids, mask, ids, mask, return_logits=False).decoder_hidden
+    return model(ids, mask).hidden
+
+
+@pytest.mark.parametrize("name", ["bert", "modern", "llama", "gpt2", "bart"])
+def test_sdpa_takes_a_boolean_mask_broadcast_over_heads_and_equals_the_dense_bias(monkeypatch, name):
+    """The SDPA path (GPUs, fp32 CPU inference) gets one (B, 1, T, T) boolean mask: no (B, H, T, T) float bias
+    is built, forward or backward; and it computes exactly what the dense per-head bias computed."""
+    from pretrainlab.backbones import transformer
+
+    model = backbones()[name]
+    model.attn_impl = "sdpa"
+    ids, mask = torch.randint(5, 40, (3, 12)), packed_mask()
+    real_sdpa, seen, built = torch.nn.functional.scaled_dot_product_attention, [], []
+
+    def sdpa(q, k, v, attn_mask=None, **kw):
+        seen.append((attn_mask.dtype, attn_mask.shape[1]))
+        return real_sdpa(q, k, v, attn_mask=attn_mask, **kw)
+
+    real_bias = transformer.visibility_bias
+    monkeypatch.setattr(transformer, "visibility_bias", lambda *a: built.append(a) or real_bias(*a))
+    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", sdpa)
+    out = run(model, name, ids, mask)
+    out.sum().backward()
+    assert built == [] and seen and set(seen) == {(torch.bool, 1)}
+
+    def dense_sdpa(q, k, v, attn_mask=None, **kw):  # the old path: a float bias per head
+        bias = real_bias(attn_mask[:, 0], q.shape[1], q.dtype)
+        return real_sdpa(q, k, v, attn_mask=bias, **kw)
+
+    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", dense_sdpa)
+    with torch.no_grad():
+        torch.testing.assert_close(run(model, name, ids, mask), out.detach(), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("name", ["bert", "modern", "llama", "gpt2", "bart"])
+def test_explicit_and_sdpa_paths_agree_in_bf16_too(name):
+    """The explicit path (the CPU's fast one in bf16) and SDPA give the same states on packed rows (fp32:
+    tests/test_transformer.py and the others), here under bf16 autocast."""
+    model = backbones()[name].eval()
+    ids, mask = torch.randint(5, 40, (3, 12)), packed_mask()
+    outs = {}
+    for impl in ("explicit", "sdpa"):
+        model.attn_impl = impl
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+            outs[impl] = run(model, name, ids, mask).float()
+    real = mask != 0
+    torch.testing.assert_close(outs["explicit"][real], outs["sdpa"][real], rtol=0.02, atol=0.02)

@@ -7,13 +7,13 @@
 
 Story of a forward pass:
     ids, mask -> token embedding [+ position embedding, dropout (gpt2)]
-              -> n_layers x block(x, attn_bias, cache)   # attn_bias built once: causal AND same document
+              -> n_layers x block(x, visible, cache)     # built once: causal AND same document, (B, 1, T, T) bool
               -> final norm                               -> DecoderOutput(hidden (B, T, D))
 
 `mask` (B, T) is the packed-document mask of every backbone (0 = padding, k >= 1 = k-th document
 of the row, see backbones/__init__.py). A token attends to the tokens of its own document at or
 before it, never to another document; positions restart at each document. The causal mask is the
-one line marked "THE causal mask" in `causal_document_bias`.
+one line marked "THE causal mask" in `causal_document_visibility`.
 
 KV cache: `forward(..., cache=KVCache())` stores each layer's keys and values (and the document ids
 of the tokens seen), so the next call feeds only the new tokens (see generate.py). The cache is
@@ -21,7 +21,7 @@ filled in place and also returned on the output.
 
 Pieces imported from the encoder (transformer.py): `SelfAttention` (its fused q/k/v projection,
 output projection and `attend`), `LayerNorm`, `Dropout`, `apply_rotary`, `rotary_cos_sin`,
-`visibility_bias`. New here, because the encoder has no counterpart: `CausalSelfAttention` (the
+`visibility`. New here, because the encoder has no counterpart: `CausalSelfAttention` (the
 encoder's attention reads keys from its input only; a decoder also reads the cached ones), `RMSNorm`
 (the encoder has LayerNorm only) and the SwiGLU feed-forward (the encoder's is GeGLU). The LM head
 lives with its objective (objectives/clm.py), as the MLM head does.
@@ -36,8 +36,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from . import EncoderOutput, positions_from_mask
-from .transformer import (Dropout, LayerNorm, SelfAttention, apply_rotary, check_heads, rotary_cos_sin,
-                          visibility_bias)
+from .transformer import (Dropout, LayerNorm, SelfAttention, Visibility, apply_rotary, check_heads, rotary_cos_sin,
+                          visibility)
 
 STYLES = ("llama", "gpt2")
 ATTN_IMPLS = ("auto", "sdpa", "explicit")
@@ -75,11 +75,11 @@ class KVCache:
         return self.keys[layer], self.values[layer]
 
 
-def causal_document_bias(mask: Tensor, mask_all: Tensor, n_heads: int, dtype: torch.dtype) -> Tensor:
-    """(B, H, T, T_all) additive bias for the T new tokens, which are the last T of the T_all seen.
+def causal_document_visibility(mask: Tensor, mask_all: Tensor) -> Visibility:
+    """Which of the T_all tokens seen each of the T new ones (the last T) may attend to, (B, 1, T, T_all).
 
     mask: (B, T) document ids of the new tokens; mask_all: (B, T_all) of every token so far (the
-    cached ones first). 0 where the key is in the query's document and not after it, -inf elsewhere.
+    cached ones first). Visible: the key is in the query's document and not after it.
     Every query sees at least itself (padding sees earlier padding), so no softmax row is empty.
     """
     T, T_all = mask.shape[1], mask_all.shape[1]
@@ -87,7 +87,7 @@ def causal_document_bias(mask: Tensor, mask_all: Tensor, n_heads: int, dtype: to
     k_idx = torch.arange(T_all, device=mask.device)
     causal = k_idx[None, :] <= q_idx[:, None]  # (T, T_all) THE causal mask: a token sees itself and earlier ones
     same_doc = mask[:, :, None] == mask_all[:, None, :]  # (B, T, T_all)
-    return visibility_bias(same_doc & causal, n_heads, dtype)
+    return visibility(same_doc & causal)
 
 
 @dataclass
@@ -116,7 +116,7 @@ class RMSNorm(nn.Module):
 class CausalSelfAttention(SelfAttention):
     """The encoder's attention (same fused [q; k; v] projection and `attend`), plus a KV cache.
 
-    The causality itself is in the bias (`causal_document_bias`); this adds the cached keys and
+    The causality itself is in the mask (`causal_document_visibility`); this adds the cached keys and
     values of earlier calls to the ones computed from x.
     """
 
@@ -127,7 +127,7 @@ class CausalSelfAttention(SelfAttention):
     def forward(
         self,
         x: Tensor,
-        attn_bias: Tensor,
+        attn_bias: Visibility,
         rope: tuple[Tensor, Tensor] | None = None,
         cache: KVCache | None = None,
         use_sdpa: bool = False,
@@ -291,7 +291,7 @@ class DecoderBackbone(nn.Module):
         dev = x.device.type
         dtype = torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else x.dtype
         rope = rotary_cos_sin(positions, self.inv_freq, dtype) if self.style == "llama" else None
-        attn_bias = causal_document_bias(mask, mask_all, self.n_heads, dtype)  # once, shared by all layers
+        attn_bias = causal_document_visibility(mask, mask_all)  # once, shared by all layers
         use_sdpa = self._use_sdpa(dev, dtype)
 
         attentions: list[Tensor] | None = [] if output_attentions else None

@@ -26,7 +26,7 @@ cross-attention keys/values are computed from the encoder's states on the first 
 What is imported from transformer.py (never copied): the encoder block is `BertBlock` (BART's
 encoder layer is BERT's post-LN layer, only with nn.LayerNorm's default eps), attention is
 `SelfAttention` and its `attend` (softmax(q k^T / sqrt(d_k) + bias) v, explicit or SDPA), norms,
-dropout and `visibility_bias`. Written here because nothing there has it: the decoder's causal
+dropout and `visibility`. Written here because nothing there has it: the decoder's causal
 self-attention with a KV cache, cross-attention (queries and keys from different sequences), BART's
 position offset and the decoder block. Hugging Face weight names live in export/hf_seq2seq_names.py.
 """
@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from . import EncoderOutput, positions_from_mask
-from .transformer import BertBlock, Dropout, LayerNorm, SelfAttention, visibility_bias
+from .transformer import BertBlock, Dropout, LayerNorm, SelfAttention, Visibility, visibility
 
 STYLES = ("bart",)
 ATTN_IMPLS = ("auto", "sdpa", "explicit")
@@ -129,7 +129,7 @@ class DecoderStates:
 class CausalSelfAttention(SelfAttention):
     """SelfAttention (same fused qkv, same `attend`) whose keys/values may come from a cache."""
 
-    def forward(self, x: Tensor, attn_bias: Tensor, cache: LayerCache | None, use_sdpa: bool,
+    def forward(self, x: Tensor, attn_bias: Visibility, cache: LayerCache | None, use_sdpa: bool,
                 need_weights: bool = False) -> tuple[Tensor, Tensor | None]:
         B, T, D = x.shape
         q, k, v = self.qkv(x).view(B, T, 3, self.n_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)  # (B, H, T, Dh)
@@ -151,7 +151,7 @@ class CrossAttention(nn.Module):
         self.kv = nn.Linear(d_model, 2 * d_model, bias=bias)  # rows: [k; v]: two sequences, two projections
         self.out = nn.Linear(d_model, d_model, bias=bias)
 
-    def forward(self, x: Tensor, memory: Tensor, attn_bias: Tensor, cache: LayerCache | None, use_sdpa: bool,
+    def forward(self, x: Tensor, memory: Tensor, attn_bias: Visibility, cache: LayerCache | None, use_sdpa: bool,
                 need_weights: bool = False) -> tuple[Tensor, Tensor | None]:
         B, T, D = x.shape
         if cache is not None and cache.cross_k is not None:
@@ -288,7 +288,7 @@ class Seq2SeqTransformer(nn.Module):
         x = self.emb_drop(self.enc_emb_norm(tokens + self.enc_pos(positions_from_mask(mask) + BART_POS_OFFSET)))
         dtype = self._compute_dtype(x)
         use_sdpa = self._use_sdpa(dtype)
-        bias = visibility_bias(mask[:, :, None] == mask[:, None, :], self.n_heads, dtype)  # own document only
+        bias = visibility(mask[:, :, None] == mask[:, None, :])  # own document only
         attentions: list[Tensor] | None = [] if output_attentions else None
         states: list[Tensor] | None = [x] if output_hidden_states else None
         for layer in self.encoder_layers:
@@ -336,8 +336,8 @@ class Seq2SeqTransformer(nn.Module):
             cross_visible = (enc_mask[:, None, :] != 0).expand(B, T, enc_mask.shape[1])
         dtype = self._compute_dtype(x)
         use_sdpa = self._use_sdpa(dtype)
-        self_bias = visibility_bias(visible, self.n_heads, dtype)  # (B, H, T, past + T)
-        cross_bias = visibility_bias(cross_visible, self.n_heads, dtype)  # (B, H, T, S)
+        self_bias = visibility(visible)  # (B, 1, T, past + T)
+        cross_bias = visibility(cross_visible)  # (B, 1, T, S)
 
         if cache is not None and not cache.layers:
             cache.layers = [LayerCache() for _ in self.decoder_layers]

@@ -7,15 +7,16 @@
 
 Story of a forward pass:
     ids, mask -> embeddings (token + segment [+ position]) -> norm -> dropout
-              -> n_layers x block(x, attn_bias)   # attn_bias built once: block-diagonal per document
+              -> n_layers x block(x, visible)     # built once: block-diagonal per document, (B, 1, T, T) bool
               -> [final norm (modern)]            -> EncoderOutput
 
 `mask` (B, T): 0 = padding, k >= 1 = k-th document packed into the row. A token attends only to
 tokens of its own document; positions restart at each document. Padding query rows attend only
 to padding (finite, ignored); real tokens never see padding.
 
-Attention is `softmax(q k^T / sqrt(d_k)) v`, computed by torch's scaled_dot_product_attention or by
-an explicit matmul-softmax-matmul (which can also return the weights). `attn_impl` picks one:
+Attention is `softmax(q k^T / sqrt(d_k)) v`, computed by torch's scaled_dot_product_attention (given the
+boolean mask, broadcast over the heads: no (B, H, T, T) float bias) or by an explicit matmul-softmax-matmul
+(which can also return the weights, and adds a per-head float bias in its batched matmul). `attn_impl` picks one:
 "auto" takes the explicit path on CPU in bf16/fp16 (SDPA is ~4.5x slower there, see PERF.md) or
 when training with dropout (SDPA's CPU dropout is slow), SDPA elsewhere (GPU, fp32 CPU inference).
 Asking for attention weights always takes the explicit path. Set `backbone.attn_impl = "sdpa" |
@@ -30,6 +31,7 @@ Hugging Face weight names and configs for both styles live in export/hf_names.py
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -46,8 +48,34 @@ MODERN_LN_EPS = 1e-5  # ModernBertConfig.norm_eps
 # --------------------------------------------------------------------------- masks and positions
 
 
-def attention_bias(mask: Tensor, n_heads: int, dtype: torch.dtype, causal_rows: Tensor | None = None) -> Tensor:
-    """(B, H, T, T) additive bias: 0 where query and key share a document id, -inf elsewhere.
+@dataclass
+class Visibility:
+    """Which keys each query may see: `visible` (B, 1, Tq, Tk) bool, one mask for every head and layer.
+
+    SDPA takes it as it is, broadcast over the heads (on a GPU the memory-efficient kernel reads it); no
+    (B, H, Tq, Tk) float bias exists on that path. The explicit path (the fast one on a CPU in bf16,
+    ../shared/PERF.md) adds a 0 / -inf bias per head to the scores inside its batched matmul: `bias`
+    builds it on first use and every layer of the forward reuses it. Every query row must see at least
+    one key, or its softmax is NaN.
+    """
+
+    visible: Tensor
+    _biases: dict[tuple[int, torch.dtype], Tensor] = field(default_factory=dict, repr=False)
+
+    def bias(self, n_heads: int, dtype: torch.dtype) -> Tensor:
+        """(B, H, Tq, Tk) additive bias for the explicit path (built once per forward)."""
+        if (n_heads, dtype) not in self._biases:
+            self._biases[n_heads, dtype] = visibility_bias(self.visible[:, 0], n_heads, dtype)
+        return self._biases[n_heads, dtype]
+
+
+def visibility(visible: Tensor) -> Visibility:
+    """(B, Tq, Tk) bool "query may see key" -> the mask every attention layer of a forward takes."""
+    return Visibility(visible[:, None])
+
+
+def document_visibility(mask: Tensor, causal_rows: Tensor | None = None) -> Visibility:
+    """A token sees the tokens that share its document id (B, 1, T, T).
 
     Padding (id 0) forms its own block, so padding queries attend to padding keys only: every row
     keeps at least itself, no NaN, and real tokens never see padding or other documents.
@@ -58,14 +86,12 @@ def attention_bias(mask: Tensor, n_heads: int, dtype: torch.dtype, causal_rows: 
         T = mask.shape[1]
         earlier = torch.ones(T, T, dtype=torch.bool, device=mask.device).tril()  # a causal row's mask
         visible = visible & (earlier | ~causal_rows.to(mask.device)[:, None, None])
-    return visibility_bias(visible, n_heads, dtype)
+    return visibility(visible)
 
 
 def visibility_bias(visible: Tensor, n_heads: int, dtype: torch.dtype) -> Tensor:
-    """(B, Tq, Tk) bool "query may see key" -> (B, H, Tq, Tk) additive bias (0 / -inf).
-
-    Materialised per head (not broadcast) so that the explicit path fuses it into one baddbmm.
-    Every query row must see at least one key, or its softmax is NaN.
+    """(B, Tq, Tk) bool "query may see key" -> (B, H, Tq, Tk) additive bias (0 / -inf), for the explicit
+    path only: materialised per head (not broadcast) so that it fuses into one baddbmm.
     """
     B, Tq, Tk = visible.shape
     bias = torch.zeros(B, n_heads, Tq, Tk, dtype=dtype, device=visible.device)
@@ -141,10 +167,10 @@ class LayerNorm(nn.LayerNorm):
 class SelfAttention(nn.Module):
     """Multi-head self-attention with one fused q/k/v projection.
 
-    `forward(x, attn_bias)` = project -> (rotary) -> `attend(q, k, v, attn_bias)` -> output projection.
+    `forward(x, visible)` = project -> (rotary) -> `attend(q, k, v, visible)` -> output projection.
     `attend` is separate, and takes Tq != Tk, so that a second (query) stream, as in XLNet's
     two-stream attention, can reuse the content stream's keys/values with its own queries (the
-    first d_model rows of `qkv`) and its own bias (`visibility_bias`).
+    first d_model rows of `qkv`) and its own `Visibility`.
     """
 
     def __init__(self, d_model: int, n_heads: int, dropout: float, bias: bool, out_norm: bool = False) -> None:
@@ -160,7 +186,7 @@ class SelfAttention(nn.Module):
     def forward(
         self,
         x: Tensor,
-        attn_bias: Tensor,
+        visible: Visibility,
         rope: tuple[Tensor, Tensor] | None = None,
         use_sdpa: bool = False,
         need_weights: bool = False,
@@ -173,37 +199,38 @@ class SelfAttention(nn.Module):
             qk = apply_rotary(qkv[:, :, :2], *rope)  # (B, T, 2, H, Dh): q and k in one op
             q, k = qk.permute(2, 0, 3, 1, 4).contiguous().unbind(0)
             v = qkv[:, :, 2].transpose(1, 2).contiguous()
-        ctx, weights = self.attend(q, k, v, attn_bias, use_sdpa, need_weights)
+        ctx, weights = self.attend(q, k, v, visible, use_sdpa, need_weights)
         ctx = ctx.transpose(1, 2).reshape(B, T, D)  # (B, T, H * Dh)
         return self.out(self.out_norm(ctx)), weights
 
     def attend(
-        self, q: Tensor, k: Tensor, v: Tensor, attn_bias: Tensor, use_sdpa: bool, need_weights: bool
+        self, q: Tensor, k: Tensor, v: Tensor, visible: Visibility, use_sdpa: bool, need_weights: bool
     ) -> tuple[Tensor, Tensor | None]:
-        """softmax(q k^T / sqrt(d_k) + bias) v for q, k, v (B, H, T, Dh); weights (B, H, T, T) if asked."""
+        """softmax(q k^T / sqrt(d_k), over the visible keys) v for q, k, v (B, H, T, Dh); weights (B, H, T, T)
+        if asked."""
         p = self.dropout if self.training else 0.0
-        if use_sdpa and not need_weights:
-            return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_bias, dropout_p=p), None
+        if use_sdpa and not need_weights:  # the boolean mask, broadcast over the heads
+            return F.scaled_dot_product_attention(q, k, v, attn_mask=visible.visible, dropout_p=p), None
         B, H, Tq, Dh = q.shape
         Tk = k.shape[2]
         # scale and bias fused into the batched matmul: bias + (q k^T) / sqrt(d_k), (B*H, Tq, Tk)
         scores = torch.baddbmm(
-            attn_bias.reshape(B * H, Tq, Tk), q.reshape(B * H, Tq, Dh), k.reshape(B * H, Tk, Dh).transpose(1, 2),
-            alpha=1.0 / math.sqrt(Dh),
+            visible.bias(H, q.dtype).reshape(B * H, Tq, Tk), q.reshape(B * H, Tq, Dh),
+            k.reshape(B * H, Tk, Dh).transpose(1, 2), alpha=1.0 / math.sqrt(Dh),
         )
         weights = scores.softmax(dim=-1)
         ctx = torch.bmm(dropout(weights, p, self.training), v.reshape(B * H, Tk, Dh)).view(B, H, Tq, Dh)
         return ctx, (weights.view(B, H, Tq, Tk) if need_weights else None)
 
     def two_stream(
-        self, h: Tensor, g: Tensor, h_bias: Tensor, g_bias: Tensor,
+        self, h: Tensor, g: Tensor, h_bias: Visibility, g_bias: Visibility,
         rope_h: tuple[Tensor, Tensor] | None = None, rope_g: tuple[Tensor, Tensor] | None = None,
         use_sdpa: bool = False,
     ) -> tuple[Tensor, Tensor]:
         """XLNet's two-stream attention, same weights for both streams.
 
-        The content stream h (B, T, D) attends as in forward() under h_bias (B, H, T, T); the query
-        stream g (B, P, D) brings only its queries and reads h's keys/values under g_bias (B, H, P, T).
+        The content stream h (B, T, D) attends as in forward() under h_bias (B, 1, T, T); the query
+        stream g (B, P, D) brings only its queries and reads h's keys/values under g_bias (B, 1, P, T).
         """
         B, T, D = h.shape
         P = g.shape[1]
@@ -423,7 +450,7 @@ class TransformerBackbone(nn.Module):
         dtype = torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else x.dtype
         rope = rotary_cos_sin(positions, self.inv_freq, dtype) if self.style == "modern" else None
         use_sdpa = self._use_sdpa(dev, dtype)
-        attn_bias = attention_bias(mask, self.n_heads, dtype, causal_rows)  # once per forward, shared by all layers
+        attn_bias = document_visibility(mask, causal_rows)  # once per forward, shared by all layers
 
         attentions: list[Tensor] | None = [] if output_attentions else None
         hidden_states: list[Tensor] | None = [x] if output_hidden_states else None
@@ -484,8 +511,8 @@ class TransformerBackbone(nn.Module):
             rope_h = rotary_cos_sin(positions, self.inv_freq, dtype)
             rope_g = rotary_cos_sin(q_positions, self.inv_freq, dtype)
         use_sdpa = self._use_sdpa(dev, dtype)
-        h_bias = visibility_bias(content_visible, self.n_heads, dtype)  # (B, H, T, T)
-        g_bias = visibility_bias(query_visible, self.n_heads, dtype)  # (B, H, P, T)
+        h_bias = visibility(content_visible)  # (B, 1, T, T)
+        g_bias = visibility(query_visible)  # (B, 1, P, T)
         for layer in self.layers:
             h, g = layer.two_stream(h, g, h_bias, g_bias, rope_h, rope_g, use_sdpa)
         if self.final_norm is not None:
