@@ -19,8 +19,8 @@ KV cache: `forward(..., cache=KVCache())` stores each layer's keys and values (a
 of the tokens seen), so the next call feeds only the new tokens (see generate.py). The cache is
 filled in place and also returned on the output.
 
-Pieces imported from the encoder (transformer.py): `SelfAttention` (its fused q/k/v projection,
-output projection and `attend`), `LayerNorm`, `Dropout`, `apply_rotary`, `rotary_cos_sin`,
+Pieces imported from the encoder (transformer.py): `SelfAttention` (its fused q/k/v projection with the
+rotary step, `project`, output projection and `attend`), `LayerNorm`, `Dropout`, `rotary_cos_sin`,
 `visibility`. New here, because the encoder has no counterpart: `CausalSelfAttention` (the
 encoder's attention reads keys from its input only; a decoder also reads the cached ones), `RMSNorm`
 (the encoder has LayerNorm only) and the SwiGLU feed-forward (the encoder's is GeGLU). The LM head
@@ -36,8 +36,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from . import EncoderOutput, positions_from_mask
-from .transformer import (Dropout, LayerNorm, SelfAttention, Visibility, apply_rotary, check_heads, rotary_cos_sin,
-                          visibility)
+from .transformer import Dropout, LayerNorm, SelfAttention, Visibility, check_heads, rotary_cos_sin, visibility
 
 STYLES = ("llama", "gpt2")
 ATTN_IMPLS = ("auto", "sdpa", "explicit")
@@ -134,10 +133,7 @@ class CausalSelfAttention(SelfAttention):
         need_weights: bool = False,
     ) -> tuple[Tensor, Tensor | None]:
         B, T, D = x.shape
-        qkv = self.qkv(x).view(B, T, 3, self.n_heads, self.head_dim)
-        if rope is not None:
-            qkv = torch.cat((apply_rotary(qkv[:, :, :2], *rope), qkv[:, :, 2:]), dim=2)  # rotate q and k
-        q, k, v = qkv.permute(2, 0, 3, 1, 4).contiguous().unbind(0)  # each (B, H, T, Dh)
+        q, k, v = self.project(x, rope)  # each (B, H, T, Dh); q and k rotated (llama)
         if cache is not None:
             k, v = cache.update(self.layer, k, v)  # (B, H, T_past + T, Dh)
         ctx, weights = self.attend(q, k, v, attn_bias, use_sdpa, need_weights)

@@ -192,16 +192,21 @@ class SelfAttention(nn.Module):
         need_weights: bool = False,
     ) -> tuple[Tensor, Tensor | None]:
         B, T, D = x.shape
-        qkv = self.qkv(x).view(B, T, 3, self.n_heads, self.head_dim)
-        if rope is None:
-            q, k, v = qkv.permute(2, 0, 3, 1, 4).contiguous().unbind(0)  # each (B, H, T, Dh), one copy
-        else:
-            qk = apply_rotary(qkv[:, :, :2], *rope)  # (B, T, 2, H, Dh): q and k in one op
-            q, k = qk.permute(2, 0, 3, 1, 4).contiguous().unbind(0)
-            v = qkv[:, :, 2].transpose(1, 2).contiguous()
+        q, k, v = self.project(x, rope)
         ctx, weights = self.attend(q, k, v, visible, use_sdpa, need_weights)
         ctx = ctx.transpose(1, 2).reshape(B, T, D)  # (B, T, H * Dh)
         return self.out(self.out_norm(ctx)), weights
+
+    def project(self, x: Tensor, rope: tuple[Tensor, Tensor] | None) -> tuple[Tensor, Tensor, Tensor]:
+        """x (B, T, D) -> q, k, v, each (B, H, T, Dh), q and k rotated when `rope` is given."""
+        B, T, _ = x.shape
+        qkv = self.qkv(x).view(B, T, 3, self.n_heads, self.head_dim)
+        if rope is None:
+            q, k, v = qkv.permute(2, 0, 3, 1, 4).contiguous().unbind(0)  # one copy
+            return q, k, v
+        qk = apply_rotary(qkv[:, :, :2], *rope)  # (B, T, 2, H, Dh): q and k in one op, v left where it is
+        q, k = qk.permute(2, 0, 3, 1, 4).contiguous().unbind(0)
+        return q, k, qkv[:, :, 2].transpose(1, 2).contiguous()
 
     def attend(
         self, q: Tensor, k: Tensor, v: Tensor, visible: Visibility, use_sdpa: bool, need_weights: bool
