@@ -497,3 +497,22 @@ def test_explicit_and_sdpa_paths_agree_in_bf16_too(name):
             outs[impl] = run(model, name, ids, mask).float()
     real = mask != 0
     torch.testing.assert_close(outs["explicit"][real], outs["sdpa"][real], rtol=0.02, atol=0.02)
+
+
+def test_auto_attention_takes_the_deterministic_path_when_training_deterministically_on_a_gpu():
+    """SDPA's memory-efficient backward on a GPU adds with atomics: train.deterministic trains on the explicit
+    path there (exact resume); inference and non-deterministic training keep SDPA; the CPU's choice is unchanged."""
+    from pretrainlab.backbones.transformer import sdpa_by_default
+
+    before = torch.are_deterministic_algorithms_enabled()
+    try:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        assert not sdpa_by_default("cuda", torch.float32, training=True, dropout=0.0)
+        assert sdpa_by_default("cuda", torch.float32, training=False, dropout=0.0)
+        torch.use_deterministic_algorithms(False)
+        assert sdpa_by_default("cuda", torch.bfloat16, training=True, dropout=0.1)
+        assert sdpa_by_default("cpu", torch.float32, training=True, dropout=0.0)
+        assert not sdpa_by_default("cpu", torch.bfloat16, training=False, dropout=0.0)
+        assert not sdpa_by_default("cpu", torch.float32, training=True, dropout=0.1)
+    finally:
+        torch.use_deterministic_algorithms(before, warn_only=True)

@@ -36,7 +36,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from . import EncoderOutput, positions_from_mask
-from .transformer import Dropout, LayerNorm, SelfAttention, Visibility, check_heads, rotary_cos_sin, visibility
+from .transformer import (Dropout, LayerNorm, SelfAttention, Visibility, check_heads, rotary_cos_sin, sdpa_by_default,
+                          visibility)
 
 STYLES = ("llama", "gpt2")
 ATTN_IMPLS = ("auto", "sdpa", "explicit")
@@ -302,8 +303,7 @@ class DecoderBackbone(nn.Module):
         return DecoderOutput(hidden=x, attentions=attentions, hidden_states=hidden_states, cache=cache)
 
     def _use_sdpa(self, device_type: str, dtype: torch.dtype) -> bool:
-        """As the encoder decides: SDPA on GPUs and in fp32 CPU inference, the explicit path elsewhere."""
+        """As the encoder decides (`sdpa_by_default`)."""
         if self.attn_impl != "auto":
             return self.attn_impl == "sdpa"
-        low_precision = dtype in (torch.bfloat16, torch.float16)
-        return device_type != "cpu" or not (low_precision or (self.training and self.dropout > 0))
+        return sdpa_by_default(device_type, dtype, self.training, self.dropout)

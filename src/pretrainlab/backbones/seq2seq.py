@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from . import EncoderOutput, positions_from_mask
-from .transformer import BertBlock, Dropout, LayerNorm, SelfAttention, Visibility, visibility
+from .transformer import BertBlock, Dropout, LayerNorm, SelfAttention, Visibility, sdpa_by_default, visibility
 
 STYLES = ("bart",)
 ATTN_IMPLS = ("auto", "sdpa", "explicit")
@@ -411,11 +411,8 @@ class Seq2SeqTransformer(nn.Module):
     def _use_sdpa(self, dtype: torch.dtype) -> bool:
         if self.attn_impl != "auto":
             return self.attn_impl == "sdpa"
-        # as TransformerBackbone: SDPA except on CPU in bf16/fp16 (~4.5x slower there, PERF.md) or
-        # when training with dropout (SDPA's CPU dropout is slow)
-        if self.tok_emb.weight.device.type != "cpu":
-            return True
-        return not (dtype in (torch.bfloat16, torch.float16) or (self.training and self.dropout > 0))
+        # as TransformerBackbone decides
+        return sdpa_by_default(self.tok_emb.weight.device.type, dtype, self.training, self.dropout)
 
 
 # --------------------------------------------------------------------------- generation

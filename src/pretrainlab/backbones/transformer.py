@@ -253,6 +253,17 @@ class SelfAttention(nn.Module):
         return self.out(out_h), self.out(out_g)
 
 
+def sdpa_by_default(device_type: str, dtype: torch.dtype, training: bool, dropout: float) -> bool:
+    """attn_impl=auto, for every backbone: SDPA on a GPU (but in training under torch's deterministic
+    algorithms, train.deterministic: the memory-efficient kernel's backward adds with atomics, in no fixed
+    order) and in fp32 CPU inference; the explicit path on a CPU in bf16/fp16 (SDPA is ~4.5x slower there,
+    ../shared/PERF.md) and when training with dropout on a CPU (SDPA's dropout uses torch's slow CPU bernoulli)."""
+    if device_type != "cpu":
+        return not (training and torch.are_deterministic_algorithms_enabled())
+    low_precision = dtype in (torch.bfloat16, torch.float16)
+    return not (low_precision or (training and dropout > 0))
+
+
 # --------------------------------------------------------------------------- blocks
 
 
@@ -531,9 +542,4 @@ class TransformerBackbone(nn.Module):
             return False
         if self.attn_impl != "auto":
             raise ValueError(f"attn_impl={self.attn_impl!r} is not one of {', '.join(ATTN_IMPLS)}")
-        if device_type != "cpu":
-            return True
-        # CPU: in bf16/fp16 SDPA is ~4.5x slower than the explicit path (PERF.md); in fp32 they tie,
-        # except that SDPA's own attention dropout uses torch's slow CPU bernoulli.
-        low_precision = dtype in (torch.bfloat16, torch.float16)
-        return not (low_precision or (self.training and self.dropout > 0))
+        return sdpa_by_default(device_type, dtype, self.training, self.dropout)
