@@ -28,6 +28,16 @@ FINETUNE = ["finetune.max_len=16", "finetune.batch_size=16", "finetune.lr=0.005"
 """Fine-tuning on tiny tasks: short texts, one or two batches an epoch."""
 
 
+@pytest.fixture(autouse=True)
+def messages_on_stderr():
+    """pretrainlab's messages on stderr at INFO, as the command line shows them, for library calls too (capsys
+    reads them); tests/test_logs.py checks what an unconfigured library call prints."""
+    from pretrainlab.logs import messages_shown
+
+    with messages_shown():
+        yield
+
+
 @pytest.fixture(scope="module")
 def one_thread():
     """Tiny models run fastest on one thread (a second one only adds synchronisation, and the cores are shared).

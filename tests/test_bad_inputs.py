@@ -239,7 +239,7 @@ CASES: dict[str, Case] = {
         "{tmp}/tok is a file; give a directory or a path ending in .json"),
     # ----------------------------------------------------------------- data get
     "data-get-unknown": Case(
-        "data get", "a name that is neither built in nor reachable (offline)",
+        "data get", "a name that is not built in (no hub is tried: hf:OWNER/NAME names one)",
         lambda fx, t: ["data", "get", "wikitext-103", "--cache-dir", str(t / "cache")],
         "unknown source 'wikitext-103'; built-in sources: "),
     "data-get-misspelt": Case(

@@ -238,16 +238,25 @@ def test_archive_member_outside_the_archive_is_refused(tmp_path):
 
 
 def test_unknown_names(tmp_path, monkeypatch):
-    monkeypatch.setitem(sys.modules, "datasets", None)  # not installed
-    with pytest.raises(CorpusError, match=r"unknown source 'sout'.*did you mean 'sotu'.*pip install datasets"):
-        get_source("sout", cache_dir=tmp_path)
+    """A name that is not built in never reaches a hub, installed `datasets` or not; hf:NAME does."""
+    tried = []
 
     def offline(name, split):
+        tried.append(name)
         raise ConnectionError("Couldn't reach 'someone/corpus' on the Hub (LocalEntryNotFoundError)")
 
     monkeypatch.setitem(sys.modules, "datasets", types.SimpleNamespace(load_dataset=offline))
-    with pytest.raises(CorpusError, match=r"could not load 'someone/corpus' from the Hugging Face hub \(ConnectionError"):
+    with pytest.raises(CorpusError, match=r"unknown source 'sout'.*did you mean 'sotu'.*data get hf:OWNER/NAME"):
+        get_source("sout", cache_dir=tmp_path)
+    with pytest.raises(CorpusError, match=r"unknown source 'someone/corpus'"):
         get_source("someone/corpus", cache_dir=tmp_path)
+    assert tried == []
+    with pytest.raises(CorpusError, match=r"could not load 'someone/corpus' from the Hugging Face hub \(ConnectionError"):
+        get_source("hf:someone/corpus", cache_dir=tmp_path)
+    assert tried == ["someone/corpus"]
+    monkeypatch.setitem(sys.modules, "datasets", None)  # not installed
+    with pytest.raises(CorpusError, match=r"hf:someone/corpus: loading a Hugging Face Hub dataset needs `pip install"):
+        get_source("hf:someone/corpus", cache_dir=tmp_path)
 
 
 def _cached_sotu(cache, monkeypatch):

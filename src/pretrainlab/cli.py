@@ -6,6 +6,8 @@ import argparse
 import contextlib
 import errno
 import json
+import logging
+import shlex
 import signal
 import sys
 import textwrap
@@ -14,6 +16,9 @@ from . import __version__
 from .config import (DAPT_LR, DEFAULT_STUDENT_BACKBONE, SECTIONS, STUDENT_BACKBONES, config_yaml, describe,
                      load_config)
 from .errors import Interrupted, PretrainlabError
+from .logs import messages_shown
+
+log = logging.getLogger(__name__)
 
 DATA_SETTINGS = ("data.text_field", "data.one_doc_per_line", "data.lowercase", "data.min_chars", "data.dedup",
                  "data.near_dup_threshold", "data.tokenizer_kind", "data.vocab_size", "data.seq_len",
@@ -64,10 +69,21 @@ class _Renamed(argparse.Action):
     """An option with its former names after the first (`--out`, `--to`): they still work, with a one-line notice."""
 
     def __call__(self, parser, namespace, values, option_string=None):
-        if option_string != self.option_strings[0]:
-            print(f"note: {option_string} is now {self.option_strings[0]}; the old name will go in a later release",
-                  file=sys.stderr)
+        if option_string != self.option_strings[0]:  # said once messages are set up (-q / -v)
+            notice = f"note: {option_string} is now {self.option_strings[0]}; the old name will go in a later release"
+            setattr(namespace, "notices", [*getattr(namespace, "notices", []), notice])
         setattr(namespace, self.dest, values)
+
+
+def _verbosity_args(p: argparse.ArgumentParser, default=False) -> None:
+    """-q / -v, on the command and on each subcommand (pretrainlab -q finetune ... or pretrainlab finetune ... -q)."""
+    p.add_argument("-q", "--quiet", action="store_true", default=default,
+                   help="warnings and errors only: no notes, no progress bars")
+    p.add_argument("-v", "--verbose", action="store_true", default=default, help="debug messages too")
+    for action in p._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                _verbosity_args(sub, default=argparse.SUPPRESS)  # given there, or the command's value stands
 
 
 def _column_args(p: argparse.ArgumentParser, label: bool = True,
@@ -121,7 +137,7 @@ def _pretrain_cfg(args):
 
         cfg, notes = adopt_init_model(cfg, args.init)
         for note in notes:
-            print(f"note: {note}", file=sys.stderr)
+            log.info(f"note: {note}")
     return cfg
 
 
@@ -194,8 +210,8 @@ def cmd_finetune(args) -> None:
     pre = load_pretrained(args.run)
     cfg = _run_cfg(args, pre)
     out = args.out or str(Path(args.run) / f"finetune-{Path(args.task).stem}{'-random' if args.random_init else ''}")
-    print(f"model: {pre.config.model.backbone} {count_parameters(pre.backbone) / 1e6:.2f}M backbone parameters "
-          f"({'random init' if args.random_init else args.run})", file=sys.stderr)
+    log.info(f"model: {pre.config.model.backbone} {count_parameters(pre.backbone) / 1e6:.2f}M backbone parameters "
+             f"({'random init' if args.random_init else args.run})")
     result = finetune(pre, args.task, cfg, out_dir=out, seeds=args.seeds, random_init=args.random_init,
                       resume=args.resume)
     print(f"{result.task}: test accuracy {result.accuracy} (median {result.accuracy.median:.4f}; 95% interval "
@@ -383,7 +399,8 @@ def build_parser() -> argparse.ArgumentParser:
     d = data.add_parser("list", help="list the built-in corpora and tasks")
     d.set_defaults(func=cmd_data_list)
     d = data.add_parser("get", help="fetch, verify and convert a corpus or task (cached)")
-    d.add_argument("name")
+    d.add_argument("name", help="a built-in source (pretrainlab data list), or hf:OWNER/NAME for a Hugging Face Hub "
+                   "dataset (needs the datasets package; nothing else contacts a hub)")
     d.add_argument("--cache-dir", help="where to cache (default: the user cache dir, or $PRETRAINLAB_CACHE)")
     d.set_defaults(func=cmd_data_get)
 
@@ -608,6 +625,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--config", required=True, help="grid YAML (see benchmarks/grid.yaml)")
     t.add_argument("--out", help="output directory (default: the grid's `out`); finished cells are not run again")
     t.set_defaults(func=cmd_benchmark)
+    _verbosity_args(p)
     return p
 
 
@@ -617,6 +635,15 @@ def main(argv: list[str] | None = None) -> int:
     if "--print-config" in argv:  # the settings need no --out, --corpus, --task (nor --texts)
         _outputs_not_required(parser)
     args = parser.parse_args(argv)
+    level = logging.WARNING if args.quiet else logging.DEBUG if args.verbose else logging.INFO
+    with messages_shown(level):
+        log.debug(f"pretrainlab {__version__}, Python {sys.version.split()[0]}: pretrainlab {shlex.join(argv)}")
+        for notice in getattr(args, "notices", []):
+            log.warning(notice)
+        return _run(args, parser)
+
+
+def _run(args, parser: argparse.ArgumentParser) -> int:
     if args.help_config:
         if args.help_config != "all" and args.help_config not in SECTIONS:
             print(f"error: --help-config {args.help_config}: no such section; choose among {', '.join(SECTIONS)} "

@@ -369,7 +369,8 @@ class TrainConfig:
     tensorboard: bool = False
     """Also write TensorBoard events (needs the tensorboard package)."""
     progress: bool = True
-    """Show a progress bar."""
+    """Show a progress bar (on stderr, while messages are shown: the command line without -q, or the `pretrainlab`
+    logger at INFO)."""
 
     def __post_init__(self) -> None:
         Budget.parse(self.budget)

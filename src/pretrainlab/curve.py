@@ -21,10 +21,10 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import logging
 import math
 import shutil
 import statistics
-import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -42,6 +42,8 @@ from .finetune import clock, finetune_budget
 from .metrics import small_test_warning
 from .runs import Pretrained, load_pretrained
 from .semisup import check_student, preset_student, unlabelled_inputs
+
+log = logging.getLogger(__name__)
 
 MODELS = ("pretrained", "random-init", "tfidf", "majority", "reference")
 CSV_COLUMNS = ("labels", "model", "seed", "accuracy", "macro_f1", "ci_low", "ci_high")
@@ -201,10 +203,10 @@ def run_curve(run: str | Path | Pretrained, task: str | Path | Task, labels: Seq
     inputs = _check_extras(extras, task, cfg, pre, reference)  # before any training: bad input costs nothing
     ref = load_pretrained(reference) if reference is not None else None
     out.mkdir(parents=True, exist_ok=True)
-    print(f"curve: {task.name}: {len(task.train)} training examples, label counts {' '.join(map(str, counts))} "
-          f"(a fifth of each for validation); {len(task.test)} test examples score every model", file=sys.stderr)
+    log.info(f"curve: {task.name}: {len(task.train)} training examples, label counts {' '.join(map(str, counts))} "
+             f"(a fifth of each for validation); {len(task.test)} test examples score every model")
     if warning := small_test_warning(len(task.test)):
-        print(warning, file=sys.stderr)
+        log.warning(warning)
     settings = {"run": run_name, "task": task.name, "task_source": task.source, "reference": str(reference or ""),
                 "finetune": _jsonable(cfg.finetune), "train_precision": cfg.train.precision,
                 **_extra_settings(extras, cfg, ref_cfg=reference_cfg, inputs=inputs)}
@@ -229,8 +231,8 @@ def run_curve(run: str | Path | Pretrained, task: str | Path | Task, labels: Seq
                 if (n, model, seed) in done:
                     continue
                 left = eta.left()
-                print(f"curve: {n} labels, seed {seed}, {model} [{eta.k + 1}/{len(jobs)}"
-                      f"{f', ~{clock(left)} left' if left is not None else ''}]", file=sys.stderr, flush=True)
+                log.info(f"curve: {n} labels, seed {seed}, {model} [{eta.k + 1}/{len(jobs)}"
+                         f"{f', ~{clock(left)} left' if left is not None else ''}]")
                 teaches = any(teacher_of(m) == model and (n, m, seed) not in done for m in names)
                 started = time.perf_counter()
                 row = rows.score(n, seed, sub, picked, model, teaches)

@@ -16,8 +16,8 @@ as a distillation teacher is: its logits cached in distill.cache, default OUT/te
 
 from __future__ import annotations
 
+import logging
 import shutil
-import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -35,6 +35,8 @@ from .metrics import Interval
 from .runs import Pretrained, count_parameters, is_classifier_dir, load_classifier
 from .seeds import SeedRun
 from .semisup import curve_pool, distil_student, preset_student, self_train
+
+log = logging.getLogger(__name__)
 
 TEACHERS = ("pretrained", "reference", "reference+dapt")
 """The fine-tuned rows that teach self-trained and distilled rows."""
@@ -188,8 +190,7 @@ class CurveRows:
         base = teacher_of(model)
         teacher = self.teacher_dir(n, base, seed)
         if not is_classifier_dir(teacher):  # its row was scored before, without a teacher kept: train it again
-            print(f"curve: {n} labels, seed {seed}: fine-tuning {base} again as the teacher of {model}",
-                  file=sys.stderr)
+            log.info(f"curve: {n} labels, seed {seed}: fine-tuning {base} again as the teacher of {model}")
             self.finetuned(n, seed, sub, base, teaches=True)
             shutil.rmtree(self.work(n, base, seed), ignore_errors=True)
         pool = curve_pool(self.task.train.texts, picked, self.inputs, self.piece_words,

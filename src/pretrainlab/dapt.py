@@ -14,8 +14,8 @@ are written once, a killed pre-training continues from its checkpoint, a finishe
 from __future__ import annotations
 
 import json
+import logging
 import os
-import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -23,6 +23,8 @@ from .checkpoint import latest_checkpoint
 from .config import ConfigError, RunConfig
 from .distill.pool import corpus_documents
 from .runs import Pretrained
+
+log = logging.getLogger(__name__)
 
 
 def adapt_reference(reference: Path, pre: Pretrained, budget: str, out: Path, cfg: RunConfig, lr: float) -> Path:
@@ -43,7 +45,7 @@ def adapt_reference(reference: Path, pre: Pretrained, budget: str, out: Path, cf
     cfg = replace(cfg, train=replace(cfg.train, budget=budget, lr=lr))
     cfg, notes = adopt_init_model(cfg, reference)
     for note in notes:
-        print(f"note: {note}", file=sys.stderr)
+        log.info(f"note: {note}")
     return pretrain(cfg, out / "corpus", run, resume=run.is_dir(), init=reference)
 
 

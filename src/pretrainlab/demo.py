@@ -12,16 +12,18 @@ Every step says what it does and where its output is (`pretrainlab demo --minute
 from __future__ import annotations
 
 import json
-import sys
+import logging
 import time
 from pathlib import Path
 
 from .config import load_config
 from .data.task_text import write_task_text  # noqa: F401  (the demo's task text, re-exported)
 
+log = logging.getLogger(__name__)
+
 
 def say(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
+    log.info(msg)
 
 
 def run_demo(out: str | Path = "runs/demo", minutes: float = 5.0, seeds: tuple[int, ...] = (0, 1, 2),

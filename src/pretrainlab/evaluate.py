@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import csv
 import json
-import sys
+import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -30,6 +30,8 @@ from .loop import autocast, pick_dtype
 from .metrics import Metrics, score, small_test_warning
 from .reports import metrics_markdown, plot_confusion
 from .runs import FineTuned, load_classifier
+
+log = logging.getLogger(__name__)
 
 CPU = torch.device("cpu")
 """Where predict / evaluate run (the classifier is loaded there)."""
@@ -184,9 +186,9 @@ def evaluate(model: str | Path | FineTuned, task: str | Path | Task | None = Non
         remap.append(known[str(name)])
     data = task.split(split)
     if not quiet:
-        print(f"{task.name}: scoring {len(data)} {split} examples", file=sys.stderr)
+        log.info(f"{task.name}: scoring {len(data)} {split} examples")
         if warning := small_test_warning(len(data), split):
-            print(warning, file=sys.stderr)
+            log.warning(warning)
     enc = encode(ftm.tokenizer, data.texts, data.pairs, ftm.meta["max_len"], [remap[y] for y in data.labels])
     logits = predict_logits(ftm.model, enc, ftm.special.pad, ftm.meta["segments"], CPU, dtype)
     metrics = score(enc.labels, logits.argmax(-1).tolist(), ftm.label_names)

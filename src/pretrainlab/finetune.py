@@ -33,9 +33,9 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import math
 import shutil
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
@@ -56,6 +56,8 @@ from .models import build_classifier, head_kind
 from .reports import write_reports
 from .runs import Pretrained, load_pretrained, save_classifier
 from .seeds import EpochBatches, ReplayedShuffles, SeedRun, SeedScoring, SeedSettings, best_seed, train_seed
+
+log = logging.getLogger(__name__)
 
 # --------------------------------------------------------------------------- the recipe
 
@@ -133,9 +135,9 @@ def finetune(
     setup = prepare_finetune(pre, task if task is not None else cfg.finetune.task, cfg, eval_every)
     setup.quiet = quiet
     if not quiet:
-        print(f"{setup.task.name}: {split_sizes(setup)}\n{describe_budget(setup)}", file=sys.stderr)
+        log.info(f"{setup.task.name}: {split_sizes(setup)}\n{describe_budget(setup)}")
         if warning := small_test_warning(len(setup.enc["test"])):
-            print(warning, file=sys.stderr)
+            log.warning(warning)
     seeds_dir = None
     if out_dir is not None:
         seeds_dir = _seeds_dir(Path(out_dir), _resume_settings(setup, run_name, random_init), resume, quiet)
@@ -150,7 +152,7 @@ def finetune(
                 r.weights = None  # only the best seed's weights are kept
         if not quiet and i + 1 < len(seeds):
             left = len(seeds) - i - 1
-            print(f"~{clock((time.perf_counter() - t0) / (i + 1) * left)} left for {left} more seed(s)", file=sys.stderr)
+            log.info(f"~{clock((time.perf_counter() - t0) / (i + 1) * left)} left for {left} more seed(s)")
     y = torch.tensor(setup.enc["test"].labels)
     for r in runs:  # a seed finished before the intervals (read back by --resume) has none: from its test logits
         if r.result.accuracy_ci is None:
@@ -199,8 +201,7 @@ def _seeds_dir(out: Path, settings: dict[str, Any], resume: bool, quiet: bool) -
                               "or the same settings:\n  " + "\n  ".join(diff))
         return seeds_dir
     if saved_file.is_file() and not quiet:
-        print(f"note: {out} holds an interrupted fine-tuning; starting again (pass --resume to continue it)",
-              file=sys.stderr)
+        log.info(f"note: {out} holds an interrupted fine-tuning; starting again (pass --resume to continue it)")
     shutil.rmtree(seeds_dir, ignore_errors=True)
     out.mkdir(parents=True, exist_ok=True)
     saved_file.write_text(json.dumps(settings, indent=1), encoding="utf-8")
@@ -278,9 +279,9 @@ def unknown_token_rate(enc: Encoded, unk_id: int) -> float:
 def warn_unknown_tokens(enc: Encoded, unk_id: int, task_name: str) -> float:
     rate = unknown_token_rate(enc, unk_id)
     if rate > UNK_WARN_RATE:
-        print(f"warning: the run's tokenizer maps {rate:.1%} of {task_name}'s training tokens to [UNK] "
-              f"(over {UNK_WARN_RATE:.0%}): is the task in another language or script than the pre-training "
-              "corpus, or the tokenizer the wrong one?", file=sys.stderr)
+        log.warning(f"warning: the run's tokenizer maps {rate:.1%} of {task_name}'s training tokens to [UNK] "
+                    f"(over {UNK_WARN_RATE:.0%}): is the task in another language or script than the pre-training "
+                    "corpus, or the tokenizer the wrong one?")
     return rate
 
 

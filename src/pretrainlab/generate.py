@@ -22,7 +22,7 @@ input `[CLS] text [SEP]`; the decoder writes a new one with backbones/seq2seq.ge
 
 from __future__ import annotations
 
-import sys
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +34,8 @@ from .backbones.decoder import DecoderBackbone, KVCache
 from .backbones.spec import BACKBONES
 from .errors import PretrainlabError
 from .objectives.clm import LMHead
+
+log = logging.getLogger(__name__)
 
 
 class GenerateError(PretrainlabError, ValueError):
@@ -198,7 +200,7 @@ ENCODER_COMMANDS = ("finetune (then evaluate, predict, explain)", "curve", "prob
 
 
 def _note(message: str) -> None:
-    print(f"note: {message}", file=sys.stderr)
+    log.info(f"note: {message}")
 
 
 def generate_run(run: str | Path, prompts: Sequence[str], settings: GenerationSettings = GenerationSettings(),

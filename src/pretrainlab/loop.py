@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import logging
 import math
 import os
 import signal
@@ -31,6 +32,9 @@ from .config import Budget, ConfigError
 from .distributed import Dist, is_sharded
 from .ema import WeightEMA
 from .errors import Interrupted, TrainingError
+from .logs import shows_progress
+
+log = logging.getLogger(__name__)
 
 # --------------------------------------------------------------------------- device & precision
 
@@ -429,8 +433,8 @@ class _Signals:
         if self.received:
             raise KeyboardInterrupt
         self.received = signum
-        print(f"\n{signal.Signals(signum).name}: stopping after this step to save a checkpoint "
-              "(send it again to stop at once)", file=sys.stderr)
+        log.warning(f"\n{signal.Signals(signum).name}: stopping after this step to save a checkpoint "
+                    "(send it again to stop at once)")
 
     def __enter__(self) -> _Signals:
         try:
@@ -487,7 +491,8 @@ def fit(
         return start_elapsed + time.perf_counter() - t0
 
     ckpts = _Checkpoints(model, optimizer, schedule, run_dir, data_state, extra_state, s, device, dist, ema, scaler)
-    run = _Run(s, schedule, ckpts, elapsed, log, ProgressBar(schedule, desc) if s.progress and dist.main else None)
+    bar = ProgressBar(schedule, desc) if s.progress and dist.main and shows_progress() else None
+    run = _Run(s, schedule, ckpts, elapsed, log, bar)
     model.train()
     with _Signals() as signals:
         try:

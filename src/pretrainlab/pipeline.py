@@ -21,9 +21,9 @@ Every step resumes: run the same command again after a stop.
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import statistics
-import sys
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -32,6 +32,8 @@ from typing import Any
 from .config import DEFAULT_STUDENT_BACKBONE, ConfigError, RunConfig
 from .curve import DETAILS_FILE, CurvePoint, read_details, run_curve, stages_table
 from .curve_rows import CurveExtras
+
+log = logging.getLogger(__name__)
 
 BASELINES = ("tfidf", "majority")
 """Rows that are no model directory: they are reported, never chosen."""
@@ -99,8 +101,8 @@ def pipeline(corpus: Sequence[str], task: str, out: str | Path, cfg: RunConfig, 
                          unlabelled=tuple(map(str, corpus)), reference_dapt=reference_dapt, keep_models=True)
     _check_first(corpus, task, cfg, extras)
     _say(f"1/4 prepare {' '.join(map(str, corpus))} + task:{task} -> {out / 'corpus'}")
-    print(prepare_corpus([*map(str, corpus), f"task:{task}"], out / "corpus", cfg.data,
-                         finetune_cfg=cfg.finetune).summary(), file=sys.stderr)
+    log.info(prepare_corpus([*map(str, corpus), f"task:{task}"], out / "corpus", cfg.data,
+                            finetune_cfg=cfg.finetune).summary())
     run = out / "run"
     if not (run / "summary.json").is_file():
         _say(f"2/4 pretrain for {cfg.train.budget} -> {run}")
@@ -136,7 +138,7 @@ def _check_first(corpus: Sequence[str], task: str, cfg: RunConfig, extras: Curve
 
 
 def _say(text: str) -> None:
-    print(f"pipeline: {text}", file=sys.stderr, flush=True)
+    log.info(f"pipeline: {text}")
 
 
 def _mean(values: Sequence[float]) -> float | None:

@@ -16,9 +16,9 @@ later call reads instead of training again.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
-import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -37,6 +37,8 @@ from .errors import CheckpointError
 from .evaluate import predict_logits
 from .loop import BudgetSchedule, LoopSettings, enable_tf32, fit, grad_scaler, make_optimizer, set_seed
 from .metrics import Interval, Metrics, SeedResult, score
+
+log = logging.getLogger(__name__)
 
 # --------------------------------------------------------------------------- early stopping
 
@@ -268,7 +270,7 @@ def train_seed(seed: int, build: Callable[[], nn.Module], step_loss, batches: Ep
         batches.load_state_dict(state["data"]["batches"])
         kept.restore(state["data"]["best"])
         if not quiet:
-            print(f"seed {seed}: resuming from {ckpt} (step {state['step']})", file=sys.stderr)
+            log.info(f"seed {seed}: resuming from {ckpt} (step {state['step']})")
 
     def validate(m: nn.Module) -> dict[str, float]:
         enc = scoring.validation
@@ -295,8 +297,9 @@ def train_seed(seed: int, build: Callable[[], nn.Module], step_loss, batches: Ep
     if seed_dir is not None:
         write_finished(run)
     if not quiet:
-        print(f"seed {seed}: test accuracy {on_test.accuracy:.4f} {on_test.accuracy_ci}, macro-F1 {on_test.macro_f1:.4f} "
-              f"(best validation accuracy {best.accuracy:.4f} at step {best.step} of {loop.steps})", file=sys.stderr)
+        log.info(f"seed {seed}: test accuracy {on_test.accuracy:.4f} {on_test.accuracy_ci}, "
+                 f"macro-F1 {on_test.macro_f1:.4f} (best validation accuracy {best.accuracy:.4f} at step {best.step} "
+                 f"of {loop.steps})")
     return run
 
 

@@ -25,7 +25,7 @@ corpus); `choose` is a pure function of the candidates' figures, so the rule is 
 
 from __future__ import annotations
 
-import sys
+import logging
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
@@ -35,6 +35,8 @@ import torch
 from torch import nn
 
 from .config import AUTO, PRESETS, SIZE_FIELDS, Budget, RunConfig, build_section, preset_sizes
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -237,7 +239,7 @@ def probe_throughput(model: nn.Module, next_batch: Callable[[], dict[str, torch.
 
 
 def say(sizing: Sizing) -> None:
-    print(sizing.line(), file=sys.stderr)
-    print(f"  {sizing.why()}", file=sys.stderr)
+    log.info(sizing.line())
+    log.info(f"  {sizing.why()}")
     if sizing.warning():
-        print(sizing.warning(), file=sys.stderr)
+        log.info(sizing.warning())

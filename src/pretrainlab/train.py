@@ -13,8 +13,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import logging
 import shutil
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,8 @@ from .loop import (BudgetSchedule, LoopResult, LoopSettings, autocast, enable_tf
                    pick_device, pick_dtype, set_seed, tune_allocator)
 from .runs import build_pretrain_model, check_resumable, count_parameters, init_from, read_run_config
 from .sizing import Sizing
+
+log = logging.getLogger(__name__)
 
 # --------------------------------------------------------------------------- pre-training
 
@@ -82,8 +84,7 @@ def pretrain(cfg: RunConfig, corpus: str | Path, out: str | Path, resume: bool =
 
         shard(model, _fsdp_blocks(model, cfg.model.backbone), device)
     elif tc.parallel == "fsdp" and dist.main:
-        print("train.parallel=fsdp in a single process: nothing to shard, training the whole model here",
-              file=sys.stderr)
+        log.info("train.parallel=fsdp in a single process: nothing to shard, training the whole model here")
     optimizer = make_optimizer(model, tc.lr, tc.weight_decay, device)
     schedule = BudgetSchedule(optimizer, budget, tc.warmup, tc.batch_size * tc.grad_accum * seq_len)
     ema = weight_ema(model, tc.ema, fsdp)
@@ -91,7 +92,7 @@ def pretrain(cfg: RunConfig, corpus: str | Path, out: str | Path, resume: bool =
         state = load_training_state(ckpt, model, optimizer, None, ema, device=device, rank=dist.rank, scaler=scaler)
         schedule.load_state_dict(state["schedule"])
         loader.load_state_dict(state["data"])
-        print(f"resuming from {ckpt} (step {state['step']})", file=sys.stderr)
+        log.info(f"resuming from {ckpt} (step {state['step']})")
     trained = model
     if dist.enabled and not fsdp:  # gradients all-reduced across ranks; `model` stays the plain module
         from torch.nn.parallel import DistributedDataParallel
@@ -190,8 +191,7 @@ def head_warmup_share(tc: TrainConfig, init: str | Path | None, dist: Dist) -> f
         return 0.0
     if dist.enabled:
         if dist.main:
-            print("note: train.head_warmup runs in one process only; under torchrun the body moves from the start",
-                  file=sys.stderr)
+            log.info("note: train.head_warmup runs in one process only; under torchrun the body moves from the start")
         return 0.0
     return tc.head_warmup
 
@@ -319,8 +319,8 @@ def check_objective_data(cfg: RunConfig, train, say: bool = True) -> None:
                 "this corpus, or prepare one whose documents hold several sentences"
             )
         if single and say:
-            print(f"note: {single:,} of {train.n_docs:,} training documents have one sentence; permute copies them "
-                  "unshuffled" + (" (still infilled)" if o.weights.get("infill", 0) > 0 else ""), file=sys.stderr)
+            log.info(f"note: {single:,} of {train.n_docs:,} training documents have one sentence; permute copies them "
+                     "unshuffled" + (" (still infilled)" if o.weights.get("infill", 0) > 0 else ""))
     if o.weights.get("span", 0) > 0:
         from .objectives.span import check_sentinels
 
@@ -347,10 +347,11 @@ def resume_policy(run_dir: Path, resume: bool, cfg: RunConfig, tokenizer_hash: s
         restart = (run_dir / "config.yaml").is_file()
     if restart:
         # killed before its first checkpoint: there is nothing to continue, so it starts again from step 0
-        print(f"{run_dir} has no checkpoint yet: starting it again from step 0", file=sys.stderr)
+        log.info(f"{run_dir} has no checkpoint yet: starting it again from step 0")
         resume = False
         if dist.main:
-            (run_dir / "metrics.jsonl").unlink(missing_ok=True)
+            for name in METRICS_FILES:
+                (run_dir / name).unlink(missing_ok=True)
     elif resume:
         if ckpt is None:
             raise CheckpointError(f"--resume: {run_dir} has no checkpoint to resume from; drop --resume to start anew")
@@ -398,19 +399,30 @@ def _fsdp_blocks(model: nn.Module, kind: str) -> list[nn.Module]:
 def _print_model(cfg: RunConfig, model: nn.Module, n_params: int, device, dtype, dist: Dist) -> None:
     tc, m, o = cfg.train, cfg.model, cfg.objective
     variant = BACKBONES[m.backbone].describe(m)
-    print(f"model: {cfg.model.backbone}{variant} {n_params / 1e6:.2f}M backbone parameters, "
-          f"objectives {', '.join(model.objectives)}, device {device}, precision {dtype or 'fp32'}"
-          + (f", weight EMA {tc.ema}" if tc.ema else "")
-          + (f", mask rate {o.mask_rate} -> {o.mask_rate_end}" if o.mask_rate_end else "")
-          + (f", {dist.world} processes ({tc.parallel})" if dist.enabled else ""), file=sys.stderr)
+    log.info(f"model: {cfg.model.backbone}{variant} {n_params / 1e6:.2f}M backbone parameters, "
+             f"objectives {', '.join(model.objectives)}, device {device}, precision {dtype or 'fp32'}"
+             + (f", weight EMA {tc.ema}" if tc.ema else "")
+             + (f", mask rate {o.mask_rate} -> {o.mask_rate_end}" if o.mask_rate_end else "")
+             + (f", {dist.world} processes ({tc.parallel})" if dist.enabled else ""))
+
+
+METRICS_FILES = ("metrics.jsonl", "metrics.csv")
 
 
 class MetricsLog:
-    """The run's logging sinks: metrics.jsonl (one JSON record per line) and, optionally, TensorBoard.
+    """The run's logging sinks: metrics.jsonl (one JSON record per line), the same numbers in metrics.csv
+    (`step,metric,value`: one row per step and metric, as spreadsheets and pandas read them; a record's keys vary
+    between training and validation steps) and, optionally, TensorBoard.
     With run_dir None (a rank other than 0) it writes nothing."""
 
     def __init__(self, run_dir: Path | None, tensorboard: bool = False):
-        self.file = open(run_dir / "metrics.jsonl", "a", encoding="utf-8") if run_dir is not None else None
+        self.file = self.csv = None
+        if run_dir is not None:
+            self.file = open(run_dir / "metrics.jsonl", "a", encoding="utf-8")
+            new = not (run_dir / "metrics.csv").is_file()
+            self.csv = open(run_dir / "metrics.csv", "a", encoding="utf-8", newline="")
+            if new:
+                self.csv.write("step,metric,value\n")
         self.tb = _tensorboard(run_dir) if tensorboard and run_dir is not None else None
 
     def __call__(self, record: dict[str, Any]) -> None:
@@ -418,14 +430,18 @@ class MetricsLog:
             return
         self.file.write(json.dumps(record) + "\n")
         self.file.flush()
+        numbers = {k: v for k, v in record.items() if isinstance(v, (int, float)) and k != "step"}  # final: 1
+        self.csv.writelines(f"{record['step']},{k},{int(v) if isinstance(v, bool) else v!r}\n"
+                            for k, v in numbers.items())
+        self.csv.flush()
         if self.tb:
-            for k, v in record.items():
-                if isinstance(v, (int, float)) and k != "step":
-                    self.tb.add_scalar(k, v, record["step"])
+            for k, v in numbers.items():
+                self.tb.add_scalar(k, v, record["step"])
 
     def close(self) -> None:
-        if self.file:
-            self.file.close()
+        for f in (self.file, self.csv):
+            if f:
+                f.close()
         if self.tb:
             self.tb.close()
 
@@ -438,9 +454,9 @@ def _write_summary(run_dir: Path, result: LoopResult, n_params: int) -> None:
     if (run_dir / SIZING_FILE).is_file():
         summary["sizing"] = json.loads((run_dir / SIZING_FILE).read_text(encoding="utf-8"))
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=1), encoding="utf-8")
-    print(f"pretrained {result.steps} steps, {result.tokens:,} tokens in {result.seconds:.0f}s "
-          f"({summary['tok_per_s']:,.0f} tok/s); " +
-          ", ".join(f"{k} {v:.4g}" for k, v in summary.items() if k.startswith("val_")), file=sys.stderr)
+    log.info(f"pretrained {result.steps} steps, {result.tokens:,} tokens in {result.seconds:.0f}s "
+             f"({summary['tok_per_s']:,.0f} tok/s); " +
+             ", ".join(f"{k} {v:.4g}" for k, v in summary.items() if k.startswith("val_")))
 
 
 def batch_source(split, seq_len, batch_size, special, objectives, seed=0, shuffle=True, rank=0, world=1):

@@ -28,10 +28,10 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import logging
 import os
 import re
 import shutil
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -52,6 +52,8 @@ from .shards import (DOCS, FORMAT, IDS, MANIFEST, PROGRESS, SENTS, SPLITS, TOKEN
                      shard_stem)
 from .text import normalized_documents, text_key
 from .vocab import VocabProposal, propose_vocab_size
+
+log = logging.getLogger(__name__)
 
 DROPPED = "dropped.jsonl"
 VOCAB_PROPOSAL = "vocab_proposal.json"
@@ -218,7 +220,7 @@ def _train_on(paths: list[Path], cfg: DataConfig, repeats: Path) -> tuple[Tokeni
     proposal = None
     if cfg.vocab_size == 0:
         proposal = propose_vocab_size(text for text, _ in _documents(paths, cfg, ReadStats(), _no_drops(), repeats))
-        print(proposal.line(), file=sys.stderr)
+        log.info(proposal.line())
     try:
         size = proposal.size if proposal else cfg.vocab_size
         return train_tokenizer(texts, cfg.tokenizer_kind, size, cfg.lowercase), proposal

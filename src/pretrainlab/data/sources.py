@@ -29,8 +29,8 @@ The layouts, chosen so that `pretrainlab prepare DIR` sees one document per natu
           with the definition of another sense of that lemma.
 
 The cache is $PRETRAINLAB_CACHE, else platformdirs.user_cache_dir("pretrainlab"), unless cache_dir
-is given. Any other name is handed to Hugging Face `datasets` when it is installed (the hub must be
-reachable), else a clear error.
+is given. Nothing else contacts a hub: only a name the user marks as one, `hf:OWNER/NAME`, is handed to
+Hugging Face `datasets` (when it is installed, and the hub reachable); any other name is a clear error.
 """
 
 from __future__ import annotations
@@ -55,6 +55,8 @@ from pathlib import Path, PurePosixPath
 from ..errors import CorpusError
 from ..files import sha256_file
 
+HUB_PREFIX = "hf:"
+"""`data get hf:OWNER/NAME`: the user names a Hugging Face Hub dataset, and only then is a hub contacted."""
 WORDNET_DIR = Path("/usr/share/wordnet")
 GCIDE_DICT = Path("/usr/share/dictd/gcide.dict.dz")
 
@@ -147,9 +149,16 @@ def list_sources(cache_dir: str | Path | None = None) -> list[str]:
 
 
 def get_source(name: str, cache_dir: str | Path | None = None) -> Path:
-    """The converted source (a directory of .txt for a corpus, a CSV for a task), fetched on first use."""
+    """The converted source (a directory of .txt for a corpus, a CSV for a task), fetched on first use; for
+    hf:OWNER/NAME, that Hugging Face Hub dataset's train split as JSONL (the one name that reaches a hub)."""
+    if name.startswith(HUB_PREFIX):
+        return _hugging_face(name[len(HUB_PREFIX):], cache_root(cache_dir))
     if name not in SOURCES:
-        return _hugging_face(name, cache_root(cache_dir))
+        close = difflib.get_close_matches(name, list(SOURCES), n=1)
+        raise CorpusError(f"unknown source {name!r}; built-in sources: {', '.join(SOURCES)}"
+                          + (f" (did you mean {close[0]!r}?)" if close else "")
+                          + f". A Hugging Face Hub dataset: pretrainlab data get {HUB_PREFIX}OWNER/NAME (needs "
+                          "`pip install datasets` and a reachable hub), or pass a local save_to_disk folder")
     source = SOURCES[name]
     root = cache_root(cache_dir)
     final = _source_dir(source, root)
@@ -539,13 +548,13 @@ def _require_system_files(source: Source) -> None:
 
 
 def _hugging_face(name: str, root: Path) -> Path:
-    close = difflib.get_close_matches(name, list(SOURCES), n=1)
-    builtin = f"built-in sources: {', '.join(SOURCES)}" + (f" (did you mean {close[0]!r}?)" if close else "")
+    """A Hub dataset the user named with hf:NAME: its train split as JSONL, cached."""
     try:
         import datasets
     except ImportError:
-        raise CorpusError(f"unknown source {name!r}; {builtin}. To load a Hugging Face dataset instead, "
-                          "`pip install datasets` (and the hub must be reachable)") from None
+        raise CorpusError(f"{HUB_PREFIX}{name}: loading a Hugging Face Hub dataset needs `pip install datasets` (and "
+                          "a reachable hub); or save it with datasets on a machine with access and pass the folder"
+                          ) from None
     out = root / "hf" / re.sub(r"[^\w.-]+", "__", name)
     result = out / "data.jsonl"
     if result.is_file():
@@ -554,8 +563,8 @@ def _hugging_face(name: str, root: Path) -> Path:
         ds = datasets.load_dataset(name, split="train")
     except Exception as e:  # offline, unknown name, gated: datasets raises many kinds
         raise CorpusError(f"could not load {name!r} from the Hugging Face hub ({type(e).__name__}: "
-                          f"{str(e).splitlines()[0] if str(e) else ''}); {builtin}. The hub is often unreachable "
-                          "from here: use a built-in source or a local file") from None
+                          f"{str(e).splitlines()[0] if str(e) else ''}); built-in sources: {', '.join(SOURCES)}. "
+                          "The hub is often unreachable from here: use a built-in source or a local file") from None
     out.mkdir(parents=True, exist_ok=True)
     tmp = out / "data.jsonl.tmp"
     ds.to_json(str(tmp), lines=True, force_ascii=False)

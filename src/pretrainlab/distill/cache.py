@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,6 +23,8 @@ from torch import Tensor
 from ..files import sha256_file
 from ..runs import FineTuned
 from . import teacher as _teacher
+
+log = logging.getLogger(__name__)
 
 CACHE_FORMAT = "1"
 
@@ -86,8 +88,8 @@ class LogitsCache:
             shard, problem = self._load(f)
             if problem:
                 refused.append(f"{f.name}: {problem}")
-                print(f"warning: teacher-logits cache shard {f} refused ({problem}); deleted, its texts are "
-                      "labelled again", file=sys.stderr)
+                log.warning(f"warning: teacher-logits cache shard {f} refused ({problem}); deleted, its texts are "
+                            "labelled again")
                 f.unlink(missing_ok=True)
                 continue
             pooled = shard.get("pooled")
@@ -147,8 +149,8 @@ def label_texts(teacher: FineTuned, texts: Sequence[str], cache_root: str | Path
     keys = [text_hash(t) for t in texts]
     missing = [i for i, k in enumerate(keys) if k not in have or (with_pooled and have[k][1] is None)]
     if missing and not quiet:
-        print(f"teacher: labelling {len(missing):,} of {len(texts):,} texts ({len(texts) - len(missing):,} from the "
-              f"cache {cache.dir})", file=sys.stderr, flush=True)
+        log.info(f"teacher: labelling {len(missing):,} of {len(texts):,} texts ({len(texts) - len(missing):,} from the "
+                 f"cache {cache.dir})")
     for start in range(0, len(missing), shard_texts):
         chunk = missing[start:start + shard_texts]
         logits, pooled = _teacher.run_teacher(teacher, [texts[i] for i in chunk], batch_size, device, dtype, with_pooled)
@@ -159,8 +161,7 @@ def label_texts(teacher: FineTuned, texts: Sequence[str], cache_root: str | Path
             have[keys[i]] = (logits[j], pooled[j] if pooled is not None else None)
         if not quiet:
             done = min(start + shard_texts, len(missing))
-            print(f"teacher: {done:,} / {len(missing):,} texts labelled ({time.perf_counter() - t0:.0f} s)",
-                  file=sys.stderr, flush=True)
+            log.info(f"teacher: {done:,} / {len(missing):,} texts labelled ({time.perf_counter() - t0:.0f} s)")
     rows = [have[k] for k in keys]
     logits = torch.stack([r[0] for r in rows]).float() if rows else torch.empty(0, len(teacher.label_names))
     pooled = torch.stack([r[1] for r in rows]).float() if with_pooled and rows else None

@@ -6,8 +6,8 @@
 
 from __future__ import annotations
 
+import logging
 import statistics
-import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +16,8 @@ from ..data.tasks import Task
 from ..errors import CorpusError
 from ..tokenizer import load_tokenizer
 from .cache import text_hash
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -150,8 +152,8 @@ def read_unlabelled(inputs: Sequence[str | Path], task: Task, finetune_cfg, data
                           f"({pool.labelled_dropped} training, {pool.held_out_dropped} validation/test texts, which "
                           "are never trained on); give unlabelled text beyond the task's own")
     if not pool.texts:  # e.g. task:NAME of the teacher's own task: its training split, labelled already
-        print(f"note: {flag} {' '.join(map(str, inputs))} add no text to {task.name}'s labelled training split; the "
-              "student learns the teacher's soft labels on those texts alone", file=sys.stderr)
+        log.info(f"note: {flag} {' '.join(map(str, inputs))} add no text to {task.name}'s labelled training split; the "
+                 "student learns the teacher's soft labels on those texts alone")
     if max_texts and len(pool.texts) > max_texts:
         keep = set(sorted(pool.texts, key=lambda t: text_hash(t))[:max_texts])
         pool.sampled_from, pool.texts = len(pool.texts), [t for t in pool.texts if t in keep]

@@ -35,8 +35,8 @@ model section and the user is told (dropout may still be chosen).
 from __future__ import annotations
 
 import json
+import logging
 import shutil
-import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -45,6 +45,8 @@ import torch
 
 from ..backbones.spec import kind_of_hf_model_type
 from ..errors import ExportError
+
+log = logging.getLogger(__name__)
 
 IMPORT_INFO = "imported.json"
 
@@ -356,7 +358,7 @@ def _import_converted(convert, src: Path, out: Path, hf: dict[str, Any], seq_len
     (out / IMPORT_INFO).write_text(json.dumps(info, indent=1), encoding="utf-8")
     report = ImportReport(out, src, model_type, architecture, head_state, n_params, notes)
     if not quiet:
-        print(report.summary(), file=sys.stderr)
+        log.info(report.summary())
     return report
 
 
@@ -446,7 +448,7 @@ def import_decoder(src: Path, out: Path, hf: dict[str, Any], *, seq_len: int = 1
     report = ImportReport(out, src, hf["model_type"], architecture, head_state, count_parameters(model.backbone), notes,
                           head_name="LM head")
     if not quiet:
-        print(report.summary(), file=sys.stderr)
+        log.info(report.summary())
     return report
 
 
