@@ -116,16 +116,16 @@ def pretrain(cfg: RunConfig, corpus: str | Path, out: str | Path, resume: bool =
         with ema.applied() if ema else contextlib.nullcontext():  # with a weight EMA, the average is validated
             return evaluate_pretrain(model, val_batches, device, dtype)
 
-    log = MetricsLog(run_dir, tc.tensorboard) if dist.main else MetricsLog(None)
+    metrics = MetricsLog(run_dir, tc.tensorboard) if dist.main else MetricsLog(None)
     try:
         result = fit(trained, batches, step_loss, loop_settings(tc), device=device, dtype=dtype,
                      optimizer=optimizer, schedule=schedule, run_dir=run_dir if dist.main else None,
                      evaluate=evaluate if val_batches else None,
                      data_state=lambda: batches.state, extra_state={"tokenizer_hash": data.tokenizer_hash},
-                     log=log, desc="pretrain", dist=dist, ema=ema, scaler=scaler)
+                     log=metrics, desc="pretrain", dist=dist, ema=ema, scaler=scaler)
     finally:
         batches.close()
-        log.close()
+        metrics.close()
     if not dist.main:
         return run_dir
     plot_metrics(run_dir)
