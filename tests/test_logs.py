@@ -69,3 +69,21 @@ def test_metrics_csv_holds_what_metrics_jsonl_holds(tiny_corpus, tmp_path):
                 if k != "step" and isinstance(v, (int, float))]
     assert [(int(r["step"]), r["metric"], float(r["value"])) for r in rows] == expected
     assert {"loss", "lr", "val_loss"} <= {r["metric"] for r in rows}
+
+
+def test_library_modules_log_instead_of_printing_to_stderr():
+    """Messages go through logging (so -q, -v and a notebook's configuration reach them); only the command line
+    prints, its results on stdout and its errors on stderr."""
+    import ast
+    from pathlib import Path
+
+    src = Path(__file__).resolve().parents[1] / "src" / "pretrainlab"
+    found = []
+    for path in sorted(src.rglob("*.py")):
+        if path.name == "cli.py" or "remote" in path.parts:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "print"
+                    and any(k.arg == "file" and ast.unparse(k.value) == "sys.stderr" for k in node.keywords)):
+                found.append(f"{path.relative_to(src)}:{node.lineno}")
+    assert not found, f"print(..., file=sys.stderr) in {found}: use logging.getLogger(__name__).info / .warning"
