@@ -242,4 +242,4 @@ def say(sizing: Sizing) -> None:
     log.info(sizing.line())
     log.info(f"  {sizing.why()}")
     if sizing.warning():
-        log.info(sizing.warning())
+        log.warning(sizing.warning())
