@@ -66,15 +66,14 @@ def budget_table(work: Path, recipes: list[dict], minutes: int, corpus_tokens: i
                     row.append(fmt(accs(work / split / f"{r['name']}-{minutes}-{t}" / "curve.csv", n, "pretrained"),
                                    std=split == "curves"))
         lines.append("| " + " | ".join(row) + " |")
-    for arch in sorted({r["arch"] for r in recipes}):
-        for model, label in (("random-init", f"random init ({arch})"), ("tfidf", "TF-IDF + LR")):
-            if model == "tfidf" and arch != sorted({r["arch"] for r in recipes})[0]:
-                continue
-            row = [label, "", "", "", "", ""]
-            row += [fmt(accs(work / "curves" / f"base-{arch}-{t}" / "curve.csv", n, model)) for t in TASKS for n in LABELS]
-            row += [fmt(accs(work / "dev" / f"base-{arch}-{t}" / "curve.csv", n, model), std=False)
-                    for t in TASKS for n in LABELS]
-            lines.append("| " + " | ".join(row) + " |")
+    archs = [a for a in sorted({r["arch"] for r in recipes}) if (work / "curves" / f"base-{a}-{TASKS[0]}").exists()]
+    rows = [(f"base-{a}", "random-init", f"random init ({a})") for a in archs]
+    rows += [(f"base-{archs[0]}", "tfidf", "TF-IDF + LR")] if archs else []  # the same for every arch: shown once
+    for base, model, label in rows:
+        row = [label, "", "", "", "", ""]
+        row += [fmt(accs(work / "curves" / f"{base}-{t}" / "curve.csv", n, model)) for t in TASKS for n in LABELS]
+        row += [fmt(accs(work / "dev" / f"{base}-{t}" / "curve.csv", n, model), std=False) for t in TASKS for n in LABELS]
+        lines.append("| " + " | ".join(row) + " |")
     return lines
 
 
