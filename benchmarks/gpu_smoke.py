@@ -298,9 +298,10 @@ class SyncCounter:
                 torch.cuda.set_sync_debug_mode("default")
                 loop.settle = real_settle
 
-    def summary(self) -> str | None:
-        steps = self.per_step[1:]  # the first step's count includes the set-up before it
-        return f"{statistics.median(steps):g} (max {max(steps)})" if steps else None
+    def summary(self) -> tuple[float, int] | None:
+        """(median, max) syncs per step; the first step is left out (its count includes the set-up before it)."""
+        steps = self.per_step[1:]
+        return (statistics.median(steps), max(steps)) if steps else None
 
 
 def check_families(smoke: Smoke) -> dict:
@@ -315,18 +316,19 @@ def check_families(smoke: Smoke) -> dict:
                                                "train.eval_every=0", "train.eval_batches=1", "train.log_every=1"))
             s = summary_of(run)
             done[name] = f"{s['tok_per_s']:,.0f} tok/s, loss {s.get('val_loss', float('nan')):.3f}"
-            if counter.summary():
+            if counter.summary() is not None:
                 syncs[name] = counter.summary()
         except Exception as e:
             broken[name] = f"{type(e).__name__}: {str(e)[-300:]}"
-    smoke.say("  " + "\n  ".join(f"{k}: {v}" + (f", host syncs/step {syncs[k]}" if k in syncs else "")
-                                   for k, v in done.items()))
+    smoke.say("  " + "\n  ".join(f"{k}: {v}" + (f", host syncs/step median {syncs[k][0]:g}, max {syncs[k][1]}"
+                                                  if k in syncs else "") for k, v in done.items()))
     if broken:
         raise AssertionError(f"{len(broken)} of {len(FAMILIES)} families failed: {broken}")
     detail = {"families": len(done)}
-    if syncs:
-        over = {k: v for k, v in syncs.items() if not v.startswith("1 ")}
-        detail["goals"] = {"1 host sync per step in every family" + (f" (not: {over})" if over else ""): not over}
+    if syncs:  # the RNN and CNN read their documents' lengths (data-dependent shapes): shown, not held to 1
+        over = {k: v for k, v in syncs.items() if v[1] > 1 and not k.startswith(("rnn", "cnn"))}
+        detail["goals"] = {"1 host sync per step in every attention family" + (f" (not: {over})" if over else ""):
+                           not over}
     return detail
 
 
