@@ -12,7 +12,7 @@ import torch
 from torch.testing import assert_close
 
 from pretrainlab.cli import main
-from pretrainlab.export.hf_import import ImportError_, adopt_init_model, import_hf
+from pretrainlab.export.hf_import import ImportError_, import_hf
 from pretrainlab.runs import load_pretrained
 
 from conftest import FAST, FINETUNE, TINY
@@ -151,11 +151,11 @@ def test_continued_pretraining_and_finetuning_of_the_imported_bart(imported, tmp
     corpus = tmp_path / "corpus"
     prepare_corpus([str(raw)], corpus, load_config(None, ["data.min_chars=5"]).data,
                    tokenizer_path=imported / "tokenizer.json")
-    cfg, _ = adopt_init_model(load_config(None, TINY + FAST + ["train.budget=2", "train.eval_every=0",
-                                                              "train.eval_batches=1"]), imported)  # as `pretrain --init`
-    assert cfg.model.backbone == "encoder-decoder" and list(cfg.objective.weights) == ["infill", "permute"]
-    more = pretrain(cfg, corpus, tmp_path / "more", init=imported)
+    cfg = load_config(None, TINY + FAST + ["train.budget=2", "train.eval_every=0", "train.eval_batches=1"])
+    more = pretrain(cfg, corpus, tmp_path / "more", init=imported)  # it takes the init's architecture and objective
     assert (more / "summary.json").is_file()
+    saved = load_pretrained(more).config
+    assert saved.model.backbone == "encoder-decoder" and list(saved.objective.weights) == ["infill", "permute"]
 
     task = tmp_path / "task.csv"
     task.write_text("text,label\n" + "".join(f"{' '.join(rng.choice(WORDS) for _ in range(4))},{'ab'[i % 2]}\n"

@@ -14,7 +14,7 @@ from pretrainlab.curve import run_curve
 from pretrainlab.curve_rows import CurveExtras
 from pretrainlab.dapt import write_corpus_text
 from pretrainlab.data.prepare import prepare_corpus
-from pretrainlab.export.hf_import import adopt_init_model, import_hf
+from pretrainlab.export.hf_import import import_hf
 from pretrainlab.runs import load_pretrained
 from pretrainlab.tokenizer import train_tokenizer
 from pretrainlab.train import pretrain
@@ -49,8 +49,7 @@ def test_a_fresh_head_warms_up_with_the_body_frozen(reference, tiny_corpus, tmp_
                    load_config(None, ["data.min_chars=5"]).data, tokenizer_path=reference / "tokenizer.json")
     settings = TINY + TRANSFORMER + FAST + ["train.budget=10", "train.head_warmup=0.5", "train.checkpoint_every=5",
                                             "train.lr=1e-3"]
-    cfg, _ = adopt_init_model(load_config(None, settings), reference)
-    run = pretrain(cfg, prepared, tmp_path / "dapt", init=reference)
+    run = pretrain(load_config(None, settings), prepared, tmp_path / "dapt", init=reference)  # the init's architecture
     before = {k: v for k, v in load_pretrained(reference).model.state_dict().items()}
     at = {s: load_file(str(run / "checkpoints" / f"step_{s:07d}" / "model.safetensors")) for s in (5, 10)}
     body = [k for k in at[5] if k.startswith("backbone.")]

@@ -4,6 +4,8 @@ continued pre-training from a run starts from its weights."""
 
 import json
 import random
+import re
+from dataclasses import replace
 
 import pytest
 import torch
@@ -11,8 +13,8 @@ import torch
 from pretrainlab.checkpoint import latest_checkpoint, read_state
 from pretrainlab.config import load_config
 from pretrainlab.errors import CheckpointError, PretrainlabError
-from pretrainlab.export.hf_import import ImportError_, adopt_init_model, import_hf
-from pretrainlab.runs import load_pretrained
+from pretrainlab.export.hf_import import ImportError_, import_hf
+from pretrainlab.runs import adopt_init_model, load_classifier, load_pretrained
 from pretrainlab.tokenizer import hf_tokenizer, load_tokenizer, tokenizer_hash, train_tokenizer
 from pretrainlab.train import pretrain
 
@@ -192,7 +194,7 @@ def test_continued_pretraining_starts_from_the_weights(tiny_corpus, tmp_path):
         torch.testing.assert_close(a[k], b[k], atol=1e-8, rtol=0)
 
 
-def test_continued_pretraining_errors_and_model_section(tiny_corpus, tmp_path, tok):
+def test_continued_pretraining_errors_and_model_section(tiny_corpus, tmp_path, tok, capsys):
     first = pretrain(load_config(None, SETTINGS + ["train.budget=2"]), tiny_corpus, tmp_path / "first")
     # a config asking for another architecture: the init's is taken, and the user is told
     other = load_config(None, SETTINGS + ["model.n_layers=3", "model.style=modern"])
@@ -201,7 +203,12 @@ def test_continued_pretraining_errors_and_model_section(tiny_corpus, tmp_path, t
     assert "model.n_layers: config 3 -> init 2" in notes[0] and "model.style" in notes[0]
     same, none = adopt_init_model(load_config(None, SETTINGS), first)
     assert none == [] and same.model == load_config(None, SETTINGS).model
-    pretrain(adopted, tiny_corpus, tmp_path / "adopted", init=first)
+    # pretrain itself takes it, called from Python as from the CLI (issue #25 item 5), and so does its resumption
+    run = pretrain(replace(other, train=replace(other.train, budget="2")), tiny_corpus, tmp_path / "adopted", init=first)
+    assert load_pretrained(run).config.model == adopted.model
+    assert "note: --init" in capsys.readouterr().err
+    pretrain(replace(other, train=replace(other.train, budget="3")), tiny_corpus, run, resume=True, init=first)
+    assert json.loads((run / "summary.json").read_text())["steps"] == 3
     # the CLI does the same: a wider model asked for, the init's taken, a note printed
     from pretrainlab.cli import main
 
@@ -221,6 +228,47 @@ def test_continued_pretraining_errors_and_model_section(tiny_corpus, tmp_path, t
     with pytest.raises(CheckpointError, match="prepare the corpus with --tokenizer"):
         pretrain(load_config(None, SETTINGS + ["train.budget=2"]), other_corpus, tmp_path / "bad", init=first)
     assert isinstance(CheckpointError("x"), PretrainlabError)
+
+
+def test_continued_pretraining_loads_the_init_strictly(tiny_corpus, tmp_path, capsys):
+    """A weight the init lacks used to be left random in silence (load strict=False): now the backbone's are an
+    error naming them, and a whole head the init lacks starts fresh, said once, as do the init's spare weights."""
+    from safetensors.torch import load_file, save_file
+
+    from pretrainlab.finetune import finetune
+
+    first = pretrain(load_config(None, SETTINGS + ["train.budget=2"]), tiny_corpus, tmp_path / "first")
+    weights = load_file(str(latest_checkpoint(first) / "model.safetensors"))
+    cfg = load_config(None, SETTINGS + ["train.budget=1", "train.lr=1e-12"])
+
+    def bare(name, change):  # a weights folder of its own: no config.yaml, no tokenizer hash
+        folder = tmp_path / name
+        folder.mkdir()
+        save_file(change(dict(weights)), str(folder / "model.safetensors"))
+        return folder
+
+    lacking = bare("lacking", lambda w: {k: v for k, v in w.items() if k != "backbone.layers.1.ff_out.weight"})
+    with pytest.raises(CheckpointError, match=r"lack 1 of this model's \(backbone.layers.1.ff_out.weight\), which "
+                                              r"would start random"):
+        pretrain(cfg, tiny_corpus, tmp_path / "a", init=lacking)
+    wider = bare("wider", lambda w: {**w, "backbone.layers.0.ff_in.weight": torch.zeros(70, 32)})
+    with pytest.raises(CheckpointError, match="does not fit this model's architecture: .*backbone.layers.0.ff_in.weight"):
+        pretrain(cfg, tiny_corpus, tmp_path / "b", init=wider)
+
+    # a fine-tuned classifier: its backbone, a fresh MLM head, its own head not used; each said once
+    task = tmp_path / "task.csv"
+    task.write_text("text,label\n" + "".join(f"{' '.join(random.Random(i).choice(WORDS) for _ in range(5))},{'ab'[i % 2]}\n"
+                                             for i in range(40)), encoding="utf-8")
+    ft = tmp_path / "ft"
+    finetune(first, task, load_config(None, SETTINGS + ["finetune.epochs=1"]), out_dir=ft, seeds=(0,))
+    capsys.readouterr()
+    run = pretrain(cfg, tiny_corpus, tmp_path / "from-ft", init=ft)
+    err = capsys.readouterr().err
+    assert len(re.findall(r"has no \S*mlm\S* weights: they start fresh", err)) == 1, err
+    assert len(re.findall(r"its head, pooler weights are not used", err)) == 1, err
+    ours, theirs = load_pretrained(run).backbone.state_dict(), load_classifier(ft).model.backbone.state_dict()
+    for k in theirs:
+        torch.testing.assert_close(ours[k], theirs[k], atol=1e-8, rtol=0, msg=k)
 
 
 def test_folder_with_only_vocab_txt(tok, tmp_path):

@@ -130,15 +130,11 @@ def _on_run_cfg(args):
 
 
 def _pretrain_cfg(args):
-    """pretrain's settings: continued pre-training (--init) keeps the init's architecture, and says so."""
-    cfg = _cfg(args)
-    if args.init and not args.resume:
-        from .export.hf_import import adopt_init_model
+    """What pretrain runs with (--print-config): with --init, the init's architecture, as pretrain adopts it."""
+    from .runs import adopt_init_model
 
-        cfg, notes = adopt_init_model(cfg, args.init)
-        for note in notes:
-            log.info(f"note: {note}")
-    return cfg
+    cfg = _cfg(args)
+    return adopt_init_model(cfg, args.init)[0] if args.init else cfg
 
 
 def _distill_cfg(args):
@@ -186,7 +182,7 @@ def cmd_prepare(args) -> None:
 def cmd_pretrain(args) -> None:
     from .train import pretrain
 
-    cfg = _pretrain_cfg(args)
+    cfg = _cfg(args)  # with --init, pretrain takes the init's architecture (and says so)
     from .distributed import end_distributed
 
     try:

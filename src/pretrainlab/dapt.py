@@ -5,7 +5,7 @@
 Domain-adaptive pre-training (Gururangan et al. 2020). The run's prepared corpus (corpus.json names it) is
 decoded back to text (OUT/corpus.txt, documents by their sentences) and prepared again with the reference's
 tokenizer (OUT/corpus), then `pretrain` continues the reference from its weights (`init`) for the budget, with
-the reference's architecture and objective (`adopt_init_model`), at a learning rate for a trained model. A
+the reference's architecture and objective (pretrain adopts them), at a learning rate for a trained model. A
 reference imported without an MLM head (all-MiniLM-L6-v2) gets a fresh one, which trains alone for
 train.head_warmup of the budget before the body moves (train.py). Every step resumes: the text and the corpus
 are written once, a killed pre-training continues from its checkpoint, a finished one is reused.
@@ -30,7 +30,6 @@ log = logging.getLogger(__name__)
 def adapt_reference(reference: Path, pre: Pretrained, budget: str, out: Path, cfg: RunConfig, lr: float) -> Path:
     """The reference pre-trained further on `pre`'s corpus for `budget`: a run directory in out/run."""
     from .data.prepare import prepare_corpus
-    from .export.hf_import import adopt_init_model
     from .train import pretrain
 
     run = out / "run"
@@ -43,9 +42,6 @@ def adapt_reference(reference: Path, pre: Pretrained, budget: str, out: Path, cf
     tokenizer = Path(reference) / "tokenizer.json"
     prepare_corpus([str(text)], out / "corpus", cfg.data, tokenizer_path=tokenizer)
     cfg = replace(cfg, train=replace(cfg.train, budget=budget, lr=lr))
-    cfg, notes = adopt_init_model(cfg, reference)
-    for note in notes:
-        log.info(f"note: {note}")
     return pretrain(cfg, out / "corpus", run, resume=run.is_dir(), init=reference)
 
 

@@ -362,7 +362,7 @@ class Grid:
             shutil.rmtree(run_dir)  # stopped before its first checkpoint: start it anew
         say(f"pre-training {run_dir.name} ({cfg.model.backbone}, {', '.join(cfg.objective.weights)}, "
             f"budget {cfg.train.budget})" + (" - resuming" if resume else ""))
-        pretrain(cfg, corpus, run_dir, resume=resume, init=None if resume else init)
+        pretrain(cfg, corpus, run_dir, resume=resume, init=init)  # resumed, it keeps the init's architecture
         return run_dir
 
     def finetune_row(self, key: str, name: str, kind: str, run_dir: Path | Pretrained, cfg: RunConfig, *,
@@ -462,7 +462,6 @@ class Grid:
 
     def _continued(self, c: Continued, key: str) -> None:
         from .data.prepare import prepare_corpus
-        from .export.hf_import import adopt_init_model
 
         from_reference = c.init == "reference"
         if from_reference:
@@ -494,10 +493,7 @@ class Grid:
             else:
                 inputs.append(_corpus_path(src))
         extra = list(self.cfg.reference_settings) if from_reference else []
-        cfg = self.cfg.base(*extra, *c.settings, f"train.budget={c.budget}")
-        cfg, notes = adopt_init_model(cfg, init)
-        for n in notes:
-            say(n)
+        cfg = self.cfg.base(*extra, *c.settings, f"train.budget={c.budget}")  # pretrain takes the init's architecture
         data = replace(cfg.data, one_doc_per_line=True, min_chars=5)
         prepare_corpus(inputs, work / "prepared", data, tokenizer_path=init / "tokenizer.json")
         run_dir = self.pretrain_run(work / "run", replace(cfg, data=data), work / "prepared", init=init)

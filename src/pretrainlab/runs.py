@@ -121,8 +121,62 @@ def read_run_config(run_dir: Path) -> RunConfig:
     return config_from_dict(read_yaml(run_dir / "config.yaml"))
 
 
-def init_from(model: nn.Module, init: Path, tokenizer_hash: str) -> None:
-    """Continued pre-training: start from another run's (or an imported model's) backbone weights."""
+# --------------------------------------------------------------------------- continued pre-training (--init)
+
+
+def init_model_section(init: str | Path) -> dict[str, Any] | None:
+    """The `model` section of a run directory (own or imported) used as --init; None for a bare weights folder."""
+    f = Path(init) / "config.yaml"
+    if not f.is_file():
+        return None
+    return (read_yaml(f) or {}).get("model")
+
+
+def adopt_init_model(cfg: RunConfig, init: str | Path) -> tuple[RunConfig, list[str]]:
+    """-> (cfg with the init run's model section, notes). Continued pre-training keeps the architecture;
+    `train.pretrain` applies this to every run given an init, so every caller gets it.
+
+    Decision (issue #7): a config whose model section differs from the init run's is not refused;
+    the init's architecture is taken (only dropout stays the user's) and every difference is named,
+    so that `pretrain --init RUN --config other.yaml` reuses the rest of other.yaml.
+    """
+    from .backbones.spec import BACKBONES
+    from .config import ObjectiveConfig, build_section
+
+    section = init_model_section(init)
+    if section is None:
+        return cfg, []
+    theirs = build_section("model", {k: v for k, v in section.items() if k != "preset"} | {"preset": None})
+    spec = BACKBONES[theirs.backbone]
+    ours = cfg.model
+    keep_dropout = replace(theirs, dropout=ours.dropout)
+    relevant = ["backbone", "style", "d_model", "n_layers", "n_heads", "d_ff", "max_len", "type_vocab_size", "vocab_size",
+                *spec.architecture_fields]
+    diffs = [f"model.{k}: config {getattr(ours, k)!r} -> init {getattr(theirs, k)!r}" for k in relevant
+             if getattr(ours, k) != getattr(theirs, k) and not (k == "vocab_size" and getattr(ours, k) == 0)]
+    notes = []
+    if diffs:
+        notes.append(f"--init {init}: its architecture is used, not the config's (" + "; ".join(diffs) + ")")
+    objective = cfg.objective
+    default = dict(spec.default_objectives)
+    if default != ObjectiveConfig().weights and objective.weights == ObjectiveConfig().weights:  # decoder: clm ...
+        objective = replace(objective, weights=default)
+        notes.append(f"--init {init} is a {theirs.backbone}: objective.weights={objective.weights} (its default)")
+    new = replace(cfg, model=keep_dropout, objective=objective) if diffs or objective is not cfg.objective else cfg
+    if new.data.seq_len > keep_dropout.max_len and spec.has_positions:
+        new = replace(new, data=replace(new.data, seq_len=keep_dropout.max_len))
+        notes.append(f"data.seq_len lowered to the init model's max_len {keep_dropout.max_len}")
+    return new, notes
+
+
+def init_from(model: nn.Module, init: Path, tokenizer_hash: str) -> list[str]:
+    """Continued pre-training: start from another run's (or an imported or fine-tuned model's) weights -> notes.
+
+    Every weight of the model's backbone must come from the init, or it is an error naming the weights (they
+    would start random). A head the init has none of (an MLM head a fine-tuned classifier lacks) starts fresh, and
+    the init's weights the run has no place for (a classifier's head, an objective it does not train) are left;
+    each said once in the notes.
+    """
     ckpt = latest_checkpoint(init) if (init / "checkpoints").exists() else init
     if ckpt is None or not (Path(ckpt) / "model.safetensors").is_file():
         raise CheckpointError(f"--init {init}: no model.safetensors found (a run directory or an imported model)")
@@ -134,7 +188,43 @@ def init_from(model: nn.Module, init: Path, tokenizer_hash: str) -> None:
                 f"--init {init} was trained with tokenizer {th}, but the corpus was prepared with {tokenizer_hash}; "
                 f"prepare the corpus with --tokenizer {init}/tokenizer.json"
             )
-    load_weights(ckpt, model, strict=False)
+    f = Path(ckpt) / "model.safetensors"
+    try:
+        missing, unexpected = load_model(model, str(f), strict=False)
+    except RuntimeError as e:  # a tensor of another shape: torch names it
+        raise CheckpointError(f"--init {init}: {f} does not fit this model's architecture: "
+                              f"{str(e).splitlines()[-1].strip()}") from None
+    except SafetensorError as e:
+        raise CheckpointError(f"--init {init}: {f} is not a safetensors file ({e})") from None
+    return _init_notes(init, model, missing, unexpected)
+
+
+def _part(key: str) -> str:
+    """The part of a model a weight belongs to: the backbone, or one head (objectives.<name>, lm_head, ...)."""
+    parts = key.split(".")
+    return ".".join(parts[:2]) if parts[0] == "objectives" else parts[0]
+
+
+def _init_notes(init: Path, model: nn.Module, missing: list[str], unexpected: list[str]) -> list[str]:
+    """Weights the init lacks: an error unless they are whole heads (fresh, noted); weights it has to spare: noted."""
+    by_part: dict[str, list[str]] = {}
+    seen: set[int] = set()
+    for key, t in sorted(model.state_dict(keep_vars=True).items()):  # a tied tensor under its first name only
+        if id(t) not in seen:
+            seen.add(id(t))
+            by_part.setdefault(_part(key), []).append(key)
+    lacking = {part for part, keys in by_part.items() if set(keys) <= set(missing)}
+    wrong = sorted(k for k in missing if _part(k) == "backbone" or _part(k) not in lacking)
+    if wrong:
+        raise CheckpointError(
+            f"--init {init}: its weights lack {len(wrong)} of this model's ({', '.join(wrong[:4])}"
+            f"{', ...' if len(wrong) > 4 else ''}), which would start random: it is not this architecture. Give "
+            "the run directory (its config.yaml makes the run take its architecture), or the settings it was trained with")
+    notes = [f"--init {init} has no {part} weights: they start fresh" for part in sorted(lacking - {"backbone"})]
+    spare = sorted({_part(k) for k in unexpected})
+    if spare:
+        notes.append(f"--init {init}: its {', '.join(spare)} weights are not used (this run has no such part)")
+    return notes
 
 
 # --------------------------------------------------------------------------- resuming a run

@@ -31,7 +31,8 @@ from .ema import WeightEMA
 from .errors import CheckpointError
 from .loop import (BudgetSchedule, LoopResult, LoopSettings, autocast, enable_tf32, fit, grad_scaler, make_optimizer,
                    pick_device, pick_dtype, set_seed, tune_allocator)
-from .runs import build_pretrain_model, check_resumable, count_parameters, init_from, read_run_config
+from .runs import (adopt_init_model, build_pretrain_model, check_resumable, count_parameters, init_from,
+                   read_run_config)
 from .sizing import Sizing
 
 log = logging.getLogger(__name__)
@@ -44,11 +45,16 @@ def pretrain(cfg: RunConfig, corpus: str | Path, out: str | Path, resume: bool =
     """Pre-train on a prepared corpus; writes a self-describing run directory and returns it.
 
     Under torchrun every rank runs this same function: rank 0 writes, all ranks train.
+    Continued pre-training (`init`: a run or an imported model) keeps the init's architecture, and says so
+    (runs.adopt_init_model), also when it resumes; its weights load strictly (runs.init_from).
     """
     from .distributed import init_from_env
 
     tc = cfg.train
     dist = init_from_env(pick_device(tc.device))  # the backend follows the device: gloo on the CPU, nccl on GPUs
+    if init is not None:
+        cfg, notes = adopt_init_model(cfg, init)
+        _say(notes, dist)
     budget = Budget.parse(tc.budget)
     run_dir = Path(out)
     data = _open_corpus(cfg, corpus)
@@ -61,11 +67,7 @@ def pretrain(cfg: RunConfig, corpus: str | Path, out: str | Path, resume: bool =
     dist.barrier()  # every rank has checked the run directory before rank 0 writes into it
 
     model = build_pretrain_model(cfg, data.vocab_size, data.special)
-    if init is not None:
-        init_from(model, Path(init), data.tokenizer_hash)
-    head_only = head_warmup_share(tc, init if init is not None else recorded_init(run_dir), dist)
-    if head_only and not resume:
-        start_fresh_head(model)
+    head_only = _start_from_init(model, init, resume, run_dir, data, tc, dist)
     fsdp = tc.parallel == "fsdp" and dist.enabled
     if not fsdp:  # FSDP moves the model to the device unit by unit, as it shards it
         model.to(device)
@@ -172,6 +174,23 @@ def weight_ema(model: nn.Module, decay: float, fsdp: bool) -> WeightEMA | None:
         raise ConfigError("train.ema does not work with train.parallel=fsdp yet (the average would be sharded); "
                           "use train.parallel=ddp, or train.ema=0")
     return WeightEMA(model, decay)
+
+
+def _say(notes: list[str], dist: Dist) -> None:
+    for note in notes if dist.main else ():  # once, not once a process
+        log.info(f"note: {note}")
+
+
+def _start_from_init(model: nn.Module, init: str | Path | None, resume: bool, run_dir: Path, data: _Corpus,
+                     tc: TrainConfig, dist: Dist) -> float:
+    """Continued pre-training: the init's weights into a new run (strictly, runs.init_from; a resumed run holds its
+    own), and the share of the budget a fresh head trains alone (head_warmup_share) -> that share."""
+    if init is not None and not resume:
+        _say(init_from(model, Path(init), data.tokenizer_hash), dist)  # every process loads them
+    head_only = head_warmup_share(tc, init if init is not None else recorded_init(run_dir), dist)
+    if head_only and not resume:
+        start_fresh_head(model)
+    return head_only
 
 
 def recorded_init(run_dir: Path) -> Path | None:

@@ -27,9 +27,7 @@ Name maps: export/hf_names.py's, the encoder's and the MLM head's (the inverse o
 cls.predictions.transform.* -> head.dense / head.norm, cls.predictions.bias -> head.bias; ModernBERT
 head.dense / head.norm / decoder.bias, its norm has no bias).
 
-Continued pre-training (`adopt_init_model`): the model section of a run started with --init
-must be the init run's; a config that asks for another architecture is replaced by the init's
-model section and the user is told (dropout may still be chosen).
+Continued pre-training from an import (`pretrain(..., init=RUN)`) is the recipe's: runs.adopt_init_model.
 """
 
 from __future__ import annotations
@@ -37,7 +35,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -450,52 +448,3 @@ def import_decoder(src: Path, out: Path, hf: dict[str, Any], *, seq_len: int = 1
     if not quiet:
         log.info(report.summary())
     return report
-
-
-# --------------------------------------------------------------------------- continued pre-training
-
-
-def init_model_section(init: str | Path) -> dict[str, Any] | None:
-    """The `model` section of a run directory (own or imported) used as --init; None for a bare weights folder."""
-    from ..files import read_yaml
-
-    f = Path(init) / "config.yaml"
-    if not f.is_file():
-        return None
-    return (read_yaml(f) or {}).get("model")
-
-
-def adopt_init_model(cfg, init: str | Path):
-    """-> (cfg with the init run's model section, notes). Continued pre-training keeps the architecture.
-
-    Decision (issue #7): a config whose model section differs from the init run's is not refused;
-    the init's architecture is taken (only dropout stays the user's) and every difference is named,
-    so that `pretrain --init RUN --config other.yaml` reuses the rest of other.yaml.
-    """
-    from ..backbones.spec import BACKBONES
-    from ..config import ObjectiveConfig, build_section
-
-    section = init_model_section(init)
-    if section is None:
-        return cfg, []
-    theirs = build_section("model", {k: v for k, v in section.items() if k != "preset"} | {"preset": None})
-    spec = BACKBONES[theirs.backbone]
-    ours = cfg.model
-    keep_dropout = replace(theirs, dropout=ours.dropout)
-    relevant = ["backbone", "style", "d_model", "n_layers", "n_heads", "d_ff", "max_len", "type_vocab_size", "vocab_size",
-                *spec.architecture_fields]
-    diffs = [f"model.{k}: config {getattr(ours, k)!r} -> init {getattr(theirs, k)!r}" for k in relevant
-             if getattr(ours, k) != getattr(theirs, k) and not (k == "vocab_size" and getattr(ours, k) == 0)]
-    notes = []
-    if diffs:
-        notes.append(f"--init {init}: its architecture is used, not the config's (" + "; ".join(diffs) + ")")
-    objective = cfg.objective
-    default = dict(spec.default_objectives)
-    if default != ObjectiveConfig().weights and objective.weights == ObjectiveConfig().weights:  # decoder: clm ...
-        objective = replace(objective, weights=default)
-        notes.append(f"--init {init} is a {theirs.backbone}: objective.weights={objective.weights} (its default)")
-    new = replace(cfg, model=keep_dropout, objective=objective) if diffs or objective is not cfg.objective else cfg
-    if new.data.seq_len > keep_dropout.max_len and spec.has_positions:
-        new = replace(new, data=replace(new.data, seq_len=keep_dropout.max_len))
-        notes.append(f"data.seq_len lowered to the init model's max_len {keep_dropout.max_len}")
-    return new, notes
