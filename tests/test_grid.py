@@ -143,6 +143,19 @@ def test_grid_config_errors(tmp_path, files):
     bad.write_text(yaml.safe_dump({"budgets": [1], "cells": {}}))
     with pytest.raises(grid_mod.ConfigError, match="cells"):
         load_grid(bad)
+    # read as run configs are (config.from_mapping): the field's type, the closest key, GridConfig's own defaults
+    bad.write_text(yaml.safe_dump({"cells": {"a": []}, "budgets": [1], "seeds": ["x"]}))
+    with pytest.raises(grid_mod.ConfigError, match=r"seeds expects a list of int, got \['x'\]; e.g. seeds: \[0\]"):
+        load_grid(bad)
+    cont = {"name": "c", "init": "a@1", "corpus": "task:mr", "budget": 1, "setings": []}
+    bad.write_text(yaml.safe_dump({"cells": {"a": []}, "budgets": [1], "continued": [cont]}))
+    with pytest.raises(grid_mod.ConfigError, match=r"continued\[0\]: unknown key setings; did you mean settings"):
+        load_grid(bad)
+    bad.write_text(yaml.safe_dump({"cells": {"a": []}, "budgets": [1], "settings": None,
+                                   "continued": [{**cont, "setings": None}]}).replace("setings", "settings"))
+    grid = load_grid(bad)
+    assert grid.settings == () and grid.continued[0].corpus == ("task:mr",) and grid.continued[0].budget == "1"
+    assert (grid.corpus, grid.tasks, grid.seeds, grid.out) == (("sotu",), ("mr",), (0,), "runs/grid")
     for entry, match in (({"name": "s"}, "lacks teacher"), ({"name": "s", "teacher": "a@1", "tokeniser": "x"}, "tokeniser"),
                          ({"name": "s", "teacher": "a@1", "settings": ["distill.temperature=0"]}, "temperature"),
                          ({"name": "s", "teacher": "a@1", "student": "a@1", "settings": ["model.backbone=rnn"]},

@@ -707,9 +707,10 @@ _TYPE_NAMES = {int: "int", float: "float", bool: "bool", str: "str"}
 _EXAMPLES = {int: 1, float: 0.1, bool: True, str: "NAME"}
 
 
-def _coerce(section: str, cls: type, key: str, value: Any) -> Any:
+def _coerce(section: str, cls: type, key: str, value: Any, in_file: bool = False) -> Any:
     """Bring a YAML value to the field's type (tuples from lists, floats from ints and from YAML's 3e-4), or
-    refuse it naming the field, the value and an example. `X | None` fields take null or an X."""
+    refuse it naming the field, the value and an example (as --set, or as the file's line with in_file).
+    `X | None` fields take null or an X."""
     ftype = _field_types(cls)[key]
     args = typing.get_args(ftype)
     optional = typing.get_origin(ftype) in (typing.Union, types.UnionType) and type(None) in args
@@ -726,8 +727,9 @@ def _coerce(section: str, cls: type, key: str, value: Any) -> Any:
         example = getattr(_defaults(cls), key)
         if example is None:
             example = _EXAMPLES.get(ftype)
-        raise ConfigError(f"{section}.{key} expects {expects}{' or null' if optional else ''}, got {value!r}; "
-                          f"e.g. --set {section}.{key}={_inline_yaml(example)}") from None
+        also = f"{key}: {_inline_yaml(example)}" if in_file else f"--set {section}.{key}={_inline_yaml(example)}"
+        name = f"{section}: {key}" if in_file else f"{section}.{key}"
+        raise ConfigError(f"{name} expects {expects}{' or null' if optional else ''}, got {value!r}; e.g. {also}") from None
 
 
 @cache
@@ -746,7 +748,8 @@ def _to_type(ftype: Any, value: Any) -> Any:
     origin = typing.get_origin(ftype)
     if origin is tuple:
         (item,) = [a for a in typing.get_args(ftype) if a is not Ellipsis]
-        items = value if isinstance(value, (list, tuple)) else [value] if isinstance(value, (int, float)) else None
+        one = (int, float, str) if item is str else (int, float)  # a lone value is a list of one
+        items = value if isinstance(value, (list, tuple)) else [value] if isinstance(value, one) else None
         if items is None:
             raise TypeError(value)
         return tuple(_to_type(item, v) for v in items)
@@ -803,14 +806,57 @@ def _check_style(backbone: str, style: str) -> None:
                       f"model.backbone={backbone} choose {' or '.join(styles)}{also}")
 
 
-def build_section(section: str, values: dict[str, Any]) -> Any:
-    cls = _SECTION_CLASSES[section]
+def _check_keys(cls: type, values: dict[str, Any], unknown: str, prefix: str = "") -> None:
+    """Every key must be a field of cls: else `unknown` + the key (prefix + key) and the closest field."""
     known = [f.name for f in fields(cls)]
     for key in values:
         if key not in known:
-            hint = difflib.get_close_matches(key, known, n=1)
-            also = f"; did you mean {section}.{hint[0]}?" if hint else f"; known: {', '.join(known)}"
-            raise ConfigError(f"unknown setting {section}.{key}{also}")
+            hint = difflib.get_close_matches(str(key), known, n=1)
+            also = f"; did you mean {prefix}{hint[0]}?" if hint else f"; known: {', '.join(known)}"
+            raise ConfigError(f"{unknown}{prefix}{key}{also}")
+
+
+def from_mapping(cls: type, values: Any, where: str) -> Any:
+    """A frozen dataclass of a YAML file (a grid and its entries) by the run config's rules: every key one of its
+    fields (else the closest is named), each value brought to the field's type (`_coerce`; a tuple of dataclasses
+    from a list of mappings), the rest its defaults; a field without a default must be there."""
+    if not isinstance(values, dict):
+        raise ConfigError(f"{where} must be a mapping of {', '.join(f.name for f in fields(cls))}, got {values!r}")
+    _check_keys(cls, values, f"{where}: unknown key ")
+    types_ = _field_types(cls)  # `key:` with nothing after it is the default (unless null is a value of the field)
+    values = {k: v for k, v in values.items() if v is not None or type(None) in typing.get_args(types_[k])}
+    missing = [f.name for f in fields(cls) if f.name not in values and f.default is dataclasses.MISSING
+               and f.default_factory is dataclasses.MISSING]
+    if missing:
+        raise ConfigError(f"{where} lacks {', '.join(missing)}")
+    out = {}
+    for key, value in values.items():
+        item = [a for a in typing.get_args(types_[key]) if a is not Ellipsis]
+        if item and dataclasses.is_dataclass(item[0]):  # tuple[Entry, ...]: a list of mappings
+            entries = value if isinstance(value, list) else [] if value is None else [value]
+            out[key] = tuple(from_mapping(item[0], e, f"{where}: {key}[{i}]") for i, e in enumerate(entries))
+        else:
+            out[key] = _coerce(where, cls, key, value, in_file=True)
+    return cls(**out)
+
+
+def read_mapping(path: str | Path, what: str, holds: str) -> dict[str, Any]:
+    """A YAML file that holds one mapping (a run config's sections, a grid): else an error naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{what} {path} does not exist")
+    try:
+        loaded = read_yaml(path) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"{path}: expected {holds}")
+    return loaded
+
+
+def build_section(section: str, values: dict[str, Any]) -> Any:
+    cls = _SECTION_CLASSES[section]
+    _check_keys(cls, values, "unknown setting ", f"{section}.")
     values = {k: _coerce(section, cls, k, v) for k, v in values.items()}
     if section == "model":
         backbone = values.get("backbone", ModelConfig.backbone)
@@ -833,15 +879,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
     """
     raw: dict[str, dict[str, Any]] = {s: dict(base.to_dict()[s]) for s in base_sections} if base else {}
     if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file {path} does not exist")
-        try:
-            loaded = read_yaml(path) or {}
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{path}: not valid YAML: {e}") from None
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"{path}: expected a mapping of sections ({', '.join(SECTIONS)})")
+        loaded = read_mapping(path, "config file", f"a mapping of sections ({', '.join(SECTIONS)})")
         for section, values in loaded.items():
             if section not in SECTIONS:
                 hint = difflib.get_close_matches(str(section), list(SECTIONS), n=1)

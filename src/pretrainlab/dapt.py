@@ -14,7 +14,6 @@ are written once, a killed pre-training continues from its checkpoint, a finishe
 from __future__ import annotations
 
 import json
-import logging
 import os
 from dataclasses import replace
 from pathlib import Path
@@ -23,8 +22,6 @@ from .checkpoint import latest_checkpoint
 from .config import ConfigError, RunConfig
 from .distill.pool import corpus_documents
 from .runs import Pretrained
-
-log = logging.getLogger(__name__)
 
 
 def adapt_reference(reference: Path, pre: Pretrained, budget: str, out: Path, cfg: RunConfig, lr: float) -> Path:

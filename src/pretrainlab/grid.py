@@ -58,17 +58,14 @@ import logging
 import math
 import shutil
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from .baselines import majority_baseline, tfidf_baseline
 from .checkpoint import latest_checkpoint
-from .config import Budget, ConfigError, RunConfig, load_config
+from .config import Budget, ConfigError, RunConfig, from_mapping, load_config, read_mapping
 from .errors import PretrainlabError
-from .files import read_yaml
 from .finetune import finetune
 from .runs import Pretrained
 from .train import pretrain
@@ -122,10 +119,10 @@ class Distilled:
 
 @dataclass(frozen=True)
 class GridConfig:
-    cells: dict[str, tuple[str, ...]]
-    """Cell name -> the --set overrides that define it."""
-    budgets: tuple[str, ...]
-    """Pre-training budgets, each a train.budget (run smallest first)."""
+    cells: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    """Cell name -> the --set overrides that define it (none only in a grid of distilled students alone)."""
+    budgets: tuple[str, ...] = ()
+    """Pre-training budgets, each a train.budget (run smallest first; none only without cells)."""
     corpus: tuple[str, ...] = ("sotu",)
     """Pre-training corpus: built-in names or files/directories."""
     tasks: tuple[str, ...] = ("mr",)
@@ -164,73 +161,42 @@ def _strs(value: Any, where: str) -> tuple[str, ...]:
 
 
 def load_grid(path: str | Path) -> GridConfig:
+    """The grid YAML through the run config's loader (config.from_mapping: its keys, types and defaults are
+    GridConfig's, Continued's and Distilled's), then what only a grid checks."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"grid config {path} does not exist")
-    try:
-        raw = read_yaml(path) or {}
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML: {e}") from None
-    known = {f for f in GridConfig.__dataclass_fields__}
-    unknown = set(raw) - known
-    if unknown:
-        raise ConfigError(f"{path}: unknown key(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(known))}")
+    raw = read_mapping(path, "grid config", f"a mapping of {', '.join(f.name for f in fields(GridConfig))}")
+    cfg = from_mapping(GridConfig, raw, str(path))
     for key in ("cells", "budgets"):  # a grid of distilled students alone needs neither
-        if not raw.get(key) and not (raw.get("distilled") and not raw.get("cells")):
+        if not getattr(cfg, key) and (cfg.cells or not cfg.distilled):
             raise ConfigError(f"{path}: `{key}` is missing or empty")
-    if not isinstance(raw.get("cells") or {}, dict):
+    if not isinstance(cfg.cells, dict):
         raise ConfigError(f"{path}: `cells` must map a name to its --set overrides, e.g. cnn-mlm: [model.backbone=cnn]")
-    cells = {str(k): _strs(v, f"{path}: cells.{k}") for k, v in (raw.get("cells") or {}).items()}
+    cells = {str(k): _strs(v, f"{path}: cells.{k}") for k, v in cfg.cells.items()}
     for name in cells:
         if "@" in name or "/" in name:
             raise ConfigError(f"{path}: cell name {name!r} may not contain '@' or '/'")
-    budgets = _strs(raw.get("budgets"), f"{path}: budgets")
-    for b in budgets:
+    for b in cfg.budgets:
         Budget.parse(b)
-    continued = []
-    for i, c in enumerate(raw.get("continued") or []):
-        missing = {"name", "init", "corpus", "budget"} - set(c)
-        if missing:
-            raise ConfigError(f"{path}: continued[{i}] lacks {', '.join(sorted(missing))}")
-        continued.append(Continued(str(c["name"]), str(c["init"]), _strs(c["corpus"], f"continued[{i}].corpus"),
-                                   str(c["budget"]), _strs(c.get("settings"), f"continued[{i}].settings")))
-    distilled = tuple(_distilled_entry(d, i, path) for i, d in enumerate(raw.get("distilled") or []))
-    order = _strs(raw.get("order", list(STAGES)), "order")
-    if len(set(order)) != len(order) or set(order) - set(STAGES):
+    if len(set(cfg.order)) != len(cfg.order) or set(cfg.order) - set(STAGES):
         raise ConfigError(f"{path}: `order` must list stages of {', '.join(STAGES)}, each at most once, "
-                          f"got {list(order)}")
-    cfg = GridConfig(
-        cells=cells, budgets=tuple(sorted(budgets, key=_budget_order)),
-        corpus=_strs(raw.get("corpus", ["sotu"]), "corpus"), tasks=_strs(raw.get("tasks", ["mr"]), "tasks"),
-        seeds=tuple(int(s) for s in raw.get("seeds", [0])), settings=_strs(raw.get("settings"), "settings"),
-        random_init=bool(raw.get("random_init", True)), reference=bool(raw.get("reference", True)),
-        reference_settings=_strs(raw.get("reference_settings"), "reference_settings"),
-        continued=tuple(continued), distilled=distilled, out=str(raw.get("out", "runs/grid")),
-        order=order + tuple(s for s in STAGES if s not in order),  # a stage left out runs last
-    )
+                          f"got {list(cfg.order)}")
+    for i, d in enumerate(cfg.distilled):
+        _check_distilled(d, f"{path}: distilled[{i}]")
+    cfg = replace(cfg, cells=cells, budgets=tuple(sorted(cfg.budgets, key=_budget_order)),
+                  order=cfg.order + tuple(s for s in STAGES if s not in cfg.order))  # a stage left out runs last
     for name, overrides in cfg.cells.items():  # every cell's config is valid before anything runs
         cfg.base(*overrides)
     return cfg
 
 
-def _distilled_entry(d: Any, i: int, path: Path) -> Distilled:
-    where = f"{path}: distilled[{i}]"
-    if not isinstance(d, dict):
-        raise ConfigError(f"{where} must be a mapping with name and teacher, got {d!r}")
-    missing = {"name", "teacher"} - set(d)
-    if missing:
-        raise ConfigError(f"{where} lacks {', '.join(sorted(missing))}")
-    unknown = set(d) - set(Distilled.__dataclass_fields__)
-    if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}; known: "
-                          f"{', '.join(Distilled.__dataclass_fields__)}")
-    entry = Distilled(str(d["name"]), str(d["teacher"]), str(d.get("student", "preset:tiny")),
-                      _strs(d.get("texts"), f"{where}.texts"), str(d.get("tokenizer", "grid")),
-                      _strs(d.get("settings"), f"{where}.settings"))
+def _check_distilled(entry: Distilled, where: str) -> None:
+    """Its settings are valid for a student of its kind (a preset's, or a run's: no model.* then)."""
     from .distill import student_config
 
-    student_config(entry.student if entry.student.startswith("preset:") else "run", None, list(entry.settings))
-    return entry
+    try:
+        student_config(entry.student if entry.student.startswith("preset:") else "run", None, list(entry.settings))
+    except ConfigError as e:
+        raise ConfigError(f"{where}: {e}") from None
 
 
 def _budget_order(b: str) -> tuple[int, float]:
