@@ -4,8 +4,11 @@
     bash benchmarks/gpu_smoke.sh --device cpu     # the same checks, tiny, on a CPU (< 3 min; a test in the suite)
 
 It runs against the repository's src/ on whatever Python has torch and transformers (no venv is made,
-nothing is downloaded: the corpus and the task are synthetic, near-duplicate removal is `exact`), and
-writes results.json, summary.md and log.txt under $OUT (or --out; default ./gpu_smoke_out). Checks:
+nothing is downloaded: the corpus and the task are synthetic, near-duplicate removal is `exact`, so neither
+datasketch nor platformdirs is needed: the lent machine has neither), and writes results.json, summary.md
+and log.txt under $OUT (or --out; default ./gpu_smoke_out), after every check, so a run stopped at its time
+limit still leaves what it found. Sized for the device tool's 15 minutes: one call, `bash
+benchmarks/gpu_smoke.sh` with timeout_s 480, leaves time to rerun it once. Checks:
 
   env           the device, torch / transformers versions, what precision=auto picks
   recipe        the default recipe on a synthetic corpus (precision auto: bf16 on a GPU of compute
@@ -152,6 +155,7 @@ class Smoke:
         self.say(f"{status} {name} ({seconds}s): {shown}")
         for goal, met in goals.items():
             self.say(f"  {'GOAL-MET' if met else 'GOAL-MISSED'} {goal}")
+        self.save()  # after every check: a run stopped at the device's time limit still leaves what it found
         return detail if status == "PASS" else None
 
     def pretrain_args(self, out: Path, *settings: str) -> list[str]:
@@ -167,11 +171,15 @@ class Smoke:
         self.say(f"\nSUMMARY: {len(self.results) - len(failed)} of {len(self.results)} checks PASS"
                  + (f"; FAIL: {', '.join(failed)}" if failed else "")
                  + (f"; goals missed: {'; '.join(missed)}" if missed else "; every goal met"))
+        self.save()
+        return 1 if failed else 0
+
+    def save(self) -> None:
+        """results.json, summary.md and log.txt under the results folder, as they stand."""
         self.out.mkdir(parents=True, exist_ok=True)
         (self.out / "results.json").write_text(json.dumps(self.results, indent=1), encoding="utf-8")
         (self.out / "summary.md").write_text(summary_markdown(self.results), encoding="utf-8")
         (self.out / "log.txt").write_text(self.log.getvalue(), encoding="utf-8")
-        return 1 if failed else 0
 
 
 def summary_markdown(results: list[dict]) -> str:
@@ -408,6 +416,7 @@ def main(argv=None) -> int:
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # deterministic cuBLAS, before its first handle
     work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="gpu_smoke_"))
     work.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("PRETRAINLAB_CACHE", str(work / "cache"))  # no user cache (nor platformdirs) needed
     smoke = Smoke(args.device, Path(args.out), work)
     t0 = time.perf_counter()
     smoke.say(f"gpu_smoke --device {args.device}: work in {work}, results to {args.out}")
