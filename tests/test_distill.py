@@ -269,6 +269,34 @@ def test_a_pretrained_student_with_the_hidden_state_loss(world, tmp_path):
     assert ftm.meta["source_run"] == str(world / "run") and "project.weight" not in load_file(str(out / "model.safetensors"))
 
 
+def test_a_preset_student_learns_its_own_small_vocabulary(world, tmp_path):
+    """Issue #29: with the teacher's tokenizer a tiny student of a MiniLM teacher had 4.45M parameters (30,522 x 128
+    of them its embedding); by default it gets a WordPiece of distill.vocab_size trained on the texts it learns
+    from (the labelled training texts, then the pool), which its directory keeps."""
+    teacher = D.load_teacher(world / "teacher")
+    task = D.teacher_task(teacher)[0]
+    texts = task.train.texts + D.read_unlabelled([world / "unlabelled.txt"], task, cfg().finetune, cfg().data).texts
+    own = D.prepare_distill(teacher, "preset:tiny", [world / "unlabelled.txt"], tmp_path / "own",
+                            student_cfg(world, "distill.vocab_size=64"), quiet=True)
+    assert own.student.tokenizer.get_vocab() == train_tokenizer(texts, vocab_size=64).get_vocab()
+    mine, its = own.student.tokenizer.get_vocab_size(), teacher.tokenizer.get_vocab_size()
+    assert mine < its and f"of {mine} tokens (distill.vocab_size=64) trained on the 368 texts" in \
+        own.student.tokenizer_source  # a WordPiece holds every character and its ## piece, 72 here
+    theirs = D.prepare_distill(teacher, "preset:tiny", [world / "unlabelled.txt"], tmp_path / "theirs",
+                               student_cfg(world, "distill.vocab_size=0"), quiet=True)
+    assert theirs.student.tokenizer is teacher.tokenizer
+    size = {name: sum(p.numel() for p in D.student_classifier(s.student, 2, "mean", None).parameters())
+            for name, s in (("own", own), ("theirs", theirs))}
+    assert size["theirs"] - size["own"] == (its - mine) * 32  # the embedding's rows, d_model=32: nothing else moves
+
+    out = tmp_path / "student"  # the default, end to end: the directory holds the student's own tokenizer
+    D.distill(teacher, "preset:tiny", [world / "unlabelled.txt"], out, student_cfg(world, "distill.budget=2"),
+              seeds=(0,), quiet=True)
+    assert load_classifier(out).tokenizer.get_vocab() == train_tokenizer(texts, vocab_size=8192).get_vocab()
+    with pytest.raises(ConfigError, match="distill.vocab_size must be at least 16"):
+        cfg("distill.vocab_size=8")
+
+
 @pytest.mark.parametrize("student", [
     ["model.backbone=decoder", "model.style=gpt2", "model.max_len=8", "data.seq_len=8", "model.dropout=0"],  # 8 positions
     ["model.backbone=encoder-decoder", "model.style=bart", "model.dropout=0"],  # classifies from its last [SEP]

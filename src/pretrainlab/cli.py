@@ -454,7 +454,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", required=True, help="directory for the student (a fine-tuned model directory) and its report")
     t.add_argument("--seeds", type=int, nargs="+", help=SEEDS_HELP)
     t.add_argument("--task", help="the labelled task (default: the teacher's own, with its splits and columns)")
-    t.add_argument("--tokenizer", help="tokenizer.json for a preset student (default: the teacher's)")
+    t.add_argument("--tokenizer", help="tokenizer.json for a preset student (default: its own WordPiece of "
+                   "distill.vocab_size tokens trained on the texts; distill.vocab_size=0: the teacher's)")
     t.add_argument("--resume", action="store_true", help="continue the distillation in --out (finished seeds are kept)")
     _config_args(t, "distill", "model.backbone", "model.preset", "finetune.seeds", "finetune.pooling",
                  note=" (model.*: for a preset: student only)")

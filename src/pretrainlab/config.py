@@ -516,6 +516,11 @@ class DistillConfig:
     """Texts per teacher forward pass while labelling."""
     max_unk: float = 0.05
     """Largest share of the texts' tokens that the student's tokenizer may map to [UNK]; more is an error."""
+    vocab_size: int = 8192
+    """A random-init student's (preset:NAME) own WordPiece vocabulary when no --tokenizer is given, trained on the
+    texts it learns from (the labelled training texts and the unlabelled pieces; data.tokenizer_kind,
+    data.lowercase): sized for a small model, as the measured MR students' 8,192 (the teacher's 30,522-token
+    vocabulary at d=128 is 3.9M of a tiny student's parameters). 0: the teacher's tokenizer."""
     throughput_texts: int = 256
     """Test texts timed for the CPU throughput of teacher and student (batch 32; batch 1 times the first 64)."""
 
@@ -533,6 +538,9 @@ class DistillConfig:
         for name in ("patience", "min_steps", "eval_every", "max_texts"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"distill.{name} must be >= 0, got {getattr(self, name)}")
+        if 0 < self.vocab_size < 16 or self.vocab_size < 0:
+            raise ConfigError(f"distill.vocab_size must be at least 16 (or 0: the teacher's tokenizer), got "
+                              f"{self.vocab_size}")
         if self.lr <= 0:
             raise ConfigError(f"distill.lr must be positive, got {self.lr}")
         if not 0 <= self.max_unk <= 1:

@@ -298,7 +298,7 @@ def _extra_settings(extras: CurveExtras, cfg: RunConfig, ref_cfg: RunConfig | No
         settings["self_train"] = {"selftrain": _jsonable(cfg.selftrain),
                                   "reference_selftrain": _jsonable(ref_cfg.selftrain) if ref_cfg else None}
     if extras.student is not None:
-        skip = ("cache", "shard_texts", "teacher_batch_size", "throughput_texts")
+        skip = ("cache", "shard_texts", "teacher_batch_size", "throughput_texts", "vocab_size")  # the run's tokenizer
         settings["student"] = {"student": extras.student, "backbone": extras.student_backbone,
                                "distill": {k: v for k, v in _jsonable(cfg.distill).items() if k not in skip}}
     if extras.semi:

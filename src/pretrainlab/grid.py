@@ -483,7 +483,8 @@ class Grid:
         if student in self._cell_keys():
             student = str(self._pretrained_cell(student, f"distilled {d.name!r}"))
         shared = [o for o in self.cfg.settings if not o.strip().startswith("model.")]
-        settings = [*shared, f"distill.cache={self.out / 'teacher-logits'}", *d.settings]
+        settings = [*shared, f"distill.cache={self.out / 'teacher-logits'}",
+                    *(["distill.vocab_size=0"] if d.tokenizer == "teacher" else []), *d.settings]
         cfg = student_config(student, None, settings)
         tokenizer = None
         if student.startswith("preset:"):

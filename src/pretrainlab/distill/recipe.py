@@ -84,8 +84,8 @@ def prepare_distill(teacher: str | Path | FineTuned, student: str | Path, inputs
     """Every check first (teacher, task labels, student, texts, [UNK] rate), then the teacher's labels."""
     teacher = teacher if isinstance(teacher, FineTuned) else load_teacher(teacher)
     task, _ = teacher_task(teacher, task)
-    stud = load_student(student, cfg, teacher, tokenizer)
     pool = read_unlabelled(inputs, task, teacher.config.finetune, cfg.data, cfg.distill.max_texts)
+    stud = load_student(student, cfg, teacher, tokenizer, texts=task.train.texts + pool.texts)
     return distill_setup(teacher, task, stud, pool, cfg, out, resume=resume, quiet=quiet)
 
 
@@ -127,6 +127,9 @@ def distill_setup(teacher: FineTuned, task: Task, student: Student, pool: TextPo
 
 RESUMABLE = ("budget", "cache", "shard_texts", "teacher_batch_size", "throughput_texts", "seeds")
 """distill settings that may change when a distillation is resumed."""
+BY_THE_TOKENIZER = ("vocab_size",)
+"""distill settings that the student's tokenizer (the settings' `tokenizer`) stands for: a distillation from
+before them, with a tokenizer file, resumes."""
 
 
 def _settings(teacher: FineTuned, key: str, student: Student, task: Task, texts: list[str], cfg: RunConfig) -> dict:
@@ -135,7 +138,7 @@ def _settings(teacher: FineTuned, key: str, student: Student, task: Task, texts:
     return {"teacher": str(teacher.path), "teacher_hash": key, "student": student.source,
             "student_model": asdict(student.model_cfg), "tokenizer": student.tokenizer_source, "task": task.name,
             "texts": hashlib.sha256("\n".join(texts).encode()).hexdigest(), "n_texts": len(texts),
-            "distill": {k: v for k, v in asdict(cfg.distill).items() if k not in RESUMABLE},
+            "distill": {k: v for k, v in asdict(cfg.distill).items() if k not in RESUMABLE + BY_THE_TOKENIZER},
             "finetune": {k: getattr(cfg.finetune, k) for k in ("pooling", "dropout", "max_len")},
             "train": {k: getattr(tc, k) for k in ("precision", "deterministic", "warmup", "weight_decay", "clip")}}
 

@@ -2,7 +2,7 @@
 backbone), its tokenizer, and the classifier built on it.
 
     cfg = student_config("preset:tiny", None, ["model.backbone=cnn"])
-    student = load_student("preset:tiny", cfg, teacher)          # the teacher's tokenizer, or tokenizer=FILE
+    student = load_student("preset:tiny", cfg, teacher, texts=texts)   # its own WordPiece, or tokenizer=FILE
     model = student_classifier(student, n_labels, pooling="mean", dropout=0.1)
 """
 
@@ -21,7 +21,7 @@ from ..data.encoding import Encoded
 from ..finetune import unknown_token_rate
 from ..models import build_classifier, head_kind
 from ..runs import FineTuned, Pretrained, load_pretrained
-from ..tokenizer import TokenizerError, load_tokenizer, special_ids
+from ..tokenizer import TokenizerError, load_tokenizer, special_ids, train_tokenizer
 
 PRESET_PREFIX = "preset:"
 
@@ -54,9 +54,11 @@ def student_config(student: str, config_path: str | Path | None, overrides: Sequ
     return load_config(config_path, overrides)
 
 
-def load_student(spec: str | Path, cfg: RunConfig, teacher: FineTuned, tokenizer: str | Path | None = None) -> Student:
-    """preset:NAME (random init, cfg.model's architecture, the teacher's tokenizer or `tokenizer`), a run, or
-    a fine-tuned model directory (its backbone: e.g. a student distilled before)."""
+def load_student(spec: str | Path, cfg: RunConfig, teacher: FineTuned, tokenizer: str | Path | None = None,
+                 texts: Sequence[str] = ()) -> Student:
+    """preset:NAME (random init, cfg.model's architecture; its tokenizer: `tokenizer`, else its own WordPiece of
+    distill.vocab_size trained on `texts`, the ones it learns from, else (distill.vocab_size=0) the teacher's), a
+    run, or a fine-tuned model directory (its backbone: e.g. a student distilled before)."""
     spec = str(spec)
     if spec.startswith(PRESET_PREFIX):
         name = spec[len(PRESET_PREFIX):]
@@ -68,6 +70,8 @@ def load_student(spec: str | Path, cfg: RunConfig, teacher: FineTuned, tokenizer
                               "distill.student_config (the CLI does)")
         if tokenizer is not None:
             tok, where = load_tokenizer(tokenizer), str(tokenizer)
+        elif cfg.distill.vocab_size:
+            tok, where = own_tokenizer(texts, cfg)
         else:
             tok, where = teacher.tokenizer, f"the teacher's tokenizer, {teacher.path / 'tokenizer.json'}"
         return Student(spec, cfg.model, tok, special_ids(tok, where), where)
@@ -75,6 +79,17 @@ def load_student(spec: str | Path, cfg: RunConfig, teacher: FineTuned, tokenizer
         raise ConfigError("--tokenizer goes with a random-init student (--student preset:NAME); "
                           f"the run {spec} brings its own tokenizer")
     return student_from_run(load_pretrained(Path(spec)), spec)  # a run, or a fine-tuned model's backbone
+
+
+def own_tokenizer(texts: Sequence[str], cfg: RunConfig) -> tuple[Any, str]:
+    """A WordPiece (data.tokenizer_kind) of at most distill.vocab_size tokens trained on the student's texts, and
+    what to call it. The same texts give the same tokenizer, so a resumed distillation trains it again."""
+    if not texts:
+        raise ConfigError("a preset student's own tokenizer is trained on the texts it learns from, and none were "
+                          "given; pass them (texts=...), a tokenizer file, or distill.vocab_size=0 for the teacher's")
+    tok = train_tokenizer(list(texts), cfg.data.tokenizer_kind, cfg.distill.vocab_size, cfg.data.lowercase)
+    return tok, (f"its own {cfg.data.tokenizer_kind} of {tok.get_vocab_size():,} tokens (distill.vocab_size="
+                 f"{cfg.distill.vocab_size}) trained on the {len(texts):,} texts it learns from")
 
 
 def student_from_run(pre: Pretrained, source: str | None = None) -> Student:
