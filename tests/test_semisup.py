@@ -161,41 +161,51 @@ def test_labels_outside_the_budget_are_never_read(world, tmp_path, monkeypatch):
     assert out["clean"] == out["corrupted"] and out["clean"].count("\n") == 1 + 6
 
 
-def test_an_interrupted_curve_resumes_to_the_same_csv(world, tmp_path, monkeypatch):
+KILLED_IN = {  # the row's trainer, its work directory's checkpoints, the rows scored before it, a setting of it
+    "self_train": ("30-pretrained+self-train-seed0/round-1/seeds/seed-0/checkpoints/step_*", ["pretrained"],
+                   ("selftrain.temperature=2", "self_train")),
+    "distil_student": ("30-pretrained-student-seed0/seeds/seed-0/checkpoints/step_*",
+                       ["pretrained", "pretrained+self-train"], ("distill.temperature=3", "student")),
+}
+
+
+@pytest.mark.parametrize("row", KILLED_IN)
+def test_an_interrupted_curve_resumes_to_the_same_csv(world, tmp_path, monkeypatch, row):
     root, run, _ = world
+    checkpoints, before, (other, section) = KILLED_IN[row]
     args = (run, root / "great.csv", [30], [0])
     run_curve(*args, tmp_path / "straight", cfg(), run_name="run", extras=EXTRAS)
     state = {"armed": False, "calls": 0}
-    real_self_train, real_call = R.self_train, EpochBatches.__call__
+    real_row, real_call = getattr(R, row), EpochBatches.__call__
 
     def armed(*a, **kw):
         state["armed"] = True
         try:
-            return real_self_train(*a, **kw)
+            return real_row(*a, **kw)
         finally:
             state["armed"] = False
 
-    def dies_in_the_self_training(self):
+    def dies_in_the_row(self):
         if state["armed"]:
             state["calls"] += 1
             if state["calls"] == 3:
                 raise KeyboardInterrupt
         return real_call(self)
 
-    monkeypatch.setattr(R, "self_train", armed)
-    monkeypatch.setattr(EpochBatches, "__call__", dies_in_the_self_training)
+    monkeypatch.setattr(R, row, armed)
+    monkeypatch.setattr(EpochBatches, "__call__", dies_in_the_row)
     with pytest.raises(Interrupted):
         run_curve(*args, tmp_path / "killed", cfg(), run_name="run", extras=EXTRAS)
     killed = tmp_path / "killed"
     assert (killed / "teachers" / "30-pretrained-seed0" / "classifier.json").is_file()  # kept for the rows to come
-    assert list((killed / "work").glob("30-pretrained+self-train-seed0/round-1/seeds/seed-0/checkpoints/step_*"))
-    assert [line.split(",")[1] for line in (killed / "curve.csv").read_text().splitlines()[1:]] == ["pretrained"]
+    assert list((killed / "work").glob(checkpoints))
+    assert [line.split(",")[1] for line in (killed / "curve.csv").read_text().splitlines()[1:]] == before
     state["calls"] = -10**9  # no more kills
     run_curve(*args, killed, cfg(), run_name="run", extras=EXTRAS)
     assert (killed / "curve.csv").read_text() == (tmp_path / "straight" / "curve.csv").read_text()
     # a row computed with other settings is refused
-    with pytest.raises(ConfigError, match="other settings .*self_train"):
-        run_curve(*args, killed, cfg("selftrain.temperature=2"), run_name="run", extras=EXTRAS)
+    with pytest.raises(ConfigError, match=f"other settings .*{section}"):
+        run_curve(*args, killed, cfg(other), run_name="run", extras=EXTRAS)
 
 
 # --------------------------------------------------------------------------- bad input, before any work
