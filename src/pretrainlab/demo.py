@@ -6,7 +6,9 @@
        TF-IDF + LR, majority class -> curve.csv / curve.md / curve.png
     -> Hugging Face export of the all-labels pretrained classifier + the model-card snippet.
 
-Every step says what it does and where its output is (`pretrainlab demo --minutes N --labels ...`).
+Every step says what it does and where its output is (`pretrainlab demo --minutes N --labels ...`). The checkpoint
+path (`make demo-checkpoint`) adds a real model: `--reference DIR` (all-MiniLM-L6-v2, imported) fine-tuned on the
+same labels at REFERENCE_LR, and with `--student preset:tiny` the small student distilled from it.
 """
 
 from __future__ import annotations
@@ -21,6 +23,10 @@ from .data.task_text import write_task_text  # noqa: F401  (the demo's task text
 
 log = logging.getLogger(__name__)
 
+REFERENCE_LR = 1e-4
+"""The reference's fine-tuning learning rate in the demo: all-MiniLM-L6-v2's in the benchmark grid and
+benchmarks/semisup.sh (finetune.lr's 1e-3 is a from-scratch model's rate and would scramble a trained one)."""
+
 
 def say(msg: str) -> None:
     log.info(msg)
@@ -30,11 +36,13 @@ def run_demo(out: str | Path = "runs/demo", minutes: float = 5.0, seeds: tuple[i
              preset: str = "auto", epochs: int | None = 3, task_text: bool = True, corpus: str | Path | None = None,
              task_file: str | Path | None = None, settings: tuple[str, ...] = (),
              labels: tuple[str, ...] = ("300", "1000", "all"), self_train: bool = False,
-             student: str | None = None) -> Path:
+             student: str | None = None, reference: str | Path | None = None,
+             models: tuple[str, ...] | None = None) -> Path:
     """The demo into `out`. `corpus` (raw text) and `task_file` replace SOTU and MR (no download);
     `settings` (`section.key=value`) come after the demo's own and win. Tests use all three for a tiny run.
-    self_train, student (preset:NAME): the curve's pretrained+self-train and pretrained->student rows too."""
-    from .curve import cells, markdown_table, run_curve
+    self_train, student (preset:NAME): the curve's X+self-train and X->student rows too; reference: a run (e.g.
+    an imported all-MiniLM-L6-v2) fine-tuned alike at REFERENCE_LR; models: only these rows of the curve."""
+    from .curve import DETAILS_FILE, cells, markdown_table, read_details, run_curve, stages_table
     from .curve_rows import CurveExtras
     from .data.prepare import prepare_corpus
     from .data.sources import get_source
@@ -85,11 +93,23 @@ def run_demo(out: str | Path = "runs/demo", minutes: float = 5.0, seeds: tuple[i
     pre_summary = json.loads((run_dir / "summary.json").read_text())
 
     say(f"[4/5] the learning curve on MR: {', '.join(labels)} labels x seeds {list(seeds)}; pretrained, random init, "
-        "TF-IDF + logistic regression, majority class, each on the same labels")
+        "TF-IDF + logistic regression, majority class" + (f", the reference {reference}" if reference else "")
+        + ", each on the same labels")
     model_dir = out / "finetune-pretrained"
     extras = CurveExtras(self_train=self_train, student=student)
-    points = run_curve(run_dir, task, labels, seeds, out / "curve", cfg, save_model=model_dir, extras=extras)
+    ref_cfg = None
+    if reference is not None:
+        from .runs import load_pretrained
+
+        ref_cfg = load_config(None, [*overrides, f"finetune.lr={REFERENCE_LR:g}", *settings],
+                              base=load_pretrained(reference).config, base_sections=("finetune",))
+    points = run_curve(run_dir, task, labels, seeds, out / "curve", cfg, reference=reference, reference_cfg=ref_cfg,
+                       save_model=model_dir, models=models, extras=extras)
     table = markdown_table(points)
+    if reference is not None or extras.semi:
+        table += ("\nWhat each stage adds (each row against the one it builds on), with the model's size and CPU "
+                  "speed (fp32, batch 32) and its minutes:\n\n" + stages_table(points, read_details(
+                      out / "curve" / DETAILS_FILE)))
 
     say("[5/5] exporting the pretrained classifier (all labels) to Hugging Face format and running the snippet")
     hf_dir = out / "hf-model"
