@@ -520,7 +520,8 @@ class DistillConfig:
     """A random-init student's (preset:NAME) own WordPiece vocabulary when no --tokenizer is given, trained on the
     texts it learns from (the labelled training texts and the unlabelled pieces; data.tokenizer_kind,
     data.lowercase): sized for a small model, as the measured MR students' 8,192 (the teacher's 30,522-token
-    vocabulary at d=128 is 3.9M of a tiny student's parameters). 0: the teacher's tokenizer."""
+    vocabulary at d=128 is 3.9M of a tiny student's parameters). 0: the teacher's tokenizer. A learning curve's
+    students (`curve --student`) read with the run's tokenizer instead, as its fine-tuned rows do."""
     throughput_texts: int = 256
     """Test texts timed for the CPU throughput of teacher and student (batch 32; batch 1 times the first 64)."""
 
