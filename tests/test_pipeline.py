@@ -104,3 +104,26 @@ def test_a_corpus_holding_a_test_text_is_refused_before_any_work(tmp_path, capsy
     assert main(["pipeline", "--corpus", str(tmp_path / "notes.txt"), "--task", str(task), "--out", str(out),
                  "--student", "preset:huge", *sets()]) == 2
     assert "--student preset:huge" in capsys.readouterr().err and not out.exists()
+
+
+def test_the_checkpoint_fine_tunes_at_a_trained_models_rate(tmp_path, monkeypatch, capsys):
+    """--reference: the imported model fine-tunes at --reference-lr (1e-4 by default), the run at finetune.lr."""
+    from pretrainlab import pipeline as P
+    from pretrainlab.config import REFERENCE_LR
+
+    from test_finetune import make_run
+
+    seen = {}
+
+    def captured(corpus, task, out, cfg, **kw):
+        seen.update(run=cfg.finetune.lr, reference=kw["reference_cfg"].finetune.lr)
+        raise ConfigError("captured")
+
+    monkeypatch.setattr(P, "pipeline", captured)
+    reference = make_run(tmp_path / "imported")
+    base = ["pipeline", "--corpus", "notes.txt", "--task", "great.csv", "--out", str(tmp_path / "out"),
+            "--reference", str(reference), *sets()]
+    for extra, rate in (([], REFERENCE_LR), (["--reference-lr", "3e-5"], 3e-5)):
+        assert main(base + extra) == 2 and "captured" in capsys.readouterr().err
+        assert seen == {"run": 0.005, "reference": rate}  # the run's from SETTINGS' finetune.lr
+    assert REFERENCE_LR == 1e-4  # what docs/usage.md says

@@ -13,8 +13,8 @@ import sys
 import textwrap
 
 from . import __version__
-from .config import (DAPT_LR, DEFAULT_STUDENT_BACKBONE, SECTIONS, STUDENT_BACKBONES, config_yaml, describe,
-                     load_config)
+from .config import (DAPT_LR, DEFAULT_STUDENT_BACKBONE, REFERENCE_LR, SECTIONS, STUDENT_BACKBONES, config_yaml,
+                     describe, load_config)
 from .errors import Interrupted, PretrainlabError
 from .logs import messages_shown
 
@@ -260,8 +260,8 @@ def cmd_pipeline(args) -> None:
     cfg = _pipeline_cfg(args)
     ref_cfg = None
     if args.reference:
-        ref_cfg = load_config(args.config, _overrides(args), base=load_pretrained(args.reference).config,
-                              base_sections=("finetune",))
+        ref_cfg = load_config(args.config, [*_overrides(args), f"finetune.lr={args.reference_lr:g}"],
+                              base=load_pretrained(args.reference).config, base_sections=("finetune",))
     result = pipeline(args.corpus, args.task, args.out, cfg, reference=args.reference,
                       reference_cfg=ref_cfg, reference_dapt=args.reference_dapt,
                       student=None if args.student == "none" else args.student, student_backbone=args.student_backbone,
@@ -508,6 +508,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--reference", help="an imported checkpoint (pretrainlab import) to fine-tune, self-train and distil "
                    "alike")
     t.add_argument("--reference-dapt", metavar="BUDGET", help="also adapt the checkpoint to your corpus for BUDGET")
+    t.add_argument("--reference-lr", type=float, default=REFERENCE_LR, help="the checkpoint's fine-tuning learning "
+                   f"rate (default {REFERENCE_LR:g}, a trained model's; finetune.lr is your pre-trained model's)")
     t.add_argument("--student", default="preset:tiny", help="the distilled students' size: preset:NAME, or none "
                    "(default: preset:tiny)")
     t.add_argument("--student-backbone", choices=STUDENT_BACKBONES, default=DEFAULT_STUDENT_BACKBONE,
@@ -590,7 +592,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "--self-train)")
     t.add_argument("--student", metavar="preset:NAME", help="also the curve's X->student rows (curve --student)")
     t.add_argument("--reference", help="also a real checkpoint's rows: a run directory (pretrainlab import of "
-                   "all-MiniLM-L6-v2: make demo-checkpoint) fine-tuned on the same labels at lr 1e-4")
+                   f"all-MiniLM-L6-v2: make demo-checkpoint) fine-tuned on the same labels at lr {REFERENCE_LR:g}")
     t.add_argument("--models", nargs="+", metavar="MODEL", help="only these rows of the curve (curve --models)")
     t.set_defaults(func=cmd_demo)
 

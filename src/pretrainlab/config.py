@@ -557,6 +557,10 @@ DEFAULT_STUDENT_BACKBONE = "cnn"
 DAPT_LR = 1e-4
 """Peak learning rate of a reference's continued pre-training in a curve (`--reference-dapt`): BERT's fine-tuning
 scale, for a trained model (train.lr's 2e-3 is a from-scratch rate and would scramble it)."""
+REFERENCE_LR = 1e-4
+"""Fine-tuning learning rate of a real checkpoint (an imported all-MiniLM-L6-v2) in `pipeline --reference` and the
+checkpoint demo: the benchmark grid's and benchmarks/semisup.sh's for MiniLM (finetune.lr's 1e-3 is a from-scratch
+model's rate)."""
 
 
 @dataclass(frozen=True)

@@ -18,14 +18,10 @@ import logging
 import time
 from pathlib import Path
 
-from .config import load_config
+from .config import REFERENCE_LR, load_config
 from .data.task_text import write_task_text  # noqa: F401  (the demo's task text, re-exported)
 
 log = logging.getLogger(__name__)
-
-REFERENCE_LR = 1e-4
-"""The reference's fine-tuning learning rate in the demo: all-MiniLM-L6-v2's in the benchmark grid and
-benchmarks/semisup.sh (finetune.lr's 1e-3 is a from-scratch model's rate and would scramble a trained one)."""
 
 
 def say(msg: str) -> None:
