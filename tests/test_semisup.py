@@ -88,9 +88,13 @@ def test_the_pool_never_holds_a_validation_test_or_in_budget_text(world, tmp_pat
     capped = curve_pool(task.train.texts, picked, inputs, 7, max_texts=50)  # distill.max_texts: a sample by hash
     assert len(capped.texts) == 50 and set(capped.texts) <= set(pool.texts) and capped.sampled_from == len(pool.texts)
 
-    # a test text anywhere in an input: refused, naming the input and the count
+    # a test text anywhere in an input, also in other case and spacing (exact match after normalisation): refused,
+    # naming the input and the count
     leaky = tmp_path / "leaky.txt"
-    leaky.write_text("\n\n".join([t for t, _, _ in rows(5, seed=4)] + task.test.texts[:2]) + "\n", encoding="utf-8")
+    words = task.test.texts[0].upper().split()
+    disguised = "  " + "   ".join(words[:3]) + "\n" + " ".join(words[3:]) + " "  # one document over two lines
+    leaky.write_text("\n\n".join([t for t, _, _ in rows(5, seed=4)] + [disguised, task.test.texts[1]]) + "\n",
+                     encoding="utf-8")
     with pytest.raises(CorpusError, match=r"--unlabelled .*leaky.txt: it holds 2 of great's 40 test texts"):
         unlabelled_inputs([str(leaky)], task, cfg().finetune, cfg().data, 0)
     only_train = "\n\n".join(task.train.texts[:30])
