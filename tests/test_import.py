@@ -271,6 +271,25 @@ def test_continued_pretraining_loads_the_init_strictly(tiny_corpus, tmp_path, ca
         torch.testing.assert_close(ours[k], theirs[k], atol=1e-8, rtol=0, msg=k)
 
 
+def test_continued_pretraining_takes_the_inits_tying(tiny_corpus, tmp_path, capsys):
+    """An imported BERT ties its MLM projection to the input embedding (its weights file holds the one matrix): a
+    run continued from it (docs/usage.md: export -> import -> pretrain --init) ties its heads too. Untied, the
+    default, it lacked its own projection: refused since the init loads strictly (before, it started random)."""
+    first = pretrain(load_config(None, SETTINGS + ["train.budget=2"]), tiny_corpus, tmp_path / "first")  # TINY ties
+    untied = ["objective.tie_embeddings=false"]
+    adopted, notes = adopt_init_model(load_config(None, SETTINGS + untied), first)
+    assert adopted.objective.tie_embeddings
+    assert notes[-1].endswith("(objective.tie_embeddings: config False -> init True)")
+    run = pretrain(load_config(None, SETTINGS + untied + ["train.budget=1", "train.lr=1e-12"]), tiny_corpus,
+                   tmp_path / "cont", init=first)
+    assert "its heads' tying is used" in capsys.readouterr().err
+    continued = load_pretrained(run)
+    assert continued.config.objective.tie_embeddings
+    a, b = load_pretrained(first).model.state_dict(), continued.model.state_dict()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], atol=1e-8, rtol=0, msg=k)
+
+
 def test_folder_with_only_vocab_txt(tok, tmp_path):
     """Older BERT folders ship vocab.txt and no tokenizer.json: transformers builds the fast tokenizer."""
     hf_model = _bert(tok)

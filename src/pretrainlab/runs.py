@@ -126,15 +126,20 @@ def read_run_config(run_dir: Path) -> RunConfig:
 
 def init_model_section(init: str | Path) -> dict[str, Any] | None:
     """The `model` section of a run directory (own or imported) used as --init; None for a bare weights folder."""
+    return init_section(init, "model")
+
+
+def init_section(init: str | Path, name: str) -> dict[str, Any] | None:
+    """One section of the config.yaml of a run directory used as --init; None for a bare weights folder."""
     f = Path(init) / "config.yaml"
     if not f.is_file():
         return None
-    return (read_yaml(f) or {}).get("model")
+    return (read_yaml(f) or {}).get(name)
 
 
 def adopt_init_model(cfg: RunConfig, init: str | Path) -> tuple[RunConfig, list[str]]:
-    """-> (cfg with the init run's model section, notes). Continued pre-training keeps the architecture;
-    `train.pretrain` applies this to every run given an init, so every caller gets it.
+    """-> (cfg with the init run's model section and heads' tying, notes). Continued pre-training keeps the
+    architecture; `train.pretrain` applies this to every run given an init, so every caller gets it.
 
     Decision (issue #7): a config whose model section differs from the init run's is not refused;
     the init's architecture is taken (only dropout stays the user's) and every difference is named,
@@ -162,6 +167,11 @@ def adopt_init_model(cfg: RunConfig, init: str | Path) -> tuple[RunConfig, list[
     if default != ObjectiveConfig().weights and objective.weights == ObjectiveConfig().weights:  # decoder: clm ...
         objective = replace(objective, weights=default)
         notes.append(f"--init {init} is a {theirs.backbone}: objective.weights={objective.weights} (its default)")
+    tied = (init_section(init, "objective") or {}).get("tie_embeddings")
+    if tied is not None and tied != objective.tie_embeddings:  # a tied head has no projection of its own to load
+        objective = replace(objective, tie_embeddings=tied)
+        notes.append(f"--init {init}: its heads' tying is used "
+                     f"(objective.tie_embeddings: config {not tied} -> init {tied})")
     new = replace(cfg, model=keep_dropout, objective=objective) if diffs or objective is not cfg.objective else cfg
     if new.data.seq_len > keep_dropout.max_len and spec.has_positions:
         new = replace(new, data=replace(new.data, seq_len=keep_dropout.max_len))
