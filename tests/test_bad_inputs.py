@@ -438,6 +438,13 @@ CASES: dict[str, Case] = {
         "finetune", "--out that is a file",
         lambda fx, t: ["finetune", str(fx.run), "--task", str(fx.task), "--out", write(t / "ft", "x")] + sets(FT),
         "--out {tmp}/ft is a file; give a directory for the model and reports"),
+    # ----------------------------------------------------------------- curve
+    "curve-labels-above-the-split": Case(
+        "curve", "more labels than the training split holds (80 rows: 64 for training)",
+        lambda fx, t: ["curve", str(fx.run), "--task", str(fx.task), "--labels", "40", "500", "--out",
+                       str(t / "curve")] + sets(FT),
+        "--labels 500: the training split of reviews has only 64 examples; use at most 64 (or 'all'), or leave "
+        "--labels out for counts that fit"),
     # ----------------------------------------------------------------- evaluate
     "evaluate-unknown-label": Case(
         "evaluate", "a test file with a label the model was not trained on",
@@ -554,8 +561,8 @@ def test_argparse_errors_also_exit_2(capsys):
 def test_catalogue_is_large_and_covers_every_command():
     commands = {c.command.split()[0] for c in CASES.values()}
     assert len(CASES) >= 30
-    assert commands >= {"prepare", "tokenizer", "data", "pretrain", "finetune", "evaluate", "predict", "export",
-                        "explain"}
+    assert commands >= {"prepare", "tokenizer", "data", "pretrain", "finetune", "curve", "evaluate", "predict",
+                        "export", "explain"}
 
 
 def test_write_the_catalogue():
