@@ -12,6 +12,7 @@ Substitutes, stated:
 - `make TARGET` runs as `make -n TARGET` (it would install packages: the commands are printed, not run);
 - NOT_RUN: commands that take hours or download; their arguments are parsed (names and flags checked) only.
 Inline `pretrainlab ...` code spans in the prose are parsed the same way: the subcommand and flags must exist.
+A page's ```python blocks run after its commands, on what they made (the exported folders).
 """
 
 import random
@@ -54,6 +55,11 @@ def bash_commands(page: Path) -> list[str]:
             if line.strip():
                 out.append(line.strip())
     return out
+
+
+def python_blocks(page: Path) -> list[str]:
+    """A page's ```python blocks: what a user runs on what the commands made (an exported folder)."""
+    return re.findall(r"```python\n(.*?)```", page.read_text(encoding="utf-8"), flags=re.S)
 
 
 def inline_commands(page: Path) -> list[str]:
@@ -133,7 +139,13 @@ def run(command: str, ws: Path, capsys) -> str:
 
 
 def run_page(page: Path, ws: Path, capsys) -> dict[str, str]:
-    return {command: run(command, ws, capsys) for command in bash_commands(page)}
+    """The page's shell commands in order, then its Python blocks (each in a namespace of its own) -> what each
+    printed."""
+    printed = {command: run(command, ws, capsys) for command in bash_commands(page)}
+    for block in python_blocks(page):
+        exec(compile(block, f"{page.name} python block", "exec"), {"__name__": "__docs__"})
+        printed[block] = capsys.readouterr().out
+    return printed
 
 
 def test_readme_your_own_data_end_to_end(workspace, capsys):
@@ -149,6 +161,8 @@ def test_readme_your_own_data_end_to_end(workspace, capsys):
     rows = (workspace / "predictions.csv").read_text().splitlines()
     assert len(rows) == 21 and rows[0].startswith("text,label,p_")
     assert (workspace / "hf-model" / "config.json").is_file() and "transformers (offline) loads it" in printed[own[6]]
+    [snippet] = python_blocks(ROOT / "README.md")  # the exported folder as an ordinary Hugging Face model
+    assert printed[snippet].strip() in {"neg", "pos"}
 
 
 @pytest.mark.parametrize("page", [p for p in PAGES if p.name != "README.md" and bash_commands(p)], ids=lambda p: p.name)
@@ -184,3 +198,14 @@ def test_make_takes_python311_when_present_else_any_python3(tmp_path):
     done = make("venv", "PYTHON=python3.9")
     assert done.returncode != 0 and not (tmp_path / "venv").exists()
     assert "pretrainlab needs Python >= 3.11, and python3.9 is older or missing; name one: make venv PYTHON=" in done.stderr
+
+
+def test_ci_runs_the_readmes_test_command():
+    """The README's set-up block: `make demo`, then `make test` for the tests; .ci/run (the CI) runs that very
+    command, so what a newcomer is told to run is what CI keeps green (the block's run above checks the Makefile
+    targets with make -n)."""
+    setup = [shlex.split(c, comments=True) for c in bash_commands(ROOT / "README.md") if c.startswith("make ")]
+    assert setup[:2] == [["make", "demo"], ["make", "test"]]
+    ci = [line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines()
+          if line.strip() and not line.lstrip().startswith("#")]
+    assert "make test" in ci, ci
