@@ -1,6 +1,7 @@
 """The learning curve: stratified, nested subsamples shared by every model; the CSV schema; bad input."""
 
 import csv
+import json
 import random
 from pathlib import Path
 
@@ -178,6 +179,42 @@ def test_curve_models_selects_what_is_trained(tiny_run, tmp_path, capsys):
     assert main(["curve", str(tiny_run), "--task", str(task), "--labels", "20", "--out", str(tmp_path / "e"),
                  "--models", "reference", *sets]) == 2
     assert "--models reference needs --reference RUN" in capsys.readouterr().err
+
+
+def test_the_reference_fine_tunes_at_its_own_rate_and_its_rows_keep_it(tiny_run, tmp_path, monkeypatch, capsys):
+    """curve --reference-lr: the reference (an imported checkpoint wants a trained model's rate) fine-tunes at it while
+    the run keeps finetune.lr; a curve's reference rows of one rate are not continued at another."""
+    from pretrainlab import curve_rows
+    from test_finetune import SETTINGS as TINY, great_csv
+
+    rates = []
+    real = curve_rows.prepare_finetune
+
+    def recording(pre, sub, cfg, *a, **kw):
+        rates.append((str(pre.run_dir), cfg.finetune.lr))
+        return real(pre, sub, cfg, *a, **kw)
+
+    monkeypatch.setattr(curve_rows, "prepare_finetune", recording)
+    task = great_csv(tmp_path / "great.csv", n=200)
+    sets = [x for s in TINY + ["finetune.epochs=1", "finetune.min_steps=2", "finetune.lr=0.005"] for x in ("--set", s)]
+    out = tmp_path / "c"
+
+    def curve(*extra):
+        return main(["curve", str(tiny_run), "--task", str(task), "--labels", "20", "--seeds", "0", "--out", str(out),
+                     "--reference", str(tiny_run), "--models", "pretrained", "reference", *extra, *sets])
+
+    assert curve("--reference-lr", "1e-4") == 0
+    assert rates == [(str(tiny_run), 0.005), (str(tiny_run), 1e-4)]  # the run, then the reference (the same dir here)
+    meta = out / "curve-settings.json"  # a curve from before the setting resumes (and records it)
+    meta.write_text(json.dumps({k: v for k, v in json.loads(meta.read_text()).items() if k != "reference_lr"}))
+    assert curve("--reference-lr", "1e-4") == 0 and len(rates) == 2 and json.loads(meta.read_text())["reference_lr"]
+    assert curve("--reference-lr", "3e-4") == 2
+    assert "other settings" in capsys.readouterr().err and "reference_lr" in (out / "curve-settings.json").read_text()
+    assert curve() == 2  # without it: the run's rate, which its rows were not trained at
+    capsys.readouterr()
+    assert main(["curve", str(tiny_run), "--task", str(task), "--out", str(tmp_path / "d"), "--reference-lr", "1e-4",
+                 *sets]) == 2
+    assert "--reference-lr is the --reference's fine-tuning rate; give --reference DIR" in capsys.readouterr().err
 
 
 def test_curve_refuses_label_counts_the_task_cannot_give(tiny_run, tmp_path, capsys):

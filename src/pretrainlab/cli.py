@@ -227,6 +227,7 @@ def cmd_distill(args) -> None:
 
 
 def cmd_curve(args) -> None:
+    from .config import ConfigError
     from .curve import markdown_table, run_curve
     from .curve_rows import CurveExtras
     from .runs import load_pretrained
@@ -234,8 +235,12 @@ def cmd_curve(args) -> None:
     pre = load_pretrained(args.run)
     cfg = _run_cfg(args, pre)
     ref_cfg = None
+    if args.reference_lr is not None and not args.reference:
+        raise ConfigError("--reference-lr is the --reference's fine-tuning rate; give --reference DIR with it")
     if args.reference:
-        ref_cfg = _run_cfg(args, load_pretrained(args.reference))
+        rate = [f"finetune.lr={args.reference_lr:g}"] if args.reference_lr is not None else []
+        ref_cfg = load_config(args.config, [*_overrides(args), *rate], base=load_pretrained(args.reference).config,
+                              base_sections=("finetune",))  # _run_cfg's settings, the rate last
     extras = CurveExtras(self_train=args.self_train, student=args.student, student_backbone=args.student_backbone,
                          unlabelled=tuple(args.unlabelled or ()), reference_dapt=args.reference_dapt,
                          dapt_lr=args.reference_dapt_lr)
@@ -472,6 +477,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seeds", type=int, nargs="+", help=SEEDS_HELP)
     t.add_argument("--out", required=True, help="directory for curve.csv, curve.md, curve.png (resumable)")
     t.add_argument("--reference", help="another run directory (e.g. from pretrainlab import) to fine-tune alike")
+    t.add_argument("--reference-lr", type=float, help="the --reference's fine-tuning learning rate (default: "
+                   f"finetune.lr, the run's; {REFERENCE_LR:g} suits an imported all-MiniLM-L6-v2)")
     t.add_argument("--models", nargs="+", metavar="MODEL",
                    help="only these of pretrained, random-init, tfidf, majority, reference, and the rows the options "
                    "below add (default: all; reference when --reference is given), e.g. "

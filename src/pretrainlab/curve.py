@@ -210,6 +210,8 @@ def run_curve(run: str | Path | Pretrained, task: str | Path | Task, labels: Seq
     settings = {"run": run_name, "task": task.name, "task_source": task.source, "reference": str(reference or ""),
                 "finetune": _jsonable(cfg.finetune), "train_precision": cfg.train.precision,
                 **_extra_settings(extras, cfg, ref_cfg=reference_cfg, inputs=inputs)}
+    if ref is not None:  # the reference's own rate (curve --reference-lr): its rows must share it too
+        settings["reference_lr"] = (reference_cfg or ref.config).finetune.lr
     points = _resume(out, settings)
     dapt = None
     if extras.reference_dapt:
@@ -386,7 +388,7 @@ def _write_csv(path: Path, points: Sequence[CurvePoint]) -> None:
         w.writerows(_row(p) for p in points)
 
 
-EXTRA_SETTINGS = ("self_train", "student", "unlabelled", "reference_dapt")
+EXTRA_SETTINGS = ("self_train", "student", "unlabelled", "reference_dapt", "reference_lr")
 DETAILS_FILE = "curve-details.jsonl"
 """Beside curve.csv, one JSON line a row: validation accuracy (what a choice may use), steps, seconds, parameters
 and CPU texts/s of its model, and for a taught row its teacher and pool."""
