@@ -40,8 +40,9 @@ import torch
 
 from pretrainlab.config import PRESETS, load_config
 from pretrainlab.export.hf_decoder_names import HF_DECODER_CLASSES, hf_decoder_config_kwargs, to_hf_decoder_state_dict
-from pretrainlab.generate import CausalLM, generate
+from pretrainlab.generate import generate
 from pretrainlab.loop import make_optimizer, tune_allocator
+from pretrainlab.models import CausalLM
 from pretrainlab.runs import build_pretrain_model
 from throughput import SPECIAL, alternate, cpu_name, noted_peaks, peak_line, timed_steps, write_out
 
@@ -134,7 +135,7 @@ class GenRow:
 def measure_generation(row: GenRow, args) -> tuple[float, float, bool]:
     """-> (our new tokens/s, theirs, whether the greedy tokens are the same) for one generation row."""
     model = ours(row.style, row.size, args.vocab, args.max_len)
-    lm = CausalLM(model.backbone, model.objectives["clm"].head).eval()
+    lm = CausalLM(model.backbone, model.lm_head).eval()
     hf = hf_twin(model).eval()
     prompts, mask = full_rows(1, row.batch, args.prompt_len, args.vocab, seed=1)[0]
     n = args.max_new_tokens

@@ -98,9 +98,9 @@ def test_imported_logits_equal_hf_and_export_round_trips(hf_bart, imported, tmp_
     assert [e.ids for e in ours_tok.encode_batch(["the cat sat on the mat.", "a dog <mask> to the house."])] == \
         [row[m.bool()].tolist() for row, m in zip(batch.input_ids, batch.attention_mask)]  # the same ids
     dec = torch.tensor([[2, 0, 20, 30, 40], [2, 0, 50, 60, 90]])
-    backbone = load_pretrained(imported).backbone.eval()
+    lm = load_pretrained(imported).lm.eval()
     with torch.no_grad():
-        ours = backbone(batch.input_ids, batch.attention_mask, dec).logits
+        ours = lm(batch.input_ids, batch.attention_mask, dec)
         theirs = hf(**batch, decoder_input_ids=dec).logits
     assert_close(ours, theirs)
 

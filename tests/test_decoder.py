@@ -7,9 +7,9 @@ from pretrainlab.backbones.decoder import DecoderBackbone, KVCache
 from pretrainlab.export.hf_decoder_names import (
     HF_DECODER_CLASSES, from_hf_decoder_state_dict, hf_decoder_config_kwargs, to_hf_decoder_state_dict,
 )
-from pretrainlab.generate import CausalLM
-from pretrainlab.models import PretrainModel
-from pretrainlab.objectives.clm import CLM, IGNORE, LMHead, next_token_labels
+from pretrainlab.heads import LMHead
+from pretrainlab.models import CausalLM, PretrainModel
+from pretrainlab.objectives.clm import CLM, IGNORE, next_token_labels
 
 V, D, L, H, FF, CTX = 96, 32, 2, 4, 48, 16
 STYLES = ("llama", "gpt2")
@@ -198,7 +198,7 @@ def test_clm_labels_on_a_hand_made_packed_row():
     expected = torch.tensor([[11, 12, 3, x, 21, 22, 23, 3, x, x, x],  # never across a document, never padding
                              [31, 32, 33, 34, 35, 36, 37, 38, 39, 3, x]])
     assert torch.equal(next_token_labels(ids, mask), expected)
-    batch = CLM(D, V).prepare({"input_ids": ids, "mask": mask}, torch.Generator())
+    batch = CLM().prepare({"input_ids": ids, "mask": mask}, torch.Generator())
     flat = expected.reshape(-1)
     assert torch.equal(batch["clm_positions"], (flat != x).nonzero().squeeze(1))
     assert torch.equal(batch["clm_labels"], flat[flat != x])
@@ -209,10 +209,10 @@ def test_clm_loss_is_the_hf_loss(style):
     lm = tiny_lm(style)
     hf = hf_twin(lm)
     ids = random_ids(2, CTX)
-    clm = CLM(D, V, lm.backbone.get_input_embeddings())
+    clm = CLM()
     batch = clm.prepare({"input_ids": ids, "mask": torch.ones_like(ids)}, torch.Generator())
     with torch.no_grad():
-        loss, metrics = clm.loss(lm.backbone, lm.backbone(ids, batch["mask"]), batch)
+        loss, metrics = clm.loss(PretrainModel(lm.backbone, {}, {}, lm.head), lm.backbone(ids, batch["mask"]), batch)
         theirs = hf(input_ids=ids, labels=ids).loss  # HF shifts the labels itself
     torch.testing.assert_close(loss, theirs)
 
@@ -221,7 +221,7 @@ def test_clm_loss_is_the_hf_loss(style):
 def test_tiny_decoder_overfits_one_batch_under_clm(style):
     torch.manual_seed(0)
     backbone = DecoderBackbone(V, D, L, H, FF, max_len=CTX, style=style)
-    model = PretrainModel(backbone, {"clm": CLM(D, V, backbone.get_input_embeddings())}, {"clm": 1.0})
+    model = PretrainModel(backbone, {"clm": CLM()}, {"clm": 1.0}, LMHead(D, V, backbone.get_input_embeddings()))
     ids = random_ids(2, CTX)
     mask = torch.tensor([[1] * 9 + [2] * 7, [1] * 16])
     batch = model.prepare({"input_ids": ids, "mask": mask}, torch.Generator())

@@ -186,7 +186,7 @@ def test_export_then_import_is_exact(trained, tmp_path, capsys):
     a, b = load_pretrained(trained), load_pretrained(tmp_path / "back")
     sa, sb = a.model.state_dict(), b.model.state_dict()
     assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
-    tied = lambda p: p.model.objectives["clm"].head.embedding is p.backbone.get_input_embeddings()  # noqa: E731
+    tied = lambda p: p.model.lm_head.embedding is p.backbone.get_input_embeddings()  # noqa: E731
     assert tied(a) == tied(b)
     assert tokenizer_hash(a.tokenizer) == tokenizer_hash(b.tokenizer)  # the training template is back
     assert b.config.model == a.config.model.__class__(**{**a.config.model.__dict__, "preset": None})

@@ -118,7 +118,7 @@ def test_gpt2_style_and_a_tied_head_train_too(review_corpus, tmp_path):
     assert main(["pretrain", "--corpus", str(review_corpus), "--out", str(tmp_path / "g"), *sets(SETTINGS + extra)]) == 0
     pre = load_pretrained(tmp_path / "g")
     assert pre.backbone.style == "gpt2"
-    assert pre.model.objectives["clm"].head.embedding is pre.backbone.get_input_embeddings()
+    assert pre.model.lm_head.embedding is pre.backbone.get_input_embeddings()
 
 
 # --------------------------------------------------------------------------- generate
@@ -132,7 +132,8 @@ def generate_cli(capsys, *args):
 
 
 def test_generate_greedy_is_deterministic_and_is_the_model_s_own_greedy_loop(run, capsys):
-    from pretrainlab.generate import CausalLM, generate
+    from pretrainlab.generate import generate
+    from pretrainlab.models import CausalLM
 
     rc, lines, _ = generate_cli(capsys, run, "the film was", "a dull", "--temperature", "0", "--max-new-tokens", 8)
     assert rc == 0 and len(lines) == 2
@@ -140,7 +141,8 @@ def test_generate_greedy_is_deterministic_and_is_the_model_s_own_greedy_loop(run
     # the same tokens as generate() on `[CLS] prompt` (start token, no end token), stopping at [SEP]
     pre = load_pretrained(run)
     tok, sp = pre.tokenizer, pre.special
-    lm = CausalLM(pre.backbone, pre.model.objectives["clm"].head)
+    lm = pre.lm
+    assert isinstance(lm, CausalLM) and lm.head is pre.model.lm_head
     ids = torch.tensor([[sp.cls] + tok.encode("the film was", add_special_tokens=False).ids])
     assert sp.sep not in ids[0].tolist()
     ours = generate(lm, ids, 8, temperature=0.0, eos_id=sp.sep)
@@ -242,11 +244,11 @@ def test_decoder_perplexity_is_exp_of_the_clm_loss_on_the_same_pieces(run):
         ids = torch.tensor([piece])
         batch = clm.prepare({"input_ids": ids, "mask": torch.ones_like(ids)}, torch.Generator())
         with torch.no_grad():
-            loss, _ = clm.loss(pre.backbone, pre.backbone(ids, batch["mask"]), batch)
+            loss, _ = clm.loss(pre.model, pre.backbone(ids, batch["mask"]), batch)
         total += float(loss) * len(batch["clm_labels"])
     assert result.nll == pytest.approx(total / result.n_tokens, rel=1e-5)
     assert causal_perplexity(pre, HELD_OUT, batch_size=64).perplexity == pytest.approx(result.perplexity, rel=1e-5)
-    head = pre.model.objectives["clm"].head.embedding.weight
+    head = pre.model.lm_head.embedding.weight
     assert causal_perplexity(uniform(pre, head), HELD_OUT).perplexity == pytest.approx(pre.backbone.vocab_size, rel=1e-6)
 
 

@@ -30,8 +30,8 @@ def rnn(seed=0, cell="lstm"):
 def elmo_model(weights=None, seed=0, cell="lstm"):
     weights = weights or {"clm": 1.0}
     bb = rnn(seed, cell)
-    objs = build_objectives(weights, backbone=bb, backbone_kind="rnn", vocab_size=V, special=SPECIAL)
-    return PretrainModel(bb, objs, weights)
+    objs, head = build_objectives(weights, backbone=bb, backbone_kind="rnn", vocab_size=V, special=SPECIAL)
+    return PretrainModel(bb, objs, weights, head)
 
 
 def packed_batch(seed=0):

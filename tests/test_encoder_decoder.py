@@ -94,11 +94,12 @@ def test_factory_builds_the_encoder_decoder_from_plain_values():
     assert (len(m.encoder_layers), len(m.decoder_layers), m.max_len, m.vocab_size) == (2, 1, 16, 50)
     same = build_backbone("encoder-decoder", vocab_size=50, d_model=32, n_layers=2, n_heads=4, d_ff=64, style="bart")
     assert len(same.decoder_layers) == 2  # n_decoder_layers 0: as many as the encoder
-    objs = build_objectives({"infill": 1.0, "permute": 1.0}, backbone=m, backbone_kind="encoder-decoder",
-                            vocab_size=50, special=SPECIAL)
+    objs, head = build_objectives({"infill": 1.0, "permute": 1.0}, backbone=m, backbone_kind="encoder-decoder",
+                                  vocab_size=50, special=SPECIAL)
+    assert head.embedding is m.get_input_embeddings()  # BART's LM head is the token embedding
     assert list(objs) == ["infill+permute"] and objs["infill+permute"].infill is not None
     span = build_objectives({"span": 1.0}, backbone=m, backbone_kind="encoder-decoder", vocab_size=50,
-                            special=SPECIAL, span_sentinels=3)["span"]
+                            special=SPECIAL, span_sentinels=3)[0]["span"]
     assert span.sentinels == [49, 48, 47] == span_sentinel_ids(50, 3)
 
 
@@ -141,7 +142,7 @@ def objective(name, sentinels=4):
     model = build_backbone("encoder-decoder", vocab_size=64, d_model=32, n_layers=1, n_heads=4, d_ff=64, max_len=32,
                            style="bart")
     return build_objectives(weights, backbone=model, backbone_kind="encoder-decoder", vocab_size=64,
-                            special=SPECIAL, span_sentinels=sentinels)[name]
+                            special=SPECIAL, span_sentinels=sentinels)[0][name]
 
 
 def prepared(name, seed=123):

@@ -107,7 +107,7 @@ def test_classifier_equals_bart_for_sequence_classification_on_pairs():
         vocab_size=bb.vocab_size, d_model=bb.d_model, n_layers=bb.n_layers, n_decoder_layers=bb.n_decoder_layers,
         n_heads=bb.n_heads, d_ff=bb.d_ff, max_len=bb.max_len, dropout=0.0, pad_id=0, bos_id=2, eos_id=3),
         num_labels=3)).eval()
-    sd = {k: v for k, v in to_hf_bart_state_dict(bb.state_dict()).items() if k not in ("final_logits_bias", "lm_head.weight")}
+    sd = {k: v for k, v in to_hf_bart_state_dict(bb.state_dict()).items() if k != "lm_head.weight"}
     sd.update({"classification_head.dense.weight": m.pooler.weight, "classification_head.dense.bias": m.pooler.bias,
                "classification_head.out_proj.weight": m.head.weight, "classification_head.out_proj.bias": m.head.bias})
     hf.load_state_dict(sd, strict=True)
@@ -231,10 +231,10 @@ def test_import_of_an_exported_classifier_keeps_its_backbone(classifier, tmp_pat
     report = import_hf(tmp_path / "hf", tmp_path / "imported", quiet=True)
     assert report.architecture == "BartForSequenceClassification"
     sa = load_classifier(classifier).model.backbone.state_dict()
-    sb = load_pretrained(tmp_path / "imported").backbone.state_dict()
-    # all but the LM's final_logits_bias, which a classifier does not have (zero on import, as BART's init)
-    assert all(torch.equal(sa[k], sb[k]) for k in sa if k != "final_logits_bias")
-    assert not sb["final_logits_bias"].any()
+    imported = load_pretrained(tmp_path / "imported")
+    sb = imported.backbone.state_dict()
+    assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert not imported.model.lm_head.final_logits_bias.any()  # a classifier has none: zero, as BART's init
 
 
 # --------------------------------------------------------------------------- explain and probe

@@ -125,7 +125,7 @@ def test_masked_lm_export_with_untied_embeddings(review_corpus, tmp_path, style)
     from pretrainlab.runs import load_pretrained
 
     pre = load_pretrained(run)
-    out_emb = pre.model.objectives["mlm"].head.embedding
+    out_emb = pre.model.lm_head.embedding
     assert out_emb is not pre.backbone.get_input_embeddings()
     assert not torch.equal(out_emb.weight, pre.backbone.get_input_embeddings().weight)  # both trained, apart
     to = export(run, tmp_path / "hf")

@@ -82,12 +82,12 @@ def test_bert_import_equal_hidden_states(tok, tmp_path, cls_name, capsys):
         torch.testing.assert_close(hidden[real], theirs[real], atol=1e-5, rtol=1e-4)
         if cls_name == "BertForMaskedLM":
             assert report.mlm_head == "imported"
-            ours_logits = pre.model.objectives["mlm"].head(hidden)
+            ours_logits = pre.model.lm_head(hidden)
             torch.testing.assert_close(ours_logits[real], out.logits[real], atol=1e-4, rtol=1e-4)
         else:
             assert report.mlm_head == "initialised"
             assert "no MLM head" in capsys.readouterr().err
-            head = pre.model.objectives["mlm"].head
+            head = pre.model.lm_head
             assert head.embedding.weight is pre.backbone.tok_emb.weight  # tied decoder
             assert float(head.bias.abs().sum()) == 0.0
     # the run directory is a normal one: config, tokenizer (our special tokens) and a checked checkpoint

@@ -39,14 +39,14 @@ def _naive_pppl(pre, texts):
             x = torch.tensor([ids])
             x[0, j] = pre.special.mask
             h = pre.backbone(x, torch.ones_like(x)).hidden[0, j]
-            nll -= float(torch.log_softmax(pre.model.objectives["mlm"].head(h).float(), -1)[t])
+            nll -= float(torch.log_softmax(pre.model.lm_head(h).float(), -1)[t])
             n += 1
     return math.exp(nll / n), n
 
 
 def test_uniform_head_scores_the_vocabulary_size(run):
     pre = load_pretrained(run)
-    head = pre.model.objectives["mlm"].head
+    head = pre.model.lm_head
     with torch.no_grad():  # tied decoder at zero and no bias: every logit is 0, the prediction uniform
         head.embedding.weight.zero_()
         head.bias.zero_()

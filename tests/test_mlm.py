@@ -2,6 +2,7 @@ import torch
 from torch import nn
 
 from pretrainlab.backbones import EncoderOutput
+from pretrainlab.heads import MLMHead
 from pretrainlab.models import PretrainModel
 from pretrainlab.objectives.mlm import MLM, mask_tokens
 
@@ -89,20 +90,20 @@ class Lookup(nn.Module):
 def test_loss_only_at_masked_positions():
     torch.manual_seed(0)
     bb = Lookup()
-    mlm = MLM(16, V, bb.get_input_embeddings(), SPECIAL, 4, 0.15)
-    model = PretrainModel(bb, {"mlm": mlm}, {"mlm": 1.0})
+    mlm = MLM(V, SPECIAL, 4, 0.15)
+    model = PretrainModel(bb, {"mlm": mlm}, {"mlm": 1.0}, MLMHead(16, V, bb.get_input_embeddings()))
     ids, mask = batch(B=4, T=16)
     b = model.prepare({"input_ids": ids, "mask": mask}, torch.Generator().manual_seed(0))
     # the gradient reaches the hidden state only at the picked positions
     hidden = bb(b["input_ids"], b["mask"]).hidden.detach().requires_grad_(True)
-    loss, _ = mlm.loss(bb, EncoderOutput(hidden=hidden), b)
+    loss, _ = mlm.loss(model, EncoderOutput(hidden=hidden), b)
     loss.backward()
     touched = hidden.grad.abs().sum(-1).reshape(-1) != 0
     expect = torch.zeros_like(touched)
     expect[b["mlm_positions"]] = True
     assert torch.equal(touched, expect)
     # the decoder is tied to the input embedding
-    assert mlm.head.embedding.weight is bb.emb.weight
+    assert model.lm_head.embedding.weight is bb.emb.weight
 
 
 def test_word_start_table_from_offsets_keeps_words_whole_for_wordpiece_and_bpe():

@@ -194,9 +194,9 @@ def tiny_model(weights, seed=0, style="bert", **kw):
     from pretrainlab.objectives import build_objectives
 
     bb = tiny_backbone(seed, style=style)
-    objs = build_objectives(weights, backbone=bb, backbone_kind="transformer", vocab_size=V, special=SPECIAL,
-                            make_backbone=lambda **size: tiny_backbone(seed + 1, style=style, **size), **kw)
-    return PretrainModel(bb, objs, weights)
+    objs, head = build_objectives(weights, backbone=bb, backbone_kind="transformer", vocab_size=V, special=SPECIAL,
+                                  make_backbone=lambda **size: tiny_backbone(seed + 1, style=style, **size), **kw)
+    return PretrainModel(bb, objs, weights, head)
 
 
 def packed_batch(B=4, T=16, seed=0):

@@ -9,6 +9,8 @@ import torch
 from pretrainlab.backbones.seq2seq import Seq2SeqTransformer
 from pretrainlab.config import ConfigError
 from pretrainlab.errors import CorpusError
+from pretrainlab.heads import Seq2SeqLMHead
+from pretrainlab.models import PretrainModel
 from pretrainlab.objectives.denoise import IGNORE, pad_pairs
 from pretrainlab.objectives.infill import Infill, apply_spans, infill_spans
 from pretrainlab.objectives.permute import Permute, document_sentences, one_sentence_documents, permute_sentences
@@ -199,11 +201,12 @@ def test_span_refuses_more_spans_than_sentinels():
 def overfit(objective, batch: dict, steps: int = 80) -> tuple[float, float]:
     """Train a fresh tiny model on one batch with the objective's own loss -> (last loss, accuracy)."""
     torch.manual_seed(0)
-    model = Seq2SeqTransformer(vocab_size=128, d_model=32, n_layers=2, n_heads=4, d_ff=64, max_len=32, dropout=0.0)
+    backbone = Seq2SeqTransformer(vocab_size=128, d_model=32, n_layers=2, n_heads=4, d_ff=64, max_len=32, dropout=0.0)
+    model = PretrainModel(backbone, {objective.name: objective}, {objective.name: 1.0},
+                          Seq2SeqLMHead(backbone.get_input_embeddings()))
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     for _ in range(steps):
-        out = model(batch["input_ids"], batch["attention_mask"], batch["decoder_input_ids"])
-        loss, metrics = objective.loss(model, out, batch)
+        loss, metrics = objective.loss(model, None, batch)
         opt.zero_grad()
         loss.backward()
         opt.step()

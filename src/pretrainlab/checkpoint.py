@@ -22,13 +22,14 @@ import json
 import os
 import pickle
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, load_model, save_file, save_model
+from safetensors.torch import load_file, save_file, save_model
 
 from .distributed import is_sharded
 from .ema import WeightEMA
@@ -242,14 +243,21 @@ def read_state(ckpt: Path, verify: bool = True) -> dict[str, Any]:
     return state
 
 
-def load_weights(ckpt: Path, model: torch.nn.Module, strict: bool = True, name: str = "model.safetensors") -> None:
+Rename = Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]]
+"""Saved weight names -> the model's (weights saved by an older layout of the model: models.renamed_weights)."""
+
+
+def load_weights(ckpt: Path, model: torch.nn.Module, strict: bool = True, name: str = "model.safetensors",
+                 rename: Rename | None = None) -> None:
+    """The checkpoint's weights (file `name`) into the model, their names mapped by `rename` first."""
     f = Path(ckpt) / name
     if not f.is_file():
         raise CheckpointError(f"{ckpt}: no {name}")
     try:
-        missing, unexpected = load_model(_unwrap(model), str(f), strict=False)
+        weights = load_file(str(f))
     except SafetensorError as e:
         raise CheckpointError(f"{f} is not a safetensors file ({e}); it was not loaded") from None
+    missing, unexpected = load_state(_unwrap(model), rename(weights) if rename else weights)
     if strict and (missing or unexpected):
         raise CheckpointError(
             f"{f}: weights do not fit the model (missing: {sorted(missing)[:5]}, unexpected: {sorted(unexpected)[:5]}); "
@@ -257,7 +265,18 @@ def load_weights(ckpt: Path, model: torch.nn.Module, strict: bool = True, name: 
         )
 
 
-def _load_sharded_weights(ckpt: Path, model: torch.nn.Module) -> None:
+def load_state(model: torch.nn.Module, weights: dict[str, torch.Tensor]) -> tuple[list[str], list[str]]:
+    """model.load_state_dict(weights, strict=False) -> (missing, unexpected), where a tied tensor saved under one
+    of its names (save_model keeps one) is not missing under the others."""
+    missing, unexpected = model.load_state_dict(weights, strict=False)
+    group: dict[str, tuple[str, ...]] = {}
+    for first, others in _tied_names(model).items():
+        for n in (first, *others):
+            group[n] = (first, *others)
+    return [n for n in missing if not any(other in weights for other in group[n])], list(unexpected)
+
+
+def _load_sharded_weights(ckpt: Path, model: torch.nn.Module, rename: Rename | None = None) -> None:
     """Every rank reads the whole weights and keeps its own shards (a collective)."""
     from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
 
@@ -266,6 +285,7 @@ def _load_sharded_weights(ckpt: Path, model: torch.nn.Module) -> None:
         weights = load_file(str(f))
     except (SafetensorError, OSError) as e:
         raise CheckpointError(f"{f} is not a readable safetensors file ({e}); it was not loaded") from None
+    weights = rename(weights) if rename else weights
     tied = _tied_names(model)
     expected = set(model.state_dict()) - {name for others in tied.values() for name in others}
     missing, unexpected = expected - set(weights), set(weights) - expected
@@ -294,10 +314,11 @@ def _load_sharded_optimizer(model: torch.nn.Module, optimizer, saved: dict[str, 
 
 
 def load_training_state(ckpt: Path, model, optimizer, scheduler, ema: WeightEMA | None = None, *,
-                        device: torch.device | None = None, rank: int = 0, scaler=None) -> dict[str, Any]:
-    """Restore weights, optimizer, scheduler (and fp16's gradient scaler) and this rank's RNG states (and the
-    weight average into `ema`); returns state.json. `device`: where this rank trains (its GPU's generator is
-    restored).
+                        device: torch.device | None = None, rank: int = 0, scaler=None,
+                        rename: Rename | None = None) -> dict[str, Any]:
+    """Restore weights (names mapped by `rename`, as load_weights), optimizer, scheduler (and fp16's gradient
+    scaler) and this rank's RNG states (and the weight average into `ema`); returns state.json. `device`: where
+    this rank trains (its GPU's generator is restored).
 
     A sharded model (FSDP) takes its shards of the same whole state: every rank must call this.
     """
@@ -307,13 +328,13 @@ def load_training_state(ckpt: Path, model, optimizer, scheduler, ema: WeightEMA 
         if not (ckpt / TRAINING_WEIGHTS).is_file():
             raise CheckpointError(f"{ckpt} was saved without a weight EMA (no {TRAINING_WEIGHTS}); resume it "
                                   "with train.ema=0, as it was trained")
-        load_weights(ckpt, model)  # the average, taken into the EMA; then the weights being trained
+        load_weights(ckpt, model, rename=rename)  # the average, taken into the EMA; then the weights being trained
         ema.take_from_model(state["step"])
-        load_weights(ckpt, model, name=TRAINING_WEIGHTS)
+        load_weights(ckpt, model, name=TRAINING_WEIGHTS, rename=rename)
     elif sharded:
-        _load_sharded_weights(ckpt, model)
+        _load_sharded_weights(ckpt, model, rename)
     else:
-        load_weights(ckpt, model)
+        load_weights(ckpt, model, rename=rename)
     try:
         opt = torch.load(ckpt / "optimizer.pt", map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, OSError, EOFError) as e:

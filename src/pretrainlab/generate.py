@@ -1,23 +1,25 @@
-"""Text generation with a decoder: a short loop over forward with a KV cache.
+"""Text generation: one short loop over forward with a KV cache, for a decoder and an encoder-decoder alike.
 
-    model = CausalLM(decoder, lm_head)
-    out = generate(model, ids, max_new_tokens=20, temperature=0.0)   # greedy: deterministic
+    out = generate(CausalLM(decoder, lm_head), ids, max_new_tokens=20, temperature=0.0)   # greedy: deterministic
+    out = generate(Seq2SeqLM(enc_dec, lm_head), ids, 20, decoder_start_id=sep)           # the decoder's tokens
     generate_run("runs/gpt", ["the film was"], GenerationSettings(temperature=0.0))   # a run, text in and out
 
 Each step feeds only the newest token (the cache holds the keys and values of all earlier ones),
 takes the logits of the last position and picks the next token: the most likely one when
 temperature == 0, else a draw from softmax(logits / temperature), restricted to the top_k most
-likely tokens and/or the smallest set whose probability reaches top_p. A row stops at eos_id; the
-loop stops when every row has.
+likely tokens and/or the smallest set whose probability reaches top_p; the draws come from a generator of
+the call's own, so torch's global RNG is never read or moved. A row stops at eos_id; the loop stops when
+every row has. An encoder-decoder's encoder reads the input once (its cross-attention keys are cached
+too); its decoder writes from its start token.
 
 Prompts in a batch are left-padded (mask 0 on the left): new tokens continue the last document of
 their row, so a prompt may itself be a packed row.
 
-A run, text in and text out: `generate_run(run, prompts, GenerationSettings(...))` dispatches on the
-run's backbone, one function per kind, both ending at [SEP] (the end of a text):
-`generate_decoder` for a decoder (the prompt is encoded as its pre-training saw a text begin,
-`[CLS] tokens`, and continued), `generate_seq2seq` for an encoder-decoder (the text is the encoder's
-input `[CLS] text [SEP]`; the decoder writes a new one with backbones/seq2seq.generate).
+A run, text in and text out: `generate_run(run, prompts, GenerationSettings(...))` picks by the run's
+language model (backbones/spec.py), both ending at [SEP] (the end of a text): `generate_decoder` for a
+causal LM (the prompt is encoded as its pre-training saw a text begin, `[CLS] tokens`, and continued),
+`generate_seq2seq` for an encoder-decoder (the text is the encoder's input `[CLS] text [SEP]`; the
+decoder writes a new one).
 """
 
 from __future__ import annotations
@@ -28,36 +30,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from .backbones.decoder import DecoderBackbone, KVCache
+from .backbones.decoder import KVCache
+from .backbones.seq2seq import Seq2SeqCache
 from .backbones.spec import BACKBONES
 from .errors import PretrainlabError
-from .objectives.clm import LMHead
+from .models import CausalLM, Seq2SeqLM
 
 log = logging.getLogger(__name__)
 
 
 class GenerateError(PretrainlabError, ValueError):
     """Generation that cannot be done as asked; the message says what to change."""
-
-
-class CausalLM(nn.Module):
-    """A decoder and its LM head: (ids, mask, cache) -> logits (B, T, V), as LlamaForCausalLM returns."""
-
-    def __init__(self, backbone: DecoderBackbone, head: LMHead):
-        super().__init__()
-        self.backbone = backbone
-        self.head = head
-
-    def forward(self, ids: Tensor, mask: Tensor | None = None, cache: KVCache | None = None,
-                last_only: bool = False) -> Tensor:
-        if mask is None:
-            mask = torch.ones_like(ids)
-        hidden = self.backbone(ids, mask, cache=cache).hidden
-        if last_only:
-            hidden = hidden[:, -1:]  # (B, 1, D): only the last position when sampling
-        return self.head(hidden)
 
 
 def check_settings(max_new_tokens: int, temperature: float, top_k: int | None, top_p: float | None) -> None:
@@ -90,9 +75,21 @@ def check_generation(prompt_len: int, max_new_tokens: int, max_len: int, tempera
         )
 
 
+def check_seq2seq_generation(source_len: int, max_new_tokens: int, max_len: int, temperature: float,
+                             top_k: int | None, top_p: float | None) -> None:
+    """An encoder-decoder reads at most max_len tokens and writes at most max_len, its start token included."""
+    check_settings(max_new_tokens, temperature, top_k, top_p)
+    if source_len > max_len or 1 + max_new_tokens > max_len:
+        raise GenerateError(
+            f"the model reads and writes at most max_len={max_len} tokens; got an input of {source_len} and "
+            f"max_new_tokens={max_new_tokens} (+1 start token): shorten the input or lower max_new_tokens"
+        )
+
+
 def next_token(logits: Tensor, temperature: float, top_k: int | None, top_p: float | None,
                gen: torch.Generator | None) -> Tensor:
-    """(B, V) logits of the last position -> (B,) the next token of each row."""
+    """(B, V) logits of the last position -> (B,) the next token of each row: argmax at temperature 0, else a
+    sample (temperature, then top-k, then top-p, in the order Hugging Face's logits warpers apply them)."""
     if temperature == 0:
         return logits.argmax(-1)  # greedy: the first of equally likely tokens, deterministic
     logits = logits.float() / temperature
@@ -108,9 +105,20 @@ def next_token(logits: Tensor, temperature: float, top_k: int | None, top_p: flo
     return torch.multinomial(logits.softmax(-1), 1, generator=gen).squeeze(1)
 
 
+def sampling_generator(device: torch.device, seed: int | None) -> torch.Generator:
+    """A generator of its own for the draws: seeded with `seed`, else from the OS's entropy (never the global
+    RNG's state, which stays as it was)."""
+    gen = torch.Generator(device=device)
+    if seed is None:
+        gen.seed()  # std::random_device: torch's global generator is neither read nor advanced
+    else:
+        gen.manual_seed(seed)
+    return gen
+
+
 @torch.no_grad()
 def generate(
-    model: CausalLM,
+    model: CausalLM | Seq2SeqLM,
     ids: Tensor,
     max_new_tokens: int,
     temperature: float = 1.0,
@@ -121,42 +129,62 @@ def generate(
     mask: Tensor | None = None,
     pad_id: int = 0,
     use_cache: bool = True,
+    decoder_start_id: int | None = None,
 ) -> Tensor:
-    """(B, T) prompt ids -> (B, T + n) the prompts and n <= max_new_tokens new tokens.
+    """Sample new tokens one at a time, each step feeding only the newest token (the cache holds the rest).
 
-    mask: (B, T) as for the backbone, left-padded prompts (default: one document per row). A row
-    that has produced eos_id (kept) is filled with pad_id until every row has. seed makes sampling
-    repeatable. use_cache=False recomputes the whole sequence each step (same tokens, slower).
-    The model runs in eval mode (no dropout) and is put back as it was.
+    CausalLM: (B, T) prompt ids -> (B, T + n), the prompts and n <= max_new_tokens new tokens. mask: (B, T) as
+    for the backbone, left-padded prompts (default: one document per row); new tokens continue the last
+    document of their row.
+    Seq2SeqLM: (B, S) the encoder's input (mask: its padding) -> (B, 1 + n), the decoder's tokens: its
+    decoder_start_id, then n <= max_new_tokens new ones (the encoder runs once).
+
+    A row that has produced eos_id (kept) is filled with pad_id until every row has. Sampling draws from a
+    generator of its own (seeded with `seed`; without one, from the OS), never from torch's global RNG.
+    use_cache=False recomputes the whole sequence each step (same tokens, slower). The model runs in eval mode
+    (no dropout) and is put back as it was.
     """
     B, T = ids.shape
-    check_generation(T, max_new_tokens, model.backbone.max_len, temperature, top_k, top_p)
     mask = torch.ones_like(ids) if mask is None else mask
-    if bool((mask[:, -1] == 0).any()):
-        raise ValueError("a prompt ends with padding; pad prompts on the left (mask 0 before the text)")
-    gen = torch.Generator(device=ids.device).manual_seed(seed) if seed is not None else None
-    doc = mask[:, -1:]  # (B, 1): new tokens continue the last document of their row
+    max_len = model.backbone.max_len
+    if isinstance(model, Seq2SeqLM):  # the encoder reads ids; the decoder writes from its start token
+        if decoder_start_id is None:
+            raise ValueError("an encoder-decoder generates from its decoder_start_id (BART's: its end token)")
+        check_seq2seq_generation(T, max_new_tokens, max_len, temperature, top_k, top_p)
+        out = torch.full((B, 1), decoder_start_id, dtype=torch.long, device=ids.device)
+        out_mask = torch.ones_like(out)
+        cache = Seq2SeqCache() if use_cache else None
+
+        def logits_of(tokens: Tensor, _: Tensor) -> Tensor:  # the decoder's tokens (with a cache: the new ones)
+            return model(ids, mask, tokens, cache=cache, last_only=True)[:, -1]
+    else:
+        check_generation(T, max_new_tokens, max_len, temperature, top_k, top_p)
+        if bool((mask[:, -1] == 0).any()):
+            raise ValueError("a prompt ends with padding; pad prompts on the left (mask 0 before the text)")
+        out, out_mask = ids, mask
+        cache = KVCache() if use_cache else None
+
+        def logits_of(tokens: Tensor, tokens_mask: Tensor) -> Tensor:
+            return model(tokens, tokens_mask, cache, last_only=True)[:, -1]
+    gen = sampling_generator(ids.device, seed) if temperature > 0 else None
+    doc = out_mask[:, -1:]  # (B, 1): the document new tokens continue
     done = torch.zeros(B, dtype=torch.bool, device=ids.device)
-    cache = KVCache() if use_cache else None
     was_training = model.training
     model.eval()
     try:
-        logits = model(ids, mask, cache, last_only=True)[:, -1]  # (B, V): the whole prompt once
+        logits = logits_of(out, out_mask)  # (B, V): the whole prompt (or start token) once
         for step in range(max_new_tokens):
             new = next_token(logits, temperature, top_k, top_p, gen)
             new = torch.where(done, torch.full_like(new, pad_id), new)
-            ids, mask = torch.cat((ids, new[:, None]), dim=1), torch.cat((mask, doc), dim=1)
+            out, out_mask = torch.cat((out, new[:, None]), dim=1), torch.cat((out_mask, doc), dim=1)
             if eos_id is not None:
                 done |= new == eos_id
             if bool(done.all()) or step == max_new_tokens - 1:
                 break
-            if use_cache:
-                logits = model(new[:, None], doc, cache, last_only=True)[:, -1]  # only the new token
-            else:
-                logits = model(ids, mask, last_only=True)[:, -1]
+            logits = logits_of(new[:, None], doc) if use_cache else logits_of(out, out_mask)
     finally:
         model.train(was_training)
-    return ids
+    return out
 
 
 # --------------------------------------------------------------------------- a run: text in, text out
@@ -248,7 +276,7 @@ def generate_decoder(run: str | Path, prompts: Sequence[str], settings: Generati
     if room < 1:
         raise GenerateError(f"--max-new-tokens {s.max_new_tokens} leaves no room for the prompt in the model's "
                             f"context of {max_len} tokens; ask for at most {max_len - 1}")
-    model = CausalLM(pre.backbone, pre.model.objectives["clm"].head).eval()
+    model = pre.lm.eval()
     tok, cls, sep = pre.tokenizer, pre.special.cls, pre.special.sep
     encoded = [tok.encode(p, add_special_tokens=False).ids for p in prompts]
     if any(1 + len(ids) + s.max_new_tokens > trained for ids in encoded):
@@ -274,9 +302,8 @@ def generate_seq2seq(run: str | Path, prompts: Sequence[str], settings: Generati
                      note: Callable[[str], None] = _note) -> list[Generation]:
     """An encoder-decoder run: the encoder reads `[CLS] text [SEP]` (as its corrupted inputs looked in
     pre-training; [MASK] and <extra_id_N> in the text are its mask and sentinel tokens), the decoder
-    writes from [SEP] (BART's decoder start) until [SEP] again or max_new_tokens (seq2seq.generate:
+    writes from [SEP] (BART's decoder start) until [SEP] again or max_new_tokens (`generate`:
     KV cache, cross-attention keys computed once). One prompt at a time, each with the seed."""
-    from .backbones.seq2seq import generate as seq2seq_generate
     from .data.encoding import tokenize
     from .runs import load_pretrained
 
@@ -289,7 +316,7 @@ def generate_seq2seq(run: str | Path, prompts: Sequence[str], settings: Generati
     if 1 + s.max_new_tokens > trained:
         note(f"the model was pre-trained on {trained}-token sequences; tokens past position {trained} are beyond "
              "what it was trained on")
-    sp = pre.special
+    sp, model = pre.special, pre.lm.eval()
     full = [len(e.ids) for e in tokenize(pre.tokenizer, prompts, None, 1 << 30)]
     out = []
     for i, (prompt, enc) in enumerate(zip(prompts, tokenize(pre.tokenizer, prompts, None, max_len))):
@@ -298,9 +325,8 @@ def generate_seq2seq(run: str | Path, prompts: Sequence[str], settings: Generati
             note(f"text {i + 1} is {full[i]} tokens with [CLS] and [SEP], more than the model's max_len={max_len}: "
                  f"its last {dropped} tokens were cut")
         x = torch.tensor([enc.ids])
-        y = seq2seq_generate(pre.backbone, x, torch.ones_like(x), decoder_start_id=sp.sep, eos_id=sp.sep,
-                             pad_id=sp.pad, max_new_tokens=s.max_new_tokens, temperature=s.temperature,
-                             top_k=s.top_k or 0, top_p=1.0 if s.top_p is None else s.top_p, seed=s.seed)[0].tolist()
+        y = generate(model, x, s.max_new_tokens, s.temperature, s.top_k, s.top_p, s.seed, eos_id=sp.sep,
+                     pad_id=sp.pad, decoder_start_id=sp.sep)[0].tolist()
         new = y[1:]
         # sentinels and [MASK] stay visible; the start, end and padding do not
         text = pre.tokenizer.decode([t for t in new if t not in (sp.pad, sp.cls, sp.sep)], skip_special_tokens=False)

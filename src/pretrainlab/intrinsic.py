@@ -161,7 +161,7 @@ def pseudo_perplexity(run: str | Path | Pretrained, texts: Sequence[str], *, max
         raise IntrinsicError(f"{pre.checkpoint or pre.run_dir}: the run has no MLM head (objectives: {', '.join(pre.model.objectives)}); "
                              "pseudo-perplexity needs one: use a run pre-trained with objective mlm")
     max_len = BACKBONES[pre.config.model.backbone].input_len(max_len, pre.config.model.max_len)
-    head, backbone = pre.model.objectives["mlm"].head.eval(), pre.backbone.eval()
+    lm = pre.lm.eval()  # models.MaskedLM: the backbone and its MLM head
     special = set(pre.special.all)
     enc = encode(pre.tokenizer, list(texts), None, max_len)
     # one query per scored token: (text, position); texts in length order keep the padding small
@@ -181,8 +181,8 @@ def pseudo_perplexity(run: str | Path | Pretrained, texts: Sequence[str], *, max
         rows, pos = torch.arange(len(chunk)), torch.tensor([j for _, j in chunk])
         targets = ids[rows, pos].clone()
         ids[rows, pos] = pre.special.mask
-        hidden = backbone(ids, mask, torch.zeros_like(ids)).hidden  # (B, T, D); segment 0 as a single text
-        logits = head(hidden[rows, pos]).float()  # (B, V): only at the masked position
+        hidden = lm.backbone(ids, mask, torch.zeros_like(ids)).hidden  # (B, T, D); segment 0 as a single text
+        logits = lm.head(hidden[rows, pos]).float()  # (B, V): only at the masked position
         total += float(F.cross_entropy(logits, targets, reduction="sum"))
     nll = total / len(queries)
     return PerplexityResult(math.exp(nll), nll, len(queries), len({i for i, _ in queries}),
@@ -240,7 +240,9 @@ def causal_perplexity(run: str | Path | Pretrained, texts: Sequence[str], *, max
                              f"{', '.join(pre.model.objectives)})")
     spec = BACKBONES[kind]
     seq_len = spec.input_len(max_len or pre.config.data.seq_len, pre.config.model.max_len)
-    obj, backbone = pre.model.objectives["clm"].eval(), pre.backbone.eval()
+    backbone = pre.backbone.eval()
+    # the decoder's LM head, or the forward half of the rnn's forward + backward LM (objectives/elmo.py)
+    next_token_logits = pre.lm.eval().head if spec.causal else pre.model.objectives["clm"].eval().next_token_logits
     rows = sorted(_pieces(pre, texts, seq_len), key=len)  # length order keeps the padding small
     total, count = 0.0, 0
     for start in range(0, len(rows), batch_size):
@@ -252,7 +254,7 @@ def causal_perplexity(run: str | Path | Pretrained, texts: Sequence[str], *, max
         labels = next_token_labels(ids, mask)  # (B, T): the token each position predicts, IGNORE past the end
         at = labels != IGNORE
         hidden = backbone(ids, mask, torch.zeros_like(ids)).hidden  # (B, T, D)
-        logits = obj.next_token_logits(hidden[at])  # (N, V)
+        logits = next_token_logits(hidden[at]).float()  # (N, V)
         total += float(F.cross_entropy(logits, labels[at], reduction="sum"))
         count += int(at.sum())
     nll = total / count

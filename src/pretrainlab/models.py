@@ -1,5 +1,15 @@
-"""Models = a backbone + task heads. Backbones return hidden states only; heads live here
-and in objectives/."""
+"""Models = a backbone + task heads, as Hugging Face splits them. Backbones return hidden states only.
+
+    PretrainModel   backbone + its LM head (heads.py) + objectives: what pre-training trains
+    MaskedLM        backbone + MLM head            (BertForMaskedLM)
+    CausalLM        decoder + LM head              (LlamaForCausalLM)
+    Seq2SeqLM       encoder-decoder + LM head      (BartForConditionalGeneration)
+    Classifier, LastTokenClassifier, Seq2SeqClassifier   backbone + classification head
+
+An objective owns what to predict (its collator) and how to score it (its loss); it scores with the
+model's LM head (`PretrainModel.lm_head`). `language_model` gives a run's backbone and LM head as one
+of the three LM classes, the one its kind's row (backbones/spec.py) names.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +20,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .heads import LMHead, MLMHead, Seq2SeqLMHead
+
 if TYPE_CHECKING:
+    from .backbones.decoder import DecoderBackbone, KVCache
+    from .backbones.seq2seq import Seq2SeqCache, Seq2SeqTransformer
     from .objectives import Objective
 
 
@@ -23,16 +37,19 @@ class PretrainOutput:
 
 
 class PretrainModel(nn.Module):
-    """A backbone trained by one or more objectives, each with a weight.
+    """A backbone and its LM head, trained by one or more objectives, each with a weight.
 
     Each objective is an `objectives.Objective`. Those that score the plain encoder output share
-    one forward pass; those that need their own (PLM's query stream, RTD's corrupted input) set
-    `uses_shared_forward = False` and run the backbone themselves.
+    one forward pass; those that need their own (PLM's query stream, RTD's corrupted input, the
+    encoder-decoder's corrupted source) set `uses_shared_forward = False` and run the backbone themselves.
+    `lm_head` is None when no objective predicts tokens with it (e.g. nsp alone, rtd, the rnn's bilm).
     """
 
-    def __init__(self, backbone: nn.Module, objectives: dict[str, Objective], weights: dict[str, float]):
+    def __init__(self, backbone: nn.Module, objectives: dict[str, Objective], weights: dict[str, float],
+                 lm_head: nn.Module | None = None):
         super().__init__()
         self.backbone = backbone
+        self.lm_head = lm_head
         self.objectives = nn.ModuleDict(objectives)
         self.weights = dict(weights)
 
@@ -50,10 +67,91 @@ class PretrainModel(nn.Module):
         total = 0.0
         metrics: dict[str, Tensor] = {}
         for name, obj in self.objectives.items():
-            loss, m = obj.loss(self.backbone, shared, batch)
+            loss, m = obj.loss(self, shared, batch)
             total = total + self.weights[name] * loss
             metrics.update(m)
         return PretrainOutput(loss=total, metrics=metrics)
+
+
+OLD_NAMES = (("objectives.mlm.head.", "lm_head."), ("objectives.clm.head.", "lm_head."),
+             ("backbone.final_logits_bias", "lm_head.final_logits_bias"))
+"""(old prefix, today's): where weights saved before the LM heads moved into the model (f85dc63 and earlier) are
+now. The mlm and the decoder's clm objectives held their heads; the encoder-decoder held its logits bias."""
+
+
+def renamed_weights(weights: dict[str, Tensor]) -> dict[str, Tensor]:
+    """A PretrainModel's saved weights under today's names (runs saved by an older pretrainlab still load)."""
+    out = {}
+    for key, t in weights.items():
+        for old, new in OLD_NAMES:
+            if key.startswith(old):
+                key = new + key[len(old):]
+                break
+        out[key] = t
+    return out
+
+
+# --------------------------------------------------------------------------- language models
+
+
+class MaskedLM(nn.Module):
+    """An encoder and its MLM head: (ids, mask[, segment ids]) -> logits (B, T, V), as BertForMaskedLM returns."""
+
+    def __init__(self, backbone: nn.Module, head: MLMHead):
+        super().__init__()
+        self.backbone = backbone
+        self.head = head
+
+    def forward(self, ids: Tensor, mask: Tensor, segment_ids: Tensor | None = None) -> Tensor:
+        return self.head(self.backbone(ids, mask, segment_ids).hidden)
+
+
+class CausalLM(nn.Module):
+    """A decoder and its LM head: (ids, mask, cache) -> logits (B, T, V), as LlamaForCausalLM returns."""
+
+    def __init__(self, backbone: DecoderBackbone, head: LMHead):
+        super().__init__()
+        self.backbone = backbone
+        self.head = head
+
+    def forward(self, ids: Tensor, mask: Tensor | None = None, cache: KVCache | None = None,
+                last_only: bool = False) -> Tensor:
+        if mask is None:
+            mask = torch.ones_like(ids)
+        hidden = self.backbone(ids, mask, cache=cache).hidden
+        if last_only:
+            hidden = hidden[:, -1:]  # (B, 1, D): only the last position when sampling
+        return self.head(hidden)
+
+
+class Seq2SeqLM(nn.Module):
+    """An encoder-decoder and its LM head: (ids, mask, decoder ids[, decoder mask, cache]) -> the decoder's logits
+    (B, T, V), as BartForConditionalGeneration returns. With a cache (backbones.seq2seq.Seq2SeqCache) the
+    encoder runs on the first call only and decoder_ids are the new tokens."""
+
+    def __init__(self, backbone: Seq2SeqTransformer, head: Seq2SeqLMHead):
+        super().__init__()
+        self.backbone = backbone
+        self.head = head
+
+    def forward(self, ids: Tensor | None, mask: Tensor | None, decoder_ids: Tensor,
+                decoder_mask: Tensor | None = None, cache: Seq2SeqCache | None = None,
+                last_only: bool = False) -> Tensor:
+        hidden = self.backbone(ids, mask, decoder_ids, decoder_mask, cache=cache).decoder_hidden
+        if last_only:
+            hidden = hidden[:, -1:]  # (B, 1, D): only the last position when sampling
+        return self.head(hidden)
+
+
+LANGUAGE_MODELS: dict[str, type[nn.Module]] = {"masked_lm": MaskedLM, "causal_lm": CausalLM, "seq2seq_lm": Seq2SeqLM}
+"""A backbone kind's `lm` (backbones/spec.py) -> its language-model class."""
+
+
+def language_model(kind: str, backbone: nn.Module, head: nn.Module | None) -> MaskedLM | CausalLM | Seq2SeqLM | None:
+    """The backbone with its LM head as the kind's language-model class (None without a head)."""
+    from .backbones.spec import BACKBONES
+
+    return None if head is None else LANGUAGE_MODELS[BACKBONES[kind].lm](backbone, head)
 
 
 @dataclass
@@ -185,7 +283,7 @@ class Seq2SeqClassifier(nn.Module):
         if inputs_embeds is not None:  # shift_right in embedding space: [start, e_0 ... e_{T-2}]
             start = self.backbone.get_input_embeddings()(decoder_ids[:, :1])  # (B, 1, D)
             decoder_embeds = torch.cat((start, inputs_embeds[:, :-1]), dim=1)
-        hidden = self.backbone(input_ids, mask, decoder_ids, return_logits=False, inputs_embeds=inputs_embeds,
+        hidden = self.backbone(input_ids, mask, decoder_ids, inputs_embeds=inputs_embeds,
                                decoder_inputs_embeds=decoder_embeds).decoder_hidden  # (B, T, D)
         pooled = torch.tanh(self.pooler(self.dropout(hidden[torch.arange(B, device=hidden.device), last])))
         logits = self.head(self.dropout(pooled)).float()

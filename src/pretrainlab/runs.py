@@ -18,27 +18,27 @@ from pathlib import Path
 from typing import Any
 
 from safetensors import SafetensorError
-from safetensors.torch import load_model, save_model
+from safetensors.torch import load_file, save_model
 from torch import nn
 
-from .checkpoint import latest_checkpoint, load_weights, read_state
+from .checkpoint import latest_checkpoint, load_state, load_weights, read_state
 from .config import RunConfig, config_from_dict, save_config
 from .errors import CheckpointError
 from .files import read_yaml
-from .models import build_classifier
+from .models import build_classifier, renamed_weights
 
 # --------------------------------------------------------------------------- pre-training runs
 
 
 def build_pretrain_model(cfg: RunConfig, vocab_size: int, special) -> nn.Module:
-    """The run's PretrainModel (backbone + objective heads), freshly initialised."""
+    """The run's PretrainModel (backbone + LM head + objectives), freshly initialised."""
     from .backbones import backbone_from_config
     from .models import PretrainModel
     from .objectives import build_objectives
 
     backbone = backbone_from_config(cfg.model, vocab_size, pad_id=special.pad)
     o = cfg.objective
-    objectives = build_objectives(
+    objectives, lm_head = build_objectives(
         o.weights, backbone=backbone, backbone_kind=cfg.model.backbone, vocab_size=vocab_size, special=special,
         mask_rate=o.mask_rate, mask_rate_end=o.mask_rate_end, whole_word=o.whole_word, plm_k=o.plm_k,
         rtd_generator_fraction=o.rtd_generator_fraction, rtd_weight=o.rtd_weight, tie_embeddings=o.tie_embeddings,
@@ -47,7 +47,7 @@ def build_pretrain_model(cfg: RunConfig, vocab_size: int, special) -> nn.Module:
         span_noise_density=o.span_noise_density, span_mean_length=o.span_mean_length, span_sentinels=o.span_sentinels,
     )
     # an objective not named in the weights is a combination (infill+permute): weight 1
-    return PretrainModel(backbone, objectives, {k: o.weights.get(k, 1.0) for k in objectives})
+    return PretrainModel(backbone, objectives, {k: o.weights.get(k, 1.0) for k in objectives}, lm_head)
 
 
 def count_parameters(model: nn.Module) -> int:
@@ -77,6 +77,14 @@ class Pretrained:
         return self.model.backbone
 
     @property
+    def lm(self) -> nn.Module | None:
+        """The backbone with its LM head: models.MaskedLM, CausalLM or Seq2SeqLM, as the kind's row in
+        backbones/spec.py says (None: no objective trained one, e.g. nsp alone or rtd)."""
+        from .models import language_model
+
+        return language_model(self.config.model.backbone, self.model.backbone, self.model.lm_head)
+
+    @property
     def run_dir(self) -> Path | None:
         """The directory it was loaded from: the run, or the fine-tuned model."""
         return self.source or (self.checkpoint.parent.parent if self.checkpoint else None)
@@ -104,7 +112,7 @@ def load_pretrained(run_dir: str | Path) -> Pretrained:
     special = special_ids(tok)
     model = build_pretrain_model(cfg, tok.get_vocab_size(), special)
     read_state(ckpt)
-    load_weights(ckpt, model)
+    load_weights(ckpt, model, rename=renamed_weights)
     model.eval()
     return Pretrained(model, tok, cfg, special, ckpt)
 
@@ -200,7 +208,7 @@ def init_from(model: nn.Module, init: Path, tokenizer_hash: str) -> list[str]:
             )
     f = Path(ckpt) / "model.safetensors"
     try:
-        missing, unexpected = load_model(model, str(f), strict=False)
+        missing, unexpected = load_state(model, renamed_weights(load_file(str(f))))
     except RuntimeError as e:  # a tensor of another shape: torch names it
         raise CheckpointError(f"--init {init}: {f} does not fit this model's architecture: "
                               f"{str(e).splitlines()[-1].strip()}") from None
@@ -349,7 +357,9 @@ def load_classifier(path: str | Path) -> FineTuned:
     model = build_classifier(backbone, info["n_labels"], info["pooling"], info["head"], cfg.model.dropout,
                              eos_id=special.sep)
     try:
-        missing, unexpected = load_model(model, str(path / "model.safetensors"), strict=False)
+        weights = renamed_weights(load_file(str(path / "model.safetensors")))
+        weights.pop("lm_head.final_logits_bias", None)  # an older encoder-decoder classifier's backbone held it
+        missing, unexpected = load_state(model, weights)
     except (OSError, SafetensorError) as e:
         raise CheckpointError(f"{path}/model.safetensors is missing or not a safetensors file ({e}); "
                               "fine-tune again into a new --out") from None

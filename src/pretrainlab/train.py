@@ -31,6 +31,7 @@ from .ema import WeightEMA
 from .errors import CheckpointError
 from .loop import (BudgetSchedule, LoopResult, LoopSettings, autocast, enable_tf32, fit, grad_scaler, make_optimizer,
                    pick_device, pick_dtype, set_seed, tune_allocator)
+from .models import renamed_weights
 from .runs import (adopt_init_model, build_pretrain_model, check_resumable, count_parameters, init_from,
                    read_run_config)
 from .sizing import Sizing
@@ -91,7 +92,8 @@ def pretrain(cfg: RunConfig, corpus: str | Path, out: str | Path, resume: bool =
     schedule = BudgetSchedule(optimizer, budget, tc.warmup, tc.batch_size * tc.grad_accum * seq_len)
     ema = weight_ema(model, tc.ema, fsdp)
     if resume:  # the same whole-model checkpoint under one process, DDP or FSDP
-        state = load_training_state(ckpt, model, optimizer, None, ema, device=device, rank=dist.rank, scaler=scaler)
+        state = load_training_state(ckpt, model, optimizer, None, ema, device=device, rank=dist.rank, scaler=scaler,
+                                    rename=renamed_weights)
         schedule.load_state_dict(state["schedule"])
         loader.load_state_dict(state["data"])
         log.info(f"resuming from {ckpt} (step {state['step']})")

@@ -2,8 +2,9 @@
 
     bart: post-LN, learned absolute positions (offset by 2, as BART's table is), GELU, biases
           everywhere, a LayerNorm on the embeddings of each side, no embedding scaling, one token
-          embedding shared by encoder, decoder and the output projection, plus a final logits bias:
-          computes exactly what `transformers.BartForConditionalGeneration` computes (its logits).
+          embedding shared by encoder and decoder (and the LM head's output projection, heads.Seq2SeqLMHead):
+          computes exactly what `transformers.BartModel` computes (with the head: what
+          BartForConditionalGeneration computes, its logits; models.Seq2SeqLM).
 
 Story of a forward pass:
     encoder:  ids, mask -> token + position embeddings -> norm -> dropout
@@ -12,15 +13,16 @@ Story of a forward pass:
                         -> n_decoder_layers x DecoderBlock:
                               self-attention (causal, per document) -> cross-attention (reads the
                               encoder's states of the same document) -> feed-forward
-              -> logits = decoder_hidden @ tok_emb^T + final_logits_bias
+    -> Seq2SeqOutput(encoder_hidden, decoder_hidden, ...): hidden states only, as every backbone; the logits
+       (decoder_hidden @ tok_emb^T + final_logits_bias) are the LM head's (models.Seq2SeqLM)
 
 Masks are document ids as everywhere in pretrainlab (0 = padding, k >= 1 = k-th document of the
 row); a plain 0/1 padding mask is the one-document case, and is what Hugging Face passes. Decoder
 document k reads encoder document k. Positions restart at each document, so they equal BART's
 0, 1, 2, ... for right-padded rows (the BART tokenizer pads on the right).
 
-Generation (`generate`) runs the encoder once and then one decoder step per new token with a
-`Seq2SeqCache`: each layer's self-attention keys/values grow by one token per step, its
+Generation (generate.py, with models.Seq2SeqLM) runs the encoder once and then one decoder step per new
+token with a `Seq2SeqCache`: each layer's self-attention keys/values grow by one token per step, its
 cross-attention keys/values are computed from the encoder's states on the first step only.
 
 What is imported from transformer.py (never copied): the encoder block is `BertBlock` (BART's
@@ -92,8 +94,6 @@ class Seq2SeqCache:
 
 @dataclass
 class Seq2SeqOutput:
-    logits: Tensor | None
-    """(B, T, V) next-token logits at every decoder position (None when not asked for)."""
     encoder_hidden: Tensor
     """(B, S, D) the encoder's final hidden states."""
     decoder_hidden: Tensor
@@ -257,8 +257,6 @@ class Seq2SeqTransformer(nn.Module):
         self.dec_emb_norm = LayerNorm(d_model, eps=BART_LN_EPS)
         self.decoder_layers = nn.ModuleList(DecoderBlock(d_model, n_heads, d_ff, dropout) for _ in range(n_decoder_layers))
         self.emb_drop = Dropout(dropout)
-        # a buffer, as in BART: never trained, zero unless imported from a checkpoint that has one
-        self.register_buffer("final_logits_bias", torch.zeros(vocab_size))
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -356,10 +354,6 @@ class Seq2SeqTransformer(nn.Module):
         out.hidden = x
         return out
 
-    def lm_logits(self, hidden: Tensor) -> Tensor:
-        """(..., D) decoder states -> (..., V): the output projection is the token embedding (tied)."""
-        return F.linear(hidden, self.tok_emb.weight) + self.final_logits_bias
-
     # ------------------------------------------------------------------ both
 
     def forward(
@@ -369,7 +363,6 @@ class Seq2SeqTransformer(nn.Module):
         decoder_input_ids: Tensor,
         decoder_attention_mask: Tensor | None = None,
         cache: Seq2SeqCache | None = None,
-        return_logits: bool = True,
         output_attentions: bool = False,
         output_hidden_states: bool = False,
         inputs_embeds: Tensor | None = None,
@@ -390,9 +383,8 @@ class Seq2SeqTransformer(nn.Module):
                 cache.encoder_hidden, cache.encoder_mask = memory, enc_mask
         dec = self.decode(decoder_input_ids, memory, enc_mask, decoder_attention_mask, cache, output_attentions,
                           output_hidden_states, decoder_inputs_embeds)
-        logits = self.lm_logits(dec.hidden) if return_logits else None
         return Seq2SeqOutput(
-            logits=logits, encoder_hidden=memory, decoder_hidden=dec.hidden, cache=cache,
+            encoder_hidden=memory, decoder_hidden=dec.hidden, cache=cache,
             encoder_attentions=enc.attentions if enc is not None else None, decoder_attentions=dec.self_attentions,
             cross_attentions=dec.cross_attentions, encoder_hidden_states=enc.hidden_states if enc is not None else None,
             decoder_hidden_states=dec.hidden_states)
@@ -413,86 +405,3 @@ class Seq2SeqTransformer(nn.Module):
             return self.attn_impl == "sdpa"
         # as TransformerBackbone decides
         return sdpa_by_default(self.tok_emb.weight.device.type, dtype, self.training, self.dropout)
-
-
-# --------------------------------------------------------------------------- generation
-
-
-def check_sampling(temperature: float, top_k: int, top_p: float) -> None:
-    """Refuse sampling settings that mean nothing, with the range that does."""
-    if temperature < 0:
-        raise ValueError(f"temperature={temperature} is negative; use 0 for greedy decoding or a positive value to sample")
-    if not 0 < top_p <= 1:
-        raise ValueError(f"top_p={top_p} is outside (0, 1]; 1 keeps every token, smaller keeps the most likely ones")
-    if top_k < 0:
-        raise ValueError(f"top_k={top_k} is negative; use 0 to keep every token")
-
-
-def next_token(logits: Tensor, temperature: float, top_k: int, top_p: float, gen: torch.Generator | None) -> Tensor:
-    """(B, V) logits -> (B,) token ids: argmax at temperature 0, else a sample (temperature, then
-    top-k, then top-p, in the order Hugging Face's logits warpers apply them)."""
-    if temperature == 0:
-        return logits.argmax(-1)
-    logits = logits.float() / temperature
-    if 0 < top_k < logits.shape[-1]:
-        kth = logits.topk(top_k, dim=-1).values[:, -1:]  # (B, 1) the k-th largest logit
-        logits = logits.masked_fill(logits < kth, float("-inf"))
-    if top_p < 1:
-        sorted_logits, order = logits.sort(dim=-1, descending=True)
-        probs = sorted_logits.softmax(-1)
-        drop_sorted = probs.cumsum(-1) - probs >= top_p  # the tokens ahead already hold top_p of the mass
-        drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)  # back to vocabulary order
-        logits = logits.masked_fill(drop, float("-inf"))
-    return torch.multinomial(logits.softmax(-1), 1, generator=gen).squeeze(1)
-
-
-@torch.no_grad()
-def generate(
-    model: Seq2SeqTransformer,
-    input_ids: Tensor,
-    attention_mask: Tensor,
-    *,
-    decoder_start_id: int,
-    eos_id: int,
-    pad_id: int,
-    max_new_tokens: int = 32,
-    temperature: float = 0.0,
-    top_k: int = 0,
-    top_p: float = 1.0,
-    seed: int | None = None,
-    use_cache: bool = True,
-) -> Tensor:
-    """Encode (B, S) once, decode token by token -> (B, 1 + n) ids: the start token, then n <= max_new_tokens.
-
-    A row that has produced eos_id continues with pad_id; generation stops when every row has (as
-    Hugging Face's generate does). Temperature 0 is greedy and deterministic; sampling draws from a
-    generator seeded with `seed`. use_cache=False reruns the whole model on the whole prefix each
-    step (for tests: the cache must not change the result).
-    """
-    check_sampling(temperature, top_k, top_p)
-    if input_ids.shape[1] > model.max_len or 1 + max_new_tokens > model.max_len:
-        raise ValueError(
-            f"the model reads and writes at most max_len={model.max_len} tokens; got an input of {input_ids.shape[1]} "
-            f"and max_new_tokens={max_new_tokens} (+1 start token): shorten the input or lower max_new_tokens"
-        )
-    was_training = model.training
-    model.eval()
-    gen = None
-    if temperature > 0:
-        gen = torch.Generator(device=input_ids.device)
-        gen.manual_seed(seed if seed is not None else torch.seed())
-    B = input_ids.shape[0]
-    out = torch.full((B, 1), decoder_start_id, dtype=torch.long, device=input_ids.device)
-    done = torch.zeros(B, dtype=torch.bool, device=input_ids.device)
-    cache = Seq2SeqCache() if use_cache else None
-    for _ in range(max_new_tokens):
-        step_ids = out[:, -1:] if cache is not None and cache.length else out  # with a cache: only the new token
-        hidden = model(input_ids, attention_mask, step_ids, cache=cache, return_logits=False).decoder_hidden
-        logits = model.lm_logits(hidden[:, -1])  # (B, V): only the last position when generating
-        token = next_token(logits, temperature, top_k, top_p, gen).masked_fill(done, pad_id)
-        out = torch.cat((out, token[:, None]), dim=1)
-        done |= token == eos_id
-        if done.all():
-            break
-    model.train(was_training)
-    return out

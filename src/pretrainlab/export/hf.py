@@ -249,7 +249,7 @@ def encoder_hf_model(source: Source) -> nn.Module:
             hf_sd.update(classifier_head_to_hf(m, "bert"))
             model = BertForSequenceClassification(config)
         else:
-            head = m.objectives["mlm"].head
+            head = m.lm_head
             tied = head.embedding is bb.get_input_embeddings()
             config = BertConfig(**kw, tie_word_embeddings=tied)
             hf_sd.update(mlm_head_to_hf(head, "bert"))
@@ -270,7 +270,7 @@ def encoder_hf_model(source: Source) -> nn.Module:
             hf_sd.update(classifier_head_to_hf(m, "modern"))
             model = ModernBertForSequenceClassification(config)
         else:
-            head = m.objectives["mlm"].head
+            head = m.lm_head
             tied = head.embedding is bb.get_input_embeddings()
             config = ModernBertConfig(**kw, classifier_bias=True, classifier_activation="gelu", decoder_bias=True,
                                       tie_word_embeddings=tied)
@@ -297,13 +297,14 @@ def bart_model(source: Source) -> nn.Module:
                                n_decoder_layers=bb.n_decoder_layers, n_heads=bb.n_heads, d_ff=bb.d_ff,
                                max_len=bb.max_len, dropout=bb.dropout, pad_id=sp.pad, bos_id=sp.cls, eos_id=sp.sep,
                                decoder_start_id=sp.sep)
-    sd = to_hf_bart_state_dict({k: v.detach().float() for k, v in bb.state_dict().items()})
+    bias = source.model.lm_head.final_logits_bias if source.kind != "classifier" else None
+    sd = to_hf_bart_state_dict({k: v.detach().float() for k, v in bb.state_dict().items()}, bias)
     if source.kind == "classifier":
         names = source.label_names
         config = BartConfig(**kw, num_labels=len(names), id2label={i: str(x) for i, x in enumerate(names)},
                             label2id={str(x): i for i, x in enumerate(names)}, classifier_dropout=bb.dropout)
         m = source.model
-        sd = {k: v for k, v in sd.items() if k not in ("final_logits_bias", "lm_head.weight")}
+        del sd["lm_head.weight"]  # a classifier has classification_head instead
         sd.update({"classification_head.dense.weight": m.pooler.weight, "classification_head.dense.bias": m.pooler.bias,
                    "classification_head.out_proj.weight": m.head.weight, "classification_head.out_proj.bias": m.head.bias})
         model = BartForSequenceClassification(config)
@@ -438,6 +439,8 @@ class ExportCheck:
 
 def logits_fn(src: str | Path) -> Callable[[dict[str, Tensor]], Tensor]:
     """pretrainlab's logits for Hugging Face-style inputs (input_ids, attention_mask[, token_type_ids])."""
+    from ..models import MaskedLM, Seq2SeqLM
+
     source = load_source(src)
     source.model.eval()
     if source.kind == "causal_lm":
@@ -452,9 +455,8 @@ def logits_fn(src: str | Path) -> Callable[[dict[str, Tensor]], Tensor]:
         if source.kind == "classifier":
             return source.model(ids, mask, segments).logits
         if source.kind == "seq2seq_lm":
-            return source.backbone(ids, mask, inputs["decoder_input_ids"]).logits.float()
-        hidden = source.backbone(ids, mask, segments).hidden
-        return source.model.objectives["mlm"].head(hidden).float()
+            return Seq2SeqLM(source.backbone, source.model.lm_head)(ids, mask, inputs["decoder_input_ids"]).float()
+        return MaskedLM(source.backbone, source.model.lm_head)(ids, mask, segments).float()
 
     run.tokenizer = source.tokenizer  # type: ignore[attr-defined]
     return run

@@ -51,7 +51,7 @@ def decoder_hf_model(source) -> nn.Module:
     sd = {k: v.detach().float() for k, v in bb.state_dict().items()}
     ids = dict(bos_id=special.cls, eos_id=special.sep)
     if source.kind == "causal_lm":
-        head = source.model.objectives["clm"].head
+        head = source.model.lm_head
         tied = head.embedding is bb.get_input_embeddings()
         config = config_cls(**hf_decoder_config_kwargs(bb, tied, **ids))
         hf_sd = to_hf_decoder_state_dict(style, sd, None if tied else head.embedding.weight.detach().float())
@@ -78,10 +78,11 @@ def decoder_hf_model(source) -> nn.Module:
 def causal_lm_logits_fn(source):
     """For the export check: our logits (B, T, V) for HF-style inputs, with `.generate(inputs, n)` (our greedy
     tokens, stopping at [SEP]) and `.tokenizer` (the prompt template the export's tokenizer has)."""
-    from ..generate import CausalLM, generate
+    from ..generate import generate
+    from ..models import CausalLM
     from ..tokenizer import prompt_tokenizer
 
-    lm = CausalLM(source.backbone, source.model.objectives["clm"].head).eval()
+    lm = CausalLM(source.backbone, source.model.lm_head).eval()
 
     @torch.no_grad()
     def run(inputs: dict[str, torch.Tensor]) -> torch.Tensor:

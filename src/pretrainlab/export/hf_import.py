@@ -220,7 +220,7 @@ def _encoder_run(src: Path, hf: dict[str, Any], sd: dict[str, torch.Tensor], mod
     if missing or unexpected:
         raise ImportError_(f"{src}: the weights do not cover the {model_type} backbone (missing {sorted(missing)[:5]}, "
                            f"unexpected {sorted(unexpected)[:5]})")
-    mlm = model.objectives["mlm"].head
+    mlm = model.lm_head
     if head is not None:
         mlm.load_state_dict({**{k: v.float() for k, v in head.items()}, "embedding.weight": mlm.embedding.weight})
         head_state = "imported"
@@ -259,7 +259,7 @@ def _bart_run(src: Path, hf: dict[str, Any], sd: dict[str, torch.Tensor], model_
         if not tied:
             raise ImportError_(f"{src}: no token embedding among the weights (model.shared.weight or its tied copies)")
         sd["model.shared.weight"] = sd[tied[0]]
-    backbone_sd = from_hf_bart_state_dict(sd)
+    backbone_sd, final_logits_bias = from_hf_bart_state_dict(sd)
     rows = backbone_sd["tok_emb.weight"].shape[0]
     if rows != n_tokens:
         raise ImportError_(f"{src}: the tokenizer has {n_tokens} tokens but the embedding {rows} rows; "
@@ -279,6 +279,7 @@ def _bart_run(src: Path, hf: dict[str, Any], sd: dict[str, torch.Tensor], model_
     model = build_pretrain_model(cfg, n_tokens, special)
     try:
         model.backbone.load_state_dict({k: v.float() for k, v in backbone_sd.items()}, strict=True)
+        model.lm_head.final_logits_bias.copy_(final_logits_bias.float())
     except RuntimeError as e:
         raise ImportError_(f"{src}: the weights do not fit a bart encoder-decoder of its config.json ({e})") from None
     forced = [f"{k}={hf[k]}" for k in ("forced_bos_token_id", "forced_eos_token_id") if hf.get(k) is not None]
@@ -431,7 +432,7 @@ def import_decoder(src: Path, out: Path, hf: dict[str, Any], *, seq_len: int = 1
                            f"unexpected {sorted(unexpected)[:5]})")
     if not tied:
         with torch.no_grad():
-            model.objectives["clm"].head.embedding.weight.copy_(lm_head.float())
+            model.lm_head.embedding.weight.copy_(lm_head.float())
 
     out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out / "config.yaml")

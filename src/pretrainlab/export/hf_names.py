@@ -221,7 +221,7 @@ HF_MODERNBERT_CLASSIFIER_NAMES = {
     "head.bias": "classifier.bias",
 }
 HF_BERT_MLM_HEAD_NAMES = {
-    # objectives.mlm.MLMHead -> BertForMaskedLM's cls.predictions (the bias is also its decoder.bias)
+    # heads.MLMHead -> BertForMaskedLM's cls.predictions (the bias is also its decoder.bias)
     "dense.weight": "cls.predictions.transform.dense.weight",
     "dense.bias": "cls.predictions.transform.dense.bias",
     "norm.weight": "cls.predictions.transform.LayerNorm.weight",
@@ -230,7 +230,7 @@ HF_BERT_MLM_HEAD_NAMES = {
     "embedding.weight": "cls.predictions.decoder.weight",
 }
 HF_MODERNBERT_MLM_HEAD_NAMES = {
-    # objectives.mlm.MLMHead -> ModernBertForMaskedLM's head + decoder (decoder.bias: see mlm_head_to_hf)
+    # heads.MLMHead -> ModernBertForMaskedLM's head + decoder (decoder.bias: see mlm_head_to_hf)
     "dense.weight": "head.dense.weight",
     "dense.bias": "head.dense.bias",
     "norm.weight": "head.norm.weight",

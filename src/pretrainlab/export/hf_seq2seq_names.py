@@ -1,8 +1,8 @@
 """Hugging Face weight names for the encoder-decoder (backbones/seq2seq.py, style bart).
 
     HF_BART_NAMES                     ours -> transformers.BartForConditionalGeneration
-    to_hf_bart_state_dict(sd)         our state dict -> theirs (loads with strict=True)
-    from_hf_bart_state_dict(hf_sd)    theirs -> ours (loads with strict=True)
+    to_hf_bart_state_dict(sd, bias)   our backbone's state dict (+ the LM head's bias) -> theirs (strict=True)
+    from_hf_bart_state_dict(hf_sd)    theirs -> (our backbone's, the LM head's bias) (loads with strict=True)
     hf_bart_config_kwargs(...)        keyword arguments for transformers.BartConfig
 
 Our fused projections are theirs concatenated along dim 0: `attn.qkv` = [q_proj; k_proj; v_proj],
@@ -64,13 +64,13 @@ def _pattern(key: str) -> tuple[str, int | None]:
     return (key[: m.start()] + ".{i}." + key[m.end():], int(m.group(1))) if m else (key, None)
 
 
-def to_hf_bart_state_dict(sd: dict[str, Tensor]) -> dict[str, Tensor]:
-    """Our Seq2SeqTransformer state dict -> BartForConditionalGeneration's."""
+def to_hf_bart_state_dict(sd: dict[str, Tensor], final_logits_bias: Tensor | None = None) -> dict[str, Tensor]:
+    """Our Seq2SeqTransformer state dict (+ its LM head's final_logits_bias, heads.Seq2SeqLMHead) ->
+    BartForConditionalGeneration's (BartModel's and a classifier's without the bias)."""
     out: dict[str, Tensor] = {}
+    if final_logits_bias is not None:
+        out["final_logits_bias"] = final_logits_bias[None].clone()  # (V,) -> (1, V)
     for key, t in sd.items():
-        if key == "final_logits_bias":
-            out[key] = t[None].clone()  # (V,) -> (1, V)
-            continue
         pattern, i = _pattern(key)
         if pattern not in HF_BART_NAMES:
             raise KeyError(f"no Hugging Face name for parameter {key!r}; add it to HF_BART_NAMES in {__name__}")
@@ -85,8 +85,9 @@ def to_hf_bart_state_dict(sd: dict[str, Tensor]) -> dict[str, Tensor]:
     return out
 
 
-def from_hf_bart_state_dict(hf_sd: dict[str, Tensor]) -> dict[str, Tensor]:
-    """BartForConditionalGeneration's (or BartModel's, with "model." prefixed) state dict -> ours.
+def from_hf_bart_state_dict(hf_sd: dict[str, Tensor]) -> tuple[dict[str, Tensor], Tensor]:
+    """BartForConditionalGeneration's (or BartModel's, with "model." prefixed) state dict -> (our backbone's state
+    dict, the LM head's final_logits_bias (V,)).
 
     The tied copies of the token embedding are not read; a missing final_logits_bias is zero.
     """
@@ -109,8 +110,7 @@ def from_hf_bart_state_dict(hf_sd: dict[str, Tensor]) -> dict[str, Tensor]:
         out[ours] = parts[0] if len(parts) == 1 else torch.cat(parts, dim=0)
     vocab = out["tok_emb.weight"].shape[0]
     bias = hf_sd.get("final_logits_bias")
-    out["final_logits_bias"] = bias.reshape(vocab).clone() if bias is not None else out["tok_emb.weight"].new_zeros(vocab)
-    return out
+    return out, bias.reshape(vocab).clone() if bias is not None else out["tok_emb.weight"].new_zeros(vocab)
 
 
 def hf_bart_config_kwargs(

@@ -57,7 +57,7 @@ def seq2seq_attention(backbone: Seq2SeqTransformer, ids: Tensor, mask: Tensor, d
     denoising reconstructs it): the encoder reads ids, the decoder reads ids shifted right behind
     decoder_start_id ([SEP], BART's </s>). Rows of real tokens sum to 1."""
     decoder_ids = shift_right(ids, decoder_start_id, backbone.pad_id)
-    out = backbone(ids, mask, decoder_ids, return_logits=False, output_attentions=True)
+    out = backbone(ids, mask, decoder_ids, output_attentions=True)
     return Seq2SeqAttention([a.detach().float() for a in out.encoder_attentions],
                             [a.detach().float() for a in out.decoder_attentions],
                             [a.detach().float() for a in out.cross_attentions], decoder_ids)

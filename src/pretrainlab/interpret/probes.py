@@ -56,7 +56,7 @@ def layer_features(
         seg = segment_ids[sl] if segment_ids is not None else None
         if seq2seq:
             dec = shift_right(ids[sl], decoder_start_id, backbone.pad_id)
-            s2s = backbone(ids[sl], mask[sl], dec, return_logits=False, output_hidden_states=True)
+            s2s = backbone(ids[sl], mask[sl], dec, output_hidden_states=True)
             out, states = s2s, s2s.encoder_hidden_states + s2s.decoder_hidden_states
         else:
             out = backbone(ids[sl], mask[sl], seg, output_hidden_states=True)

@@ -1,4 +1,5 @@
-"""Objectives: each is a collator (`prepare`: what to predict) + a head + a loss (`loss`).
+"""Objectives: each is a collator (`prepare`: what to predict) + a loss (`loss`), scoring with the model's LM head
+(models.PretrainModel.lm_head) or a head of its own.
 
     mlm  masked language modelling (BERT)               shared forward
     nsp  next-sentence prediction (BERT), pair batches  shared forward
@@ -22,7 +23,9 @@ from typing import Protocol
 import torch
 from torch import Tensor, nn
 
+from ..backbones.spec import BACKBONES
 from ..config import SEQ2SEQ_OBJECTIVES, ConfigError, check_objectives_fit
+from ..heads import build_lm_head
 from ..tokenizer import SpecialIds
 from .mlm import MaskRate
 
@@ -45,9 +48,9 @@ class Objective(Protocol):
         batches are prepared at 1, the end."""
         ...
 
-    def loss(self, backbone: nn.Module, out, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
-        """(scalar loss, detached metrics); `out` is the shared forward's output, or None when no
-        objective of the model uses it."""
+    def loss(self, model: nn.Module, out, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
+        """(scalar loss, detached metrics). `model` is the models.PretrainModel (its backbone, its lm_head); `out`
+        is the shared forward's output, or None when no objective of the model uses it."""
         ...
 
 
@@ -55,12 +58,13 @@ def build_objectives(weights: dict[str, float], *, backbone: nn.Module, backbone
                      special: SpecialIds, mask_rate: float = 0.15, mask_rate_end: float = 0.0, whole_word: bool = False,
                      plm_k: int = 6, rtd_generator_fraction: float = 0.25, rtd_weight: float = 50.0,
                      tie_embeddings: bool = True, make_backbone=None, infill_mask_ratio: float = 0.3,
-                     infill_poisson_lambda: float = 3.0, span_noise_density: float = 0.15,
-                     span_mean_length: float = 3.0, span_sentinels: int = 100) -> dict[str, nn.Module]:
-    """Plain values in, {name: objective module (an `Objective`)} out (only objectives with weight > 0).
+                     infill_poisson_lambda: float = 3.0, span_noise_density: float = 0.15, span_mean_length: float = 3.0,
+                     span_sentinels: int = 100) -> tuple[dict[str, nn.Module], nn.Module | None]:
+    """Plain values in -> ({name: objective module (an `Objective`)} for the objectives with weight > 0, the
+    model's LM head or None when no objective scores with it).
 
-    tie_embeddings: the mlm/plm/clm vocabulary projection is the input embedding (else one of its
-    own, shared by those heads). RTD's generator always shares the discriminator's embedding.
+    tie_embeddings: the vocabulary projection of the LM head (and PLM's) is the input embedding (else one of
+    its own, shared by those heads). RTD's generator always shares the discriminator's embedding.
 
     make_backbone(d_model=..., n_heads=..., d_ff=...) builds a backbone like the main one at
     another size; rtd builds its generator with it.
@@ -71,10 +75,11 @@ def build_objectives(weights: dict[str, float], *, backbone: nn.Module, backbone
     if backbone_kind == "decoder":  # what a config load refuses, for callers that skip it
         check_objectives_fit(backbone_kind, weights)
     if backbone_kind == "encoder-decoder" or on & set(SEQ2SEQ_OBJECTIVES):
-        return seq2seq_objectives(on, backbone_kind=backbone_kind, vocab_size=vocab_size, special=special,
+        objs = seq2seq_objectives(on, backbone_kind=backbone_kind, vocab_size=vocab_size, special=special,
                                   infill_mask_ratio=infill_mask_ratio, infill_poisson_lambda=infill_poisson_lambda,
                                   span_noise_density=span_noise_density, span_mean_length=span_mean_length,
                                   span_sentinels=span_sentinels)
+        return objs, build_lm_head(BACKBONES[backbone_kind].lm, backbone, vocab_size, backbone.get_input_embeddings())
     if "plm" in on and not hasattr(backbone, "forward_two_stream"):
         raise ConfigError(
             f"objective plm needs two-stream attention (a query stream that sees a token's position but not "
@@ -105,6 +110,7 @@ def build_objectives(weights: dict[str, float], *, backbone: nn.Module, backbone
         raise ValueError("objective rtd needs make_backbone(d_model=..., n_heads=..., d_ff=...) to build its generator")
     objs: dict[str, nn.Module] = {}
     rate = MaskRate(mask_rate, mask_rate_end or mask_rate)  # mlm's and rtd's, from start to end of the budget
+    lm_head = None  # made when the first objective that scores with it is built (the order parameters are drawn in)
     d = backbone.d_model
     emb = backbone.get_input_embeddings()
     rtd_emb = emb
@@ -117,8 +123,8 @@ def build_objectives(weights: dict[str, float], *, backbone: nn.Module, backbone
         if name == "mlm":
             from .mlm import MLM
 
-            eps = backbone.norm_eps if backbone_kind == "transformer" else 1e-12  # as the HF head's (rnn/cnn: remote/)
-            objs[name] = MLM(d, vocab_size, emb, special.all, special.mask, rate, whole_word, eps)
+            lm_head = lm_head or build_lm_head(BACKBONES[backbone_kind].lm, backbone, vocab_size, emb)
+            objs[name] = MLM(vocab_size, special.all, special.mask, rate, whole_word)
         elif name == "nsp":
             from .nsp import NSP
 
@@ -141,7 +147,8 @@ def build_objectives(weights: dict[str, float], *, backbone: nn.Module, backbone
         elif name == "clm" and backbone_kind == "decoder":
             from .clm import CLM
 
-            objs[name] = CLM(d, vocab_size, emb)
+            lm_head = lm_head or build_lm_head(BACKBONES[backbone_kind].lm, backbone, vocab_size, emb)
+            objs[name] = CLM()
         elif name == "clm":
             from .elmo import ELMo
 
@@ -150,7 +157,7 @@ def build_objectives(weights: dict[str, float], *, backbone: nn.Module, backbone
             raise ConfigError(f"objective {name!r} is not available yet; choose mlm, nsp, sop, plm, rtd or clm")
     if not objs:
         raise ConfigError("every objective weight is 0; give at least one a positive weight")
-    return objs
+    return objs, lm_head
 
 
 def span_sentinel_ids(vocab_size: int, n: int) -> list[int]:

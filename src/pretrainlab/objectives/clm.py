@@ -1,9 +1,9 @@
-"""Causal language modelling (GPT, Llama) for the decoder: collator + LM head + loss.
+"""Causal language modelling (GPT, Llama) for the decoder: collator + loss; the head is the model's.
 
     collator: labels[b, t] = ids[b, t + 1] when t and t + 1 are in the same packed document, else
               -100 (across a document boundary, at the last token of a row, at padding)
-    head:     one projection to the vocabulary, no bias (Llama's and GPT-2's lm_head); tied to the
-              token embedding, or a matrix of its own
+    head:     the model's (heads.LMHead): one projection to the vocabulary, no bias (Llama's and
+              GPT-2's lm_head); tied to the token embedding, or a matrix of its own
     loss:     cross-entropy over the positions with a label, the mean over the global batch
 
 Labels are already shifted: position t predicts labels[t] (Hugging Face's `labels=` are the ids
@@ -37,38 +37,13 @@ def next_token_labels(ids: Tensor, mask: Tensor) -> Tensor:
     return labels
 
 
-class LMHead(nn.Module):
-    """hidden (..., D) -> logits (..., V) by one projection, no bias.
-
-    Tied: pass the token embedding, whose weight is the projection. Untied: embedding=None makes
-    a matrix of its own, initialised N(0, 0.02).
-    """
-
-    def __init__(self, d_model: int, vocab_size: int, embedding: nn.Embedding | None = None):
-        super().__init__()
-        if embedding is None:
-            embedding = nn.Embedding(vocab_size, d_model)
-            nn.init.normal_(embedding.weight, std=0.02)
-        self.embedding = embedding
-
-    def forward(self, h: Tensor) -> Tensor:
-        return F.linear(h, self.embedding.weight)
-
-
 class CLM(nn.Module):
-    """Next-token prediction: `prepare` picks the positions with a next token, `loss` scores them."""
+    """Next-token prediction: `prepare` picks the positions with a next token, `loss` scores them with the model's
+    LM head."""
 
     name = "clm"
     uses_shared_forward = True
     word_start_table: Tensor | None = None  # unused: only mlm masks whole words
-
-    def __init__(self, d_model: int, vocab_size: int, embedding: nn.Embedding | None = None):
-        super().__init__()
-        self.head = LMHead(d_model, vocab_size, embedding)
-
-    def next_token_logits(self, hidden: Tensor) -> Tensor:
-        """(N, D) states -> (N, V) float logits of the token after each (intrinsic.causal_perplexity)."""
-        return self.head(hidden).float()
 
     def prepare(self, batch: dict[str, Tensor], gen: torch.Generator, progress: float = 1.0) -> dict[str, Tensor]:
         ids = batch.get("original_ids", batch["input_ids"])  # with a corrupting objective on, the real tokens
@@ -76,10 +51,10 @@ class CLM(nn.Module):
         positions = (labels != IGNORE).nonzero().squeeze(1)  # flat indices into (B * T)
         return {**batch, "clm_positions": positions, "clm_labels": labels[positions]}
 
-    def loss(self, backbone: nn.Module, out, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
+    def loss(self, model: nn.Module, out, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         hidden = out.hidden
         h = hidden.reshape(-1, hidden.shape[-1]).index_select(0, batch["clm_positions"])  # (N, D)
-        logits = self.head(h).float()  # (N, V): only where there is a next token
+        logits = model.lm_head(h).float()  # (N, V): only where there is a next token
         labels = batch["clm_labels"]
         # mean over the targets of the GLOBAL batch (all ranks), so data parallelism over N
         # processes trains exactly like one process with an N times larger batch

@@ -165,14 +165,13 @@ class Denoiser(nn.Module):
         target_positions = (pairs["labels"] != IGNORE).reshape(-1).nonzero().squeeze(1)  # flat, found on the CPU
         return {**batch, **pairs, "target_positions": target_positions}
 
-    def loss(self, backbone: nn.Module, out, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
-        """Cross-entropy of the decoder's logits at the target tokens. With out=None (PretrainModel: no
-        shared forward) it runs the backbone and projects only the real target positions."""
+    def loss(self, model: nn.Module, out, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
+        """Cross-entropy of the decoder's logits at the target tokens: it runs the backbone on the corrupted source
+        (`out` is unused: there is no shared forward) and projects only the real target positions with the
+        model's LM head."""
         labels = batch["labels"]
-        if out is not None:
-            return denoising_loss(out.logits, labels, self.name)
-        out = backbone(batch["input_ids"], batch["attention_mask"], batch["decoder_input_ids"],
-                       batch.get("decoder_attention_mask"), return_logits=False)
+        out = model.backbone(batch["input_ids"], batch["attention_mask"], batch["decoder_input_ids"],
+                             batch.get("decoder_attention_mask"))
         at = batch["target_positions"]  # the real target tokens, (N,) flat indices into (B * T)
         hidden = out.decoder_hidden.reshape(-1, out.decoder_hidden.shape[-1]).index_select(0, at)
-        return denoising_loss(backbone.lm_logits(hidden), labels.reshape(-1).index_select(0, at), self.name)
+        return denoising_loss(model.lm_head(hidden), labels.reshape(-1).index_select(0, at), self.name)

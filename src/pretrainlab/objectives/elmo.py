@@ -87,7 +87,7 @@ class ELMo(nn.Module):
         tokens up to and including t only): a true left-to-right LM (intrinsic.causal_perplexity)."""
         return self.logits(hidden[:, : hidden.shape[-1] // 2], self.proj_fwd)
 
-    def loss(self, backbone: nn.Module, out, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
+    def loss(self, model: nn.Module, out, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         D = out.hidden.shape[-1]
         # the halves `RNNBackbone.directional_states` returns, taken from the shared forward pass
         fwd, bwd = out.hidden.reshape(-1, D).split(D // 2, dim=-1)  # (B*T, D/2) each

@@ -1,4 +1,4 @@
-"""Masked language modelling: collator (what to predict) + head + loss.
+"""Masked language modelling: collator (what to predict) + loss; the head is the model's (heads.MLMHead).
 
 The collator picks `rate` of the real tokens (never special tokens or padding), replaces
 80% of them with [MASK], 10% with a random token and leaves 10%. Whole-word masking picks
@@ -105,38 +105,17 @@ class MaskRate:
         return self.start + (self.end - self.start) * min(max(progress, 0.0), 1.0)
 
 
-class MLMHead(nn.Module):
-    """BERT's prediction head: dense -> GELU -> LayerNorm -> decoder tied to the embeddings.
-
-    eps: the LayerNorm's, the backbone's own as in Hugging Face's heads (BERT 1e-12, ModernBERT 1e-5): with
-    trained weights a head normalising at 1e-12 under a ModernBERT export differs from it by ~2.5e-5 of the
-    logits' scale (issue #25 item 7).
-    """
-
-    def __init__(self, d_model: int, vocab_size: int, embedding: nn.Embedding, eps: float = 1e-12):
-        super().__init__()
-        self.dense = nn.Linear(d_model, d_model)
-        self.norm = nn.LayerNorm(d_model, eps=eps)
-        self.embedding = embedding  # tied: shares the token embedding's weight
-        self.bias = nn.Parameter(torch.zeros(vocab_size))
-
-    def forward(self, h: Tensor) -> Tensor:
-        h = self.norm(F.gelu(self.dense(h)))
-        return F.linear(h, self.embedding.weight, self.bias)
-
-
 class MLM(nn.Module):
-    """The MLM objective: `prepare` masks a batch, `loss` scores the picked positions."""
+    """The MLM objective: `prepare` masks a batch, `loss` scores the picked positions with the model's MLM head."""
 
     name = "mlm"
     uses_shared_forward = True
     word_start_table: Tensor | None = None
     """(vocab,) bool from tokenizer.word_start_table; needed for whole-word masking."""
 
-    def __init__(self, d_model: int, vocab_size: int, embedding: nn.Embedding, special_ids: tuple[int, ...],
-                 mask_id: int, rate: float | MaskRate = 0.15, whole_word: bool = False, norm_eps: float = 1e-12):
+    def __init__(self, vocab_size: int, special_ids: tuple[int, ...], mask_id: int, rate: float | MaskRate = 0.15,
+                 whole_word: bool = False):
         super().__init__()
-        self.head = MLMHead(d_model, vocab_size, embedding, norm_eps)
         self.special_ids, self.mask_id, self.vocab_size = tuple(special_ids), mask_id, vocab_size
         self.rate = rate if isinstance(rate, MaskRate) else MaskRate(rate, rate)
         self.whole_word = whole_word
@@ -154,10 +133,10 @@ class MLM(nn.Module):
         return {**batch, "original_ids": batch["input_ids"], "input_ids": masked,
                 "mlm_positions": positions, "mlm_labels": labels}
 
-    def loss(self, backbone: nn.Module, out, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
+    def loss(self, model: nn.Module, out, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         hidden = out.hidden
         h = hidden.reshape(-1, hidden.shape[-1]).index_select(0, batch["mlm_positions"])  # (N, D)
-        logits = self.head(h).float()  # (N, V)
+        logits = model.lm_head(h).float()  # (N, V)
         # mean over the masked tokens of the GLOBAL batch (all ranks), so data parallelism
         # over N processes trains exactly like one process with an N times larger batch
         # (a process may have no masked token of its own: its share is 0, not a NaN)

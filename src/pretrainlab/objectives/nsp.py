@@ -47,7 +47,7 @@ class NSP(nn.Module):
                              f"(data.pairs.PairLoader(kind={self.name!r})); got keys {sorted(batch)}")
         return batch
 
-    def loss(self, backbone: nn.Module, out, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
+    def loss(self, model: nn.Module, out, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         logits = self.head(out.hidden[:, 0]).float()  # (B, 2) from [CLS]
         labels = batch[f"{self.name}_labels"]
         loss = F.cross_entropy(logits, labels)

@@ -21,7 +21,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..distributed import global_count, world_size
-from .mlm import MLMHead, row_rand, salted
+from ..heads import MLMHead
+from .mlm import row_rand, salted
 
 
 def sample_order(ids: Tensor, mask: Tensor, special_ids: tuple[int, ...], k: int,
@@ -101,8 +102,8 @@ class PLM(nn.Module):
         g = g.reshape(-1, g.shape[-1]).index_select(0, batch["plm_scored_at"])  # the scored targets' (N, D)
         return self.head(g).float(), scored
 
-    def loss(self, backbone: nn.Module, out, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
-        logits, _ = self.target_logits(backbone, batch)
+    def loss(self, model: nn.Module, out, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
+        logits, _ = self.target_logits(model.backbone, batch)
         ids = batch.get("original_ids", batch["input_ids"])
         labels = ids.gather(1, batch["plm_targets"]).reshape(-1).index_select(0, batch["plm_scored_at"])
         # mean over the scored targets of the GLOBAL batch (all ranks), as MLM does

@@ -151,13 +151,13 @@ class RTD(nn.Module):
         corrupted = original.reshape(-1).index_copy(0, positions, sampled).reshape(original.shape)
         return logits, corrupted, replaced_labels(corrupted, original, mask)
 
-    def loss(self, backbone: nn.Module, out, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
+    def loss(self, model: nn.Module, out, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         gen_logits, corrupted, labels = self.corrupt(batch)
         # both means over the GLOBAL batch (all ranks), as MLM's: masked tokens, then real tokens
         scale = world_size() / global_count(len(gen_logits), gen_logits.device)
         gen_loss = F.cross_entropy(gen_logits, batch["rtd_labels"], reduction="sum") * scale
         mask = batch["mask"]
-        hidden = backbone(corrupted, mask, batch.get("segment_ids")).hidden
+        hidden = model.backbone(corrupted, mask, batch.get("segment_ids")).hidden
         real = batch["rtd_real"]  # the real tokens, flat indices into (B * T)
         disc_logits = self.discriminator_head(hidden.reshape(-1, hidden.shape[-1]).index_select(0, real)).float()
         labels = labels.reshape(-1).index_select(0, real)  # (n_real,)

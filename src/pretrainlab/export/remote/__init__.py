@@ -71,7 +71,7 @@ def remote_model(source) -> nn.Module:
                    "head.weight": m.head.weight, "head.bias": m.head.bias})
         model = PretrainlabForSequenceClassification(config)
     else:
-        head = m.objectives["mlm"].head
+        head = m.lm_head
         if head.embedding is not source.backbone.get_input_embeddings():
             raise ExportError(f"{source.path}: its MLM head has its own output embedding "
                               "(objective.tie_embeddings=false), which the remote-code MaskedLM class does not "

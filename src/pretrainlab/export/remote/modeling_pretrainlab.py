@@ -239,7 +239,7 @@ class PretrainlabForSequenceClassification(PretrainlabPreTrainedModel):
         return SequenceClassifierOutput(loss=loss, logits=logits, hidden_states=None)
 
 
-# Copied from pretrainlab.objectives.mlm.MLMHead
+# Copied from pretrainlab.heads.MLMHead
 class PretrainlabMLMHead(nn.Module):
     """dense -> GELU -> LayerNorm -> decoder tied to the token embedding (+ bias)."""
 
