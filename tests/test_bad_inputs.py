@@ -335,7 +335,7 @@ CASES: dict[str, Case] = {
     "pretrain-plm-rnn": Case(
         "pretrain", "PLM with the RNN backbone",
         lambda fx, t: pretrain_argv(fx, t, "model.backbone=rnn", "objective.weights={plm: 1.0}"),
-        "objective plm needs attention masks, which the rnn backbone does not have; use mlm, nsp, sop, rtd (or clm "
+        "objective plm needs attention masks, which the rnn backbone does not have; use mlm, nsp, sop, rtd (or bilm "
         "for rnn) with it, or backbone=transformer for plm"),
     "pretrain-vocab-mismatch": Case(
         "pretrain", "model.vocab_size other than the corpus tokenizer's",

@@ -1,4 +1,5 @@
-"""ELMo-style bidirectional LM (objective clm) on the RNN; presets and the other objectives on rnn/cnn."""
+"""ELMo-style bidirectional LM (objective bilm; clm on an rnn is read as bilm) on the RNN; presets and the other
+objectives on rnn/cnn."""
 
 import json
 
@@ -28,9 +29,10 @@ def rnn(seed=0, cell="lstm"):
 
 
 def elmo_model(weights=None, seed=0, cell="lstm"):
-    weights = weights or {"clm": 1.0}
+    weights = weights or {"bilm": 1.0}
     bb = rnn(seed, cell)
-    objs, head = build_objectives(weights, backbone=bb, backbone_kind="rnn", vocab_size=V, special=SPECIAL)
+    objs, head = build_objectives(weights, backbone=bb, backbone_kind="rnn", vocab_size=V, special=SPECIAL,
+                                  settings={"tie_embeddings": True})
     return PretrainModel(bb, objs, weights, head)
 
 
@@ -64,10 +66,10 @@ def test_targets_are_neighbours_inside_one_document():
 
 
 def test_targets_are_the_original_tokens_under_mlm():
-    model = elmo_model({"mlm": 1.0, "clm": 1.0})
+    model = elmo_model({"mlm": 1.0, "bilm": 1.0})
     b = model.prepare(packed_batch(), torch.Generator().manual_seed(0))
     assert (b["input_ids"] != b["original_ids"]).any()  # mlm masked the input
-    assert b["clm_fwd_labels"].tolist() == neighbour_targets(b["original_ids"], b["mask"])[1].tolist()
+    assert b["bilm_fwd_labels"].tolist() == neighbour_targets(b["original_ids"], b["mask"])[1].tolist()
 
 
 # --------------------------------------------------------------------------- loss
@@ -75,7 +77,7 @@ def test_targets_are_the_original_tokens_under_mlm():
 
 def reference_loss(model, batch):
     """Token by token, document by document, from `directional_states` (its own forward pass)."""
-    obj = model.objectives["clm"]
+    obj = model.objectives["bilm"]
     fwd, bwd = model.backbone.directional_states(batch["input_ids"], batch["mask"])
     ids, mask = batch["input_ids"], batch["mask"]
     losses = []
@@ -93,20 +95,20 @@ def reference_loss(model, batch):
 def test_loss_equals_the_token_by_token_reference(cell):
     model = elmo_model(cell=cell).eval()
     with torch.no_grad():  # non-zero head weights, so that a wrong half or position shows
-        for p in model.objectives["clm"].parameters():
+        for p in model.objectives["bilm"].parameters():
             p.add_(torch.randn_like(p) * 0.1)
     b = model.prepare(packed_batch(), torch.Generator())
     out = model(b)
     torch.testing.assert_close(out.loss, reference_loss(model, b))
     m = out.metrics
-    torch.testing.assert_close(m["clm_loss"], (m["clm_fwd_loss"] + m["clm_bwd_loss"]) / 2)
-    assert 0 <= float(m["clm_acc"]) <= 1
+    torch.testing.assert_close(m["bilm_loss"], (m["bilm_fwd_loss"] + m["bilm_bwd_loss"]) / 2)
+    assert 0 <= float(m["bilm_acc"]) <= 1
 
 
 def test_a_direction_never_sees_the_token_it_predicts():
     """Changing token t+1 leaves the forward logits at t alone; changing t leaves the backward ones at t+1."""
     model = elmo_model().eval()
-    obj = model.objectives["clm"]
+    obj = model.objectives["bilm"]
     b = packed_batch()
 
     def logits(ids):
@@ -125,10 +127,10 @@ def test_a_direction_never_sees_the_token_it_predicts():
 
 def test_the_softmax_is_tied_to_the_input_embedding():
     model = elmo_model()
-    obj = model.objectives["clm"]
+    obj = model.objectives["bilm"]
     assert obj.embedding is model.backbone.get_input_embeddings()
     names = {n for n, _ in model.named_parameters()}  # shared parameters are listed once
-    assert "objectives.clm.embedding.weight" not in names and "objectives.clm.bias" in names
+    assert "objectives.bilm.embedding.weight" not in names and "objectives.bilm.bias" in names
     out = model(model.prepare(packed_batch(), torch.Generator()))
     out.loss.backward()
     assert model.backbone.embed_tokens.weight.grad.abs().sum() > 0
@@ -148,12 +150,22 @@ def test_overfits_one_batch():
     assert first > 3.5 and float(loss.detach()) < 0.1 * first
 
 
+def test_clm_on_an_rnn_is_read_as_bilm_with_a_one_line_note(capsys):
+    capsys.readouterr()
+    cfg = load_config(None, ["model.backbone=rnn", "objective.weights={mlm: 1.0, clm: 0.5}"])
+    assert cfg.objective.weights == {"mlm": 1.0, "bilm": 0.5}
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "objective clm on model.backbone=rnn is named bilm now" in err[0]
+    assert load_config(None, ["model.backbone=decoder"]).objective.weights == {"clm": 1.0}  # the decoder's own
+    assert capsys.readouterr().err == ""
+
+
 @pytest.mark.parametrize("kind", ["transformer", "cnn"])
 def test_rejected_for_backbones_that_are_not_directional(kind):
     bb = build_backbone(kind, vocab_size=V, d_model=D, n_layers=1, n_heads=2, d_ff=64, max_len=16)
-    with pytest.raises(ConfigError, match=rf"objective clm .* the {kind} backbone does not have .*"
-                                          rf"use model\.backbone=rnn for clm, or mlm, nsp, sop or rtd with {kind}"):
-        build_objectives({"clm": 1.0}, backbone=bb, backbone_kind=kind, vocab_size=V, special=SPECIAL)
+    with pytest.raises(ConfigError, match=rf"objective bilm .* the {kind} backbone does not have .*"
+                                          rf"use model\.backbone=rnn for bilm, or mlm, nsp, sop or rtd with {kind}"):
+        build_objectives({"bilm": 1.0}, backbone=bb, backbone_kind=kind, vocab_size=V, special=SPECIAL)
 
 
 # --------------------------------------------------------------------------- presets
@@ -201,7 +213,7 @@ SETTINGS = TINY + ["train.batch_size=4", "train.budget=3", "train.eval_every=0",
 
 
 @pytest.mark.parametrize("backbone,weights", [
-    ("rnn", "{clm: 1.0}"), ("rnn", "{mlm: 1.0, clm: 1.0}"), ("rnn", "{mlm: 1.0}"), ("rnn", "{mlm: 1.0, nsp: 1.0}"),
+    ("rnn", "{bilm: 1.0}"), ("rnn", "{mlm: 1.0, clm: 1.0}"), ("rnn", "{mlm: 1.0}"), ("rnn", "{mlm: 1.0, nsp: 1.0}"),
     ("rnn", "{mlm: 1.0, sop: 1.0}"), ("rnn", "{rtd: 1.0}"),
     ("cnn", "{mlm: 1.0}"), ("cnn", "{mlm: 1.0, nsp: 1.0}"), ("cnn", "{sop: 1.0}"), ("cnn", "{rtd: 1.0}"),
 ])
@@ -217,7 +229,7 @@ def test_pretrain_runs_each_objective(tiny_corpus, tmp_path, capsys, backbone, w
     assert summary["steps"] == 3 and summary["backbone_parameters"] > 0
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert all(torch.isfinite(torch.tensor(r["loss"])) for r in rows if "loss" in r)
-    names = {"clm": "clm_loss", "mlm": "mlm_loss", "nsp": "nsp_loss", "sop": "sop_loss", "rtd": "rtd_disc_loss"}
+    names = {"bilm": "bilm_loss", "mlm": "mlm_loss", "nsp": "nsp_loss", "sop": "sop_loss", "rtd": "rtd_disc_loss"}
     for name in cfg.objective.weights:
         assert any(names[name] in r or f"val_{names[name]}" in r for r in rows), (name, rows[-1])
     assert load_pretrained(run).backbone.d_model == 32  # loads back

@@ -99,7 +99,7 @@ def test_factory_builds_the_encoder_decoder_from_plain_values():
     assert head.embedding is m.get_input_embeddings()  # BART's LM head is the token embedding
     assert list(objs) == ["infill+permute"] and objs["infill+permute"].infill is not None
     span = build_objectives({"span": 1.0}, backbone=m, backbone_kind="encoder-decoder", vocab_size=50,
-                            special=SPECIAL, span_sentinels=3)[0]["span"]
+                            special=SPECIAL, settings={"span_sentinels": 3})[0]["span"]
     assert span.sentinels == [49, 48, 47] == span_sentinel_ids(50, 3)
 
 
@@ -142,7 +142,7 @@ def objective(name, sentinels=4):
     model = build_backbone("encoder-decoder", vocab_size=64, d_model=32, n_layers=1, n_heads=4, d_ff=64, max_len=32,
                            style="bart")
     return build_objectives(weights, backbone=model, backbone_kind="encoder-decoder", vocab_size=64,
-                            special=SPECIAL, span_sentinels=sentinels)[0][name]
+                            special=SPECIAL, settings={"span_sentinels": sentinels})[0][name]
 
 
 def prepared(name, seed=123):

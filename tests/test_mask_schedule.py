@@ -37,7 +37,7 @@ def test_the_collator_masks_the_draws_below_the_rate_at_its_progress():
     0.3, then below 0.15 (so the later mask is a subset of the earlier one)."""
     ids = torch.tensor([[2, 10, 11, 12, 13, 14, 15, 16, 17, 3, 0, 0], [2, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 3]])
     mask = (ids != 0).long()
-    obj = MLM(8, 40, nn.Embedding(40, 8), SPECIAL, 4, MaskRate(0.3, 0.15))
+    obj = MLM(40, SPECIAL, 4, MaskRate(0.3, 0.15))
     real = (mask != 0) & (ids > 4)
     picked = {}
     for progress in (0.0, 1.0):

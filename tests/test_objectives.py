@@ -195,7 +195,7 @@ def tiny_model(weights, seed=0, style="bert", **kw):
 
     bb = tiny_backbone(seed, style=style)
     objs, head = build_objectives(weights, backbone=bb, backbone_kind="transformer", vocab_size=V, special=SPECIAL,
-                                  make_backbone=lambda **size: tiny_backbone(seed + 1, style=style, **size), **kw)
+                                  settings={"tie_embeddings": True, **kw}, make_backbone=lambda **size: tiny_backbone(seed + 1, style=style, **size))
     return PretrainModel(bb, objs, weights, head)
 
 
@@ -299,7 +299,7 @@ def test_factory_rejects_what_cannot_work():
     with pytest.raises(ConfigError, match="plm needs attention masks, which the rnn backbone"):
         load_config(None, ["model.backbone=rnn", "objective.weights={plm: 1}"])
     rnn = build_backbone("rnn", vocab_size=V, d_model=32, n_layers=1)
-    with pytest.raises(ConfigError, match="the rnn backbone cannot express; use model.backbone=transformer"):
+    with pytest.raises(ConfigError, match="plm needs attention masks, which the rnn backbone"):
         build_objectives({"plm": 1.0}, backbone=rnn, backbone_kind="rnn", vocab_size=V, special=SPECIAL)
     bb = tiny_backbone()
     with pytest.raises(ConfigError, match="Drop mlm"):

@@ -33,7 +33,7 @@ def run_outputs(pre, ref) -> dict[str, torch.Tensor]:
     hidden = pre.backbone(ids, mask).hidden
     if pre.lm is not None:  # mlm's MaskedLM, the decoder's CausalLM
         return {"hidden": hidden, "logits": pre.lm.head(hidden)}
-    bilm = pre.model.objectives["clm"]  # the rnn's forward + backward LM
+    bilm = pre.model.objectives["bilm"]  # the rnn's forward + backward LM, clm when it was saved
     fwd, bwd = hidden.split(hidden.shape[-1] // 2, dim=-1)
     return {"hidden": hidden, "fwd_logits": bilm.logits(fwd, bilm.proj_fwd), "bwd_logits": bilm.logits(bwd, bilm.proj_bwd)}
 

@@ -1,4 +1,5 @@
-"""backbones/spec.py: each row says true things about the backbone it builds, and config reads the rows."""
+"""backbones/spec.py and objectives/spec.py: each row says true things about the backbone or objective it
+builds, and config reads the rows."""
 
 import pytest
 import torch
@@ -7,6 +8,7 @@ from pretrainlab.backbones import build_backbone
 from pretrainlab.backbones.spec import BACKBONES, PRESETS, kind_of_hf_model_type
 from pretrainlab.config import ConfigError, load_config
 from pretrainlab.models import head_kind
+from pretrainlab.objectives.spec import OBJECTIVES, refusal
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 KINDS = list(BACKBONES)
@@ -88,3 +90,45 @@ def test_every_imported_model_type_has_one_kind():
     assert len(types) == len(set(types))
     assert all(kind_of_hf_model_type(t) in BACKBONES for t in types) and kind_of_hf_model_type("mistral") is None
     assert all(BACKBONES[k].importer for k in map(kind_of_hf_model_type, types))
+
+
+# --------------------------------------------------------------------------- objectives/spec.py
+
+
+def test_each_objective_is_refused_exactly_where_its_row_says_and_says_why():
+    for name, row in OBJECTIVES.items():
+        for kind in KINDS:
+            why = refusal(kind, {name: 1.0})
+            fits = kind in row.fits or kind in row.renamed_on
+            assert (why is None) == fits, (name, kind, why)
+            if not fits:
+                assert f"the {kind} backbone" in why or f"model.backbone={kind}" in why or "encoder-decoder" in why, why
+                assert name in why
+
+
+@pytest.mark.parametrize("name", list(OBJECTIVES))
+def test_each_row_builds_its_objective_on_a_backbone_it_fits(name):
+    """From its own settings (the defaults), with what the model shares with it; it says what batches it reads."""
+    from pretrainlab.objectives import build_objectives
+    from pretrainlab.tokenizer import SpecialIds
+
+    kind = OBJECTIVES[name].fits[0]
+    bb = tiny(kind)
+    objs, head = build_objectives({name: 1.0}, backbone=bb, backbone_kind=kind, vocab_size=SIZES["vocab_size"],
+                                  special=SpecialIds(pad=0, unk=1, cls=2, sep=3, mask=4),
+                                  make_backbone=lambda **size: build_backbone(kind, **{**SIZES, **size}))
+    assert list(objs) == [name] and objs[name].name == name
+    assert objs[name].reads in ("rows", "pairs", "sentences")
+    assert (head is not None) == (name in ("mlm", "clm", "infill", "permute", "span"))  # scored with the model's head
+
+
+def test_conflicting_objectives_are_refused_together_and_factory_takes_few_parameters():
+    import inspect
+
+    from pretrainlab.objectives import build_objectives
+
+    for name, row in OBJECTIVES.items():
+        for other, why in row.conflicts.items():
+            kind = row.fits[0]
+            assert refusal(kind, {name: 1.0, other: 1.0}) == why.format(on=", ".join(sorted((name, other))))
+    assert len(inspect.signature(build_objectives).parameters) < 10

@@ -11,6 +11,7 @@ import dataclasses
 import difflib
 import inspect
 import re
+import sys
 import textwrap
 import types
 import typing
@@ -22,12 +23,9 @@ from typing import Any
 import yaml
 
 from .backbones.spec import BACKBONES, PRESETS
-from .errors import PretrainlabError
+from .objectives.spec import OBJECTIVES, refusal, renamed
+from .errors import ConfigError
 from .files import read_yaml
-
-
-class ConfigError(PretrainlabError, ValueError):
-    """A configuration that cannot work; the message names the field and what to do."""
 
 
 # --------------------------------------------------------------------------- model
@@ -187,17 +185,17 @@ class DataConfig:
 
 # --------------------------------------------------------------------------- objectives
 
-OBJECTIVES = ("mlm", "nsp", "sop", "plm", "rtd", "clm", "infill", "permute", "span")
-SEQ2SEQ_OBJECTIVES = ("infill", "permute", "span")
-"""Objectives that train a decoder to write the original text from a corrupted input (encoder-decoder only)."""
+OBJECTIVE_NAMES = tuple(OBJECTIVES)
+"""objective.weights' accepted keys (objectives/spec.py: what each trains, on which backbones)."""
 
 
 @dataclass(frozen=True)
 class ObjectiveConfig:
-    weights: dict[str, float] = field(default_factory=lambda: {"mlm": 1.0})
+    weights: dict[str, float] = field(default_factory=lambda: dict(BACKBONES[ModelConfig.backbone].default_objectives))
     """Objectives and their loss weights, e.g. {mlm: 1.0, nsp: 1.0}. Default {mlm: 1.0}; with
     model.backbone=decoder {clm: 1.0}; with model.backbone=encoder-decoder {infill: 1.0, permute: 1.0}.
-    clm is next-token prediction: the decoder's objective, ELMo's forward + backward LM on the rnn.
+    clm is next-token prediction, the decoder's objective; bilm is ELMo's forward + backward LM, the rnn's
+    (clm on an rnn is read as bilm, with a note).
     The encoder-decoder takes one of infill (BART's text infilling), permute (BART's sentence permutation),
     span (T5's span corruption), or infill and permute together: BART's recipe, one corruption (shuffle
     the sentences, then infill) and one loss named infill+permute (weight 1; the two weights only switch
@@ -217,7 +215,7 @@ class ObjectiveConfig:
     rtd_weight: float = 50.0
     """RTD: discriminator loss weight (ELECTRA uses 50)."""
     tie_embeddings: bool = False
-    """The vocabulary projection of the mlm/plm/clm heads shares the input embedding matrix (BERT);
+    """The vocabulary projection of the mlm/plm/clm/bilm heads shares the input embedding matrix (BERT);
     false gives the heads their own, which keeps the input embeddings of rare words apart (tied ones
     crowd into one direction) and fine-tunes better (Chung et al. 2021). The encoder-decoder always ties
     its output projection to the token embedding (as BART does)."""
@@ -239,7 +237,7 @@ class ObjectiveConfig:
         if not self.weights:
             raise ConfigError("objective.weights is empty; give at least one, e.g. {mlm: 1.0}")
         for name, w in self.weights.items():
-            _choice("objective.weights", name, OBJECTIVES)
+            _choice("objective.weights", name, OBJECTIVE_NAMES)
             if type(w) not in (int, float):
                 raise ConfigError(f"objective.weights.{name} must be a number, got {w!r}")
             if w < 0:
@@ -609,45 +607,13 @@ class RunConfig:
     selftrain: SelfTrainConfig = field(default_factory=SelfTrainConfig)
 
     def __post_init__(self) -> None:
-        self._check_encoder_decoder()
+        why = refusal(self.model.backbone, self.objective.weights)  # objectives/spec.py: each objective's rules
+        if why:
+            raise ConfigError(why)
         if self.data.seq_len > self.model.max_len and BACKBONES[self.model.backbone].has_positions:
             raise ConfigError(
                 f"data.seq_len={self.data.seq_len} is longer than model.max_len={self.model.max_len} "
                 "(the position embeddings); raise model.max_len or lower data.seq_len"
-            )
-        check_objectives_fit(self.model.backbone, self.objective.weights)
-        if "plm" in self.objective.weights and self.model.backbone != "transformer":
-            raise ConfigError(
-                f"objective plm needs attention masks, which the {self.model.backbone} backbone does not have; "
-                "use mlm, nsp, sop, rtd (or clm for rnn) with it, or backbone=transformer for plm"
-            )
-
-    def _check_encoder_decoder(self) -> None:
-        """The seq2seq objectives need the encoder-decoder, and it needs them: refused with the reason."""
-        on = {name for name, w in self.objective.weights.items() if w > 0}
-        backbone = self.model.backbone
-        seq2seq = sorted(on & set(SEQ2SEQ_OBJECTIVES))
-        if seq2seq and backbone != "encoder-decoder":
-            alt = "clm" if backbone == "decoder" else "mlm (and nsp, sop, ...)"
-            raise ConfigError(
-                f"objective {', '.join(seq2seq)} trains a decoder to write the original text token by token while it "
-                f"reads the encoder's states of the corrupted input; the {backbone} backbone has no such decoder. Use "
-                f"model.backbone=encoder-decoder for {', '.join(seq2seq)}, or {alt} with {backbone}"
-            )
-        if backbone != "encoder-decoder":
-            return
-        other = sorted(on - set(SEQ2SEQ_OBJECTIVES))
-        if other:
-            raise ConfigError(
-                f"objective {', '.join(other)} scores the encoder's own states at each position (a head on the input "
-                "side), while the encoder-decoder is trained through its decoder writing the text; use infill "
-                "(BART's masked spans, the encoder-decoder's counterpart of mlm), permute, span, or infill and permute "
-                "together: e.g. --set 'objective.weights={infill: 1.0, permute: 1.0}'"
-            )
-        if "span" in on and len(on) > 1:
-            raise ConfigError(
-                f"objectives {', '.join(sorted(on))}: span (T5) corrupts a row differently from infill / permute "
-                "(BART), and one batch gets one corruption; keep span alone, or infill and/or permute"
             )
 
     def to_dict(self) -> dict[str, Any]:
@@ -655,42 +621,6 @@ class RunConfig:
         if self.model.preset == AUTO:  # no sizes yet: pretrain chooses them (so a printed config loads back as auto)
             d["model"] = {k: v for k, v in d["model"].items() if k not in SIZE_FIELDS}
         return d
-
-
-DECODER_CANNOT = {
-    "mlm": "it predicts a masked token from both sides, and a decoder's state at a position has read only "
-           "the tokens before it",
-    "nsp": "it classifies the sentence pair from its first token ([CLS]), which in a decoder has read nothing "
-           "but itself",
-    "sop": "it classifies the sentence pair from its first token ([CLS]), which in a decoder has read nothing "
-           "but itself",
-    "plm": "XLNet's two-stream attention over permuted orders is the encoder's (backbone=transformer)",
-    "rtd": "ELECTRA's generator is a masked LM and its discriminator judges each token from both sides",
-}
-"""Why each objective but clm is refused on model.backbone=decoder."""
-ENCODER_NO_CLM = {"transformer": "every position attends to both sides",
-                  "cnn": "every kernel reads both sides of its token"}
-"""Why clm is refused on these backbones: their state at t has already read token t+1."""
-
-
-def check_objectives_fit(backbone: str, weights: dict[str, float]) -> None:
-    """Refuse, at config load, objectives the backbone cannot express (saying why and what fits)."""
-    on = [name for name, w in weights.items() if w > 0]
-    if backbone == "decoder":
-        for name in on:
-            if name in DECODER_CANNOT:
-                raise ConfigError(
-                    f"objective {name} does not fit model.backbone=decoder (causal: each token sees only the tokens "
-                    f"before it): {DECODER_CANNOT[name]}. Pre-train a decoder with objective.weights={{clm: 1.0}} "
-                    f"(next-token prediction, its default), or use model.backbone=transformer for {name}"
-                )
-    elif "clm" in on and backbone in ENCODER_NO_CLM:
-        raise ConfigError(
-            f"objective clm (next-token prediction) needs states that have seen only one side of each token, which "
-            f"the {backbone} backbone does not have ({ENCODER_NO_CLM[backbone]}, so its state at t has already read "
-            f"token t+1); use model.backbone=decoder (a causal Transformer) or rnn (ELMo's forward + backward LM) "
-            f"for clm, or mlm, nsp, sop or rtd with {backbone}"
-        )
 
 
 SECTIONS = {f.name: f.type for f in fields(RunConfig)}
@@ -924,13 +854,23 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
     backbone = raw.get("model", {}).get("backbone", ModelConfig.backbone)
     if isinstance(backbone, str) and backbone in BACKBONES and "weights" not in raw.get("objective", {}):
         raw.setdefault("objective", {})["weights"] = dict(BACKBONES[backbone].default_objectives)  # decoder: clm ...
-    parts = {s: build_section(s, raw.get(s, {})) for s in SECTIONS}
-    return RunConfig(**parts)
+    return _run_config({s: build_section(s, raw.get(s, {})) for s in SECTIONS})
 
 
 def config_from_dict(d: dict[str, Any]) -> RunConfig:
     """Rebuild a RunConfig from `to_dict()` output (e.g. a run directory's config.yaml)."""
-    return RunConfig(**{s: build_section(s, d.get(s, {})) for s in SECTIONS})
+    return _run_config({s: build_section(s, d.get(s, {})) for s in SECTIONS})
+
+
+def _run_config(parts: dict[str, Any]) -> RunConfig:
+    """The sections as one RunConfig, an objective's old name read as what it stands for on the backbone (with a
+    one-line note: clm on an rnn is bilm)."""
+    weights, notes = renamed(parts["objective"].weights, parts["model"].backbone)
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
+    if notes:
+        parts["objective"] = replace(parts["objective"], weights=weights)
+    return RunConfig(**parts)
 
 
 def save_config(cfg: RunConfig, path: str | Path) -> None:

@@ -5,6 +5,10 @@ class PretrainlabError(Exception):
     """An input or setting that cannot work; the message says what, where and what to do."""
 
 
+class ConfigError(PretrainlabError, ValueError):
+    """A configuration that cannot work; the message names the field and what to do."""
+
+
 class CorpusError(PretrainlabError, ValueError):
     """Bad corpus input: names the file and position."""
 

@@ -234,15 +234,14 @@ def causal_perplexity(run: str | Path | Pretrained, texts: Sequence[str], *, max
 
     pre = _as_pretrained(run)
     kind = pre.config.model.backbone
-    if "clm" not in pre.model.objectives:  # clm fits only a decoder or an rnn (ELMo: its forward half)
+    next_token_logits = _left_to_right(pre)
+    if next_token_logits is None:
         raise IntrinsicError(f"{pre.checkpoint}: a true perplexity needs a model that reads left to right: a decoder, "
-                             f"or an rnn pre-trained with clm (this is a {kind} run with "
+                             f"or an rnn pre-trained with bilm (this is a {kind} run with "
                              f"{', '.join(pre.model.objectives)})")
     spec = BACKBONES[kind]
     seq_len = spec.input_len(max_len or pre.config.data.seq_len, pre.config.model.max_len)
     backbone = pre.backbone.eval()
-    # the decoder's LM head, or the forward half of the rnn's forward + backward LM (objectives/elmo.py)
-    next_token_logits = pre.lm.eval().head if spec.causal else pre.model.objectives["clm"].eval().next_token_logits
     rows = sorted(_pieces(pre, texts, seq_len), key=len)  # length order keeps the padding small
     total, count = 0.0, 0
     for start in range(0, len(rows), batch_size):
@@ -258,19 +257,29 @@ def causal_perplexity(run: str | Path | Pretrained, texts: Sequence[str], *, max
         total += float(F.cross_entropy(logits, labels[at], reduction="sum"))
         count += int(at.sum())
     nll = total / count
-    model = kind if spec.causal else f"{kind}'s forward LM (clm)"
+    model = kind if spec.causal else f"{kind}'s forward LM (bilm)"
     return CausalPerplexity(math.exp(nll), nll, count, len(texts), pre.tokenizer.get_vocab_size(), model, seq_len)
+
+
+def _left_to_right(pre: Pretrained):
+    """(N, D) states -> (N, V) next-token logits where the run has a left-to-right LM: the decoder's LM head, or the
+    forward half of the rnn's bilm (objectives/elmo.py); else None."""
+    if BACKBONES[pre.config.model.backbone].causal and pre.model.lm_head is not None:
+        return pre.model.lm_head.eval()
+    if "bilm" in pre.model.objectives:
+        return pre.model.objectives["bilm"].eval().next_token_logits
+    return None
 
 
 def perplexity(run: str | Path | Pretrained, texts: Sequence[str], *, max_len: int | None = None,
                batch_size: int = 64) -> CausalPerplexity | PerplexityResult:
-    """A true perplexity where the model reads left to right (decoder, rnn with clm), else the MLM
+    """A true perplexity where the model reads left to right (decoder, rnn with bilm), else the MLM
     pseudo-perplexity (max_len then truncates each text, default 128); the result says which."""
     pre = _as_pretrained(run)
-    if "clm" in pre.model.objectives:  # a decoder's, or an rnn's forward + backward LM
+    if _left_to_right(pre) is not None:
         return causal_perplexity(pre, texts, max_len=max_len, batch_size=batch_size)
     if "mlm" not in pre.model.objectives:
-        raise IntrinsicError(f"{pre.checkpoint}: the run has neither a left-to-right LM (clm on a decoder or rnn) nor "
-                             f"an MLM head (objectives: {', '.join(pre.model.objectives)}), so no perplexity of "
+        raise IntrinsicError(f"{pre.checkpoint}: the run has neither a left-to-right LM (clm on a decoder, bilm on an "
+                             f"rnn) nor an MLM head (objectives: {', '.join(pre.model.objectives)}), so no perplexity of "
                              "either kind can be computed from it")
     return pseudo_perplexity(pre, texts, max_len=max_len or 128, batch_size=batch_size)

@@ -74,9 +74,11 @@ class PretrainModel(nn.Module):
 
 
 OLD_NAMES = (("objectives.mlm.head.", "lm_head."), ("objectives.clm.head.", "lm_head."),
-             ("backbone.final_logits_bias", "lm_head.final_logits_bias"))
-"""(old prefix, today's): where weights saved before the LM heads moved into the model (f85dc63 and earlier) are
-now. The mlm and the decoder's clm objectives held their heads; the encoder-decoder held its logits bias."""
+             ("backbone.final_logits_bias", "lm_head.final_logits_bias"), ("objectives.clm.", "objectives.bilm."))
+"""(old prefix, today's), the first that matches: where weights saved before the LM heads moved into the model
+(f85dc63 and earlier) are now. The mlm and the decoder's clm objectives held their heads, the encoder-decoder held
+its logits bias, and the rnn's forward + backward LM was objective clm (bilm now; the decoder's clm has no
+weights of its own left)."""
 
 
 def renamed_weights(weights: dict[str, Tensor]) -> dict[str, Tensor]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -40,11 +40,8 @@ def build_pretrain_model(cfg: RunConfig, vocab_size: int, special) -> nn.Module:
     o = cfg.objective
     objectives, lm_head = build_objectives(
         o.weights, backbone=backbone, backbone_kind=cfg.model.backbone, vocab_size=vocab_size, special=special,
-        mask_rate=o.mask_rate, mask_rate_end=o.mask_rate_end, whole_word=o.whole_word, plm_k=o.plm_k,
-        rtd_generator_fraction=o.rtd_generator_fraction, rtd_weight=o.rtd_weight, tie_embeddings=o.tie_embeddings,
+        settings=asdict(o),
         make_backbone=lambda **kw: backbone_from_config(replace(cfg.model, preset=None, **kw), vocab_size, special.pad),
-        infill_mask_ratio=o.infill_mask_ratio, infill_poisson_lambda=o.infill_poisson_lambda,
-        span_noise_density=o.span_noise_density, span_mean_length=o.span_mean_length, span_sentinels=o.span_sentinels,
     )
     # an objective not named in the weights is a combination (infill+permute): weight 1
     return PretrainModel(backbone, objectives, {k: o.weights.get(k, 1.0) for k in objectives}, lm_head)

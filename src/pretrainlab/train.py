@@ -15,7 +15,7 @@ import dataclasses
 import json
 import logging
 import shutil
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,7 @@ from .errors import CheckpointError
 from .loop import (BudgetSchedule, LoopResult, LoopSettings, autocast, enable_tf32, fit, grad_scaler, make_optimizer,
                    pick_device, pick_dtype, set_seed, tune_allocator)
 from .models import renamed_weights
+from .objectives.spec import OBJECTIVES, ObjectiveSpec
 from .runs import (adopt_init_model, build_pretrain_model, check_resumable, count_parameters, init_from,
                    read_run_config)
 from .sizing import Sizing
@@ -315,9 +316,11 @@ def _open_corpus(cfg: RunConfig, corpus: str | Path) -> _Corpus:
     corp = open_corpus(corpus)
     tok = load_tokenizer(corp.tokenizer_path)
     special = special_ids(tok, str(corp.tokenizer_path))
-    changed = cfg.objective.weights.get("span", 0) > 0
+    settings = asdict(cfg.objective)
+    sentinels = sum(settings[spec.sentinels_setting] for spec in _objectives_on(cfg) if spec.sentinels_setting)
+    changed = sentinels > 0
     if changed:  # T5's sentinels <extra_id_0> ... join the run's vocabulary (the corpus's ids stay as they are)
-        tok = with_sentinels(tok, cfg.objective.span_sentinels)
+        tok = with_sentinels(tok, sentinels)
     vocab_size = tok.get_vocab_size()
     if cfg.model.vocab_size and cfg.model.vocab_size != vocab_size:
         raise ConfigError(f"model.vocab_size={cfg.model.vocab_size} but the corpus tokenizer has {vocab_size} tokens")
@@ -326,26 +329,18 @@ def _open_corpus(cfg: RunConfig, corpus: str | Path) -> _Corpus:
 
 
 def check_objective_data(cfg: RunConfig, train, say: bool = True) -> None:
-    """Refuse, before any work, a corpus or setting the encoder-decoder's objective cannot use: permute on
-    documents that all have one sentence, span rows needing more spans than sentinels."""
-    o = cfg.objective
-    if o.weights.get("permute", 0) > 0:
-        from .objectives.permute import one_sentence_documents
+    """Refuse, before any work, a corpus or setting an objective cannot use, as its row says (objectives/spec.py):
+    permute on documents that all have one sentence, span rows needing more spans than sentinels."""
+    on = {spec.name for spec in _objectives_on(cfg)}
+    for spec in _objectives_on(cfg):
+        check = spec.data_check()
+        if check is not None:
+            check(train, seq_len=cfg.data.seq_len, settings=asdict(cfg.objective), on=on, say=say)
 
-        single = one_sentence_documents(train.doc_offsets, train.sent_offsets)
-        if single == train.n_docs:
-            raise ConfigError(
-                f"objective permute shuffles a document's sentences, but all {single:,} training documents of the "
-                "corpus have one sentence (nothing to reorder); use objective.weights={infill: 1.0} (or span) for "
-                "this corpus, or prepare one whose documents hold several sentences"
-            )
-        if single and say:
-            log.info(f"note: {single:,} of {train.n_docs:,} training documents have one sentence; permute copies them "
-                     "unshuffled" + (" (still infilled)" if o.weights.get("infill", 0) > 0 else ""))
-    if o.weights.get("span", 0) > 0:
-        from .objectives.span import check_sentinels
 
-        check_sentinels(cfg.data.seq_len, o.span_sentinels, o.span_noise_density, o.span_mean_length)
+def _objectives_on(cfg: RunConfig) -> list[ObjectiveSpec]:
+    """The rows (objectives/spec.py) of the objectives with weight > 0."""
+    return [OBJECTIVES[name] for name, w in cfg.objective.weights.items() if w > 0]
 
 
 def resume_policy(run_dir: Path, resume: bool, cfg: RunConfig, tokenizer_hash: str,
@@ -481,21 +476,21 @@ def _write_summary(run_dir: Path, result: LoopResult, n_params: int) -> None:
 
 
 def batch_source(split, seq_len, batch_size, special, objectives, seed=0, shuffle=True, rank=0, world=1):
-    """Sentence pairs when nsp or sop is among `objectives` (names), packed rows otherwise (with the
-    sentence starts for permute).
+    """The batches `objectives` ({name: Objective}) read: sentence pairs of an objective's kind (nsp, sop), or
+    packed rows, with the sentence starts marked where one reads them (permute).
 
     Both give next_batch(), state_dict() / load_state_dict() and rows_per_epoch.
     """
     from .data.packing import PackedLoader
     from .data.pairs import PairLoader
 
-    for kind in ("nsp", "sop"):
-        if kind in objectives:
-            return PairLoader(split, seq_len, batch_size, special, kind=kind, seed=seed, shuffle=shuffle,
-                              rank=rank, world=world)
-    sentences = any(name in ("permute", "infill+permute") for name in objectives)
+    reads = {obj.reads for obj in objectives.values()}
+    pairs = [obj.name for obj in objectives.values() if obj.reads == "pairs"]
+    if pairs:
+        return PairLoader(split, seq_len, batch_size, special, kind=pairs[0], seed=seed, shuffle=shuffle,
+                          rank=rank, world=world)
     return PackedLoader(split, seq_len, batch_size, special, seed=seed, shuffle=shuffle, rank=rank, world=world,
-                        sentences=sentences)
+                        sentences="sentences" in reads)
 
 
 def _set_word_starts(model, tok, split, n_docs: int = 500) -> None:

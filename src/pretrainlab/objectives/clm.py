@@ -11,8 +11,8 @@ themselves, shifted inside the model). The vocabulary projection runs only at po
 a label, as in mlm.py. Each packed chunk is `[CLS] text [SEP]`: the [CLS] is the start token
 (never predicted), and the model learns to end a text with [SEP], which `generate` can stop at.
 
-This is the decoder's `clm`; the RNN's forward + backward `clm` (ELMo) is objectives/elmo.py.
-Both are named "clm"; the factory picks one by backbone.
+This is the decoder's `clm`; the RNN's forward + backward LM (ELMo) is `bilm`, objectives/elmo.py (`clm`
+on an rnn is read as `bilm`, its old name there: spec.py).
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ class CLM(nn.Module):
 
     name = "clm"
     uses_shared_forward = True
+    reads = "rows"
     word_start_table: Tensor | None = None  # unused: only mlm masks whole words
 
     def prepare(self, batch: dict[str, Tensor], gen: torch.Generator, progress: float = 1.0) -> dict[str, Tensor]:
@@ -62,3 +63,9 @@ class CLM(nn.Module):
         loss = F.cross_entropy(logits, labels, reduction="sum") * (world_size() / n_all)
         acc = (logits.argmax(-1) == labels).float().mean() if len(labels) else logits.new_zeros(())
         return loss, {"clm_loss": loss.detach(), "clm_acc": acc.detach()}
+
+
+def build(ctx) -> dict[str, nn.Module]:
+    """clm (no settings of its own); it scores with the model's LM head."""
+    ctx.model_lm_head()
+    return {"clm": CLM()}

@@ -134,6 +134,12 @@ def row_rng(batch: dict[str, Tensor], b: int, gen: torch.Generator) -> np.random
     return np.random.default_rng(seed)
 
 
+def seq2seq_ids(special) -> dict[str, int]:
+    """Sources and targets are [CLS] ... [SEP] (BART's <s> ... </s>); the decoder starts from [SEP] (BART's
+    decoder_start_token_id is its </s>)."""
+    return dict(bos_id=special.cls, eos_id=special.sep, pad_id=special.pad, decoder_start_id=special.sep)
+
+
 class Denoiser(nn.Module):
     """An encoder-decoder objective as an `Objective`: corrupt each document of a packed row (`pair`),
     then score the decoder writing the original back.
@@ -143,6 +149,7 @@ class Denoiser(nn.Module):
 
     name = "denoise"
     uses_shared_forward = False  # its encoder reads the corrupted text, so it runs the backbone itself
+    reads = "rows"
     word_start_table: Tensor | None = None
     pad_id: int
     decoder_start_id: int

@@ -1,4 +1,6 @@
-"""Bidirectional language modelling (ELMo), objective name `clm`: a forward and a backward LM.
+"""Bidirectional language modelling (ELMo), objective name `bilm`: a forward and a backward LM.
+
+(`clm` on an rnn is read as `bilm`, its name there before the decoder's next-token `clm` had its own.)
 
     collator: every pair of neighbouring tokens (t, t+1) inside one document is a target twice:
               the forward state at t predicts token t+1, the backward state at t+1 predicts token t
@@ -57,16 +59,17 @@ class DirectionProjection(nn.Module):
 
 
 class ELMo(nn.Module):
-    """Forward + backward LM on the two halves of a directional backbone's output (`clm`)."""
+    """Forward + backward LM on the two halves of a directional backbone's output (`bilm`)."""
 
-    name = "clm"
+    name = "bilm"
     uses_shared_forward = True
+    reads = "rows"
     word_start_table: Tensor | None = None  # unused: only mlm masks whole words
 
     def __init__(self, d_model: int, vocab_size: int, embedding: nn.Embedding):
         super().__init__()
         if d_model % 2:
-            raise ValueError(f"clm splits the hidden state into two directions; d_model={d_model} is odd")
+            raise ValueError(f"bilm splits the hidden state into two directions; d_model={d_model} is odd")
         self.proj_fwd = DirectionProjection(d_model // 2, d_model)
         self.proj_bwd = DirectionProjection(d_model // 2, d_model)
         self.embedding = embedding  # tied: the softmax shares the token embedding's weight
@@ -75,8 +78,8 @@ class ELMo(nn.Module):
     def prepare(self, batch: dict[str, Tensor], gen: torch.Generator, progress: float = 1.0) -> dict[str, Tensor]:
         ids = batch.get("original_ids", batch["input_ids"])  # with mlm on, predict the real tokens
         fwd_pos, fwd_labels, bwd_pos, bwd_labels = neighbour_targets(ids, batch["mask"])
-        return {**batch, "clm_fwd_positions": fwd_pos, "clm_fwd_labels": fwd_labels,
-                "clm_bwd_positions": bwd_pos, "clm_bwd_labels": bwd_labels}
+        return {**batch, "bilm_fwd_positions": fwd_pos, "bilm_fwd_labels": fwd_labels,
+                "bilm_bwd_positions": bwd_pos, "bilm_bwd_labels": bwd_labels}
 
     def logits(self, h: Tensor, projection: DirectionProjection) -> Tensor:
         """(N, D/2) states of one direction -> (N, V) float logits."""
@@ -91,9 +94,9 @@ class ELMo(nn.Module):
         D = out.hidden.shape[-1]
         # the halves `RNNBackbone.directional_states` returns, taken from the shared forward pass
         fwd, bwd = out.hidden.reshape(-1, D).split(D // 2, dim=-1)  # (B*T, D/2) each
-        fwd_logits = self.logits(fwd.index_select(0, batch["clm_fwd_positions"]), self.proj_fwd)  # (N, V)
-        bwd_logits = self.logits(bwd.index_select(0, batch["clm_bwd_positions"]), self.proj_bwd)  # (N, V)
-        fwd_labels, bwd_labels = batch["clm_fwd_labels"], batch["clm_bwd_labels"]
+        fwd_logits = self.logits(fwd.index_select(0, batch["bilm_fwd_positions"]), self.proj_fwd)  # (N, V)
+        bwd_logits = self.logits(bwd.index_select(0, batch["bilm_bwd_positions"]), self.proj_bwd)  # (N, V)
+        fwd_labels, bwd_labels = batch["bilm_fwd_labels"], batch["bilm_bwd_labels"]
         fwd_sum = F.cross_entropy(fwd_logits, fwd_labels, reduction="sum")
         bwd_sum = F.cross_entropy(bwd_logits, bwd_labels, reduction="sum")
         # mean over the targets of the GLOBAL batch (all ranks), both directions together, so data
@@ -103,5 +106,10 @@ class ELMo(nn.Module):
         loss = (fwd_sum + bwd_sum) * (world_size() / n_all)
         n = max(len(fwd_labels), 1)
         correct = (fwd_logits.argmax(-1) == fwd_labels).sum() + (bwd_logits.argmax(-1) == bwd_labels).sum()
-        return loss, {"clm_loss": loss.detach(), "clm_fwd_loss": fwd_sum.detach() / n,
-                      "clm_bwd_loss": bwd_sum.detach() / n, "clm_acc": correct.float() / max(n_local, 1)}
+        return loss, {"bilm_loss": loss.detach(), "bilm_fwd_loss": fwd_sum.detach() / n,
+                      "bilm_bwd_loss": bwd_sum.detach() / n, "bilm_acc": correct.float() / max(n_local, 1)}
+
+
+def build(ctx) -> dict[str, nn.Module]:
+    """bilm (no settings of its own); its softmax projection is ctx.embedding."""
+    return {"bilm": ELMo(ctx.backbone.d_model, ctx.vocab_size, ctx.embedding)}

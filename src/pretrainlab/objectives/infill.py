@@ -27,7 +27,7 @@ import math
 import numpy as np
 from torch import Tensor
 
-from .denoise import Denoiser, pad_pairs, with_ends
+from .denoise import Denoiser, pad_pairs, seq2seq_ids, with_ends
 
 
 def infill_spans(n: int, rng: np.random.Generator, mask_ratio: float = 0.3,
@@ -101,3 +101,18 @@ class Infill(Denoiser):
         sources = [with_ends(self.noise(np.asarray(d, dtype=np.int64), rng), self.bos_id, self.eos_id) for d in docs]
         targets = [with_ends(d, self.bos_id, self.eos_id) for d in docs]
         return pad_pairs(sources, targets, pad_id=self.pad_id, decoder_start_id=self.decoder_start_id)
+
+
+def from_settings(ctx) -> Infill:
+    """Infill from objective.infill_mask_ratio and infill_poisson_lambda (for permute too: BART's infill+permute)."""
+    s = ctx.settings
+    return Infill(mask_id=ctx.special.mask, mask_ratio=s["infill_mask_ratio"],
+                  poisson_lambda=s["infill_poisson_lambda"], **seq2seq_ids(ctx.special))
+
+
+def build(ctx) -> dict[str, Denoiser]:
+    """infill; with permute on as well, permute builds the two as one (infill+permute, BART's recipe)."""
+    if "permute" in ctx.on:
+        return {}
+    ctx.model_lm_head()
+    return {"infill": from_settings(ctx)}

@@ -110,6 +110,7 @@ class MLM(nn.Module):
 
     name = "mlm"
     uses_shared_forward = True
+    reads = "rows"
     word_start_table: Tensor | None = None
     """(vocab,) bool from tokenizer.word_start_table; needed for whole-word masking."""
 
@@ -144,3 +145,15 @@ class MLM(nn.Module):
         loss = F.cross_entropy(logits, batch["mlm_labels"], reduction="sum") * (world_size() / max(n_all, 1))
         acc = (logits.argmax(-1) == batch["mlm_labels"]).float().sum() / max(n, 1)
         return loss, {"mlm_loss": loss.detach(), "mlm_acc": acc.detach()}
+
+
+def schedule(settings) -> MaskRate:
+    """objective.mask_rate, moving to objective.mask_rate_end over the budget (0: it stays): mlm's and rtd's."""
+    return MaskRate(settings["mask_rate"], settings["mask_rate_end"] or settings["mask_rate"])
+
+
+def build(ctx) -> dict[str, nn.Module]:
+    """mlm from objective.mask_rate (-> mask_rate_end) and objective.whole_word; it scores with the model's MLM head."""
+    ctx.model_lm_head()
+    return {"mlm": MLM(ctx.vocab_size, ctx.special.all, ctx.special.mask, schedule(ctx.settings),
+                       ctx.settings["whole_word"])}

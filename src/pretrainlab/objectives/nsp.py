@@ -35,6 +35,7 @@ class NSP(nn.Module):
 
     name = "nsp"
     uses_shared_forward = True
+    reads = "pairs"  # data.pairs.PairLoader(kind=name): random second segments (nsp), swapped ones (sop)
     word_start_table: Tensor | None = None  # unused: only mlm masks whole words
 
     def __init__(self, d_model: int):
@@ -59,3 +60,11 @@ class SOP(NSP):
     """Sentence-order prediction: the same head on pairs of consecutive segments, half of them swapped."""
 
     name = "sop"
+
+
+def build_nsp(ctx) -> dict[str, nn.Module]:
+    return {"nsp": NSP(ctx.backbone.d_model)}
+
+
+def build_sop(ctx) -> dict[str, nn.Module]:
+    return {"sop": SOP(ctx.backbone.d_model)}

@@ -21,12 +21,14 @@ With `infill`, the objective is BART's combination, named `infill+permute`.
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 from torch import Tensor
 
-from ..errors import CorpusError
-from .denoise import Denoiser, pad_pairs, with_ends
-from .infill import Infill
+from ..errors import ConfigError, CorpusError
+from .denoise import Denoiser, pad_pairs, seq2seq_ids, with_ends
+from .infill import Infill, from_settings
 
 
 def document_sentences(doc_offsets: np.ndarray, sent_offsets: np.ndarray, d: int) -> np.ndarray:
@@ -61,6 +63,7 @@ class Permute(Denoiser):
     as an Objective, `prepare` permutes each document of packed rows (objectives/denoise.py)."""
 
     name = "permute"
+    reads = "sentences"  # packed rows with the tokens that begin a sentence marked (sent_start)
 
     def __init__(self, *, bos_id: int, eos_id: int, pad_id: int, decoder_start_id: int,
                  infill: Infill | None = None) -> None:
@@ -100,3 +103,25 @@ class Permute(Denoiser):
         if "sent_start" not in batch:
             raise ValueError("permute needs the packed loader's sentence starts: PackedLoader(..., sentences=True)")
         return super().prepare(batch, gen, progress)
+
+
+def build(ctx) -> dict[str, Permute]:
+    """permute, or infill+permute (BART's two corruptions as one objective, weight 1) when infill is on too."""
+    ctx.model_lm_head()
+    objective = Permute(**seq2seq_ids(ctx.special), infill=from_settings(ctx) if "infill" in ctx.on else None)
+    return {objective.name: objective}
+
+
+def check_corpus(split, *, seq_len: int, settings, on, say: bool = True) -> None:
+    """Refuse, before any work, a corpus whose training documents all have one sentence (nothing to reorder);
+    say how many have one."""
+    single = one_sentence_documents(split.doc_offsets, split.sent_offsets)
+    if single == split.n_docs:
+        raise ConfigError(
+            f"objective permute shuffles a document's sentences, but all {single:,} training documents of the "
+            "corpus have one sentence (nothing to reorder); use objective.weights={infill: 1.0} (or span) for "
+            "this corpus, or prepare one whose documents hold several sentences"
+        )
+    if single and say:
+        print(f"note: {single:,} of {split.n_docs:,} training documents have one sentence; permute copies them "
+              "unshuffled" + (" (still infilled)" if "infill" in on else ""), file=sys.stderr)

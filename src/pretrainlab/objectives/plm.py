@@ -77,6 +77,7 @@ class PLM(nn.Module):
 
     name = "plm"
     uses_shared_forward = False
+    reads = "rows"
     word_start_table: Tensor | None = None  # unused: only mlm masks whole words
 
     def __init__(self, d_model: int, vocab_size: int, embedding: nn.Embedding, special_ids: tuple[int, ...],
@@ -111,3 +112,9 @@ class PLM(nn.Module):
         loss = F.cross_entropy(logits, labels, reduction="sum") * (world_size() / n_all)
         acc = (logits.argmax(-1) == labels).float().mean()
         return loss, {"plm_loss": loss.detach(), "plm_acc": acc.detach()}
+
+
+def build(ctx) -> dict[str, nn.Module]:
+    """plm from objective.plm_k, with a prediction head of its own for the query stream (projection: ctx.embedding)."""
+    return {"plm": PLM(ctx.backbone.d_model, ctx.vocab_size, ctx.embedding, ctx.special.all, ctx.special.mask,
+                       ctx.settings["plm_k"])}

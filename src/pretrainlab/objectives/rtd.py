@@ -24,7 +24,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..distributed import global_count, world_size
-from .mlm import MaskRate, mask_tokens, row_rand, salted
+from ..errors import ConfigError
+from .mlm import MaskRate, mask_tokens, row_rand, salted, schedule
 
 
 def generator_size(d_model: int, n_heads: int | None, d_ff: int, fraction: float) -> tuple[int, int, int]:
@@ -115,6 +116,7 @@ class RTD(nn.Module):
 
     name = "rtd"
     uses_shared_forward = False
+    reads = "rows"
     word_start_table: Tensor | None = None  # unused: only mlm masks whole words
 
     def __init__(self, d_model: int, vocab_size: int, embedding: nn.Embedding, generator: nn.Module,
@@ -171,3 +173,20 @@ class RTD(nn.Module):
             "rtd_disc_acc": ((disc_logits > 0).float() == labels).float().mean().detach(),
             "rtd_replaced": labels.mean().detach(),
         }
+
+
+def build(ctx) -> dict[str, nn.Module]:
+    """rtd from objective.rtd_generator_fraction, rtd_weight and mask_rate (-> mask_rate_end); the generator is
+    ctx.make_backbone's."""
+    s, bb = ctx.settings, ctx.backbone
+    fraction = s["rtd_generator_fraction"]
+    if not 0 < fraction <= 1:
+        raise ConfigError(f"objective.rtd_generator_fraction={fraction} must be in (0, 1]: the generator's hidden size "
+                          "as a share of the discriminator's (ELECTRA: 0.25 to 0.5)")
+    if ctx.make_backbone is None:
+        raise ValueError("objective rtd needs make_backbone(d_model=..., n_heads=..., d_ff=...) to build its generator")
+    d_gen, heads, d_ff = generator_size(bb.d_model, getattr(bb, "n_heads", None), getattr(bb, "d_ff", 4 * bb.d_model),
+                                        fraction)
+    generator = ctx.make_backbone(d_model=d_gen, n_heads=heads, d_ff=d_ff)
+    return {"rtd": RTD(bb.d_model, ctx.vocab_size, bb.get_input_embeddings(), generator, ctx.special.all,
+                       ctx.special.mask, schedule(s), s["rtd_weight"])}

@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 from torch import Tensor
 
-from ..config import ConfigError
+from ..errors import ConfigError
 from .denoise import Denoiser, pad_pairs
 
 
@@ -135,3 +135,20 @@ class SpanCorruption(Denoiser):
     def pair(self, tokens: np.ndarray, offsets: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """One packed document -> (kept tokens and sentinels [SEP], sentinels and spans [SEP])."""
         return self.corrupt(tokens, rng, "a document")
+
+
+def build(ctx) -> dict[str, SpanCorruption]:
+    """span from objective.span_noise_density, span_mean_length and span_sentinels (the run's tokenizer has those
+    sentinels: the last ids of its vocabulary, objectives.span_sentinel_ids)."""
+    from . import span_sentinel_ids
+
+    ctx.model_lm_head()
+    s, sp = ctx.settings, ctx.special
+    return {"span": SpanCorruption(sentinels=span_sentinel_ids(ctx.vocab_size, s["span_sentinels"]), eos_id=sp.sep,
+                                   pad_id=sp.pad, decoder_start_id=sp.sep, noise_density=s["span_noise_density"],
+                                   mean_span=s["span_mean_length"])}
+
+
+def check_corpus(split, *, seq_len: int, settings, on, say: bool = True) -> None:
+    """Refuse, before any work, rows that need more noise spans than there are sentinels."""
+    check_sentinels(seq_len, settings["span_sentinels"], settings["span_noise_density"], settings["span_mean_length"])

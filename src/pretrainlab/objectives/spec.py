@@ -1,0 +1,190 @@
+"""One row per objective: the backbones it trains (and why not the others), the objectives it cannot share a
+run with, the data it needs, and where its builder is (STYLE.md, principle 15).
+
+    OBJECTIVES["plm"].fits                 # ("transformer",)
+    refusal("plm", "rnn", {"plm"})         # the message config raises, or None when it fits
+    OBJECTIVES["span"].sentinels_setting   # "span_sentinels": it adds that many tokens to the run's tokenizer
+
+Adding an objective touches its own module (the nn.Module, its collator and loss, and `build`), its row here,
+and its tests. Torch-free: config reads the rows when it loads (a combination is refused before any work);
+`objectives.build_objectives` calls each row's builder; the pre-training recipe asks the rows what the
+corpus and tokenizer must hold. What rows each objective reads (packed rows, sentence pairs, rows with
+sentence starts) its module says (`Objective.reads`).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+
+@dataclass(frozen=True)
+class ObjectiveSpec:
+    """What an objective is, as config, the factory and the pre-training recipe need to know it."""
+
+    name: str
+    """Its key in objective.weights."""
+    build: str
+    """`module:function` under pretrainlab/: (objectives.BuildContext) -> {name: Objective}, from its own settings."""
+    fits: tuple[str, ...]
+    """The backbone kinds it trains (backbones/spec.py)."""
+    why_not: Callable[[str], str]
+    """A kind it does not fit -> the error message: why, and what fits instead."""
+    conflicts: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    """Another objective -> why the two cannot train one run (the message; {on} stands for the objectives on)."""
+    renamed_on: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    """kind -> the objective this name stands for on it (an old name kept working: clm on an rnn is bilm)."""
+    sentinels_setting: str | None = None
+    """The objective setting counting the sentinel tokens (T5's <extra_id_N>) it adds to the run's tokenizer."""
+    check_data: str | None = None
+    """`module:function` under pretrainlab/: (split, seq_len, settings, on, say) -> None, refusing a corpus or
+    setting it cannot use before any work (permute: documents of one sentence; span: too few sentinels)."""
+
+    def builder(self) -> Callable[..., dict[str, Any]]:
+        return _resolve(self.build)
+
+    def data_check(self) -> Callable[..., None] | None:
+        return _resolve(self.check_data) if self.check_data else None
+
+
+def _resolve(path: str) -> Any:
+    module, _, name = path.partition(":")
+    return getattr(importlib.import_module(f"pretrainlab.{module}"), name)
+
+
+# --------------------------------------------------------------------------- why not (the messages users see)
+
+
+def _decoder_cannot(name: str, reason: str) -> str:
+    return (f"objective {name} does not fit model.backbone=decoder (causal: each token sees only the tokens before "
+            f"it): {reason}. Pre-train a decoder with objective.weights={{clm: 1.0}} (next-token prediction, its "
+            f"default), or use model.backbone=transformer for {name}")
+
+
+def _encoder_side(name: str) -> str:
+    """On the encoder-decoder: objectives that score the encoder's own states."""
+    return (f"objective {name} scores the encoder's own states at each position (a head on the input side), while "
+            "the encoder-decoder is trained through its decoder writing the text; use infill (BART's masked spans, the "
+            "encoder-decoder's counterpart of mlm), permute, span, or infill and permute together: e.g. --set "
+            "'objective.weights={infill: 1.0, permute: 1.0}'")
+
+
+def _needs_a_decoder_writing(name: str, kind: str) -> str:
+    """The encoder-decoder's objectives anywhere else."""
+    alt = "clm" if kind == "decoder" else "mlm (and nsp, sop, ...)"
+    return (f"objective {name} trains a decoder to write the original text token by token while it reads the "
+            f"encoder's states of the corrupted input; the {kind} backbone has no such decoder. Use "
+            f"model.backbone=encoder-decoder for {name}, or {alt} with {kind}")
+
+
+BOTH_SIDES = {"transformer": "every position attends to both sides",
+              "cnn": "every kernel reads both sides of its token"}
+"""Why a bidirectional encoder's state at t has already read token t+1 (no left-to-right LM on it)."""
+
+
+def _encoder(name: str, decoder_reason: str) -> Callable[[str], str]:
+    """Objectives of the bidirectional encoders (transformer, rnn, cnn)."""
+    return lambda kind: _encoder_side(name) if kind == "encoder-decoder" else _decoder_cannot(name, decoder_reason)
+
+
+def _plm(kind: str) -> str:
+    if kind in ("decoder", "encoder-decoder"):
+        return _encoder("plm", "XLNet's two-stream attention over permuted orders is the encoder's "
+                               "(backbone=transformer)")(kind)
+    return (f"objective plm needs attention masks, which the {kind} backbone does not have; use mlm, nsp, sop, rtd "
+            f"(or bilm for rnn) with it, or backbone=transformer for plm")
+
+
+def _clm(kind: str) -> str:
+    if kind == "encoder-decoder":
+        return _encoder_side("clm")
+    return (f"objective clm (next-token prediction) needs states that have seen only one side of each token, which "
+            f"the {kind} backbone does not have ({BOTH_SIDES[kind]}, so its state at t has already read token t+1); "
+            f"use model.backbone=decoder (a causal Transformer) or rnn (bilm: ELMo's forward + backward LM) for clm, "
+            f"or mlm, nsp, sop or rtd with {kind}")
+
+
+def _bilm(kind: str) -> str:
+    if kind == "encoder-decoder":
+        return _encoder_side("bilm")
+    if kind == "decoder":
+        return _decoder_cannot("bilm", "ELMo's backward LM needs states that have read the tokens after each "
+                                       "position, which a decoder's never have")
+    return (f"objective bilm (ELMo: a forward and a backward language model) needs states that have seen only one "
+            f"side of each token, which the {kind} backbone does not have ({BOTH_SIDES[kind]}, so its state at t "
+            f"has already read token t+1); use model.backbone=rnn for bilm, or mlm, nsp, sop or rtd with {kind}")
+
+
+SPAN_ALONE = ("objectives {on}: span (T5) corrupts a row differently from infill / permute (BART), and one batch "
+              "gets one corruption; keep span alone, or infill and/or permute")
+ENCODERS = ("transformer", "rnn", "cnn")
+
+# --------------------------------------------------------------------------- the table
+
+OBJECTIVES: Mapping[str, ObjectiveSpec] = MappingProxyType({
+    "mlm": ObjectiveSpec(
+        "mlm", "objectives.mlm:build", ENCODERS, _encoder(
+            "mlm", "it predicts a masked token from both sides, and a decoder's state at a position has read only "
+                   "the tokens before it")),
+    "nsp": ObjectiveSpec(
+        "nsp", "objectives.nsp:build_nsp", ENCODERS, _encoder(
+            "nsp", "it classifies the sentence pair from its first token ([CLS]), which in a decoder has read "
+                   "nothing but itself"),
+        conflicts=MappingProxyType({"sop": "objectives nsp and sop both classify the sentence pair but need different "
+                                           "pairs (random vs swapped second segments); keep one of them in "
+                                           "objective.weights"})),
+    "sop": ObjectiveSpec(
+        "sop", "objectives.nsp:build_sop", ENCODERS, _encoder(
+            "sop", "it classifies the sentence pair from its first token ([CLS]), which in a decoder has read "
+                   "nothing but itself")),
+    "plm": ObjectiveSpec("plm", "objectives.plm:build", ("transformer",), _plm),
+    "rtd": ObjectiveSpec(
+        "rtd", "objectives.rtd:build", ENCODERS, _encoder(
+            "rtd", "ELECTRA's generator is a masked LM and its discriminator judges each token from both sides"),
+        conflicts=MappingProxyType({"mlm": "objective rtd already trains an MLM generator; adding mlm would also train "
+                                           "the discriminator (the backbone you keep) on [MASK]ed input, which ELECTRA "
+                                           "does not do. Drop mlm from objective.weights (the generator's MLM loss is "
+                                           "part of rtd's loss)"})),
+    "clm": ObjectiveSpec("clm", "objectives.clm:build", ("decoder",), _clm,
+                         renamed_on=MappingProxyType({"rnn": "bilm"})),
+    "bilm": ObjectiveSpec("bilm", "objectives.elmo:build", ("rnn",), _bilm),
+    "infill": ObjectiveSpec("infill", "objectives.infill:build", ("encoder-decoder",),
+                            lambda kind: _needs_a_decoder_writing("infill", kind)),
+    "permute": ObjectiveSpec("permute", "objectives.permute:build", ("encoder-decoder",),
+                             lambda kind: _needs_a_decoder_writing("permute", kind),
+                             check_data="objectives.permute:check_corpus"),
+    "span": ObjectiveSpec("span", "objectives.span:build", ("encoder-decoder",),
+                          lambda kind: _needs_a_decoder_writing("span", kind),
+                          conflicts=MappingProxyType({"infill": SPAN_ALONE, "permute": SPAN_ALONE}),
+                          sentinels_setting="span_sentinels", check_data="objectives.span:check_corpus"),
+})
+"""Every objective, by its objective.weights name."""
+
+
+def renamed(weights: Mapping[str, float], kind: str) -> tuple[dict[str, float], list[str]]:
+    """objective.weights with old names replaced by what they stand for on this backbone (clm on an rnn: bilm)
+    -> (weights, one note per replaced name)."""
+    out, notes = {}, []
+    for name, w in weights.items():
+        new = OBJECTIVES[name].renamed_on.get(kind) if name in OBJECTIVES else None
+        if new:
+            notes.append(f"objective {name} on model.backbone={kind} is named {new} now ({new}: ELMo's forward + "
+                         f"backward LM); read as objective.weights.{new}={w}")
+        out[new or name] = w
+    return out, notes
+
+
+def refusal(kind: str, weights: Mapping[str, float]) -> str | None:
+    """Why the objectives with weight > 0 cannot train this backbone together (the first reason), or None."""
+    on = [name for name, w in weights.items() if w > 0]
+    for name in on:
+        if kind not in OBJECTIVES[name].fits and kind not in OBJECTIVES[name].renamed_on:
+            return OBJECTIVES[name].why_not(kind)
+    for name in on:
+        for other, why in OBJECTIVES[name].conflicts.items():
+            if other in on:
+                return why.format(on=", ".join(sorted(on)))
+    return None
