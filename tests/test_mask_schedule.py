@@ -6,7 +6,6 @@ import json
 import pytest
 import torch
 from safetensors.torch import load_file
-from torch import nn
 
 from pretrainlab.config import ConfigError, load_config
 from pretrainlab.objectives import mlm
