@@ -56,7 +56,7 @@ def test_clm_on_a_bidirectional_backbone_is_refused_at_load(backbone, why):
     with pytest.raises(ConfigError, match=rf"objective clm .* the {backbone} backbone does not have \({why}.*"
                                           r"use model.backbone=decoder"):
         load_config(None, [f"model.backbone={backbone}", "objective.weights={clm: 1.0}"])
-    assert load_config(None, ["model.backbone=rnn", "objective.weights={clm: 1.0}"]).objective.weights == {"clm": 1.0}
+    assert load_config(None, ["model.backbone=rnn", "objective.weights={clm: 1.0}"]).objective.weights == {"bilm": 1.0}
 
 
 def test_bad_decoder_settings_are_refused():
