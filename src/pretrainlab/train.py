@@ -222,7 +222,7 @@ def start_fresh_head(model: nn.Module) -> None:
     """A fresh MLM head's starting point: its transform the identity on the body's output (dense = I, bias 0;
     then GELU and the LayerNorm), its decoder the word embeddings it is tied to, so that it first scores a token
     by how well its embedding matches the normalised output, rather than through a random projection."""
-    head = model.objectives["mlm"].head if "mlm" in model.objectives else None
+    head = model.lm_head if "mlm" in model.objectives else None
     if head is None:
         return
     with torch.no_grad():
