@@ -56,7 +56,7 @@ def test_a_fresh_head_warms_up_with_the_body_frozen(reference, tiny_corpus, tmp_
     assert len(body) > 10
     for k in body:  # five steps of the head alone: the body to the last bit
         assert torch.equal(at[5][k], before[k]), k
-    dense = "objectives.mlm.head.dense.weight"
+    dense = "lm_head.dense.weight"  # the model's MLM head
     assert not torch.equal(at[5][dense], before[dense])  # the head moved (from the identity it started as)
     assert torch.allclose(at[5][dense], torch.eye(32), atol=0.05)  # ... a little, from the identity
     assert sum(not torch.equal(at[10][k], before[k]) for k in body) > len(body) // 2  # then the body moves
