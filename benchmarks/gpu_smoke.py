@@ -71,7 +71,7 @@ FAMILIES = {
     "plm": ["objective.weights={plm: 1.0}"],
     "rtd": ["objective.weights={rtd: 1.0}"],
     "rnn mlm": ["model.backbone=rnn"],
-    "rnn clm (ELMo)": ["model.backbone=rnn", "objective.weights={clm: 1.0}"],
+    "rnn bilm (ELMo)": ["model.backbone=rnn", "objective.weights={bilm: 1.0}"],
     "cnn mlm": ["model.backbone=cnn"],
     "decoder llama clm": ["model.backbone=decoder", "model.style=llama"],
     "decoder gpt2 clm": ["model.backbone=decoder", "model.style=gpt2"],

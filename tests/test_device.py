@@ -451,7 +451,7 @@ def backbones():
 
 def run(model, name, ids, mask):
     if name == "bart":
-        return model(ids, mask, ids, mask, return_logits=False).decoder_hidden
+        return model(ids, mask, ids, mask).decoder_hidden
     return model(ids, mask).hidden
 
 
