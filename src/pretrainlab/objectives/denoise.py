@@ -43,7 +43,8 @@ def pad_pairs(sources: list[np.ndarray], targets: list[np.ndarray], *, pad_id: i
     """(source, target) token arrays -> the model's batch.
 
     -> input_ids (B, S), attention_mask (B, S) 1 = real token, decoder_input_ids (B, T),
-       labels (B, T) with -100 at padding; S, T the longest source and target.
+       labels (B, T) with -100 at padding, target_positions (N,) of the real labels; S, T the longest source and
+       target.
     """
     B = len(sources)
     S, T = max(len(s) for s in sources), max(len(t) for t in targets)
@@ -54,7 +55,14 @@ def pad_pairs(sources: list[np.ndarray], targets: list[np.ndarray], *, pad_id: i
         labels[b, : len(tgt)] = torch.as_tensor(np.asarray(tgt, dtype=np.int64))
     attention_mask = (torch.arange(S)[None, :] < torch.tensor([len(s) for s in sources])[:, None]).long()
     return {"input_ids": input_ids, "attention_mask": attention_mask,
-            "decoder_input_ids": shift_right(labels, decoder_start_id, pad_id), "labels": labels}
+            "decoder_input_ids": shift_right(labels, decoder_start_id, pad_id), "labels": labels,
+            "target_positions": target_positions(labels)}
+
+
+def target_positions(labels: Tensor) -> Tensor:
+    """(N,) flat indices into (B * T) of the real target tokens (labels not -100), found on the CPU while the
+    batch is built, so that the loss needs no read back from the device."""
+    return (labels != IGNORE).reshape(-1).nonzero().squeeze(1)
 
 
 def denoising_loss(logits: Tensor, labels: Tensor, name: str) -> tuple[Tensor, dict[str, Tensor]]:
@@ -169,8 +177,7 @@ class Denoiser(nn.Module):
             docs = row_documents(ids[b], mask[b], starts[b] if starts is not None else None)
             rows.append([self.pair(tokens, offsets, rng) for tokens, offsets in docs])
         pairs = pack_pairs(rows, pad_id=self.pad_id, decoder_start_id=self.decoder_start_id)
-        target_positions = (pairs["labels"] != IGNORE).reshape(-1).nonzero().squeeze(1)  # flat, found on the CPU
-        return {**batch, **pairs, "target_positions": target_positions}
+        return {**batch, **pairs, "target_positions": target_positions(pairs["labels"])}
 
     def loss(self, model: nn.Module, out, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         """Cross-entropy of the decoder's logits at the target tokens: it runs the backbone on the corrupted source
