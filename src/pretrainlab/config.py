@@ -10,8 +10,8 @@ import ast
 import dataclasses
 import difflib
 import inspect
+import logging
 import re
-import sys
 import textwrap
 import types
 import typing
@@ -26,6 +26,8 @@ from .backbones.spec import BACKBONES, PRESETS
 from .objectives.spec import OBJECTIVES, refusal, renamed
 from .errors import ConfigError
 from .files import read_yaml
+
+log = logging.getLogger(__name__)
 
 
 # --------------------------------------------------------------------------- model
@@ -867,7 +869,7 @@ def _run_config(parts: dict[str, Any]) -> RunConfig:
     one-line note: clm on an rnn is bilm)."""
     weights, notes = renamed(parts["objective"].weights, parts["model"].backbone)
     for note in notes:
-        print(f"note: {note}", file=sys.stderr)
+        log.warning(f"note: {note}")  # an old name, as the CLI's renamed flags: -q keeps it
     if notes:
         parts["objective"] = replace(parts["objective"], weights=weights)
     return RunConfig(**parts)

@@ -21,7 +21,7 @@ With `infill`, the objective is BART's combination, named `infill+permute`.
 
 from __future__ import annotations
 
-import sys
+import logging
 
 import numpy as np
 from torch import Tensor
@@ -29,6 +29,8 @@ from torch import Tensor
 from ..errors import ConfigError, CorpusError
 from .denoise import Denoiser, pad_pairs, seq2seq_ids, with_ends
 from .infill import Infill, from_settings
+
+log = logging.getLogger(__name__)
 
 
 def document_sentences(doc_offsets: np.ndarray, sent_offsets: np.ndarray, d: int) -> np.ndarray:
@@ -123,5 +125,5 @@ def check_corpus(split, *, seq_len: int, settings, on, say: bool = True) -> None
             "this corpus, or prepare one whose documents hold several sentences"
         )
     if single and say:
-        print(f"note: {single:,} of {split.n_docs:,} training documents have one sentence; permute copies them "
-              "unshuffled" + (" (still infilled)" if "infill" in on else ""), file=sys.stderr)
+        log.info(f"note: {single:,} of {split.n_docs:,} training documents have one sentence; permute copies them "
+                 "unshuffled" + (" (still infilled)" if "infill" in on else ""))
