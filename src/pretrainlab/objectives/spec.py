@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from ..backbones.spec import BACKBONES, BackboneSpec
+
 
 @dataclass(frozen=True)
 class ObjectiveSpec:
@@ -55,6 +57,26 @@ def _resolve(path: str) -> Any:
     return getattr(importlib.import_module(f"pretrainlab.{module}"), name)
 
 
+# --------------------------------------------------------------------------- the kinds, as their rows say
+
+
+def _kinds(has: Callable[[BackboneSpec], bool]) -> tuple[str, ...]:
+    """The backbone kinds whose row (backbones/spec.py) has `has`, in the table's order."""
+    return tuple(name for name, row in BACKBONES.items() if has(row))
+
+
+def _writes(kind: str) -> bool:
+    """An encoder-decoder: its decoder writes a new text while reading the encoder's states."""
+    return BACKBONES[kind].lm == "seq2seq_lm"
+
+
+ENCODERS = _kinds(lambda row: row.lm == "masked_lm")
+"""The bidirectional encoders (transformer, rnn, cnn)."""
+CAUSAL = _kinds(lambda row: row.causal)
+"""The decoders: each state has read only the tokens before it."""
+SEQ2SEQ = _kinds(lambda row: row.lm == "seq2seq_lm")
+"""The encoder-decoders."""
+
 # --------------------------------------------------------------------------- why not (the messages users see)
 
 
@@ -74,7 +96,7 @@ def _encoder_side(name: str) -> str:
 
 def _needs_a_decoder_writing(name: str, kind: str) -> str:
     """The encoder-decoder's objectives anywhere else."""
-    alt = "clm" if kind == "decoder" else "mlm (and nsp, sop, ...)"
+    alt = "clm" if BACKBONES[kind].causal else "mlm (and nsp, sop, ...)"
     return (f"objective {name} trains a decoder to write the original text token by token while it reads the "
             f"encoder's states of the corrupted input; the {kind} backbone has no such decoder. Use "
             f"model.backbone=encoder-decoder for {name}, or {alt} with {kind}")
@@ -87,11 +109,11 @@ BOTH_SIDES = {"transformer": "every position attends to both sides",
 
 def _encoder(name: str, decoder_reason: str) -> Callable[[str], str]:
     """Objectives of the bidirectional encoders (transformer, rnn, cnn)."""
-    return lambda kind: _encoder_side(name) if kind == "encoder-decoder" else _decoder_cannot(name, decoder_reason)
+    return lambda kind: _encoder_side(name) if _writes(kind) else _decoder_cannot(name, decoder_reason)
 
 
 def _plm(kind: str) -> str:
-    if kind in ("decoder", "encoder-decoder"):
+    if BACKBONES[kind].has_attention:  # the decoder and the encoder-decoder
         return _encoder("plm", "XLNet's two-stream attention over permuted orders is the encoder's "
                                "(backbone=transformer)")(kind)
     return (f"objective plm needs attention masks, which the {kind} backbone does not have; use mlm, nsp, sop, rtd "
@@ -99,7 +121,7 @@ def _plm(kind: str) -> str:
 
 
 def _clm(kind: str) -> str:
-    if kind == "encoder-decoder":
+    if _writes(kind):
         return _encoder_side("clm")
     return (f"objective clm (next-token prediction) needs states that have seen only one side of each token, which "
             f"the {kind} backbone does not have ({BOTH_SIDES[kind]}, so its state at t has already read token t+1); "
@@ -108,9 +130,9 @@ def _clm(kind: str) -> str:
 
 
 def _bilm(kind: str) -> str:
-    if kind == "encoder-decoder":
+    if _writes(kind):
         return _encoder_side("bilm")
-    if kind == "decoder":
+    if BACKBONES[kind].causal:
         return _decoder_cannot("bilm", "ELMo's backward LM needs states that have read the tokens after each "
                                        "position, which a decoder's never have")
     return (f"objective bilm (ELMo: a forward and a backward language model) needs states that have seen only one "
@@ -120,7 +142,6 @@ def _bilm(kind: str) -> str:
 
 SPAN_ALONE = ("objectives {on}: span (T5) corrupts a row differently from infill / permute (BART), and one batch "
               "gets one corruption; keep span alone, or infill and/or permute")
-ENCODERS = ("transformer", "rnn", "cnn")
 
 # --------------------------------------------------------------------------- the table
 
@@ -140,7 +161,8 @@ OBJECTIVES: Mapping[str, ObjectiveSpec] = MappingProxyType({
         "sop", "objectives.nsp:build_sop", ENCODERS, _encoder(
             "sop", "it classifies the sentence pair from its first token ([CLS]), which in a decoder has read "
                    "nothing but itself")),
-    "plm": ObjectiveSpec("plm", "objectives.plm:build", ("transformer",), _plm),
+    "plm": ObjectiveSpec("plm", "objectives.plm:build",
+                         _kinds(lambda row: row.lm == "masked_lm" and row.has_attention), _plm),
     "rtd": ObjectiveSpec(
         "rtd", "objectives.rtd:build", ENCODERS, _encoder(
             "rtd", "ELECTRA's generator is a masked LM and its discriminator judges each token from both sides"),
@@ -148,15 +170,15 @@ OBJECTIVES: Mapping[str, ObjectiveSpec] = MappingProxyType({
                                            "the discriminator (the backbone you keep) on [MASK]ed input, which ELECTRA "
                                            "does not do. Drop mlm from objective.weights (the generator's MLM loss is "
                                            "part of rtd's loss)"})),
-    "clm": ObjectiveSpec("clm", "objectives.clm:build", ("decoder",), _clm,
+    "clm": ObjectiveSpec("clm", "objectives.clm:build", CAUSAL, _clm,
                          renamed_on=MappingProxyType({"rnn": "bilm"})),
     "bilm": ObjectiveSpec("bilm", "objectives.elmo:build", ("rnn",), _bilm),
-    "infill": ObjectiveSpec("infill", "objectives.infill:build", ("encoder-decoder",),
+    "infill": ObjectiveSpec("infill", "objectives.infill:build", SEQ2SEQ,
                             lambda kind: _needs_a_decoder_writing("infill", kind)),
-    "permute": ObjectiveSpec("permute", "objectives.permute:build", ("encoder-decoder",),
+    "permute": ObjectiveSpec("permute", "objectives.permute:build", SEQ2SEQ,
                              lambda kind: _needs_a_decoder_writing("permute", kind),
                              check_data="objectives.permute:check_corpus"),
-    "span": ObjectiveSpec("span", "objectives.span:build", ("encoder-decoder",),
+    "span": ObjectiveSpec("span", "objectives.span:build", SEQ2SEQ,
                           lambda kind: _needs_a_decoder_writing("span", kind),
                           conflicts=MappingProxyType({"infill": SPAN_ALONE, "permute": SPAN_ALONE}),
                           sentinels_setting="span_sentinels", check_data="objectives.span:check_corpus"),
