@@ -337,6 +337,12 @@ CASES: dict[str, Case] = {
         lambda fx, t: pretrain_argv(fx, t, "model.backbone=rnn", "objective.weights={plm: 1.0}"),
         "objective plm needs attention masks, which the rnn backbone does not have; use mlm, nsp, sop, rtd (or bilm "
         "for rnn) with it, or backbone=transformer for plm"),
+    "pretrain-hybrid-rnn": Case(
+        "pretrain", "GPT-BERT's hybrid objective with the RNN backbone",
+        lambda fx, t: pretrain_argv(fx, t, "model.backbone=rnn", "objective.weights={hybrid: 1.0}"),
+        "objective hybrid (GPT-BERT: masked next-token prediction and causal LM in one encoder) makes some rows of a "
+        "batch attend causally, which needs attention masks: the rnn backbone has none. Use "
+        "model.backbone=transformer for hybrid, or mlm with rnn"),
     "pretrain-vocab-mismatch": Case(
         "pretrain", "model.vocab_size other than the corpus tokenizer's",
         lambda fx, t: pretrain_argv(fx, t, "model.vocab_size=500"),

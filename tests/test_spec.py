@@ -119,7 +119,7 @@ def test_each_row_builds_its_objective_on_a_backbone_it_fits(name):
                                   make_backbone=lambda **size: build_backbone(kind, **{**SIZES, **size}))
     assert list(objs) == [name] and objs[name].name == name
     assert objs[name].reads in ("rows", "pairs", "sentences")
-    assert (head is not None) == (name in ("mlm", "clm", "infill", "permute", "span"))  # scored with the model's head
+    assert (head is not None) == (name in ("mlm", "hybrid", "clm", "infill", "permute", "span"))  # scored with the model's head
 
 
 def test_conflicting_objectives_are_refused_together_and_factory_takes_few_parameters():

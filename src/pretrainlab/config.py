@@ -205,13 +205,16 @@ class ObjectiveConfig:
     mask_rate: float = 0.15
     """Share of tokens selected for MLM prediction (up to 0.4); with mask_rate_end, the share at the start."""
     mask_rate_end: float = 0.0
-    """The mask rate at the end of the budget (mlm, rtd): it moves linearly from mask_rate to this as the budget
+    """The mask rate at the end of the budget (mlm, rtd, hybrid): it moves linearly from mask_rate to this as the budget
     is spent, as the learning rate's schedule does (GPT-BERT: mask_rate=0.3, mask_rate_end=0.15); 0: constant
     mask_rate. Validation masks at this end rate."""
     whole_word: bool = False
     """Mask whole words (all pieces of a word together)."""
     plm_k: int = 6
     """PLM: predict the last 1/K tokens of each factorisation order."""
+    causal_share: float = 0.0625
+    """hybrid: the share of each batch's rows trained as causal LM, the rest by masked next-token prediction, and
+    the causal loss's share of the objective's loss (GPT-BERT: 1/16, 15 masked : 1 causal)."""
     rtd_generator_fraction: float = 0.25
     """RTD: generator hidden size as a fraction of the discriminator's."""
     rtd_weight: float = 50.0

@@ -11,6 +11,7 @@
     infill   text infilling (BART)                      own forward (encoder-decoder only)
     permute  sentence permutation (BART), + infill      own forward (encoder-decoder only)
     span     span corruption (T5)                       own forward (encoder-decoder only)
+    hybrid   masked next-token + causal LM (GPT-BERT)   own forward, some rows causal (transformer only)
 
 `Objective` is the contract every objective module keeps. Each objective's row in spec.py says which
 backbones it trains (and why not the others), what it cannot share a run with and what the corpus must

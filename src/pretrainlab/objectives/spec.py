@@ -140,6 +140,17 @@ def _bilm(kind: str) -> str:
             f"has already read token t+1); use model.backbone=rnn for bilm, or mlm, nsp, sop or rtd with {kind}")
 
 
+def _hybrid(kind: str) -> str:
+    if kind == "decoder":
+        return _decoder_cannot("hybrid", "its masked rows predict each masked token from both sides, and only its "
+                                         "causal rows attend causally (a decoder attends causally on every row)")
+    if kind == "encoder-decoder":
+        return _encoder_side("hybrid")
+    return (f"objective hybrid (GPT-BERT: masked next-token prediction and causal LM in one encoder) makes some rows "
+            f"of a batch attend causally, which needs attention masks: the {kind} backbone has none. Use "
+            f"model.backbone=transformer for hybrid, or mlm with {kind}")
+
+
 SPAN_ALONE = ("objectives {on}: span (T5) corrupts a row differently from infill / permute (BART), and one batch "
               "gets one corruption; keep span alone, or infill and/or permute")
 
@@ -182,6 +193,11 @@ OBJECTIVES: Mapping[str, ObjectiveSpec] = MappingProxyType({
                           lambda kind: _needs_a_decoder_writing("span", kind),
                           conflicts=MappingProxyType({"infill": SPAN_ALONE, "permute": SPAN_ALONE}),
                           sentinels_setting="span_sentinels", check_data="objectives.span:check_corpus"),
+    "hybrid": ObjectiveSpec(
+        "hybrid", "objectives.hybrid:build", ("transformer",), _hybrid,
+        conflicts=MappingProxyType({"mlm": "objectives hybrid and mlm both train the model's LM head, hybrid to predict "
+                                           "each masked token from the state before it (GPT-BERT), mlm from the state "
+                                           "at it; keep one of them in objective.weights"})),
 })
 """Every objective, by its objective.weights name."""
 
