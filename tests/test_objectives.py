@@ -263,9 +263,11 @@ def test_rtd_labels_are_replaced_real_tokens():
     assert (corrupted.reshape(-1)[batch["rtd_positions"]] > 4).all()
     assert labels.sum() > 0 and not corrupted.requires_grad
     assert logits.shape == (len(batch["rtd_positions"]), V)
-    # the generator reads the discriminator's token embedding; its size is whole heads (1 x 16 of 2 x 16)
-    assert rtd.generator.tok_emb.embedding is model.backbone.tok_emb
-    assert rtd.generator.d_model == 16 and rtd.generator_head.embedding is model.backbone.tok_emb
+    # the generator reads the discriminator's embedding tables through one projection; a quarter of its width
+    gen, bb = rtd.generator, model.backbone
+    assert gen.tok_emb.embedding is bb.tok_emb and gen.pos_emb.embedding is bb.pos_emb
+    assert gen.seg_emb.embedding is bb.seg_emb and gen.tok_emb.project is gen.pos_emb.project is gen.seg_emb.project
+    assert gen.d_model == 8 and rtd.generator_head.embedding is bb.tok_emb
 
 
 def test_rtd_sampling_follows_the_generator_softmax():
@@ -277,7 +279,47 @@ def test_rtd_sampling_follows_the_generator_softmax():
     assert torch.allclose(counts, torch.tensor([0.0, 0.0, 0.2, 0.5, 0.3]), atol=0.015)
     assert (sample_tokens(logits, u, banned=(3,)) != 3).all()
     assert generator_size(256, 4, 1024, 0.25) == (64, 1, 256)  # ELECTRA-small's generator
+    assert generator_size(768, 12, 3072, 1 / 3) == (256, 4, 1024)  # ELECTRA-base's
+    assert generator_size(128, 2, 512, 0.25) == (32, 1, 128)  # the tiny preset's: a quarter of its width
+    assert generator_size(128, 2, 512, 0.25, head_size=0) == (64, 1, 256)  # before #28: whole 64-wide heads, half
     assert generator_size(32, None, 128, 0.25) == (8, 1, 32)  # no attention: an even size
+
+
+def test_rtd_generator_input_is_masked_as_electra_or_as_bert():
+    """ELECTRA: 85% of the picked tokens become [MASK] and 15% stay; bert: 80% [MASK], 10% random, 10% stay. Both
+    from the same draws (mask_tokens' roll), so the picked positions are the same."""
+    raw = packed_batch(B=64, T=16, seed=3)
+    out = {}
+    for masking in ("electra", "bert"):
+        rtd = tiny_model({"rtd": 1.0}, rtd_masking=masking).objectives["rtd"]
+        batch = rtd.prepare(raw, torch.Generator().manual_seed(5))
+        seen = batch["rtd_input"].reshape(-1)[batch["rtd_positions"]]
+        out[masking] = (batch["rtd_positions"], seen == SPECIAL.mask, seen == batch["rtd_labels"])
+    (pos_e, mask_e, kept_e), (pos_b, mask_b, kept_b) = out["electra"], out["bert"]
+    assert torch.equal(pos_e, pos_b) and len(pos_e) > 100
+    assert torch.equal(mask_e | kept_e, torch.ones_like(mask_e))  # electra: never a random token
+    assert mask_b.sum() <= mask_e.sum() and (~mask_b & ~kept_b).any()  # bert: some random tokens
+    assert 0.78 < mask_e.float().mean() < 0.92
+
+
+def test_rtd_settings_default_to_electra_and_old_runs_load_as_they_trained():
+    from pretrainlab.config import ConfigError, config_from_dict, load_config
+
+    cfg = load_config(None, ["objective.weights={rtd: 1.0}"])
+    o = cfg.objective
+    assert (o.rtd_generator_fraction, o.rtd_generator_head_size, o.rtd_shared_embeddings, o.rtd_masking,
+            o.rtd_weight, o.mask_rate) == (0.25, 64, "all", "electra", 50.0, 0.15)
+    saved = cfg.to_dict()
+    for key in ("rtd_generator_head_size", "rtd_shared_embeddings", "rtd_masking"):
+        del saved["objective"][key]  # a config.yaml written before these settings existed
+    old = config_from_dict(saved).objective
+    assert (old.rtd_generator_head_size, old.rtd_shared_embeddings, old.rtd_masking) == (0, "token", "bert")
+    assert config_from_dict(cfg.to_dict()) == cfg
+    model = tiny_model({"rtd": 1.0}, rtd_generator_head_size=0, rtd_shared_embeddings="token")
+    gen = model.objectives["rtd"].generator
+    assert gen.d_model == 16 and isinstance(gen.pos_emb, torch.nn.Embedding)  # as before: its own positions
+    with pytest.raises(ConfigError, match="objective.rtd_masking"):
+        load_config(None, ["objective.rtd_masking=gumbel"])
 
 
 def test_rtd_overfits_and_trains_the_main_backbone():

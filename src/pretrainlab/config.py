@@ -216,7 +216,18 @@ class ObjectiveConfig:
     """hybrid: the share of each batch's rows trained as causal LM, the rest by masked next-token prediction, and
     the causal loss's share of the objective's loss (GPT-BERT: 1/16, 15 masked : 1 causal)."""
     rtd_generator_fraction: float = 0.25
-    """RTD: generator hidden size as a fraction of the discriminator's."""
+    """RTD: the generator's hidden size as a share of the discriminator's (ELECTRA-small 0.25, base 1/3); its depth
+    is the discriminator's, its feed-forward in the discriminator's proportion."""
+    rtd_generator_head_size: int = 64
+    """RTD: the generator's attention heads are this wide (ELECTRA: 64, so ELECTRA-small's 64-wide generator has one
+    head); 0: whole heads of the discriminator's head size (pretrainlab before issue #28: a tiny model's generator
+    was then half its width, not a quarter)."""
+    rtd_shared_embeddings: str = "all"
+    """RTD: which embedding tables the generator shares with the discriminator (through one projection to its
+    width): all (token, position and segment, as ELECTRA) or token (the token table alone, pretrainlab before #28)."""
+    rtd_masking: str = "electra"
+    """RTD: what replaces a picked token in the generator's input: electra (85% [MASK], 15% kept, as ELECTRA) or
+    bert (80% [MASK], 10% a random token, 10% kept: pretrainlab before #28)."""
     rtd_weight: float = 50.0
     """RTD: discriminator loss weight (ELECTRA uses 50)."""
     tie_embeddings: bool = False
@@ -252,6 +263,11 @@ class ObjectiveConfig:
         if not 0 <= self.mask_rate_end <= 0.4:
             raise ConfigError(f"objective.mask_rate_end must be in (0, 0.4], or 0 for a constant mask_rate; "
                               f"got {self.mask_rate_end}")
+        _choice("objective.rtd_shared_embeddings", self.rtd_shared_embeddings, ("all", "token"))
+        _choice("objective.rtd_masking", self.rtd_masking, ("electra", "bert"))
+        if self.rtd_generator_head_size < 0:
+            raise ConfigError(f"objective.rtd_generator_head_size must be >= 0 (ELECTRA: 64; 0: the discriminator's "
+                              f"head size), got {self.rtd_generator_head_size}")
         if self.plm_k < 1:
             raise ConfigError(f"objective.plm_k must be >= 1, got {self.plm_k}")
         if not 0 <= self.infill_mask_ratio < 1:
@@ -862,9 +878,18 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
     return _run_config({s: build_section(s, raw.get(s, {})) for s in SECTIONS})
 
 
+SAVED_BEFORE: dict[str, dict[str, Any]] = {
+    "objective": {"rtd_generator_head_size": 0, "rtd_shared_embeddings": "token", "rtd_masking": "bert"},
+}
+"""What a run saved without these settings trained with (their defaults changed to ELECTRA's in issue #28): a saved
+config.yaml lacking one is read with this value, so its generator is rebuilt as it was trained."""
+
+
 def config_from_dict(d: dict[str, Any]) -> RunConfig:
-    """Rebuild a RunConfig from `to_dict()` output (e.g. a run directory's config.yaml)."""
-    return _run_config({s: build_section(s, d.get(s, {})) for s in SECTIONS})
+    """Rebuild a RunConfig from `to_dict()` output (e.g. a run directory's config.yaml); a setting it lacks that
+    SAVED_BEFORE names takes the value such runs trained with."""
+    d = {s: {**SAVED_BEFORE.get(s, {}), **(d.get(s) or {})} for s in SECTIONS}
+    return _run_config({s: build_section(s, d[s]) for s in SECTIONS})
 
 
 def _run_config(parts: dict[str, Any]) -> RunConfig:

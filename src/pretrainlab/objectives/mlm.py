@@ -28,9 +28,12 @@ def mask_tokens(
     gen: torch.Generator,
     word_starts: Tensor | None = None,
     row_seeds: Tensor | None = None,
+    split: tuple[float, float] = (0.8, 0.1),
 ) -> tuple[Tensor, Tensor, Tensor]:
     """-> (masked input ids, flat positions (N,), original ids at those positions (N,)).
 
+    split: (share of the picked tokens replaced by [MASK], share replaced by a random token); the rest are kept.
+    BERT's (0.8, 0.1); ELECTRA's generator input (0.85, 0.0) (MASKINGS).
     ids, mask: (B, T). word_starts: (B, T) bool, True where a token begins a word (for
     whole-word masking); None masks single tokens. row_seeds: (B,) int64, one seed per row, so
     that a row's mask depends on the row alone (not on which process or batch it lands in): a batch
@@ -70,10 +73,16 @@ def mask_tokens(
     labels = ids.reshape(-1)[positions]
     r = roll.reshape(-1)[positions]
     replaced = ids.reshape(-1).clone()
-    replaced[positions[r < 0.8]] = mask_id
-    rand_pos = positions[(r >= 0.8) & (r < 0.9)]
+    to_mask, to_random = split
+    replaced[positions[r < to_mask]] = mask_id
+    rand_pos = positions[(r >= to_mask) & (r < to_mask + to_random)]
     replaced[rand_pos] = random_ids.reshape(-1)[rand_pos]
     return replaced.reshape(B, T), positions, labels
+
+
+MASKINGS = {"bert": (0.8, 0.1), "electra": (0.85, 0.0)}
+"""What replaces a picked token: (share [MASK], share a random token), the rest kept: BERT's 80/10/10, ELECTRA's
+85% [MASK] and 15% kept (google-research/electra, pretrain_helpers.mask)."""
 
 
 def _row_draws(seed: int, T: int, low: int, high: int) -> tuple[Tensor, Tensor, Tensor]:

@@ -1,12 +1,17 @@
-"""Replaced-token detection (ELECTRA): collator + generator + discriminator head + loss.
+"""Replaced-token detection (ELECTRA, Clark et al. 2020; google-research/electra): collator + generator +
+discriminator head + loss.
 
-    collator:      mask `rate` of the real tokens as MLM does; draw one uniform number per masked
-                   position (so sampling is a pure function of the batch's seed: exact resume)
-    generator:     a small MLM (its own backbone, hidden size `fraction` of the discriminator's,
-                   reading the discriminator's token embedding through a projection, as ELECTRA
-                   shares embeddings) predicts the masked tokens -> generator MLM loss
-    corrupt:       at the masked positions, a token sampled from the generator's softmax (no
-                   gradient flows through the sample); every other token stays the original
+    collator:      mask `rate` of the real tokens (objective.mask_rate, ELECTRA 0.15), replacing them as
+                   objective.rtd_masking says (electra: 85% [MASK], 15% kept; bert: 80/10/10); draw one
+                   uniform number per masked position (so sampling is a pure function of the batch's seed:
+                   exact resume)
+    generator:     a small MLM of the discriminator's depth and `fraction` of its width (ELECTRA-small: 1/4,
+                   base 1/3) in heads of rtd_generator_head_size (ELECTRA: 64), reading the discriminator's
+                   embedding tables (token, position, segment: rtd_shared_embeddings=all, as ELECTRA shares
+                   its embeddings) through one projection, predicts the masked tokens -> generator MLM loss
+    corrupt:       at the masked positions, a token sampled from the generator's softmax (ELECTRA draws it by
+                   the Gumbel-max trick, this by the inverse CDF at the drawn uniform: the same distribution;
+                   no gradient flows through the sample); every other token stays the original
     discriminator: the main backbone on the corrupted input + a per-token binary head, trained to
                    spot replaced tokens; label = (corrupted != original) at real tokens, so a
                    sample that hits the original token counts as original
@@ -14,7 +19,8 @@
 
 The discriminator is the backbone that fine-tunes and exports. Combined with objective mlm, the
 discriminator would also learn MLM on [MASK]ed input, which ELECTRA does not do: the factory
-rejects that combination.
+rejects that combination. Runs saved before these settings existed (issue #28) load with what they trained
+with (config.SAVED_BEFORE): whole discriminator heads, the token table alone, BERT's masking.
 """
 
 from __future__ import annotations
@@ -25,47 +31,65 @@ from torch import Tensor, nn
 
 from ..distributed import global_count, world_size
 from ..errors import ConfigError
-from .mlm import MaskRate, mask_tokens, row_rand, salted, schedule
+from .mlm import MASKINGS, MaskRate, mask_tokens, row_rand, salted, schedule
 
 
-def generator_size(d_model: int, n_heads: int | None, d_ff: int, fraction: float) -> tuple[int, int, int]:
-    """(hidden, heads, feed-forward) of a generator `fraction` the discriminator's size.
+def generator_size(d_model: int, n_heads: int | None, d_ff: int, fraction: float,
+                   head_size: int = 64) -> tuple[int, int, int]:
+    """(hidden, heads, feed-forward) of a generator `fraction` the discriminator's width (the feed-forward in the
+    discriminator's proportion).
 
-    With attention: whole heads of the discriminator's head size (ELECTRA-small: 256 -> 64, one
-    head); without (n_heads None): an even hidden size.
+    ELECTRA's rule (head_size 64): an even width round(d_model x fraction), in max(1, width // 64) heads
+    (ELECTRA-small: 256 -> 64, one head; base: 768 -> 256, four). head_size 0: whole heads of the
+    discriminator's head size (pretrainlab before issue #28: a d 128, 2-head tiny got a 64-wide generator, half
+    its width). Without attention (n_heads None): an even width.
     """
-    if n_heads:
+    if n_heads and not head_size:
         head_dim = d_model // n_heads
         heads = max(1, round(d_model * fraction / head_dim))
         d = heads * head_dim
-    else:
-        heads, d = 1, max(2, 2 * round(d_model * fraction / 2))
+        return d, heads, max(1, d_ff * d // d_model)
+    d = max(2, 2 * round(d_model * fraction / 2))
+    heads = max(1, d // head_size) if n_heads else 1
+    while d % heads or (d // heads) % 2:  # whole, even heads (rotary positions need an even head size)
+        heads -= 1
     return d, heads, max(1, d_ff * d // d_model)
 
 
 class ProjectedEmbedding(nn.Module):
-    """The discriminator's token embedding (V, D) read through a projection to the generator's size d.
+    """A discriminator's embedding table (N, D) read through a projection to the generator's width d (ELECTRA's
+    `embeddings_project`): the generator shares the table and learns only the projection, one for all its tables."""
 
-    ELECTRA's `embeddings_project`: the generator shares the token embedding table and learns
-    only the projection.
-    """
-
-    def __init__(self, embedding: nn.Embedding, d: int):
+    def __init__(self, embedding: nn.Embedding, project: nn.Linear):
         super().__init__()
-        self.embedding = embedding
-        self.project = nn.Linear(embedding.embedding_dim, d, bias=False)
-        nn.init.normal_(self.project.weight, std=embedding.embedding_dim ** -0.5)  # keeps the embedding's scale
+        self.embedding, self.project = embedding, project
+
+    @property
+    def weight(self) -> Tensor:
+        """(N, d): the projected table (the bert style adds segment 0's row when no segment ids are given)."""
+        return self.project(self.embedding.weight)
 
     def forward(self, ids: Tensor) -> Tensor:
         return self.project(self.embedding(ids))
 
 
-def share_token_embedding(generator: nn.Module, embedding: nn.Embedding) -> None:
-    """Replace the generator backbone's own token embedding by the shared one (projected if sizes differ)."""
+SHARED_EMBEDDINGS = ("all", "token")
+
+
+def share_embeddings(generator: nn.Module, discriminator: nn.Module, which: str) -> None:
+    """Replace the generator's own embedding tables by the discriminator's (projected when the widths differ):
+    `all` of them (token, position, segment: ELECTRA's), or the `token` table alone (pretrainlab before #28)."""
     own = generator.get_input_embeddings()
-    name = next(n for n, m in generator.named_children() if m is own)
-    shared = embedding if generator.d_model == embedding.embedding_dim else ProjectedEmbedding(embedding, generator.d_model)
-    setattr(generator, name, shared)
+    names = [n for n, m in generator.named_children()
+             if isinstance(m, nn.Embedding) and (which == "all" or m is own)
+             and isinstance(getattr(discriminator, n, None), nn.Embedding)]
+    d, D = generator.d_model, discriminator.d_model
+    project = nn.Linear(D, d, bias=False) if d != D else None
+    if project is not None:
+        nn.init.normal_(project.weight, std=D ** -0.5)  # keeps the tables' scale
+    for name in names:
+        table = getattr(discriminator, name)
+        setattr(generator, name, table if project is None else ProjectedEmbedding(table, project))
 
 
 class GeneratorHead(nn.Module):
@@ -119,23 +143,25 @@ class RTD(nn.Module):
     reads = "rows"
     word_start_table: Tensor | None = None  # unused: only mlm masks whole words
 
-    def __init__(self, d_model: int, vocab_size: int, embedding: nn.Embedding, generator: nn.Module,
-                 special_ids: tuple[int, ...], mask_id: int, rate: float | MaskRate = 0.15, weight: float = 50.0):
+    def __init__(self, discriminator: nn.Module, vocab_size: int, generator: nn.Module, special_ids: tuple[int, ...],
+                 mask_id: int, rate: float | MaskRate = 0.15, weight: float = 50.0, shared_embeddings: str = "all",
+                 masking: str = "electra"):
         super().__init__()
-        share_token_embedding(generator, embedding)
+        share_embeddings(generator, discriminator, shared_embeddings)
+        d_model, embedding = discriminator.d_model, discriminator.get_input_embeddings()
         self.generator = generator
         self.generator_head = GeneratorHead(generator.d_model, embedding, vocab_size)
         self.discriminator_head = DiscriminatorHead(d_model)
         self.special_ids, self.mask_id, self.vocab_size = tuple(special_ids), mask_id, vocab_size
         self.rate = rate if isinstance(rate, MaskRate) else MaskRate(rate, rate)
-        self.weight = weight
+        self.weight, self.split = weight, MASKINGS[masking]
 
     def prepare(self, batch: dict[str, Tensor], gen: torch.Generator, progress: float = 1.0) -> dict[str, Tensor]:
         ids = batch.get("original_ids", batch["input_ids"])
         rows = batch.get("row_seed")  # per-row draws: a row is corrupted the same on any rank
         masked, positions, labels = mask_tokens(ids, batch["mask"], self.special_ids, self.mask_id, self.vocab_size,
                                                 self.rate.at(progress), gen,
-                                                row_seeds=None if rows is None else salted(rows, 1))
+                                                row_seeds=None if rows is None else salted(rows, 1), split=self.split)
         uniform = (torch.rand(len(positions), generator=gen) if rows is None
                    else row_rand(salted(rows, 3), ids.shape[1]).reshape(-1)[positions])
         real = (batch["mask"] != 0).reshape(-1).nonzero().squeeze(1)  # (n_real,) flat, found on the CPU
@@ -176,17 +202,17 @@ class RTD(nn.Module):
 
 
 def build(ctx) -> dict[str, nn.Module]:
-    """rtd from objective.rtd_generator_fraction, rtd_weight and mask_rate (-> mask_rate_end); the generator is
-    ctx.make_backbone's."""
+    """rtd from objective.rtd_generator_fraction, rtd_generator_head_size, rtd_shared_embeddings, rtd_masking,
+    rtd_weight and mask_rate (-> mask_rate_end); the generator is ctx.make_backbone's, of the discriminator's depth."""
     s, bb = ctx.settings, ctx.backbone
     fraction = s["rtd_generator_fraction"]
     if not 0 < fraction <= 1:
         raise ConfigError(f"objective.rtd_generator_fraction={fraction} must be in (0, 1]: the generator's hidden size "
-                          "as a share of the discriminator's (ELECTRA: 0.25 to 0.5)")
+                          "as a share of the discriminator's (ELECTRA: 0.25 to 0.33)")
     if ctx.make_backbone is None:
         raise ValueError("objective rtd needs make_backbone(d_model=..., n_heads=..., d_ff=...) to build its generator")
     d_gen, heads, d_ff = generator_size(bb.d_model, getattr(bb, "n_heads", None), getattr(bb, "d_ff", 4 * bb.d_model),
-                                        fraction)
+                                        fraction, s["rtd_generator_head_size"])
     generator = ctx.make_backbone(d_model=d_gen, n_heads=heads, d_ff=d_ff)
-    return {"rtd": RTD(bb.d_model, ctx.vocab_size, bb.get_input_embeddings(), generator, ctx.special.all,
-                       ctx.special.mask, schedule(s), s["rtd_weight"])}
+    return {"rtd": RTD(bb, ctx.vocab_size, generator, ctx.special.all, ctx.special.mask, schedule(s), s["rtd_weight"],
+                       s["rtd_shared_embeddings"], s["rtd_masking"])}
