@@ -73,9 +73,6 @@ class ProjectedEmbedding(nn.Module):
         return self.project(self.embedding(ids))
 
 
-SHARED_EMBEDDINGS = ("all", "token")
-
-
 def share_embeddings(generator: nn.Module, discriminator: nn.Module, which: str) -> None:
     """Replace the generator's own embedding tables by the discriminator's (projected when the widths differ):
     `all` of them (token, position, segment: ELECTRA's), or the `token` table alone (pretrainlab before #28)."""
