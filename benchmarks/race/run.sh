@@ -19,6 +19,8 @@ PY=${PY:-$HERE/../../.venv/bin/python}
 RECIPES=${RECIPES:-$HERE/recipes.txt}
 LANE=(); [ -n "${CORE:-}" ] && LANE=(env OMP_NUM_THREADS=1 taskset -c "$CORE")
 FT=(--labels 300 1000 --seeds 0 1 2 --set finetune.max_len=64 --set train.progress=false)
+# FTX: more fine-tuning settings, e.g. the rule of an older code tree so that recipes from two trees compare
+read -r -a FTX <<< "${FTX:-}"; for s in "${FTX[@]}"; do FT+=(--set "$s"); done
 mkdir -p "$WORK"/{runs,curves,dev,cal} && cd "$WORK"
 recipe() { awk -v n="$1" '$1 == n {for (i = 4; i <= NF; i++) printf "--set %s ", $i; exit}' "$RECIPES"; }
 rate() { awk -v n="$1" '$1 == n {print $3; exit}' "$RECIPES"; }
