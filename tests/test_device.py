@@ -11,6 +11,7 @@
 """
 
 import contextlib
+import dataclasses
 import shutil
 
 import pytest
@@ -345,7 +346,7 @@ def test_a_training_step_reads_the_device_once(tiny_corpus, tmp_path, monkeypatc
     monkeypatch.setattr(loop, "settle", settle)
     real_fit = loop.fit
 
-    def fit(*args, count_tokens=None, **kwargs):
+    def fit(*args, hooks, **kwargs):
         def quiet_count(b):
             counts["on"] = False
             try:
@@ -354,7 +355,7 @@ def test_a_training_step_reads_the_device_once(tiny_corpus, tmp_path, monkeypatc
                 counts["on"] = True
 
         counts["on"], counts["n"] = True, 0
-        return real_fit(*args, count_tokens=quiet_count, **kwargs)
+        return real_fit(*args, hooks=dataclasses.replace(hooks, count_tokens=quiet_count), **kwargs)
 
     from pretrainlab import train
 

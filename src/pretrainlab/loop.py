@@ -358,21 +358,18 @@ class _Checkpoints:
     while the optimizer is "updating" the weights neither are, and nothing can be saved.
     """
 
-    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, schedule: BudgetSchedule,
-                 run_dir: Path | None, data_state: Callable[[], dict[str, Any]] | None,
-                 extra_state: dict[str, Any] | None, settings: LoopSettings, device: torch.device, dist: Dist,
-                 ema: WeightEMA | None = None, scaler: torch.amp.GradScaler | None = None):
-        self.model, self.optimizer, self.schedule, self.run_dir, self.ema = model, optimizer, schedule, run_dir, ema
-        self.data_state = data_state or dict
-        self.extra_state, self.settings, self.device, self.dist = extra_state, settings, device, dist
-        self.scaler = scaler
+    def __init__(self, model: nn.Module, engine: Engine, hooks: Hooks, run_dir: Path | None, settings: LoopSettings):
+        self.model, self.run_dir, self.settings = model, run_dir, settings
+        self.optimizer, self.schedule, self.device = engine.optimizer, engine.schedule, engine.device
+        self.dist, self.ema, self.scaler = engine.dist, engine.ema, engine.scaler
+        self.data_state, self.extra_state = hooks.data_state or dict, hooks.extra_state
         self.sharded = is_sharded(model)
         # every rank takes part: gathering a sharded model's state, and every rank's RNG states
-        self.joins = run_dir is not None or self.sharded or dist.enabled
+        self.joins = run_dir is not None or self.sharded or self.dist.enabled
         self.last: Path | None = None
-        self.last_elapsed = schedule.elapsed
+        self.last_elapsed = self.schedule.elapsed
         self.phase = "between"
-        self.before: tuple[dict[str, Any], dict[str, torch.Tensor]] = ({}, rng_state(device))
+        self.before: tuple[dict[str, Any], dict[str, torch.Tensor]] = ({}, rng_state(self.device))
 
     def drawing(self) -> None:
         """A step begins: note the data position and RNG states it starts from (a few numbers and 5 kB)."""
@@ -449,57 +446,86 @@ class _Signals:
             signal.signal(s, signal.SIG_DFL if handler is None else handler)
 
 
+@dataclass(frozen=True)
+class Engine:
+    """How `fit`'s steps run: where, in what precision, with which optimizer, for which budget."""
+
+    device: torch.device
+    dtype: torch.dtype | None
+    """The autocast dtype (None: full fp32)."""
+    optimizer: torch.optim.Optimizer
+    schedule: BudgetSchedule
+    dist: Dist = Dist()
+    """Data parallelism: this rank and the world (one process by default)."""
+    ema: WeightEMA | None = None
+    """A weight EMA updated after every optimizer step, saved in the checkpoints."""
+    scaler: torch.amp.GradScaler | None = None
+    """fp16's gradient scaler (`grad_scaler`), saved in the checkpoints."""
+
+
+@dataclass(frozen=True)
+class Hooks:
+    """What `fit` calls back, and what it adds to its checkpoints; all optional."""
+
+    evaluate: Callable[[nn.Module], dict[str, float]] | None = None
+    """Validation every `eval_every` steps and at the end; its metrics go to the log and the history."""
+    should_stop: Callable[[dict[str, float]], bool] | None = None
+    """Given an evaluation's metrics: True stops the run early."""
+    data_state: Callable[[], dict[str, Any]] | None = None
+    """The data position, saved in every checkpoint (resumed runs draw the same batches)."""
+    extra_state: dict[str, Any] | None = None
+    """Further entries saved in every checkpoint."""
+    log: Callable[[dict[str, Any]], None] | None = None
+    """Called with every logged record (training steps, evaluations)."""
+    count_tokens: Callable[[dict[str, torch.Tensor]], int] | None = None
+    """A batch's tokens for a token budget and tok/s (default: the nonzero entries of its "mask")."""
+
+
 def fit(
     model: nn.Module,
     next_batch: Callable[[], dict[str, torch.Tensor]],
     step_loss: Callable[[nn.Module, dict[str, torch.Tensor]], tuple[torch.Tensor, dict[str, torch.Tensor]]],
     settings: LoopSettings,
     *,
-    device: torch.device,
-    dtype: torch.dtype | None,
-    optimizer: torch.optim.Optimizer,
-    schedule: BudgetSchedule,
+    engine: Engine,
+    hooks: Hooks = Hooks(),
     run_dir: Path | None = None,
-    evaluate: Callable[[nn.Module], dict[str, float]] | None = None,
-    should_stop: Callable[[dict[str, float]], bool] | None = None,
-    data_state: Callable[[], dict[str, Any]] | None = None,
-    extra_state: dict[str, Any] | None = None,
-    log: Callable[[dict[str, Any]], None] | None = None,
-    count_tokens: Callable[[dict[str, torch.Tensor]], int] | None = None,
     desc: str = "train",
-    dist: Dist = Dist(), ema: WeightEMA | None = None,
-    scaler: torch.amp.GradScaler | None = None,
 ) -> LoopResult:
-    """Run optimizer steps until the budget is spent (or `should_stop` after an evaluation).
+    """Run optimizer steps until the budget is spent (or `hooks.should_stop` after an evaluation).
+
+    `engine` says how the steps run (device, precision, optimizer, budget schedule, data parallelism, weight
+    EMA, fp16's gradient scaler); `hooks` what the loop calls back (evaluation, early stopping, logging, token
+    counting) and what it adds to its checkpoints (the data position, extra entries).
 
     Each step reads the device once (`settle`: the losses, whether they are finite); nothing else in it
-    waits for a GPU. Under data parallelism (`dist`), every rank takes the same decisions: a NaN anywhere
-    skips or stops the step everywhere, and tokens and elapsed time are agreed on before the budget is
-    checked, in that same read. Only the rank given a run_dir writes checkpoints; every rank takes part in
-    saving them (its RNG states; a sharded (FSDP) model's state), at the same steps. `scaler`: fp16's
-    gradient scaler (`grad_scaler`), saved in the checkpoints.
+    waits for a GPU. Under data parallelism (`engine.dist`), every rank takes the same decisions: a NaN
+    anywhere skips or stops the step everywhere, and tokens and elapsed time are agreed on before the budget
+    is checked, in that same read. Only the rank given a run_dir writes checkpoints; every rank takes part in
+    saving them (its RNG states; a sharded (FSDP) model's state), at the same steps.
 
     Ctrl-C or SIGTERM stops at the next step boundary (agreed by all ranks), saves and raises `Interrupted`;
     an interrupt inside a step saves the state from before it (`_Checkpoints.phase`): resumed runs are exact.
     """
-    s = settings
-    count_tokens = count_tokens or (lambda b: int((b["mask"] != 0).sum()) if "mask" in b else 0)
+    s, optimizer, schedule, dist = settings, engine.optimizer, engine.schedule, engine.dist
+    count_tokens = hooks.count_tokens or (lambda b: int((b["mask"] != 0).sum()) if "mask" in b else 0)
     start_elapsed = schedule.elapsed
     t0 = time.perf_counter()
 
     def elapsed() -> float:
         return start_elapsed + time.perf_counter() - t0
 
-    ckpts = _Checkpoints(model, optimizer, schedule, run_dir, data_state, extra_state, s, device, dist, ema, scaler)
+    ckpts = _Checkpoints(model, engine, hooks, run_dir, s)
     bar = ProgressBar(schedule, desc) if s.progress and dist.main and shows_progress() else None
-    run = _Run(s, schedule, ckpts, elapsed, log, bar)
+    run = _Run(s, schedule, ckpts, elapsed, hooks, bar)
     model.train()
     with _Signals() as signals:
         try:
             while not schedule.done():
                 ckpts.drawing()
                 lr = schedule.apply()
-                acc = accumulate(model, next_batch, step_loss, s.grad_accum, device, dtype, count_tokens, dist, scaler)
+                acc = accumulate(model, next_batch, step_loss, s.grad_accum, engine.device, engine.dtype, count_tokens,
+                                 dist, engine.scaler)
                 agreed = settle(acc, dist, signals.received, elapsed())
                 if agreed.bad_loss is not None:
                     optimizer.zero_grad(set_to_none=True)
@@ -508,17 +534,17 @@ def fit(
                     ckpts.phase = "between"  # the batch is consumed and counted as skipped
                 else:
                     ckpts.phase = "updating"
-                    update(model, optimizer, s.clip, ema, scaler)
+                    update(model, optimizer, s.clip, engine.ema, engine.scaler)
                     schedule.step(agreed.tokens, agreed.elapsed if dist.enabled else elapsed())
                     ckpts.phase = "between"
-                    if run.after_step(agreed, lr, model, evaluate, should_stop):
+                    if run.after_step(agreed, lr, model):
                         break
                 # every rank stops at the same step boundary: a signal any rank had by `settle` (one process:
                 # any signal so far)
                 if stop := agreed.stop if dist.enabled else signals.received:
                     raise ckpts.interrupted(stop, elapsed, run.nan_skipped, together=True)
-            if evaluate:
-                result = evaluate(model)
+            if hooks.evaluate:
+                result = hooks.evaluate(model)
                 run.emit({"step": schedule.step_count, "tokens": schedule.tokens, "elapsed": round(elapsed(), 2),
                           "final": True, **result})
         except KeyboardInterrupt:  # a second signal, or raised by the code itself: at any point of a step
@@ -536,8 +562,9 @@ class _Run:
     """What `fit` does between optimizer steps: count, log, show progress, evaluate, checkpoint."""
 
     def __init__(self, settings: LoopSettings, schedule: BudgetSchedule, ckpts: _Checkpoints,
-                 elapsed: Callable[[], float], log, bar: ProgressBar | None):
-        self.s, self.schedule, self.ckpts, self.elapsed, self.log, self.bar = settings, schedule, ckpts, elapsed, log, bar
+                 elapsed: Callable[[], float], hooks: Hooks, bar: ProgressBar | None):
+        self.s, self.schedule, self.ckpts, self.elapsed = settings, schedule, ckpts, elapsed
+        self.hooks, self.bar = hooks, bar
         self.history: list[dict[str, Any]] = []
         self.nan_skipped = 0
         self.stopped_early = False
@@ -545,12 +572,12 @@ class _Run:
 
     def emit(self, record: dict[str, Any]) -> None:
         self.history.append(record)
-        if self.log:
-            self.log(record)
+        if self.hooks.log:
+            self.hooks.log(record)
 
-    def after_step(self, agreed: _Agreed, lr: float, model: nn.Module, evaluate, should_stop) -> bool:
+    def after_step(self, agreed: _Agreed, lr: float, model: nn.Module) -> bool:
         """-> True when an evaluation says to stop early."""
-        s, schedule = self.s, self.schedule
+        s, schedule, evaluate, should_stop = self.s, self.schedule, self.hooks.evaluate, self.hooks.should_stop
         self.window_tokens += agreed.tokens
         step = schedule.step_count
         if self.bar is not None:

@@ -35,7 +35,8 @@ from .config import Budget
 from .data.encoding import Encoded, collate
 from .errors import CheckpointError
 from .evaluate import predict_logits
-from .loop import BudgetSchedule, LoopSettings, enable_tf32, fit, grad_scaler, make_optimizer, set_seed
+from .loop import (BudgetSchedule, Engine, Hooks, LoopSettings, enable_tf32, fit, grad_scaler, make_optimizer,
+                   set_seed)
 from .metrics import Interval, Metrics, SeedResult, score
 
 log = logging.getLogger(__name__)
@@ -284,9 +285,10 @@ def train_seed(seed: int, build: Callable[[], nn.Module], step_loss, batches: Ep
                                  eval_every=s.eval_every, checkpoint_every=s.checkpoint_every,
                                  checkpoint_minutes=s.checkpoint_minutes, progress=s.progress and not quiet)
     data_state = (lambda: {"batches": batches.state_dict(), "best": kept.state()}) if kept is not None else None
-    loop = fit(model, batches, step_loss, loop_settings, device=device, dtype=scoring.dtype, optimizer=optimizer,
-               schedule=schedule, run_dir=seed_dir, evaluate=validate, should_stop=best.should_stop,
-               data_state=data_state, desc=desc, scaler=scaler)
+    loop = fit(model, batches, step_loss, loop_settings,
+               engine=Engine(device, scoring.dtype, optimizer, schedule, scaler=scaler),
+               hooks=Hooks(evaluate=validate, should_stop=best.should_stop, data_state=data_state),
+               run_dir=seed_dir, desc=desc)
     classifier = scoring.classifier(model)
     classifier.load_state_dict(best.weights)  # the best-validation weights
     test_logits = scoring.logits(model, scoring.test)

@@ -29,8 +29,8 @@ from .data.prefetch import Prefetcher
 from .distributed import Dist
 from .ema import WeightEMA
 from .errors import CheckpointError
-from .loop import (BudgetSchedule, LoopResult, LoopSettings, autocast, enable_tf32, fit, grad_scaler, make_optimizer,
-                   pick_device, pick_dtype, set_seed, tune_allocator)
+from .loop import (BudgetSchedule, Engine, Hooks, LoopResult, LoopSettings, autocast, enable_tf32, fit, grad_scaler,
+                   make_optimizer, pick_device, pick_dtype, set_seed, tune_allocator)
 from .models import renamed_weights
 from .objectives.spec import OBJECTIVES, ObjectiveSpec
 from .runs import (adopt_init_model, build_pretrain_model, check_resumable, count_parameters, init_from,
@@ -123,11 +123,11 @@ def pretrain(cfg: RunConfig, corpus: str | Path, out: str | Path, resume: bool =
 
     metrics = MetricsLog(run_dir, tc.tensorboard) if dist.main else MetricsLog(None)
     try:
-        result = fit(trained, batches, step_loss, loop_settings(tc), device=device, dtype=dtype,
-                     optimizer=optimizer, schedule=schedule, run_dir=run_dir if dist.main else None,
-                     evaluate=evaluate if val_batches else None,
-                     data_state=lambda: batches.state, extra_state={"tokenizer_hash": data.tokenizer_hash},
-                     log=metrics, desc="pretrain", dist=dist, ema=ema, scaler=scaler)
+        result = fit(trained, batches, step_loss, loop_settings(tc),
+                     engine=Engine(device, dtype, optimizer, schedule, dist=dist, ema=ema, scaler=scaler),
+                     hooks=Hooks(evaluate=evaluate if val_batches else None, data_state=lambda: batches.state,
+                                 extra_state={"tokenizer_hash": data.tokenizer_hash}, log=metrics),
+                     run_dir=run_dir if dist.main else None, desc="pretrain")
     finally:
         batches.close()
         metrics.close()
