@@ -326,7 +326,7 @@ def generate_seq2seq(run: str | Path, prompts: Sequence[str], settings: Generati
                  f"its last {dropped} tokens were cut")
         x = torch.tensor([enc.ids])
         y = generate(model, x, s.max_new_tokens, s.temperature, s.top_k, s.top_p, s.seed, eos_id=sp.sep,
-                     pad_id=sp.pad, decoder_start_id=sp.sep)[0].tolist()
+                     pad_id=sp.pad, decoder_start_id=model.backbone.decoder_start(sp.sep))[0].tolist()
         new = y[1:]
         # sentinels and [MASK] stay visible; the start, end and padding do not
         text = pre.tokenizer.decode([t for t in new if t not in (sp.pad, sp.cls, sp.sep)], skip_special_tokens=False)

@@ -111,7 +111,7 @@ def probe(run: str | Path | Pretrained, task, *, max_len: int = 64, max_examples
         enc = encode_split(pre.tokenizer, split, max_len)
         b = collate(enc, list(range(len(enc))), pre.special.pad, segments)
         f, has_layers = layer_features(backbone, b["input_ids"], b["mask"], b.get("segment_ids"), batch_size,
-                                       decoder_start_id=pre.special.sep)  # used by an encoder-decoder only
+                                       eos_id=pre.special.sep)  # used by an encoder-decoder only
         feats.append(f)
         ys.append(np.asarray(split.labels))
     train_acc, test_acc = fit_probes(feats[0], ys[0], feats[1], ys[1], C=C)

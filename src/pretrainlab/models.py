@@ -248,9 +248,10 @@ class Seq2SeqClassifier(nn.Module):
     dropout -> linear: BartForSequenceClassification.
 
     The encoder reads the text; the decoder reads the same text shifted right behind its start token
-    (BART's shift_tokens_right, start = end-of-sequence = [SEP]), so its state at the last [SEP] has
-    read the whole text on both sides. `pooler` and `head` are BART's classification_head.dense and
-    out_proj. There are no segment ids (BART has none).
+    (backbone.decoder_start: BART's shift_tokens_right starts from end-of-sequence = [SEP], T5's from [PAD]), so
+    its state at the last [SEP] has read the whole text on both sides. `pooler` and `head` are BART's
+    classification_head.dense and out_proj (T5ForSequenceClassification's are the same). There are no segment
+    ids (BART has none).
     """
 
     pooling = "eos"
@@ -280,7 +281,7 @@ class Seq2SeqClassifier(nn.Module):
             raise ValueError("every input of an encoder-decoder classifier needs its end-of-sequence token [SEP] "
                              "(the tokenizer adds it: encode with data.encoding.encode)")
         last = torch.where(is_eos, torch.arange(T, device=input_ids.device), -1).argmax(1)  # (B,) the last [SEP]
-        decoder_ids = shift_right(input_ids, self.eos_id, self.backbone.pad_id)
+        decoder_ids = shift_right(input_ids, self.backbone.decoder_start(self.eos_id), self.backbone.pad_id)
         decoder_embeds = None
         if inputs_embeds is not None:  # shift_right in embedding space: [start, e_0 ... e_{T-2}]
             start = self.backbone.get_input_embeddings()(decoder_ids[:, :1])  # (B, 1, D)

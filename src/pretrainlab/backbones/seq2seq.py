@@ -274,6 +274,11 @@ class Seq2SeqTransformer(nn.Module):
     def get_input_embeddings(self) -> nn.Embedding:
         return self.tok_emb
 
+    def decoder_start(self, eos_id: int) -> int:
+        """The token the decoder reads first (its input is the target shifted right behind it): BART's
+        end-of-sequence token (eos_id, pretrainlab's [SEP])."""
+        return eos_id
+
     # ------------------------------------------------------------------ encoder
 
     def encode(self, ids: Tensor, mask: Tensor, output_attentions: bool = False, output_hidden_states: bool = False,

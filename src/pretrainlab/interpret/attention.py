@@ -52,11 +52,12 @@ class Seq2SeqAttention:
 
 
 @torch.no_grad()
-def seq2seq_attention(backbone: Seq2SeqTransformer, ids: Tensor, mask: Tensor, decoder_start_id: int) -> Seq2SeqAttention:
+def seq2seq_attention(backbone: Seq2SeqTransformer, ids: Tensor, mask: Tensor, eos_id: int) -> Seq2SeqAttention:
     """The attention weights of an encoder-decoder reading a text as its classifier does (and as BART's
-    denoising reconstructs it): the encoder reads ids, the decoder reads ids shifted right behind
-    decoder_start_id ([SEP], BART's </s>). Rows of real tokens sum to 1."""
-    decoder_ids = shift_right(ids, decoder_start_id, backbone.pad_id)
+    denoising reconstructs it): the encoder reads ids, the decoder reads ids shifted right behind its start
+    token (backbone.decoder_start(eos_id): eos_id, [SEP] (BART's </s>), for bart; [PAD] for t5). Rows of real
+    tokens sum to 1."""
+    decoder_ids = shift_right(ids, backbone.decoder_start(eos_id), backbone.pad_id)
     out = backbone(ids, mask, decoder_ids, output_attentions=True)
     return Seq2SeqAttention([a.detach().float() for a in out.encoder_attentions],
                             [a.detach().float() for a in out.decoder_attentions],

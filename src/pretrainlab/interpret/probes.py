@@ -41,21 +41,22 @@ class ProbeResult:
 @torch.no_grad()
 def layer_features(
     backbone: nn.Module, ids: Tensor, mask: Tensor, segment_ids: Tensor | None = None, batch_size: int = 32,
-    decoder_start_id: int | None = None,
+    eos_id: int | None = None,
 ) -> tuple[list[np.ndarray], bool]:
     """Mean-pooled features per layer, each (N, D); and whether they are per-layer (else final only).
 
-    An encoder-decoder (decoder_start_id: its [SEP]) gives the encoder's layers, then the decoder's."""
+    An encoder-decoder gives the encoder's layers, then the decoder's, which reads the text shifted right behind
+    its start token (backbone.decoder_start(eos_id): eos_id, the tokenizer's [SEP], for bart; [PAD] for t5)."""
     seq2seq = isinstance(backbone, Seq2SeqTransformer)
-    if seq2seq and decoder_start_id is None:
-        raise ValueError("probing an encoder-decoder needs decoder_start_id (the tokenizer's [SEP]) for its decoder input")
+    if seq2seq and eos_id is None:
+        raise ValueError("probing an encoder-decoder needs eos_id (the tokenizer's [SEP]) for its decoder input")
     per_layer: list[list[np.ndarray]] | None = None
     has_layers = True
     for start in range(0, ids.shape[0], batch_size):
         sl = slice(start, start + batch_size)
         seg = segment_ids[sl] if segment_ids is not None else None
         if seq2seq:
-            dec = shift_right(ids[sl], decoder_start_id, backbone.pad_id)
+            dec = shift_right(ids[sl], backbone.decoder_start(eos_id), backbone.pad_id)
             s2s = backbone(ids[sl], mask[sl], dec, output_hidden_states=True)
             out, states = s2s, s2s.encoder_hidden_states + s2s.decoder_hidden_states
         else:
@@ -108,7 +109,7 @@ def probe_layers(
     test_fraction: float = 0.25,
     seed: int = 0,
     batch_size: int = 32,
-    decoder_start_id: int | None = None,
+    eos_id: int | None = None,
 ) -> ProbeResult:
     """Fit one linear probe per layer on a train split of (ids, labels); score it on the rest."""
     from sklearn.model_selection import train_test_split
@@ -128,7 +129,7 @@ def probe_layers(
     was_training = backbone.training
     backbone.eval()
     try:
-        feats, has_layers = layer_features(backbone, ids, mask, segment_ids, batch_size, decoder_start_id)
+        feats, has_layers = layer_features(backbone, ids, mask, segment_ids, batch_size, eos_id)
     finally:
         backbone.train(was_training)
 

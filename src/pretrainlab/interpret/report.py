@@ -384,7 +384,8 @@ def _seq2seq_attention_block(page: _Page, backbone: Seq2SeqTransformer, ids: Ten
     """One text through an encoder-decoder: its encoder's self-attention, its decoder's causal self-attention
     (over the text shifted right behind the start token, as its classifier reads it) and the cross-attention."""
     att = seq2seq_attention(backbone, ids, mask, special.sep)
-    dec_toks = [special.name("sep")] + toks[:-1]  # what the decoder read: the start token, then the text
+    start = special.names[special.all.index(int(att.decoder_ids[0, 0]))]  # [SEP] (bart) or [PAD] (t5)
+    dec_toks = [start] + toks[:-1]  # what the decoder read: the start token, then the text
     enc, dec, cross = (torch.stack([x[0] for x in a]) for a in (att.encoder, att.decoder, att.cross))  # (L, H, q, k)
     for title, w, queries, what in (("Encoder self-attention", enc, toks, "the encoder reads the text"),
                                     ("Decoder self-attention (causal)", dec, dec_toks,
@@ -443,7 +444,7 @@ def _task_section(page: _Page, model: Explainable, task: TaskData, special, step
     page.add("<h3>Linear probes per layer</h3>")
     try:
         result = probe_layers(model.backbone, enc.ids, enc.mask, task.labels[:n], enc.segment_ids, seed=seed,
-                              decoder_start_id=special.sep)  # an encoder-decoder's decoder input starts with [SEP]
+                              eos_id=special.sep)  # an encoder-decoder's decoder reads the text behind its start
     except ExplainError as e:
         page.add(_p(f"No probes: {e}", "note"))
     else:

@@ -142,10 +142,11 @@ def row_rng(batch: dict[str, Tensor], b: int, gen: torch.Generator) -> np.random
     return np.random.default_rng(seed)
 
 
-def seq2seq_ids(special) -> dict[str, int]:
-    """Sources and targets are [CLS] ... [SEP] (BART's <s> ... </s>); the decoder starts from [SEP] (BART's
-    decoder_start_token_id is its </s>)."""
-    return dict(bos_id=special.cls, eos_id=special.sep, pad_id=special.pad, decoder_start_id=special.sep)
+def seq2seq_ids(special, backbone) -> dict[str, int]:
+    """Sources and targets are [CLS] ... [SEP] (BART's <s> ... </s>); the decoder starts from the backbone's start
+    token (backbone.decoder_start: [SEP] for bart, as BART's decoder_start_token_id is its </s>; [PAD] for t5)."""
+    return dict(bos_id=special.cls, eos_id=special.sep, pad_id=special.pad,
+                decoder_start_id=backbone.decoder_start(special.sep))
 
 
 class Denoiser(nn.Module):

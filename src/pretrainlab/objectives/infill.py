@@ -107,7 +107,7 @@ def from_settings(ctx) -> Infill:
     """Infill from objective.infill_mask_ratio and infill_poisson_lambda (for permute too: BART's infill+permute)."""
     s = ctx.settings
     return Infill(mask_id=ctx.special.mask, mask_ratio=s["infill_mask_ratio"],
-                  poisson_lambda=s["infill_poisson_lambda"], **seq2seq_ids(ctx.special))
+                  poisson_lambda=s["infill_poisson_lambda"], **seq2seq_ids(ctx.special, ctx.backbone))
 
 
 def build(ctx) -> dict[str, Denoiser]:

@@ -110,7 +110,7 @@ class Permute(Denoiser):
 def build(ctx) -> dict[str, Permute]:
     """permute, or infill+permute (BART's two corruptions as one objective, weight 1) when infill is on too."""
     ctx.model_lm_head()
-    objective = Permute(**seq2seq_ids(ctx.special), infill=from_settings(ctx) if "infill" in ctx.on else None)
+    objective = Permute(**seq2seq_ids(ctx.special, ctx.backbone), infill=from_settings(ctx) if "infill" in ctx.on else None)
     return {objective.name: objective}
 
 

@@ -145,7 +145,8 @@ def build(ctx) -> dict[str, SpanCorruption]:
     ctx.model_lm_head()
     s, sp = ctx.settings, ctx.special
     return {"span": SpanCorruption(sentinels=span_sentinel_ids(ctx.vocab_size, s["span_sentinels"]), eos_id=sp.sep,
-                                   pad_id=sp.pad, decoder_start_id=sp.sep, noise_density=s["span_noise_density"],
+                                   pad_id=sp.pad, decoder_start_id=ctx.backbone.decoder_start(sp.sep),
+                                   noise_density=s["span_noise_density"],
                                    mean_span=s["span_mean_length"])}
 
 
