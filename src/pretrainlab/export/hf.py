@@ -276,12 +276,18 @@ def encoder_hf_model(source: Source) -> nn.Module:
                                       tie_word_embeddings=tied)
             hf_sd.update(mlm_head_to_hf(head, "modern"))
             model = ModernBertForMaskedLM(config)
+    return with_weights(model, hf_sd, source.path, "export/hf_names.py")
+
+
+def with_weights(model: nn.Module, hf_sd: dict[str, Any], path: Path, name_maps: str) -> nn.Module:
+    """The transformers model holding hf_sd (fp32), in eval mode; a weight it lacks or has no place for is an
+    error naming the file of the name maps that made hf_sd."""
     hf_sd = {k: v.detach().float().contiguous() for k, v in hf_sd.items()}
     missing, unexpected = model.load_state_dict(hf_sd, strict=False)
     if missing or unexpected:
-        raise ExportError(f"{source.path}: the weight map is incomplete for {type(model).__name__} "
+        raise ExportError(f"{path}: the weight map is incomplete for {type(model).__name__} "
                           f"(missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]}); "
-                          "the name maps in export/hf_names.py need updating")
+                          f"the name maps in {name_maps} need updating")
     return model.eval()
 
 
@@ -290,7 +296,7 @@ def bart_model(source: Source) -> nn.Module:
     (fine-tuned: our pooler / head are its classification_head.dense / out_proj; pad_token_id set)."""
     from transformers import BartConfig, BartForConditionalGeneration, BartForSequenceClassification
 
-    from .hf_seq2seq_names import hf_bart_config_kwargs, to_hf_bart_state_dict
+    from .hf_seq2seq_names import classification_head_to_hf, hf_bart_config_kwargs, labels_kwargs, to_hf_bart_state_dict
 
     bb, sp = source.backbone, source.special
     kw = hf_bart_config_kwargs(vocab_size=bb.vocab_size, d_model=bb.d_model, n_layers=bb.n_layers,
@@ -300,23 +306,13 @@ def bart_model(source: Source) -> nn.Module:
     bias = source.model.lm_head.final_logits_bias if source.kind != "classifier" else None
     sd = to_hf_bart_state_dict({k: v.detach().float() for k, v in bb.state_dict().items()}, bias)
     if source.kind == "classifier":
-        names = source.label_names
-        config = BartConfig(**kw, num_labels=len(names), id2label={i: str(x) for i, x in enumerate(names)},
-                            label2id={str(x): i for i, x in enumerate(names)}, classifier_dropout=bb.dropout)
-        m = source.model
+        config = BartConfig(**kw, **labels_kwargs(source.label_names), classifier_dropout=bb.dropout)
         del sd["lm_head.weight"]  # a classifier has classification_head instead
-        sd.update({"classification_head.dense.weight": m.pooler.weight, "classification_head.dense.bias": m.pooler.bias,
-                   "classification_head.out_proj.weight": m.head.weight, "classification_head.out_proj.bias": m.head.bias})
+        sd.update(classification_head_to_hf(source.model))
         model = BartForSequenceClassification(config)
     else:
         model = BartForConditionalGeneration(BartConfig(**kw))
-    sd = {k: v.detach().float().contiguous() for k, v in sd.items()}
-    missing, unexpected = model.load_state_dict(sd, strict=False)
-    if missing or unexpected:
-        raise ExportError(f"{source.path}: the weight map is incomplete for {type(model).__name__} "
-                          f"(missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]}); "
-                          "the name map in export/hf_seq2seq_names.py needs updating")
-    return model.eval()
+    return with_weights(model, sd, source.path, "export/hf_seq2seq_names.py")
 
 
 # --------------------------------------------------------------------------- export

@@ -67,21 +67,27 @@ def _pattern(key: str) -> tuple[str, int | None]:
 def to_hf_bart_state_dict(sd: dict[str, Tensor], final_logits_bias: Tensor | None = None) -> dict[str, Tensor]:
     """Our Seq2SeqTransformer state dict (+ its LM head's final_logits_bias, heads.Seq2SeqLMHead) ->
     BartForConditionalGeneration's (BartModel's and a classifier's without the bias)."""
-    out: dict[str, Tensor] = {}
+    out = to_hf_names(sd, HF_BART_NAMES, "HF_BART_NAMES")
     if final_logits_bias is not None:
         out["final_logits_bias"] = final_logits_bias[None].clone()  # (V,) -> (1, V)
+    for name in HF_BART_TIED:
+        out[name] = sd["tok_emb.weight"]
+    return out
+
+
+def to_hf_names(sd: dict[str, Tensor], names: dict[str, str | tuple[str, ...]], table: str) -> dict[str, Tensor]:
+    """Our state dict -> theirs by a name table (`{i}` the layer index; a tuple: ours is theirs concatenated)."""
+    out: dict[str, Tensor] = {}
     for key, t in sd.items():
         pattern, i = _pattern(key)
-        if pattern not in HF_BART_NAMES:
-            raise KeyError(f"no Hugging Face name for parameter {key!r}; add it to HF_BART_NAMES in {__name__}")
-        target = HF_BART_NAMES[pattern]
+        if pattern not in names:
+            raise KeyError(f"no Hugging Face name for parameter {key!r}; add it to {table} in {__name__}")
+        target = names[pattern]
         if isinstance(target, tuple):
             for part, name in zip(t.chunk(len(target), dim=0), target):
                 out[name.format(i=i)] = part.clone()
         else:
             out[target.format(i=i)] = t
-    for name in HF_BART_TIED:
-        out[name] = sd["tok_emb.weight"]
     return out
 
 
@@ -91,11 +97,20 @@ def from_hf_bart_state_dict(hf_sd: dict[str, Tensor]) -> tuple[dict[str, Tensor]
 
     The tied copies of the token embedding are not read; a missing final_logits_bias is zero.
     """
+    out = from_hf_names(hf_sd, HF_BART_NAMES)
+    vocab = out["tok_emb.weight"].shape[0]
+    bias = hf_sd.get("final_logits_bias")
+    return out, bias.reshape(vocab).clone() if bias is not None else out["tok_emb.weight"].new_zeros(vocab)
+
+
+def from_hf_names(hf_sd: dict[str, Tensor], names: dict[str, str | tuple[str, ...]]) -> dict[str, Tensor]:
+    """Their state dict -> ours by a name table (to_hf_names'); their weights without a name in it are left."""
     inverse: dict[str, tuple[str, int, int]] = {}  # their pattern -> (our pattern, part, n_parts)
-    for ours, theirs in HF_BART_NAMES.items():
+    for ours, theirs in names.items():
         parts = theirs if isinstance(theirs, tuple) else (theirs,)
         for j, name in enumerate(parts):
-            inverse[name] = (ours, j, len(parts))
+            # a name of one layer's only ("block.0" holds T5's position bias) as the pattern its key has
+            inverse[name if "{i}" in name else _pattern(name)[0]] = (ours, j, len(parts))
     pieces: dict[str, list[Tensor | None]] = {}
     for key, t in hf_sd.items():
         pattern, i = _pattern(key)
@@ -108,9 +123,21 @@ def from_hf_bart_state_dict(hf_sd: dict[str, Tensor]) -> tuple[dict[str, Tensor]
         if any(p is None for p in parts):
             raise KeyError(f"{ours}: the Hugging Face state dict holds only some of its {len(parts)} parts")
         out[ours] = parts[0] if len(parts) == 1 else torch.cat(parts, dim=0)
-    vocab = out["tok_emb.weight"].shape[0]
-    bias = hf_sd.get("final_logits_bias")
-    return out, bias.reshape(vocab).clone() if bias is not None else out["tok_emb.weight"].new_zeros(vocab)
+    return out
+
+
+def classification_head_to_hf(classifier) -> dict[str, Tensor]:
+    """A models.Seq2SeqClassifier's pooler and head as BART's (and T5's) classification_head.dense / out_proj."""
+    return {"classification_head.dense.weight": classifier.pooler.weight,
+            "classification_head.dense.bias": classifier.pooler.bias,
+            "classification_head.out_proj.weight": classifier.head.weight,
+            "classification_head.out_proj.bias": classifier.head.bias}
+
+
+def labels_kwargs(label_names) -> dict:
+    """A classifier config's num_labels, id2label and label2id for its labels in order."""
+    return dict(num_labels=len(label_names), id2label={i: str(x) for i, x in enumerate(label_names)},
+                label2id={str(x): i for i, x in enumerate(label_names)})
 
 
 def hf_bart_config_kwargs(
