@@ -317,7 +317,8 @@ def test_a_preset_student_is_the_measured_best_cnn_unless_a_setting_names_anothe
 @pytest.mark.parametrize("student", [
     ["model.backbone=decoder", "model.style=gpt2", "model.max_len=8", "data.seq_len=8", "model.dropout=0"],  # 8 positions
     ["model.backbone=encoder-decoder", "model.style=bart", "model.dropout=0"],  # classifies from its last [SEP]
-], ids=["decoder", "encoder-decoder"])
+    ["model.backbone=encoder-decoder", "model.style=t5", "model.dropout=0"],  # the same, its decoder from [PAD]
+], ids=["decoder", "encoder-decoder", "t5"])
 def test_decoder_and_encoder_decoder_students(world, tmp_path, student):
     out = tmp_path / "student"
     c = student_cfg(world, *student, "distill.epochs=1", "finetune.max_len=128")

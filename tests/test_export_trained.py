@@ -33,6 +33,7 @@ KINDS = {  # name: settings, classifier pooling
     "gpt2": (["model.backbone=decoder", "model.style=gpt2", "objective.tie_embeddings=false"], "mean"),
     "bart": (["model.backbone=encoder-decoder", "model.style=bart", "model.n_layers=1",
               "objective.weights={infill: 1.0}"], "mean"),
+    "t5": (["model.backbone=encoder-decoder", "model.style=t5", "model.n_layers=1"], "mean"),  # span, its default
     "lstm": (["model.backbone=rnn"], "cls"),
     "gru": (["model.backbone=rnn", "model.rnn_cell=gru"], "mean"),
     "cnn": (["model.backbone=cnn", "model.kernel_size=3", "model.dilations=[1, 2]"], "mean"),

@@ -44,14 +44,15 @@ SIZE_FIELDS = ("d_model", "n_layers", "n_heads", "d_ff")
 class ModelConfig:
     backbone: str = "transformer"
     """Backbone architecture: transformer (a bidirectional encoder), decoder (a causal Transformer), rnn, cnn
-    or encoder-decoder (an encoder plus a decoder with cross-attention, style bart).
+    or encoder-decoder (an encoder plus a decoder with cross-attention, style bart or t5).
     Choose the encoder to classify, tag or embed text (every token reads both sides; pre-trained with mlm);
     choose the decoder to generate text and score it with a true perplexity (each token reads only the
     ones before it; pre-trained with clm, next-token prediction, its default objective), or to export a
     LlamaForCausalLM / GPT2LMHeadModel. A decoder fine-tunes too: it classifies from its last token, the only
     one that has read the whole text (an encoder's every token has). Choose the encoder-decoder to write a
     text from another (pre-trained with infill, permute or span, BART's and T5's denoising; exports as
-    BartForConditionalGeneration); it classifies from its decoder's last [SEP], as BART does."""
+    BartForConditionalGeneration or T5ForConditionalGeneration); it classifies from its decoder's last [SEP], as
+    BART and T5 do."""
     preset: str | None = "auto"
     """Size preset: auto (the default), tiny, mini, small, medium or base; explicit sizes given with it win.
     auto: `pretrain` chooses the preset from the budget, the corpus's size and the speed it measures in its first
@@ -66,7 +67,9 @@ class ModelConfig:
     Decoder styles: llama (the decoder's default: RMSNorm, rotary, SwiGLU, no biases; exports as
     LlamaFor*) or gpt2 (LayerNorm, learned positions, GELU, biases; exports as GPT2*). The presets size a
     decoder as the encoder (d_ff is the SwiGLU inner size, as the modern style's GeGLU).
-    The encoder-decoder's style is bart (post-LN, learned positions, GELU; exports as BartFor*), its default."""
+    The encoder-decoder's styles: bart (its default: post-LN, learned positions, GELU; pre-trained with infill and
+    permute; exports as BartFor*) or t5 (T5 v1.1: pre-RMSNorm, relative position buckets, gated-GELU, no biases,
+    the decoder starting from [PAD]; pre-trained with span corruption; exports as T5ForConditionalGeneration)."""
     vocab_size: int = 0
     """Vocabulary size; 0 means: take it from the tokenizer."""
     d_model: int = 256
@@ -234,7 +237,7 @@ class ObjectiveConfig:
     """The vocabulary projection of the mlm/plm/clm/bilm heads shares the input embedding matrix (BERT);
     false gives the heads their own, which keeps the input embeddings of rare words apart (tied ones
     crowd into one direction) and fine-tunes better (Chung et al. 2021). The encoder-decoder always ties
-    its output projection to the token embedding (as BART does)."""
+    its output projection to the token embedding (as BART does, and T5 in transformers)."""
     infill_mask_ratio: float = 0.3
     """infill: share of a document's tokens hidden in spans, each span replaced by one [MASK] (BART: 0.3)."""
     infill_poisson_lambda: float = 3.0
@@ -872,9 +875,9 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
             raw.setdefault(section, {})[head] = current
         else:
             raw.setdefault(section, {})[name] = parsed
-    backbone = raw.get("model", {}).get("backbone", ModelConfig.backbone)
+    backbone, style = raw.get("model", {}).get("backbone", ModelConfig.backbone), raw.get("model", {}).get("style")
     if isinstance(backbone, str) and backbone in BACKBONES and "weights" not in raw.get("objective", {}):
-        raw.setdefault("objective", {})["weights"] = dict(BACKBONES[backbone].default_objectives)  # decoder: clm ...
+        raw.setdefault("objective", {})["weights"] = dict(BACKBONES[backbone].objectives(style))  # decoder: clm ...
     return _run_config({s: build_section(s, raw.get(s, {})) for s in SECTIONS})
 
 

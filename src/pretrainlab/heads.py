@@ -2,7 +2,8 @@
 
     MLMHead        BERT's prediction head (dense -> GELU -> LayerNorm -> decoder + bias): the encoder's
     LMHead         one projection, no bias (Llama's and GPT-2's lm_head): the decoder's
-    Seq2SeqLMHead  the tied token embedding + final_logits_bias (BART's lm_head): the encoder-decoder's
+    Seq2SeqLMHead  the tied token embedding + final_logits_bias (BART's lm_head; T5's scales the states first):
+                   the encoder-decoder's
 
 A model class holds its head (models.MaskedLM, CausalLM, Seq2SeqLM; PretrainModel.lm_head while it
 pre-trains), as Hugging Face's BertForMaskedLM holds cls.predictions; an objective only says which positions
@@ -60,15 +61,18 @@ class LMHead(nn.Module):
 
 
 class Seq2SeqLMHead(nn.Module):
-    """The encoder-decoder's output projection: its token embedding (always tied, as BART's) + a logits bias."""
+    """The encoder-decoder's output projection: its token embedding (always tied, as BART's and T5's) + a logits
+    bias, the states first multiplied by `scale` (the backbone's output_scale: T5's d_model**-0.5, BART's 1)."""
 
-    def __init__(self, embedding: nn.Embedding):
+    def __init__(self, embedding: nn.Embedding, scale: float = 1.0):
         super().__init__()
-        self.embedding = embedding
+        self.embedding, self.scale = embedding, scale
         # a buffer, as in BART: never trained, zero unless imported from a checkpoint that has one
         self.register_buffer("final_logits_bias", torch.zeros(embedding.num_embeddings))
 
     def forward(self, h: Tensor) -> Tensor:
+        if self.scale != 1.0:
+            h = h * self.scale
         return F.linear(h, self.embedding.weight) + self.final_logits_bias
 
 
@@ -81,5 +85,5 @@ def build_lm_head(lm: str, backbone: nn.Module, vocab_size: int, embedding: nn.E
     if lm == "causal_lm":
         return LMHead(backbone.d_model, vocab_size, embedding)
     if lm == "seq2seq_lm":
-        return Seq2SeqLMHead(backbone.get_input_embeddings())
+        return Seq2SeqLMHead(backbone.get_input_embeddings(), backbone.output_scale)
     raise ValueError(f"unknown language model {lm!r}; choose masked_lm, causal_lm or seq2seq_lm")

@@ -168,7 +168,7 @@ def adopt_init_model(cfg: RunConfig, init: str | Path) -> tuple[RunConfig, list[
     if diffs:
         notes.append(f"--init {init}: its architecture is used, not the config's (" + "; ".join(diffs) + ")")
     objective = cfg.objective
-    default = dict(spec.default_objectives)
+    default = dict(spec.objectives(theirs.style))
     if default != ObjectiveConfig().weights and objective.weights == ObjectiveConfig().weights:  # decoder: clm ...
         objective = replace(objective, weights=default)
         notes.append(f"--init {init} is a {theirs.backbone}: objective.weights={objective.weights} (its default)")

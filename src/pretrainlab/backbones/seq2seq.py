@@ -1,12 +1,16 @@
-"""Encoder-decoder Transformer (BART style), readable top to bottom.
+"""Encoder-decoder Transformer in two styles, readable top to bottom.
 
     bart: post-LN, learned absolute positions (offset by 2, as BART's table is), GELU, biases
           everywhere, a LayerNorm on the embeddings of each side, no embedding scaling, one token
           embedding shared by encoder and decoder (and the LM head's output projection, heads.Seq2SeqLMHead):
           computes exactly what `transformers.BartModel` computes (with the head: what
-          BartForConditionalGeneration computes, its logits; models.Seq2SeqLM).
+          BartForConditionalGeneration computes, its logits; models.Seq2SeqLM). The decoder starts from [SEP].
+    t5:   T5 v1.1's pre-RMSNorm blocks with relative position buckets, gated-GELU and no biases, a final norm on
+          each side, the decoder starting from [PAD] (its blocks: t5.py): with the head (its states scaled by
+          d_model**-0.5), what `transformers.T5ForConditionalGeneration` computes.
 
-Story of a forward pass:
+Story of a forward pass (bart; t5 embeds the tokens alone, adds a bias per query-key distance to the scores, and
+normalises each stack's output):
     encoder:  ids, mask -> token + position embeddings -> norm -> dropout
                         -> n_layers x EncoderBlock(x, doc_bias)        # bidirectional, per document
     decoder:  dec_ids   -> token + position embeddings -> norm -> dropout
@@ -42,9 +46,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from . import EncoderOutput, positions_from_mask
+from .decoder import RMSNorm
+from .t5 import T5_NORM_EPS, RelativePositionBias, ScoreBias, T5DecoderBlock, T5EncoderBlock, reset_t5_parameters
 from .transformer import BertBlock, Dropout, LayerNorm, SelfAttention, Visibility, sdpa_by_default, visibility
 
-STYLES = ("bart",)
+STYLES = ("bart", "t5")
 ATTN_IMPLS = ("auto", "sdpa", "explicit")
 BART_LN_EPS = 1e-5  # BART uses nn.LayerNorm's default eps (BERT's is 1e-12)
 BART_POS_OFFSET = 2  # BartLearnedPositionalEmbedding: position p reads row p + 2 (rows 0, 1 unused)
@@ -239,7 +245,7 @@ class Seq2SeqTransformer(nn.Module):
     ) -> None:
         super().__init__()
         if style not in STYLES:
-            raise ValueError(f"unknown encoder-decoder style {style!r}; choose bart")
+            raise ValueError(f"unknown encoder-decoder style {style!r}; choose {' or '.join(STYLES)}")
         if d_model % n_heads:
             raise ValueError(f"d_model={d_model} is not divisible by n_heads={n_heads}; pick n_heads dividing it")
         if attn_impl not in ATTN_IMPLS:
@@ -249,18 +255,45 @@ class Seq2SeqTransformer(nn.Module):
         self.n_heads, self.d_ff, self.max_len, self.dropout = n_heads, d_ff, max_len, dropout
         self.style, self.pad_id, self.attn_impl = style, pad_id, attn_impl
 
-        self.tok_emb = nn.Embedding(vocab_size, d_model, padding_idx=pad_id)  # shared: encoder, decoder, output
-        self.enc_pos = nn.Embedding(max_len + BART_POS_OFFSET, d_model)
-        self.enc_emb_norm = LayerNorm(d_model, eps=BART_LN_EPS)
-        self.encoder_layers = nn.ModuleList(EncoderBlock(d_model, n_heads, d_ff, dropout) for _ in range(n_layers))
-        self.dec_pos = nn.Embedding(max_len + BART_POS_OFFSET, d_model)
-        self.dec_emb_norm = LayerNorm(d_model, eps=BART_LN_EPS)
-        self.decoder_layers = nn.ModuleList(DecoderBlock(d_model, n_heads, d_ff, dropout) for _ in range(n_decoder_layers))
+        self.output_scale = 1.0 if style == "bart" else d_model ** -0.5
+        """What the LM head multiplies the decoder's states by before its tied projection (heads.Seq2SeqLMHead):
+        1 for bart, d_model**-0.5 for t5 (T5ForConditionalGeneration's scale_decoder_outputs)."""
+
+        # shared: encoder, decoder, output; T5's padding row is trained (the decoder starts from it)
+        self.tok_emb = nn.Embedding(vocab_size, d_model, padding_idx=pad_id if style == "bart" else None)
+        if style == "bart":
+            self._bart_stacks()
+        else:
+            self._t5_stacks()
         self.emb_drop = Dropout(dropout)
         self.reset_parameters()
 
+    def _bart_stacks(self) -> None:
+        """Learned positions and a LayerNorm on the embeddings of each side, post-LN blocks."""
+        d, h, f, p = self.d_model, self.n_heads, self.d_ff, self.dropout
+        self.enc_pos = nn.Embedding(self.max_len + BART_POS_OFFSET, d)
+        self.enc_emb_norm = LayerNorm(d, eps=BART_LN_EPS)
+        self.encoder_layers = nn.ModuleList(EncoderBlock(d, h, f, p) for _ in range(self.n_layers))
+        self.dec_pos = nn.Embedding(self.max_len + BART_POS_OFFSET, d)
+        self.dec_emb_norm = LayerNorm(d, eps=BART_LN_EPS)
+        self.decoder_layers = nn.ModuleList(DecoderBlock(d, h, f, p) for _ in range(self.n_decoder_layers))
+
+    def _t5_stacks(self) -> None:
+        """A position bias per stack (bidirectional in the encoder), pre-norm blocks, a final norm on each side."""
+        d, h, f, p = self.d_model, self.n_heads, self.d_ff, self.dropout
+        self.enc_rel = RelativePositionBias(h, bidirectional=True)
+        self.encoder_layers = nn.ModuleList(T5EncoderBlock(d, h, f, p) for _ in range(self.n_layers))
+        self.enc_norm = RMSNorm(d, T5_NORM_EPS)
+        self.dec_rel = RelativePositionBias(h, bidirectional=False)
+        self.decoder_layers = nn.ModuleList(T5DecoderBlock(d, h, f, p) for _ in range(self.n_decoder_layers))
+        self.dec_norm = RMSNorm(d, T5_NORM_EPS)
+
     def reset_parameters(self) -> None:
-        """BART's initialisation (init_std 0.02): weights N(0, 0.02), biases 0, norms 1, the padding row 0."""
+        """BART's initialisation (init_std 0.02): weights N(0, 0.02), biases 0, norms 1, the padding row 0;
+        T5's for the t5 style (t5.reset_t5_parameters)."""
+        if self.style == "t5":
+            reset_t5_parameters(self, self.d_model, self.d_ff)
+            return
         for m in self.modules():
             if isinstance(m, (nn.Linear, nn.Embedding)):
                 nn.init.normal_(m.weight, std=0.02)
@@ -276,8 +309,8 @@ class Seq2SeqTransformer(nn.Module):
 
     def decoder_start(self, eos_id: int) -> int:
         """The token the decoder reads first (its input is the target shifted right behind it): BART's
-        end-of-sequence token (eos_id, pretrainlab's [SEP])."""
-        return eos_id
+        end-of-sequence token (eos_id, pretrainlab's [SEP]), T5's padding."""
+        return eos_id if self.style == "bart" else self.pad_id
 
     # ------------------------------------------------------------------ encoder
 
@@ -288,10 +321,16 @@ class Seq2SeqTransformer(nn.Module):
         inputs_embeds: (B, S, D) token embeddings used instead of tok_emb(ids) (integrated gradients)."""
         self._check_length(ids.shape[1], "encoder input")
         tokens = self.tok_emb(ids) if inputs_embeds is None else inputs_embeds
-        x = self.emb_drop(self.enc_emb_norm(tokens + self.enc_pos(positions_from_mask(mask) + BART_POS_OFFSET)))
+        visible = mask[:, :, None] == mask[:, None, :]  # own document only
+        if self.style == "bart":
+            x = self.emb_drop(self.enc_emb_norm(tokens + self.enc_pos(positions_from_mask(mask) + BART_POS_OFFSET)))
+            bias = visibility(visible)
+        else:  # t5: no positions in the embeddings, a bias for each query-key distance instead
+            x = self.emb_drop(tokens)
+            idx = torch.arange(ids.shape[1], device=x.device)
+            bias = ScoreBias.of(visible, self.enc_rel(idx, idx), self.n_heads, self._compute_dtype(x))
         dtype = self._compute_dtype(x)
         use_sdpa = self._use_sdpa(dtype)
-        bias = visibility(mask[:, :, None] == mask[:, None, :])  # own document only
         attentions: list[Tensor] | None = [] if output_attentions else None
         states: list[Tensor] | None = [x] if output_hidden_states else None
         for layer in self.encoder_layers:
@@ -300,6 +339,10 @@ class Seq2SeqTransformer(nn.Module):
                 attentions.append(weights)
             if states is not None:
                 states.append(x)
+        if self.style == "t5":
+            x = self.emb_drop(self.enc_norm(x))
+            if states is not None:  # as T5Stack's: the last entry is the normed output
+                states[-1] = x
         return EncoderOutput(hidden=x, attentions=attentions, hidden_states=states)
 
     # ------------------------------------------------------------------ decoder
@@ -320,12 +363,15 @@ class Seq2SeqTransformer(nn.Module):
         self._check_length(past + T, "decoder input (with the cache)")
         if cache is not None and dec_mask is not None:
             raise ValueError("decoding with a cache takes one document per row: pass decoder_attention_mask=None")
-        if dec_mask is None:
-            positions = torch.arange(past, past + T, device=dec_ids.device).expand(B, T)
-        else:
-            positions = positions_from_mask(dec_mask)
         tokens = self.tok_emb(dec_ids) if inputs_embeds is None else inputs_embeds
-        x = self.emb_drop(self.dec_emb_norm(tokens + self.dec_pos(positions + BART_POS_OFFSET)))
+        if self.style == "bart":
+            if dec_mask is None:
+                positions = torch.arange(past, past + T, device=dec_ids.device).expand(B, T)
+            else:
+                positions = positions_from_mask(dec_mask)
+            x = self.emb_drop(self.dec_emb_norm(tokens + self.dec_pos(positions + BART_POS_OFFSET)))
+        else:  # t5: positions only as query-key distances (a document's are those of its own tokens)
+            x = self.emb_drop(tokens)
 
         q_idx = torch.arange(past, past + T, device=x.device)
         k_idx = torch.arange(past + T, device=x.device)
@@ -339,8 +385,11 @@ class Seq2SeqTransformer(nn.Module):
             cross_visible = (enc_mask[:, None, :] != 0).expand(B, T, enc_mask.shape[1])
         dtype = self._compute_dtype(x)
         use_sdpa = self._use_sdpa(dtype)
-        self_bias = visibility(visible)  # (B, 1, T, past + T)
-        cross_bias = visibility(cross_visible)  # (B, 1, T, S)
+        if self.style == "bart":
+            self_bias, cross_bias = visibility(visible), visibility(cross_visible)  # (B, 1, T, past + T), (B, 1, T, S)
+        else:  # (B, H, T, past + T) with the distance biases, (B, H, T, S) without
+            self_bias = ScoreBias.of(visible, self.dec_rel(q_idx, k_idx), self.n_heads, dtype)
+            cross_bias = ScoreBias.of(cross_visible, None, self.n_heads, dtype)
 
         if cache is not None and not cache.layers:
             cache.layers = [LayerCache() for _ in self.decoder_layers]
@@ -356,6 +405,10 @@ class Seq2SeqTransformer(nn.Module):
                 out.hidden_states.append(x)
         if cache is not None:
             cache.length = past + T
+        if self.style == "t5":
+            x = self.emb_drop(self.dec_norm(x))
+            if output_hidden_states:  # as T5Stack's: the last entry is the normed output
+                out.hidden_states[-1] = x
         out.hidden = x
         return out
 

@@ -121,7 +121,9 @@ class BackboneSpec:
     presets: Mapping[str, Mapping[str, int]]
     """model.preset -> the sizes it stands for with this kind (a preset missing here has no matched size)."""
     default_objectives: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({"mlm": 1.0}))
-    """objective.weights when none is given."""
+    """objective.weights when none is given (a style in style_objectives has its own)."""
+    style_objectives: Mapping[str, Mapping[str, float]] = field(default_factory=lambda: MappingProxyType({}))
+    """A style's own objective.weights when none is given, where they are not default_objectives (t5: span)."""
     has_positions: bool = False
     """Position embeddings (learned or rotary) cap an input at model.max_len tokens; without them (rnn,
     cnn) any length runs."""
@@ -156,6 +158,11 @@ class BackboneSpec:
 
     def head(self, style: str) -> str:
         return self.heads[style]
+
+    def objectives(self, style: str | None = None) -> Mapping[str, float]:
+        """objective.weights when none is given, for model.style (None: the default style)."""
+        return self.style_objectives.get(style if isinstance(style, str) else self.default_style,
+                                         self.default_objectives)
 
     def input_len(self, wanted: int, max_len: int) -> int:
         """The longest input to encode: `wanted`, capped by the positions where there are any."""
@@ -198,11 +205,13 @@ BACKBONES: Mapping[str, BackboneSpec] = MappingProxyType({
         exporter="export.hf_decoder:decoder_hf_model", hf_model_types=("llama", "gpt2"),
         importer="export.hf_import:import_decoder", describe=lambda m: f" ({m.style})"),
     "encoder-decoder": BackboneSpec(
-        name="encoder-decoder", build=_seq2seq, styles=("bart",), heads=_same("bart", ("bart",)),
+        name="encoder-decoder", build=_seq2seq, styles=("bart", "t5"), heads=_same("bart", ("bart", "t5")),
         presets=SEQ2SEQ_SIZES, default_objectives=MappingProxyType({"infill": 1.0, "permute": 1.0}),
+        style_objectives=MappingProxyType({"t5": MappingProxyType({"span": 1.0})}),
         has_positions=True, has_attention=True, lm="seq2seq_lm",
-        fsdp_blocks=("transformer.BertBlock", "seq2seq.DecoderBlock"), exporter="export.hf:bart_model",
-        hf_model_types=("bart",), importer="export.hf_import:import_bart", architecture_fields=("n_decoder_layers",),
+        fsdp_blocks=("transformer.BertBlock", "seq2seq.DecoderBlock", "t5.T5EncoderBlock", "t5.T5DecoderBlock"),
+        exporter="export.hf_t5:encoder_decoder_model", hf_model_types=("bart", "t5"),
+        importer="export.hf_t5:import_encoder_decoder", architecture_fields=("n_decoder_layers",),
         describe=lambda m: f" ({m.style}, {m.n_layers} + {m.n_decoder_layers or m.n_layers} layers)"),
     "rnn": BackboneSpec(
         name="rnn", build=_rnn, styles=ENCODER_STYLES, heads=_same("bert", ENCODER_STYLES), presets=RNN_DIMS,
