@@ -85,6 +85,22 @@ def test_config_reads_the_row(kind):
         assert load_config(None, [f"model.backbone={kind}", "model.max_len=16", "data.seq_len=32"]).data.seq_len == 32
 
 
+def test_a_style_of_one_kind_implies_that_backbone_unless_one_is_set(caplog):
+    caplog.set_level("INFO", logger="pretrainlab.config")
+    t5 = load_config(overrides=["model.style=t5"])
+    assert (t5.model.backbone, dict(t5.objective.weights)) == ("encoder-decoder", {"span": 1.0})
+    assert "model.style=t5 is the encoder-decoder's: model.backbone=encoder-decoder" in caplog.messages
+    assert load_config(overrides=["model.style=llama"]).model.backbone == "decoder"
+    for kind, spec in BACKBONES.items():  # every style that only one row has, and its objectives follow
+        for style in [s for s in spec.styles if [k for k in KINDS if s in BACKBONES[k].styles] == [kind]]:
+            cfg = load_config(overrides=[f"model.style={style}"])
+            assert (cfg.model.backbone, cfg.objective.weights) == (kind, dict(spec.objectives(style)))
+    assert load_config(overrides=["model.style=bert"]).model.backbone == "transformer"  # three rows have it
+    with pytest.raises(ConfigError, match="model.style='t5' is not a style of the transformer backbone "
+                                          r"\(t5 is the encoder-decoder's\)"):
+        load_config(overrides=["model.backbone=transformer", "model.style=t5"])
+
+
 def test_every_imported_model_type_has_one_kind():
     types = [t for s in BACKBONES.values() for t in s.hf_model_types]
     assert len(types) == len(set(types))

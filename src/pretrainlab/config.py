@@ -69,7 +69,8 @@ class ModelConfig:
     decoder as the encoder (d_ff is the SwiGLU inner size, as the modern style's GeGLU).
     The encoder-decoder's styles: bart (its default: post-LN, learned positions, GELU; pre-trained with infill and
     permute; exports as BartFor*) or t5 (T5 v1.1: pre-RMSNorm, relative position buckets, gated-GELU, no biases,
-    the decoder starting from [PAD]; pre-trained with span corruption; exports as T5ForConditionalGeneration)."""
+    the decoder starting from [PAD]; pre-trained with span corruption; exports as T5ForConditionalGeneration).
+    A style of one backbone alone (llama, gpt2, bart, t5) sets model.backbone when it is not given."""
     vocab_size: int = 0
     """Vocabulary size; 0 means: take it from the tokenizer."""
     d_model: int = 256
@@ -775,6 +776,17 @@ def _check_style(backbone: str, style: str) -> None:
                       f"model.backbone={backbone} choose {' or '.join(styles)}{also}")
 
 
+def _imply_backbone(model: dict[str, Any]) -> None:
+    """model.style of exactly one kind (its row in backbones/spec.py: t5 the encoder-decoder's, llama the decoder's)
+    sets model.backbone where the file and --set leave it out; a backbone given is kept (and _check_style judges)."""
+    style = model.get("style")
+    owners = [k for k, s in BACKBONES.items() if isinstance(style, str) and style in s.styles]
+    if "backbone" in model or len(owners) != 1 or owners[0] == ModelConfig.backbone:
+        return
+    model["backbone"] = owners[0]
+    log.info(f"model.style={style} is the {owners[0]}'s: model.backbone={owners[0]}")
+
+
 def _check_keys(cls: type, values: dict[str, Any], unknown: str, prefix: str = "") -> None:
     """Every key must be a field of cls: else `unknown` + the key (prefix + key) and the closest field."""
     known = [f.name for f in fields(cls)]
@@ -875,7 +887,8 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
             raw.setdefault(section, {})[head] = current
         else:
             raw.setdefault(section, {})[name] = parsed
-    backbone, style = raw.get("model", {}).get("backbone", ModelConfig.backbone), raw.get("model", {}).get("style")
+    _imply_backbone(raw.setdefault("model", {}))
+    backbone, style = raw["model"].get("backbone", ModelConfig.backbone), raw["model"].get("style")
     if isinstance(backbone, str) and backbone in BACKBONES and "weights" not in raw.get("objective", {}):
         raw.setdefault("objective", {})["weights"] = dict(BACKBONES[backbone].objectives(style))  # decoder: clm ...
     return _run_config({s: build_section(s, raw.get(s, {})) for s in SECTIONS})
