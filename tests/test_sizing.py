@@ -161,3 +161,14 @@ def test_pretrain_prints_what_auto_chose(review_corpus, tmp_path, capsys, monkey
     pretrain(cfg("train.budget=2"), review_corpus, tmp_path / "run")
     err = capsys.readouterr().err
     assert "2 steps on " in err and "preset tiny" in err and "model.preset=auto takes the largest preset" in err
+
+
+def test_a_time_budget_probes_the_candidates_inside_pretrain(review_corpus, tmp_path, capsys, monkeypatch):
+    """The path `make demo` takes (a wall-clock budget: each candidate's tokens/s is measured in pretrain's own
+    probe); every other test here uses a step budget, which needs no probe."""
+    monkeypatch.setattr(sizing, "RULE", SizingRule(min_tokens_per_parameter=0.0, candidates=("tiny", "mini"),
+                                                    probe_seconds=0.05))
+    run = pretrain(cfg("train.budget=2s"), review_corpus, tmp_path / "run")
+    chosen = json.loads((run / "summary.json").read_text())["sizing"]
+    assert chosen["preset"] == "mini" and chosen["budget"] == "2s" and chosen["tokens"] > 0
+    assert "2s on " in capsys.readouterr().err

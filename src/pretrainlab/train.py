@@ -278,7 +278,8 @@ def size_model(cfg: RunConfig, data: _Corpus, run_dir: Path, resume: bool, devic
             gen = torch.Generator().manual_seed(c.train.seed)
             rate = probe_throughput(model, lambda: model.prepare(loader.next_batch(), gen, 0.0), device=device,
                                     dtype=dtype, lr=c.train.lr, seconds=RULE.probe_seconds)
-        return params, dist.sum(rate) / dist.world  # every rank the same figure, so the same choice
+        # every rank the same figure (the ranks' mean), so every rank makes the same choice
+        return params, float(dist.gather(torch.tensor([rate], dtype=torch.float64)).mean())
 
     cfg, sizing = auto_size(cfg, data.train.n_tokens, measure, dist.world)
     if dist.main:
