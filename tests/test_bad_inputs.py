@@ -451,6 +451,12 @@ CASES: dict[str, Case] = {
                        str(t / "curve")] + sets(FT),
         "--labels 500: the training split of reviews has only 64 examples; use at most 64 (or 'all'), or leave "
         "--labels out for counts that fit"),
+    # ----------------------------------------------------------------- distill
+    "distill-no-validations": Case(
+        "distill", "no validation in a pass (distill.evals_per_epoch=0)",
+        lambda fx, t: ["distill", str(fx.model), "--student", "preset:tiny", "--texts", write(t / "u.txt", TEXT),
+                       "--out", str(t / "student"), "--set", "distill.evals_per_epoch=0"],
+        "distill.evals_per_epoch must be >= 1, got 0"),
     # ----------------------------------------------------------------- evaluate
     "evaluate-unknown-label": Case(
         "evaluate", "a test file with a label the model was not trained on",

@@ -5,18 +5,21 @@ same weights, every bad input is a clear error, and the output is a model direct
 import json
 import math
 import random
+import re
 import shutil
 
 import pytest
 import torch
+import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 from pretrainlab import distill as D
+from pretrainlab.distill import recipe
 from pretrainlab.distill import teacher as T
-from pretrainlab.seeds import EpochBatches
+from pretrainlab.seeds import EpochBatches, SeedScoring
 from pretrainlab.checkpoint import save_checkpoint
 from pretrainlab.cli import main
-from pretrainlab.config import DEFAULT_STUDENT_BACKBONE, ConfigError, load_config, save_config
+from pretrainlab.config import DEFAULT_STUDENT_BACKBONE, Budget, ConfigError, DistillConfig, load_config, save_config
 from pretrainlab.errors import CheckpointError, CorpusError, TaskError
 from pretrainlab.evaluate import evaluate, predict
 from pretrainlab.files import sha256_file
@@ -73,8 +76,14 @@ def world(tmp_path_factory):
     return root
 
 
-def student_cfg(world, *extra, student="preset:tiny"):
-    base = SETTINGS + DISTILL
+AT_DEFAULTS = [s for s in DISTILL if s.split("=")[0] not in ("distill.epochs", "distill.patience")] + [
+    "distill.batch_size=23"]
+"""distill.epochs, patience and evals_per_epoch at their defaults; 23 texts a step: the 128 labelled and 240
+unlabelled texts make 16 steps a pass."""
+
+
+def student_cfg(world, *extra, student="preset:tiny", distill=DISTILL):
+    base = SETTINGS + distill
     if not student.startswith("preset:"):  # a run's architecture is its own
         base = [s for s in base if not s.startswith("model.")]
     return D.student_config(student, None, base + [f"distill.cache={world / 'cache'}", *extra])
@@ -258,6 +267,118 @@ def test_a_killed_distillation_resumes_to_the_same_weights(world, tmp_path, monk
     with pytest.raises(ConfigError, match="distill.temperature"):
         D.distill(*args, tmp_path / "killed", student_cfg(world, "distill.temperature=4"), seeds=(0,), resume=True,
                   quiet=True)
+
+
+# --------------------------------------------------------------------------- the budget: until validation stops improving
+
+
+def scripted_validation(monkeypatch, accuracies):
+    """The k-th validation scores accuracies[k] (the last one after them: no progress); the test split is scored for
+    real. Returns the student's weights at each validation."""
+    real, seen = SeedScoring.logits, []
+
+    def logits(self, model, enc):
+        if enc is not self.validation:
+            return real(self, model, enc)
+        seen.append({k: v.detach().clone() for k, v in self.classifier(model).state_dict().items()})
+        labels = torch.tensor(enc.labels)
+        right = round(accuracies[min(len(seen), len(accuracies)) - 1] * len(labels))
+        return F.one_hot(torch.where(torch.arange(len(labels)) < right, labels, 1 - labels), 2).float()
+
+    monkeypatch.setattr(SeedScoring, "logits", logits)
+    return seen
+
+
+def test_by_default_a_student_trains_until_validation_stops_improving(world, tmp_path, monkeypatch):
+    """Issue #29: the budget was 3 passes validated once each (a student's best validation on its last step, and
+    patience 3 could never fire); now at most 20 passes validated 4 times each, ended by 8 validations without
+    progress, and the student saved is the best validation's."""
+    d = DistillConfig()
+    assert (d.epochs, d.evals_per_epoch, d.patience, d.min_steps, d.eval_every, d.budget) == (20, 4, 8, 0, 0, "")
+    seen = scripted_validation(monkeypatch, [8 / 16, 10 / 16, 12 / 16, 14 / 16, 15 / 16, 8 / 16])  # the 5th is best
+    out = tmp_path / "student"
+    result = D.distill(world / "teacher", "preset:tiny", [world / "unlabelled.txt"], out,
+                       student_cfg(world, distill=AT_DEFAULTS), seeds=(0,), quiet=True)
+    assert result.settings["budget"]["steps"] == 20 * 16 and result.settings["eval_every"] == 16 // 4  # the cap
+    s = result.seeds[0]
+    assert (s.steps, s.best_step, s.stopped_early) == ((5 + 8) * 4, 5 * 4, True)  # step 52 of 320
+    assert s.val_accuracy == 15 / 16 and len(seen) == 5 + 8 + 1  # then the last weights' (final) validation
+    kept = load_file(str(out / "model.safetensors"))
+    assert kept.keys() == seen[4].keys()
+    for k in kept:
+        torch.testing.assert_close(kept[k], seen[4][k], rtol=0, atol=0, msg=k)
+    assert any(not torch.equal(seen[4][k], seen[-1][k]) for k in kept)  # the student moved on after its best
+    assert "seed 0 stopped early at 52 steps, best validation at step 20" in (out / "report.md").read_text()
+
+
+def test_validations_a_pass_follow_the_setting(world, tmp_path):
+    def every(*sets):
+        return D.student_budget(student_cfg(world, *sets).distill, 16)[1]
+
+    assert every() == 4 and every("distill.evals_per_epoch=2") == 8
+    assert every("distill.evals_per_epoch=1") == 16  # once a pass: the rule before issue #29
+    assert every("distill.evals_per_epoch=3") == 5  # 16 // 3: at least 3 a pass
+    assert every("distill.evals_per_epoch=64") == 1  # at most every step
+    assert every("distill.evals_per_epoch=2", "distill.eval_every=3") == 3  # an explicit interval wins
+    result = D.distill(world / "teacher", "preset:tiny", [world / "unlabelled.txt"], tmp_path / "student",
+                       student_cfg(world, "distill.batch_size=23", "distill.epochs=2", "distill.evals_per_epoch=2"),
+                       seeds=(0,), quiet=True)
+    assert [h["step"] for h in result.seeds[0].history if "val_acc" in h] == [8, 16, 24, 32]  # 32: the last step's
+    for bad in ("distill.evals_per_epoch=0", "distill.evals_per_epoch=-4"):
+        with pytest.raises(ConfigError, match="distill.evals_per_epoch must be >= 1, got -?[04]"):
+            cfg(bad)
+
+
+def test_an_explicit_budget_wins_and_a_patience_it_cannot_reach_is_warned_once(world, tmp_path, monkeypatch, caplog):
+    def budget(*sets):
+        return D.student_budget(student_cfg(world, *sets, distill=AT_DEFAULTS).distill, 16)
+
+    assert budget() == (Budget(steps=20 * 16), 4)
+    assert budget("distill.budget=400") == (Budget(steps=400), 4)  # longer than the cap
+    assert budget("distill.budget=2m") == (Budget(seconds=120), 4)
+    monkeypatch.setattr(recipe, "_WARNED", set())
+    c = student_cfg(world, "distill.budget=10", distill=AT_DEFAULTS)
+    with caplog.at_level("WARNING", logger="pretrainlab.distill.recipe"):
+        result = D.distill(world / "teacher", "preset:tiny", [world / "unlabelled.txt"], tmp_path / "a", c, seeds=(0,),
+                           quiet=True)
+        D.prepare_distill(world / "teacher", "preset:tiny", [world / "unlabelled.txt"], tmp_path / "b", c, quiet=True)
+    s = result.seeds[0]
+    assert (s.steps, s.stopped_early, result.settings["budget"]["steps"]) == (10, False, 10)
+    assert [r.getMessage() for r in caplog.records] == [
+        "distill.patience=8 can never end this distillation early: its budget of 10 steps validates every 4 steps, "
+        "2 times before its end, and stopping needs 9; raise distill.budget, raise distill.evals_per_epoch, or "
+        "lower distill.patience (0: never stop early; the best validation's weights are kept)"]
+
+
+def test_a_distillation_from_before_evals_per_epoch_resumes_with_its_own_settings(world, tmp_path):
+    """Saved before issue #29, a distillation validated once a pass and its settings file lacks
+    distill.evals_per_epoch: with today's defaults it is refused, naming the --set that give its own settings back,
+    and with them it resumes. One with an explicit budget (as a curve's self-training rounds) saved distill.epochs,
+    which such a budget leaves unused: it resumes whatever distill.epochs is now."""
+    args = (world / "teacher", "preset:tiny", [world / "unlabelled.txt"])
+
+    def saved_before(out, edit):
+        f = out / D.SETTINGS_FILE
+        saved = json.loads(f.read_text())
+        edit(saved["distill"])
+        f.write_text(json.dumps(saved))
+
+    old = ("distill.epochs=1", "distill.patience=3", "distill.evals_per_epoch=1")
+    out = tmp_path / "old"
+    first = D.distill(*args, out, student_cfg(world, *old, distill=AT_DEFAULTS), seeds=(0,), quiet=True)
+    saved_before(out, lambda d: d.pop("evals_per_epoch"))
+    with pytest.raises(ConfigError, match=re.escape("(to continue it: --set distill.evals_per_epoch=1 --set "
+                                                    "distill.epochs=1 --set distill.patience=3)")):
+        D.distill(*args, out, student_cfg(world, distill=AT_DEFAULTS), seeds=(0,), resume=True, quiet=True)
+    again = D.distill(*args, out, student_cfg(world, *old, distill=AT_DEFAULTS), seeds=(0,), resume=True, quiet=True)
+    assert again.seeds[0].accuracy == first.seeds[0].accuracy and again.seeds[0].steps == 16
+
+    out = tmp_path / "round"
+    given = student_cfg(world, "distill.budget=5", "distill.evals_per_epoch=1", distill=AT_DEFAULTS)
+    D.distill(*args, out, given, seeds=(0,), quiet=True)
+    assert "epochs" not in json.loads((out / D.SETTINGS_FILE).read_text())["distill"]
+    saved_before(out, lambda d: d.update(epochs=3) or d.pop("evals_per_epoch"))
+    assert D.distill(*args, out, given, seeds=(0,), resume=True, quiet=True).seeds[0].steps == 5
 
 
 def test_a_pretrained_student_with_the_hidden_state_loss(world, tmp_path):

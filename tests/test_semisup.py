@@ -3,7 +3,9 @@ text, every soft label comes from the teacher of the same label count and seed, 
 (corrupting them changes nothing), an interrupted curve resumes to the same curve.csv, and bad input is refused
 before any work."""
 
+import json
 import random
+import re
 
 import pytest
 
@@ -210,6 +212,15 @@ def test_an_interrupted_curve_resumes_to_the_same_csv(world, tmp_path, monkeypat
     # a row computed with other settings is refused
     with pytest.raises(ConfigError, match=f"other settings .*{section}"):
         run_curve(*args, killed, cfg(other), run_name="run", extras=EXTRAS)
+    if row == "distil_student":  # a curve from before distill.evals_per_epoch: its students validated once a pass
+        meta = killed / "curve-settings.json"
+        saved = json.loads(meta.read_text())
+        del saved["student"]["distill"]["evals_per_epoch"]
+        meta.write_text(json.dumps(saved))
+        with pytest.raises(ConfigError, match=re.escape("(to continue it: --set distill.evals_per_epoch=1)")):
+            run_curve(*args, killed, cfg(), run_name="run", extras=EXTRAS)
+        run_curve(*args, killed, cfg("distill.evals_per_epoch=1"), run_name="run", extras=EXTRAS)
+        assert (killed / "curve.csv").read_text() == (tmp_path / "straight" / "curve.csv").read_text()
 
 
 # --------------------------------------------------------------------------- bad input, before any work

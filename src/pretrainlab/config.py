@@ -513,20 +513,32 @@ class DistillConfig:
     """Weight of a hidden-state loss: MSE between a learned projection of the student's pooled sentence
     representation and the teacher's (cached with its logits); 0: off."""
     budget: str = ""
-    """Training budget per seed: steps (2000), wall clock (10m) or tokens (3Mtok); empty: distill.epochs
-    passes over the texts (unlabelled pieces + labelled training examples)."""
-    epochs: int = 3
-    """Passes over the texts when distill.budget is empty."""
+    """Training budget per seed: steps (2000), wall clock (10m) or tokens (3Mtok); empty: at most distill.epochs
+    passes over the texts (unlabelled pieces + labelled training examples), ended sooner by distill.patience."""
+    epochs: int = 20
+    """Passes over the texts when distill.budget is empty: a cap; distill.patience ends a run once validation stops
+    improving. 20 leaves the patience (two passes without progress) room to stop a student whose best falls
+    anywhere before pass 18. The LR schedule (warm-up, linear decay to 0) spans the cap, so a student stopped at
+    pass 8 stops at ~60% of its peak LR: a smaller cap anneals sooner, but may end a student still improving.
+    3 before issue #29: a tiny student's best validation fell on its last step, and patience 3 at one validation
+    a pass could never end a run."""
     batch_size: int = 32
     """Texts per optimizer step."""
     lr: float = 1e-3
     """Peak learning rate of the student (warm-up and decay over the budget: train.warmup)."""
-    patience: int = 3
-    """Early stopping: evaluations on the task's validation split without a better accuracy; 0: never."""
+    patience: int = 8
+    """Early stopping: validations on the task's validation split without a better accuracy (an equal one with a
+    lower loss counts as better); 0: never. 8 at distill.evals_per_epoch=4: two passes over the texts without
+    progress end a run, a few unlucky validations in a row do not."""
     min_steps: int = 0
     """Evaluations before this step never count against the patience."""
+    evals_per_epoch: int = 4
+    """Validations per pass over the texts (every steps-a-pass // N steps, at least every step), whatever the
+    budget, so that the patience counts in fractions of a pass (4: quarters) and a run ends within a quarter pass
+    of its patience running out. 1: once a pass, as before issue #29 (a distillation saved before this setting
+    existed resumes with distill.evals_per_epoch=1 and its own epochs and patience)."""
     eval_every: int = 0
-    """Validate every N optimizer steps; 0: once per pass over the texts."""
+    """Validate every N optimizer steps; 0: distill.evals_per_epoch times a pass over the texts."""
     max_texts: int = 0
     """Use at most this many unlabelled pieces (a fixed sample, ordered by text hash); 0: all. In a learning curve
     (`--self-train`, `--student`): at most this many texts in each pool, the training texts outside the labels
@@ -556,7 +568,8 @@ class DistillConfig:
         for name in ("alpha", "hidden_weight"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"distill.{name} must be >= 0, got {getattr(self, name)}")
-        for name in ("epochs", "batch_size", "shard_texts", "teacher_batch_size", "throughput_texts"):
+        for name in ("epochs", "evals_per_epoch", "batch_size", "shard_texts", "teacher_batch_size",
+                     "throughput_texts"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"distill.{name} must be >= 1, got {getattr(self, name)}")
         for name in ("patience", "min_steps", "eval_every", "max_texts"):

@@ -36,7 +36,7 @@ from .config import Budget, ConfigError, RunConfig
 from .curve_rows import (ALL_MODELS, BASE_OF, SELF_TRAINED, TEACHERS, CurveExtras, CurveRows, available_models,
                          teacher_of)
 from .data.tasks import Task, as_task
-from .distill import TextPool, typical_words
+from .distill import BEFORE_EVALS, TextPool, resume_hint, typical_words
 from .errors import TaskError
 from .finetune import clock, finetune_budget
 from .metrics import small_test_warning
@@ -358,11 +358,16 @@ def _resume(out: Path, settings: dict) -> list[CurvePoint]:
         saved = json.loads(meta.read_text(encoding="utf-8"))
         if isinstance(saved.get("finetune"), dict):  # a curve from before finetune.budget: the rule it had
             saved["finetune"] = {**BEFORE_BUDGETS, **saved["finetune"]}
+        student = saved.get("student")
+        if isinstance(student, dict) and isinstance(student.get("distill"), dict):  # students from before
+            student["distill"] = {**BEFORE_EVALS, **student["distill"]}  # distill.evals_per_epoch: once a pass
         differ = sorted(k for k in set(saved) & set(settings) if saved[k] != settings[k])
         base = [k for k in settings if k not in EXTRA_SETTINGS]
         if differ or any(k not in saved for k in base):
+            hint = resume_hint(student.get("distill", {}), settings["student"]["distill"]) \
+                if "student" in differ and isinstance(student, dict) else ""
             raise ConfigError(f"{out} holds a learning curve with other settings ({meta}: {', '.join(differ) or 'keys'}"
-                              "); give another --out or delete the directory")
+                              f"); give another --out or delete the directory{hint}")
         if any(k not in saved for k in settings):
             meta.write_text(json.dumps({**saved, **settings}, indent=1), encoding="utf-8")
         points = read_csv(csv_path)

@@ -28,7 +28,7 @@ from pathlib import Path
 from .config import PRESETS, STUDENT_BACKBONES, ConfigError, RunConfig, load_config
 from .data.tasks import Task
 from .distill import (PRESET_PREFIX, DistillSetup, Student, TextPool, distill_seed, distill_setup, load_student,
-                      load_teacher, read_unlabelled, save_student, text_hash)
+                      load_teacher, read_unlabelled, save_student, text_hash, warn_if_patience_cannot_stop)
 from .seeds import SeedRun
 
 # --------------------------------------------------------------------------- the pool
@@ -85,12 +85,13 @@ def preset_student(spec: str, backbone: str, cfg: RunConfig, tokenizer: Path) ->
 
 def selftrain_config(cfg: RunConfig, steps: int) -> RunConfig:
     """Self-training as a distillation: selftrain.* for the loss, rounds' length and dropout; finetune.* for the
-    learning rate, batch, patience and step floor; `steps` optimizer steps a round."""
+    learning rate, batch, patience and step floor; `steps` optimizer steps a round, validated once a pass (as
+    fine-tuning with finetune.evals=0; distill.evals_per_epoch is the distilled students')."""
     st, ft = cfg.selftrain, cfg.finetune
     # max_unk 1: the student reads with the tokenizer its teacher was fine-tuned with (fine-tuning warned already)
     dc = replace(cfg.distill, temperature=st.temperature, alpha=st.alpha, hidden_weight=0.0, budget=str(steps),
                  batch_size=ft.batch_size, lr=ft.lr, patience=ft.patience, min_steps=ft.min_steps, eval_every=0,
-                 max_unk=1.0)
+                 evals_per_epoch=1, max_unk=1.0)
     dropout = st.dropout if st.dropout is not None else ft.dropout
     return replace(cfg, distill=dc, finetune=replace(ft, dropout=dropout))
 
@@ -127,4 +128,5 @@ def distil_student(teacher: Path, student: Student, sub: Task, pool: TextPool, c
                    quiet: bool = True) -> tuple[SeedRun, DistillSetup]:
     """The small student learns the teacher's soft labels on the pool plus the gold labels (distill.*)."""
     setup = distill_setup(load_teacher(teacher), sub, student, pool, cfg, work, resume=True, quiet=quiet)
+    warn_if_patience_cannot_stop(setup)
     return distill_seed(setup, seed), setup

@@ -19,8 +19,9 @@
    Hinton et al. 2015), plus distill.alpha x cross-entropy on the gold label for the labelled training
    examples, plus (distill.hidden_weight > 0) the MSE between a learned projection of the student's pooled
    representation and the teacher's (TinyBERT's hidden-state loss on the sentence representation; the two
-   tokenizers need not agree). It trains in the one loop (`loop.fit`) with a budget (distill.budget, or
-   distill.epochs passes), early stopping on the task's validation split, checkpoints and `--resume`.
+   tokenizers need not agree). It trains in the one loop (`loop.fit`) with a budget (distill.budget, or at most
+   distill.epochs passes), validated distill.evals_per_epoch times a pass and stopped early on the task's
+   validation split after distill.patience validations without progress, with checkpoints and `--resume`.
 4. The output directory is a fine-tuned classifier (runs.save_classifier): `evaluate`, `predict`,
    `explain` and `export` take it. report.md / report.json set teacher against student: test accuracy and
    macro-F1 (over seeds), parameters, size on disk, CPU throughput at batch 1 and 32 (the same test
@@ -35,15 +36,16 @@ The package: `teacher.py` (the teacher, its task, its logits), `student.py` (wha
 from .cache import LogitsCache, TeacherLabels, default_cache_dir, label_texts, teacher_hash, text_hash
 from .loss import NO_LABEL, DistillLoss, DistillModel, distill_loss, soft_label_step_loss
 from .pool import TextPool, input_documents, pieces, read_unlabelled, typical_words
-from .recipe import SETTINGS_FILE, DistillSetup, distill, distill_seed, distill_setup, prepare_distill, save_student
+from .recipe import (BEFORE_EVALS, SETTINGS_FILE, DistillSetup, distill, distill_seed, distill_setup, prepare_distill,
+                     resume_hint, save_student, student_budget, warn_if_patience_cannot_stop)
 from .report import DistillResult, ModelFigures, report_markdown, texts_per_second
 from .student import PRESET_PREFIX, Student, load_student, student_classifier, student_config, student_from_run
 from .teacher import load_teacher, run_teacher, teacher_task
 
-__all__ = ["NO_LABEL", "PRESET_PREFIX", "SETTINGS_FILE", "DistillLoss", "DistillModel", "DistillResult", "DistillSetup",
-           "LogitsCache", "ModelFigures", "Student", "TeacherLabels", "TextPool", "default_cache_dir", "distill",
-           "distill_loss", "distill_seed", "distill_setup", "input_documents", "label_texts", "load_student",
-           "load_teacher", "pieces", "prepare_distill", "read_unlabelled", "report_markdown", "run_teacher",
-           "save_student", "soft_label_step_loss", "student_classifier", "student_config", "student_from_run",
-           "teacher_hash",
-           "teacher_task", "text_hash", "texts_per_second", "typical_words"]
+__all__ = ["BEFORE_EVALS", "NO_LABEL", "PRESET_PREFIX", "SETTINGS_FILE", "DistillLoss", "DistillModel",
+           "DistillResult", "DistillSetup", "LogitsCache", "ModelFigures", "Student", "TeacherLabels", "TextPool",
+           "default_cache_dir", "distill", "distill_loss", "distill_seed", "distill_setup", "input_documents",
+           "label_texts", "load_student", "load_teacher", "pieces", "prepare_distill", "read_unlabelled",
+           "report_markdown", "resume_hint", "run_teacher", "save_student", "soft_label_step_loss",
+           "student_classifier", "student_budget", "student_config", "student_from_run", "teacher_hash",
+           "teacher_task", "text_hash", "texts_per_second", "typical_words", "warn_if_patience_cannot_stop"]

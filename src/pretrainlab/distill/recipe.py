@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import time
 from collections.abc import Sequence
@@ -23,7 +24,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..config import Budget, ConfigError, RunConfig
+from ..config import Budget, ConfigError, DistillConfig, RunConfig
 from ..data.encoding import Encoded, encode
 from ..data.tasks import Task
 from ..errors import TaskError
@@ -40,6 +41,8 @@ from .pool import TextPool, read_unlabelled
 from .report import DistillResult, ModelFigures, report_markdown, speeds
 from .student import Student, check_unknown_tokens, load_student, student_classifier, student_config
 from .teacher import load_teacher, teacher_task
+
+log = logging.getLogger(__name__)
 
 # --------------------------------------------------------------------------- setting up
 
@@ -86,7 +89,9 @@ def prepare_distill(teacher: str | Path | FineTuned, student: str | Path, inputs
     task, _ = teacher_task(teacher, task)
     pool = read_unlabelled(inputs, task, teacher.config.finetune, cfg.data, cfg.distill.max_texts)
     stud = load_student(student, cfg, teacher, tokenizer, texts=task.train.texts + pool.texts)
-    return distill_setup(teacher, task, stud, pool, cfg, out, resume=resume, quiet=quiet)
+    setup = distill_setup(teacher, task, stud, pool, cfg, out, resume=resume, quiet=quiet)
+    warn_if_patience_cannot_stop(setup)
+    return setup
 
 
 def distill_setup(teacher: FineTuned, task: Task, student: Student, pool: TextPool, cfg: RunConfig,
@@ -117,12 +122,41 @@ def distill_setup(teacher: FineTuned, task: Task, student: Student, pool: TextPo
                       shard_texts=dc.shard_texts, batch_size=dc.teacher_batch_size, device=device, dtype=dtype,
                       with_pooled=dc.hidden_weight > 0, quiet=quiet)
     teacher.model.cpu()
-    budget = Budget.parse(dc.budget) if dc.budget else None
     setup = DistillSetup(teacher, task, student, cfg, out, head, head == "bert", max_len, device, dtype, pool, train,
                          got.logits, got.pooled, enc, got, unk_rate, Budget(steps=1), 1, settings, quiet)
-    setup.budget = budget or Budget(steps=dc.epochs * setup.steps_per_epoch)
-    setup.eval_every = dc.eval_every or setup.steps_per_epoch
+    setup.budget, setup.eval_every = student_budget(dc, setup.steps_per_epoch)
     return setup
+
+
+def student_budget(dc: DistillConfig, steps_per_epoch: int) -> tuple[Budget, int]:
+    """Each seed's budget and the steps between its validations: distill.budget as given, or distill.epochs passes
+    (a cap that distill.patience is meant to end sooner); distill.eval_every, or distill.evals_per_epoch a pass."""
+    budget = Budget.parse(dc.budget, "distill.budget") if dc.budget else Budget(steps=dc.epochs * steps_per_epoch)
+    return budget, dc.eval_every or max(1, steps_per_epoch // dc.evals_per_epoch)
+
+
+_WARNED: set[tuple] = set()
+
+
+def warn_if_patience_cannot_stop(setup: DistillSetup) -> None:
+    """A budget of steps with too few validations for distill.patience to ever end a run: warned once a process for
+    the same settings (a curve distils a student per label count and seed), with what to change."""
+    dc, steps, every = setup.cfg.distill, setup.budget.steps, setup.eval_every
+    key = (dc.patience, dc.min_steps, dc.epochs, dc.evals_per_epoch, dc.budget, dc.eval_every)
+    if not dc.patience or steps is None or setup.budget.seconds or setup.budget.tokens or key in _WARNED:
+        return
+    inside = (steps - 1) // every  # the validations before the last step (after the last one nothing stops)
+    before = min(inside, max(0, (dc.min_steps - 1) // every))  # those before distill.min_steps count for nothing
+    counted, need = inside - before, dc.patience + (0 if before else 1)  # a best one, then the patience's worth
+    if counted >= need:
+        return
+    _WARNED.add(key)
+    longer = "raise distill.budget" if dc.budget else f"raise distill.epochs (the cap, {dc.epochs} passes now)"
+    denser = "lower distill.eval_every" if dc.eval_every else "raise distill.evals_per_epoch"
+    log.warning(f"distill.patience={dc.patience} can never end this distillation early: its budget of {steps:,} "
+                f"steps validates every {every:,} steps, {counted} time{'' if counted == 1 else 's'} before its end"
+                f"{f' from step {dc.min_steps} on' if before else ''}, and stopping needs {need}; {longer}, "
+                f"{denser}, or lower distill.patience (0: never stop early; the best validation's weights are kept)")
 
 
 RESUMABLE = ("budget", "cache", "shard_texts", "teacher_batch_size", "throughput_texts", "seeds")
@@ -130,6 +164,12 @@ RESUMABLE = ("budget", "cache", "shard_texts", "teacher_batch_size", "throughput
 BY_THE_TOKENIZER = ("vocab_size",)
 """distill settings that the student's tokenizer (the settings' `tokenizer`) stands for: a distillation from
 before them, with a tokenizer file, resumes."""
+BY_THE_BUDGET = ("epochs",)
+"""distill settings that an explicit distill.budget makes unused: not saved with it (a self-training round, whose
+budget is given, resumes whatever distill.epochs is)."""
+BEFORE_EVALS = {"evals_per_epoch": 1}
+"""The distill settings that a distillation saved before issue #29's distill.evals_per_epoch lacks, at the value it
+ran with (one validation a pass): it resumes with them (and its own epochs and patience: the refusal names them)."""
 
 
 def _settings(teacher: FineTuned, key: str, student: Student, task: Task, texts: list[str], cfg: RunConfig) -> dict:
@@ -138,7 +178,8 @@ def _settings(teacher: FineTuned, key: str, student: Student, task: Task, texts:
     return {"teacher": str(teacher.path), "teacher_hash": key, "student": student.source,
             "student_model": asdict(student.model_cfg), "tokenizer": student.tokenizer_source, "task": task.name,
             "texts": hashlib.sha256("\n".join(texts).encode()).hexdigest(), "n_texts": len(texts),
-            "distill": {k: v for k, v in asdict(cfg.distill).items() if k not in RESUMABLE + BY_THE_TOKENIZER},
+            "distill": {k: v for k, v in asdict(cfg.distill).items()
+                        if k not in RESUMABLE + BY_THE_TOKENIZER + (BY_THE_BUDGET if cfg.distill.budget else ())},
             "finetune": {k: getattr(cfg.finetune, k) for k in ("pooling", "dropout", "max_len")},
             "train": {k: getattr(tc, k) for k in ("precision", "deterministic", "warmup", "weight_decay", "clip")}}
 
@@ -157,16 +198,26 @@ def _check_out(out: Path, settings: dict, resume: bool) -> Path:
         if not resume:
             raise ConfigError(f"{out} already holds a distillation; pass --resume to continue it (or to redo its "
                               "report), or choose another --out")
-        saved = json.loads(saved_file.read_text(encoding="utf-8"))
-        diff = config_diff(saved, json.loads(json.dumps(settings, default=str)))
+        saved, now = json.loads(saved_file.read_text(encoding="utf-8")), json.loads(json.dumps(settings, default=str))
+        saved["distill"] = {**BEFORE_EVALS, **saved.get("distill", {})}
+        if "epochs" not in now["distill"]:  # unused (an explicit budget), saved by a distillation before BY_THE_BUDGET
+            saved["distill"].pop("epochs", None)
+        diff = config_diff(saved, now)
         if diff:
             raise ConfigError(f"cannot resume {out}: it holds a distillation with other settings; give another "
-                              "--out, or the same settings:\n  " + "\n  ".join(diff))
+                              "--out, or the same settings:\n  " + "\n  ".join(diff) +
+                              resume_hint(saved["distill"], now["distill"]))
     elif out.is_dir() and any(out.iterdir()):
         raise ConfigError(f"--out {out} is not empty and holds no distillation; choose another directory")
     out.mkdir(parents=True, exist_ok=True)
     saved_file.write_text(json.dumps(settings, indent=1, default=str), encoding="utf-8")
     return out
+
+
+def resume_hint(saved: dict[str, Any], now: dict[str, Any]) -> str:
+    """The --set that give a saved distillation's distill settings back (none differ: nothing)."""
+    sets = [f"--set distill.{k}={v}" for k, v in saved.items() if k in now and now[k] != v]
+    return f"\n(to continue it: {' '.join(sets)})" if sets else ""
 
 
 # --------------------------------------------------------------------------- training one seed
@@ -277,7 +328,8 @@ def _report(setup: DistillSetup, runs: list[SeedRun], best: SeedRun) -> DistillR
              "seconds": got.seconds}
     dc = setup.cfg.distill
     settings = {"temperature": dc.temperature, "alpha": dc.alpha, "hidden_weight": dc.hidden_weight,
-                "budget": asdict(setup.budget), "batch_size": dc.batch_size, "lr": dc.lr,
+                "budget": asdict(setup.budget), "eval_every": setup.eval_every, "patience": dc.patience,
+                "batch_size": dc.batch_size, "lr": dc.lr,
                 "student_backbone": setup.student.model_cfg.backbone, "tokenizer": setup.student.tokenizer_source}
     best_test = score(test.labels, best.test_logits.argmax(-1).tolist(), names)
     return DistillResult(task.name, teacher_fig, student_fig, agreement, seeds, best.result.seed, best_test,

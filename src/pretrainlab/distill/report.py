@@ -94,6 +94,12 @@ def _size(n: float, unit: str = "") -> str:
     return f"{n:.0f}{unit}"
 
 
+def _stops(seeds: list[SeedResult]) -> str:
+    """Where each seed ended and where its best validation fell (a best on the last step: under-trained)."""
+    return "; ".join(f"seed {s.seed} {'stopped early at' if s.stopped_early else 'ran'} {s.steps} steps, best "
+                     f"validation at step {s.best_step}" for s in seeds)
+
+
 def report_markdown(r: DistillResult) -> str:
     t, s = r.teacher, r.student
     rows = [("test accuracy", str(t.accuracy), str(s.accuracy), f"{s.accuracy.mean - t.accuracy.mean:+.4f}"),
@@ -122,5 +128,6 @@ def report_markdown(r: DistillResult) -> str:
             f"the cache ({c['dir']}){'; damaged shards refused and rebuilt: ' + str(len(c['refused'])) if c['refused'] else ''}.\n"
             f"Loss: T^2 KL at T={r.settings['temperature']} + {r.settings['alpha']} x CE on labelled examples"
             f"{' + ' + str(r.settings['hidden_weight']) + ' x hidden-state MSE' if r.settings['hidden_weight'] else ''}; "
-            f"budget {', '.join(f'{k} {v}' for k, v in r.settings['budget'].items() if v is not None)} per seed.\n"
+            f"budget {', '.join(f'{k} {v}' for k, v in r.settings['budget'].items() if v is not None)} per seed, "
+            f"validated every {r.settings['eval_every']} steps, patience {r.settings['patience']}: {_stops(r.seeds)}.\n"
             f"Took {r.seconds / 60:.1f} min, of which the teacher's labelling {c['seconds'] / 60:.1f} min.\n")
