@@ -163,6 +163,78 @@ def test_curve_writes_the_exact_schema_for_every_model_and_resumes(tiny_run, tmp
         assert len(list(csv.reader(f))) == len(rows)
 
 
+@pytest.mark.usefixtures("one_thread")  # the workers get threads // jobs = 1 too: the very same arithmetic
+def test_curve_jobs_gives_the_same_curve_in_the_same_order_and_resumes_with_any_jobs(tiny_run, tmp_path, capsys):
+    """curve --jobs 2: the fine-tuning fits run in two worker processes; curve.csv and the details hold the same rows
+    in the same order as one job gives, and a curve stopped part way (by either) continues with the other value."""
+    from test_finetune import SETTINGS as TINY, great_csv
+
+    task = great_csv(tmp_path / "great.csv", n=200)
+    sets = [x for s in TINY + ["finetune.epochs=1", "finetune.min_steps=4"] for x in ("--set", s)]
+
+    def curve(out, jobs):
+        return main(["curve", str(tiny_run), "--task", str(task), "--labels", "20", "all", "--seeds", "0", "1",
+                     "--out", str(out), "--jobs", str(jobs), *sets])
+
+    def rows(out):  # details without the seconds and the speed, which are timings
+        details = [{k: v for k, v in json.loads(line).items() if k not in ("seconds", "texts_per_s")}
+                   for line in (out / "curve-details.jsonl").read_text().splitlines()]
+        return (out / "curve.csv").read_text(), details
+
+    one, two = tmp_path / "one", tmp_path / "two"
+    assert curve(one, 1) == 0 and "worker processes" not in capsys.readouterr().err
+    assert curve(two, 2) == 0
+    assert "curve: 2 fine-tuning fits at once, in worker processes of 1 torch thread each" in capsys.readouterr().err
+    assert rows(two) == rows(one)
+    assert len(rows(one)[1]) == 16 and not list(two.glob("work/*"))  # every row, and no fit's work left behind
+    # stopped after 3 rows (the others' fits lost): run again with 2 jobs, the same curve
+    csv_text, _ = rows(one)
+    (one / "curve.csv").write_text("".join(csv_text.splitlines(keepends=True)[:4]))
+    details = (one / "curve-details.jsonl").read_text().splitlines(keepends=True)
+    (one / "curve-details.jsonl").write_text("".join(details[:3]))
+    assert curve(one, 2) == 0
+    assert rows(one) == rows(two)
+
+
+def test_a_fit_that_fails_in_a_worker_gives_the_error_of_one_job(tiny_run, tmp_path, capsys):
+    from test_finetune import SETTINGS as TINY, great_csv
+
+    task = great_csv(tmp_path / "great.csv", n=200)
+    sets = [x for s in TINY + ["finetune.epochs=1", "finetune.min_steps=2"] for x in ("--set", s)]
+    errors = []
+    for jobs in (1, 2):
+        out = tmp_path / f"jobs{jobs}"
+        broken = out / "work" / "20-random-init-seed0" / "result.json"  # a finished fit's result, unreadable
+        broken.parent.mkdir(parents=True)
+        broken.write_text("{not json")
+        assert main(["curve", str(tiny_run), "--task", str(task), "--labels", "20", "--seeds", "0", "--out", str(out),
+                     "--models", "pretrained", "random-init", "--jobs", str(jobs), *sets]) == 2
+        err = capsys.readouterr().err
+        assert "Traceback" not in err
+        errors.append(err.splitlines()[-1].replace(str(out), "OUT"))
+    assert errors[0] == errors[1]
+    assert errors[0].startswith("error: OUT/work/20-random-init-seed0/result.json is unreadable (")
+    assert errors[0].endswith("); delete OUT/work/20-random-init-seed0 to train this seed again")
+
+
+def test_curve_jobs_below_one_is_refused_and_a_gpu_runs_one_fit_at_a_time(tiny_run, tmp_path, monkeypatch, capsys,
+                                                                         caplog):
+    import torch
+
+    from pretrainlab.curve_jobs import check_jobs
+    from test_finetune import great_csv
+
+    task = great_csv(tmp_path / "great.csv", n=200)
+    assert main(["curve", str(tiny_run), "--task", str(task), "--out", str(tmp_path / "c"), "--jobs", "0"]) == 2
+    assert "error: --jobs 0: give the number of fine-tuning fits to run at once, 1 or more" in capsys.readouterr().err
+    assert not (tmp_path / "c").exists()  # refused before any work
+    assert check_jobs(2, ["auto", "cpu"]) == 2
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    with caplog.at_level("WARNING"):
+        assert check_jobs(2, ["auto"]) == 1
+    assert "curve --jobs 2: the fits would share one GPU; running them one at a time" in caplog.text
+
+
 def test_curve_models_selects_what_is_trained(tiny_run, tmp_path, capsys):
     from test_finetune import SETTINGS as TINY, great_csv
 

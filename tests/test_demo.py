@@ -42,7 +42,7 @@ def test_demo_end_to_end_on_tiny_local_data(tmp_path, monkeypatch, capsys):
     settings = TINY + TRANSFORMER + FINETUNE + [
         "train.budget=1", "train.batch_size=4", "train.eval_batches=1", "data.vocab_size=120", "data.min_chars=5"]
     out = run_demo(tmp_path / "demo", seeds=(0, 1), corpus=corpus, task_file=task_file, labels=("20", "all"),
-                   settings=tuple(settings + ["finetune.epochs=1", "finetune.min_steps=2"]))
+                   settings=tuple(settings + ["finetune.epochs=1", "finetune.min_steps=2"]), jobs=2)  # as on 2 cores
 
     # the curve: every model at every label count, printed as written, with the one-sentence reading
     results = (out / "results.md").read_text(encoding="utf-8")
@@ -67,6 +67,19 @@ def test_demo_end_to_end_on_tiny_local_data(tmp_path, monkeypatch, capsys):
         logits = model(**tokenizer("This is a great movie!", return_tensors="pt")).logits
     assert model.config.id2label[int(logits.argmax())] == printed.group(1)
     assert float(re.search(r"max \|logit difference\| vs pretrainlab (\S+)\.\n", results).group(1)) <= 1e-4
+
+
+def test_the_demo_runs_two_fits_at_once_on_a_cpu_with_two_cores(monkeypatch):
+    from pretrainlab import curve_jobs
+    from pretrainlab.demo import demo_jobs
+
+    monkeypatch.setattr(curve_jobs, "usable_cores", lambda: [0, 1])
+    assert demo_jobs("cpu") == 2
+    monkeypatch.setattr(curve_jobs, "usable_cores", lambda: [3])
+    assert demo_jobs("cpu") == 1
+    monkeypatch.setattr(curve_jobs, "usable_cores", lambda: [0, 1, 2, 3])
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert demo_jobs("auto") == 1  # one GPU: one fit at a time
 
 
 def test_the_checkpoint_path_fine_tunes_the_reference_and_distils_its_student(tmp_path, monkeypatch, capsys):

@@ -14,6 +14,9 @@ Honest model selection with few labels: a fifth of the N examples (every fifth o
 stratified order) is the validation set that early stopping and TF-IDF's C see; the model trains on
 the other four fifths. Nothing outside the N labels is used for any choice. The task's own
 validation split is not used at all; the test split scores every model.
+
+With jobs > 1 (`curve --jobs N`) the fine-tuning fits run in worker processes (curve_jobs.py): the same rows,
+written in the same order.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .config import Budget, ConfigError, RunConfig
+from .curve_jobs import FitPool, check_jobs
 from .curve_rows import (ALL_MODELS, BASE_OF, SELF_TRAINED, TEACHERS, CurveExtras, CurveRows, available_models,
                          teacher_of)
 from .data.tasks import Task, as_task
@@ -177,7 +181,8 @@ def run_curve(run: str | Path | Pretrained, task: str | Path | Task, labels: Seq
               seeds: Sequence[int], out: str | Path, cfg: RunConfig | None = None,
               reference: str | Path | None = None, reference_cfg: RunConfig | None = None,
               run_name: str | None = None, save_model: str | Path | None = None,
-              models: Sequence[str] | None = None, extras: CurveExtras | None = None) -> list[CurvePoint]:
+              models: Sequence[str] | None = None, extras: CurveExtras | None = None,
+              jobs: int = 1) -> list[CurvePoint]:
     """Fine-tune every model at every label count and seed; write curve.csv, curve.md, curve.png.
 
     Points already in OUT/curve.csv (from an interrupted run with the same settings) are kept; a row stopped
@@ -187,6 +192,7 @@ def run_curve(run: str | Path | Pretrained, task: str | Path | Task, labels: Seq
     models: only these rows (default: every row the curve has; see curve_rows.available_models).
     extras: self-trained, distilled and adapted-reference rows (curve_rows.CurveExtras); every check of them
     (the student, the unlabelled inputs, the reference) is made before any training.
+    jobs: fine-tuning fits to run at once, in worker processes (curve_jobs.py; 1 on a GPU); the curve is the same.
     """
     pre = run if isinstance(run, Pretrained) else load_pretrained(run)
     run_name = run_name or (str(run) if not isinstance(run, Pretrained) else str(pre.run_dir))
@@ -202,6 +208,7 @@ def run_curve(run: str | Path | Pretrained, task: str | Path | Task, labels: Seq
         raise ConfigError(f"--out {out} is a file; give a directory for curve.csv, curve.md and curve.png")
     inputs = _check_extras(extras, task, cfg, pre, reference)  # before any training: bad input costs nothing
     ref = load_pretrained(reference) if reference is not None else None
+    jobs = check_jobs(jobs, [cfg.train.device, *([(reference_cfg or ref.config).train.device] if ref else [])])
     out.mkdir(parents=True, exist_ok=True)
     log.info(f"curve: {task.name}: {len(task.train)} training examples, label counts {' '.join(map(str, counts))} "
              f"(a fifth of each for validation); {len(task.test)} test examples score every model")
@@ -222,10 +229,29 @@ def run_curve(run: str | Path | Pretrained, task: str | Path | Task, labels: Seq
     cfg = replace(cfg, distill=replace(cfg.distill, cache=cfg.distill.cache or str(out / "teacher-logits")))
     rows = CurveRows(pre, ref, dapt, task, cfg, reference_cfg, out, extras, inputs, typical_words(task),
                      (Path(save_model), counts[-1], seeds[0]) if save_model is not None else None)
-    done = {(p.labels, p.model, p.seed) for p in points}
     fine_tuned = [m for m in names if m not in ("majority", "tfidf") and teacher_of(m) is None]
-    jobs = [(n, seed, m) for n in counts for seed in seeds for m in names if (n, m, seed) not in done]
-    eta = Eta([_budget(n, rows.source(m)[1]) if m in fine_tuned else None for n, _, m in jobs])
+    with FitPool(rows, jobs) as fits:
+        _score_rows(rows, fits, points, counts, seeds, names, fine_tuned)
+    details = read_details(out / DETAILS_FILE)
+    write_markdown(points, out / "curve.md", task, seeds, details)
+    plot_curve(points, out / "curve.png", title=f"{task.name}: accuracy vs labelled examples ({Path(run_name).name})")
+    return points
+
+
+def _score_rows(rows: CurveRows, fits: FitPool, points: list[CurvePoint], counts: Sequence[int], seeds: Sequence[int],
+                names: Sequence[str], fine_tuned: Sequence[str]) -> None:
+    """Score every row not in `points` yet, in table order, appending each to curve.csv and the details as it is
+    done. With worker processes (fits.active) every fine-tuned row's fit starts at once, in that order; the
+    curve waits for each in turn, and for all of them before it trains a taught row itself."""
+    out, task = rows.out, rows.task
+    done = {(p.labels, p.model, p.seed) for p in points}
+    todo = [(n, seed, m) for n in counts for seed in seeds for m in names if (n, m, seed) not in done]
+    teaches = {(n, m, seed): any(teacher_of(t) == m and (n, t, seed) not in done for t in names) for n, seed, m in todo}
+    eta = Eta([_budget(n, rows.source(m)[1]) if m in fine_tuned else None for n, _, m in todo])
+    if fits.active:
+        for n, seed, m in todo:
+            if m in fine_tuned:
+                fits.submit(n, seed, m, subsample(task, n, seed), teaches[(n, m, seed)])
     for n in counts:
         for seed in seeds:
             sub, picked = subsample(task, n, seed), picked_examples(task, n, seed)
@@ -233,24 +259,25 @@ def run_curve(run: str | Path | Pretrained, task: str | Path | Task, labels: Seq
                 if (n, model, seed) in done:
                     continue
                 left = eta.left()
-                log.info(f"curve: {n} labels, seed {seed}, {model} [{eta.k + 1}/{len(jobs)}"
+                log.info(f"curve: {n} labels, seed {seed}, {model} [{eta.k + 1}/{len(todo)}"
                          f"{f', ~{clock(left)} left' if left is not None else ''}]")
-                teaches = any(teacher_of(m) == model and (n, m, seed) not in done for m in names)
                 started = time.perf_counter()
-                row = rows.score(n, seed, sub, picked, model, teaches)
+                if (n, model, seed) in fits:
+                    row = fits.result(n, model, seed)
+                else:
+                    if teacher_of(model) is not None:
+                        fits.drain()
+                    row = rows.score(n, seed, sub, picked, model, teaches[(n, model, seed)])
                 eta.done(time.perf_counter() - started)
                 point = CurvePoint(n, model, seed, row.accuracy, row.macro_f1, row.ci.low, row.ci.high)
                 _append_details(out / DETAILS_FILE, point, row.details)
                 points.append(point)
                 done.add((n, model, seed))
                 _append_csv(out / "curve.csv", point)
+                shutil.rmtree(rows.work(n, model, seed), ignore_errors=True)  # a worker's fit leaves it till now
             for model in TEACHERS:  # a teacher goes once every row it teaches is scored
                 if all((n, m, seed) in done for m in names if teacher_of(m) == model):
                     shutil.rmtree(rows.teacher_dir(n, model, seed), ignore_errors=True)
-    details = read_details(out / DETAILS_FILE)
-    write_markdown(points, out / "curve.md", task, seeds, details)
-    plot_curve(points, out / "curve.png", title=f"{task.name}: accuracy vs labelled examples ({Path(run_name).name})")
-    return points
 
 
 def _requested(models: Sequence[str] | None, available: list[str], reference, extras: CurveExtras) -> list[str]:

@@ -33,11 +33,12 @@ def run_demo(out: str | Path = "runs/demo", minutes: float = 5.0, seeds: tuple[i
              task_file: str | Path | None = None, settings: tuple[str, ...] = (),
              labels: tuple[str, ...] = ("300", "1000", "all"), self_train: bool = False,
              student: str | None = None, reference: str | Path | None = None,
-             models: tuple[str, ...] | None = None) -> Path:
+             models: tuple[str, ...] | None = None, jobs: int | None = None) -> Path:
     """The demo into `out`. `corpus` (raw text) and `task_file` replace SOTU and MR (no download);
     `settings` (`section.key=value`) come after the demo's own and win. Tests use all three for a tiny run.
     self_train, student (preset:NAME): the curve's X+self-train and X->student rows too; reference: a run (e.g.
-    an imported all-MiniLM-L6-v2) fine-tuned alike at REFERENCE_LR; models: only these rows of the curve."""
+    an imported all-MiniLM-L6-v2) fine-tuned alike at REFERENCE_LR; models: only these rows of the curve.
+    jobs: the curve's fits at once (run_curve's jobs); None: demo_jobs, 2 on a CPU with 2 cores or more."""
     from .curve import DETAILS_FILE, cells, markdown_table, read_details, run_curve, stages_table
     from .curve_rows import CurveExtras
     from .data.prepare import prepare_corpus
@@ -88,19 +89,15 @@ def run_demo(out: str | Path = "runs/demo", minutes: float = 5.0, seeds: tuple[i
         pretrain(cfg, prepared, run_dir, resume=(run_dir / "checkpoints" / "latest").exists())
     pre_summary = json.loads((run_dir / "summary.json").read_text())
 
+    jobs = demo_jobs(cfg.train.device) if jobs is None else jobs
     say(f"[4/5] the learning curve on MR: {', '.join(labels)} labels x seeds {list(seeds)}; pretrained, random init, "
         "TF-IDF + logistic regression, majority class" + (f", the reference {reference}" if reference else "")
-        + ", each on the same labels")
+        + f", each on the same labels; {jobs} fine-tuning fit{'s' if jobs > 1 else ''} at a time (--jobs)")
     model_dir = out / "finetune-pretrained"
     extras = CurveExtras(self_train=self_train, student=student)
-    ref_cfg = None
-    if reference is not None:
-        from .runs import load_pretrained
-
-        ref_cfg = load_config(None, [*overrides, f"finetune.lr={REFERENCE_LR:g}", *settings],
-                              base=load_pretrained(reference).config, base_sections=("finetune",))
+    ref_cfg = reference_config(reference, overrides, settings) if reference is not None else None
     points = run_curve(run_dir, task, labels, seeds, out / "curve", cfg, reference=reference, reference_cfg=ref_cfg,
-                       save_model=model_dir, models=models, extras=extras)
+                       save_model=model_dir, models=models, extras=extras, jobs=jobs)
     table = markdown_table(points)
     if reference is not None or extras.semi:
         table += ("\nWhat each stage adds (each row against the one it builds on), with the model's size and CPU "
@@ -128,6 +125,23 @@ def run_demo(out: str | Path = "runs/demo", minutes: float = 5.0, seeds: tuple[i
         f"   learning curve {out / 'curve'} (curve.csv, curve.md, curve.png), fine-tuned model {model_dir},\n"
         f"   Hugging Face model {hf_dir}, this summary {out / 'results.md'}")
     return out
+
+
+def reference_config(reference: str | Path, overrides: list[str], settings: tuple[str, ...]):
+    """The reference's fine-tuning settings: its run's own, then the demo's at REFERENCE_LR, then `settings`."""
+    from .runs import load_pretrained
+
+    return load_config(None, [*overrides, f"finetune.lr={REFERENCE_LR:g}", *settings],
+                       base=load_pretrained(reference).config, base_sections=("finetune",))
+
+
+def demo_jobs(device: str) -> int:
+    """The curve's fits at once: 2 on a CPU with at least 2 usable cores (two one-thread fits of a tiny model finish
+    sooner than one two-thread fit after the other), else 1 (one core, or a GPU the fits would share)."""
+    from .curve_jobs import usable_cores
+    from .loop import pick_device
+
+    return 2 if pick_device(device).type == "cpu" and len(usable_cores()) >= 2 else 1
 
 
 def reading(by: dict) -> str:

@@ -36,3 +36,6 @@ class Interrupted(TrainingError):
     def __init__(self, message: str, signum: int):
         super().__init__(message)
         self.signum = signum
+
+    def __reduce__(self):  # pickled with its signal (a curve's fit in a worker process raises it there)
+        return type(self), (str(self), self.signum)
