@@ -118,7 +118,8 @@ def test_the_checkpoint_path_fine_tunes_the_reference_and_distils_its_student(tm
                                      "distill.throughput_texts=8"]
     models = ("pretrained", "random-init", "tfidf", "majority", "reference", "reference->student")
     out = run_demo(tmp_path / "demo", seeds=(0,), corpus=corpus, task_file=task_file, labels=("20", "all"),
-                   settings=tuple(settings), reference=minilm, student="preset:tiny", models=models)
+                   settings=tuple(settings), reference=minilm, student="preset:tiny", models=models,
+                   jobs=1)  # the fits in this process, where the recording patch is
 
     assert rates == {str(minilm): REFERENCE_LR, str(out / "pretrain"): 1e-3}  # the package's from-scratch rate
     results = (out / "results.md").read_text(encoding="utf-8")
