@@ -11,6 +11,8 @@
 #
 # CORE=0 pins a lane to one core with one thread (OMP_NUM_THREADS=1): two lanes share the 2 cores without
 # changing any figure (budgets are tokens and steps), only how long they take.
+# CORPUS=DIR pre-trains on another prepared corpus of WORK (default: corpus), e.g. corpus-v0: the same texts with
+# the vocabulary `prepare` proposes (data.vocab_size=0), recipe v3k.
 set -eu
 WORK=$1 cmd=$2; shift 2
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -39,12 +41,12 @@ case $cmd in
   calibrate)
     name=$1; rm -rf cal/$name
     # shellcheck disable=SC2046
-    "$PL" pretrain --corpus corpus --out cal/$name --set train.budget=75s --set train.progress=false \
+    "$PL" pretrain --corpus "${CORPUS:-corpus}" --out cal/$name --set train.budget=75s --set train.progress=false \
       --set train.eval_every=0 $(recipe $name) > cal/$name.log 2>&1
     "$PY" -c "import json; s = json.load(open('cal/$name/summary.json')); print('$name', s['tok_per_s'])" ;;
   base)
     a=$1; shift; sets=(); for s in "$@"; do sets+=(--set "$s"); done
-    [ -f runs/twin-$a/summary.json ] || "${LANE[@]}" "$PL" pretrain --corpus corpus --out runs/twin-$a --set train.budget=1 \
+    [ -f runs/twin-$a/summary.json ] || "${LANE[@]}" "$PL" pretrain --corpus "${CORPUS:-corpus}" --out runs/twin-$a --set train.budget=1 \
       --set train.progress=false "${sets[@]}" > runs/twin-$a.log 2>&1
     curves runs/twin-$a base-$a random-init tfidf majority ;;
   run)
@@ -53,7 +55,7 @@ case $cmd in
     if [ ! -f $out/summary.json ]; then
       res=(); [ -f $out/checkpoints/latest ] && res=(--resume)
       # shellcheck disable=SC2046
-      "${LANE[@]}" "$PL" pretrain --corpus corpus --out $out "${res[@]}" --set train.budget=${tok}tok \
+      "${LANE[@]}" "$PL" pretrain --corpus "${CORPUS:-corpus}" --out $out "${res[@]}" --set train.budget=${tok}tok \
         --set train.progress=false $(recipe $name) > $out.log 2>&1
     fi
     curves $out $name-$min pretrained ;;

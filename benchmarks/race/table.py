@@ -58,8 +58,10 @@ def budget_table(work: Path, recipes: list[dict], minutes: int, corpus_tokens: i
         if not (run / "summary.json").exists():
             continue
         s = json.loads((run / "summary.json").read_text())
+        own = run / "corpus.json"  # the corpus this run read (v3k's is another tokenization of the same texts)
+        train_tokens = json.loads(own.read_text()).get("train_tokens", corpus_tokens) if own.exists() else corpus_tokens
         row = [r["name"], f"{s['backbone_parameters'] / 1e6:.2f}M", f"{s['tokens'] / 1e6:.1f}M",
-               f"{s['tokens'] / corpus_tokens:.1f}", f"{s['tokens'] / s['backbone_parameters']:.1f}",
+               f"{s['tokens'] / train_tokens:.1f}", f"{s['tokens'] / s['backbone_parameters']:.1f}",
                f"{s.get('val_loss', float('nan')):.3f}"]
         for split in ("curves", "dev"):
             for t in TASKS:
