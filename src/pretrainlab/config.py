@@ -141,9 +141,9 @@ class DataConfig:
     tokenizer_kind: str = "wordpiece"
     """Tokenizer model: wordpiece, bpe (byte-level) or unigram."""
     vocab_size: int = 0
-    """Tokenizer vocabulary size; 0 (the default): `prepare` proposes one from the corpus's word count, ELC-BERT's
-    choices scaled (6,144 tokens at 10M words, 16,384 at 100M; data/vocab.py), prints it and records it in the
-    manifest."""
+    """Tokenizer vocabulary size; 0 (the default): `prepare` proposes one from the corpus's word count (8,192
+    tokens at 2.5M words, growing as ELC-BERT's choices do: 14,336 at 10M; data/vocab.py), prints it and records it
+    in the manifest."""
     lowercase: bool = True
     """Lowercase text before tokenizing."""
     text_field: str = "text"
