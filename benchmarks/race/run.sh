@@ -9,6 +9,8 @@
 #   bash benchmarks/race/run.sh WORK run NAME MINUTES        # pre-train NAME for MINUTES, then its curves
 #   python benchmarks/race/table.py WORK                     # race-tables.md, race-TASK.png
 #
+# LABELS="300 1000 all": the test curves' label counts (default: 300 1000), e.g. the 60-minute finalists'; the
+# validation curves, which only choose between recipes, stay at 300 and 1,000.
 # CORE=0 pins a lane to one core with one thread (OMP_NUM_THREADS=1): two lanes share the 2 cores without
 # changing any figure (budgets are tokens and steps), only how long they take.
 # CORPUS=DIR pre-trains on another prepared corpus of WORK (default: corpus), e.g. corpus-v0: the same texts with
@@ -20,7 +22,8 @@ PL=${PL:-$HERE/../../.venv/bin/pretrainlab}
 PY=${PY:-$HERE/../../.venv/bin/python}
 RECIPES=${RECIPES:-$HERE/recipes.txt}
 LANE=(); [ -n "${CORE:-}" ] && LANE=(env OMP_NUM_THREADS=1 taskset -c "$CORE")
-FT=(--labels 300 1000 --seeds 0 1 2 --set finetune.max_len=64 --set train.progress=false)
+read -r -a LAB <<< "${LABELS:-300 1000}"
+FT=(--seeds 0 1 2 --set finetune.max_len=64 --set train.progress=false)
 # FTX: more fine-tuning settings, e.g. the rule of an older code tree so that recipes from two trees compare
 read -r -a FTX <<< "${FTX:-}"; for s in "${FTX[@]}"; do FT+=(--set "$s"); done
 mkdir -p "$WORK"/{runs,curves,dev,cal} && cd "$WORK"
@@ -30,8 +33,8 @@ arch() { awk -v n="$1" '$1 == n {print $2; exit}' "$RECIPES"; }
 curves() {  # RUN NAME MODELS...: test and validation curves of a run on both tasks
   local run=$1 name=$2; shift 2
   for task in mr tweets; do
-    "${LANE[@]}" "$PL" curve "$run" --task $task "${FT[@]}" --models "$@" --out curves/$name-$task > curves/$name-$task.log 2>&1
-    "${LANE[@]}" "$PY" "$HERE/devcurve.py" "$run" --task $task "${FT[@]}" --models "$@" --out dev/$name-$task > dev/$name-$task.log 2>&1
+    "${LANE[@]}" "$PL" curve "$run" --task $task --labels "${LAB[@]}" "${FT[@]}" --models "$@" --out curves/$name-$task > curves/$name-$task.log 2>&1
+    "${LANE[@]}" "$PY" "$HERE/devcurve.py" "$run" --task $task --labels 300 1000 "${FT[@]}" --models "$@" --out dev/$name-$task > dev/$name-$task.log 2>&1
   done
 }
 case $cmd in
