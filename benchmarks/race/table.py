@@ -34,11 +34,15 @@ def read_recipes(path: Path) -> list[dict]:
     return out
 
 
-def accs(path: Path, labels: int, model: str) -> list[float]:
+def accs(path: Path, labels: int | str, model: str) -> list[float]:
+    """A curve's accuracies at a label count; "all": at the largest count beyond 1,000 (the whole training split)."""
     if not path.exists():
         return []
     with path.open() as f:  # csv, not curve.read_csv: curves of older trees lack the interval columns
-        return [float(r["accuracy"]) for r in csv.DictReader(f) if int(r["labels"]) == labels and r["model"] == model]
+        rows = [r for r in csv.DictReader(f) if r["model"] == model]
+    if labels == "all":
+        labels = max([int(r["labels"]) for r in rows if int(r["labels"]) > 1000], default=-1)
+    return [float(r["accuracy"]) for r in rows if int(r["labels"]) == labels]
 
 
 def fmt(values: list[float], std: bool = True) -> str:
@@ -50,8 +54,10 @@ def fmt(values: list[float], std: bool = True) -> str:
 
 
 def budget_table(work: Path, recipes: list[dict], minutes: int, corpus_tokens: int) -> list[str]:
+    runs = [work / "curves" / f"{r['name']}-{minutes}-{t}" / "curve.csv" for r in recipes for t in TASKS]
+    test_labels = LABELS + (("all",) if any(accs(c, "all", "pretrained") for c in runs) else ())  # the finalists
     head = ["recipe", "params", "tokens", "passes", "tok/param", "val loss"]
-    head += [f"{t} {n} test" for t in TASKS for n in LABELS] + [f"{t} {n} dev" for t in TASKS for n in LABELS]
+    head += [f"{t} {n} test" for t in TASKS for n in test_labels] + [f"{t} {n} dev" for t in TASKS for n in LABELS]
     lines = ["| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
     for r in recipes:
         run = work / "runs" / f"{r['name']}-{minutes}"
@@ -63,9 +69,9 @@ def budget_table(work: Path, recipes: list[dict], minutes: int, corpus_tokens: i
         row = [r["name"], f"{s['backbone_parameters'] / 1e6:.2f}M", f"{s['tokens'] / 1e6:.1f}M",
                f"{s['tokens'] / train_tokens:.1f}", f"{s['tokens'] / s['backbone_parameters']:.1f}",
                f"{s.get('val_loss', float('nan')):.3f}"]
-        for split in ("curves", "dev"):
+        for split, labels in (("curves", test_labels), ("dev", LABELS)):
             for t in TASKS:
-                for n in LABELS:
+                for n in labels:
                     row.append(fmt(accs(work / split / f"{r['name']}-{minutes}-{t}" / "curve.csv", n, "pretrained"),
                                    std=split == "curves"))
         lines.append("| " + " | ".join(row) + " |")
@@ -74,7 +80,7 @@ def budget_table(work: Path, recipes: list[dict], minutes: int, corpus_tokens: i
     rows += [(f"base-{archs[0]}", "tfidf", "TF-IDF + LR")] if archs else []  # the same for every arch: shown once
     for base, model, label in rows:
         row = [label, "", "", "", "", ""]
-        row += [fmt(accs(work / "curves" / f"{base}-{t}" / "curve.csv", n, model)) for t in TASKS for n in LABELS]
+        row += [fmt(accs(work / "curves" / f"{base}-{t}" / "curve.csv", n, model)) for t in TASKS for n in test_labels]
         row += [fmt(accs(work / "dev" / f"{base}-{t}" / "curve.csv", n, model), std=False) for t in TASKS for n in LABELS]
         lines.append("| " + " | ".join(row) + " |")
     return lines
