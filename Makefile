@@ -15,16 +15,21 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet $(PIP_EXTRA) "$(TORCH_SPEC)"
+	$(PY) -m pip install --quiet -e .
+	touch $@
+
+# the tests' extras (pytest, captum, pyarrow: 56 MB the demo does not need) come with the first `make test`
+$(VENV)/.installed-test: $(VENV)/.installed
 	$(PY) -m pip install --quiet -e ".[test]"
 	touch $@
 
 venv: $(VENV)/.installed
 
 # test: the default suite (not slow, not network, see pyproject.toml); test-all: everything, downloads included
-test: venv
+test: $(VENV)/.installed-test
 	$(PY) -m pytest -q
 
-test-all: venv
+test-all: $(VENV)/.installed-test
 	$(PY) -m pytest -q -m ""
 
 demo: venv

@@ -200,6 +200,19 @@ def test_make_takes_python311_when_present_else_any_python3(tmp_path):
     assert "pretrainlab needs Python >= 3.11, and python3.9 is older or missing; name one: make venv PYTHON=" in done.stderr
 
 
+def test_the_demo_installs_without_the_test_tools_and_the_tests_with_them(tmp_path):
+    """`make demo` is timed from a fresh clone (at most 15 minutes, set-up included): it installs the package
+    alone; `make test` adds the [test] extras (pytest, captum, pyarrow) on top of the same venv."""
+    def plan(target):
+        return subprocess.run(["make", "-n", target, f"VENV={tmp_path / 'venv'}"], cwd=ROOT, capture_output=True,
+                              text=True, check=True).stdout
+
+    demo, test = plan("demo"), plan("test")
+    assert "pip install --quiet -e .\n" in demo
+    assert "[test]" not in demo and "pretrainlab demo" in demo
+    assert "-e \".[test]\"" in test and "pytest -q" in test
+
+
 def test_ci_runs_the_readmes_test_command():
     """The README's set-up block: `make demo`, then `make test` for the tests; .ci/run (the CI) runs that very
     command, so what a newcomer is told to run is what CI keeps green (the block's run above checks the Makefile
