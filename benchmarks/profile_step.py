@@ -17,7 +17,8 @@ category, found from its name and those of the operators it runs inside (`catego
     optimizer               Optimizer.step / zero_grad (AdamW, fused or foreach), every aten::_foreach_* (clipping too)
                             and aten::_fused_adamw_*
     dtype casts             aten::to / _to_copy (and the copy_ they do), ToCopyBackward0: autocast's casts
-    loss                    cross_entropy / log_softmax / nll_loss, forward and backward
+    loss                    cross_entropy / log_softmax / nll_loss, forward and backward (objectives/losses.py's
+                            SummedCrossEntropy's backward too)
     Python/other            everything else: norms, activations, softmax, views, and the Python between
                             operators (the self time of the "step" range that encloses each step)
 An operator inside another category's operator belongs to the outermost one (aten::mm inside
@@ -82,7 +83,7 @@ RULES: dict[str, tuple[str, ...]] = {
     OPTIMIZER: ("Optimizer.*", "aten::_foreach_*", "aten::_fused_adamw*"),
     CASTS: ("aten::to", "aten::_to_copy", "ToCopyBackward*"),
     LOSS: ("aten::cross_entropy_loss", "aten::log_softmax", "aten::_log_softmax*", "aten::nll_loss*",
-           "LogSoftmaxBackward*", "NllLossBackward*"),
+           "LogSoftmaxBackward*", "NllLossBackward*", "SummedCrossEntropyBackward*"),  # objectives/losses.py's
 }
 
 

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..distributed import global_count, world_size
+from .losses import SummedCrossEntropy, top_one
 
 
 def neighbour_targets(ids: Tensor, mask: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -97,15 +98,15 @@ class ELMo(nn.Module):
         fwd_logits = self.logits(fwd.index_select(0, batch["bilm_fwd_positions"]), self.proj_fwd)  # (N, V)
         bwd_logits = self.logits(bwd.index_select(0, batch["bilm_bwd_positions"]), self.proj_bwd)  # (N, V)
         fwd_labels, bwd_labels = batch["bilm_fwd_labels"], batch["bilm_bwd_labels"]
-        fwd_sum = F.cross_entropy(fwd_logits, fwd_labels, reduction="sum")
-        bwd_sum = F.cross_entropy(bwd_logits, bwd_labels, reduction="sum")
+        fwd_sum = SummedCrossEntropy.apply(fwd_logits, fwd_labels)
+        bwd_sum = SummedCrossEntropy.apply(bwd_logits, bwd_labels)
         # mean over the targets of the GLOBAL batch (all ranks), both directions together, so data
         # parallelism over N processes trains like one process with an N times larger batch
         n_local = len(fwd_labels) + len(bwd_labels)
         n_all = global_count(n_local, fwd_logits.device)
         loss = (fwd_sum + bwd_sum) * (world_size() / n_all)
         n = max(len(fwd_labels), 1)
-        correct = (fwd_logits.argmax(-1) == fwd_labels).sum() + (bwd_logits.argmax(-1) == bwd_labels).sum()
+        correct = top_one(fwd_logits, fwd_labels).sum() + top_one(bwd_logits, bwd_labels).sum()
         return loss, {"bilm_loss": loss.detach(), "bilm_fwd_loss": fwd_sum.detach() / n,
                       "bilm_bwd_loss": bwd_sum.detach() / n, "bilm_acc": correct.float() / max(n_local, 1)}
 

@@ -23,12 +23,12 @@ token, so export to *ForMaskedLM and pseudo-perplexity (which read an MLM head) 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..distributed import global_count, world_size
 from ..errors import ConfigError
 from .clm import IGNORE, next_token_labels
+from .losses import SummedCrossEntropy, top_one
 from .mlm import MaskRate, mask_tokens, schedule
 
 
@@ -94,8 +94,8 @@ def _scored(head: nn.Module, flat: Tensor, positions: Tensor, labels: Tensor) ->
     """(the mean cross-entropy over the GLOBAL batch's targets (0 without any), accuracy) of the LM head at these
     positions: data parallelism over N processes trains as one process with an N times larger batch."""
     logits = head(flat.index_select(0, positions)).float()  # (N, V): only where there is a target
-    loss = F.cross_entropy(logits, labels, reduction="sum") * (world_size() / global_count(len(labels), logits.device))
-    acc = (logits.argmax(-1) == labels).float().mean() if len(labels) else logits.new_zeros(())
+    loss = SummedCrossEntropy.apply(logits, labels) * (world_size() / global_count(len(labels), logits.device))
+    acc = top_one(logits, labels).float().mean() if len(labels) else logits.new_zeros(())
     return loss, acc.detach()
 
 

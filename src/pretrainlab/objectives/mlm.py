@@ -12,10 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..distributed import global_count, world_size
+from .losses import SummedCrossEntropy, top_one
 
 
 def mask_tokens(
@@ -151,8 +151,8 @@ class MLM(nn.Module):
         # over N processes trains exactly like one process with an N times larger batch
         # (a process may have no masked token of its own: its share is 0, not a NaN)
         n, n_all = len(batch["mlm_labels"]), global_count(len(batch["mlm_labels"]), logits.device)
-        loss = F.cross_entropy(logits, batch["mlm_labels"], reduction="sum") * (world_size() / max(n_all, 1))
-        acc = (logits.argmax(-1) == batch["mlm_labels"]).float().sum() / max(n, 1)
+        loss = SummedCrossEntropy.apply(logits, batch["mlm_labels"]) * (world_size() / max(n_all, 1))
+        acc = top_one(logits, batch["mlm_labels"]).float().sum() / max(n, 1)
         return loss, {"mlm_loss": loss.detach(), "mlm_acc": acc.detach()}
 
 

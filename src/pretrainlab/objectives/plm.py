@@ -17,11 +17,11 @@ encoder, so a PLM-trained backbone fine-tunes and exports like any other.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..distributed import global_count, world_size
 from ..heads import MLMHead
+from .losses import SummedCrossEntropy, top_one
 from .mlm import row_rand, salted
 
 
@@ -109,8 +109,8 @@ class PLM(nn.Module):
         labels = ids.gather(1, batch["plm_targets"]).reshape(-1).index_select(0, batch["plm_scored_at"])
         # mean over the scored targets of the GLOBAL batch (all ranks), as MLM does
         n_all = global_count(len(labels), logits.device)
-        loss = F.cross_entropy(logits, labels, reduction="sum") * (world_size() / n_all)
-        acc = (logits.argmax(-1) == labels).float().mean()
+        loss = SummedCrossEntropy.apply(logits, labels) * (world_size() / n_all)
+        acc = top_one(logits, labels).float().mean()
         return loss, {"plm_loss": loss.detach(), "plm_acc": acc.detach()}
 
 

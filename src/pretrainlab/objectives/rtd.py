@@ -31,6 +31,7 @@ from torch import Tensor, nn
 
 from ..distributed import global_count, world_size
 from ..errors import ConfigError
+from .losses import SummedCrossEntropy, top_one
 from .mlm import MASKINGS, MaskRate, mask_tokens, row_rand, salted, schedule
 
 
@@ -180,7 +181,7 @@ class RTD(nn.Module):
         gen_logits, corrupted, labels = self.corrupt(batch)
         # both means over the GLOBAL batch (all ranks), as MLM's: masked tokens, then real tokens
         scale = world_size() / global_count(len(gen_logits), gen_logits.device)
-        gen_loss = F.cross_entropy(gen_logits, batch["rtd_labels"], reduction="sum") * scale
+        gen_loss = SummedCrossEntropy.apply(gen_logits, batch["rtd_labels"]) * scale
         mask = batch["mask"]
         hidden = model.backbone(corrupted, mask, batch.get("segment_ids")).hidden
         real = batch["rtd_real"]  # the real tokens, flat indices into (B * T)
@@ -191,7 +192,7 @@ class RTD(nn.Module):
         loss = gen_loss + self.weight * disc_loss
         return loss, {
             "rtd_gen_loss": gen_loss.detach(),
-            "rtd_gen_acc": (gen_logits.argmax(-1) == batch["rtd_labels"]).float().mean().detach(),
+            "rtd_gen_acc": top_one(gen_logits, batch["rtd_labels"]).float().mean().detach(),
             "rtd_disc_loss": disc_loss.detach(),
             "rtd_disc_acc": ((disc_logits > 0).float() == labels).float().mean().detach(),
             "rtd_replaced": labels.mean().detach(),
