@@ -4,10 +4,12 @@ text, every soft label comes from the teacher of the same label count and seed, 
 before any work."""
 
 import json
+import os
 import random
 import re
 
 import pytest
+import torch
 
 from pretrainlab import curve as C
 from pretrainlab import curve_rows as R
@@ -19,8 +21,9 @@ from pretrainlab.data.tasks import as_task
 from pretrainlab.data.text import normalize
 from pretrainlab.distill import recipe
 from pretrainlab.errors import CorpusError, Interrupted
+from pretrainlab.runs import load_pretrained
 from pretrainlab.seeds import EpochBatches
-from pretrainlab.semisup import curve_pool, unlabelled_inputs
+from pretrainlab.semisup import curve_pool, curve_student, unlabelled_inputs
 
 from test_finetune import SETTINGS, WORDS, make_run
 
@@ -149,6 +152,44 @@ def test_self_trained_and_distilled_rows_learn_from_the_teacher_of_their_count_a
     assert "| 40 | pretrained+self-train |" in md and "| pretrained |" in md and "texts/s" in md
 
 
+def test_a_students_run_gives_its_pretrained_backbone_and_a_curve_keeps_to_one_student(world, tmp_path, monkeypatch):
+    """--student RUN: the X->student row starts from the run's weights and tokenizer (a preset: random init);
+    its details name the run; a curve resumed with another student is refused."""
+    root, run, _ = world
+    started = []
+    real = R.distil_student
+
+    def recording(teacher, student, *a, **kw):
+        started.append(student)
+        return real(teacher, student, *a, **kw)
+
+    monkeypatch.setattr(R, "distil_student", recording)
+    out, args = tmp_path / "curve", (run, root / "great.csv", [20], [0])
+    run_curve(*args, out, cfg(), models=["pretrained->student"], extras=CurveExtras(student=str(run)))
+    (student,) = started
+    pre = load_pretrained(run)
+    assert student.source == str(run.resolve()) and student.tokenizer.get_vocab() == pre.tokenizer.get_vocab()
+    weights = pre.backbone.state_dict()
+    assert student.backbone.state_dict().keys() == weights.keys()
+    for name, w in student.backbone.state_dict().items():
+        torch.testing.assert_close(w, weights[name], rtol=0, atol=0)
+    details = C.read_details(out / C.DETAILS_FILE)
+    row = details[(20, "pretrained->student", 0)]
+    assert row["student"] == str(run.resolve())
+    assert row["parameters"] == details[(20, "pretrained", 0)]["parameters"]  # the run's backbone + the same head
+    settings = json.loads((out / "curve-settings.json").read_text())["student"]
+    assert (settings["student"], settings["backbone"]) == (str(run.resolve()), None)
+    preset = curve_student("preset:tiny", None, cfg(), run / "tokenizer.json")
+    assert preset.backbone is None and preset.model_cfg.backbone == "cnn"  # random init, another architecture
+
+    relative = os.path.relpath(run)  # the same run by another name: the curve is done
+    assert len(run_curve(*args, out, cfg(), models=["pretrained->student"], extras=CurveExtras(student=relative))) == 2
+    with pytest.raises(ConfigError, match=r"holds a learning curve with other settings \(.*curve-settings.json: "
+                       r"student\)"):
+        run_curve(*args, out, cfg(), models=["pretrained->student"], extras=CurveExtras(student="preset:tiny"))
+    assert len(started) == 1
+
+
 def test_labels_outside_the_budget_are_never_read(world, tmp_path, monkeypatch):
     """Every label of the training split outside the N (and of the unused validation split) flipped: the same rows."""
     root, run, table = world
@@ -237,10 +278,17 @@ def test_bad_extra_rows_are_refused_before_any_work(world, tmp_path, capsys):
         return code, capsys.readouterr().err
 
     code, err = curve("--student", "preset:huge")
-    assert code == 2 and "--student preset:huge: a curve distils into a small random-init student" in err
-    assert "preset:tiny, preset:mini" in err
-    code, err = curve("--student", str(run))
-    assert code == 2 and "choose preset:tiny" in err
+    assert code == 2 and "--student preset:huge: no such preset; a curve's student is preset:tiny, preset:mini" in err
+    # a pre-training run fits, but not a path that is none, nor a run with a preset's backbone
+    (tmp_path / "empty").mkdir()
+    for path, why in ((tmp_path / "missing", ": no such run directory"),
+                      (tmp_path / "empty", " is not a pretrainlab run directory (no config.yaml)")):
+        code, err = curve("--student", str(path))
+        assert code == 2 and f"--student {path}{why}" in err
+        assert "a curve's student is preset:tiny" in err and "or a pre-training run directory" in err
+    code, err = curve("--student", str(run), "--student-backbone", "rnn")
+    assert code == 2 and (f"--student-backbone rnn goes with a random-init student (--student preset:NAME); the student "
+                          f"{run} is a pre-training run, whose architecture is its own") in err
     code, err = curve("--student", "preset:base", "--student-backbone", "rnn")
     assert code == 2 and "model.preset=base has no RNN size matched to it" in err
     with pytest.raises(SystemExit):

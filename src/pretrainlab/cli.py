@@ -487,10 +487,12 @@ def build_parser() -> argparse.ArgumentParser:
                    "reference, reference+dapt): X labels the pool (the training texts outside the N labels, labels "
                    "hidden, + --unlabelled), a student from X's pre-trained weights learns its soft labels and the N "
                    "(selftrain.*)")
-    t.add_argument("--student", metavar="preset:NAME", help="add X->student: a small random-init student (e.g. "
-                   "preset:tiny, the run's tokenizer) distilled from X's soft labels over the same pool (distill.*)")
-    t.add_argument("--student-backbone", choices=STUDENT_BACKBONES, default=DEFAULT_STUDENT_BACKBONE,
-                   help=f"the student's backbone (default: {DEFAULT_STUDENT_BACKBONE}, measured best on MR)")
+    t.add_argument("--student", metavar="preset:NAME|RUN", help="add X->student, distilled from X's soft labels over "
+                   "the same pool (distill.*): a small random-init student (e.g. preset:tiny, the run's tokenizer), or "
+                   "one that starts from a pre-training run's backbone and tokenizer (e.g. the curve's RUN)")
+    t.add_argument("--student-backbone", choices=STUDENT_BACKBONES,
+                   help=f"a preset student's backbone (default: {DEFAULT_STUDENT_BACKBONE}, measured best on MR; "
+                   "a run's is its own)")
     t.add_argument("--unlabelled", nargs="+", metavar="INPUT", help="more unlabelled text for the pool: files, "
                    "directories, prepared corpora, task:NAME (never one holding a test text)")
     t.add_argument("--reference-dapt", metavar="BUDGET", help="add reference+dapt: the --reference pre-trained further "
@@ -520,10 +522,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--reference-dapt", metavar="BUDGET", help="also adapt the checkpoint to your corpus for BUDGET")
     t.add_argument("--reference-lr", type=float, default=REFERENCE_LR, help="the checkpoint's fine-tuning learning "
                    f"rate (default {REFERENCE_LR:g}, a trained model's; finetune.lr is your pre-trained model's)")
-    t.add_argument("--student", default="preset:tiny", help="the distilled students' size: preset:NAME, or none "
-                   "(default: preset:tiny)")
-    t.add_argument("--student-backbone", choices=STUDENT_BACKBONES, default=DEFAULT_STUDENT_BACKBONE,
-                   help=f"the students' backbone (default: {DEFAULT_STUDENT_BACKBONE})")
+    t.add_argument("--student", default="preset:tiny", help="the distilled students: preset:NAME (their size), a "
+                   "pre-training run directory (its backbone), or none (default: preset:tiny)")
+    t.add_argument("--student-backbone", choices=STUDENT_BACKBONES,
+                   help=f"a preset student's backbone (default: {DEFAULT_STUDENT_BACKBONE})")
     t.add_argument("--seeds", type=int, nargs="+", help=SEEDS_HELP)
     t.add_argument("--max-parameters", type=int, default=0, help="choose only among models of at most this many "
                    "parameters (default: any)")
@@ -600,7 +602,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--labels", nargs="+", default=["300", "1000", "all"], help="label counts of the learning curve")
     t.add_argument("--self-train", action="store_true", help="also the curve's X+self-train rows (curve "
                    "--self-train)")
-    t.add_argument("--student", metavar="preset:NAME", help="also the curve's X->student rows (curve --student)")
+    t.add_argument("--student", metavar="preset:NAME|RUN", help="also the curve's X->student rows (curve --student)")
     t.add_argument("--reference", help="also a real checkpoint's rows: a run directory (pretrainlab import of "
                    f"all-MiniLM-L6-v2: make demo-checkpoint) fine-tuned on the same labels at lr {REFERENCE_LR:g}")
     t.add_argument("--models", nargs="+", metavar="MODEL", help="only these rows of the curve (curve --models)")

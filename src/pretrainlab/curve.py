@@ -45,7 +45,7 @@ from .errors import TaskError
 from .finetune import clock, finetune_budget
 from .metrics import small_test_warning
 from .runs import Pretrained, load_pretrained
-from .semisup import check_student, preset_student, unlabelled_inputs
+from .semisup import check_student, curve_student, student_source, unlabelled_inputs
 
 log = logging.getLogger(__name__)
 
@@ -293,7 +293,7 @@ def _requested(models: Sequence[str] | None, available: list[str], reference, ex
             continue
         needs = ("--reference RUN (the run to fine-tune as the reference)" if reference is None and "reference" in m
                  else "--reference-dapt BUDGET" if m.startswith("reference+dapt") and not extras.reference_dapt
-                 else "--self-train" if m.endswith(SELF_TRAINED) else "--student preset:NAME")
+                 else "--self-train" if m.endswith(SELF_TRAINED) else "--student preset:NAME (or a run directory)")
         raise ConfigError(f"--models {m} needs {needs}")
     wanted = set(models) | {teacher_of(m) for m in models if teacher_of(m)}
     return [m for m in available if m in wanted]
@@ -315,7 +315,7 @@ def _check_extras(extras: CurveExtras, task: Task, cfg: RunConfig, pre: Pretrain
                           "drop them for this task")
     if extras.student is not None:
         check_student(extras.student, extras.student_backbone)
-        preset_student(extras.student, extras.student_backbone, cfg, Path(str(pre.run_dir)) / "tokenizer.json")
+        curve_student(extras.student, extras.student_backbone, cfg, Path(str(pre.run_dir)) / "tokenizer.json")
     return unlabelled_inputs(extras.unlabelled, task, cfg.finetune, cfg.data, cfg.distill.max_texts)
 
 
@@ -328,7 +328,8 @@ def _extra_settings(extras: CurveExtras, cfg: RunConfig, ref_cfg: RunConfig | No
                                   "reference_selftrain": _jsonable(ref_cfg.selftrain) if ref_cfg else None}
     if extras.student is not None:
         skip = ("cache", "shard_texts", "teacher_batch_size", "throughput_texts", "vocab_size")  # the run's tokenizer
-        settings["student"] = {"student": extras.student, "backbone": extras.student_backbone,
+        student, backbone = student_source(extras.student, extras.student_backbone)  # a run: its absolute path
+        settings["student"] = {"student": student, "backbone": backbone,
                                "distill": {k: v for k, v in _jsonable(cfg.distill).items() if k not in skip}}
     if extras.semi:
         texts = inputs.texts if inputs is not None else []

@@ -25,7 +25,7 @@ from typing import Any
 from torch import nn
 
 from .baselines import majority_baseline, tfidf_scores
-from .config import DAPT_LR, DEFAULT_STUDENT_BACKBONE, RunConfig
+from .config import DAPT_LR, RunConfig
 from .data.encoding import encode
 from .data.tasks import Task
 from .distill import DistillSetup, TextPool, save_student, student_classifier, student_from_run
@@ -34,7 +34,7 @@ from .finetune import classifier_with, finetune, finetune_seed, prepare_finetune
 from .metrics import Interval
 from .runs import Pretrained, count_parameters, is_classifier_dir, load_classifier
 from .seeds import SeedRun
-from .semisup import curve_pool, distil_student, preset_student, self_train
+from .semisup import curve_pool, curve_student, distil_student, self_train
 
 log = logging.getLogger(__name__)
 
@@ -65,8 +65,9 @@ class CurveExtras:
     self_train: bool = False
     """X+self-train for every fine-tuned teacher X."""
     student: str | None = None
-    """preset:NAME: the X->student rows."""
-    student_backbone: str = DEFAULT_STUDENT_BACKBONE
+    """preset:NAME (a random-init student) or a pre-training run directory (its backbone): the X->student rows."""
+    student_backbone: str | None = None
+    """A preset student's backbone (None: semisup.student_source's default); a run's is its own."""
     unlabelled: tuple[str, ...] = ()
     """Inputs whose texts join each pool (files, directories, prepared corpora, task:NAME)."""
     reference_dapt: str | None = None
@@ -199,10 +200,10 @@ class CurveRows:
         if model.endswith(SELF_TRAINED):
             run, setup = self_train(teacher, student_from_run(self.source(base)[0]), sub, pool, self.source(base)[1],
                                     work, seed)
-        else:  # the student reads with the run's tokenizer, as the fine-tuned rows do (which only warn about [UNK])
+        else:  # a preset reads with the run's tokenizer, as the fine-tuned rows do (which only warn about [UNK])
             cfg = replace(self.cfg, distill=replace(self.cfg.distill, max_unk=1.0))
-            student = preset_student(self.extras.student, self.extras.student_backbone, cfg,
-                                     Path(str(self.pre.run_dir)) / "tokenizer.json")
+            student = curve_student(self.extras.student, self.extras.student_backbone, cfg,
+                                    Path(str(self.pre.run_dir)) / "tokenizer.json")
             run, setup = distil_student(teacher, student, sub, pool, cfg, work, seed)
         if self.extras.keep_models:
             save_student(setup, run, (seed,), self.out / "models" / model / f"seed-{seed}",
@@ -215,8 +216,10 @@ class CurveRows:
         return Row(run.result.accuracy, run.result.macro_f1, run.result.accuracy_ci, details)
 
     def _teaching(self, setup: DistillSetup, pool: TextPool) -> dict[str, Any]:
-        """Who taught the row and on how many texts (the teacher's logits: computed now or read from the cache)."""
+        """Who taught the row, what the student started from, and on how many texts (the teacher's logits: computed
+        now or read from the cache)."""
         return {"teacher": str(setup.teacher.path), "teacher_hash": setup.settings["teacher_hash"],
+                "student": setup.student.source,
                 "pool": len(pool.texts), "labelled": len(setup.task.train), "teacher_logits": setup.labels.computed,
                 "teacher_logits_reused": setup.labels.reused, "teacher_seconds": setup.labels.seconds}
 

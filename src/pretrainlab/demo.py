@@ -36,8 +36,9 @@ def run_demo(out: str | Path = "runs/demo", minutes: float = 5.0, seeds: tuple[i
              models: tuple[str, ...] | None = None, jobs: int | None = None) -> Path:
     """The demo into `out`. `corpus` (raw text) and `task_file` replace SOTU and MR (no download);
     `settings` (`section.key=value`) come after the demo's own and win. Tests use all three for a tiny run.
-    self_train, student (preset:NAME): the curve's X+self-train and X->student rows too; reference: a run (e.g.
-    an imported all-MiniLM-L6-v2) fine-tuned alike at REFERENCE_LR; models: only these rows of the curve.
+    self_train, student (preset:NAME or a run directory): the curve's X+self-train and X->student rows too;
+    reference: a run (e.g. an imported all-MiniLM-L6-v2) fine-tuned alike at REFERENCE_LR; models: only these rows of
+    the curve.
     jobs: the curve's fits at once (run_curve's jobs); None: demo_jobs, 2 on a CPU with 2 cores or more."""
     from .curve import DETAILS_FILE, cells, markdown_table, read_details, run_curve, stages_table
     from .curve_rows import CurveExtras

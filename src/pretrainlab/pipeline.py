@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from .config import DEFAULT_STUDENT_BACKBONE, ConfigError, RunConfig
+from .config import ConfigError, RunConfig
 from .curve import DETAILS_FILE, CurvePoint, read_details, run_curve, stages_table
 from .curve_rows import CurveExtras
 
@@ -78,12 +78,13 @@ class PipelineResult:
 def pipeline(corpus: Sequence[str], task: str, out: str | Path, cfg: RunConfig, *, budget: str | None = None,
              reference: str | Path | None = None, reference_cfg: RunConfig | None = None,
              reference_dapt: str | None = None, student: str | None = "preset:tiny",
-             student_backbone: str = DEFAULT_STUDENT_BACKBONE, seeds: Sequence[int] | None = None,
+             student_backbone: str | None = None, seeds: Sequence[int] | None = None,
              max_parameters: int = 0, pool_texts: int = POOL_TEXTS) -> PipelineResult:
     """Prepare, pre-train, draw the curve with every stage, choose on validation, save the chosen model.
 
     cfg: the settings of every step (data, model, objective, train for pre-training; finetune, selftrain, distill
-    for the curve); budget: train.budget of the pre-training (default cfg's). student: None for no distilled rows.
+    for the curve); budget: train.budget of the pre-training (default cfg's). student: preset:NAME or a run
+    directory (curve --student), None for no distilled rows; student_backbone: a preset's (None: the default).
     max_parameters: only models of at most this many parameters may be chosen (0: any).
     """
     from .data.prepare import prepare_corpus

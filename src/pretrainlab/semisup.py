@@ -7,8 +7,9 @@ reference, the adapted reference) labels the pool, and
                    pool plus the gold labels (Du et al. 2021; noisy student: the student trains with dropout,
                    the teacher labels without), for selftrain.rounds rounds (a later round's teacher is the
                    previous round's student); the round best on validation is the row's model
-    X->student     a small student (preset:NAME, backbone transformer, rnn or cnn, random init, the run's
-                   tokenizer) learns the same soft labels, as `pretrainlab distill` trains one (distill.*)
+    X->student     a student learns the same soft labels, as `pretrainlab distill` trains one (distill.*): a small
+                   random-init one (preset:NAME, backbone transformer, rnn or cnn, the run's tokenizer), or a
+                   pre-training run's backbone with its tokenizer (well-read students learn better: Turc et al. 2019)
 
 Both are distillations (distill.distill_setup / distill_seed: the soft-label loss, the teacher-logits cache,
 checkpoints that resume), stopped early on the curve's validation fifth of the N labels.
@@ -16,6 +17,7 @@ checkpoints that resume), stopped early on the curve's validation fifth of the N
     inputs = unlabelled_inputs(["sotu/"], task, cfg.finetune, cfg.data, max_texts=0)   # once: errors first
     pool = curve_pool(task.train.texts, picked, inputs)      # texts only: the labels outside the N never come in
     run, setup = self_train(teacher_dir, student_from_run(pre), sub, pool, selftrain_config(cfg, cache), work, seed)
+    student = curve_student("runs/mine", None, cfg, tokenizer)   # or ("preset:tiny", "rnn", ...)
 """
 
 from __future__ import annotations
@@ -25,10 +27,13 @@ from collections.abc import Collection, Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from .config import PRESETS, STUDENT_BACKBONES, ConfigError, RunConfig, load_config
+from .config import DEFAULT_STUDENT_BACKBONE, PRESETS, STUDENT_BACKBONES, ConfigError, RunConfig, load_config
 from .data.tasks import Task
 from .distill import (PRESET_PREFIX, DistillSetup, Student, TextPool, distill_seed, distill_setup, load_student,
-                      load_teacher, read_unlabelled, save_student, text_hash, warn_if_patience_cannot_stop)
+                      load_teacher, read_unlabelled, save_student, student_from_run, text_hash,
+                      warn_if_patience_cannot_stop)
+from .errors import CheckpointError
+from .runs import load_pretrained
 from .seeds import SeedRun
 
 # --------------------------------------------------------------------------- the pool
@@ -61,15 +66,52 @@ def curve_pool(train_texts: Sequence[str], picked: Collection[int], inputs: Text
 # --------------------------------------------------------------------------- students and their settings
 
 
-def check_student(spec: str, backbone: str) -> None:
-    """A curve's --student / --student-backbone, refused before any work with what fits."""
-    fits = ", ".join(PRESET_PREFIX + p for p in PRESETS)
-    if not spec.startswith(PRESET_PREFIX) or spec[len(PRESET_PREFIX):] not in PRESETS:
-        raise ConfigError(f"--student {spec}: a curve distils into a small random-init student named by its size; "
-                          f"choose {fits} (with --student-backbone {' | '.join(STUDENT_BACKBONES)})")
-    if backbone not in STUDENT_BACKBONES:
+def check_student(spec: str, backbone: str | None) -> None:
+    """A curve's --student / --student-backbone (None: not given), refused before any work with what fits; a run
+    is loaded once to see that it is one."""
+    if not spec.startswith(PRESET_PREFIX):
+        if backbone is not None:
+            raise ConfigError(f"--student-backbone {backbone} goes with a random-init student (--student preset:NAME); "
+                              f"the student {spec} is a pre-training run, whose architecture is its own: drop "
+                              "--student-backbone")
+        run_student(spec)
+        return
+    if spec[len(PRESET_PREFIX):] not in PRESETS:
+        raise ConfigError(f"--student {spec}: no such preset; a curve's student is {student_fits()}")
+    if backbone is not None and backbone not in STUDENT_BACKBONES:
         raise ConfigError(f"--student-backbone {backbone}: a student classifies fast with "
                           f"{', '.join(STUDENT_BACKBONES)}; choose one of them")
+
+
+def student_fits() -> str:
+    """What a curve's --student may be (for messages)."""
+    return (f"{', '.join(PRESET_PREFIX + p for p in PRESETS)} (random init; --student-backbone "
+            f"{' | '.join(STUDENT_BACKBONES)}) or a pre-training run directory (e.g. the curve's RUN)")
+
+
+def student_source(spec: str, backbone: str | None) -> tuple[str, str | None]:
+    """The student as a curve's settings record it: (preset:NAME, its backbone: --student-backbone, default
+    DEFAULT_STUDENT_BACKBONE) or (the run's absolute path, None: the run's own architecture)."""
+    if spec.startswith(PRESET_PREFIX):
+        return spec, backbone or DEFAULT_STUDENT_BACKBONE
+    return str(Path(spec).resolve()), None
+
+
+def curve_student(spec: str, backbone: str | None, cfg: RunConfig, tokenizer: Path) -> Student:
+    """A curve's student: a random-init preset with the given tokenizer (the run's), or a run's pre-trained
+    backbone with its own tokenizer."""
+    source, kind = student_source(spec, backbone)
+    return run_student(source) if kind is None else preset_student(source, kind, cfg, tokenizer)
+
+
+def run_student(spec: str) -> Student:
+    """A student that starts from a pre-training run's backbone (or a fine-tuned model's: load_pretrained);
+    a path that is not one is refused with what fits."""
+    try:
+        pre = load_pretrained(Path(spec))
+    except CheckpointError as e:
+        raise ConfigError(f"--student {e}; a curve's student is {student_fits()}") from None  # e names the path
+    return student_from_run(pre, spec)
 
 
 def student_run_config(cfg: RunConfig, spec: str, backbone: str) -> RunConfig:
