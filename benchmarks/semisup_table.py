@@ -49,7 +49,7 @@ def goals(points, details) -> list[str]:
         check("self-training from scratch", "pretrained+self-train", "pretrained", 0.02)
         check("self-training from scratch against TF-IDF", "pretrained+self-train", "tfidf", 0.03)
         check("adapting the checkpoint", "reference+dapt", "reference", 0.01)
-        pool_rows = [r for r in m if r.endswith("+self-train") or r.endswith("->student")]
+        pool_rows = [r for r in m if (r.endswith("+self-train") or r.endswith("->student")) and m[r] is not None]
         if pool_rows and m.get("tfidf") is not None:
             best = max(pool_rows, key=lambda r: m[r])
             check("the best row that uses the pool, against TF-IDF", best, "tfidf", 0.14)
