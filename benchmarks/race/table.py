@@ -5,9 +5,13 @@ Reads what benchmarks/race/run.sh writes under WORK:
     curves/NAME-MIN-TASK/curve.csv        its pretrained rows on the TEST split
     dev/NAME-MIN-TASK/curve.csv           the same fine-tuning scored on the VALIDATION split (for choices)
     curves/base-ARCH-TASK/curve.csv       random init / TF-IDF / majority for an architecture (test)
-and the recipes file (NAME ARCH RATE settings...), and writes race.md and race-TASK.png.
+and the recipes file (NAME ARCH RATE settings...), and writes race-tables.md and race-TASK.png.
 
-    python benchmarks/race/table.py WORK --recipes benchmarks/race/recipes.txt --out benchmarks/results
+    python benchmarks/race/table.py WORK --recipes benchmarks/race/recipes.txt --out benchmarks/results \
+        [--previous benchmarks/results/race.md]
+
+--previous: the tables of an earlier race.md fill in the rows that WORK lacks (runs measured in another WORK, by
+another session); a row WORK has replaces the earlier one. The plot draws from the merged tables.
 """
 
 from __future__ import annotations
@@ -15,12 +19,16 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import re
 import statistics
 from pathlib import Path
 
 
 TASKS = ("mr", "tweets")
 LABELS = (300, 1000)
+FIXED = ["recipe", "params", "tokens", "passes", "tok/param", "val loss"]
+Table = dict[str, dict[str, str]]
+"""A budget's rows: the row's label -> its cells by column name (in table order)."""
 
 
 def read_recipes(path: Path) -> list[dict]:
@@ -53,57 +61,109 @@ def fmt(values: list[float], std: bool = True) -> str:
     return f"{statistics.fmean(values):.4f} ± {statistics.stdev(values):.4f}"
 
 
-def budget_table(work: Path, recipes: list[dict], minutes: int, corpus_tokens: int) -> list[str]:
-    runs = [work / "curves" / f"{r['name']}-{minutes}-{t}" / "curve.csv" for r in recipes for t in TASKS]
-    test_labels = LABELS + (("all",) if any(accs(c, "all", "pretrained") for c in runs) else ())  # the finalists
-    head = ["recipe", "params", "tokens", "passes", "tok/param", "val loss"]
-    head += [f"{t} {n} test" for t in TASKS for n in test_labels] + [f"{t} {n} dev" for t in TASKS for n in LABELS]
-    lines = ["| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
+def columns(with_all: bool) -> list[str]:
+    """A budget table's columns: the test label counts (all labels: the 60-minute finalists), then validation."""
+    test = LABELS + (("all",) if with_all else ())
+    return FIXED + [f"{t} {n} test" for t in TASKS for n in test] + [f"{t} {n} dev" for t in TASKS for n in LABELS]
+
+
+def curve_cells(work: Path, stem: str, model: str) -> dict[str, str]:
+    """The test and validation cells of one model in WORK's curves/STEM-TASK and dev/STEM-TASK."""
+    cells = {}
+    for t in TASKS:
+        for n in (*LABELS, "all"):
+            v = accs(work / "curves" / f"{stem}-{t}" / "curve.csv", n, model)
+            if v:
+                cells[f"{t} {n} test"] = fmt(v)
+        for n in LABELS:
+            v = accs(work / "dev" / f"{stem}-{t}" / "curve.csv", n, model)
+            if v:
+                cells[f"{t} {n} dev"] = fmt(v, std=False)
+    return cells
+
+
+def budget_rows(work: Path, recipes: list[dict], minutes: int, corpus_tokens: int) -> Table:
+    """The rows WORK holds for one budget: each recipe run, then the baselines of its architectures."""
+    rows: Table = {}
     for r in recipes:
         run = work / "runs" / f"{r['name']}-{minutes}"
         if not (run / "summary.json").exists():
             continue
         s = json.loads((run / "summary.json").read_text())
-        own = run / "corpus.json"  # the corpus this run read (v3k's is another tokenization of the same texts)
+        own = run / "corpus.json"  # the corpus this run read (v3k's and free's differ from the race's)
         train_tokens = json.loads(own.read_text()).get("train_tokens", corpus_tokens) if own.exists() else corpus_tokens
-        row = [r["name"], f"{s['backbone_parameters'] / 1e6:.2f}M", f"{s['tokens'] / 1e6:.1f}M",
-               f"{s['tokens'] / train_tokens:.1f}", f"{s['tokens'] / s['backbone_parameters']:.1f}",
-               f"{s.get('val_loss', float('nan')):.3f}"]
-        for split, labels in (("curves", test_labels), ("dev", LABELS)):
-            for t in TASKS:
-                for n in labels:
-                    row.append(fmt(accs(work / split / f"{r['name']}-{minutes}-{t}" / "curve.csv", n, "pretrained"),
-                                   std=split == "curves"))
-        lines.append("| " + " | ".join(row) + " |")
+        rows[r["name"]] = {"params": f"{s['backbone_parameters'] / 1e6:.2f}M", "tokens": f"{s['tokens'] / 1e6:.1f}M",
+                           "passes": f"{s['tokens'] / train_tokens:.1f}",
+                           "tok/param": f"{s['tokens'] / s['backbone_parameters']:.1f}",
+                           "val loss": f"{s.get('val_loss', float('nan')):.3f}",
+                           **curve_cells(work, f"{r['name']}-{minutes}", "pretrained")}
     archs = [a for a in sorted({r["arch"] for r in recipes}) if (work / "curves" / f"base-{a}-{TASKS[0]}").exists()]
-    rows = [(f"base-{a}", "random-init", f"random init ({a})") for a in archs]
-    rows += [(f"base-{archs[0]}", "tfidf", "TF-IDF + LR")] if archs else []  # the same for every arch: shown once
-    for base, model, label in rows:
-        row = [label, "", "", "", "", ""]
-        row += [fmt(accs(work / "curves" / f"{base}-{t}" / "curve.csv", n, model)) for t in TASKS for n in test_labels]
-        row += [fmt(accs(work / "dev" / f"{base}-{t}" / "curve.csv", n, model), std=False) for t in TASKS for n in LABELS]
-        lines.append("| " + " | ".join(row) + " |")
+    for a in archs:
+        rows[f"random init ({a})"] = curve_cells(work, f"base-{a}", "random-init")
+    if archs:  # the same for every architecture: shown once
+        rows["TF-IDF + LR"] = curve_cells(work, f"base-{archs[0]}", "tfidf")
+    return rows
+
+
+def read_previous(path: Path) -> dict[int, Table]:
+    """The budget tables of an earlier race.md ('## N minutes' then a markdown table), by minutes."""
+    tables: dict[int, Table] = {}
+    minutes, head = None, None
+    for line in path.read_text(encoding="utf-8").splitlines():
+        m = re.match(r"## (\d+) minutes", line)
+        if m:
+            minutes, head = int(m.group(1)), None
+            tables[minutes] = {}
+        elif minutes is not None and line.startswith("|"):
+            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            if head is None:
+                head = cells
+            elif not set(cells[0]) <= set("-:"):  # not the |---| line
+                tables[minutes][cells[0]] = {h: c for h, c in zip(head[1:], cells[1:]) if c and c != "-"}
+        elif minutes is not None and head is not None and not line.strip():
+            minutes = None
+    return tables
+
+
+def render(rows: Table) -> list[str]:
+    """Recipes first (in the order given), baselines last; a dash is a cell not measured."""
+    with_all = any(k.endswith(" all test") for cells in rows.values() for k in cells)
+    head = columns(with_all)
+    base = [k for k in rows if k.startswith(("random init", "TF-IDF"))]
+    order = [k for k in rows if k not in base] + base
+    lines = ["| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
+    for k in order:
+        cells = rows[k]
+        lines.append("| " + " | ".join([k] + [cells.get(h, "" if h in FIXED else "-") for h in head[1:]]) + " |")
     return lines
 
 
-def plot(work: Path, recipes: list[dict], minutes: list[int], task: str, path: Path) -> None:
+def mean_of(cell: str | None) -> float | None:
+    """The mean in a cell such as '0.6866 ± 0.0016' (None: not measured)."""
+    return float(cell.split("±")[0]) if cell and cell != "-" else None
+
+
+def plot(tables: dict[int, Table], task: str, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(8, 5))
-    for r in recipes:
-        pts = [(m, accs(work / "curves" / f"{r['name']}-{m}-{task}" / "curve.csv", 1000, "pretrained")) for m in minutes]
-        pts = [(m, v) for m, v in pts if v]
+    col = f"{task} 1000 test"
+    names = list(dict.fromkeys(k for t in tables.values() for k in t if not k.startswith(("random init", "TF-IDF"))))
+    for name in names:
+        pts = [(m, mean_of(t.get(name, {}).get(col))) for m, t in sorted(tables.items())]
+        pts = [(m, v) for m, v in pts if v is not None]
         if pts:
-            ax.plot([m for m, _ in pts], [statistics.fmean(v) for _, v in pts], marker="o", label=r["name"])
-    first = sorted({r["arch"] for r in recipes})[0]
-    for model, style in (("random-init", "-."), ("tfidf", "--")):
-        v = accs(work / "curves" / f"base-{first}-{task}" / "curve.csv", 1000, model)
-        if v:
-            ax.axhline(statistics.fmean(v), color="grey", linestyle=style, linewidth=1, label=f"{model} ({first})")
+            ax.plot([m for m, _ in pts], [v for _, v in pts], marker="o", label=name)
+    for label, style in (("random init (tiny)", "-."), ("TF-IDF + LR", "--")):
+        v = next((mean_of(t[label].get(col)) for t in tables.values() if label in t and t[label].get(col)), None)
+        if v is not None:
+            ax.axhline(v, color="grey", linestyle=style, linewidth=1, label=label)
     ax.set_xscale("log")
+    ax.set_xticks(sorted(tables), [str(m) for m in sorted(tables)])
+    ax.minorticks_off()
     ax.set_xlabel("pre-training minutes (token budget = minutes x the recipe's quiet 2-core rate)")
     ax.set_ylabel("test accuracy at 1,000 labels (mean of 3 seeds)")
     ax.set_title(f"{task}: the recipe race")
@@ -120,18 +180,22 @@ def main() -> None:
     ap.add_argument("--recipes", type=Path, default=Path("benchmarks/race/recipes.txt"))
     ap.add_argument("--minutes", type=int, nargs="+", default=[5, 15, 60])
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    ap.add_argument("--previous", type=Path, help="an earlier race.md whose rows fill in what WORK lacks")
     args = ap.parse_args()
     recipes = read_recipes(args.recipes)
     corpus = json.loads((args.work / "corpus" / "corpus.json").read_text()) if (args.work / "corpus" / "corpus.json").exists() else {}
     corpus_tokens = int(corpus.get("train_tokens", 3_561_260))
-    parts = []
+    earlier = read_previous(args.previous) if args.previous else {}
+    tables: dict[int, Table] = {}
     for m in args.minutes:
-        lines = budget_table(args.work, recipes, m, corpus_tokens)
-        if len(lines) > 2:
-            parts.append(f"## {m} minutes\n\n" + "\n".join(lines) + "\n")
+        rows = dict(earlier.get(m, {}))
+        for k, cells in budget_rows(args.work, recipes, m, corpus_tokens).items():
+            rows[k] = {**rows.get(k, {}), **cells}
+        if rows:
+            tables[m] = rows
     for t in TASKS:
-        plot(args.work, recipes, args.minutes, t, args.out / f"race-{t}.png")
-    text = "\n".join(parts)
+        plot(tables, t, args.out / f"race-{t}.png")
+    text = "\n".join(f"## {m} minutes\n\n" + "\n".join(render(rows)) + "\n" for m, rows in tables.items())
     print(text)
     (args.out / "race-tables.md").write_text(text, encoding="utf-8")
 
