@@ -13,6 +13,8 @@
 # validation curves, which only choose between recipes, stay at 300 and 1,000.
 # CORE=0 pins a lane to one core with one thread (OMP_NUM_THREADS=1): two lanes share the 2 cores without
 # changing any figure (budgets are tokens and steps), only how long they take.
+# PTX: more pre-training settings for every run, e.g. "train.precision=fp32" on a CPU with fast bf16 (auto would
+# pick bf16 there), so that runs compare with the fp32 ones of an AVX2-only machine.
 # CORPUS=DIR pre-trains on another prepared corpus of WORK (default: corpus), e.g. corpus-v0: the same texts with
 # the vocabulary `prepare` proposes (data.vocab_size=0), recipe v3k.
 set -eu
@@ -26,6 +28,7 @@ read -r -a LAB <<< "${LABELS:-300 1000}"
 FT=(--seeds 0 1 2 --set finetune.max_len=64 --set train.progress=false)
 # FTX: more fine-tuning settings, e.g. the rule of an older code tree so that recipes from two trees compare
 read -r -a FTX <<< "${FTX:-}"; for s in "${FTX[@]}"; do FT+=(--set "$s"); done
+PT=(); read -r -a PTX <<< "${PTX:-}"; for s in "${PTX[@]}"; do PT+=(--set "$s"); done
 mkdir -p "$WORK"/{runs,curves,dev,cal} && cd "$WORK"
 recipe() { awk -v n="$1" '$1 == n {for (i = 4; i <= NF; i++) printf "--set %s ", $i; exit}' "$RECIPES"; }
 rate() { awk -v n="$1" '$1 == n {print $3; exit}' "$RECIPES"; }
@@ -45,12 +48,12 @@ case $cmd in
     name=$1; rm -rf cal/$name
     # shellcheck disable=SC2046
     "$PL" pretrain --corpus "${CORPUS:-corpus}" --out cal/$name --set train.budget=75s --set train.progress=false \
-      --set train.eval_every=0 $(recipe $name) > cal/$name.log 2>&1
+      --set train.eval_every=0 $(recipe $name) "${PT[@]}" > cal/$name.log 2>&1
     "$PY" -c "import json; s = json.load(open('cal/$name/summary.json')); print('$name', s['tok_per_s'])" ;;
   base)
     a=$1; shift; sets=(); for s in "$@"; do sets+=(--set "$s"); done
     [ -f runs/twin-$a/summary.json ] || "${LANE[@]}" "$PL" pretrain --corpus "${CORPUS:-corpus}" --out runs/twin-$a --set train.budget=1 \
-      --set train.progress=false "${sets[@]}" > runs/twin-$a.log 2>&1
+      --set train.progress=false "${sets[@]}" "${PT[@]}" > runs/twin-$a.log 2>&1
     curves runs/twin-$a base-$a random-init tfidf majority ;;
   run)
     name=$1 min=$2 out=runs/$1-$2
@@ -59,7 +62,7 @@ case $cmd in
       res=(); [ -f $out/checkpoints/latest ] && res=(--resume)
       # shellcheck disable=SC2046
       "${LANE[@]}" "$PL" pretrain --corpus "${CORPUS:-corpus}" --out $out "${res[@]}" --set train.budget=${tok}tok \
-        --set train.progress=false $(recipe $name) > $out.log 2>&1
+        --set train.progress=false $(recipe $name) "${PT[@]}" > $out.log 2>&1
     fi
     curves $out $name-$min pretrained ;;
   *) echo "unknown command $cmd; see the header of $0" >&2; exit 2 ;;
