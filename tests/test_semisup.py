@@ -127,18 +127,20 @@ def test_self_trained_and_distilled_rows_learn_from_the_teacher_of_their_count_a
     extras = CurveExtras(self_train=True, student="preset:tiny", unlabelled=(str(root / "more.txt"),))
     points = run_curve(run, root / "great.csv", [20, 40], [0, 1], out, cfg(), extras=extras)
     task = as_task(root / "great.csv", cfg().finetune)
-    models = ["pretrained", "pretrained+self-train", "pretrained->student", "random-init", "tfidf", "majority"]
+    models = ["pretrained", "pretrained+self-train", "pretrained->student", "pretrained+self-train->student",
+              "random-init", "tfidf", "majority"]
     assert sorted((p.labels, p.model, p.seed) for p in points) == sorted(
         (n, m, s) for n in (20, 40) for s in (0, 1) for m in models)
-    # one self-training and one student per count and seed, each labelled by that count's and seed's teacher,
-    # on that subsample's training labels and the pool of that subsample
-    assert len(seen) == 8
+    # per count and seed one self-training and one student labelled by that count's and seed's fine-tuned teacher,
+    # and one student by its self-trained one, on that subsample's training labels and the pool of that subsample
+    assert len(seen) == 12
     for n in (20, 40):
         for s in (0, 1):
             sub, picked = subsample(task, n, s), picked_examples(task, n, s)
             texts = sub.train.texts + [t for i, t in enumerate(task.train.texts) if i not in set(picked)]
-            mine = [t for who, t in seen if who == {"labels": n, "model": "pretrained", "seed": s}]
-            assert len(mine) == 2 and all(t[:len(texts)] == texts and len(t) == len(texts) + 40 for t in mine)
+            for teacher, times in (("pretrained", 2), ("pretrained+self-train", 1)):
+                mine = [t for who, t in seen if who == {"labels": n, "model": teacher, "seed": s}]
+                assert len(mine) == times and all(t[:len(texts)] == texts and len(t) == len(texts) + 40 for t in mine)
     details = C.read_details(out / C.DETAILS_FILE)
     taught = details[(40, "pretrained+self-train", 1)]
     assert taught["teacher"].endswith("teachers/40-pretrained-seed1") and taught["pool"] == 80 + 40
@@ -205,7 +207,7 @@ def test_labels_outside_the_budget_are_never_read(world, tmp_path, monkeypatch):
     for name, path in tasks.items():
         run_curve(run, path, [30], [0], tmp_path / name, cfg(), run_name="run", extras=EXTRAS)
         out[name] = (tmp_path / name / "curve.csv").read_text()
-    assert out["clean"] == out["corrupted"] and out["clean"].count("\n") == 1 + 6
+    assert out["clean"] == out["corrupted"] and out["clean"].count("\n") == 1 + 7  # pretrained+self-train->student too
 
 
 KILLED_IN = {  # the row's trainer, its work directory's checkpoints, the rows scored before it, a setting of it
@@ -245,6 +247,8 @@ def test_an_interrupted_curve_resumes_to_the_same_csv(world, tmp_path, monkeypat
         run_curve(*args, tmp_path / "killed", cfg(), run_name="run", extras=EXTRAS)
     killed = tmp_path / "killed"
     assert (killed / "teachers" / "30-pretrained-seed0" / "classifier.json").is_file()  # kept for the rows to come
+    kept_self_trained = (killed / "teachers" / "30-pretrained+self-train-seed0" / "classifier.json").is_file()
+    assert kept_self_trained == (row == "distil_student")  # scored, and teaching pretrained+self-train->student
     assert list((killed / "work").glob(checkpoints))
     assert [line.split(",")[1] for line in (killed / "curve.csv").read_text().splitlines()[1:]] == before
     state["calls"] = -10**9  # no more kills
@@ -302,6 +306,12 @@ def test_bad_extra_rows_are_refused_before_any_work(world, tmp_path, capsys):
     assert code == 2 and "missing.txt" in err
     code, err = curve("--models", "pretrained+self-train")
     assert code == 2 and "--models pretrained+self-train needs --self-train" in err
+    chained = "--models pretrained+self-train->student needs"
+    for flags, needs in (((), "--self-train and --student preset:NAME (or a run directory)"),
+                         (("--student", "preset:tiny"), "--self-train"),
+                         (("--self-train",), "--student preset:NAME (or a run directory)")):
+        code, err = curve("--models", "pretrained+self-train->student", *flags)
+        assert code == 2 and f"{chained} {needs}\n" in err
     pairs = tmp_path / "pairs.csv"
     pairs.write_text("a,b,label\n" + "".join(f"x{i} y,z{i} w,{'pos' if i % 2 else 'neg'}\n" for i in range(60)))
     code = main(["curve", str(run), "--task", str(pairs), "--labels", "20", "--out", str(tmp_path / "out"),

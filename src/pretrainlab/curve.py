@@ -37,7 +37,7 @@ import numpy as np
 
 from .config import Budget, ConfigError, RunConfig
 from .curve_jobs import FitPool, check_jobs
-from .curve_rows import (ALL_MODELS, BASE_OF, SELF_TRAINED, TEACHERS, CurveExtras, CurveRows, available_models,
+from .curve_rows import (ALL_MODELS, BASE_OF, SELF_TRAINED, CurveExtras, CurveRows, available_models, missing_flags,
                          teacher_of)
 from .data.tasks import Task, as_task
 from .distill import BEFORE_EVALS, TextPool, resume_hint, typical_words
@@ -247,6 +247,7 @@ def _score_rows(rows: CurveRows, fits: FitPool, points: list[CurvePoint], counts
     done = {(p.labels, p.model, p.seed) for p in points}
     todo = [(n, seed, m) for n in counts for seed in seeds for m in names if (n, m, seed) not in done]
     teaches = {(n, m, seed): any(teacher_of(t) == m and (n, t, seed) not in done for t in names) for n, seed, m in todo}
+    teachers = [m for m in names if any(teacher_of(t) == m for t in names)]  # fine-tuned or self-trained
     eta = Eta([_budget(n, rows.source(m)[1]) if m in fine_tuned else None for n, _, m in todo])
     if fits.active:
         for n, seed, m in todo:
@@ -275,7 +276,7 @@ def _score_rows(rows: CurveRows, fits: FitPool, points: list[CurvePoint], counts
                 done.add((n, model, seed))
                 _append_csv(out / "curve.csv", point)
                 shutil.rmtree(rows.work(n, model, seed), ignore_errors=True)  # a worker's fit leaves it till now
-            for model in TEACHERS:  # a teacher goes once every row it teaches is scored
+            for model in teachers:  # a teacher goes once every row it teaches is scored
                 if all((n, m, seed) in done for m in names if teacher_of(m) == model):
                     shutil.rmtree(rows.teacher_dir(n, model, seed), ignore_errors=True)
 
@@ -293,9 +294,13 @@ def _requested(models: Sequence[str] | None, available: list[str], reference, ex
             continue
         needs = ("--reference RUN (the run to fine-tune as the reference)" if reference is None and "reference" in m
                  else "--reference-dapt BUDGET" if m.startswith("reference+dapt") and not extras.reference_dapt
-                 else "--self-train" if m.endswith(SELF_TRAINED) else "--student preset:NAME (or a run directory)")
+                 else " and ".join(missing_flags(m, extras)))
         raise ConfigError(f"--models {m} needs {needs}")
-    wanted = set(models) | {teacher_of(m) for m in models if teacher_of(m)}
+    wanted: set[str] = set()
+    for m in models:  # each row with its teacher, and that teacher's own (X+self-train->student: X+self-train, X)
+        while m is not None:
+            wanted.add(m)
+            m = teacher_of(m)
     return [m for m in available if m in wanted]
 
 

@@ -7,11 +7,13 @@ The rows (curve.py's module doc has the plain ones):
 
     pretrained, reference, reference+dapt      fine-tuned on the N labels (finetune_seed): the teachers
     X+self-train, X->student                   taught by teacher X of the same N and seed (semisup.py)
+    X+self-train->student                      taught by X+self-train of the same N and seed
     random-init, tfidf, majority               the baselines
 
-A fine-tuned row checkpoints into OUT/work/N-MODEL-seedS while it trains (a killed curve continues it) and,
-while rows that it teaches are still to come, keeps its classifier in OUT/teachers/N-MODEL-seedS (labelled
-as a distillation teacher is: its logits cached in distill.cache, default OUT/teacher-logits).
+A row checkpoints into OUT/work/N-MODEL-seedS while it trains (a killed curve continues it) and, while rows
+that it teaches (teacher_of) are still to come, keeps its classifier in OUT/teachers/N-MODEL-seedS (labelled
+as a distillation teacher is: its logits cached in distill.cache, default OUT/teacher-logits). A teacher that
+was not kept (its row was scored before the rows it teaches were asked for) is trained again, and so is its own.
 """
 
 from __future__ import annotations
@@ -41,21 +43,27 @@ log = logging.getLogger(__name__)
 TEACHERS = ("pretrained", "reference", "reference+dapt")
 """The fine-tuned rows that teach self-trained and distilled rows."""
 SELF_TRAINED, DISTILLED = "+self-train", "->student"
-ALL_MODELS = ("pretrained", "pretrained+self-train", "pretrained->student", "random-init", "tfidf", "majority",
-              "reference", "reference+self-train", "reference->student",
-              "reference+dapt", "reference+dapt+self-train", "reference+dapt->student")
-"""Every row a curve can have, in the order of its tables."""
-BASE_OF = {"pretrained": "random-init", "reference+dapt": "reference",
-           **{t + s: t for t in TEACHERS for s in (SELF_TRAINED, DISTILLED)}}
-"""What each row adds to: the stage that pays is the difference (pre-training, adaptation, self-training, a student)."""
+ALL_MODELS = ("pretrained", "pretrained+self-train", "pretrained->student", "pretrained+self-train->student",
+              "random-init", "tfidf", "majority",
+              "reference", "reference+self-train", "reference->student", "reference+self-train->student",
+              "reference+dapt", "reference+dapt+self-train", "reference+dapt->student",
+              "reference+dapt+self-train->student")
+"""Every row a curve can have, in the order of its tables (a teacher before the rows it teaches)."""
 
 
 def teacher_of(model: str) -> str | None:
-    """The fine-tuned row that teaches this one (None: it learns from the labels alone)."""
+    """The row that teaches this one: X for X+self-train and X->student, X+self-train for X+self-train->student
+    (None: it learns from the labels alone)."""
     for suffix in (SELF_TRAINED, DISTILLED):
         if model.endswith(suffix):
             return model[:-len(suffix)]
     return None
+
+
+BASE_OF = {"pretrained": "random-init", "reference+dapt": "reference",
+           **{m: teacher_of(m) for m in ALL_MODELS if teacher_of(m) is not None}}
+"""What each row adds to: the stage that pays is the difference (pre-training, adaptation, self-training, a student
+against its teacher)."""
 
 
 @dataclass(frozen=True)
@@ -85,15 +93,25 @@ def available_models(reference: bool, extras: CurveExtras) -> list[str]:
     """The rows this curve can have, in table order."""
     teachers = ["pretrained", *(["reference"] if reference else []),
                 *(["reference+dapt"] if extras.reference_dapt else [])]
-    out = []
-    for m in ALL_MODELS:
+    out: list[str] = []
+    for m in ALL_MODELS:  # a teacher comes before the rows it teaches: a taught row needs its teacher available
         base = teacher_of(m)
         if m in teachers or m in ("random-init", "tfidf", "majority"):
             out.append(m)
-        elif base in teachers and ((m.endswith(SELF_TRAINED) and extras.self_train) or
-                                   (m.endswith(DISTILLED) and extras.student is not None)):
+        elif base in out and ((m.endswith(SELF_TRAINED) and extras.self_train) or
+                              (m.endswith(DISTILLED) and extras.student is not None)):
             out.append(m)
     return out
+
+
+def missing_flags(model: str, extras: CurveExtras) -> list[str]:
+    """The self-training and student flags a taught row needs and the curve lacks (for messages)."""
+    flags = []
+    if SELF_TRAINED in model and not extras.self_train:
+        flags.append("--self-train")
+    if model.endswith(DISTILLED) and extras.student is None:
+        flags.append("--student preset:NAME (or a run directory)")
+    return flags
 
 
 @dataclass
@@ -134,7 +152,7 @@ class CurveRows:
         return self.out / "teachers" / f"{n}-{model}-seed{seed}"
 
     def score(self, n: int, seed: int, sub: Task, picked: list[int], model: str, teaches: bool) -> Row:
-        """Train (or continue) and score one row; teaches: keep a fine-tuned row's classifier as a teacher."""
+        """Train (or continue) and score one row; teaches: keep its classifier as a teacher (teacher_dir)."""
         if model == "majority":
             m = majority_baseline(sub)
             return Row(m.accuracy, m.macro_f1, m.accuracy_ci, {})
@@ -144,7 +162,7 @@ class CurveRows:
         if teacher_of(model) is None:
             row = self.finetuned(n, seed, sub, model, teaches)
         else:
-            row = self.taught(n, seed, sub, picked, model)
+            row = self.taught(n, seed, sub, picked, model, teaches)
         shutil.rmtree(self.work(n, model, seed), ignore_errors=True)
         return row
 
@@ -186,14 +204,21 @@ class CurveRows:
 
     # ----------------------------------------------------------------------- taught rows
 
-    def taught(self, n: int, seed: int, sub: Task, picked: list[int], model: str) -> Row:
-        """X+self-train or X->student: X's classifier of this N and seed labels the pool."""
+    def teacher(self, n: int, seed: int, sub: Task, picked: list[int], model: str) -> Path:
+        """The classifier directory of the row that teaches `model` (teacher_of), trained again when it was not
+        kept (its row was scored before, without rows to teach then): with its own teacher, if it has one."""
         base = teacher_of(model)
+        assert base is not None
         teacher = self.teacher_dir(n, base, seed)
-        if not is_classifier_dir(teacher):  # its row was scored before, without a teacher kept: train it again
-            log.info(f"curve: {n} labels, seed {seed}: fine-tuning {base} again as the teacher of {model}")
-            self.finetuned(n, seed, sub, base, teaches=True)
-            shutil.rmtree(self.work(n, base, seed), ignore_errors=True)
+        if not is_classifier_dir(teacher):
+            log.info(f"curve: {n} labels, seed {seed}: training {base} again as the teacher of {model}")
+            self.score(n, seed, sub, picked, base, teaches=True)
+        return teacher
+
+    def taught(self, n: int, seed: int, sub: Task, picked: list[int], model: str, teaches: bool) -> Row:
+        """X+self-train, X->student or X+self-train->student: its teacher of this N and seed labels the pool."""
+        base = teacher_of(model)
+        teacher = self.teacher(n, seed, sub, picked, model)
         pool = curve_pool(self.task.train.texts, picked, self.inputs, self.piece_words,
                           self.cfg.distill.max_texts)
         work = self.work(n, model, seed)
@@ -205,9 +230,11 @@ class CurveRows:
             student = curve_student(self.extras.student, self.extras.student_backbone, cfg,
                                     Path(str(self.pre.run_dir)) / "tokenizer.json")
             run, setup = distil_student(teacher, student, sub, pool, cfg, work, seed)
-        if self.extras.keep_models:
-            save_student(setup, run, (seed,), self.out / "models" / model / f"seed-{seed}",
-                         {"curve": {"labels": n, "model": model, "seed": seed}})
+        meta = {"curve": {"labels": n, "model": model, "seed": seed}}
+        for dest, wanted in ((self.teacher_dir(n, model, seed), teaches),
+                             (self.out / "models" / model / f"seed-{seed}", self.extras.keep_models)):
+            if wanted:  # a fine-tuned classifier directory, as a teacher is (distill.load_teacher reads it)
+                save_student(setup, run, (seed,), dest, meta)
         classifier = student_classifier(setup.student, len(setup.teacher.label_names), setup.cfg.finetune.pooling, None)
         classifier.load_state_dict(run.best_weights())
         details = self._details(run, classifier, setup.student.tokenizer, setup.student.special.pad, setup.max_len,
