@@ -1,8 +1,9 @@
 """The tables and plots of benchmarks/semisup.sh (issue #29), with the issue's goals checked against them.
 
 Reads WORK/curves/TASK-run and WORK/curves/TASK-reference (curve.csv and curve-details.jsonl each) and writes
-WORK/semisup.md (per task: test accuracy per row and label count, mean ± std over seeds; what each stage adds
-over the row it builds on, with validation accuracy, parameters, CPU texts/s and minutes; the goals) and
+WORK/semisup.md (per task: test accuracy per row and label count, mean ± std over seeds, X+self-train->student
+beside X->student when the curve has it; what each stage adds over the row it builds on, with validation accuracy,
+parameters, CPU texts/s and minutes; the goals, every student against its own teacher) and
 WORK/semisup-TASK.png.
 
     python benchmarks/semisup_table.py WORK [--tasks mr tweets]
@@ -15,6 +16,7 @@ import statistics
 from pathlib import Path
 
 from pretrainlab.curve import DETAILS_FILE, markdown_table, plot_curve, read_csv, read_details, stages_table
+from pretrainlab.curve_rows import ALL_MODELS, DISTILLED, teacher_of
 
 
 def load(work: Path, task: str):
@@ -49,12 +51,12 @@ def goals(points, details) -> list[str]:
         check("self-training from scratch", "pretrained+self-train", "pretrained", 0.02)
         check("self-training from scratch against TF-IDF", "pretrained+self-train", "tfidf", 0.03)
         check("adapting the checkpoint", "reference+dapt", "reference", 0.01)
-        pool_rows = [r for r in m if (r.endswith("+self-train") or r.endswith("->student")) and m[r] is not None]
+        pool_rows = [r for r in m if teacher_of(r) is not None and m[r] is not None]
         if pool_rows and m.get("tfidf") is not None:
             best = max(pool_rows, key=lambda r: m[r])
             check("the best row that uses the pool, against TF-IDF", best, "tfidf", 0.14)
-        for student in [r for r in m if r.endswith("->student")]:
-            teacher = student[:-len("->student")]
+        for student in [r for r in ALL_MODELS if r in m and r.endswith(DISTILLED)]:  # X+self-train->student too
+            teacher = teacher_of(student)  # the goal compares a student with ITS teacher
             ds = [d for (k, r, _), d in details.items() if k == n and r == student]
             ts = [d for (k, r, _), d in details.items() if k == n and r == teacher]
             if not ds or not ts or m.get(teacher) is None:

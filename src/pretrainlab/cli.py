@@ -488,7 +488,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "hidden, + --unlabelled), a student from X's pre-trained weights learns its soft labels and the N "
                    "(selftrain.*)")
     t.add_argument("--student", metavar="preset:NAME|RUN", help="add X->student, distilled from X's soft labels over "
-                   "the same pool (distill.*): a small random-init student (e.g. preset:tiny, the run's tokenizer), or "
+                   "the same pool (distill.*), and with --self-train X+self-train->student, distilled from the "
+                   "self-trained X: a small random-init student (e.g. preset:tiny, the run's tokenizer), or "
                    "one that starts from a pre-training run's backbone and tokenizer (e.g. the curve's RUN)")
     t.add_argument("--student-backbone", choices=STUDENT_BACKBONES,
                    help=f"a preset student's backbone (default: {DEFAULT_STUDENT_BACKBONE}, measured best on MR; "
