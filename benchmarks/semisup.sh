@@ -19,8 +19,10 @@
 # --set: passed to every curve (after the script's own settings), e.g. --set selftrain.rounds=2.
 #
 # Two curve directories per task, because MiniLM fine-tunes with its own learning rate (the grid's 1e-4):
-#   WORK/curves/TASK-run        pretrained, pretrained+self-train, pretrained->student, random-init, tfidf, majority
-#   WORK/curves/TASK-reference  reference, reference+dapt and their +self-train and ->student rows
+#   WORK/curves/TASK-run        pretrained, its +self-train, ->student and +self-train->student, random-init, tfidf,
+#                               majority
+#   WORK/curves/TASK-reference  reference, reference+dapt and their +self-train, ->student and +self-train->student
+#                               rows
 # The students use the run's tokenizer (8k: a tiny CNN of ~1.6M parameters). The adapted reference is pre-trained
 # once (WORK/curves/FIRST-TASK-reference/reference-dapt) and shared by the other tasks' directories.
 # Every step resumes: run the same command again after a stop. Each row's minutes, parameters and texts/s are in
@@ -80,7 +82,8 @@ for task in $TASKS; do
   say "$name: the run's rows"
   "$PL" curve "$RUN" --task "$task" --labels $LABELS --seeds $SEEDS --out "$WORK/curves/$name-run" "${COMMON[@]}" \
     --self-train --student "$STUDENT" --student-backbone "$BACKBONE" \
-    --models pretrained pretrained+self-train 'pretrained->student' random-init tfidf majority
+    --models pretrained pretrained+self-train 'pretrained->student' 'pretrained+self-train->student' random-init \
+             tfidf majority
   ref_dir=$WORK/curves/$name-reference
   if [ -n "$first" ] && [ ! -e "$ref_dir/reference-dapt" ]; then  # the adapted reference: pre-trained once
     mkdir -p "$ref_dir" && ln -s "$WORK/curves/$first-reference/reference-dapt" "$ref_dir/reference-dapt"
@@ -89,8 +92,8 @@ for task in $TASKS; do
   "$PL" curve "$RUN" --task "$task" --labels $LABELS --seeds $SEEDS --out "$ref_dir" "${COMMON[@]}" \
     --set finetune.lr=1e-4 --reference "$REF" --reference-dapt "$DAPT" \
     --self-train --student "$STUDENT" --student-backbone "$BACKBONE" \
-    --models reference reference+self-train 'reference->student' reference+dapt reference+dapt+self-train \
-             'reference+dapt->student'
+    --models reference reference+self-train 'reference->student' 'reference+self-train->student' reference+dapt \
+             reference+dapt+self-train 'reference+dapt->student' 'reference+dapt+self-train->student'
   first=${first:-$name}
 done
 say "tables"

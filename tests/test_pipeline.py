@@ -45,7 +45,8 @@ def test_the_model_chosen_on_validation_is_a_directory_every_command_takes(piped
     details = read_details(out / "curve" / DETAILS_FILE)
     points = read_csv(out / "curve" / "curve.csv")
     rows_seen = {m for (_, m, _) in details}
-    assert {"pretrained", "pretrained+self-train", "pretrained->student", "random-init", "tfidf"} <= rows_seen
+    assert {"pretrained", "pretrained+self-train", "pretrained->student", "pretrained+self-train->student",
+            "random-init", "tfidf"} <= rows_seen
     # the choice: the best mean validation accuracy among the models (baselines excluded), then its best seed
     val = {}
     for (_, m, s), d in details.items():
@@ -66,6 +67,7 @@ def test_the_model_chosen_on_validation_is_a_directory_every_command_takes(piped
     md = (out / "pipeline.md").read_text()
     assert f"Chosen on validation: **{best}**" in md and "| pre-training | pretrained | random-init |" in md
     assert "| self-training | pretrained+self-train | pretrained |" in md and "| distillation |" in md
+    assert "| distilling the self-trained model | pretrained+self-train->student | pretrained+self-train |" in md
     # the same command again: every step is done, nothing trains again
     before = (out / "curve" / "curve.csv").read_text()
     capsys.readouterr()

@@ -6,9 +6,10 @@
 1. prepare   the corpus and the task's training texts (task-adaptive; never a validation or test text) -> OUT/corpus
 2. pretrain  the package's recipe for the budget -> OUT/run
 3. curve     every labelled training example (a fifth of them for validation): pretrained, random init, TF-IDF,
-             majority; X+self-train and X->student for each fine-tuned X over the pool (the corpus cut into pieces
-             of the task's length, plus any training text outside the labels); the reference and reference+dapt
-             when a checkpoint is given -> OUT/curve (curve.csv, curve.md, curve.png, each row's model)
+             majority; X+self-train, X->student and X+self-train->student (a student of the self-trained X) for
+             each fine-tuned X over the pool (the corpus cut into pieces of the task's length, plus any training
+             text outside the labels); the reference and reference+dapt when a checkpoint is given -> OUT/curve
+             (curve.csv, curve.md, curve.png, each row's model)
 4. choose    the row with the best validation accuracy, mean over seeds (ties: fewer parameters), among the models
              of at most max_parameters; its seed best on validation -> OUT/model, a fine-tuned model directory that
              predict, evaluate and export take. Nothing but validation decides; the test split only reports.
@@ -42,8 +43,10 @@ POOL_TEXTS = 20_000
 STAGES = (("pre-training", "pretrained", "random-init"), ("self-training", "pretrained+self-train", "pretrained"),
           ("the checkpoint", "reference", "pretrained"), ("its adaptation", "reference+dapt", "reference"),
           ("self-training the checkpoint", "reference+self-train", "reference"),
-          ("distillation", "pretrained->student", "pretrained"), ("distilling the checkpoint", "reference->student",
-                                                                  "reference"))
+          ("distillation", "pretrained->student", "pretrained"),
+          ("distilling the self-trained model", "pretrained+self-train->student", "pretrained+self-train"),
+          ("distilling the checkpoint", "reference->student", "reference"),
+          ("distilling the self-trained checkpoint", "reference+self-train->student", "reference+self-train"))
 """(stage, the row with it, the row without it): what each stage adds."""
 
 
