@@ -457,6 +457,11 @@ CASES: dict[str, Case] = {
         lambda fx, t: ["distill", str(fx.model), "--student", "preset:tiny", "--texts", write(t / "u.txt", TEXT),
                        "--out", str(t / "student"), "--set", "distill.evals_per_epoch=0"],
         "distill.evals_per_epoch must be >= 1, got 0"),
+    "distill-augment-probability": Case(
+        "distill", "a probability outside [0, 1] (distill.augment_mask=1.5)",
+        lambda fx, t: ["distill", str(fx.model), "--student", "preset:tiny", "--texts", write(t / "u.txt", TEXT),
+                       "--out", str(t / "student"), "--set", "distill.augment=2", "--set", "distill.augment_mask=1.5"],
+        "distill.augment_mask is a probability in [0, 1], got 1.5"),
     # ----------------------------------------------------------------- evaluate
     "evaluate-unknown-label": Case(
         "evaluate", "a test file with a label the model was not trained on",

@@ -559,6 +559,24 @@ class DistillConfig:
     students (`curve --student`) read with the run's tokenizer instead, as its fine-tuned rows do."""
     throughput_texts: int = 256
     """Test texts timed for the CPU throughput of teacher and student (batch 32; batch 1 times the first 64)."""
+    augment: int = 0
+    """Augmented copies of each unlabelled pool text, labelled by the teacher beside the originals (Tang et al.
+    2019's transfer-set augmentation, their n_iter: 20 on SST-2, 10 elsewhere); 0: none. Per word of a copy: [MASK]
+    with probability distill.augment_mask, else a word of the pool with distill.augment_swap; then, with
+    distill.augment_ngram, the whole copy becomes a random n-gram of itself (n uniform in 1-5). Copies equal to a
+    text already there or to a validation/test text (after normalisation) are dropped. It follows distill.max_texts
+    (the cap applies to the originals) and feeds every pool: `distill`'s and a curve's self-trained and distilled
+    rows'. Not yet measured here."""
+    augment_mask: float = 0.1
+    """Per word of an augmented copy: the probability of [MASK] (Tang et al. 2019's p_mask, 0.1), when the teacher's
+    tokenizer reads the literal "[MASK]" as its mask token (else such a word is swapped instead). Not yet measured
+    here."""
+    augment_swap: float = 0.1
+    """Per word of an augmented copy: the probability of a random word of the pool drawn by frequency (Tang et al.
+    2019 drew one of the same part of speech, p_pos 0.1; there is no tagger here). Not yet measured here."""
+    augment_ngram: float = 0.25
+    """Per augmented copy: the probability that it becomes a random n-gram of itself, n uniform in 1-5 (Tang et al.
+    2019's p_ng, 0.25). Not yet measured here."""
 
     def __post_init__(self) -> None:
         if self.budget:
@@ -572,9 +590,15 @@ class DistillConfig:
                      "throughput_texts"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"distill.{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("patience", "min_steps", "eval_every", "max_texts"):
+        for name in ("patience", "min_steps", "eval_every", "max_texts", "augment"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"distill.{name} must be >= 0, got {getattr(self, name)}")
+        for name in ("augment_mask", "augment_swap", "augment_ngram"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ConfigError(f"distill.{name} is a probability in [0, 1], got {getattr(self, name)}")
+        if self.augment_mask + self.augment_swap > 1:
+            raise ConfigError(f"distill.augment_mask + distill.augment_swap is the share of a copy's words replaced, "
+                              f"at most 1; got {self.augment_mask} + {self.augment_swap}: lower one of them")
         if 0 < self.vocab_size < 16 or self.vocab_size < 0:
             raise ConfigError(f"distill.vocab_size must be at least 16 (or 0: the teacher's tokenizer), got "
                               f"{self.vocab_size}")
