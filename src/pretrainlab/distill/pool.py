@@ -36,6 +36,10 @@ class TextPool:
     duplicates_dropped: int = 0
     sampled_from: int = 0
     """Pieces before distill.max_texts took a sample (0: no sample was taken)."""
+    augmented: int = 0
+    """Of `texts`, the augmented copies at their end (distill.augment; augment.py)."""
+    augment_held_out_dropped: int = 0
+    """Augmented copies equal to a validation or test text: never trained on."""
 
 
 def typical_words(task: Task) -> int:

@@ -3,6 +3,7 @@
     teacher = load_teacher("runs/minilm/finetune-mr")
     task, remap = teacher_task(teacher)             # its own task; remap[task label id] = the teacher's id
     logits, pooled = run_teacher(teacher, texts, 64, device, dtype, with_pooled=False)
+    mask_token(teacher.tokenizer)                   # "[MASK]" if it reads that string as its mask token, else None
 """
 
 from __future__ import annotations
@@ -51,6 +52,15 @@ def teacher_task(teacher: FineTuned, task: str | Path | Task | None = None) -> t
     index = {str(x): i for i, x in enumerate(teacher.label_names)}
     return task, [index[str(x)] for x in task.label_names]
 
+
+MASK = "[MASK]"
+
+
+def mask_token(tokenizer) -> str | None:
+    """The literal "[MASK]" when the tokenizer reads that string as its mask token (MiniLM's WordPiece and
+    pretrainlab's own tokenizers do): what distill.augment's copies mask words with; else None (they swap them)."""
+    i = tokenizer.token_to_id(MASK)
+    return MASK if i is not None and tokenizer.encode(MASK, add_special_tokens=False).ids == [i] else None
 
 
 @torch.no_grad()
