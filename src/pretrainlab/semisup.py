@@ -30,7 +30,7 @@ from pathlib import Path
 from .config import DEFAULT_STUDENT_BACKBONE, PRESETS, STUDENT_BACKBONES, ConfigError, RunConfig, load_config
 from .data.tasks import Task
 from .distill import (PRESET_PREFIX, DistillSetup, Student, TextPool, distill_seed, distill_setup, load_student,
-                      load_teacher, read_unlabelled, save_student, student_from_run, text_hash,
+                      load_teacher, pool_with_copies, read_unlabelled, save_student, student_from_run, text_hash,
                       warn_if_patience_cannot_stop)
 from .errors import CheckpointError
 from .runs import load_pretrained
@@ -149,12 +149,15 @@ def selftrain_steps(cfg: RunConfig, n_texts: int) -> int:
 def self_train(teacher: Path, student: Student, sub: Task, pool: TextPool, cfg: RunConfig, work: Path, seed: int,
                quiet: bool = True) -> tuple[SeedRun, DistillSetup]:
     """selftrain.rounds rounds of teacher -> student (X's pre-trained weights each time); the round best on the
-    validation fifth, with its setup. Every round checkpoints into work/round-R and resumes there."""
-    cfg = selftrain_config(cfg, selftrain_steps(cfg, len(sub.train) + len(pool.texts)))
+    validation fifth, with its setup. Every round checkpoints into work/round-R and resumes there. A round's
+    passes count distill.augment's copies of the pool (every round's setup makes the same ones)."""
+    first = load_teacher(teacher)
+    copies = pool_with_copies(pool, sub, first, cfg.distill)
+    cfg = selftrain_config(cfg, selftrain_steps(cfg, len(sub.train) + len(copies.texts)))
     best: tuple[SeedRun, DistillSetup] | None = None
     for r in range(1, cfg.selftrain.rounds + 1):
-        setup = distill_setup(load_teacher(teacher), sub, student, pool, cfg, work / f"round-{r}", resume=True,
-                              quiet=quiet)
+        setup = distill_setup(first if r == 1 else load_teacher(teacher), sub, student, pool, cfg, work / f"round-{r}",
+                              resume=True, quiet=quiet)
         run = distill_seed(setup, seed)
         if best is None or run.key > best[0].key:
             best = (run, setup)

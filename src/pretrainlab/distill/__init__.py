@@ -28,24 +28,28 @@
    texts, one after the other in the same process) and how often the student agrees with the teacher.
 
 The package: `teacher.py` (the teacher, its task, its logits), `student.py` (what the student starts from),
-`pool.py` (the unlabelled pieces), `cache.py` (the teacher-logits cache), `loss.py` (the soft-label loss),
-`recipe.py` (setting up, one seed in the seed routine that fine-tuning shares, the whole distillation),
-`report.py` (report.md / report.json). The learning curve's distilled and self-trained rows reuse them.
+`pool.py` (the unlabelled pieces), `augment.py` (distill.augment's copies of them, Tang et al. 2019), `cache.py`
+(the teacher-logits cache), `loss.py` (the soft-label loss), `recipe.py` (setting up, one seed in the seed routine
+that fine-tuning shares, the whole distillation), `report.py` (report.md / report.json). The learning curve's
+distilled and self-trained rows reuse them.
 """
 
+from .augment import augmented_pool  # not augment.augment: distill.augment stays the module
 from .cache import LogitsCache, TeacherLabels, default_cache_dir, label_texts, teacher_hash, text_hash
 from .loss import NO_LABEL, DistillLoss, DistillModel, distill_loss, soft_label_step_loss
 from .pool import TextPool, input_documents, pieces, read_unlabelled, typical_words
-from .recipe import (BEFORE_EVALS, SETTINGS_FILE, DistillSetup, distill, distill_seed, distill_setup, prepare_distill,
-                     resume_hint, save_student, student_budget, warn_if_patience_cannot_stop)
+from .recipe import (AUGMENT, BEFORE_EVALS, SETTINGS_FILE, DistillSetup, distill, distill_seed, distill_setup,
+                     pool_with_copies, prepare_distill, resume_hint, save_student, student_budget,
+                     warn_if_patience_cannot_stop)
 from .report import DistillResult, ModelFigures, report_markdown, texts_per_second
 from .student import PRESET_PREFIX, Student, load_student, student_classifier, student_config, student_from_run
-from .teacher import load_teacher, run_teacher, teacher_task
+from .teacher import load_teacher, mask_token, run_teacher, teacher_task
 
-__all__ = ["BEFORE_EVALS", "NO_LABEL", "PRESET_PREFIX", "SETTINGS_FILE", "DistillLoss", "DistillModel",
+__all__ = ["AUGMENT", "BEFORE_EVALS", "NO_LABEL", "PRESET_PREFIX", "SETTINGS_FILE", "DistillLoss", "DistillModel",
            "DistillResult", "DistillSetup", "LogitsCache", "ModelFigures", "Student", "TeacherLabels", "TextPool",
-           "default_cache_dir", "distill", "distill_loss", "distill_seed", "distill_setup", "input_documents",
-           "label_texts", "load_student", "load_teacher", "pieces", "prepare_distill", "read_unlabelled",
-           "report_markdown", "resume_hint", "run_teacher", "save_student", "soft_label_step_loss",
+           "augmented_pool", "default_cache_dir", "distill", "distill_loss", "distill_seed", "distill_setup",
+           "input_documents", "label_texts", "load_student", "load_teacher", "mask_token", "pieces", "pool_with_copies",
+           "prepare_distill", "read_unlabelled", "report_markdown", "resume_hint", "run_teacher", "save_student",
+           "soft_label_step_loss",
            "student_classifier", "student_budget", "student_config", "student_from_run", "teacher_hash",
            "teacher_task", "text_hash", "texts_per_second", "typical_words", "warn_if_patience_cannot_stop"]

@@ -35,12 +35,13 @@ from ..models import head_kind
 from ..runs import FineTuned, count_parameters, load_classifier, save_classifier
 from ..seeds import EpochBatches, SeedRun, SeedScoring, SeedSettings, best_seed, hashed_shuffles, train_seed
 from . import teacher as _teacher
+from .augment import augmented_pool
 from .cache import TeacherLabels, default_cache_dir, label_texts, teacher_hash
 from .loss import NO_LABEL, DistillModel, soft_label_step_loss
 from .pool import TextPool, read_unlabelled
 from .report import DistillResult, ModelFigures, report_markdown, speeds
 from .student import Student, check_unknown_tokens, load_student, student_classifier, student_config
-from .teacher import load_teacher, teacher_task
+from .teacher import load_teacher, mask_token, teacher_task
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,7 @@ class DistillSetup:
     device: torch.device
     dtype: torch.dtype | None
     texts: TextPool
+    """The unlabelled pool, with distill.augment's copies (pool_with_copies)."""
     train: Encoded
     """The student's encodings of the labelled training texts, then the unlabelled pieces (label NO_LABEL)."""
     targets: Tensor
@@ -96,11 +98,12 @@ def prepare_distill(teacher: str | Path | FineTuned, student: str | Path, inputs
 
 def distill_setup(teacher: FineTuned, task: Task, student: Student, pool: TextPool, cfg: RunConfig,
                   out: str | Path, *, resume: bool = False, quiet: bool = False) -> DistillSetup:
-    """The student's encodings of the task's labelled training texts and the pool (checked for [UNK]), its
-    validation and test splits, `out` checked (resume: the same distillation's only), then the teacher's
-    logits on every training text (from the cache where it has them)."""
+    """The student's encodings of the task's labelled training texts and the pool with distill.augment's copies
+    (checked for [UNK]), its validation and test splits, `out` checked (resume: the same distillation's only), then
+    the teacher's logits on every training text (from the cache where it has them)."""
     task, remap = teacher_task(teacher, task)
     dc = cfg.distill
+    pool = pool_with_copies(pool, task, teacher, dc)
     max_len = input_max_len(student.model_cfg, cfg.finetune.max_len)
     head = head_kind(student.model_cfg)
     texts = task.train.texts + pool.texts
@@ -115,7 +118,7 @@ def distill_setup(teacher: FineTuned, task: Task, student: Student, pool: TextPo
     device = pick_device(cfg.train.device)
     dtype = pick_dtype(cfg.train.precision, device)
     key = teacher_hash(teacher)
-    settings = _settings(teacher, key, student, task, texts, cfg)
+    settings = _settings(teacher, key, student, task, texts, pool.augmented, cfg)
     out = _check_out(Path(out), settings, resume)  # before the teacher's work: a wrong --out costs nothing
     teacher.model.to(device)
     got = label_texts(teacher, texts, Path(dc.cache) if dc.cache else default_cache_dir(),
@@ -126,6 +129,16 @@ def distill_setup(teacher: FineTuned, task: Task, student: Student, pool: TextPo
                          got.logits, got.pooled, enc, got, unk_rate, Budget(steps=1), 1, settings, quiet)
     setup.budget, setup.eval_every = student_budget(dc, setup.steps_per_epoch)
     return setup
+
+
+def pool_with_copies(pool: TextPool, task: Task, teacher: FineTuned, dc: DistillConfig) -> TextPool:
+    """The pool with distill.augment copies of each of its texts (augment.py; masked with "[MASK]" when the teacher
+    reads it as its mask token), none equal to one of the task's texts; distill.augment=0: the pool as it is."""
+    if not dc.augment:
+        return pool
+    return augmented_pool(pool, dc.augment, dc.augment_mask, dc.augment_swap, dc.augment_ngram,
+                          mask_token(teacher.tokenizer), held_out=task.validation.texts + task.test.texts,
+                          labelled=task.train.texts)
 
 
 def student_budget(dc: DistillConfig, steps_per_epoch: int) -> tuple[Budget, int]:
@@ -167,21 +180,32 @@ before them, with a tokenizer file, resumes."""
 BY_THE_BUDGET = ("epochs",)
 """distill settings that an explicit distill.budget makes unused: not saved with it (a self-training round, whose
 budget is given, resumes whatever distill.epochs is)."""
+AUGMENT = ("augment", "augment_mask", "augment_swap", "augment_ngram")
+"""distill settings that distill.augment=0 (the default) leaves unused: not saved with it (a distillation from before
+them resumes)."""
 BEFORE_EVALS = {"evals_per_epoch": 1}
 """The distill settings that a distillation saved before issue #29's distill.evals_per_epoch lacks, at the value it
 ran with (one validation a pass): it resumes with them (and its own epochs and patience: the refusal names them)."""
 
 
-def _settings(teacher: FineTuned, key: str, student: Student, task: Task, texts: list[str], cfg: RunConfig) -> dict:
-    """What a resumed distillation must share with the one it continues (the texts by their hash)."""
-    tc = cfg.train
+def _settings(teacher: FineTuned, key: str, student: Student, task: Task, texts: list[str], augmented: int,
+              cfg: RunConfig) -> dict:
+    """What a resumed distillation must share with the one it continues (the texts by their hash; with
+    distill.augment, how many of them are augmented copies)."""
+    tc, dc = cfg.train, cfg.distill
     return {"teacher": str(teacher.path), "teacher_hash": key, "student": student.source,
             "student_model": asdict(student.model_cfg), "tokenizer": student.tokenizer_source, "task": task.name,
             "texts": hashlib.sha256("\n".join(texts).encode()).hexdigest(), "n_texts": len(texts),
-            "distill": {k: v for k, v in asdict(cfg.distill).items()
-                        if k not in RESUMABLE + BY_THE_TOKENIZER + (BY_THE_BUDGET if cfg.distill.budget else ())},
+            **({"augmented": augmented} if dc.augment else {}),
+            "distill": {k: v for k, v in asdict(dc).items() if k not in unsaved_settings(dc)},
             "finetune": {k: getattr(cfg.finetune, k) for k in ("pooling", "dropout", "max_len")},
             "train": {k: getattr(tc, k) for k in ("precision", "deterministic", "warmup", "weight_decay", "clip")}}
+
+
+def unsaved_settings(dc: DistillConfig) -> tuple[str, ...]:
+    """The distill settings a distillation's settings leave out: those that may change on resuming, and those that
+    these settings leave unused."""
+    return RESUMABLE + BY_THE_TOKENIZER + (BY_THE_BUDGET if dc.budget else ()) + (() if dc.augment else AUGMENT)
 
 
 SETTINGS_FILE = "distill-settings.json"
@@ -216,7 +240,7 @@ def _check_out(out: Path, settings: dict, resume: bool) -> Path:
 
 def resume_hint(saved: dict[str, Any], now: dict[str, Any]) -> str:
     """The --set that give a saved distillation's distill settings back (none differ: nothing)."""
-    sets = [f"--set distill.{k}={v}" for k, v in saved.items() if k in now and now[k] != v]
+    sets = [f"--set distill.{k}={v}" for k, v in saved.items() if now.get(k) != v]  # absent now: unused (augment=0)
     return f"\n(to continue it: {' '.join(sets)})" if sets else ""
 
 
@@ -320,7 +344,9 @@ def _report(setup: DistillSetup, runs: list[SeedRun], best: SeedRun) -> DistillR
                                (setup.out / "model.safetensors").stat().st_size, *s_speed)
     agreement = Summary.of([float((r.test_logits.argmax(-1) == t_pred).float().mean()) for r in runs])
     pool, got = setup.texts, setup.labels
-    texts = {"labelled": len(task.train), "unlabelled": len(pool.texts), "piece_words": pool.piece_words,
+    texts = {"labelled": len(task.train), "unlabelled": len(pool.texts) - pool.augmented,
+             "augmented": pool.augmented, "augment_held_out_dropped": pool.augment_held_out_dropped,
+             "piece_words": pool.piece_words,
              "sources": pool.sources, "held_out_dropped": pool.held_out_dropped,
              "labelled_dropped": pool.labelled_dropped, "duplicates_dropped": pool.duplicates_dropped,
              "sampled_from": pool.sampled_from, "unk_rate": round(setup.unk_rate, 5)}

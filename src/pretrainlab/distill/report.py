@@ -100,6 +100,14 @@ def _stops(seeds: list[SeedResult]) -> str:
                      f"validation at step {s.best_step}" for s in seeds)
 
 
+def _copies(texts: dict[str, Any]) -> str:
+    """The augmented copies among the texts (distill.augment), if any."""
+    if not texts.get("augmented"):
+        return ""
+    return (f", plus {texts['augmented']:,} augmented copies of those pieces ({texts['augment_held_out_dropped']:,} "
+            "equal to a validation/test text dropped)")
+
+
 def report_markdown(r: DistillResult) -> str:
     t, s = r.teacher, r.student
     rows = [("test accuracy", str(t.accuracy), str(s.accuracy), f"{s.accuracy.mean - t.accuracy.mean:+.4f}"),
@@ -124,7 +132,7 @@ def report_markdown(r: DistillResult) -> str:
             f"{x['piece_words']} words ({', '.join(f'{k}: {v:,}' for k, v in x['sources'].items())}; dropped: "
             f"{x['held_out_dropped']:,} validation/test texts, {x['labelled_dropped']:,} labelled ones, "
             f"{x['duplicates_dropped']:,} duplicates{'; a sample of ' + format(x['sampled_from'], ',') if x['sampled_from'] else ''}"
-            f"); [UNK] rate {x['unk_rate']:.2%}.\nTeacher logits: {c['computed']:,} computed, {c['reused']:,} from "
+            f"){_copies(x)}; [UNK] rate {x['unk_rate']:.2%}.\nTeacher logits: {c['computed']:,} computed, {c['reused']:,} from "
             f"the cache ({c['dir']}){'; damaged shards refused and rebuilt: ' + str(len(c['refused'])) if c['refused'] else ''}.\n"
             f"Loss: T^2 KL at T={r.settings['temperature']} + {r.settings['alpha']} x CE on labelled examples"
             f"{' + ' + str(r.settings['hidden_weight']) + ' x hidden-state MSE' if r.settings['hidden_weight'] else ''}; "
