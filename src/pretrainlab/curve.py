@@ -40,7 +40,7 @@ from .curve_jobs import FitPool, check_jobs
 from .curve_rows import (ALL_MODELS, BASE_OF, SELF_TRAINED, CurveExtras, CurveRows, available_models, missing_flags,
                          teacher_of)
 from .data.tasks import Task, as_task
-from .distill import BEFORE_EVALS, TextPool, resume_hint, typical_words
+from .distill import AUGMENT, BEFORE_EVALS, TextPool, resume_hint, typical_words
 from .errors import TaskError
 from .finetune import clock, finetune_budget
 from .metrics import small_test_warning
@@ -332,7 +332,8 @@ def _extra_settings(extras: CurveExtras, cfg: RunConfig, ref_cfg: RunConfig | No
         settings["self_train"] = {"selftrain": _jsonable(cfg.selftrain),
                                   "reference_selftrain": _jsonable(ref_cfg.selftrain) if ref_cfg else None}
     if extras.student is not None:
-        skip = ("cache", "shard_texts", "teacher_batch_size", "throughput_texts", "vocab_size")  # the run's tokenizer
+        skip = ("cache", "shard_texts", "teacher_batch_size", "throughput_texts", "vocab_size",  # the run's tokenizer
+                *AUGMENT)  # the pool's, below: it feeds the self-trained rows too
         student, backbone = student_source(extras.student, extras.student_backbone)  # a run: its absolute path
         settings["student"] = {"student": student, "backbone": backbone,
                                "distill": {k: v for k, v in _jsonable(cfg.distill).items() if k not in skip}}
@@ -340,6 +341,8 @@ def _extra_settings(extras: CurveExtras, cfg: RunConfig, ref_cfg: RunConfig | No
         texts = inputs.texts if inputs is not None else []
         settings["unlabelled"] = {"inputs": list(extras.unlabelled), "max_texts": cfg.distill.max_texts,
                                   "texts": hashlib.sha256("\n".join(texts).encode()).hexdigest()}
+        if cfg.distill.augment:  # none: as a curve from before distill.augment recorded it
+            settings["unlabelled"]["augment"] = {k: getattr(cfg.distill, k) for k in AUGMENT}
     if extras.reference_dapt:
         settings["reference_dapt"] = {"budget": extras.reference_dapt, "lr": extras.dapt_lr,
                                       "head_warmup": (ref_cfg or cfg).train.head_warmup}

@@ -243,11 +243,11 @@ class CurveRows:
         return Row(run.result.accuracy, run.result.macro_f1, run.result.accuracy_ci, details)
 
     def _teaching(self, setup: DistillSetup, pool: TextPool) -> dict[str, Any]:
-        """Who taught the row, what the student started from, and on how many texts (the teacher's logits: computed
-        now or read from the cache)."""
+        """Who taught the row, what the student started from, and on how many texts (the pool's, then distill.augment's
+        copies of them; the teacher's logits: computed now or read from the cache)."""
         return {"teacher": str(setup.teacher.path), "teacher_hash": setup.settings["teacher_hash"],
-                "student": setup.student.source,
-                "pool": len(pool.texts), "labelled": len(setup.task.train), "teacher_logits": setup.labels.computed,
+                "student": setup.student.source, "pool": len(pool.texts), "augmented": setup.texts.augmented,
+                "labelled": len(setup.task.train), "teacher_logits": setup.labels.computed,
                 "teacher_logits_reused": setup.labels.reused, "teacher_seconds": setup.labels.seconds}
 
     # ----------------------------------------------------------------------- details
