@@ -159,3 +159,30 @@ def test_bad_augment_settings_are_config_errors_naming_the_setting(setting, mess
     extra = ["distill.augment_swap=0.6"] if setting == "distill.augment_mask=0.6" else []
     with pytest.raises(ConfigError, match=re.escape(message)):
         load_config(None, [setting, *extra])
+
+
+# --------------------------------------------------------------------------- refusals that say what to do
+
+
+def test_a_distillation_without_copies_resumed_with_them_is_refused_naming_the_set(world, tmp_path):
+    """distill.augment=0 saves no augment settings: the refusal still names the --set that continues it."""
+    args = (world / "teacher", "preset:tiny", [world / "unlabelled.txt"], tmp_path / "student")
+    D.distill(*args, student_cfg(world, "distill.epochs=1"), seeds=(0,), quiet=True)
+    with pytest.raises(ConfigError, match=re.escape("(to continue it: --set distill.augment=0)")):
+        D.distill(*args, student_cfg(world, "distill.augment=2", "distill.epochs=1"), seeds=(0,), resume=True,
+                  quiet=True)
+
+
+def test_a_curve_resumed_with_other_augment_settings_names_the_set_that_continues_it(tmp_path):
+    """The pool's copies are recorded under 'unlabelled': the refusal says which --set gives them back."""
+    run, task = make_run(tmp_path / "run"), write_task(tmp_path / "great.csv", rows(200, seed=1))
+    args = (run, task, [20], [0])
+    run_curve(*args, tmp_path / "none", curve_cfg(), extras=EXTRAS, models=["tfidf"])
+    with pytest.raises(ConfigError, match=re.escape("(to continue it: --set distill.augment=0)")):
+        run_curve(*args, tmp_path / "none", curve_cfg("distill.augment=2"), extras=EXTRAS, models=["tfidf"])
+    run_curve(*args, tmp_path / "two", curve_cfg("distill.augment=2"), extras=EXTRAS, models=["tfidf"])
+    with pytest.raises(ConfigError, match=re.escape("(to continue it: --set distill.augment=2)")):
+        run_curve(*args, tmp_path / "two", curve_cfg("distill.augment=3"), extras=EXTRAS, models=["tfidf"])
+    with pytest.raises(ConfigError, match=re.escape("--set distill.augment=2 --set distill.augment_mask=0.1")):
+        run_curve(*args, tmp_path / "two", curve_cfg(), extras=EXTRAS, models=["tfidf"])
+

@@ -402,6 +402,8 @@ def _resume(out: Path, settings: dict) -> list[CurvePoint]:
         if differ or any(k not in saved for k in base):
             hint = resume_hint(student.get("distill", {}), settings["student"]["distill"]) \
                 if "student" in differ and isinstance(student, dict) else ""
+            if "unlabelled" in differ and isinstance(saved["unlabelled"], dict):  # the pool's distill.augment*
+                hint += resume_hint(saved["unlabelled"].get("augment", {}), settings["unlabelled"].get("augment", {}))
             raise ConfigError(f"{out} holds a learning curve with other settings ({meta}: {', '.join(differ) or 'keys'}"
                               f"); give another --out or delete the directory{hint}")
         if any(k not in saved for k in settings):

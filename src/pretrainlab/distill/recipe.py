@@ -240,6 +240,8 @@ def _check_out(out: Path, settings: dict, resume: bool) -> Path:
 
 def resume_hint(saved: dict[str, Any], now: dict[str, Any]) -> str:
     """The --set that give a saved distillation's distill settings back (none differ: nothing)."""
+    if now.get("augment") and "augment" not in saved:  # distill.augment=0 saved no augment settings
+        saved = {**saved, "augment": 0}
     sets = [f"--set distill.{k}={v}" for k, v in saved.items() if now.get(k) != v]  # absent now: unused (augment=0)
     return f"\n(to continue it: {' '.join(sets)})" if sets else ""
 
