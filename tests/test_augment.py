@@ -186,3 +186,11 @@ def test_a_curve_resumed_with_other_augment_settings_names_the_set_that_continue
     with pytest.raises(ConfigError, match=re.escape("--set distill.augment=2 --set distill.augment_mask=0.1")):
         run_curve(*args, tmp_path / "two", curve_cfg(), extras=EXTRAS, models=["tfidf"])
 
+
+def test_copies_asked_for_of_an_empty_pool_are_warned_about(world, tmp_path, caplog):
+    """--texts task:FILE of the teacher's own task adds no unlabelled text, so distill.augment copies nothing: said."""
+    args = (world / "teacher", "preset:tiny", [f"task:{world / 'great.csv'}"], tmp_path / "student")
+    with caplog.at_level("WARNING"):
+        result = D.distill(*args, student_cfg(world, "distill.augment=2", "distill.epochs=1"), seeds=(0,))
+    assert result.texts["augmented"] == 0
+    assert "distill.augment=2 made no copies" in caplog.text

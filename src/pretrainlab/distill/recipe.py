@@ -104,6 +104,12 @@ def distill_setup(teacher: FineTuned, task: Task, student: Student, pool: TextPo
     task, remap = teacher_task(teacher, task)
     dc = cfg.distill
     pool = pool_with_copies(pool, task, teacher, dc)
+    if dc.augment and not pool.augmented and not quiet:  # a setting that did nothing: said
+        why = ("the pool holds no unlabelled text, and only its pieces are copied (never the labelled training "
+               "texts); give --texts with text beyond the task's own" if not pool.texts else
+               "every copy equalled a text already there; raise distill.augment_mask, distill.augment_swap or "
+               "distill.augment_ngram")
+        log.warning(f"warning: distill.augment={dc.augment} made no copies: {why}")
     max_len = input_max_len(student.model_cfg, cfg.finetune.max_len)
     head = head_kind(student.model_cfg)
     texts = task.train.texts + pool.texts
