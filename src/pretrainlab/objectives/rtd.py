@@ -119,12 +119,14 @@ class DiscriminatorHead(nn.Module):
 def sample_tokens(logits: Tensor, uniform: Tensor, banned: tuple[int, ...]) -> Tensor:
     """One token per row of logits (N, V) from its softmax, by inverse CDF at `uniform` (N,).
 
-    `banned` tokens (the special ones) are never sampled, so a corruption keeps the layout.
+    `banned` tokens (the special ones) are never sampled, so a corruption keeps the layout: the search takes the
+    first token whose cumulative probability EXCEEDS the draw, so a draw of exactly 0 (torch.rand can return it)
+    lands on the first allowed token, not on token 0 with its zero probability.
     """
     logits = logits.detach().float().clone()
     logits[:, list(banned)] = float("-inf")
     cdf = logits.softmax(-1).cumsum(-1)
-    picked = torch.searchsorted(cdf, (uniform.to(cdf.dtype) * cdf[:, -1])[:, None]).squeeze(1)
+    picked = torch.searchsorted(cdf, (uniform.to(cdf.dtype) * cdf[:, -1])[:, None], right=True).squeeze(1)
     return picked.clamp_max(logits.shape[-1] - 1)
 
 
@@ -192,7 +194,8 @@ class RTD(nn.Module):
         loss = gen_loss + self.weight * disc_loss
         return loss, {
             "rtd_gen_loss": gen_loss.detach(),
-            "rtd_gen_acc": top_one(gen_logits, batch["rtd_labels"]).float().mean().detach(),
+            # 0, not NaN, when nothing was picked (with row seeds a batch may pick none: mlm.mask_tokens)
+            "rtd_gen_acc": (top_one(gen_logits, batch["rtd_labels"]).float().sum() / max(len(gen_logits), 1)).detach(),
             "rtd_disc_loss": disc_loss.detach(),
             "rtd_disc_acc": ((disc_logits > 0).float() == labels).float().mean().detach(),
             "rtd_replaced": labels.mean().detach(),
