@@ -23,7 +23,7 @@ from typing import Any
 import yaml
 
 from .backbones.spec import BACKBONES, PRESETS
-from .objectives.spec import OBJECTIVES, refusal, renamed
+from .objectives.spec import OBJECTIVES, SPAN_CAP, refusal, renamed, unread
 from .errors import ConfigError
 from .files import read_yaml
 
@@ -214,6 +214,11 @@ class ObjectiveConfig:
     mask_rate. Validation masks at this end rate."""
     whole_word: bool = False
     """Mask whole words (all pieces of a word together)."""
+    mask_span: float = 0.0
+    """mlm only: mask spans of consecutive tokens, of geometric length with this mean before the cap of 10 tokens
+    (LTG-BERT, Samuel et al. 2023: 3, so 2.95 after it; SpanBERT: 5), still mask_rate of the tokens in all; each span
+    is [MASK]ed, replaced by random tokens or kept as a whole (80/10/10). 0: single tokens; else in [1, 10].
+    Not with whole_word."""
     plm_k: int = 6
     """PLM: predict the last 1/K tokens of each factorisation order."""
     causal_share: float = 0.0625
@@ -267,6 +272,15 @@ class ObjectiveConfig:
         if not 0 <= self.mask_rate_end <= 0.4:
             raise ConfigError(f"objective.mask_rate_end must be in (0, 0.4], or 0 for a constant mask_rate; "
                               f"got {self.mask_rate_end}")
+        if self.mask_span and not 1 <= self.mask_span <= SPAN_CAP:
+            raise ConfigError(f"objective.mask_span is the mean length of mlm's masked spans, in [1, {SPAN_CAP}] "
+                              f"(LTG-BERT: 3), or 0 for single tokens; got {self.mask_span}")
+        if self.mask_span and self.whole_word:
+            raise ConfigError(f"objective.mask_span={self.mask_span} and objective.whole_word=true are two ways to "
+                              "choose the masked tokens (spans of tokens, whole words); keep one of them")
+        why = unread(self.weights, vars(self))  # objectives/spec.py: the settings each objective alone reads
+        if why:
+            raise ConfigError(why)
         _choice("objective.rtd_shared_embeddings", self.rtd_shared_embeddings, ("all", "token"))
         _choice("objective.rtd_masking", self.rtd_masking, ("electra", "bert"))
         if self.rtd_generator_head_size < 0:

@@ -2,13 +2,16 @@
 
 The collator picks `rate` of the real tokens (never special tokens or padding), replaces
 80% of them with [MASK], 10% with a random token and leaves 10%. Whole-word masking picks
-words and masks all their pieces. The vocabulary projection and the loss run ONLY at the
-picked positions: with a 30k vocabulary the projection would otherwise dominate a small
-model's cost (../shared/PERF.md).
+words and masks all their pieces. Span masking (LTG-BERT, Samuel et al. 2023; SpanBERT) picks
+runs of tokens of geometric length (objective.mask_span: their mean) and makes the 80/10/10
+choice once per span. The vocabulary projection and the loss run ONLY at the picked
+positions: with a 30k vocabulary the projection would otherwise dominate a small model's cost
+(../shared/PERF.md).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -16,6 +19,7 @@ from torch import Tensor, nn
 
 from ..distributed import global_count, world_size
 from .losses import SummedCrossEntropy, top_one
+from .spec import SPAN_CAP
 
 
 def mask_tokens(
@@ -29,13 +33,15 @@ def mask_tokens(
     word_starts: Tensor | None = None,
     row_seeds: Tensor | None = None,
     split: tuple[float, float] = (0.8, 0.1),
+    span: float = 0.0,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """-> (masked input ids, flat positions (N,), original ids at those positions (N,)).
 
     split: (share of the picked tokens replaced by [MASK], share replaced by a random token); the rest are kept.
     BERT's (0.8, 0.1); ELECTRA's generator input (0.85, 0.0) (MASKINGS).
     ids, mask: (B, T). word_starts: (B, T) bool, True where a token begins a word (for
-    whole-word masking); None masks single tokens. row_seeds: (B,) int64, one seed per row, so
+    whole-word masking); None masks single tokens. span: the mean length of masked spans (`span_mask`);
+    0 masks single tokens. row_seeds: (B,) int64, one seed per row, so
     that a row's mask depends on the row alone (not on which process or batch it lands in): a batch
     may then have nothing to predict (a process's share of a batch of short rows). Without them every
     draw comes from `gen`, and a batch with nothing picked gets one token picked (its lowest draw).
@@ -52,7 +58,32 @@ def mask_tokens(
     candidate = mask != 0
     for s in special_ids:
         candidate &= ids != s
-    if word_starts is None:
+    return mask_from_draws(ids, candidate, select, roll, random_ids, mask_id, rate, word_starts,
+                           always=row_seeds is None, split=split, span=span)
+
+
+def mask_from_draws(
+    ids: Tensor,
+    candidate: Tensor,
+    select: Tensor,
+    roll: Tensor,
+    random_ids: Tensor,
+    mask_id: int,
+    rate: float,
+    word_starts: Tensor | None = None,
+    always: bool = True,
+    split: tuple[float, float] = (0.8, 0.1),
+    span: float = 0.0,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """mask_tokens' choices from its draws (all (B, T)): `select` picks (below the rate), `roll` chooses [MASK],
+    a random token (`random_ids`) or the token kept; `candidate` marks the tokens that may be picked.
+    always: a batch with nothing picked gets its candidate of lowest draw picked (one token, also with spans)."""
+    B, T = ids.shape
+    if word_starts is not None and span:
+        raise ValueError("whole-word masking and span masking are two ways to pick tokens; use one")
+    if span:
+        picked, roll = span_mask(select, roll, candidate, rate, span)
+    elif word_starts is None:
         picked = (select < rate) & candidate
     else:
         # a word is picked by the draw at its first token; all its pieces follow
@@ -62,7 +93,7 @@ def mask_tokens(
         pick_word = torch.zeros(int(word_id[-1]) + 1, dtype=torch.bool)
         pick_word[word_id[starts]] = select.reshape(-1)[starts] < rate
         picked = pick_word[word_id].reshape(B, T) & candidate
-    if row_seeds is None and not picked.any():  # always predict something, so every batch has a loss
+    if always and not picked.any():  # always predict something, so every batch has a loss
         flat_cand = candidate.reshape(-1).nonzero().squeeze(1)
         if len(flat_cand) == 0:
             raise ValueError("batch has no maskable tokens (only special tokens or padding)")
@@ -78,6 +109,56 @@ def mask_tokens(
     rand_pos = positions[(r >= to_mask) & (r < to_mask + to_random)]
     replaced[rand_pos] = random_ids.reshape(-1)[rand_pos]
     return replaced.reshape(B, T), positions, labels
+
+
+def span_mask(select: Tensor, roll: Tensor, candidate: Tensor, rate: float, mean: float) -> tuple[Tensor, Tensor]:
+    """LTG-BERT's span masking from mask_tokens' draws -> (picked (B, T) bool, each position's span's roll (B, T)).
+
+    A candidate starts a span where its draw is below `span_start_rate`; given a start, u = select / start rate is
+    uniform on [0, 1), and the span's length is geometric on {1, 2, ...} with mean `mean` (LTG-BERT: 3, SpanBERT: 5)
+    drawn from u, at most SPAN_CAP. A span covers its row's next `length` positions from its start (never the next
+    row's), masking the candidates among them (a special token or padding inside is skipped, not masked). All of a
+    span's tokens take the 80/10/10 choice of the roll at its start; where spans overlap, the nearest start at or
+    before a position decides. The start rate makes the expected covered share `rate` away from a row's start and
+    its special tokens (fewer tokens there: a row of 126 real tokens with mean 3 covers 0.148 at rate 0.15).
+    """
+    B, T = select.shape
+    p = 1.0 / mean  # geometric on {1, 2, ...}: P(length > k) = (1 - p)^k
+    start_rate = span_start_rate(rate, mean)
+    starts = (select < start_rate) & candidate
+    u = torch.where(starts, select / start_rate, 0.0)  # uniform on [0, 1) at a start
+    if p < 1.0:
+        length = (1 + torch.floor(torch.log1p(-u) / math.log1p(-p))).clamp(max=SPAN_CAP).long()
+    else:
+        length = torch.ones(B, T, dtype=torch.long)
+    length = torch.where(starts, length, 0)
+    owner = torch.full((B, T), -1, dtype=torch.long)  # the column of the nearest span start covering each position
+    cols = torch.arange(T)
+    for j in range(min(SPAN_CAP, T)):  # a start j positions back covers here when its span is longer than j
+        reach = torch.zeros(B, T, dtype=torch.bool)
+        reach[:, j:] = length[:, : T - j] > j
+        owner = torch.where(reach & (owner < 0), cols - j, owner)
+    picked = (owner >= 0) & candidate
+    return picked, roll.gather(1, owner.clamp(min=0))
+
+
+def span_start_rate(rate: float, mean: float) -> float:
+    """The share of tokens that start a span so that spans of mean length `mean` (capped at SPAN_CAP) cover `rate`
+    of a long row: a position is left uncovered when no start j back has a span longer than j, so
+    1 - prod_j (1 - s P(length > j)) = rate, solved for s by bisection (rate itself for mean 1)."""
+    if mean == 1:
+        return rate
+    p = 1.0 / mean
+    longer = [(1.0 - p) ** j for j in range(SPAN_CAP)]  # P(length > j)
+
+    def covered(s: float) -> float:
+        return 1.0 - math.prod(1.0 - s * q for q in longer)
+
+    lo, hi = 0.0, rate
+    for _ in range(60):  # covered(s) rises with s; covered(rate) >= rate
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if covered(mid) < rate else (lo, mid)
+    return hi
 
 
 MASKINGS = {"bert": (0.8, 0.1), "electra": (0.85, 0.0)}
@@ -124,11 +205,13 @@ class MLM(nn.Module):
     """(vocab,) bool from tokenizer.word_start_table; needed for whole-word masking."""
 
     def __init__(self, vocab_size: int, special_ids: tuple[int, ...], mask_id: int, rate: float | MaskRate = 0.15,
-                 whole_word: bool = False):
+                 whole_word: bool = False, span: float = 0.0):
         super().__init__()
         self.special_ids, self.mask_id, self.vocab_size = tuple(special_ids), mask_id, vocab_size
         self.rate = rate if isinstance(rate, MaskRate) else MaskRate(rate, rate)
         self.whole_word = whole_word
+        self.span = span
+        """The mean length of the masked spans (LTG-BERT: 3); 0: single tokens."""
 
     def prepare(self, batch: dict[str, Tensor], gen: torch.Generator, progress: float = 1.0) -> dict[str, Tensor]:
         word_starts = None
@@ -138,7 +221,7 @@ class MLM(nn.Module):
             word_starts = self.word_start_table[batch["input_ids"]]
         masked, positions, labels = mask_tokens(
             batch["input_ids"], batch["mask"], self.special_ids, self.mask_id, self.vocab_size,
-            self.rate.at(progress), gen, word_starts, batch.get("row_seed"),
+            self.rate.at(progress), gen, word_starts, batch.get("row_seed"), span=self.span,
         )
         return {**batch, "original_ids": batch["input_ids"], "input_ids": masked,
                 "mlm_positions": positions, "mlm_labels": labels}
@@ -162,7 +245,8 @@ def schedule(settings) -> MaskRate:
 
 
 def build(ctx) -> dict[str, nn.Module]:
-    """mlm from objective.mask_rate (-> mask_rate_end) and objective.whole_word; it scores with the model's MLM head."""
+    """mlm from objective.mask_rate (-> mask_rate_end), objective.whole_word and objective.mask_span; it scores with
+    the model's MLM head."""
     ctx.model_lm_head()
     return {"mlm": MLM(ctx.vocab_size, ctx.special.all, ctx.special.mask, schedule(ctx.settings),
-                       ctx.settings["whole_word"])}
+                       ctx.settings["whole_word"], ctx.settings["mask_span"])}

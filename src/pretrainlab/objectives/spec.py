@@ -4,6 +4,7 @@ run with, the data it needs, and where its builder is (STYLE.md, principle 15).
     OBJECTIVES["plm"].fits                 # ("transformer",)
     refusal("plm", "rnn", {"plm"})         # the message config raises, or None when it fits
     OBJECTIVES["span"].sentinels_setting   # "span_sentinels": it adds that many tokens to the run's tokenizer
+    unread({"rtd": 1.0}, {"mask_span": 3})  # the message config raises: mask_span is mlm's alone
 
 Adding an objective touches its own module (the nn.Module, its collator and loss, and `build`), its row here,
 and its tests. Torch-free: config reads the rows when it loads (a combination is refused before any work);
@@ -44,6 +45,9 @@ class ObjectiveSpec:
     check_data: str | None = None
     """`module:function` under pretrainlab/: (split, seq_len, settings, on, say) -> None, refusing a corpus or
     setting it cannot use before any work (permute: documents of one sentence; span: too few sentinels)."""
+    own_settings: tuple[str, ...] = ()
+    """Objective settings that it alone reads, off at 0 (or false): config refuses one switched on in a run that
+    does not train it, where it would change nothing (mlm: mask_span)."""
 
     def builder(self) -> Callable[..., dict[str, Any]]:
         return _resolve(self.build)
@@ -151,6 +155,9 @@ def _hybrid(kind: str) -> str:
             f"model.backbone=transformer for hybrid, or mlm with {kind}")
 
 
+SPAN_CAP = 10
+"""The longest span of mlm's span masking (objective.mask_span), in tokens: LTG-BERT's and SpanBERT's."""
+
 SPAN_ALONE = ("objectives {on}: span (T5) corrupts a row differently from infill / permute (BART), and one batch "
               "gets one corruption; keep span alone, or infill and/or permute")
 
@@ -160,7 +167,8 @@ OBJECTIVES: Mapping[str, ObjectiveSpec] = MappingProxyType({
     "mlm": ObjectiveSpec(
         "mlm", "objectives.mlm:build", ENCODERS, _encoder(
             "mlm", "it predicts a masked token from both sides, and a decoder's state at a position has read only "
-                   "the tokens before it")),
+                   "the tokens before it"),
+        own_settings=("mask_span",)),
     "nsp": ObjectiveSpec(
         "nsp", "objectives.nsp:build_nsp", ENCODERS, _encoder(
             "nsp", "it classifies the sentence pair from its first token ([CLS]), which in a decoder has read "
@@ -213,6 +221,18 @@ def renamed(weights: Mapping[str, float], kind: str) -> tuple[dict[str, float], 
                          f"backward LM); read as objective.weights.{new}={w}")
         out[new or name] = w
     return out, notes
+
+
+def unread(weights: Mapping[str, float], settings: Mapping[str, Any]) -> str | None:
+    """Why an objective setting switched on would change nothing (its objective is not trained), or None."""
+    on = [name for name, w in weights.items() if w > 0]
+    for name, spec in OBJECTIVES.items():
+        for key in spec.own_settings:
+            if settings[key] and name not in on:
+                return (f"objective.{key}={settings[key]} is read by objective {name} only, which objective.weights "
+                        f"does not train ({', '.join(on) or 'none'}); add {name} to objective.weights, or drop "
+                        f"objective.{key}")
+    return None
 
 
 def refusal(kind: str, weights: Mapping[str, float]) -> str | None:
