@@ -1,5 +1,5 @@
 """Self-training over several rounds and the curve's other students: round r's student teaches round r + 1 (with
-distill.augment's [MASK] copies too), the row is the round best on validation, a curve killed in round 2 resumes
+distill.augment's [MASK] copies too, made once for the row), the row is the round best on validation, a curve killed in round 2 resumes
 to the same curve.csv; --student-backbone rnn and transformer give students of that backbone; the self-trained
 student's noise is selftrain.dropout, else finetune.dropout."""
 
@@ -33,9 +33,10 @@ TWO_ROUNDS = ["selftrain.rounds=2", "selftrain.dropout=0.25"]
 def rounds_spy(monkeypatch, force_winner=None):
     """Record each round's setup (its work directory), seed run and labelled texts with their teacher; with
     force_winner, that round's validation key is made the best."""
-    seen = {"rounds": [], "labelled": [], "dropouts": []}
+    seen = {"rounds": [], "labelled": [], "dropouts": [], "copies_made": 0}
     real_setup, real_seed, real_label, real_classifier = (S.distill_setup, S.distill_seed, recipe.label_texts,
                                                           recipe.student_classifier)
+    real_copies = recipe.augmented_pool
 
     def setup(teacher, *a, **kw):
         got = real_setup(teacher, *a, **kw)
@@ -60,8 +61,13 @@ def rounds_spy(monkeypatch, force_winner=None):
             seen["dropouts"].append({m.p for m in model.modules() if isinstance(m, nn.Dropout)})
         return model
 
+    def copies(*a, **kw):
+        seen["copies_made"] += 1
+        return real_copies(*a, **kw)
+
     monkeypatch.setattr(S, "distill_setup", setup)
     monkeypatch.setattr(S, "distill_seed", seed)
+    monkeypatch.setattr(recipe, "augmented_pool", copies)
     monkeypatch.setattr(recipe, "label_texts", label)
     monkeypatch.setattr(recipe, "student_classifier", classifier)
     return seen
@@ -95,9 +101,10 @@ def test_each_round_is_taught_by_the_last_ones_student_and_the_best_on_validatio
     copies = [s["setup"].texts.augmented for s in seen["rounds"]]
     if augment:  # distill.augment's copies, masked with [MASK] in both rounds: round 2's teacher reads it as a mask
         assert copies[0] == copies[1] > 0 and sum("[MASK]" in t for t in texts2) > 0
+        assert seen["copies_made"] == 1  # made once for the row, not again by each round's setup
         assert recipe.mask_token(second["setup"].teacher.tokenizer) == "[MASK]"
     else:
-        assert copies == [0, 0] and not any("[MASK]" in t for t in texts2)
+        assert copies == [0, 0] and not any("[MASK]" in t for t in texts2) and seen["copies_made"] == 0
     # the row is the round whose key won (its test scores, validation, steps and teacher)
     best = seen["rounds"][winner - 1]
     (point,) = [p for p in points if p.model == ROW]
