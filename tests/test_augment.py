@@ -1,6 +1,7 @@
 """distill.augment: copies of the pool's texts for the teacher to label (Tang et al. 2019): each rule exact on a
 hand-made list, the same seed the same copies, no copy equal to a held-out text, a tiny distillation that trains on
-them and records how many, and a resumed one with other augment settings refused."""
+them and records how many, a resumed one with other augment settings refused, and a curve whose every row (the
+reference's too) learns from the copies its settings record."""
 
 import json
 import math
@@ -10,9 +11,11 @@ import pytest
 from tokenizers import Tokenizer, models
 
 from pretrainlab import curve as C
+from pretrainlab import curve_rows as R
 from pretrainlab import distill as D
 from pretrainlab.config import ConfigError, load_config
 from pretrainlab.curve import run_curve
+from pretrainlab.curve_rows import CurveExtras
 from pretrainlab.distill import recipe
 from pretrainlab.distill.augment import augment, augmented_pool
 from pretrainlab.tokenizer import train_tokenizer
@@ -142,6 +145,28 @@ def test_a_curves_self_trained_and_distilled_rows_learn_from_the_same_copies_of_
     assert details[(20, "pretrained+self-train", 0)]["steps"] == steps  # selftrain.epochs=1 pass, copies included
     with pytest.raises(ConfigError, match="other settings .*unlabelled"):
         run_curve(run, task, [20], [0], out, curve_cfg("distill.augment=3"), extras=EXTRAS, models=models)
+
+
+def test_a_curves_reference_rows_learn_from_the_copies_its_settings_record(tmp_path, monkeypatch):
+    """reference_cfg (the reference's fine-tuning) with other distill settings: the reference's self-trained row still
+    uses the curve's distill.* (its copies, recorded under 'unlabelled'; the curve's teacher-logits cache)."""
+    run, task = make_run(tmp_path / "run"), write_task(tmp_path / "great.csv", rows(200, seed=1))
+    used, real = [], R.self_train
+
+    def recording(teacher, student, sub, pool, cfg, *a, **kw):
+        used.append(cfg.distill)
+        return real(teacher, student, sub, pool, cfg, *a, **kw)
+
+    monkeypatch.setattr(R, "self_train", recording)
+    out, row = tmp_path / "curve", "reference+self-train"
+    run_curve(run, task, [20], [0], out, curve_cfg("distill.augment=2"), reference=run,
+              reference_cfg=curve_cfg("distill.augment=0", "distill.teacher_batch_size=8"),
+              extras=CurveExtras(self_train=True), models=[row])
+    (dc,) = used
+    assert (dc.augment, dc.teacher_batch_size, dc.cache) == (2, curve_cfg().distill.teacher_batch_size,
+                                                              str(out / "teacher-logits"))
+    assert C.read_details(out / C.DETAILS_FILE)[(20, row, 0)]["augmented"] > 0
+    assert json.loads((out / "curve-settings.json").read_text())["unlabelled"]["augment"]["augment"] == 2
 
 
 # --------------------------------------------------------------------------- bad settings

@@ -1,6 +1,7 @@
 """X+self-train->student: a student distilled from the self-trained X of the same label count and seed. The
 self-trained row keeps its classifier as a teacher (a fine-tuned classifier directory) while that row is to come,
-the row's details name it and its hash, and a curve resumed without it kept trains it (and its own teacher) again."""
+the row's details name it and its hash, a curve resumed without it kept trains it (and its own teacher) again, and
+one resumed without the rows a kept teacher teaches removes that teacher."""
 
 from dataclasses import replace
 
@@ -93,3 +94,22 @@ def test_a_self_trained_teacher_not_kept_is_trained_again(world, tmp_path, monke
     assert scored == [(CHAIN, False), ("pretrained+self-train", True), ("pretrained", True)]
     assert (later / "curve.csv").read_text() == (tmp_path / "straight" / "curve.csv").read_text()
     assert not any((later / "teachers").iterdir()) and not any((later / "work").iterdir())
+
+
+def test_a_teacher_kept_for_rows_a_resumed_curve_no_longer_has_is_removed(world, tmp_path, monkeypatch):  # noqa: F811
+    """Killed in pretrained+self-train (pretrained kept as its teacher), resumed with --models pretrained alone: no
+    row to come learns from the teacher, so it goes."""
+    root, run, _ = world
+    args = (run, root / "great.csv", [20], [0], tmp_path / "curve", cfg())
+
+    def killed(*a, **kw):
+        raise RuntimeError("killed")
+
+    with monkeypatch.context() as m:
+        m.setattr(R, "self_train", killed)
+        with pytest.raises(RuntimeError, match="killed"):
+            run_curve(*args, models=["pretrained+self-train"], extras=CurveExtras(self_train=True))
+    teacher = tmp_path / "curve" / "teachers" / "20-pretrained-seed0"
+    assert (teacher / "classifier.json").is_file()
+    run_curve(*args, models=["pretrained"], extras=CurveExtras(self_train=True))
+    assert not teacher.exists()

@@ -172,3 +172,55 @@ def test_a_time_budget_probes_the_candidates_inside_pretrain(review_corpus, tmp_
     chosen = json.loads((run / "summary.json").read_text())["sizing"]
     assert chosen["preset"] == "mini" and chosen["budget"] == "2s" and chosen["tokens"] > 0
     assert "2s on " in capsys.readouterr().err
+
+
+def test_pretrain_warns_on_a_tiny_corpus_and_not_on_an_adequate_one(review_corpus, tmp_path, capsys, monkeypatch):
+    """The same 12-step budget (12 x 32 x 16 = 6,144 tokens) at the rule's own warn_passes (100): on a corpus of
+    a few dozen training tokens even tiny re-reads it >100 times and pretrain says so on stderr, as the user sees
+    it; on the 200-review corpus (a few passes) it says nothing of the kind."""
+    from pretrainlab.data.prepare import prepare_corpus
+    from conftest import review_docs
+
+    monkeypatch.setattr(sizing, "RULE", SizingRule(min_tokens_per_parameter=5.0, candidates=("tiny",)))
+    raw = tmp_path / "small.txt"
+    raw.write_text(review_docs(random.Random(3), 3), encoding="utf-8")
+    small = tmp_path / "small"
+    prepare_corpus([str(raw)], small,
+                   load_config(None, ["data.vocab_size=120", "data.min_chars=5", "data.seq_len=16"]).data)
+    budget = ("train.budget=12", "train.batch_size=32")
+    capsys.readouterr()
+
+    run = pretrain(cfg(*budget), small, tmp_path / "small_run")
+    err = capsys.readouterr().err
+    chosen = json.loads((run / "summary.json").read_text())["sizing"]
+    n, passes = chosen["corpus_tokens"], chosen["passes"]
+    assert chosen["preset"] == "tiny" and passes > 100
+    warning = [line for line in err.splitlines() if f"the corpus has only {n:,} training tokens" in line]
+    assert len(warning) == 1, err
+    assert (f"would read it ~{passes:,.0f} times in 12 steps" in warning[0] and "Add text" in warning[0]
+            and "shorten train.budget" in warning[0])
+
+    run = pretrain(cfg(*budget), review_corpus, tmp_path / "adequate_run")
+    err = capsys.readouterr().err
+    chosen = json.loads((run / "summary.json").read_text())["sizing"]
+    assert chosen["passes"] < 100 and "preset tiny" in err
+    assert "the corpus has only" not in err and "shorten train.budget" not in err
+
+
+def test_an_explicit_preset_is_not_probed_and_records_no_sizing(review_corpus, tmp_path, capsys, monkeypatch):
+    """model.preset=tiny with a wall-clock budget (the budget kind that would probe under auto): no probe, no
+    auto choice, no sizing.json nor summary["sizing"], and nothing printed about a choice."""
+    from pretrainlab.train import SIZING_FILE
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("an explicit model.preset must not be sized or probed")
+
+    monkeypatch.setattr(sizing, "probe_throughput", refuse)
+    monkeypatch.setattr(sizing, "auto_size", refuse)
+    run = pretrain(cfg("model.preset=tiny", "train.budget=1s"), review_corpus, tmp_path / "run")
+    saved = yaml.safe_load((run / "config.yaml").read_text())["model"]
+    assert (saved["preset"], saved["d_model"]) == ("tiny", PRESETS["tiny"]["d_model"])
+    assert not (run / SIZING_FILE).exists()
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["steps"] > 0 and "sizing" not in summary
+    assert "model.preset=auto" not in capsys.readouterr().err

@@ -247,7 +247,7 @@ def _score_rows(rows: CurveRows, fits: FitPool, points: list[CurvePoint], counts
     done = {(p.labels, p.model, p.seed) for p in points}
     todo = [(n, seed, m) for n in counts for seed in seeds for m in names if (n, m, seed) not in done]
     teaches = {(n, m, seed): any(teacher_of(t) == m and (n, t, seed) not in done for t in names) for n, seed, m in todo}
-    teachers = [m for m in names if any(teacher_of(t) == m for t in names)]  # fine-tuned or self-trained
+    teachers = [m for m in ALL_MODELS if any(teacher_of(t) == m for t in ALL_MODELS)]  # fine-tuned or self-trained
     eta = Eta([_budget(n, rows.source(m)[1]) if m in fine_tuned else None for n, _, m in todo])
     if fits.active:
         for n, seed, m in todo:
@@ -276,7 +276,7 @@ def _score_rows(rows: CurveRows, fits: FitPool, points: list[CurvePoint], counts
                 done.add((n, model, seed))
                 _append_csv(out / "curve.csv", point)
                 shutil.rmtree(rows.work(n, model, seed), ignore_errors=True)  # a worker's fit leaves it till now
-            for model in teachers:  # a teacher goes once every row it teaches is scored
+            for model in teachers:  # a teacher goes once every row it teaches is scored (or not asked for now)
                 if all((n, m, seed) in done for m in names if teacher_of(m) == model):
                     shutil.rmtree(rows.teacher_dir(n, model, seed), ignore_errors=True)
 

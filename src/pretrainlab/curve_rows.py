@@ -138,12 +138,13 @@ class CurveRows:
         self.timed = task.test.texts[:cfg.distill.throughput_texts]
 
     def source(self, model: str) -> tuple[Pretrained, RunConfig]:
-        """The run a fine-tuned row starts from, and its settings."""
+        """The run a fine-tuned row starts from, and its settings; distill.* is always the curve's (the pool's
+        copies and the teacher-logits cache, as its settings record them), whatever the reference's config says."""
         if model in ("pretrained", "random-init"):
             return self.pre, self.cfg
         run = self.ref if model == "reference" else self.dapt
         assert run is not None
-        return run, self.ref_cfg or run.config
+        return run, replace(self.ref_cfg or run.config, distill=self.cfg.distill)
 
     def work(self, n: int, model: str, seed: int) -> Path:
         return self.out / "work" / f"{n}-{model.replace('>', '')}-seed{seed}"

@@ -150,14 +150,14 @@ def self_train(teacher: Path, student: Student, sub: Task, pool: TextPool, cfg: 
                quiet: bool = True) -> tuple[SeedRun, DistillSetup]:
     """selftrain.rounds rounds of teacher -> student (X's pre-trained weights each time); the round best on the
     validation fifth, with its setup. Every round checkpoints into work/round-R and resumes there. A round's
-    passes count distill.augment's copies of the pool (every round's setup makes the same ones)."""
+    passes count distill.augment's copies of the pool, made once here for every round (the same texts each)."""
     first = load_teacher(teacher)
     copies = pool_with_copies(pool, sub, first, cfg.distill)
     cfg = selftrain_config(cfg, selftrain_steps(cfg, len(sub.train) + len(copies.texts)))
     best: tuple[SeedRun, DistillSetup] | None = None
     for r in range(1, cfg.selftrain.rounds + 1):
-        setup = distill_setup(first if r == 1 else load_teacher(teacher), sub, student, pool, cfg, work / f"round-{r}",
-                              resume=True, quiet=quiet)
+        setup = distill_setup(first if r == 1 else load_teacher(teacher), sub, student, copies, cfg,
+                              work / f"round-{r}", resume=True, quiet=quiet, copied=True)
         run = distill_seed(setup, seed)
         if best is None or run.key > best[0].key:
             best = (run, setup)

@@ -17,6 +17,7 @@ import random
 from collections.abc import Sequence
 from dataclasses import replace
 
+from ..data.text import normalize
 from .cache import text_hash
 from .pool import TextPool
 
@@ -66,8 +67,6 @@ def augmented_pool(pool: TextPool, copies: int, p_mask: float, p_swap: float, p_
     """The pool with `copies` augmented copies of each of its texts at its end (augment): a copy equal to a held-out
     text (validation or test, up to case and spaces) is dropped and counted, one equal to a labelled training text
     (in the texts already, with its label) dropped as a duplicate. The pool given is left as it is."""
-    from ..data.text import normalize
-
     found = augment(pool.texts, copies, p_mask, p_swap, p_ngram, mask_token, augment_seed(p_mask, p_swap, p_ngram))
     held = {normalize(t).lower() for t in held_out}
     taken = {normalize(t).lower() for t in labelled}

@@ -97,13 +97,14 @@ def prepare_distill(teacher: str | Path | FineTuned, student: str | Path, inputs
 
 
 def distill_setup(teacher: FineTuned, task: Task, student: Student, pool: TextPool, cfg: RunConfig,
-                  out: str | Path, *, resume: bool = False, quiet: bool = False) -> DistillSetup:
+                  out: str | Path, *, resume: bool = False, quiet: bool = False, copied: bool = False) -> DistillSetup:
     """The student's encodings of the task's labelled training texts and the pool with distill.augment's copies
     (checked for [UNK]), its validation and test splits, `out` checked (resume: the same distillation's only), then
-    the teacher's logits on every training text (from the cache where it has them)."""
+    the teacher's logits on every training text (from the cache where it has them). copied: the pool holds its
+    copies already (pool_with_copies: self-training's rounds share them)."""
     task, remap = teacher_task(teacher, task)
     dc = cfg.distill
-    pool = pool_with_copies(pool, task, teacher, dc)
+    pool = pool if copied else pool_with_copies(pool, task, teacher, dc)
     if dc.augment and not pool.augmented and not quiet:  # a setting that did nothing: said
         why = ("the pool holds no unlabelled text, and only its pieces are copied (never the labelled training "
                "texts); give --texts with text beyond the task's own" if not pool.texts else
