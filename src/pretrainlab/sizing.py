@@ -45,9 +45,11 @@ class SizingRule:
 
     min_tokens_per_parameter: float = 5.0
     """The largest preset that trains on at least this many tokens per backbone parameter in the budget wins.
-    Provisional, until the race (issue #28) measures it: on the demo's 3.6M-token corpus on 2 CPU cores (tiny
-    ~40k tok/s, mini ~13k) it keeps tiny at 5 and 15 minutes (mini would see ~0.6 and ~2 tokens/parameter) and
-    takes mini at 60 (~7; tiny would read the corpus 40 times at ~90 tokens/parameter)."""
+    The race (issue #28, benchmarks/results/race.md) at its machine's rates (2 cores, fp32: tiny ~17k tok/s, mini
+    ~3.9k) has it keep tiny at 5, 15 and 60 minutes (mini would see ~0.2, ~0.6 and ~2.2 tokens/parameter), and tiny
+    won there: mini at 15 minutes was below tiny in every column. Where mini runs ~3x faster (bf16 on a GPU or a CPU
+    with AVX-512 BF16) the rule takes mini at 60 minutes (~7 tokens/parameter; tiny would read the corpus ~40 times
+    at ~90): a choice no race has measured yet."""
     warn_passes: float = 100.0
     """A warning when the chosen preset would still read the corpus more than this many times."""
     probe_seconds: float = 1.5
