@@ -47,9 +47,9 @@ class SizingRule:
     """The largest preset that trains on at least this many tokens per backbone parameter in the budget wins.
     The race (issue #28, benchmarks/results/race.md) at its machine's rates (2 cores, fp32: tiny ~17k tok/s, mini
     ~3.9k) has it keep tiny at 5, 15 and 60 minutes (mini would see ~0.2, ~0.6 and ~2.2 tokens/parameter), and tiny
-    won there: mini at 15 minutes was below tiny in every column. Where mini runs ~3x faster (bf16 on a GPU or a CPU
-    with AVX-512 BF16) the rule takes mini at 60 minutes (~7 tokens/parameter; tiny would read the corpus ~40 times
-    at ~90): a choice no race has measured yet."""
+    won there: mini at 15 minutes was below tiny in every column. Where mini runs 2.2x faster or more (bf16 on a
+    GPU, perhaps a CPU with AVX-512 BF16) the rule takes mini at 60 minutes (5 or more tokens/parameter; tiny would
+    read the corpus ~40 times at ~90): a choice no race has measured yet."""
     warn_passes: float = 100.0
     """A warning when the chosen preset would still read the corpus more than this many times."""
     probe_seconds: float = 1.5
