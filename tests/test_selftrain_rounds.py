@@ -11,7 +11,6 @@ import torch
 from torch import nn
 
 from pretrainlab import curve as C
-from pretrainlab import curve_rows as R
 from pretrainlab import semisup as S
 from pretrainlab.curve import run_curve
 from pretrainlab.curve_rows import CurveExtras
@@ -21,7 +20,7 @@ from pretrainlab.runs import count_parameters
 from pretrainlab.seeds import EpochBatches
 from pretrainlab.semisup import selftrain_config
 
-from test_semisup import cfg, world  # noqa: F401  (world: the tiny run and task, a fixture)
+from test_semisup import cfg, record_students, world  # noqa: F401  (world: the tiny run and task, a fixture)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -155,14 +154,7 @@ def test_a_curve_killed_in_round_two_resumes_to_the_same_csv(world, tmp_path, mo
 @pytest.mark.parametrize("backbone", ["rnn", "transformer"])
 def test_a_preset_student_has_the_backbone_asked_for(world, tmp_path, monkeypatch, backbone):
     root, run, _ = world
-    started = []
-    real = R.distil_student
-
-    def recording(teacher, student, *a, **kw):
-        started.append(student)
-        return real(teacher, student, *a, **kw)
-
-    monkeypatch.setattr(R, "distil_student", recording)
+    started = record_students(monkeypatch)
     out, row = tmp_path / "curve", "pretrained->student"
     extras = CurveExtras(student="preset:tiny", student_backbone=backbone)
     points = run_curve(run, root / "great.csv", [20], [0], out, cfg(), models=[row], extras=extras)

@@ -154,10 +154,8 @@ def test_self_trained_and_distilled_rows_learn_from_the_teacher_of_their_count_a
     assert "| 40 | pretrained+self-train |" in md and "| pretrained |" in md and "texts/s" in md
 
 
-def test_a_students_run_gives_its_pretrained_backbone_and_a_curve_keeps_to_one_student(world, tmp_path, monkeypatch):
-    """--student RUN: the X->student row starts from the run's weights and tokenizer (a preset: random init);
-    its details name the run; a curve resumed with another student is refused."""
-    root, run, _ = world
+def record_students(monkeypatch) -> list:
+    """The students the curve's X->student rows start from, in order (a spy on curve_rows.distil_student)."""
     started = []
     real = R.distil_student
 
@@ -166,6 +164,14 @@ def test_a_students_run_gives_its_pretrained_backbone_and_a_curve_keeps_to_one_s
         return real(teacher, student, *a, **kw)
 
     monkeypatch.setattr(R, "distil_student", recording)
+    return started
+
+
+def test_a_students_run_gives_its_pretrained_backbone_and_a_curve_keeps_to_one_student(world, tmp_path, monkeypatch):
+    """--student RUN: the X->student row starts from the run's weights and tokenizer (a preset: random init);
+    its details name the run; a curve resumed with another student is refused."""
+    root, run, _ = world
+    started = record_students(monkeypatch)
     out, args = tmp_path / "curve", (run, root / "great.csv", [20], [0])
     run_curve(*args, out, cfg(), models=["pretrained->student"], extras=CurveExtras(student=str(run)))
     (student,) = started
