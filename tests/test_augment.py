@@ -33,7 +33,7 @@ LONG = ["w1 w2 w3 w4 w5 w6 w7 w8", "x1 x2 x3 x4 x5 x6 x7 x8 x9"]
 
 
 def copies_of(texts, copies=4, p_mask=0.0, p_swap=0.0, p_ngram=0.0, mask="[MASK]", seed=0):
-    return augment(texts, copies, p_mask, p_swap, p_ngram, mask, seed)
+    return augment(texts, copies, p_mask, p_swap, p_ngram, mask, seed).texts
 
 
 # --------------------------------------------------------------------------- the rules

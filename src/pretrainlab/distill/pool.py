@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import statistics
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..data.tasks import Task
@@ -40,6 +40,8 @@ class TextPool:
     """Of `texts`, the augmented copies at their end (distill.augment; augment.py)."""
     augment_held_out_dropped: int = 0
     """Augmented copies equal to a validation or test text: never trained on."""
+    copy_sources: list[int] = field(default_factory=list)
+    """Of each augmented copy, in their order, the index in `texts` of the original it was made from."""
 
 
 def typical_words(task: Task) -> int:
