@@ -462,6 +462,12 @@ CASES: dict[str, Case] = {
         lambda fx, t: ["distill", str(fx.model), "--student", "preset:tiny", "--texts", write(t / "u.txt", TEXT),
                        "--out", str(t / "student"), "--set", "distill.augment=2", "--set", "distill.augment_mask=1.5"],
         "distill.augment_mask is a probability in [0, 1], got 1.5"),
+    "distill-augment-targets-without-copies": Case(
+        "distill", "what copies learn, without copies (distill.augment_targets=source, distill.augment=0)",
+        lambda fx, t: ["distill", str(fx.model), "--student", "preset:tiny", "--texts", write(t / "u.txt", TEXT),
+                       "--out", str(t / "student"), "--set", "distill.augment_targets=source"],
+        "distill.augment_targets=source chooses what distill.augment's copies learn, and distill.augment=0 makes "
+        "none; set distill.augment=N (copies of each pool text), or drop distill.augment_targets"),
     # ----------------------------------------------------------------- evaluate
     "evaluate-unknown-label": Case(
         "evaluate", "a test file with a label the model was not trained on",

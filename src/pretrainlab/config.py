@@ -514,6 +514,10 @@ class FinetuneConfig:
 # --------------------------------------------------------------------------- distillation
 
 
+AUGMENT_TARGETS = ("teacher", "source")
+"""What distill.augment's copies learn: the teacher's label of the copy, or of its source text."""
+
+
 @dataclass(frozen=True)
 class DistillConfig:
     temperature: float = 2.0
@@ -575,7 +579,8 @@ class DistillConfig:
     """Test texts timed for the CPU throughput of teacher and student (batch 32; batch 1 times the first 64)."""
     augment: int = 0
     """Augmented copies of each unlabelled pool text, labelled by the teacher beside the originals (Tang et al.
-    2019's transfer-set augmentation, their n_iter: 20 on SST-2, 10 elsewhere); 0: none. Per word of a copy: [MASK]
+    2019's transfer-set augmentation, their n_iter: 20 on SST-2, 10 elsewhere; distill.augment_targets=source: each
+    copy takes its original's label instead); 0: none. Per word of a copy: [MASK]
     with probability distill.augment_mask, else a word of the pool with distill.augment_swap; then, with
     distill.augment_ngram, the whole copy becomes a random n-gram of itself (n uniform in 1-5). Copies equal to a
     text already there or to a validation/test text (after normalisation) are dropped. It follows distill.max_texts
@@ -591,6 +596,14 @@ class DistillConfig:
     augment_ngram: float = 0.25
     """Per augmented copy: the probability that it becomes a random n-gram of itself, n uniform in 1-5 (Tang et al.
     2019's p_ng, 0.25). Not yet measured here."""
+    augment_targets: str = "teacher"
+    """What an augmented copy (distill.augment) learns: "teacher", the teacher's soft label of the copy itself (Tang et
+    al. 2019); "source", the teacher's soft label of the clean pool text it was made from (the consistency of Noisy
+    Student, Xie et al. 2020, and UDA, Xie et al. 2019: the teacher reads clean text, the student the noised copy, so
+    it learns to ignore the noise). "source" runs the teacher on the originals only, 1/(distill.augment + 1) of its
+    passes over the pool: the choice for a large teacher, or when a copy's noise (a [MASK], an n-gram) leaves too
+    little for the teacher to read. In a curve's self-training, each round's teacher labels the sources again. Not
+    yet measured here."""
 
     def __post_init__(self) -> None:
         if self.budget:
@@ -610,6 +623,11 @@ class DistillConfig:
         for name in ("augment_mask", "augment_swap", "augment_ngram"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ConfigError(f"distill.{name} is a probability in [0, 1], got {getattr(self, name)}")
+        _choice("distill.augment_targets", self.augment_targets, AUGMENT_TARGETS)
+        if self.augment_targets != "teacher" and not self.augment:
+            raise ConfigError(f"distill.augment_targets={self.augment_targets} chooses what distill.augment's copies "
+                              "learn, and distill.augment=0 makes none; set distill.augment=N (copies of each pool "
+                              "text), or drop distill.augment_targets")
         if self.augment_mask + self.augment_swap > 1:
             raise ConfigError(f"distill.augment_mask + distill.augment_swap is the share of a copy's words replaced, "
                               f"at most 1; got {self.augment_mask} + {self.augment_swap}: lower one of them")
