@@ -40,7 +40,7 @@ from .curve_jobs import FitPool, check_jobs
 from .curve_rows import (ALL_MODELS, BASE_OF, SELF_TRAINED, CurveExtras, CurveRows, available_models, missing_flags,
                          teacher_of)
 from .data.tasks import Task, as_task
-from .distill import AUGMENT, BEFORE_EVALS, TextPool, resume_hint, typical_words
+from .distill import AUGMENT, BEFORE_EVALS, TextPool, resume_hint, typical_words, unsaved_settings
 from .errors import TaskError
 from .finetune import clock, finetune_budget
 from .metrics import small_test_warning
@@ -342,7 +342,8 @@ def _extra_settings(extras: CurveExtras, cfg: RunConfig, ref_cfg: RunConfig | No
         settings["unlabelled"] = {"inputs": list(extras.unlabelled), "max_texts": cfg.distill.max_texts,
                                   "texts": hashlib.sha256("\n".join(texts).encode()).hexdigest()}
         if cfg.distill.augment:  # none: as a curve from before distill.augment recorded it
-            settings["unlabelled"]["augment"] = {k: getattr(cfg.distill, k) for k in AUGMENT}
+            settings["unlabelled"]["augment"] = {k: getattr(cfg.distill, k) for k in AUGMENT
+                                                 if k not in unsaved_settings(cfg.distill)}  # as distill saves them
     if extras.reference_dapt:
         settings["reference_dapt"] = {"budget": extras.reference_dapt, "lr": extras.dapt_lr,
                                       "head_warmup": (ref_cfg or cfg).train.head_warmup}

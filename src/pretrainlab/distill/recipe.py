@@ -67,11 +67,12 @@ class DistillSetup:
     train: Encoded
     """The student's encodings of the labelled training texts, then the unlabelled pieces (label NO_LABEL)."""
     targets: Tensor
-    """(N, K) the teacher's logits on each of them."""
+    """(N, K) the teacher's logits on each of them (distill.augment_targets=source: a copy's are its source's)."""
     teacher_pooled: Tensor | None
     enc: dict[str, Encoded]
     """validation and test, for the student (labels in the teacher's ids)."""
     labels: TeacherLabels
+    """The teacher's labelling: of every text, or (distill.augment_targets=source) of all but the copies."""
     unk_rate: float
     budget: Budget
     eval_every: int
@@ -100,7 +101,8 @@ def distill_setup(teacher: FineTuned, task: Task, student: Student, pool: TextPo
                   out: str | Path, *, resume: bool = False, quiet: bool = False, copied: bool = False) -> DistillSetup:
     """The student's encodings of the task's labelled training texts and the pool with distill.augment's copies
     (checked for [UNK]), its validation and test splits, `out` checked (resume: the same distillation's only), then
-    the teacher's logits on every training text (from the cache where it has them). copied: the pool holds its
+    the teacher's logits on every training text (from the cache where it has them; distill.augment_targets=source:
+    on all but the copies, which take their sources' logits and pooled representations). copied: the pool holds its
     copies already (pool_with_copies: self-training's rounds share them)."""
     task, remap = teacher_task(teacher, task)
     dc = cfg.distill
@@ -127,13 +129,18 @@ def distill_setup(teacher: FineTuned, task: Task, student: Student, pool: TextPo
     key = teacher_hash(teacher)
     settings = _settings(teacher, key, student, task, texts, pool.augmented, cfg)
     out = _check_out(Path(out), settings, resume)  # before the teacher's work: a wrong --out costs nothing
+    read = texts if dc.augment_targets == "teacher" else texts[:len(texts) - pool.augmented]  # source: no copy
     teacher.model.to(device)
-    got = label_texts(teacher, texts, Path(dc.cache) if dc.cache else default_cache_dir(),
+    got = label_texts(teacher, read, Path(dc.cache) if dc.cache else default_cache_dir(),
                       shard_texts=dc.shard_texts, batch_size=dc.teacher_batch_size, device=device, dtype=dtype,
                       with_pooled=dc.hidden_weight > 0, quiet=quiet)
     teacher.model.cpu()
+    targets, pooled = got.logits, got.pooled
+    if dc.augment_targets == "source":  # the cache holds the teacher's logits on a text only: none for a copy
+        rows = source_rows(len(task.train), pool)
+        targets, pooled = targets[rows], pooled[rows] if pooled is not None else None
     setup = DistillSetup(teacher, task, student, cfg, out, head, head == "bert", max_len, device, dtype, pool, train,
-                         got.logits, got.pooled, enc, got, unk_rate, Budget(steps=1), 1, settings, quiet)
+                         targets, pooled, enc, got, unk_rate, Budget(steps=1), 1, settings, quiet)
     setup.budget, setup.eval_every = student_budget(dc, setup.steps_per_epoch)
     return setup
 
@@ -146,6 +153,13 @@ def pool_with_copies(pool: TextPool, task: Task, teacher: FineTuned, dc: Distill
     return augmented_pool(pool, dc.augment, dc.augment_mask, dc.augment_swap, dc.augment_ngram,
                           mask_token(teacher.tokenizer), held_out=task.validation.texts + task.test.texts,
                           labelled=task.train.texts)
+
+
+def source_rows(n_labelled: int, pool: TextPool) -> list[int]:
+    """Each training text's row among the labelled texts and the pool's originals (what the teacher labels under
+    distill.augment_targets=source): its own, and for a copy its source's."""
+    originals = n_labelled + len(pool.texts) - pool.augmented
+    return list(range(originals)) + [n_labelled + i for i in pool.copy_sources]
 
 
 def student_budget(dc: DistillConfig, steps_per_epoch: int) -> tuple[Budget, int]:
@@ -187,9 +201,12 @@ before them, with a tokenizer file, resumes."""
 BY_THE_BUDGET = ("epochs",)
 """distill settings that an explicit distill.budget makes unused: not saved with it (a self-training round, whose
 budget is given, resumes whatever distill.epochs is)."""
-AUGMENT = ("augment", "augment_mask", "augment_swap", "augment_ngram")
+AUGMENT = ("augment", "augment_mask", "augment_swap", "augment_ngram", "augment_targets")
 """distill settings that distill.augment=0 (the default) leaves unused: not saved with it (a distillation from before
 them resumes)."""
+BY_DEFAULT = {"augment_targets": DistillConfig.augment_targets}
+"""distill settings saved only away from their default (here): a distillation saved before them, or with them at it,
+resumes, and one saved without them is compared as at it."""
 BEFORE_EVALS = {"evals_per_epoch": 1}
 """The distill settings that a distillation saved before issue #29's distill.evals_per_epoch lacks, at the value it
 ran with (one validation a pass): it resumes with them (and its own epochs and patience: the refusal names them)."""
@@ -212,7 +229,8 @@ def _settings(teacher: FineTuned, key: str, student: Student, task: Task, texts:
 def unsaved_settings(dc: DistillConfig) -> tuple[str, ...]:
     """The distill settings a distillation's settings leave out: those that may change on resuming, and those that
     these settings leave unused."""
-    return RESUMABLE + BY_THE_TOKENIZER + (BY_THE_BUDGET if dc.budget else ()) + (() if dc.augment else AUGMENT)
+    return (RESUMABLE + BY_THE_TOKENIZER + (BY_THE_BUDGET if dc.budget else ()) + (() if dc.augment else AUGMENT)
+            + tuple(k for k, v in BY_DEFAULT.items() if getattr(dc, k) == v))
 
 
 SETTINGS_FILE = "distill-settings.json"
@@ -230,7 +248,8 @@ def _check_out(out: Path, settings: dict, resume: bool) -> Path:
             raise ConfigError(f"{out} already holds a distillation; pass --resume to continue it (or to redo its "
                               "report), or choose another --out")
         saved, now = json.loads(saved_file.read_text(encoding="utf-8")), json.loads(json.dumps(settings, default=str))
-        saved["distill"] = {**BEFORE_EVALS, **saved.get("distill", {})}
+        saved["distill"] = {**BEFORE_EVALS, **BY_DEFAULT, **saved.get("distill", {})}
+        now["distill"] = {**BY_DEFAULT, **now["distill"]}
         if "epochs" not in now["distill"]:  # unused (an explicit budget), saved by a distillation before BY_THE_BUDGET
             saved["distill"].pop("epochs", None)
         diff = config_diff(saved, now)
@@ -249,6 +268,7 @@ def resume_hint(saved: dict[str, Any], now: dict[str, Any]) -> str:
     """The --set that give a saved distillation's distill settings back (none differ: nothing)."""
     if now.get("augment") and "augment" not in saved:  # distill.augment=0 saved no augment settings
         saved = {**saved, "augment": 0}
+    saved = {**{k: v for k, v in BY_DEFAULT.items() if k in now}, **saved}  # not saved: at its default
     sets = [f"--set distill.{k}={v}" for k, v in saved.items() if now.get(k) != v]  # absent now: unused (augment=0)
     return f"\n(to continue it: {' '.join(sets)})" if sets else ""
 
@@ -352,16 +372,16 @@ def _report(setup: DistillSetup, runs: list[SeedRun], best: SeedRun) -> DistillR
                                Summary.of([s.macro_f1 for s in seeds]), count_parameters(saved.model),
                                (setup.out / "model.safetensors").stat().st_size, *s_speed)
     agreement = Summary.of([float((r.test_logits.argmax(-1) == t_pred).float().mean()) for r in runs])
-    pool, got = setup.texts, setup.labels
+    pool, got, dc = setup.texts, setup.labels, setup.cfg.distill
     texts = {"labelled": len(task.train), "unlabelled": len(pool.texts) - pool.augmented,
              "augmented": pool.augmented, "augment_held_out_dropped": pool.augment_held_out_dropped,
+             **({"augment_targets": dc.augment_targets} if dc.augment_targets != "teacher" else {}),
              "piece_words": pool.piece_words,
              "sources": pool.sources, "held_out_dropped": pool.held_out_dropped,
              "labelled_dropped": pool.labelled_dropped, "duplicates_dropped": pool.duplicates_dropped,
              "sampled_from": pool.sampled_from, "unk_rate": round(setup.unk_rate, 5)}
     cache = {"dir": str(got.cache_dir), "computed": got.computed, "reused": got.reused, "refused": got.refused,
              "seconds": got.seconds}
-    dc = setup.cfg.distill
     settings = {"temperature": dc.temperature, "alpha": dc.alpha, "hidden_weight": dc.hidden_weight,
                 "budget": asdict(setup.budget), "eval_every": setup.eval_every, "patience": dc.patience,
                 "batch_size": dc.batch_size, "lr": dc.lr,

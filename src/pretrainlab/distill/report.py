@@ -104,8 +104,10 @@ def _copies(texts: dict[str, Any]) -> str:
     """The augmented copies among the texts (distill.augment), if any."""
     if not texts.get("augmented"):
         return ""
+    learn = (", each learning the teacher's label of its piece: distill.augment_targets=source"
+             if texts.get("augment_targets") == "source" else "")
     return (f", plus {texts['augmented']:,} augmented copies of those pieces ({texts['augment_held_out_dropped']:,} "
-            "equal to a validation/test text dropped)")
+            f"equal to a validation/test text dropped{learn})")
 
 
 def report_markdown(r: DistillResult) -> str:
