@@ -150,7 +150,8 @@ def self_train(teacher: Path, student: Student, sub: Task, pool: TextPool, cfg: 
                quiet: bool = True) -> tuple[SeedRun, DistillSetup]:
     """selftrain.rounds rounds of teacher -> student (X's pre-trained weights each time); the round best on the
     validation fifth, with its setup. Every round checkpoints into work/round-R and resumes there. A round's
-    passes count distill.augment's copies of the pool, made once here for every round (the same texts each)."""
+    passes count distill.augment's copies of the pool, made once here for every round (the same texts each;
+    distill.augment_targets=source: each round's teacher labels their sources, and each copy takes its source's)."""
     first = load_teacher(teacher)
     copies = pool_with_copies(pool, sub, first, cfg.distill)
     cfg = selftrain_config(cfg, selftrain_steps(cfg, len(sub.train) + len(copies.texts)))
