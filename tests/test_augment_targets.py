@@ -2,7 +2,7 @@
 itself, as before the setting; "source": the teacher's label of the pool text it was made from (Noisy Student, UDA),
 the teacher run on the originals only and nothing of a copy cached. The setting is saved only away from its default,
 a resume with another is refused naming the --set, bad values are refused, and a curve's two rounds of self-training
-hand each copy its source's label from each round's teacher."""
+hand each copy its source's label from each round's teacher (and the curve, resumed with the default, is refused)."""
 
 import json
 import re
@@ -139,3 +139,6 @@ def test_a_curves_two_self_training_rounds_give_each_copy_its_sources_label_from
     assert not torch.equal(first.targets, second.targets)
     saved = json.loads((out / "curve-settings.json").read_text())["unlabelled"]["augment"]
     assert saved["augment_targets"] == "source"
+    with pytest.raises(ConfigError, match=re.escape("(to continue it: --set distill.augment_targets=source)")):
+        run_curve(run, root / "great.csv", [30], [0], out, curve_cfg(*TWO_ROUNDS, "distill.augment=2"), models=[ROW],
+                  extras=SELF_TRAIN)
