@@ -139,6 +139,8 @@ def test_the_reference_rows_self_train_with_the_settings_the_curve_records(tmp_p
         assert _jsonable(rows.source(model)[1].selftrain) == recorded, model
     assert rows.source("reference+dapt")[1].train.lr == 1e-4  # the rest of the adapted run's config, as before
     assert _extra_settings(extras, cfg, None, None)["self_train"]["reference_selftrain"] is None  # no reference rows
+    rounds_4 = load_config(None, ["selftrain.rounds=4"])  # reference settings without a reference: recorded as before
+    assert _extra_settings(extras, cfg, rounds_4, None)["self_train"]["reference_selftrain"]["rounds"] == 4
 
     out = tmp_path / "c"
     out.mkdir()
@@ -148,7 +150,7 @@ def test_the_reference_rows_self_train_with_the_settings_the_curve_records(tmp_p
     (out / "curve.csv").write_text(",".join(CSV_COLUMNS) + "\n")
     assert _resume(out, now, ref_own_selftrain=_jsonable(ref.config.selftrain)) == []
     other = {"run": "r", "reference": "ref",  # reference settings of another selftrain: not the rows it holds
-             **_extra_settings(extras, cfg, load_config(None, ["selftrain.rounds=4"]), None, ref=ref)}
+             **_extra_settings(extras, cfg, rounds_4, None, ref=ref)}
     with pytest.raises(ConfigError, match=r"other settings \(.*: self_train\)"):
         _resume(out, other, ref_own_selftrain=_jsonable(ref.config.selftrain))
     assert json.loads((out / "curve-settings.json").read_text()) == before

@@ -329,9 +329,10 @@ def _extra_settings(extras: CurveExtras, cfg: RunConfig, ref_cfg: RunConfig | No
     """What the extra rows must share with the rows of them already in the curve (none: nothing). ref: the reference
     run (None: no reference rows)."""
     settings: dict[str, Any] = {}
-    if extras.self_train:  # the reference's: what its rows self-train with (curve_rows.reference_settings)
-        settings["self_train"] = {"selftrain": _jsonable(cfg.selftrain), "reference_selftrain":
-                                  _jsonable(reference_settings(ref_cfg, ref).selftrain) if ref is not None else None}
+    if extras.self_train:  # the reference's: what its rows self-train with
+        reference = reference_settings(ref_cfg, ref)
+        settings["self_train"] = {"selftrain": _jsonable(cfg.selftrain),
+                                  "reference_selftrain": _jsonable(reference.selftrain) if reference else None}
     if extras.student is not None:
         skip = ("cache", "shard_texts", "teacher_batch_size", "throughput_texts", "vocab_size",  # the run's tokenizer
                 *AUGMENT)  # the pool's, below: it feeds the self-trained rows too
