@@ -8,7 +8,7 @@ import torch
 
 from pretrainlab.config import ConfigError, ObjectiveConfig, config_from_dict, load_config
 from pretrainlab.objectives.hybrid import Hybrid
-from pretrainlab.objectives.mlm import MLM, MaskRate, mask_tokens, salted
+from pretrainlab.objectives.mlm import MLM, MaskRate, salted
 from pretrainlab.objectives.spec import SWITCHES, readers
 
 from conftest import TINY, TRANSFORMER
