@@ -343,6 +343,21 @@ CASES: dict[str, Case] = {
         "objective hybrid (GPT-BERT: masked next-token prediction and causal LM in one encoder) makes some rows of a "
         "batch attend causally, which needs attention masks: the rnn backbone has none. Use "
         "model.backbone=transformer for hybrid, or mlm with rnn"),
+    "pretrain-mask-span-without-mlm": Case(
+        "pretrain", "LTG-BERT's span masking without mlm",
+        lambda fx, t: pretrain_argv(fx, t, "objective.weights={rtd: 1.0}", "objective.mask_span=3"),
+        "objective.mask_span=3.0 is read by objective mlm only, which objective.weights does not train (rtd); add mlm "
+        "to objective.weights, or drop objective.mask_span"),
+    "pretrain-mask-span-and-whole-word": Case(
+        "pretrain", "span masking and whole-word masking together",
+        lambda fx, t: pretrain_argv(fx, t, "objective.mask_span=3", "objective.whole_word=true"),
+        "objective.mask_span=3.0 and objective.whole_word=true are two ways to choose the masked tokens (spans of "
+        "tokens, whole words); keep one of them"),
+    "pretrain-whole-word-without-masking": Case(
+        "pretrain", "whole-word masking where no objective masks tokens (a decoder's clm)",
+        lambda fx, t: pretrain_argv(fx, t, "model.backbone=decoder", "model.style=gpt2", "objective.whole_word=true"),
+        "objective.whole_word=true is read by objectives mlm, rtd and hybrid only, none of which objective.weights "
+        "trains (clm); drop objective.whole_word, or add one of them to objective.weights"),
     "pretrain-vocab-mismatch": Case(
         "pretrain", "model.vocab_size other than the corpus tokenizer's",
         lambda fx, t: pretrain_argv(fx, t, "model.vocab_size=500"),

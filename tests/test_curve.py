@@ -119,6 +119,43 @@ def test_a_curve_csv_from_before_the_intervals_is_read_and_resumed(tmp_path):
     assert "| 0.5000 |" in markdown_table([p])  # no interval where none was measured
 
 
+def test_the_reference_rows_self_train_with_the_settings_the_curve_records(tmp_path):
+    """Without reference settings (a library call) the reference's rows self-train with its run's own selftrain
+    section, and the curve records that section (it recorded None before); a curve from before resumes."""
+    from types import SimpleNamespace
+
+    from pretrainlab.config import load_config
+    from pretrainlab.curve import _extra_settings, _jsonable, _resume
+    from pretrainlab.curve_rows import CurveExtras, CurveRows
+
+    cfg, extras = load_config(None, []), CurveExtras(self_train=True)
+    ref = SimpleNamespace(config=load_config(None, ["selftrain.rounds=2"]))
+    dapt = SimpleNamespace(config=load_config(None, ["selftrain.rounds=3", "train.lr=1e-4"]))
+    rows = CurveRows(SimpleNamespace(config=cfg), ref, dapt, SimpleNamespace(test=SimpleNamespace(texts=[])), cfg,
+                     None, tmp_path, extras, None, 1)
+    recorded = _extra_settings(extras, cfg, None, None, ref=ref)["self_train"]["reference_selftrain"]
+    assert recorded == _jsonable(ref.config.selftrain) and recorded["rounds"] == 2
+    for model in ("reference", "reference+dapt"):  # one source: the rows self-train as recorded
+        assert _jsonable(rows.source(model)[1].selftrain) == recorded, model
+    assert rows.source("reference+dapt")[1].train.lr == 1e-4  # the rest of the adapted run's config, as before
+    assert _extra_settings(extras, cfg, None, None)["self_train"]["reference_selftrain"] is None  # no reference rows
+    rounds_4 = load_config(None, ["selftrain.rounds=4"])  # reference settings without a reference: recorded as before
+    assert _extra_settings(extras, cfg, rounds_4, None)["self_train"]["reference_selftrain"]["rounds"] == 4
+
+    out = tmp_path / "c"
+    out.mkdir()
+    now = {"run": "r", "reference": "ref", **_extra_settings(extras, cfg, None, None, ref=ref)}
+    before = {**now, "self_train": {"selftrain": _jsonable(cfg.selftrain), "reference_selftrain": None}}  # the old code's
+    (out / "curve-settings.json").write_text(json.dumps(before))
+    (out / "curve.csv").write_text(",".join(CSV_COLUMNS) + "\n")
+    assert _resume(out, now, ref_own_selftrain=_jsonable(ref.config.selftrain)) == []
+    other = {"run": "r", "reference": "ref",  # reference settings of another selftrain: not the rows it holds
+             **_extra_settings(extras, cfg, rounds_4, None, ref=ref)}
+    with pytest.raises(ConfigError, match=r"other settings \(.*: self_train\)"):
+        _resume(out, other, ref_own_selftrain=_jsonable(ref.config.selftrain))
+    assert json.loads((out / "curve-settings.json").read_text()) == before
+
+
 def test_a_cell_shows_the_seeds_intervals():
     points = [CurvePoint(100, "tfidf", s, acc, 0.5, acc - 0.1, acc + 0.1) for s, acc in ((0, 0.6), (1, 0.7))]
     assert "| 0.6500 ± 0.0707 [0.550, 0.750] |" in markdown_table(points)

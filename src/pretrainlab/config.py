@@ -23,7 +23,7 @@ from typing import Any
 import yaml
 
 from .backbones.spec import BACKBONES, PRESETS
-from .objectives.spec import OBJECTIVES, SPAN_CAP, refusal, renamed, unread
+from .objectives.spec import OBJECTIVES, SPAN_CAP, refusal, renamed, unread, unread_switches
 from .errors import ConfigError
 from .files import read_yaml
 
@@ -213,7 +213,9 @@ class ObjectiveConfig:
     is spent, as the learning rate's schedule does (GPT-BERT: mask_rate=0.3, mask_rate_end=0.15); 0: constant
     mask_rate. Validation masks at this end rate."""
     whole_word: bool = False
-    """Mask whole words (all pieces of a word together)."""
+    """Mask whole words (all pieces of a word together): mlm's masked tokens, rtd's generator input, hybrid's masked
+    rows; refused for a run that trains none of them. A run saved with rtd or hybrid and whole_word=true masked single
+    tokens (only mlm read it then); resumed or continued, it masks whole words."""
     mask_span: float = 0.0
     """mlm only: mask spans of consecutive tokens, of geometric length with this mean before the cap of 10 tokens
     (LTG-BERT, Samuel et al. 2023: 3, so 2.95 after it; SpanBERT: 5), still mask_rate of the tokens in all; each span
@@ -278,7 +280,7 @@ class ObjectiveConfig:
         if self.mask_span and self.whole_word:
             raise ConfigError(f"objective.mask_span={self.mask_span} and objective.whole_word=true are two ways to "
                               "choose the masked tokens (spans of tokens, whole words); keep one of them")
-        why = unread(self.weights, vars(self))  # objectives/spec.py: the settings each objective alone reads
+        why = unread(self.weights, vars(self))  # objectives/spec.py: the settings only some objectives read
         if why:
             raise ConfigError(why)
         _choice("objective.rtd_shared_embeddings", self.rtd_shared_embeddings, ("all", "token"))
@@ -972,9 +974,27 @@ config.yaml lacking one is read with this value, so its generator is rebuilt as 
 
 def config_from_dict(d: dict[str, Any]) -> RunConfig:
     """Rebuild a RunConfig from `to_dict()` output (e.g. a run directory's config.yaml); a setting it lacks that
-    SAVED_BEFORE names takes the value such runs trained with."""
+    SAVED_BEFORE names takes the value such runs trained with, and one switched on that none of its objectives reads
+    is read as off (`_unread_off`)."""
     d = {s: {**SAVED_BEFORE.get(s, {}), **(d.get(s) or {})} for s in SECTIONS}
+    d["objective"] = _unread_off(d["objective"])
     return _run_config({s: build_section(s, d[s]) for s in SECTIONS})
+
+
+def _unread_off(objective: dict[str, Any]) -> dict[str, Any]:
+    """A saved objective section with the settings none of its trained objectives reads (objectives/spec.py) off, each
+    with a note: it changed nothing when the run trained, and a new config refuses it (objective.whole_word=true on
+    a clm run was taken before whole_word was refused where nothing masks tokens)."""
+    weights = objective.get("weights")
+    if not isinstance(weights, dict) or any(type(w) not in (int, float) for w in weights.values()):
+        return objective  # build_section says what is wrong
+    defaults = {f.name: f.default for f in fields(ObjectiveConfig)}
+    off = {key: defaults[key] for key in unread_switches(weights, objective)}
+    trained = ", ".join(name for name, w in weights.items() if w > 0) or "none"
+    for key in off:
+        log.warning(f"note: this run's objective.{key} changed nothing (none of its objectives, {trained}, reads it): "
+                    f"read as {str(off[key]).lower()}")
+    return {**objective, **off}
 
 
 def _run_config(parts: dict[str, Any]) -> RunConfig:

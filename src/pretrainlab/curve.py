@@ -38,7 +38,7 @@ import numpy as np
 from .config import Budget, ConfigError, RunConfig
 from .curve_jobs import FitPool, check_jobs
 from .curve_rows import (ALL_MODELS, BASE_OF, SELF_TRAINED, CurveExtras, CurveRows, available_models, missing_flags,
-                         teacher_of)
+                         reference_settings, teacher_of)
 from .data.tasks import Task, as_task
 from .distill import AUGMENT, BEFORE_EVALS, TextPool, resume_hint, typical_words, unsaved_settings
 from .errors import TaskError
@@ -216,10 +216,10 @@ def run_curve(run: str | Path | Pretrained, task: str | Path | Task, labels: Seq
         log.warning(warning)
     settings = {"run": run_name, "task": task.name, "task_source": task.source, "reference": str(reference or ""),
                 "finetune": _jsonable(cfg.finetune), "train_precision": cfg.train.precision,
-                **_extra_settings(extras, cfg, ref_cfg=reference_cfg, inputs=inputs)}
+                **_extra_settings(extras, cfg, ref_cfg=reference_cfg, inputs=inputs, ref=ref)}
     if ref is not None:  # the reference's own rate (curve --reference-lr): its rows must share it too
         settings["reference_lr"] = (reference_cfg or ref.config).finetune.lr
-    points = _resume(out, settings)
+    points = _resume(out, settings, ref_own_selftrain=_jsonable(ref.config.selftrain) if ref is not None else None)
     dapt = None
     if extras.reference_dapt:
         from .dapt import adapt_reference
@@ -325,12 +325,14 @@ def _check_extras(extras: CurveExtras, task: Task, cfg: RunConfig, pre: Pretrain
 
 
 def _extra_settings(extras: CurveExtras, cfg: RunConfig, ref_cfg: RunConfig | None,
-                    inputs: TextPool | None) -> dict[str, Any]:
-    """What the extra rows must share with the rows of them already in the curve (none: nothing)."""
+                    inputs: TextPool | None, ref: Pretrained | None = None) -> dict[str, Any]:
+    """What the extra rows must share with the rows of them already in the curve (none: nothing). ref: the reference
+    run (None: no reference rows)."""
     settings: dict[str, Any] = {}
-    if extras.self_train:
+    if extras.self_train:  # the reference's: what its rows self-train with
+        reference = reference_settings(ref_cfg, ref)
         settings["self_train"] = {"selftrain": _jsonable(cfg.selftrain),
-                                  "reference_selftrain": _jsonable(ref_cfg.selftrain) if ref_cfg else None}
+                                  "reference_selftrain": _jsonable(reference.selftrain) if reference else None}
     if extras.student is not None:
         skip = ("cache", "shard_texts", "teacher_batch_size", "throughput_texts", "vocab_size",  # the run's tokenizer
                 *AUGMENT)  # the pool's, below: it feeds the self-trained rows too
@@ -387,14 +389,19 @@ def _jsonable(obj) -> dict:
     return json.loads(json.dumps(asdict(obj), default=str))
 
 
-def _resume(out: Path, settings: dict) -> list[CurvePoint]:
+def _resume(out: Path, settings: dict, ref_own_selftrain: dict | None = None) -> list[CurvePoint]:
     """The points of a curve in `out` with the same settings; a curve's extra rows may join it later (their
-    settings are added), but a setting that differs from the one its rows were scored with is refused."""
+    settings are added), but a setting that differs from the one its rows were scored with is refused.
+    ref_own_selftrain: the reference run's own selftrain section, which the reference rows of a curve that recorded
+    none self-trained with (before the record named them, a curve given no reference settings recorded None)."""
     meta, csv_path = out / "curve-settings.json", out / "curve.csv"
     if csv_path.exists() and meta.exists():
         saved = json.loads(meta.read_text(encoding="utf-8"))
         if isinstance(saved.get("finetune"), dict):  # a curve from before finetune.budget: the rule it had
             saved["finetune"] = {**BEFORE_BUDGETS, **saved["finetune"]}
+        self_train = saved.get("self_train")
+        if isinstance(self_train, dict) and self_train.get("reference_selftrain") is None and saved.get("reference"):
+            self_train["reference_selftrain"] = ref_own_selftrain  # what its reference rows self-trained with
         student = saved.get("student")
         if isinstance(student, dict) and isinstance(student.get("distill"), dict):  # students from before
             student["distill"] = {**BEFORE_EVALS, **student["distill"]}  # distill.evals_per_epoch: once a pass

@@ -114,6 +114,14 @@ def missing_flags(model: str, extras: CurveExtras) -> list[str]:
     return flags
 
 
+def reference_settings(ref_cfg: RunConfig | None, ref: Pretrained | None) -> RunConfig | None:
+    """The settings the reference's rows train with: the curve's reference settings (the CLI's: the reference run's
+    finetune section, then --config and --set), else (a library call without them) the reference run's own config;
+    None without either. The reference+dapt rows self-train with these too (their run's config.yaml is the
+    reference's with another budget and rate, adapt_reference)."""
+    return ref_cfg or (ref.config if ref is not None else None)
+
+
 @dataclass
 class Row:
     """One model's scores on one subsample, and what the details file keeps of it."""
@@ -139,12 +147,15 @@ class CurveRows:
 
     def source(self, model: str) -> tuple[Pretrained, RunConfig]:
         """The run a fine-tuned row starts from, and its settings; distill.* is always the curve's (the pool's
-        copies and the teacher-logits cache, as its settings record them), whatever the reference's config says."""
+        copies and the teacher-logits cache, as its settings record them), whatever the reference's config says, and
+        selftrain.* the reference's (`reference_settings`, as the curve's settings record it) for both its rows."""
         if model in ("pretrained", "random-init"):
             return self.pre, self.cfg
         run = self.ref if model == "reference" else self.dapt
         assert run is not None
-        return run, replace(self.ref_cfg or run.config, distill=self.cfg.distill)
+        reference = reference_settings(self.ref_cfg, self.ref)
+        assert reference is not None
+        return run, replace(self.ref_cfg or run.config, distill=self.cfg.distill, selftrain=reference.selftrain)
 
     def work(self, n: int, model: str, seed: int) -> Path:
         return self.out / "work" / f"{n}-{model.replace('>', '')}-seed{seed}"

@@ -501,7 +501,7 @@ def _set_word_starts(model, tok, split, n_docs: int = 500) -> None:
 
     texts = [tok.decode(split.doc(i).tolist()) for i in range(min(n_docs, split.n_docs))]
     table = word_start_table(tok, texts)
-    for obj in model.objectives.values():  # every Objective has the attribute; only mlm reads it
+    for obj in model.objectives.values():  # every Objective has the attribute; those that mask tokens read it
         obj.word_start_table = table
 
 

@@ -48,8 +48,8 @@ class Objective(Protocol):
     """What batches it needs: rows (packed documents), pairs (sentence pairs of its own kind, data.pairs) or
     sentences (packed rows with the tokens that begin a sentence marked)."""
     word_start_table: Tensor | None
-    """(vocab,) bool, True for tokens that begin a word; the recipe sets it for whole-word masking
-    (objective.whole_word), and only mlm reads it."""
+    """(vocab,) bool, True for tokens that begin a word; the recipe sets it on every objective for whole-word masking
+    (objective.whole_word), and the objectives that mask tokens read it (spec.py: the rows listing whole_word)."""
 
     def prepare(self, batch: dict[str, Tensor], gen: torch.Generator, progress: float = 1.0) -> dict[str, Tensor]:
         """Collator side (CPU): add what to predict (masked ids, positions, labels) to the batch. `progress`: the

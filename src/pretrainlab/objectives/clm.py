@@ -44,7 +44,7 @@ class CLM(nn.Module):
     name = "clm"
     uses_shared_forward = True
     reads = "rows"
-    word_start_table: Tensor | None = None  # unused: only mlm masks whole words
+    word_start_table: Tensor | None = None  # unused: it masks no tokens (objective.whole_word)
 
     def prepare(self, batch: dict[str, Tensor], gen: torch.Generator, progress: float = 1.0) -> dict[str, Tensor]:
         ids = batch.get("original_ids", batch["input_ids"])  # with a corrupting objective on, the real tokens

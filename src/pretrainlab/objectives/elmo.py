@@ -65,7 +65,7 @@ class ELMo(nn.Module):
     name = "bilm"
     uses_shared_forward = True
     reads = "rows"
-    word_start_table: Tensor | None = None  # unused: only mlm masks whole words
+    word_start_table: Tensor | None = None  # unused: it masks no tokens (objective.whole_word)
 
     def __init__(self, d_model: int, vocab_size: int, embedding: nn.Embedding):
         super().__init__()

@@ -5,7 +5,8 @@ the others, both scored by the model's one LM head.
     collator: the last round(B x objective.causal_share) rows of each batch are causal rows (at most B - 1: one
               row is always masked; the loader's rows come shuffled); the others are masked as mlm masks them
               (80% [MASK], 10% a random token, 10% kept) at the scheduled rate (objective.mask_rate ->
-              mask_rate_end; GPT-BERT 0.3 -> 0.15)
+              mask_rate_end; GPT-BERT 0.3 -> 0.15), single tokens or whole words (objective.whole_word: a picked
+              word's pieces all masked, each predicted from the state before it, as any masked token)
     MNTP:     a masked token at position t is predicted from the output at t - 1 (GPT-BERT shifts its targets by
               one), so both tasks share one prediction rule: the state at t - 1 predicts token t. The first
               token of a document is never masked (nothing of its document comes before it)
@@ -17,7 +18,9 @@ the others, both scored by the model's one LM head.
 
 One forward serves both kinds of rows (the encoder's per-row causal flags: TransformerBackbone.forward's
 causal_rows). The encoder fine-tunes and is explained as any bidirectional one; its LM head predicts the NEXT
-token, so export to *ForMaskedLM and pseudo-perplexity (which read an MLM head) refuse such a run.
+token, so export to *ForMaskedLM and pseudo-perplexity (which read an MLM head) refuse such a run. A run saved with
+objective.whole_word=true masked single tokens (hybrid did not read it then); resumed or continued, it masks whole
+words.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from ..distributed import global_count, world_size
 from ..errors import ConfigError
 from .clm import IGNORE, next_token_labels
 from .losses import SummedCrossEntropy, top_one
-from .mlm import MaskRate, mask_tokens, schedule
+from .mlm import MaskRate, mask_tokens, schedule, word_starts
 
 
 def causal_rows(batch_size: int, share: float) -> Tensor:
@@ -55,14 +58,16 @@ class Hybrid(nn.Module):
     name = "hybrid"
     uses_shared_forward = False
     reads = "rows"
-    word_start_table: Tensor | None = None  # unused: only mlm masks whole words
+    word_start_table: Tensor | None = None
+    """(vocab,) bool from tokenizer.word_start_table; needed for whole-word masking."""
 
     def __init__(self, vocab_size: int, special_ids: tuple[int, ...], mask_id: int, rate: float | MaskRate = 0.15,
-                 causal_share: float = 1 / 16):
+                 causal_share: float = 1 / 16, whole_word: bool = False):
         super().__init__()
         self.special_ids, self.mask_id, self.vocab_size = tuple(special_ids), mask_id, vocab_size
         self.rate = rate if isinstance(rate, MaskRate) else MaskRate(rate, rate)
         self.causal_share = causal_share
+        self.whole_word = whole_word
 
     def prepare(self, batch: dict[str, Tensor], gen: torch.Generator, progress: float = 1.0) -> dict[str, Tensor]:
         ids, mask = batch.get("original_ids", batch["input_ids"]), batch["mask"]
@@ -70,7 +75,9 @@ class Hybrid(nn.Module):
         maskable = after_first(mask)
         maskable[causal] = 0
         masked, positions, labels = mask_tokens(ids, maskable, self.special_ids, self.mask_id, self.vocab_size,
-                                                self.rate.at(progress), gen, row_seeds=batch.get("row_seed"))
+                                                self.rate.at(progress), gen,
+                                                word_starts(ids, self.whole_word, self.word_start_table, "hybrid"),
+                                                row_seeds=batch.get("row_seed"))
         next_ids = next_token_labels(ids, mask)
         next_ids[~causal] = IGNORE
         flat = next_ids.reshape(-1)
@@ -100,11 +107,12 @@ def _scored(head: nn.Module, flat: Tensor, positions: Tensor, labels: Tensor) ->
 
 
 def build(ctx) -> dict[str, nn.Module]:
-    """hybrid from objective.mask_rate (-> mask_rate_end) and objective.causal_share; it scores with the model's
-    LM head."""
+    """hybrid from objective.mask_rate (-> mask_rate_end), objective.whole_word and objective.causal_share; it scores
+    with the model's LM head."""
     s = ctx.settings
     if not 0 <= s["causal_share"] < 1:
         raise ConfigError(f"objective.causal_share={s['causal_share']} must be in [0, 1): the share of a batch's rows "
                           "trained as causal LM (GPT-BERT: 1/16 = 0.0625)")
     ctx.model_lm_head()
-    return {"hybrid": Hybrid(ctx.vocab_size, ctx.special.all, ctx.special.mask, schedule(s), s["causal_share"])}
+    return {"hybrid": Hybrid(ctx.vocab_size, ctx.special.all, ctx.special.mask, schedule(s), s["causal_share"],
+                             s["whole_word"])}

@@ -161,6 +161,18 @@ def span_start_rate(rate: float, mean: float) -> float:
     return hi
 
 
+def word_starts(ids: Tensor, whole_word: bool, table: Tensor | None, objective: str) -> Tensor | None:
+    """mask_tokens' word_starts for objective.whole_word: (B, T) bool, True where a token of `ids` begins a word, from
+    the (vocab,) table the pre-training recipe sets on every objective (tokenizer.word_start_table); None without
+    whole words (single tokens). mlm, rtd and hybrid pick their tokens through it."""
+    if not whole_word:
+        return None
+    if table is None:
+        raise ValueError(f"whole-word masking needs {objective}'s word_start_table (tokenizer.word_start_table); the "
+                         "pre-training recipe sets it when objective.whole_word is true")
+    return table[ids]
+
+
 MASKINGS = {"bert": (0.8, 0.1), "electra": (0.85, 0.0)}
 """What replaces a picked token: (share [MASK], share a random token), the rest kept: BERT's 80/10/10, ELECTRA's
 85% [MASK] and 15% kept (google-research/electra, pretrain_helpers.mask)."""
@@ -214,14 +226,10 @@ class MLM(nn.Module):
         """The mean length of the masked spans (LTG-BERT: 3); 0: single tokens."""
 
     def prepare(self, batch: dict[str, Tensor], gen: torch.Generator, progress: float = 1.0) -> dict[str, Tensor]:
-        word_starts = None
-        if self.whole_word:
-            if self.word_start_table is None:
-                raise ValueError("whole-word masking needs MLM.word_start_table (tokenizer.word_start_table)")
-            word_starts = self.word_start_table[batch["input_ids"]]
         masked, positions, labels = mask_tokens(
             batch["input_ids"], batch["mask"], self.special_ids, self.mask_id, self.vocab_size,
-            self.rate.at(progress), gen, word_starts, batch.get("row_seed"), span=self.span,
+            self.rate.at(progress), gen, word_starts(batch["input_ids"], self.whole_word, self.word_start_table, "mlm"),
+            batch.get("row_seed"), span=self.span,
         )
         return {**batch, "original_ids": batch["input_ids"], "input_ids": masked,
                 "mlm_positions": positions, "mlm_labels": labels}

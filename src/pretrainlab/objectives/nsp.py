@@ -36,7 +36,7 @@ class NSP(nn.Module):
     name = "nsp"
     uses_shared_forward = True
     reads = "pairs"  # data.pairs.PairLoader(kind=name): random second segments (nsp), swapped ones (sop)
-    word_start_table: Tensor | None = None  # unused: only mlm masks whole words
+    word_start_table: Tensor | None = None  # unused: it masks no tokens (objective.whole_word)
 
     def __init__(self, d_model: int):
         super().__init__()

@@ -78,7 +78,7 @@ class PLM(nn.Module):
     name = "plm"
     uses_shared_forward = False
     reads = "rows"
-    word_start_table: Tensor | None = None  # unused: only mlm masks whole words
+    word_start_table: Tensor | None = None  # unused: it masks no tokens (objective.whole_word)
 
     def __init__(self, d_model: int, vocab_size: int, embedding: nn.Embedding, special_ids: tuple[int, ...],
                  mask_id: int, k: int = 6):

@@ -1,7 +1,8 @@
 """Replaced-token detection (ELECTRA, Clark et al. 2020; google-research/electra): collator + generator +
 discriminator head + loss.
 
-    collator:      mask `rate` of the real tokens (objective.mask_rate, ELECTRA 0.15), replacing them as
+    collator:      mask `rate` of the real tokens (objective.mask_rate, ELECTRA 0.15), or of the words
+                   (objective.whole_word: all pieces of a picked word, as mlm picks them), replacing them as
                    objective.rtd_masking says (electra: 85% [MASK], 15% kept; bert: 80/10/10); draw one
                    uniform number per masked position (so sampling is a pure function of the batch's seed:
                    exact resume)
@@ -20,7 +21,9 @@ discriminator head + loss.
 The discriminator is the backbone that fine-tunes and exports. Combined with objective mlm, the
 discriminator would also learn MLM on [MASK]ed input, which ELECTRA does not do: the factory
 rejects that combination. Runs saved before these settings existed (issue #28) load with what they trained
-with (config.SAVED_BEFORE): whole discriminator heads, the token table alone, BERT's masking.
+with (config.SAVED_BEFORE): whole discriminator heads, the token table alone, BERT's masking. A run saved with
+objective.whole_word=true trained on single tokens (rtd did not read it then); resumed or continued, it masks
+whole words.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from torch import Tensor, nn
 from ..distributed import global_count, world_size
 from ..errors import ConfigError
 from .losses import SummedCrossEntropy, top_one
-from .mlm import MASKINGS, MaskRate, mask_tokens, row_rand, salted, schedule
+from .mlm import MASKINGS, MaskRate, mask_tokens, row_rand, salted, schedule, word_starts
 
 
 def generator_size(d_model: int, n_heads: int | None, d_ff: int, fraction: float,
@@ -141,11 +144,12 @@ class RTD(nn.Module):
     name = "rtd"
     uses_shared_forward = False
     reads = "rows"
-    word_start_table: Tensor | None = None  # unused: only mlm masks whole words
+    word_start_table: Tensor | None = None
+    """(vocab,) bool from tokenizer.word_start_table; needed for whole-word masking."""
 
     def __init__(self, discriminator: nn.Module, vocab_size: int, generator: nn.Module, special_ids: tuple[int, ...],
                  mask_id: int, rate: float | MaskRate = 0.15, weight: float = 50.0, shared_embeddings: str = "all",
-                 masking: str = "electra"):
+                 masking: str = "electra", whole_word: bool = False):
         super().__init__()
         share_embeddings(generator, discriminator, shared_embeddings)
         d_model, embedding = discriminator.d_model, discriminator.get_input_embeddings()
@@ -155,12 +159,14 @@ class RTD(nn.Module):
         self.special_ids, self.mask_id, self.vocab_size = tuple(special_ids), mask_id, vocab_size
         self.rate = rate if isinstance(rate, MaskRate) else MaskRate(rate, rate)
         self.weight, self.split = weight, MASKINGS[masking]
+        self.whole_word = whole_word
 
     def prepare(self, batch: dict[str, Tensor], gen: torch.Generator, progress: float = 1.0) -> dict[str, Tensor]:
         ids = batch.get("original_ids", batch["input_ids"])
         rows = batch.get("row_seed")  # per-row draws: a row is corrupted the same on any rank
         masked, positions, labels = mask_tokens(ids, batch["mask"], self.special_ids, self.mask_id, self.vocab_size,
                                                 self.rate.at(progress), gen,
+                                                word_starts(ids, self.whole_word, self.word_start_table, "rtd"),
                                                 row_seeds=None if rows is None else salted(rows, 1), split=self.split)
         uniform = (torch.rand(len(positions), generator=gen) if rows is None
                    else row_rand(salted(rows, 3), ids.shape[1]).reshape(-1)[positions])
@@ -204,7 +210,8 @@ class RTD(nn.Module):
 
 def build(ctx) -> dict[str, nn.Module]:
     """rtd from objective.rtd_generator_fraction, rtd_generator_head_size, rtd_shared_embeddings, rtd_masking,
-    rtd_weight and mask_rate (-> mask_rate_end); the generator is ctx.make_backbone's, of the discriminator's depth."""
+    rtd_weight, mask_rate (-> mask_rate_end) and whole_word; the generator is ctx.make_backbone's, of the
+    discriminator's depth."""
     s, bb = ctx.settings, ctx.backbone
     fraction = s["rtd_generator_fraction"]
     if not 0 < fraction <= 1:
@@ -216,4 +223,4 @@ def build(ctx) -> dict[str, nn.Module]:
                                         fraction, s["rtd_generator_head_size"])
     generator = ctx.make_backbone(d_model=d_gen, n_heads=heads, d_ff=d_ff)
     return {"rtd": RTD(bb, ctx.vocab_size, generator, ctx.special.all, ctx.special.mask, schedule(s), s["rtd_weight"],
-                       s["rtd_shared_embeddings"], s["rtd_masking"])}
+                       s["rtd_shared_embeddings"], s["rtd_masking"], s["whole_word"])}

@@ -5,6 +5,7 @@ run with, the data it needs, and where its builder is (STYLE.md, principle 15).
     refusal("plm", "rnn", {"plm"})         # the message config raises, or None when it fits
     OBJECTIVES["span"].sentinels_setting   # "span_sentinels": it adds that many tokens to the run's tokenizer
     unread({"rtd": 1.0}, {"mask_span": 3})  # the message config raises: mask_span is mlm's alone
+    readers("whole_word")                  # ["mlm", "rtd", "hybrid"]: the objectives that mask tokens
 
 Adding an objective touches its own module (the nn.Module, its collator and loss, and `build`), its row here,
 and its tests. Torch-free: config reads the rows when it loads (a combination is refused before any work);
@@ -45,9 +46,10 @@ class ObjectiveSpec:
     check_data: str | None = None
     """`module:function` under pretrainlab/: (split, seq_len, settings, on, say) -> None, refusing a corpus or
     setting it cannot use before any work (permute: documents of one sentence; span: too few sentinels)."""
-    own_settings: tuple[str, ...] = ()
-    """Objective settings that it alone reads, off at 0 (or false): config refuses one switched on in a run that
-    does not train it, where it would change nothing (mlm: mask_span)."""
+    switches: tuple[str, ...] = ()
+    """Objective settings it reads that are off at 0 (or false): config refuses one switched on in a run that trains
+    none of the objectives listing it, where it would change nothing (mask_span: mlm's alone; whole_word: mlm's,
+    rtd's and hybrid's, the objectives that mask tokens)."""
 
     def builder(self) -> Callable[..., dict[str, Any]]:
         return _resolve(self.build)
@@ -168,7 +170,7 @@ OBJECTIVES: Mapping[str, ObjectiveSpec] = MappingProxyType({
         "mlm", "objectives.mlm:build", ENCODERS, _encoder(
             "mlm", "it predicts a masked token from both sides, and a decoder's state at a position has read only "
                    "the tokens before it"),
-        own_settings=("mask_span",)),
+        switches=("whole_word", "mask_span")),
     "nsp": ObjectiveSpec(
         "nsp", "objectives.nsp:build_nsp", ENCODERS, _encoder(
             "nsp", "it classifies the sentence pair from its first token ([CLS]), which in a decoder has read "
@@ -188,7 +190,8 @@ OBJECTIVES: Mapping[str, ObjectiveSpec] = MappingProxyType({
         conflicts=MappingProxyType({"mlm": "objective rtd already trains an MLM generator; adding mlm would also train "
                                            "the discriminator (the backbone you keep) on [MASK]ed input, which ELECTRA "
                                            "does not do. Drop mlm from objective.weights (the generator's MLM loss is "
-                                           "part of rtd's loss)"})),
+                                           "part of rtd's loss)"}),
+        switches=("whole_word",)),
     "clm": ObjectiveSpec("clm", "objectives.clm:build", CAUSAL, _clm,
                          renamed_on=MappingProxyType({"rnn": "bilm"})),
     "bilm": ObjectiveSpec("bilm", "objectives.elmo:build", ("rnn",), _bilm),
@@ -205,7 +208,8 @@ OBJECTIVES: Mapping[str, ObjectiveSpec] = MappingProxyType({
         "hybrid", "objectives.hybrid:build", ("transformer",), _hybrid,
         conflicts=MappingProxyType({"mlm": "objectives hybrid and mlm both train the model's LM head, hybrid to predict "
                                            "each masked token from the state before it (GPT-BERT), mlm from the state "
-                                           "at it; keep one of them in objective.weights"})),
+                                           "at it; keep one of them in objective.weights"}),
+        switches=("whole_word",)),
 })
 """Every objective, by its objective.weights name."""
 
@@ -223,16 +227,34 @@ def renamed(weights: Mapping[str, float], kind: str) -> tuple[dict[str, float], 
     return out, notes
 
 
+def readers(key: str) -> list[str]:
+    """The objectives that read this objective setting (their rows list it in `switches`), in the table's order."""
+    return [name for name, spec in OBJECTIVES.items() if key in spec.switches]
+
+
+SWITCHES = tuple(dict.fromkeys(key for spec in OBJECTIVES.values() for key in spec.switches))
+"""Every objective setting some row lists in `switches`, once each."""
+
+
+def unread_switches(weights: Mapping[str, float], settings: Mapping[str, Any]) -> list[str]:
+    """The objective settings switched on (not 0 or false) that no objective with weight > 0 reads."""
+    on = {name for name, w in weights.items() if w > 0}
+    return [key for key in SWITCHES if settings.get(key) and not on.intersection(readers(key))]
+
+
 def unread(weights: Mapping[str, float], settings: Mapping[str, Any]) -> str | None:
-    """Why an objective setting switched on would change nothing (its objective is not trained), or None."""
-    on = [name for name, w in weights.items() if w > 0]
-    for name, spec in OBJECTIVES.items():
-        for key in spec.own_settings:
-            if settings[key] and name not in on:
-                return (f"objective.{key}={settings[key]} is read by objective {name} only, which objective.weights "
-                        f"does not train ({', '.join(on) or 'none'}); add {name} to objective.weights, or drop "
-                        f"objective.{key}")
-    return None
+    """Why an objective setting switched on would change nothing (no objective trained reads it), or None."""
+    keys = unread_switches(weights, settings)
+    if not keys:
+        return None
+    key, who = keys[0], readers(keys[0])
+    value = str(settings[key]).lower() if isinstance(settings[key], bool) else settings[key]
+    trained = ", ".join(name for name, w in weights.items() if w > 0) or "none"
+    if len(who) == 1:
+        return (f"objective.{key}={value} is read by objective {who[0]} only, which objective.weights does not train "
+                f"({trained}); add {who[0]} to objective.weights, or drop objective.{key}")
+    return (f"objective.{key}={value} is read by objectives {', '.join(who[:-1])} and {who[-1]} only, none of which "
+            f"objective.weights trains ({trained}); drop objective.{key}, or add one of them to objective.weights")
 
 
 def refusal(kind: str, weights: Mapping[str, float]) -> str | None:
