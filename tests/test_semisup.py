@@ -324,3 +324,17 @@ def test_bad_extra_rows_are_refused_before_any_work(world, tmp_path, capsys):
                  "--self-train", "--pair-column", "b", "--text-column", "a"])
     assert code == 2 and "label single texts, and task pairs has text pairs" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_a_run_student_is_loaded_once_before_any_work(world, monkeypatch):
+    """--student RUN: the curve's checks load the run once (a model and its tokenizer), not once per check."""
+    from pretrainlab import semisup
+
+    root, run, _ = world
+    loads = []
+    real = semisup.load_pretrained
+    monkeypatch.setattr(semisup, "load_pretrained", lambda path: loads.append(path) or real(path))
+    c = cfg()
+    C._check_extras(CurveExtras(student=str(run)), as_task(str(root / "great.csv"), c.finetune), c,
+                    load_pretrained(run), None)
+    assert len(loads) == 1

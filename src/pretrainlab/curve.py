@@ -319,8 +319,9 @@ def _check_extras(extras: CurveExtras, task: Task, cfg: RunConfig, pre: Pretrain
         raise ConfigError(f"--self-train and --student label single texts, and task {task.name} has text pairs; "
                           "drop them for this task")
     if extras.student is not None:
-        check_student(extras.student, extras.student_backbone)
-        curve_student(extras.student, extras.student_backbone, cfg, Path(str(pre.run_dir)) / "tokenizer.json")
+        check_student(extras.student, extras.student_backbone)  # a run: loaded there, once (a model and tokenizer)
+        if student_source(extras.student, extras.student_backbone)[1] is not None:  # a preset: does its size fit?
+            curve_student(extras.student, extras.student_backbone, cfg, Path(str(pre.run_dir)) / "tokenizer.json")
     return unlabelled_inputs(extras.unlabelled, task, cfg.finetune, cfg.data, cfg.distill.max_texts)
 
 
