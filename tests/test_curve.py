@@ -156,6 +156,35 @@ def test_the_reference_rows_self_train_with_the_settings_the_curve_records(tmp_p
     assert json.loads((out / "curve-settings.json").read_text()) == before
 
 
+def test_the_reference_dapt_record_names_the_head_warmup_the_adaptation_uses(tmp_path):
+    """Without reference settings (a library call) the reference is adapted with its run's own train.head_warmup
+    (reference_settings), and the curve records that one (it recorded the curve's own before); a curve from before
+    resumes when nothing changed."""
+    from types import SimpleNamespace
+
+    from pretrainlab.config import load_config
+    from pretrainlab.curve import _extra_settings, _resume
+    from pretrainlab.curve_rows import CurveExtras, reference_settings
+
+    cfg, extras = load_config(None, ["train.head_warmup=0.1"]), CurveExtras(reference_dapt="4")
+    ref = SimpleNamespace(config=load_config(None, ["train.head_warmup=0.2"]))
+    recorded = _extra_settings(extras, cfg, None, None, ref=ref)["reference_dapt"]["head_warmup"]
+    assert recorded == reference_settings(None, ref).train.head_warmup == 0.2  # what adapt_reference gets
+    given = load_config(None, ["train.head_warmup=0.3"])  # reference settings (the CLI's): theirs, as before
+    assert _extra_settings(extras, cfg, given, None, ref=ref)["reference_dapt"]["head_warmup"] == 0.3
+
+    out = tmp_path / "c"
+    out.mkdir()
+    now = {"run": "r", "reference": "ref", **_extra_settings(extras, cfg, None, None, ref=ref)}
+    before = {**now, "reference_dapt": {**now["reference_dapt"], "head_warmup": 0.1}}  # the old code's record
+    (out / "curve-settings.json").write_text(json.dumps(before))
+    (out / "curve.csv").write_text(",".join(CSV_COLUMNS) + "\n")
+    assert _resume(out, now, dapt_warmup_before=0.1) == []
+    with pytest.raises(ConfigError, match=r"other settings \(.*: reference_dapt\)"):  # the curve's value changed
+        _resume(out, now, dapt_warmup_before=0.05)
+    assert json.loads((out / "curve-settings.json").read_text()) == before
+
+
 def test_a_cell_shows_the_seeds_intervals():
     points = [CurvePoint(100, "tfidf", s, acc, 0.5, acc - 0.1, acc + 0.1) for s, acc in ((0, 0.6), (1, 0.7))]
     assert "| 0.6500 ± 0.0707 [0.550, 0.750] |" in markdown_table(points)

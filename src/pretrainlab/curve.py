@@ -219,13 +219,14 @@ def run_curve(run: str | Path | Pretrained, task: str | Path | Task, labels: Seq
                 **_extra_settings(extras, cfg, ref_cfg=reference_cfg, inputs=inputs, ref=ref)}
     if ref is not None:  # the reference's own rate (curve --reference-lr): its rows must share it too
         settings["reference_lr"] = (reference_cfg or ref.config).finetune.lr
-    points = _resume(out, settings, ref_own_selftrain=_jsonable(ref.config.selftrain) if ref is not None else None)
+    points = _resume(out, settings, ref_own_selftrain=_jsonable(ref.config.selftrain) if ref is not None else None,
+                     dapt_warmup_before=(reference_cfg or cfg).train.head_warmup)
     dapt = None
     if extras.reference_dapt:
         from .dapt import adapt_reference
 
         dapt = load_pretrained(adapt_reference(Path(reference), pre, extras.reference_dapt, out / "reference-dapt",
-                                               reference_cfg or ref.config, extras.dapt_lr))
+                                               reference_settings(reference_cfg, ref), extras.dapt_lr))
     cfg = replace(cfg, distill=replace(cfg.distill, cache=cfg.distill.cache or str(out / "teacher-logits")))
     rows = CurveRows(pre, ref, dapt, task, cfg, reference_cfg, out, extras, inputs, typical_words(task),
                      (Path(save_model), counts[-1], seeds[0]) if save_model is not None else None)
@@ -347,9 +348,9 @@ def _extra_settings(extras: CurveExtras, cfg: RunConfig, ref_cfg: RunConfig | No
         if cfg.distill.augment:  # none: as a curve from before distill.augment recorded it
             settings["unlabelled"]["augment"] = {k: getattr(cfg.distill, k) for k in AUGMENT
                                                  if k not in unsaved_settings(cfg.distill)}  # as distill saves them
-    if extras.reference_dapt:
+    if extras.reference_dapt:  # the reference's head warm-up: what adapt_reference pre-trains with
         settings["reference_dapt"] = {"budget": extras.reference_dapt, "lr": extras.dapt_lr,
-                                      "head_warmup": (ref_cfg or cfg).train.head_warmup}
+                                      "head_warmup": reference_settings(ref_cfg, ref).train.head_warmup}
     return settings
 
 
@@ -390,11 +391,14 @@ def _jsonable(obj) -> dict:
     return json.loads(json.dumps(asdict(obj), default=str))
 
 
-def _resume(out: Path, settings: dict, ref_own_selftrain: dict | None = None) -> list[CurvePoint]:
+def _resume(out: Path, settings: dict, ref_own_selftrain: dict | None = None,
+            dapt_warmup_before: float | None = None) -> list[CurvePoint]:
     """The points of a curve in `out` with the same settings; a curve's extra rows may join it later (their
     settings are added), but a setting that differs from the one its rows were scored with is refused.
     ref_own_selftrain: the reference run's own selftrain section, which the reference rows of a curve that recorded
-    none self-trained with (before the record named them, a curve given no reference settings recorded None)."""
+    none self-trained with (before the record named them, a curve given no reference settings recorded None).
+    dapt_warmup_before: the reference_dapt head_warmup a curve with these settings recorded before the record named
+    the reference's (the reference settings', else the curve's own train.head_warmup: not the one its rows used)."""
     meta, csv_path = out / "curve-settings.json", out / "curve.csv"
     if csv_path.exists() and meta.exists():
         saved = json.loads(meta.read_text(encoding="utf-8"))
@@ -406,6 +410,9 @@ def _resume(out: Path, settings: dict, ref_own_selftrain: dict | None = None) ->
         student = saved.get("student")
         if isinstance(student, dict) and isinstance(student.get("distill"), dict):  # students from before
             student["distill"] = {**BEFORE_EVALS, **student["distill"]}  # distill.evals_per_epoch: once a pass
+        dapt = saved.get("reference_dapt")
+        if isinstance(dapt, dict) and "reference_dapt" in settings and dapt.get("head_warmup") == dapt_warmup_before:
+            dapt["head_warmup"] = settings["reference_dapt"]["head_warmup"]  # its rows: the reference's, as now
         differ = sorted(k for k in set(saved) & set(settings) if saved[k] != settings[k])
         base = [k for k in settings if k not in EXTRA_SETTINGS]
         if differ or any(k not in saved for k in base):

@@ -118,7 +118,7 @@ def reference_settings(ref_cfg: RunConfig | None, ref: Pretrained | None) -> Run
     """The settings the reference's rows train with: the curve's reference settings (the CLI's: the reference run's
     finetune section, then --config and --set), else (a library call without them) the reference run's own config;
     None without either. The reference+dapt rows self-train with these too (their run's config.yaml is the
-    reference's with another budget and rate, adapt_reference)."""
+    reference's with another budget and rate: adapt_reference pre-trains with these, train.head_warmup included)."""
     return ref_cfg or (ref.config if ref is not None else None)
 
 
