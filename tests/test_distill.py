@@ -329,22 +329,27 @@ def test_validations_a_pass_follow_the_setting(world, tmp_path):
             cfg(bad)
 
 
-def test_an_explicit_budget_wins_and_a_patience_it_cannot_reach_is_warned_once(world, tmp_path, monkeypatch, caplog):
+def test_an_explicit_budget_wins_and_a_patience_it_cannot_reach_is_warned_once_a_call(world, tmp_path, caplog):
+    """Each distillation warns once (two separate calls: twice, nothing kept between them); a caller that distils
+    many students with the same settings (a curve) passes one `warned` set and is told once."""
     def budget(*sets):
         return D.student_budget(student_cfg(world, *sets, distill=AT_DEFAULTS).distill, 16)
 
     assert budget() == (Budget(steps=20 * 16), 4)
     assert budget("distill.budget=400") == (Budget(steps=400), 4)  # longer than the cap
     assert budget("distill.budget=2m") == (Budget(seconds=120), 4)
-    monkeypatch.setattr(recipe, "_WARNED", set())
     c = student_cfg(world, "distill.budget=10", distill=AT_DEFAULTS)
     with caplog.at_level("WARNING", logger="pretrainlab.distill.recipe"):
         result = D.distill(world / "teacher", "preset:tiny", [world / "unlabelled.txt"], tmp_path / "a", c, seeds=(0,),
                            quiet=True)
-        D.prepare_distill(world / "teacher", "preset:tiny", [world / "unlabelled.txt"], tmp_path / "b", c, quiet=True)
+        setup = D.prepare_distill(world / "teacher", "preset:tiny", [world / "unlabelled.txt"], tmp_path / "b", c,
+                                  quiet=True)
+        warned: set = set()
+        for _ in range(2):  # one curve, two students of the same settings
+            recipe.warn_if_patience_cannot_stop(setup, warned)
     s = result.seeds[0]
     assert (s.steps, s.stopped_early, result.settings["budget"]["steps"]) == (10, False, 10)
-    assert [r.getMessage() for r in caplog.records] == [
+    assert [r.getMessage() for r in caplog.records] == 3 * [
         "distill.patience=8 can never end this distillation early: its budget of 10 steps validates every 4 steps, "
         "2 times before its end, and stopping needs 9; raise distill.budget, raise distill.evals_per_epoch, or "
         "lower distill.patience (0: never stop early; the best validation's weights are kept)"]

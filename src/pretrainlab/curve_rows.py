@@ -144,6 +144,8 @@ class CurveRows:
         self.save_model = save_model
         """(directory, label count, seed) of the pretrained row saved with its reports (the demo's model)."""
         self.timed = task.test.texts[:cfg.distill.throughput_texts]
+        self.warned: set[tuple] = set()
+        """The distill settings whose unreachable distill.patience this curve has warned about: once a curve."""
 
     def source(self, model: str) -> tuple[Pretrained, RunConfig]:
         """The run a fine-tuned row starts from, and its settings; distill.* is always the curve's (the pool's
@@ -241,7 +243,7 @@ class CurveRows:
             cfg = replace(self.cfg, distill=replace(self.cfg.distill, max_unk=1.0))
             student = curve_student(self.extras.student, self.extras.student_backbone, cfg,
                                     Path(str(self.pre.run_dir)) / "tokenizer.json")
-            run, setup = distil_student(teacher, student, sub, pool, cfg, work, seed)
+            run, setup = distil_student(teacher, student, sub, pool, cfg, work, seed, warned=self.warned)
         meta = {"curve": {"labels": n, "model": model, "seed": seed}}
         for dest, wanted in ((self.teacher_dir(n, model, seed), teaches),
                              (self.out / "models" / model / f"seed-{seed}", self.extras.keep_models)):

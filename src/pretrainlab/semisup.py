@@ -171,8 +171,9 @@ def self_train(teacher: Path, student: Student, sub: Task, pool: TextPool, cfg: 
 
 
 def distil_student(teacher: Path, student: Student, sub: Task, pool: TextPool, cfg: RunConfig, work: Path, seed: int,
-                   quiet: bool = True) -> tuple[SeedRun, DistillSetup]:
-    """The small student learns the teacher's soft labels on the pool plus the gold labels (distill.*)."""
+                   quiet: bool = True, warned: set[tuple] | None = None) -> tuple[SeedRun, DistillSetup]:
+    """The small student learns the teacher's soft labels on the pool plus the gold labels (distill.*). warned: the
+    settings whose unreachable distill.patience the caller has warned about (warn_if_patience_cannot_stop)."""
     setup = distill_setup(load_teacher(teacher), sub, student, pool, cfg, work, resume=True, quiet=quiet)
-    warn_if_patience_cannot_stop(setup)
+    warn_if_patience_cannot_stop(setup, warned)
     return distill_seed(setup, seed), setup

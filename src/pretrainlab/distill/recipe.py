@@ -169,22 +169,21 @@ def student_budget(dc: DistillConfig, steps_per_epoch: int) -> tuple[Budget, int
     return budget, dc.eval_every or max(1, steps_per_epoch // dc.evals_per_epoch)
 
 
-_WARNED: set[tuple] = set()
-
-
-def warn_if_patience_cannot_stop(setup: DistillSetup) -> None:
-    """A budget of steps with too few validations for distill.patience to ever end a run: warned once a process for
-    the same settings (a curve distils a student per label count and seed), with what to change."""
+def warn_if_patience_cannot_stop(setup: DistillSetup, warned: set[tuple] | None = None) -> None:
+    """A budget of steps with too few validations for distill.patience to ever end a run: warned, with what to change.
+    warned: the settings already warned about in the caller's scope, their key added once warned (a curve's one set:
+    it distils a student per label count and seed, and says it once); None (one distillation): always said."""
     dc, steps, every = setup.cfg.distill, setup.budget.steps, setup.eval_every
     key = (dc.patience, dc.min_steps, dc.epochs, dc.evals_per_epoch, dc.budget, dc.eval_every)
-    if not dc.patience or steps is None or setup.budget.seconds or setup.budget.tokens or key in _WARNED:
+    if not dc.patience or steps is None or setup.budget.seconds or setup.budget.tokens or key in (warned or ()):
         return
     inside = (steps - 1) // every  # the validations before the last step (after the last one nothing stops)
     before = min(inside, max(0, (dc.min_steps - 1) // every))  # those before distill.min_steps count for nothing
     counted, need = inside - before, dc.patience + (0 if before else 1)  # a best one, then the patience's worth
     if counted >= need:
         return
-    _WARNED.add(key)
+    if warned is not None:
+        warned.add(key)
     longer = "raise distill.budget" if dc.budget else f"raise distill.epochs (the cap, {dc.epochs} passes now)"
     denser = "lower distill.eval_every" if dc.eval_every else "raise distill.evals_per_epoch"
     log.warning(f"distill.patience={dc.patience} can never end this distillation early: its budget of {steps:,} "
