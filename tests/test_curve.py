@@ -283,6 +283,30 @@ def test_a_fit_that_fails_in_a_worker_gives_the_error_of_one_job(tiny_run, tmp_p
     assert errors[0].endswith("); delete OUT/work/20-random-init-seed0 to train this seed again")
 
 
+def test_a_failing_curve_signals_its_live_workers_and_a_pool_without_processes_gets_none(monkeypatch, caplog):
+    """_signal_workers reads ProcessPoolExecutor's private _processes (no public way before Python 3.14): the live
+    workers get the signal; a Python whose pool lacks the attribute sends nothing, says so, and raises nothing."""
+    import signal
+    from concurrent.futures import ProcessPoolExecutor
+    from types import SimpleNamespace
+
+    from pretrainlab import curve_jobs
+
+    sent = []
+    monkeypatch.setattr(curve_jobs.os, "kill", lambda pid, signum: sent.append((pid, signum)))
+    pool = ProcessPoolExecutor(1)  # no worker starts before a submit
+    live, gone = SimpleNamespace(pid=11, is_alive=lambda: True), SimpleNamespace(pid=12, is_alive=lambda: False)
+    monkeypatch.setattr(pool, "_processes", {11: live, 12: gone})
+    curve_jobs._signal_workers(pool, signal.SIGTERM)
+    assert sent == [(11, signal.SIGTERM)]
+    monkeypatch.delattr(pool, "_processes")
+    with caplog.at_level("WARNING", logger="pretrainlab.curve_jobs"):
+        curve_jobs._signal_workers(pool, signal.SIGTERM)
+    assert sent == [(11, signal.SIGTERM)]
+    assert "worker pool hides its processes; waiting for the running fits to finish" in caplog.text
+    pool.shutdown()
+
+
 def test_curve_jobs_below_one_is_refused_and_a_gpu_runs_one_fit_at_a_time(tiny_run, tmp_path, monkeypatch, capsys,
                                                                          caplog):
     import torch

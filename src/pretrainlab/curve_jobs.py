@@ -108,6 +108,13 @@ class FitPool:
 
 
 def _signal_workers(pool: ProcessPoolExecutor, signum: int) -> None:
+    """Send `signum` to the pool's live workers. concurrent.futures gives no public way to reach them before Python
+    3.14 (its terminate_workers): 3.11.7, 3.12.1 and 3.13.0 checked, whose ProcessPoolExecutor has submit, map and
+    shutdown only. So this reads the private `_processes` ({pid: Process}; None once shut down), and a Python without
+    it sends nothing: the running fits then finish before the curve stops (said)."""
+    if not hasattr(pool, "_processes"):
+        log.warning("curve: this Python's worker pool hides its processes; waiting for the running fits to finish")
+        return
     for process in list((pool._processes or {}).values()):
         if process.is_alive():
             try:
