@@ -484,6 +484,11 @@ CASES: dict[str, Case] = {
                        "--out", str(t / "student"), "--set", "distill.augment_targets=source"],
         "distill.augment_targets=source chooses what distill.augment's copies learn, and distill.augment=0 makes "
         "none; set distill.augment=N (copies of each pool text), or drop distill.augment_targets"),
+    "distill-tfidf-weight": Case(
+        "distill", "a TF-IDF share outside [0, 1] (distill.tfidf_weight=2)",
+        lambda fx, t: ["distill", str(fx.model), "--student", "preset:tiny", "--texts", write(t / "u.txt", TEXT),
+                       "--out", str(t / "student"), "--set", "distill.tfidf_weight=2"],
+        "distill.tfidf_weight is TF-IDF + LR's share of the soft labels, in [0, 1] (0: the teacher alone), got 2.0"),
     # ----------------------------------------------------------------- evaluate
     "evaluate-unknown-label": Case(
         "evaluate", "a test file with a label the model was not trained on",

@@ -606,6 +606,13 @@ class DistillConfig:
     passes over the pool: the choice for a large teacher, or when a copy's noise (a [MASK], an n-gram) leaves too
     little for the teacher to read. In a curve's self-training, each round's teacher labels the sources again. Not
     yet measured here."""
+    tfidf_weight: float = 0.0
+    """A second teacher whose errors differ from the first's (co-training, Blum & Mitchell 1998): each text's soft
+    label becomes (1 - w) x the teacher's probabilities + w x those of TF-IDF + logistic regression fitted on the
+    same labelled training texts (the curve's tfidf row's model, C picked on the same validation split); 0: the
+    teacher alone. For a teacher fine-tuned on a few hundred labels, whose own soft labels are wrong on a third of
+    the pool (from-scratch self-training, issue #29). In a curve it mixes into every self-training round's and
+    every student's labels; the cache keeps the teacher's own logits."""
 
     def __post_init__(self) -> None:
         if self.budget:
@@ -625,6 +632,9 @@ class DistillConfig:
         for name in ("augment_mask", "augment_swap", "augment_ngram"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ConfigError(f"distill.{name} is a probability in [0, 1], got {getattr(self, name)}")
+        if not 0 <= self.tfidf_weight <= 1:
+            raise ConfigError(f"distill.tfidf_weight is TF-IDF + LR's share of the soft labels, in [0, 1] (0: the "
+                              f"teacher alone), got {self.tfidf_weight}")
         _choice("distill.augment_targets", self.augment_targets, AUGMENT_TARGETS)
         if self.augment_targets != "teacher" and not self.augment:
             raise ConfigError(f"distill.augment_targets={self.augment_targets} chooses what distill.augment's copies "

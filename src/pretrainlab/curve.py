@@ -337,7 +337,7 @@ def _extra_settings(extras: CurveExtras, cfg: RunConfig, ref_cfg: RunConfig | No
                                   "reference_selftrain": _jsonable(reference.selftrain) if reference else None}
     if extras.student is not None:
         skip = ("cache", "shard_texts", "teacher_batch_size", "throughput_texts", "vocab_size",  # the run's tokenizer
-                *AUGMENT)  # the pool's, below: it feeds the self-trained rows too
+                *AUGMENT, "tfidf_weight")  # the pool's soft labels', below: they feed the self-trained rows too
         student, backbone = student_source(extras.student, extras.student_backbone)  # a run: its absolute path
         settings["student"] = {"student": student, "backbone": backbone,
                                "distill": {k: v for k, v in _jsonable(cfg.distill).items() if k not in skip}}
@@ -348,10 +348,17 @@ def _extra_settings(extras: CurveExtras, cfg: RunConfig, ref_cfg: RunConfig | No
         if cfg.distill.augment:  # none: as a curve from before distill.augment recorded it
             settings["unlabelled"]["augment"] = {k: getattr(cfg.distill, k) for k in AUGMENT
                                                  if k not in unsaved_settings(cfg.distill)}  # as distill saves them
+        if cfg.distill.tfidf_weight:  # none: as a curve from before distill.tfidf_weight recorded it
+            settings["unlabelled"]["tfidf_weight"] = cfg.distill.tfidf_weight
     if extras.reference_dapt:  # the reference's head warm-up: what adapt_reference pre-trains with
         settings["reference_dapt"] = {"budget": extras.reference_dapt, "lr": extras.dapt_lr,
                                       "head_warmup": reference_settings(ref_cfg, ref).train.head_warmup}
     return settings
+
+
+def _pool_distill(unlabelled: dict[str, Any]) -> dict[str, Any]:
+    """The distill settings a curve's pool records (distill.augment*, distill.tfidf_weight), as distill saves them."""
+    return {**unlabelled.get("augment", {}), **{k: v for k, v in unlabelled.items() if k == "tfidf_weight"}}
 
 
 def _budget(n: int, cfg: RunConfig) -> Budget:
@@ -418,8 +425,8 @@ def _resume(out: Path, settings: dict, ref_own_selftrain: dict | None = None,
         if differ or any(k not in saved for k in base):
             hint = resume_hint(student.get("distill", {}), settings["student"]["distill"]) \
                 if "student" in differ and isinstance(student, dict) else ""
-            if "unlabelled" in differ and isinstance(saved["unlabelled"], dict):  # the pool's distill.augment*
-                hint += resume_hint(saved["unlabelled"].get("augment", {}), settings["unlabelled"].get("augment", {}))
+            if "unlabelled" in differ and isinstance(saved["unlabelled"], dict):  # the pool's distill.* settings
+                hint += resume_hint(_pool_distill(saved["unlabelled"]), _pool_distill(settings["unlabelled"]))
             raise ConfigError(f"{out} holds a learning curve with other settings ({meta}: {', '.join(differ) or 'keys'}"
                               f"); give another --out or delete the directory{hint}")
         if any(k not in saved for k in settings):

@@ -136,6 +136,8 @@ def distill_setup(teacher: FineTuned, task: Task, student: Student, pool: TextPo
                       with_pooled=dc.hidden_weight > 0, quiet=quiet)
     teacher.model.cpu()
     targets, pooled = got.logits, got.pooled
+    if dc.tfidf_weight:  # on what the teacher read; a copy under augment_targets=source takes its source's mix
+        targets = _teacher.with_tfidf(targets, task, remap, read, dc.tfidf_weight, quiet)
     if dc.augment_targets == "source":  # the cache holds the teacher's logits on a text only: none for a copy
         rows = source_rows(len(task.train), pool)
         targets, pooled = targets[rows], pooled[rows] if pooled is not None else None
@@ -203,7 +205,7 @@ budget is given, resumes whatever distill.epochs is)."""
 AUGMENT = ("augment", "augment_mask", "augment_swap", "augment_ngram", "augment_targets")
 """distill settings that distill.augment=0 (the default) leaves unused: not saved with it (a distillation from before
 them resumes)."""
-BY_DEFAULT = {"augment_targets": DistillConfig.augment_targets}
+BY_DEFAULT = {"augment_targets": DistillConfig.augment_targets, "tfidf_weight": DistillConfig.tfidf_weight}
 """distill settings saved only away from their default (here): a distillation saved before them, or with them at it,
 resumes, and one saved without them is compared as at it."""
 BEFORE_EVALS = {"evals_per_epoch": 1}
@@ -384,6 +386,7 @@ def _report(setup: DistillSetup, runs: list[SeedRun], best: SeedRun) -> DistillR
     settings = {"temperature": dc.temperature, "alpha": dc.alpha, "hidden_weight": dc.hidden_weight,
                 "budget": asdict(setup.budget), "eval_every": setup.eval_every, "patience": dc.patience,
                 "batch_size": dc.batch_size, "lr": dc.lr,
+                **({"tfidf_weight": dc.tfidf_weight} if dc.tfidf_weight else {}),
                 "student_backbone": setup.student.model_cfg.backbone, "tokenizer": setup.student.tokenizer_source}
     best_test = score(test.labels, best.test_logits.argmax(-1).tolist(), names)
     return DistillResult(task.name, teacher_fig, student_fig, agreement, seeds, best.result.seed, best_test,

@@ -110,6 +110,13 @@ def _copies(texts: dict[str, Any]) -> str:
             f"equal to a validation/test text dropped{learn})")
 
 
+def _mixed(settings: dict[str, Any]) -> str:
+    """What the soft labels mix in besides the teacher (distill.tfidf_weight), if anything."""
+    w = settings.get("tfidf_weight")
+    return (f" (soft labels: {1 - w:g} x the teacher's + {w:g} x TF-IDF + LR's on the same labels: "
+            f"distill.tfidf_weight)" if w else "")
+
+
 def report_markdown(r: DistillResult) -> str:
     t, s = r.teacher, r.student
     rows = [("test accuracy", str(t.accuracy), str(s.accuracy), f"{s.accuracy.mean - t.accuracy.mean:+.4f}"),
@@ -136,7 +143,8 @@ def report_markdown(r: DistillResult) -> str:
             f"{x['duplicates_dropped']:,} duplicates{'; a sample of ' + format(x['sampled_from'], ',') if x['sampled_from'] else ''}"
             f"){_copies(x)}; [UNK] rate {x['unk_rate']:.2%}.\nTeacher logits: {c['computed']:,} computed, {c['reused']:,} from "
             f"the cache ({c['dir']}){'; damaged shards refused and rebuilt: ' + str(len(c['refused'])) if c['refused'] else ''}.\n"
-            f"Loss: T^2 KL at T={r.settings['temperature']} + {r.settings['alpha']} x CE on labelled examples"
+            f"Loss: T^2 KL at T={r.settings['temperature']}{_mixed(r.settings)} + {r.settings['alpha']} x CE on "
+            "labelled examples"
             f"{' + ' + str(r.settings['hidden_weight']) + ' x hidden-state MSE' if r.settings['hidden_weight'] else ''}; "
             f"budget {', '.join(f'{k} {v}' for k, v in r.settings['budget'].items() if v is not None)} per seed, "
             f"validated every {r.settings['eval_every']} steps, patience {r.settings['patience']}: {_stops(r.seeds)}.\n"
