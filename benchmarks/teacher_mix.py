@@ -63,7 +63,7 @@ def main() -> None:
     p.add_argument("--set", action="append", default=[], dest="sets")
     a = p.parse_args()
     cfg = load_config(None, a.sets, base=load_pretrained(a.run).config, base_sections=("finetune",))  # as curve
-    task_spec = a.task if ":" in a.task or Path(a.task).exists() else f"task:{a.task}"
+    task_spec = a.task
     per_seed = {s: scores(Path(a.run), task_spec, a.labels, s, a.out, cfg) for s in a.seeds}
     (a.out / "teacher-mix.json").write_text(json.dumps(per_seed, indent=1))
     print(f"| split | {' | '.join(f'w={w}' for w in WEIGHTS)} |\n|---|{'---:|' * len(WEIGHTS)}")

@@ -116,3 +116,26 @@ def test_a_curves_self_training_rounds_learn_the_mixture_and_the_curve_records_i
     with pytest.raises(ConfigError, match=re.escape("(to continue it: --set distill.tfidf_weight=0.5)")):
         run_curve(run, root / "great.csv", [30], [0], out, curve_cfg(*TWO_ROUNDS), models=[ROW, "tfidf"],
                   extras=SELF_TRAIN)
+
+
+def test_the_teacher_mix_benchmark_scores_the_curves_pretrained_row_and_tfidf_at_its_ends(semi_world, tmp_path):
+    """benchmarks/teacher_mix.py: w=0 is the curve's own pretrained row, w=1 TF-IDF + LR on the same labels."""
+    import importlib.util
+    from pathlib import Path
+
+    from pretrainlab.curve import read_csv, subsample
+    from pretrainlab.data.tasks import as_task
+
+    path = Path(__file__).parents[1] / "benchmarks" / "teacher_mix.py"
+    spec = importlib.util.spec_from_file_location("teacher_mix", path)
+    mix = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mix)
+    root, run, _ = semi_world
+    cfg = curve_cfg()
+    got = mix.scores(run, str(root / "great.csv"), 30, 0, tmp_path, cfg)
+    (row,) = read_csv(tmp_path / "seed0" / "curve.csv")
+    assert got["test"]["w=0.0"] == pytest.approx(row.accuracy)
+    task = as_task(root / "great.csv", cfg.finetune)
+    p = tfidf_model(subsample(task, 30, 0)).probabilities(task.test.texts)
+    assert got["test"]["w=1.0"] == pytest.approx(np.mean(p.argmax(1) == np.asarray(task.test.labels)))
+    assert set(got) == {"validation", "test", "pool"} and all(0 <= v <= 1 for s in got.values() for v in s.values())
