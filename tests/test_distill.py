@@ -7,6 +7,7 @@ import math
 import random
 import re
 import shutil
+from dataclasses import replace
 
 import pytest
 import torch
@@ -347,12 +348,16 @@ def test_an_explicit_budget_wins_and_a_patience_it_cannot_reach_is_warned_once_a
         warned: set = set()
         for _ in range(2):  # one curve, two students of the same settings
             recipe.warn_if_patience_cannot_stop(setup, warned)
+        longer = replace(setup, budget=Budget(steps=14))  # another label count's pool: another budget of steps
+        for _ in range(2):
+            recipe.warn_if_patience_cannot_stop(longer, warned)
     s = result.seeds[0]
     assert (s.steps, s.stopped_early, result.settings["budget"]["steps"]) == (10, False, 10)
-    assert [r.getMessage() for r in caplog.records] == 3 * [
-        "distill.patience=8 can never end this distillation early: its budget of 10 steps validates every 4 steps, "
-        "2 times before its end, and stopping needs 9; raise distill.budget, raise distill.evals_per_epoch, or "
-        "lower distill.patience (0: never stop early; the best validation's weights are kept)"]
+    said = ("distill.patience=8 can never end this distillation early: its budget of {} steps validates every 4 "
+            "steps, {} times before its end, and stopping needs 9; raise distill.budget, raise "
+            "distill.evals_per_epoch, or lower distill.patience (0: never stop early; the best validation's weights "
+            "are kept)")
+    assert [r.getMessage() for r in caplog.records] == 3 * [said.format(10, 2)] + [said.format(14, 3)]
 
 
 def test_a_distillation_from_before_evals_per_epoch_resumes_with_its_own_settings(world, tmp_path):

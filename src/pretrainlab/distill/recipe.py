@@ -173,10 +173,11 @@ def student_budget(dc: DistillConfig, steps_per_epoch: int) -> tuple[Budget, int
 
 def warn_if_patience_cannot_stop(setup: DistillSetup, warned: set[tuple] | None = None) -> None:
     """A budget of steps with too few validations for distill.patience to ever end a run: warned, with what to change.
-    warned: the settings already warned about in the caller's scope, their key added once warned (a curve's one set:
-    it distils a student per label count and seed, and says it once); None (one distillation): always said."""
+    warned: the settings and step counts already warned about in the caller's scope, their key added once warned (a
+    curve's one set: it distils a student per label count and seed, and says it once for each budget of steps, with
+    that budget's numbers); None (one distillation): always said."""
     dc, steps, every = setup.cfg.distill, setup.budget.steps, setup.eval_every
-    key = (dc.patience, dc.min_steps, dc.epochs, dc.evals_per_epoch, dc.budget, dc.eval_every)
+    key = (dc.patience, dc.min_steps, dc.epochs, dc.evals_per_epoch, dc.budget, dc.eval_every, steps, every)
     if not dc.patience or steps is None or setup.budget.seconds or setup.budget.tokens or key in (warned or ()):
         return
     inside = (steps - 1) // every  # the validations before the last step (after the last one nothing stops)
