@@ -208,7 +208,8 @@ def run_curve(run: str | Path | Pretrained, task: str | Path | Task, labels: Seq
         raise ConfigError(f"--out {out} is a file; give a directory for curve.csv, curve.md and curve.png")
     inputs = _check_extras(extras, task, cfg, pre, reference)  # before any training: bad input costs nothing
     ref = load_pretrained(reference) if reference is not None else None
-    jobs = check_jobs(jobs, [cfg.train.device, *([(reference_cfg or ref.config).train.device] if ref else [])])
+    ref_settings = reference_settings(reference_cfg, ref)  # what the reference's rows train with
+    jobs = check_jobs(jobs, [cfg.train.device, *([ref_settings.train.device] if ref_settings else [])])
     out.mkdir(parents=True, exist_ok=True)
     log.info(f"curve: {task.name}: {len(task.train)} training examples, label counts {' '.join(map(str, counts))} "
              f"(a fifth of each for validation); {len(task.test)} test examples score every model")
@@ -217,8 +218,8 @@ def run_curve(run: str | Path | Pretrained, task: str | Path | Task, labels: Seq
     settings = {"run": run_name, "task": task.name, "task_source": task.source, "reference": str(reference or ""),
                 "finetune": _jsonable(cfg.finetune), "train_precision": cfg.train.precision,
                 **_extra_settings(extras, cfg, ref_cfg=reference_cfg, inputs=inputs, ref=ref)}
-    if ref is not None:  # the reference's own rate (curve --reference-lr): its rows must share it too
-        settings["reference_lr"] = (reference_cfg or ref.config).finetune.lr
+    if ref_settings is not None:  # the reference's own rate (curve --reference-lr): its rows must share it too
+        settings["reference_lr"] = ref_settings.finetune.lr
     points = _resume(out, settings, ref_own_selftrain=_jsonable(ref.config.selftrain) if ref is not None else None,
                      dapt_warmup_before=(reference_cfg or cfg).train.head_warmup)
     dapt = None
