@@ -139,3 +139,15 @@ def test_the_teacher_mix_benchmark_scores_the_curves_pretrained_row_and_tfidf_at
     p = tfidf_model(subsample(task, 30, 0)).probabilities(task.test.texts)
     assert got["test"]["w=1.0"] == pytest.approx(np.mean(p.argmax(1) == np.asarray(task.test.labels)))
     assert set(got) == {"validation", "test", "pool"} and all(0 <= v <= 1 for s in got.values() for v in s.values())
+
+
+def test_the_distillation_report_says_what_the_soft_labels_mix(world, tmp_path):
+    cfg = student_cfg(world, "distill.epochs=1", "distill.tfidf_weight=0.25")
+    result = D.distill(world / "teacher", "preset:tiny", [world / "unlabelled.txt"], tmp_path / "s", cfg, seeds=(0,),
+                       quiet=True)
+    assert result.settings["tfidf_weight"] == 0.25
+    assert ("(soft labels: 0.75 x the teacher's + 0.25 x TF-IDF + LR's on the same labels: distill.tfidf_weight)"
+            in (tmp_path / "s" / "report.md").read_text())
+    plain = D.distill(world / "teacher", "preset:tiny", [world / "unlabelled.txt"], tmp_path / "p",
+                      student_cfg(world, "distill.epochs=1"), seeds=(0,), quiet=True)
+    assert "tfidf_weight" not in plain.settings and "TF-IDF" not in (tmp_path / "p" / "report.md").read_text()
