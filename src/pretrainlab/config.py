@@ -609,8 +609,8 @@ class DistillConfig:
     tfidf_weight: float = 0.0
     """A second teacher whose errors differ from the first's (co-training, Blum & Mitchell 1998): each text's soft
     label becomes (1 - w) x the teacher's probabilities + w x those of TF-IDF + logistic regression fitted on the
-    same labelled training texts (the curve's tfidf row's model, C picked on the same validation split); 0: the
-    teacher alone. For a teacher fine-tuned on a few hundred labels, whose own soft labels are wrong on a third of
+    same labelled training texts (as the curve's tfidf row is fitted, C picked on the same validation split, with
+    solver seed 0 where the row uses the curve's seed); 0: the teacher alone. For a teacher fine-tuned on a few hundred labels, whose own soft labels are wrong on a third of
     the pool (from-scratch self-training, issue #29). In a curve it mixes into every self-training round's and
     every student's labels; the cache keeps the teacher's own logits."""
 
