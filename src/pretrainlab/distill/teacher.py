@@ -88,7 +88,6 @@ def run_teacher(teacher: FineTuned, texts: Sequence[str], batch_size: int, devic
     return logits, pooled
 
 
-
 def with_tfidf(logits: Tensor, task: Task, remap: Sequence[int], texts: Sequence[str], weight: float,
                quiet: bool = False) -> Tensor:
     """The teacher's logits on texts as the log of (1 - weight) x its probabilities + weight x those of TF-IDF + LR
