@@ -489,6 +489,12 @@ CASES: dict[str, Case] = {
         lambda fx, t: ["distill", str(fx.model), "--student", "preset:tiny", "--texts", write(t / "u.txt", TEXT),
                        "--out", str(t / "student"), "--set", "distill.tfidf_weight=2"],
         "distill.tfidf_weight is TF-IDF + LR's share of the soft labels, in [0, 1] (0: the teacher alone), got 2.0"),
+    "distill-confident-share": Case(
+        "distill", "no share of the pool kept (distill.confident_share=0)",
+        lambda fx, t: ["distill", str(fx.model), "--student", "preset:tiny", "--texts", write(t / "u.txt", TEXT),
+                       "--out", str(t / "student"), "--set", "distill.confident_share=0"],
+        "distill.confident_share is the share of the unlabelled pool kept, the texts the soft labels are surest of, "
+        "in (0, 1] (1: all of it), got 0.0"),
     # ----------------------------------------------------------------- evaluate
     "evaluate-unknown-label": Case(
         "evaluate", "a test file with a label the model was not trained on",

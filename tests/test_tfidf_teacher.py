@@ -1,7 +1,8 @@
 """distill.tfidf_weight: TF-IDF + LR, fitted on the same labelled texts, as a second teacher. Each text's soft label is
 (1 - w) x the teacher's probabilities + w x TF-IDF + LR's, in the teacher's label order; 0 (the default) leaves the
 targets and the saved settings as before; the cache keeps the teacher's own logits; a resume with another weight is
-refused naming the --set; a curve's self-training rounds learn the mixture and record it."""
+refused naming the --set (test_confident_share.py, with distill.confident_share); a curve's self-training rounds
+learn the mixture and record it."""
 
 import json
 import re
@@ -74,19 +75,6 @@ def test_the_tfidf_model_is_the_tfidf_rows(world):
     p = model.probabilities(task.test.texts)
     assert val == model.val_acc and np.allclose(p.sum(1), 1)
     assert metrics.accuracy == pytest.approx(np.mean(p.argmax(1) == np.asarray(task.test.labels)))
-
-
-def test_the_weight_is_saved_only_away_from_its_default_and_a_resume_with_another_is_refused(world, tmp_path):
-    default = prepared(world, tmp_path / "default")
-    zero = prepared(world, tmp_path / "zero", "distill.tfidf_weight=0")
-    assert "tfidf_weight" not in json.loads((default.out / D.SETTINGS_FILE).read_text())["distill"]
-    assert (zero.out / D.SETTINGS_FILE).read_bytes() == (default.out / D.SETTINGS_FILE).read_bytes()
-    half = prepared(world, tmp_path / "half", "distill.tfidf_weight=0.5")
-    assert json.loads((half.out / D.SETTINGS_FILE).read_text())["distill"]["tfidf_weight"] == 0.5
-    with pytest.raises(ConfigError, match=re.escape("(to continue it: --set distill.tfidf_weight=0.5)")):
-        prepared(world, half.out, resume=True)
-    with pytest.raises(ConfigError, match=re.escape("(to continue it: --set distill.tfidf_weight=0.0)")):
-        prepared(world, default.out, "distill.tfidf_weight=0.5", resume=True)
 
 
 @pytest.mark.parametrize("value", ["-0.1", "1.5"])

@@ -613,6 +613,14 @@ class DistillConfig:
     solver seed 0 where the row uses the curve's seed); 0: the teacher alone. For a teacher fine-tuned on a few hundred labels, whose own soft labels are wrong on a third of
     the pool (from-scratch self-training, issue #29). In a curve it mixes into every self-training round's and
     every student's labels; the cache keeps the teacher's own logits."""
+    confident_share: float = 1.0
+    """Share of the unlabelled pool the student learns from: of the pool texts whose soft label (after
+    distill.tfidf_weight's mix) picks a class, the share with the highest probability for it, class by class, so
+    the kept pool keeps the soft labels' class proportions; the labelled texts always stay. 1: the whole pool. The
+    confidence selection of self-training (Du et al. 2021 kept the top texts per class; UDA and FixMatch mask the
+    unsure ones): a teacher fine-tuned on a few hundred labels is wrong most often where it is least sure. With
+    distill.augment, each copy is a pool text of its own. In a curve's self-training, each round's teacher picks
+    again."""
 
     def __post_init__(self) -> None:
         if self.budget:
@@ -635,6 +643,9 @@ class DistillConfig:
         if not 0 <= self.tfidf_weight <= 1:
             raise ConfigError(f"distill.tfidf_weight is TF-IDF + LR's share of the soft labels, in [0, 1] (0: the "
                               f"teacher alone), got {self.tfidf_weight}")
+        if not 0 < self.confident_share <= 1:
+            raise ConfigError(f"distill.confident_share is the share of the unlabelled pool kept, the texts the soft "
+                              f"labels are surest of, in (0, 1] (1: all of it), got {self.confident_share}")
         _choice("distill.augment_targets", self.augment_targets, AUGMENT_TARGETS)
         if self.augment_targets != "teacher" and not self.augment:
             raise ConfigError(f"distill.augment_targets={self.augment_targets} chooses what distill.augment's copies "

@@ -40,7 +40,7 @@ from .curve_jobs import FitPool, check_jobs
 from .curve_rows import (ALL_MODELS, BASE_OF, SELF_TRAINED, CurveExtras, CurveRows, available_models, missing_flags,
                          reference_settings, teacher_of)
 from .data.tasks import Task, as_task
-from .distill import AUGMENT, BEFORE_EVALS, TextPool, resume_hint, typical_words, unsaved_settings
+from .distill import AUGMENT, BEFORE_EVALS, POOL_LABELS, TextPool, resume_hint, typical_words, unsaved_settings
 from .errors import TaskError
 from .finetune import clock, finetune_budget
 from .metrics import small_test_warning
@@ -338,7 +338,7 @@ def _extra_settings(extras: CurveExtras, cfg: RunConfig, ref_cfg: RunConfig | No
                                   "reference_selftrain": _jsonable(reference.selftrain) if reference else None}
     if extras.student is not None:
         skip = ("cache", "shard_texts", "teacher_batch_size", "throughput_texts", "vocab_size",  # the run's tokenizer
-                *AUGMENT, "tfidf_weight")  # the pool's soft labels', below: they feed the self-trained rows too
+                *AUGMENT, *POOL_LABELS)  # the pool's soft labels', below: they feed the self-trained rows too
         student, backbone = student_source(extras.student, extras.student_backbone)  # a run: its absolute path
         settings["student"] = {"student": student, "backbone": backbone,
                                "distill": {k: v for k, v in _jsonable(cfg.distill).items() if k not in skip}}
@@ -349,8 +349,9 @@ def _extra_settings(extras: CurveExtras, cfg: RunConfig, ref_cfg: RunConfig | No
         if cfg.distill.augment:  # none: as a curve from before distill.augment recorded it
             settings["unlabelled"]["augment"] = {k: getattr(cfg.distill, k) for k in AUGMENT
                                                  if k not in unsaved_settings(cfg.distill)}  # as distill saves them
-        if cfg.distill.tfidf_weight:  # none: as a curve from before distill.tfidf_weight recorded it
-            settings["unlabelled"]["tfidf_weight"] = cfg.distill.tfidf_weight
+        for k in POOL_LABELS:  # away from the default only: as a curve from before the setting recorded it
+            if k not in unsaved_settings(cfg.distill):
+                settings["unlabelled"][k] = getattr(cfg.distill, k)
     if extras.reference_dapt:  # the reference's head warm-up: what adapt_reference pre-trains with
         settings["reference_dapt"] = {"budget": extras.reference_dapt, "lr": extras.dapt_lr,
                                       "head_warmup": reference_settings(ref_cfg, ref).train.head_warmup}
@@ -358,8 +359,8 @@ def _extra_settings(extras: CurveExtras, cfg: RunConfig, ref_cfg: RunConfig | No
 
 
 def _pool_distill(unlabelled: dict[str, Any]) -> dict[str, Any]:
-    """The distill settings a curve's pool records (distill.augment*, distill.tfidf_weight), as distill saves them."""
-    return {**unlabelled.get("augment", {}), **{k: v for k, v in unlabelled.items() if k == "tfidf_weight"}}
+    """The distill settings a curve's pool records (distill.augment*, POOL_LABELS), as distill saves them."""
+    return {**unlabelled.get("augment", {}), **{k: v for k, v in unlabelled.items() if k in POOL_LABELS}}
 
 
 def _budget(n: int, cfg: RunConfig) -> Budget:

@@ -258,10 +258,12 @@ class CurveRows:
 
     def _teaching(self, setup: DistillSetup, pool: TextPool) -> dict[str, Any]:
         """Who taught the row, what the student started from, and on how many texts (the pool's, then distill.augment's
-        copies of them; the teacher's logits: computed now or read from the cache)."""
+        copies of them; how many of those the student learnt, distill.confident_share's; the teacher's logits:
+        computed now or read from the cache)."""
+        labelled = len(setup.task.train)
         return {"teacher": str(setup.teacher.path), "teacher_hash": setup.settings["teacher_hash"],
                 "student": setup.student.source, "pool": len(pool.texts), "augmented": setup.texts.augmented,
-                "labelled": len(setup.task.train), "teacher_logits": setup.labels.computed,
+                "labelled": labelled, "learnt": len(setup.train) - labelled, "teacher_logits": setup.labels.computed,
                 "teacher_logits_reused": setup.labels.reused, "teacher_seconds": setup.labels.seconds}
 
     # ----------------------------------------------------------------------- details

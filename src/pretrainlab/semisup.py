@@ -29,9 +29,9 @@ from pathlib import Path
 
 from .config import DEFAULT_STUDENT_BACKBONE, PRESETS, STUDENT_BACKBONES, ConfigError, RunConfig, load_config
 from .data.tasks import Task
-from .distill import (PRESET_PREFIX, DistillSetup, Student, TextPool, distill_seed, distill_setup, load_student,
-                      load_teacher, pool_with_copies, read_unlabelled, save_student, student_from_run, text_hash,
-                      warn_if_patience_cannot_stop)
+from .distill import (PRESET_PREFIX, DistillSetup, Student, TextPool, distill_seed, distill_setup, kept_count,
+                      load_student, load_teacher, pool_with_copies, read_unlabelled, save_student, student_from_run,
+                      text_hash, warn_if_patience_cannot_stop)
 from .errors import CheckpointError
 from .runs import load_pretrained
 from .seeds import SeedRun
@@ -151,10 +151,12 @@ def self_train(teacher: Path, student: Student, sub: Task, pool: TextPool, cfg: 
     """selftrain.rounds rounds of teacher -> student (X's pre-trained weights each time); the round best on the
     validation fifth, with its setup. Every round checkpoints into work/round-R and resumes there. A round's
     passes count distill.augment's copies of the pool, made once here for every round (the same texts each;
-    distill.augment_targets=source: each round's teacher labels their sources, and each copy takes its source's)."""
+    distill.augment_targets=source: each round's teacher labels their sources, and each copy takes its source's);
+    with distill.confident_share, the share of the pool a round learns (each round's teacher picks its own)."""
     first = load_teacher(teacher)
     copies = pool_with_copies(pool, sub, first, cfg.distill)
-    cfg = selftrain_config(cfg, selftrain_steps(cfg, len(sub.train) + len(copies.texts)))
+    learnt = kept_count(cfg.distill.confident_share, len(copies.texts))  # about the pool texts a round learns
+    cfg = selftrain_config(cfg, selftrain_steps(cfg, len(sub.train) + learnt))
     best: tuple[SeedRun, DistillSetup] | None = None
     for r in range(1, cfg.selftrain.rounds + 1):
         setup = distill_setup(first if r == 1 else load_teacher(teacher), sub, student, copies, cfg,

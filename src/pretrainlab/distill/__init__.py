@@ -38,19 +38,18 @@ from .augment import augmented_pool  # not augment.augment: distill.augment stay
 from .cache import LogitsCache, TeacherLabels, default_cache_dir, label_texts, teacher_hash, text_hash
 from .loss import NO_LABEL, DistillLoss, DistillModel, distill_loss, soft_label_step_loss
 from .pool import TextPool, input_documents, pieces, read_unlabelled, typical_words
-from .recipe import (AUGMENT, BEFORE_EVALS, SETTINGS_FILE, DistillSetup, distill, distill_seed,
-                     distill_setup, pool_with_copies, prepare_distill, resume_hint, save_student, source_rows,
-                     student_budget, unsaved_settings, warn_if_patience_cannot_stop)
+from .recipe import (AUGMENT, BEFORE_EVALS, POOL_LABELS, SETTINGS_FILE, DistillSetup, confident_rows, distill,
+                     distill_seed, distill_setup, kept_count, pool_with_copies, prepare_distill, resume_hint,
+                     save_student, source_rows, student_budget, unsaved_settings, warn_if_patience_cannot_stop)
 from .report import DistillResult, ModelFigures, report_markdown, texts_per_second
 from .student import PRESET_PREFIX, Student, load_student, student_classifier, student_config, student_from_run
 from .teacher import load_teacher, mask_token, run_teacher, teacher_task
 
-__all__ = ["AUGMENT", "BEFORE_EVALS", "NO_LABEL", "PRESET_PREFIX", "SETTINGS_FILE", "DistillLoss", "DistillModel",
-           "DistillResult", "DistillSetup", "LogitsCache", "ModelFigures", "Student", "TeacherLabels", "TextPool",
-           "augmented_pool", "default_cache_dir", "distill", "distill_loss", "distill_seed", "distill_setup",
-           "input_documents", "label_texts", "load_student", "load_teacher", "mask_token", "pieces", "pool_with_copies",
-           "prepare_distill", "read_unlabelled", "report_markdown", "resume_hint", "run_teacher", "save_student",
-           "soft_label_step_loss", "source_rows",
-           "student_classifier", "student_budget", "student_config", "student_from_run", "teacher_hash",
-           "teacher_task", "text_hash", "texts_per_second", "typical_words", "unsaved_settings",
-           "warn_if_patience_cannot_stop"]
+__all__ = ["AUGMENT", "BEFORE_EVALS", "NO_LABEL", "POOL_LABELS", "PRESET_PREFIX", "SETTINGS_FILE", "DistillLoss",
+           "DistillModel", "DistillResult", "DistillSetup", "LogitsCache", "ModelFigures", "Student", "TeacherLabels",
+           "TextPool", "augmented_pool", "confident_rows", "default_cache_dir", "distill", "distill_loss",
+           "distill_seed", "distill_setup", "input_documents", "kept_count", "label_texts", "load_student",
+           "load_teacher", "mask_token", "pieces", "pool_with_copies", "prepare_distill", "read_unlabelled",
+           "report_markdown", "resume_hint", "run_teacher", "save_student", "soft_label_step_loss", "source_rows",
+           "student_classifier", "student_budget", "student_config", "student_from_run", "teacher_hash", "teacher_task",
+           "text_hash", "texts_per_second", "typical_words", "unsaved_settings", "warn_if_patience_cannot_stop"]

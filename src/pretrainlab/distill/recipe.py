@@ -141,6 +141,13 @@ def distill_setup(teacher: FineTuned, task: Task, student: Student, pool: TextPo
     if dc.augment_targets == "source":  # the cache holds the teacher's logits on a text only: none for a copy
         rows = source_rows(len(task.train), pool)
         targets, pooled = targets[rows], pooled[rows] if pooled is not None else None
+    if dc.confident_share < 1:  # the labelled texts and the pool texts the soft labels are surest of
+        rows = confident_rows(targets, len(task.train), dc.confident_share)
+        train = Encoded(*([part[i] for i in rows] for part in (train.ids, train.segments, train.labels)))
+        targets, pooled = targets[rows], pooled[rows] if pooled is not None else None
+        if not quiet:
+            log.info(f"distill.confident_share={dc.confident_share}: the student learns {len(rows) - len(task.train):,}"
+                     f" of the pool's {len(texts) - len(task.train):,} texts, those the soft labels are surest of")
     setup = DistillSetup(teacher, task, student, cfg, out, head, head == "bert", max_len, device, dtype, pool, train,
                          targets, pooled, enc, got, unk_rate, Budget(steps=1), 1, settings, quiet)
     setup.budget, setup.eval_every = student_budget(dc, setup.steps_per_epoch)
@@ -162,6 +169,24 @@ def source_rows(n_labelled: int, pool: TextPool) -> list[int]:
     distill.augment_targets=source): its own, and for a copy its source's."""
     originals = n_labelled + len(pool.texts) - pool.augmented
     return list(range(originals)) + [n_labelled + i for i in pool.copy_sources]
+
+
+def confident_rows(targets: Tensor, n_labelled: int, share: float) -> list[int]:
+    """The rows of the labelled texts (the first n_labelled), then, class by class, the `share` of the pool rows whose
+    soft label picks that class with the highest probability for it (kept_count), in their order: the pool keeps
+    its class proportions (distill.confident_share)."""
+    sure, picked = targets[n_labelled:].float().softmax(-1).max(-1)
+    kept: list[int] = []
+    for c in picked.unique().tolist():
+        rows = (picked == c).nonzero().squeeze(1)
+        order = sure[rows].argsort(descending=True, stable=True)
+        kept += rows[order[:kept_count(share, len(rows))]].tolist()
+    return list(range(n_labelled)) + [n_labelled + i for i in sorted(kept)]
+
+
+def kept_count(share: float, n: int) -> int:
+    """How many of n texts distill.confident_share keeps: the share rounded half up, at least one."""
+    return max(1, math.floor(share * n + 0.5))
 
 
 def student_budget(dc: DistillConfig, steps_per_epoch: int) -> tuple[Budget, int]:
@@ -206,7 +231,11 @@ budget is given, resumes whatever distill.epochs is)."""
 AUGMENT = ("augment", "augment_mask", "augment_swap", "augment_ngram", "augment_targets")
 """distill settings that distill.augment=0 (the default) leaves unused: not saved with it (a distillation from before
 them resumes)."""
-BY_DEFAULT = {"augment_targets": DistillConfig.augment_targets, "tfidf_weight": DistillConfig.tfidf_weight}
+POOL_LABELS = ("tfidf_weight", "confident_share")
+"""distill settings that shape the soft labels the pool gives beyond the teacher's own (a second teacher, the share
+kept): a curve records them with its pool, as they feed its self-trained rows and its students alike."""
+BY_DEFAULT = {"augment_targets": DistillConfig.augment_targets, "tfidf_weight": DistillConfig.tfidf_weight,
+              "confident_share": DistillConfig.confident_share}
 """distill settings saved only away from their default (here): a distillation saved before them, or with them at it,
 resumes, and one saved without them is compared as at it."""
 BEFORE_EVALS = {"evals_per_epoch": 1}
@@ -378,6 +407,8 @@ def _report(setup: DistillSetup, runs: list[SeedRun], best: SeedRun) -> DistillR
     texts = {"labelled": len(task.train), "unlabelled": len(pool.texts) - pool.augmented,
              "augmented": pool.augmented, "augment_held_out_dropped": pool.augment_held_out_dropped,
              **({"augment_targets": dc.augment_targets} if dc.augment_targets != "teacher" else {}),
+             **({"kept": len(setup.train) - len(task.train), "confident_share": dc.confident_share}
+                if dc.confident_share < 1 else {}),
              "piece_words": pool.piece_words,
              "sources": pool.sources, "held_out_dropped": pool.held_out_dropped,
              "labelled_dropped": pool.labelled_dropped, "duplicates_dropped": pool.duplicates_dropped,

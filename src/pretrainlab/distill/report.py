@@ -110,6 +110,14 @@ def _copies(texts: dict[str, Any]) -> str:
             f"equal to a validation/test text dropped{learn})")
 
 
+def _kept(texts: dict[str, Any]) -> str:
+    """How much of the pool the student learns (distill.confident_share), if not all of it."""
+    if "kept" not in texts:
+        return ""
+    return (f"; the student learns {texts['kept']:,} of these pieces, those the soft labels are surest of "
+            f"(distill.confident_share={texts['confident_share']:g}, class by class)")
+
+
 def _mixed(settings: dict[str, Any]) -> str:
     """What the soft labels mix in besides the teacher (distill.tfidf_weight), if anything."""
     w = settings.get("tfidf_weight")
@@ -141,7 +149,7 @@ def report_markdown(r: DistillResult) -> str:
             f"{x['piece_words']} words ({', '.join(f'{k}: {v:,}' for k, v in x['sources'].items())}; dropped: "
             f"{x['held_out_dropped']:,} validation/test texts, {x['labelled_dropped']:,} labelled ones, "
             f"{x['duplicates_dropped']:,} duplicates{'; a sample of ' + format(x['sampled_from'], ',') if x['sampled_from'] else ''}"
-            f"){_copies(x)}; [UNK] rate {x['unk_rate']:.2%}.\nTeacher logits: {c['computed']:,} computed, {c['reused']:,} from "
+            f"){_copies(x)}{_kept(x)}; [UNK] rate {x['unk_rate']:.2%}.\nTeacher logits: {c['computed']:,} computed, {c['reused']:,} from "
             f"the cache ({c['dir']}){'; damaged shards refused and rebuilt: ' + str(len(c['refused'])) if c['refused'] else ''}.\n"
             f"Loss: T^2 KL at T={r.settings['temperature']}{_mixed(r.settings)} + {r.settings['alpha']} x CE on "
             "labelled examples"
