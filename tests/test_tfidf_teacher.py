@@ -111,7 +111,7 @@ def test_the_teacher_mix_benchmark_scores_the_curves_pretrained_row_and_tfidf_at
     import importlib.util
     from pathlib import Path
 
-    from pretrainlab.curve import read_csv, subsample
+    from pretrainlab.curve import picked_examples, read_csv, subsample
     from pretrainlab.data.tasks import as_task
 
     path = Path(__file__).parents[1] / "benchmarks" / "teacher_mix.py"
@@ -126,7 +126,14 @@ def test_the_teacher_mix_benchmark_scores_the_curves_pretrained_row_and_tfidf_at
     task = as_task(root / "great.csv", cfg.finetune)
     p = tfidf_model(subsample(task, 30, 0)).probabilities(task.test.texts)
     assert got["test"]["w=1.0"] == pytest.approx(np.mean(p.argmax(1) == np.asarray(task.test.labels)))
-    assert set(got) == {"validation", "test", "pool"} and all(0 <= v <= 1 for s in got.values() for v in s.values())
+    assert set(got) == {"validation", "test", "pool", mix.KEPT}
+    assert all(0 <= v <= 1 for s in got.values() for v in s.values())
+    w1 = got[mix.KEPT]["w=1.0"]  # TF-IDF's surest half of the pool, scored here from its probabilities
+    picked = set(picked_examples(task, 30, 0))
+    pool = [i for i in range(len(task.train)) if i not in picked]
+    q = tfidf_model(subsample(task, 30, 0)).probabilities([task.train.texts[i] for i in pool])
+    kept = D.confident_rows(torch.from_numpy(q).log(), 0, 0.5)
+    assert w1 == pytest.approx(np.mean(q.argmax(1)[kept] == np.asarray([task.train.labels[pool[i]] for i in kept])))
 
 
 def test_the_distillation_report_says_what_the_soft_labels_mix(world, tmp_path):
