@@ -35,7 +35,8 @@ def test_the_rows_kept_are_the_labelled_then_the_surest_share_of_each_class_in_o
     assert D.confident_rows(logits, 2, 0.5) == [0, 1, 2, 4, 7]  # class 0: 2 of 4 (rows 5, 0); class 1: 1 of 2
     assert D.confident_rows(logits, 2, 0.75) == [0, 1, 2, 4, 5, 6, 7]  # 3 of 4; 2 x 0.75 = 1.5, half up: 2 of 2
     assert D.confident_rows(logits, 2, 0.01) == [0, 1, 4, 7]  # at least one of each class the labels pick
-    assert [D.kept_count(0.5, n) for n in (1, 2, 3, 5)] == [1, 1, 2, 3]  # half up, never none
+    assert [D.kept_count(0.5, n) for n in (0, 1, 2, 3, 5)] == [0, 1, 1, 2, 3]  # half up, none only of none
+    assert D.kept_count(1.0, 0) == 0 and D.kept_count(1.0, 7) == 7
     assert D.confident_rows(logits, 2, 1.0) == list(range(8))
     assert D.confident_rows(logits[:2], 2, 0.5) == [0, 1]  # no pool: the labelled texts alone
 

@@ -185,8 +185,8 @@ def confident_rows(targets: Tensor, n_labelled: int, share: float) -> list[int]:
 
 
 def kept_count(share: float, n: int) -> int:
-    """How many of n texts distill.confident_share keeps: the share rounded half up, at least one."""
-    return max(1, math.floor(share * n + 0.5))
+    """How many of n texts distill.confident_share keeps: the share rounded half up, at least one (of none: none)."""
+    return min(n, max(1, math.floor(share * n + 0.5)))
 
 
 def student_budget(dc: DistillConfig, steps_per_epoch: int) -> tuple[Budget, int]:
