@@ -71,6 +71,8 @@ def main() -> None:
     p.add_argument("--set", action="append", default=[], dest="sets")
     p.add_argument("--share", type=float, default=0.5, help="distill.confident_share for the row 'pool, kept'")
     a = p.parse_args()
+    if not 0 < a.share <= 1:  # as distill.confident_share's own check
+        p.error(f"--share is the share of the pool kept, in (0, 1], got {a.share}")
     cfg = load_config(None, a.sets, base=load_pretrained(a.run).config, base_sections=("finetune",))  # as curve
     task_spec = a.task
     per_seed = {s: scores(Path(a.run), task_spec, a.labels, s, a.out, cfg, a.share) for s in a.seeds}
